@@ -1,0 +1,99 @@
+"""The `pydock` command group: global options, lazy sub-command loading, and error-to-exit-code mapping."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pydock.runtime.errors import PydockError
+from pydock.runtime.paths import DEFAULT_ROOT, DRIVER_ENV, ROOT_ENV
+
+# command name -> "module:function"; modules are imported only when their command runs,
+# so `pydock run` never pays for the imports of `pydock images` (start-up time is the budget).
+COMMANDS: dict[str, str] = {
+    "version": "pydock.cli.system:version",
+    "info": "pydock.cli.system:info",
+}
+
+
+@dataclass
+class Settings:
+    """Global options, and the Runtime they open on first use."""
+
+    root: Path
+    driver: str | None
+    debug: bool
+    _runtime: Any = field(default=None, repr=False)
+
+    def runtime(self) -> Any:
+        """The Runtime for this invocation (opened once, closed when the command ends)."""
+        if self._runtime is None:
+            from pydock.runtime.runtime import Runtime
+
+            self._runtime = Runtime(self.root, driver=self.driver)
+            click.get_current_context().call_on_close(self._runtime.close)
+        return self._runtime
+
+
+class LazyGroup(click.Group):
+    """A click group whose sub-commands are imported on demand from COMMANDS."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(COMMANDS))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return super().get_command(ctx, cmd_name)
+        module_name, attr = target.split(":")
+        return getattr(importlib.import_module(module_name), attr)
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        # Docker 0.7 spelled long options with one dash (`-name`, `-rm`); accept them.
+        return super().resolve_command(ctx, args)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-g", "--graph", "root", type=click.Path(path_type=Path), envvar=ROOT_ENV,
+              default=DEFAULT_ROOT, show_default=True, help="Root of pydock's state.")
+@click.option("-s", "--storage-driver", "driver", envvar=DRIVER_ENV, default=None,
+              help="Storage driver: devicemapper, overlay or vfs (default: best available).")
+@click.option("-D", "--debug", is_flag=True, help="Show tracebacks and debug output.")
+@click.pass_context
+def cli(ctx: click.Context, root: Path, driver: str | None, debug: bool) -> None:
+    """pydock: a container runtime in the shape of Docker 0.7."""
+    ctx.obj = Settings(root=root.absolute(), driver=driver, debug=debug)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: run the group, turn PydockError into `Error: <message>` and its exit code."""
+    debug = "-D" in (argv or sys.argv[1:]) or "--debug" in (argv or sys.argv[1:])
+    try:
+        cli.main(args=argv, prog_name="pydock", standalone_mode=False)
+    except PydockError as err:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        click.echo(f"Error: {err}", err=True)
+        return err.exit_code
+    except click.exceptions.Exit as err:
+        return err.exit_code
+    except click.ClickException as err:
+        err.show()
+        return err.exit_code
+    except click.exceptions.Abort:
+        click.echo("Aborted!", err=True)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

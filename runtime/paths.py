@@ -1,0 +1,71 @@
+"""Where everything lives under a pydock root (the `-g/--graph` directory): one place for every path."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_ROOT = "/var/lib/pydock"
+ROOT_ENV = "PYDOCK_ROOT"
+DRIVER_ENV = "PYDOCK_DRIVER"
+
+
+def default_root() -> Path:
+    return Path(os.environ.get(ROOT_ENV) or DEFAULT_ROOT)
+
+
+@dataclass(frozen=True)
+class RootLayout:
+    """The directory tree of one pydock root."""
+
+    root: Path
+
+    @property
+    def graph(self) -> Path:
+        """Image metadata: `graph/<id>/{json,layersize}`; `graph/_tmp` for atomic register/delete."""
+        return self.root / "graph"
+
+    @property
+    def graph_tmp(self) -> Path:
+        return self.graph / "_tmp"
+
+    def repositories(self, driver: str) -> Path:
+        """The tag store (`{"Repositories": {name: {tag: id}}}`), one per storage driver like Docker 0.7."""
+        return self.root / f"repositories-{driver}"
+
+    @property
+    def containers(self) -> Path:
+        return self.root / "containers"
+
+    def container(self, container_id: str) -> Path:
+        return self.containers / container_id
+
+    def driver_home(self, driver: str) -> Path:
+        """Private directory of a storage driver (`devicemapper/`, `overlay/`, `vfs/`)."""
+        return self.root / driver
+
+    @property
+    def linkgraph(self) -> Path:
+        """SQLite name/link graph."""
+        return self.root / "linkgraph.db"
+
+    @property
+    def network(self) -> Path:
+        """Bridge/IP-allocation state."""
+        return self.root / "network"
+
+    @property
+    def lxc(self) -> Path:
+        """The lxcpath handed to lxc tools (`-P`), so lxc state stays under the root."""
+        return self.root / "lxc"
+
+    @property
+    def init(self) -> Path:
+        """Copies of the dockerinit helper, `init/dockerinit-<version>`."""
+        return self.root / "init"
+
+    @property
+    def lock(self) -> Path:
+        """Lock file serialising whole-root operations (reconcile, create/remove) across processes."""
+        return self.root / ".lock"
