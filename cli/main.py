@@ -16,8 +16,35 @@ from pydock.runtime.paths import DEFAULT_ROOT, DRIVER_ENV, ROOT_ENV
 # command name -> "module:function"; modules are imported only when their command runs,
 # so `pydock run` never pays for the imports of `pydock images` (start-up time is the budget).
 COMMANDS: dict[str, str] = {
+    # system
     "version": "pydock.cli.system:version",
     "info": "pydock.cli.system:info",
+    # images
+    "import": "pydock.cli.images:import_",
+    "images": "pydock.cli.images:images",
+    "rmi": "pydock.cli.images:rmi",
+    "history": "pydock.cli.images:history",
+    "tag": "pydock.cli.images:tag",
+    # containers
+    "run": "pydock.cli.containers:run",
+    "create": "pydock.cli.containers:create",
+    "ps": "pydock.cli.containers:ps",
+    "rm": "pydock.cli.containers:rm",
+    "start": "pydock.cli.containers:start",
+    "stop": "pydock.cli.containers:stop",
+    "restart": "pydock.cli.containers:restart",
+    "kill": "pydock.cli.containers:kill",
+    "wait": "pydock.cli.containers:wait",
+    "logs": "pydock.cli.containers:logs",
+    "inspect": "pydock.cli.containers:inspect",
+    "top": "pydock.cli.containers:top",
+    "diff": "pydock.cli.containers:diff",
+    "commit": "pydock.cli.containers:commit",
+    "export": "pydock.cli.containers:export",
+    # names, links, ports
+    "link": "pydock.cli.links:link",
+    "ls": "pydock.cli.links:ls",
+    "port": "pydock.cli.links:port",
 }
 
 
@@ -58,7 +85,7 @@ class LazyGroup(click.Group):
         return super().resolve_command(ctx, args)
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["--help"]})
 @click.option("-g", "--graph", "root", type=click.Path(path_type=Path), envvar=ROOT_ENV,
               default=DEFAULT_ROOT, show_default=True, help="Root of pydock's state.")
 @click.option("-s", "--storage-driver", "driver", envvar=DRIVER_ENV, default=None,
@@ -74,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the group, turn PydockError into `Error: <message>` and its exit code."""
     debug = "-D" in (argv or sys.argv[1:]) or "--debug" in (argv or sys.argv[1:])
     try:
-        cli.main(args=argv, prog_name="pydock", standalone_mode=False)
+        rv = cli.main(args=argv, prog_name="pydock", standalone_mode=False)
     except PydockError as err:
         if debug:
             import traceback
@@ -92,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    return 0
+    # click returns the code of ctx.exit(N) in non-standalone mode (e.g. `run` propagating exit status)
+    return rv if isinstance(rv, int) else 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,94 @@
+"""Suite-wide rules: where dm tests run, which skips are allowed, and the session leak check."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+from pydock.runtime import leaks
+
+IN_UML = os.environ.get("PYDOCK_IN_UML") == "1"
+REQUIRE_DM = os.environ.get("PYDOCK_REQUIRE_DM") == "1"
+# hack/make.sh test sets both: a skipped dm/lxc/network test or a leaked resource fails the run.
+STRICT_SKIPS = os.environ.get("PYDOCK_STRICT_SKIPS") == "1"
+LEAKCHECK = os.environ.get("PYDOCK_LEAKCHECK") == "1"
+_TIERED = ("dm", "lxc", "network")
+
+
+def _dm_missing_reason() -> str | None:
+    """None when this kernel has a usable dm thin-pool, else the missing feature in one line."""
+    from pydock.runtime.kernelcheck import device_mapper
+
+    feature = device_mapper()
+    if feature.found:
+        return None
+    return (f"device-mapper thin-pool is missing from this kernel ({feature.detail}); "
+            "hack/make.sh test runs these tests inside User-Mode Linux")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.geteuid() != 0:
+        skip_root = pytest.mark.skip(reason="pydock's tests need root (mounts, loop devices, lxc)")
+        for item in items:
+            item.add_marker(skip_root)
+        return
+    if not any(item.get_closest_marker("dm") for item in items):
+        return
+    reason = _dm_missing_reason()
+    if reason is None:
+        return
+    if REQUIRE_DM:
+        config._pydock_dm_missing = reason  # type: ignore[attr-defined]
+        return
+    for item in items:
+        if item.get_closest_marker("dm"):
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    missing = getattr(item.config, "_pydock_dm_missing", None)
+    if missing and item.get_closest_marker("dm"):
+        pytest.fail(f"PYDOCK_REQUIRE_DM=1 but {missing}", pytrace=False)
+
+
+_skipped_tiered: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and any(k in report.keywords for k in _TIERED):
+        _skipped_tiered.append(report.nodeid)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config._pydock_before = leaks.snapshot()  # type: ignore[attr-defined]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+
+    def say(text: str) -> None:
+        if reporter is not None:
+            reporter.write_line(text)
+
+    if STRICT_SKIPS and _skipped_tiered:
+        say(f"FAILED: {len(_skipped_tiered)} dm/lxc/network test(s) were skipped; this run must execute them:")
+        for nodeid in _skipped_tiered:
+            say(f"  {nodeid}")
+        session.exitstatus = 1
+    before = getattr(session.config, "_pydock_before", None)
+    if before is None:
+        return
+    found = leaks.snapshot().leaks_since(before)
+    if found:
+        say(("FAILED: " if LEAKCHECK else "WARNING: ") + "resources left behind by this test session:")
+        say(leaks.format_leaks(found))
+        if LEAKCHECK:
+            session.exitstatus = 1
+
+
+@pytest.fixture
+def unique_prefix() -> str:
+    """A short name no other test (or concurrent run) uses: for dm prefixes, lxc names, bridges."""
+    return "pt" + uuid.uuid4().hex[:8]
