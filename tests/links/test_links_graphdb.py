@@ -1,0 +1,248 @@
+"""GraphDB: the SQLite name/link registry, used for real (no mocks), including several processes at once."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from pydock.links.graphdb import GraphDB, normalize_path
+from pydock.runtime.errors import Conflict, InvalidArgument, NotFound
+
+A = "a" * 64
+B = "b" * 64
+C = "c" * 64
+
+
+@pytest.fixture
+def db(tmp_path: Path):
+    g = GraphDB(tmp_path / "linkgraph.db")
+    yield g
+    g.close()
+
+
+def test_root_exists_and_schema_matches_docker(db: GraphDB, tmp_path: Path) -> None:
+    assert db.get("/") == "0"
+    assert db.exists("/")
+    assert db.list() == {}
+    conn = sqlite3.connect(tmp_path / "linkgraph.db")
+    assert conn.execute("SELECT entity_id, parent_id, name FROM edge").fetchall() == [("0", None, "/")]
+    assert conn.execute("SELECT id FROM entity").fetchall() == [("0",)]
+    idx = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'name_parent_ix'").fetchone()[0]
+    assert "UNIQUE" in idx and "parent_id" in idx
+    conn.close()
+
+
+def test_reopen_keeps_a_single_root(tmp_path: Path) -> None:
+    for _ in range(3):
+        g = GraphDB(tmp_path / "db")
+        g.set("/x", A)
+        g.delete("/x")
+        g.close()
+    conn = sqlite3.connect(tmp_path / "db")
+    assert conn.execute("SELECT count(*) FROM edge WHERE name = '/'").fetchone() == (1,)
+    conn.close()
+
+
+def test_set_get_and_paths_normalised(db: GraphDB) -> None:
+    db.set("/web", A)
+    db.set("db", B)
+    db.set("/web/db", B)
+    assert db.get("/web") == A
+    assert db.get("web") == A
+    assert db.get("/web/db/") == B
+    assert db.get("/db") == B
+    assert db.get("/nope") is None
+    assert db.get("/web/nope") is None
+    assert not db.exists("/nope/db")
+    assert db.list() == {"/web": A, "/db": B, "/web/db": B}
+
+
+def test_conflict_names_the_holder(db: GraphDB) -> None:
+    db.set("/x", A)
+    with pytest.raises(Conflict) as err:
+        db.set("/x", B)
+    assert str(err.value) == (
+        "Conflict, The name /x is already assigned to aaaaaaaaaaaa. You have to delete (or rename) "
+        "that container to be able to assign /x to a container again.")
+    assert db.get("/x") == A
+    with pytest.raises(Conflict):
+        db.set("/x", A)  # the same id again is still a taken name
+
+
+def test_set_errors(db: GraphDB) -> None:
+    db.set("/web", A)
+    with pytest.raises(Conflict, match="Cannot set self as child"):
+        db.set("/web/me", A)
+    with pytest.raises(NotFound, match="Parent does not exist"):
+        db.set("/ghost/db", B)
+    with pytest.raises(Conflict):
+        db.set("/", B)
+    with pytest.raises(InvalidArgument):
+        db.set("/a/../b", B)
+    with pytest.raises(InvalidArgument):
+        db.set("", B)
+    assert db.list() == {"/web": A}
+
+
+def test_delete_removes_one_edge_only(db: GraphDB) -> None:
+    db.set("/web", A)
+    db.set("/db", B)
+    db.set("/web/db", B)
+    db.delete("/web/db")
+    assert db.list() == {"/web": A, "/db": B}
+    with pytest.raises(NotFound, match="No such name: /web/db"):
+        db.delete("/web/db")
+    with pytest.raises(NotFound):
+        db.delete("/nope/x")
+    with pytest.raises(Conflict):
+        db.delete("/")
+    assert db.get("/") == "0"
+
+
+def test_purge_removes_every_name_and_the_entity(db: GraphDB, tmp_path: Path) -> None:
+    db.set("/web", A)
+    db.set("/db", B)
+    db.set("/web/db", B)
+    db.set("/db2", B)
+    db.set("/cache", C)
+    db.set("/web/cache", C)
+    assert db.purge(B) == 3
+    assert db.list() == {"/web": A, "/cache": C, "/web/cache": C}
+    assert db.purge(A) == 1  # its own links vanish with it
+    assert db.list() == {"/cache": C}
+    assert db.entities() == [C]
+    assert db.purge(A) == 0
+    conn = sqlite3.connect(tmp_path / "linkgraph.db")
+    assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+    conn.close()
+
+
+def test_rename_within_parent_only(db: GraphDB) -> None:
+    db.set("/web", A)
+    db.set("/db", B)
+    db.set("/web/db", B)
+    db.rename("/web/db", "/web/database")
+    assert db.get("/web/database") == B and db.get("/web/db") is None
+    db.rename("/db", "/primary")
+    assert db.get("/primary") == B
+    with pytest.raises(InvalidArgument, match="parent"):
+        db.rename("/web/database", "/other")
+    with pytest.raises(Conflict, match="already assigned to aaaaaaaaaaaa"):
+        db.rename("/primary", "/web")
+    with pytest.raises(NotFound):
+        db.rename("/nope", "/nope2")
+    assert db.list() == {"/web": A, "/primary": B, "/web/database": B}
+
+
+def test_children_depth_and_ref_paths(db: GraphDB) -> None:
+    db.set("/web", A)
+    db.set("/db", B)
+    db.set("/cache", C)
+    db.set("/web/db", B)
+    db.set("/db/cache", C)
+    assert db.children("/web") == [("/web/db", B)]
+    assert db.children("/web", depth=1) == [("/web/db", B), ("/web/db/cache", C)]
+    assert db.children("/web", depth=-1) == [("/web/db", B), ("/web/db/cache", C)]
+    assert db.children("/cache") == []
+    assert sorted(db.children("/")) == sorted([("/web", A), ("/db", B), ("/cache", C)])
+    with pytest.raises(NotFound):
+        db.children("/nope")
+    assert db.ref_paths(C) == ["/cache", "/db/cache", "/web/db/cache"]
+    assert db.ref_paths(B) == ["/db", "/web/db"]
+    assert db.ref_paths("f" * 64) == []
+    assert db.names_by_id()[B] == ["/db", "/web/db"]
+
+
+def test_cycles_do_not_loop(db: GraphDB) -> None:
+    db.set("/a", A)
+    db.set("/b", B)
+    db.set("/a/b", B)
+    db.set("/b/a", A)
+    assert db.list() == {"/a": A, "/b": B, "/a/b": B, "/b/a": A}
+    assert db.children("/a", depth=-1) == [("/a/b", B)]
+
+
+def test_normalize_path() -> None:
+    assert normalize_path("web//db/") == "/web/db"
+    assert normalize_path("/") == "/"
+    with pytest.raises(InvalidArgument):
+        normalize_path("/x/./y")
+
+
+def test_connection_is_lazy_and_cloexec(tmp_path: Path) -> None:
+    g = GraphDB(tmp_path / "lazy.db")
+    assert not (tmp_path / "lazy.db").exists()
+    g.set("/x", A)
+    assert (tmp_path / "lazy.db").stat().st_mode & 0o777 == 0o600
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(str(tmp_path / "lazy.db")):
+            flags = int(Path(f"/proc/self/fdinfo/{fd}").read_text().split("flags:")[1].split()[0], 8)
+            assert flags & 0o2000000, f"{target} inherited across exec"
+    g.close()
+    assert g.get("/x") == A  # reopens after close
+    g.close()
+
+
+def _writer(path: str, worker: int, n: int) -> None:
+    g = GraphDB(path)
+    for i in range(n):
+        eid = f"{worker:02d}{i:062d}"
+        g.set(f"/w{worker}-{i}", eid)
+        try:
+            g.set("/contended", eid)
+        except Conflict:
+            pass
+        if i % 3 == 0:
+            g.set(f"/w{worker}-{i}/self-link", f"{(worker + 1) % 4:02d}{0:062d}")
+    g.close()
+
+
+def test_four_processes_share_one_file(tmp_path: Path) -> None:
+    path = str(tmp_path / "linkgraph.db")
+    GraphDB(path).close()
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_writer, args=(path, w, 25)) for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    g = GraphDB(path)
+    names = g.list()
+    assert sum(1 for k in names if k.count("/") == 1 and k.startswith("/w")) == 100
+    assert "/contended" in names  # exactly one writer won
+    assert sum(1 for k in names if k.count("/") == 2 and k.startswith("/w") and k.endswith("/self-link")) == 4 * 9
+    g.close()
+
+
+def _crash_mid_set(path: str) -> None:
+    g = GraphDB(path)
+
+    def die(*args: object) -> None:
+        os._exit(7)  # the entity row is written, the edge is not: the transaction is open
+
+    g._insert_edge = die  # type: ignore[method-assign]
+    g.set("/victim", B)
+
+
+def test_crash_mid_transaction_leaves_nothing(tmp_path: Path) -> None:
+    path = str(tmp_path / "linkgraph.db")
+    g = GraphDB(path)
+    g.set("/ok", A)
+    proc = multiprocessing.get_context("fork").Process(target=_crash_mid_set, args=(path,))
+    proc.start()
+    proc.join(30)
+    assert proc.exitcode == 7
+    assert g.list() == {"/ok": A}
+    assert g.entities() == [A]  # no orphan entity row for B
+    g.set("/victim", B)  # the write lock was released by the dead process
+    assert g.get("/victim") == B
+    g.close()
