@@ -1,0 +1,180 @@
+"""On-disk helpers shared by the directory drivers (overlay, vfs): names, atomic records, locks, mount lookup."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import shutil
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from pydock.devmapper.kernel.mount import MountEntry, mountinfo, mounts_under
+from pydock.runtime.errors import Conflict, InvalidArgument, StorageError
+
+#: longest device hash accepted: prefixed 64-hex ids fit, and every name stays below NAME_MAX (255).
+MAX_HASH_LENGTH = 200
+
+
+def validate_hash(hash: str) -> str:
+    """Return `hash` if it can name a device (it becomes a file name), else raise InvalidArgument."""
+    if (not isinstance(hash, str) or not hash or hash in (".", "..") or "/" in hash or "\0" in hash
+            or hash.startswith(".") or len(hash) > MAX_HASH_LENGTH):
+        raise InvalidArgument(f"invalid device hash {hash!r}")
+    return hash
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Write `data` to `path` so a crash leaves either the old or the new record, never half of one."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def read_json(path: Path) -> dict:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename/creation inside `path` durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class HomeLock:
+    """Serialises metadata changes on one driver home, across threads (RLock) and processes (flock)."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._thread_lock = threading.RLock()
+        self._depth = 0
+        self._fd: int | None = None
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        with self._thread_lock:
+            if self._depth == 0:
+                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+                if self._depth == 0 and self._fd is not None:
+                    os.close(self._fd)  # closing drops the flock
+                    self._fd = None
+
+
+def remove_tree(path: Path) -> None:
+    """Delete a device's directory tree, refusing if anything is mounted inside it (it would be emptied too)."""
+    if not path.exists() and not path.is_symlink():
+        return
+    inside = mounts_under(path)
+    if inside:
+        raise Conflict(f"cannot delete {path}: {inside[0]} is mounted inside it")
+    try:
+        shutil.rmtree(path)
+    except OSError as err:
+        raise StorageError(f"cannot delete {path}: {err.strerror or err}") from err
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def bind_identity(directory: Path, entries: list[MountEntry] | None = None) -> tuple[str, str] | None:
+    """(major:minor, root-in-filesystem) that a bind mount of `directory` shows in mountinfo."""
+    entries = mountinfo() if entries is None else entries
+    real = os.path.realpath(directory)
+    best: MountEntry | None = None
+    for e in entries:
+        mp = e.mountpoint
+        if real == mp or real.startswith(mp.rstrip("/") + "/"):
+            if best is None or len(mp) >= len(best.mountpoint):
+                best = e
+    if best is None:
+        return None
+    rel = os.path.relpath(real, best.mountpoint)
+    root = os.path.normpath(os.path.join(best.root, rel)) if rel != "." else best.root
+    return best.major_minor, root
+
+
+def top_mount_at(path: str | os.PathLike, entries: list[MountEntry] | None = None) -> MountEntry | None:
+    """The mount currently visible at `path` (the last one stacked there), or None."""
+    entries = mountinfo() if entries is None else entries
+    real = os.path.realpath(path)
+    found = None
+    for e in entries:
+        if e.mountpoint == real:
+            found = e
+    return found
+
+
+class MountCounter:
+    """Per-(hash, path) mount counts of one driver instance: what shutdown() must undo."""
+
+    def __init__(self) -> None:
+        self._counts: Counter[tuple[str, str]] = Counter()
+        self._lock = threading.Lock()
+
+    def add(self, hash: str, path: str) -> None:
+        with self._lock:
+            self._counts[(hash, path)] += 1
+
+    def drop(self, hash: str, path: str) -> None:
+        with self._lock:
+            key = (hash, path)
+            if self._counts[key] <= 1:
+                self._counts.pop(key, None)
+            else:
+                self._counts[key] -= 1
+
+    def count(self, hash: str) -> int:
+        with self._lock:
+            return sum(n for (h, _), n in self._counts.items() if h == hash)
+
+    def items(self) -> list[tuple[str, str, int]]:
+        with self._lock:
+            return [(h, p, n) for (h, p), n in self._counts.items()]
+
+
+def mount_target(path: str | os.PathLike) -> str:
+    """Absolute real path of an existing directory to mount on; StorageError otherwise."""
+    real = os.path.realpath(path)
+    if not os.path.isdir(real):
+        raise StorageError(f"mount point {path} is not an existing directory")
+    return real
+
+
+def umount_checked(real: str, what: str, umount: Callable[[str], None]) -> None:
+    """Unmount `real`, turning the kernel's errno into a one-line StorageError."""
+    try:
+        umount(real)
+    except OSError as err:
+        if err.errno == errno.EBUSY:
+            raise StorageError(f"Error unmounting {what} from '{real}': device or resource busy") from err
+        raise StorageError(f"Error unmounting {what} from '{real}': {os.strerror(err.errno or 0)}") from err

@@ -1,0 +1,115 @@
+"""Choosing and opening the storage driver of a pydock root: devicemapper, else overlay, else vfs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from pydock.devmapper.deviceset import DeviceSet
+from pydock.runtime.errors import InvalidArgument, KernelFeatureMissing
+from pydock.runtime.paths import RootLayout
+
+#: every driver, in order of preference.
+DRIVERS = ("devicemapper", "overlay", "vfs")
+#: keyword options DeviceSetDM takes; the directory drivers accept and ignore them.
+DM_OPTIONS = frozenset({"prefix", "data_size", "metadata_size", "base_size", "min_free_percent"})
+
+
+def devicemapper_usable() -> tuple[bool, str]:
+    """Whether dm-thin works on this kernel, and the one-line reason."""
+    if not Path("/dev/mapper/control").exists():
+        return False, "device-mapper is missing from this kernel (no /dev/mapper/control)"
+    try:
+        from pydock.devmapper.kernel.dm import thin_pool_available
+    except ImportError:
+        return False, "pydock was built without device-mapper support (pydock.devmapper.kernel.dm missing)"
+    result = thin_pool_available()
+    if isinstance(result, tuple):
+        ok, detail = bool(result[0]), str(result[1])
+    else:
+        ok, detail = bool(result), ""
+    if ok:
+        return True, "/dev/mapper/control and thin-pool present"
+    return False, f"the dm thin-pool target is not usable ({detail or 'thin-pool target missing'})"
+
+
+def _filesystems() -> set[str]:
+    try:
+        with open("/proc/filesystems") as f:
+            return {line.split()[-1] for line in f if line.strip()}
+    except OSError:
+        return set()
+
+
+def overlay_usable(where: Path) -> tuple[bool, str]:
+    """Whether overlayfs is in the kernel and can stack layers on the filesystem holding `where`."""
+    if "overlay" not in _filesystems():
+        return False, "overlayfs is missing from this kernel (not in /proc/filesystems)"
+    from pydock.devmapper.kernel.mount import mount, umount
+
+    where.mkdir(parents=True, exist_ok=True)
+    probe = Path(tempfile.mkdtemp(prefix=".overlay-probe-", dir=where))
+    try:
+        for d in ("lower1", "lower2", "upper", "work", "merged"):
+            (probe / d).mkdir()
+        data = f"lowerdir={probe}/lower1:{probe}/lower2,upperdir={probe}/upper,workdir={probe}/work"
+        try:
+            mount("overlay", probe / "merged", "overlay", 0, data)
+        except OSError as err:
+            return False, f"overlayfs cannot use {where} as upper layer ({os.strerror(err.errno or 0)})"
+        try:
+            (probe / "merged" / "probe").write_text("ok")
+        finally:
+            umount(probe / "merged")
+        return True, "overlayfs present"
+    except OSError as err:
+        return False, f"overlayfs probe in {where} failed ({err.strerror or err})"
+    finally:
+        shutil.rmtree(probe, ignore_errors=True)
+
+
+def _usable(name: str, layout: RootLayout) -> tuple[bool, str]:
+    if name == "devicemapper":
+        return devicemapper_usable()
+    if name == "overlay":
+        return overlay_usable(layout.root)
+    return True, "plain directory copies work everywhere"
+
+
+def _construct(name: str, layout: RootLayout, options: dict) -> DeviceSet:
+    home = layout.driver_home(name)
+    if name == "devicemapper":
+        from pydock.devmapper.dm_deviceset import DeviceSetDM
+
+        return DeviceSetDM(home, **options)
+    if name == "overlay":
+        from pydock.devmapper.overlay import OverlayDeviceSet
+
+        return OverlayDeviceSet(home)
+    from pydock.devmapper.vfs import VfsDeviceSet
+
+    return VfsDeviceSet(home)
+
+
+def open_deviceset(layout_root: str | os.PathLike, driver: str | None = None, **options) -> tuple[DeviceSet, str]:
+    """The DeviceSet for a root and a one-line reason for the choice; KernelFeatureMissing if `driver` can't work."""
+    unknown = set(options) - DM_OPTIONS
+    if unknown:
+        raise InvalidArgument(f"unknown storage option(s): {', '.join(sorted(unknown))}")
+    layout = RootLayout(Path(layout_root))
+    if driver:
+        if driver not in DRIVERS:
+            raise InvalidArgument(f"unknown storage driver {driver!r} (valid: {', '.join(DRIVERS)})")
+        ok, why = _usable(driver, layout)
+        if not ok:
+            raise KernelFeatureMissing(f"driver {driver} not supported: {why}")
+        return _construct(driver, layout, options), f"{driver}: requested ({why})"
+    dm_ok, dm_why = devicemapper_usable()
+    if dm_ok:
+        return _construct("devicemapper", layout, options), f"devicemapper: {dm_why}"
+    ov_ok, ov_why = overlay_usable(layout.root)
+    if ov_ok:
+        return _construct("overlay", layout, options), f"overlay: {dm_why}"
+    return _construct("vfs", layout, options), f"vfs: {dm_why}; {ov_why}"

@@ -1,0 +1,363 @@
+"""The "overlay" DeviceSet: each device is a directory layer stacked on its parent's chain with overlayfs.
+
+On-disk layout of the driver home (one place for every path):
+
+    .lock                       flock serialising metadata changes across processes
+    empty/                      always-empty bottom lowerdir (overlayfs wants two lowerdirs without an upper)
+    layers/<lid>/diff           the layer's own files (the upperdir of its read-write mounts)
+    layers/<lid>/work           overlayfs workdir for read-write mounts
+    layers/<lid>/meta.json      {"hash", "parent" (parent's lid, "" for the base), "initialized"}
+    devices/<hash> -> ../layers/<lid>   the device table; creating/removing this symlink is the commit point
+
+The base device (hash "") is layer `base`, an empty directory. A read-write mount of device D is
+`lowerdir=<parent chain diffs>:empty,upperdir=D/diff,workdir=D/work`; a read-only mount is
+`lowerdir=D/diff:<parent chain diffs>:empty` with no upper. The mount source is the layer directory,
+so mountinfo tells which device is mounted where, from any process.
+
+Removing a device whose children still exist (dm-thin allows deleting an origin with live snapshots)
+removes the device name at once but keeps the layer's data until the last descendant is gone,
+because children read it as a lowerdir. Unlike dm-thin snapshots, a child sees later writes to its
+parent's layer wherever it has not shadowed them; images are immutable once initialized, so
+pydock never relies on either behaviour.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import secrets
+import threading
+from pathlib import Path
+
+from pydock.devmapper import dirstore
+from pydock.devmapper.deviceset import BASE_HASH
+from pydock.devmapper.kernel import mount as kmount
+from pydock.runtime.errors import Conflict, InvalidArgument, NotFound, StorageError
+
+log = logging.getLogger(__name__)
+
+BASE_LAYER = "base"
+#: deepest chain accepted (overlayfs stacks at most 500 lowerdirs; older kernels far fewer), and the
+#: relative lowerdir list must fit in one page of mount data.
+MAX_DEPTH = 160
+#: mount(2) copies at most one page of option data.
+_MOUNT_DATA_MAX = 4000
+
+
+class OverlayDeviceSet:
+    """Directory layers combined by overlayfs; see the module docstring for layout and semantics."""
+
+    name = "overlay"
+
+    def __init__(self, home: str | os.PathLike) -> None:
+        home = Path(home)
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.home = Path(os.path.realpath(home))
+        self._layers = self.home / "layers"
+        self._devices = self.home / "devices"
+        self._empty = self.home / "empty"
+        self._lock = dirstore.HomeLock(self.home / ".lock")
+        self._mounts = dirstore.MountCounter()
+        self._active: set[str] = set()
+        self._active_lock = threading.Lock()
+        with self._lock.held():
+            for d in (self._layers, self._devices):
+                d.mkdir(exist_ok=True, mode=0o700)
+            self._empty.mkdir(exist_ok=True, mode=0o755)
+            if not (self._layers / BASE_LAYER / "meta.json").exists():
+                self._make_layer(BASE_LAYER, BASE_HASH, "", root_mode=(0o755, 0, 0), initialized=True)
+            self._collect_garbage()
+
+    # ---- records -------------------------------------------------------------------------------
+
+    def _layer_dir(self, lid: str) -> Path:
+        return self._layers / lid
+
+    def _meta(self, lid: str) -> dict:
+        try:
+            return dirstore.read_json(self._layer_dir(lid) / "meta.json")
+        except (OSError, ValueError) as err:
+            raise StorageError(f"overlay layer {lid} has no readable record: {err}") from err
+
+    def _lookup(self, hash: str) -> str | None:
+        """The layer id of device `hash`, or None when there is no such device."""
+        if hash == BASE_HASH:
+            return BASE_LAYER
+        dirstore.validate_hash(hash)
+        try:
+            target = os.readlink(self._devices / hash)
+        except FileNotFoundError:
+            return None
+        except OSError as err:
+            raise StorageError(f"cannot read device record {hash}: {err.strerror}") from err
+        return os.path.basename(target.rstrip("/"))
+
+    def _require(self, hash: str, message: str = "Unknown device {hash}") -> str:
+        lid = self._lookup(hash)
+        if lid is None:
+            raise NotFound(message.format(hash=hash))
+        return lid
+
+    def _chain(self, lid: str) -> list[str]:
+        """Layer ids from `lid` down to the base layer."""
+        chain = [lid]
+        while chain[-1] != BASE_LAYER:
+            parent = self._meta(chain[-1]).get("parent") or BASE_LAYER
+            if parent in chain or len(chain) > MAX_DEPTH + 1:
+                raise StorageError(f"overlay layer chain of {lid} is corrupt (loop or too deep)")
+            chain.append(parent)
+        return chain
+
+    def _make_layer(self, lid: str, hash: str, parent: str, *, root_mode: tuple[int, int, int],
+                    initialized: bool) -> None:
+        layer = self._layer_dir(lid)
+        layer.mkdir(mode=0o700)
+        diff = layer / "diff"
+        diff.mkdir()
+        mode, uid, gid = root_mode
+        os.chown(diff, uid, gid)
+        os.chmod(diff, mode)
+        (layer / "work").mkdir(mode=0o700)
+        dirstore.write_json_atomic(layer / "meta.json",
+                                   {"hash": hash, "parent": parent, "initialized": initialized})
+
+    def _collect_garbage(self) -> None:
+        """Delete layers no device names and no surviving layer builds on (crash leftovers, removed parents)."""
+        metas: dict[str, dict | None] = {}
+        for entry in os.listdir(self._layers):
+            if entry == BASE_LAYER or entry.startswith("."):
+                continue
+            try:
+                metas[entry] = dirstore.read_json(self._layers / entry / "meta.json")
+            except (OSError, ValueError):
+                metas[entry] = None
+        while True:
+            parents = {m.get("parent") for m in metas.values() if m}
+            dead = [lid for lid, m in metas.items()
+                    if lid not in parents and (m is None or self._lookup_quiet(m.get("hash", "")) != lid)]
+            if not dead:
+                return
+            for lid in dead:
+                try:
+                    dirstore.remove_tree(self._layer_dir(lid))
+                except (Conflict, StorageError) as err:
+                    log.warning("overlay: keeping unreferenced layer %s: %s", lid, err)
+                metas.pop(lid)
+
+    def _lookup_quiet(self, hash: str) -> str | None:
+        try:
+            return self._lookup(hash) if hash else None
+        except (InvalidArgument, StorageError):
+            return None
+
+    # ---- mounts --------------------------------------------------------------------------------
+
+    def _mount_source(self, lid: str) -> str:
+        return str(self._layer_dir(lid))
+
+    def _mounted_at(self, lid: str) -> list[str]:
+        source = self._mount_source(lid)
+        return [e.mountpoint for e in kmount.mountinfo() if e.fstype == "overlay" and e.source == source]
+
+    def _mount_data(self, chain: list[str], readonly: bool, base: str) -> str:
+        prefix = base + "/" if base else ""
+        def diff(lid: str) -> str:
+            return f"{prefix}layers/{lid}/diff"
+        empty = f"{prefix}empty"
+        if readonly:
+            return "lowerdir=" + ":".join([diff(lid) for lid in chain] + [empty])
+        own = chain[0]
+        lower = ":".join([diff(lid) for lid in chain[1:]] + [empty])
+        return f"lowerdir={lower},upperdir={diff(own)},workdir={prefix}layers/{own}/work"
+
+    def _overlay_mount(self, lid: str, chain: list[str], target: str, readonly: bool) -> None:
+        flags = kmount.MS_RDONLY if readonly else 0
+        data = self._mount_data(chain, readonly, str(self.home))
+        source = self._mount_source(lid)
+        if len(data) <= _MOUNT_DATA_MAX:
+            kmount.mount(source, target, "overlay", flags, data)
+            return
+        # Too long for one page of mount data: name the layers relative to the home, from a child
+        # process that has chdir'ed there (chdir in this process would race with other threads).
+        data = self._mount_data(chain, readonly, "")
+        if len(data) > _MOUNT_DATA_MAX:
+            raise OSError(errno.E2BIG, f"{len(chain)} layers do not fit in one overlayfs mount")
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            code = 0
+            try:
+                os.chdir(self.home)
+                kmount.mount(source, target, "overlay", flags, data)
+            except OSError as err:
+                code = err.errno or 1
+            except BaseException:
+                code = 255
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        code = os.waitstatus_to_exitcode(status)
+        if code:
+            raise OSError(code, os.strerror(code) if 0 < code < 255 else "mount helper failed")
+
+    def mount_device(self, hash: str, path: str | os.PathLike, readonly: bool = False) -> None:
+        """Mount the device's merged tree at `path` (read-only: no upper layer at all, writes get EROFS)."""
+        with self._lock.held():
+            lid = self._require(hash)
+            target = dirstore.mount_target(path)
+            chain = self._chain(lid)
+            try:
+                self._overlay_mount(lid, chain, target, readonly)
+            except OSError as err:
+                raise StorageError(f"Error mounting '{hash}' on '{path}': "
+                                   f"{os.strerror(err.errno) if err.errno else err}") from err
+            self._mounts.add(hash, target)
+            with self._active_lock:
+                self._active.add(hash)
+
+    def unmount_device(self, hash: str, path: str | os.PathLike, deactivate: bool = True) -> None:
+        """Undo one mount_device at `path` (also one made by another process)."""
+        with self._lock.held():
+            lid = self._require(hash)
+            real = os.path.realpath(path)
+            top = dirstore.top_mount_at(real)
+            if top is None:
+                raise StorageError(f"Error unmounting '{hash}': {path} is not mounted")
+            if top.fstype != "overlay" or top.source != self._mount_source(lid):
+                raise StorageError(f"Error unmounting '{hash}': {path} is not a mount of this device")
+            dirstore.umount_checked(real, f"'{hash}'", kmount.umount)
+            self._mounts.drop(hash, real)
+            if deactivate and not self._mounted_at(lid):
+                with self._active_lock:
+                    self._active.discard(hash)
+
+    def deactivate_device(self, hash: str) -> None:
+        """Forget the device's activation (overlay has no kernel object to release); refuses while mounted."""
+        with self._lock.held():
+            lid = self._require(hash, "hash {hash} doesn't exist")
+            mounted = self._mounted_at(lid)
+            if mounted:
+                raise Conflict(f"device {hash or '(base)'} is mounted at {mounted[0]}")
+            with self._active_lock:
+                self._active.discard(hash)
+
+    # ---- devices -------------------------------------------------------------------------------
+
+    def add_device(self, hash: str, base_hash: str) -> None:
+        """New empty layer on top of `base_hash`'s chain; not initialized."""
+        dirstore.validate_hash(hash)
+        with self._lock.held():
+            parent = self._lookup(base_hash)
+            if parent is None:
+                raise NotFound(f"Unknown base hash {base_hash}")
+            if os.path.lexists(self._devices / hash):
+                raise Conflict(f"hash {hash} already exists")
+            depth = len(self._chain(parent))
+            if depth > MAX_DEPTH:
+                raise StorageError(f"cannot add {hash}: the overlay chain would be {depth + 1} layers deep "
+                                   f"(at most {MAX_DEPTH})")
+            st = os.stat(self._layer_dir(parent) / "diff")
+            while True:
+                lid = secrets.token_hex(5)
+                if not os.path.lexists(self._layer_dir(lid)):
+                    break
+            try:
+                self._make_layer(lid, hash, parent, root_mode=(st.st_mode & 0o7777, st.st_uid, st.st_gid),
+                                 initialized=False)
+                os.symlink(f"../layers/{lid}", self._devices / hash)
+                dirstore.fsync_dir(self._devices)
+            except BaseException as err:
+                try:
+                    dirstore.remove_tree(self._layer_dir(lid))
+                except Exception:  # the original error matters more; GC retries later
+                    log.warning("overlay: could not clean up layer %s", lid)
+                if isinstance(err, OSError):
+                    raise StorageError(f"cannot add device {hash}: {err.strerror or err}") from err
+                raise
+
+    def set_initialized(self, hash: str) -> None:
+        with self._lock.held():
+            lid = self._require(hash)
+            layer = self._layer_dir(lid)
+            meta = self._meta(lid)
+            if not meta.get("initialized"):
+                meta["initialized"] = True
+                dirstore.write_json_atomic(layer / "meta.json", meta)
+
+    def remove_device(self, hash: str) -> None:
+        """Delete the device; its data stays on disk only while descendants still stack on it."""
+        if hash == BASE_HASH:
+            raise InvalidArgument("the base device cannot be removed")
+        with self._lock.held():
+            lid = self._require(hash, "hash {hash} doesn't exist")
+            mounted = self._mounted_at(lid)
+            if mounted:
+                raise Conflict(f"device {hash} is mounted at {mounted[0]}")
+            inside = kmount.mounts_under(self._layer_dir(lid))
+            if inside:
+                raise Conflict(f"device {hash}: {inside[0]} is mounted inside its layer")
+            try:
+                os.unlink(self._devices / hash)
+                dirstore.fsync_dir(self._devices)
+            except OSError as err:
+                raise StorageError(f"cannot remove device {hash}: {err.strerror}") from err
+            with self._active_lock:
+                self._active.discard(hash)
+            self._collect_garbage()
+
+    def has_device(self, hash: str) -> bool:
+        try:
+            return self._lookup(hash) is not None
+        except (InvalidArgument, StorageError):
+            return False
+
+    def has_initialized_device(self, hash: str) -> bool:
+        try:
+            lid = self._lookup(hash)
+            return lid is not None and bool(self._meta(lid).get("initialized"))
+        except (InvalidArgument, StorageError):
+            return False
+
+    def has_activated_device(self, hash: str) -> bool:
+        """True between a mount and the deactivating unmount/deactivate (or while mounted anywhere)."""
+        try:
+            lid = self._lookup(hash)
+        except (InvalidArgument, StorageError):
+            return False
+        if lid is None:
+            return False
+        with self._active_lock:
+            if hash in self._active:
+                return True
+        return bool(self._mounted_at(lid))
+
+    def list(self) -> list[str]:
+        return sorted(n for n in os.listdir(self._devices) if not n.startswith("."))
+
+    def status(self) -> list[tuple[str, str]]:
+        layers = sum(1 for n in os.listdir(self._layers) if not n.startswith("."))
+        return [("Root Dir", str(self.home)), ("Devices", str(len(self.list()))),
+                ("Layers on disk", str(layers)), ("Backing Filesystem", _fstype(self.home))]
+
+    def shutdown(self) -> None:
+        """Unmount everything this instance mounted (errors logged, not raised) and forget activations."""
+        for hash, path, count in self._mounts.items():
+            for _ in range(count):
+                try:
+                    kmount.umount(path)
+                except OSError as err:
+                    log.warning("overlay: shutdown could not unmount %s (%s): %s", path, hash, err)
+                    break
+                self._mounts.drop(hash, path)
+        with self._active_lock:
+            self._active.clear()
+
+
+def _fstype(path: Path) -> str:
+    """Filesystem type holding `path` (what overlayfs's upper layers live on)."""
+    real = os.path.realpath(path)
+    best = None
+    for e in kmount.mountinfo():
+        if real == e.mountpoint or real.startswith(e.mountpoint.rstrip("/") + "/"):
+            if best is None or len(e.mountpoint) >= len(best.mountpoint):
+                best = e
+    return best.fstype if best else "unknown"

@@ -1,0 +1,92 @@
+"""A namespace inside a shared DeviceSet: every device hash gets `<prefix>-`, the base "" is shared.
+
+This is Docker's test wrapper (docker07.md §2): per-test runtimes share one pool (one mkfs, one
+base device) without their device names colliding. Unlike Docker's no-op, shutdown() here undoes
+this wrapper's own mounts and activations, and never touches the pool or other prefixes' devices.
+Prefixes are compared textually, so pick prefixes where none is another's prefix plus "-"
+("a" and "a-b" would see each other's devices in list()).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+
+from pydock.devmapper.deviceset import BASE_HASH, DeviceSet
+from pydock.devmapper.dirstore import MountCounter
+from pydock.runtime.errors import InvalidArgument, PydockError
+
+log = logging.getLogger(__name__)
+
+_PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class PrefixedDeviceSet:
+    """DeviceSet view of `inner` restricted to the devices named `<prefix>-<hash>`."""
+
+    def __init__(self, inner: DeviceSet, prefix: str) -> None:
+        if not isinstance(prefix, str) or not _PREFIX_RE.match(prefix):
+            raise InvalidArgument(f"invalid device prefix {prefix!r} (letters, digits, '_', '.', '-'; at most 64)")
+        self.inner = inner
+        self.prefix = prefix
+        self.name = inner.name
+        self._mounts = MountCounter()
+
+    def _full(self, hash: str) -> str:
+        return hash if hash == BASE_HASH else f"{self.prefix}-{hash}"
+
+    def add_device(self, hash: str, base_hash: str) -> None:
+        if not hash:
+            raise InvalidArgument("invalid device hash ''")
+        self.inner.add_device(self._full(hash), self._full(base_hash))
+
+    def set_initialized(self, hash: str) -> None:
+        self.inner.set_initialized(self._full(hash))
+
+    def mount_device(self, hash: str, path: str | os.PathLike, readonly: bool = False) -> None:
+        self.inner.mount_device(self._full(hash), path, readonly=readonly)
+        self._mounts.add(hash, os.path.realpath(path))
+
+    def unmount_device(self, hash: str, path: str | os.PathLike, deactivate: bool = True) -> None:
+        self.inner.unmount_device(self._full(hash), path, deactivate=deactivate)
+        self._mounts.drop(hash, os.path.realpath(path))
+
+    def deactivate_device(self, hash: str) -> None:
+        self.inner.deactivate_device(self._full(hash))
+
+    def remove_device(self, hash: str) -> None:
+        self.inner.remove_device(self._full(hash))
+
+    def has_device(self, hash: str) -> bool:
+        return self.inner.has_device(self._full(hash))
+
+    def has_initialized_device(self, hash: str) -> bool:
+        return self.inner.has_initialized_device(self._full(hash))
+
+    def has_activated_device(self, hash: str) -> bool:
+        return self.inner.has_activated_device(self._full(hash))
+
+    def list(self) -> list[str]:
+        lead = self.prefix + "-"
+        return sorted(h[len(lead):] for h in self.inner.list() if h.startswith(lead) and len(h) > len(lead))
+
+    def status(self) -> list[tuple[str, str]]:
+        return [*self.inner.status(), ("Device Prefix", self.prefix)]
+
+    def shutdown(self) -> None:
+        """Unmount this wrapper's counted mounts and deactivate its own devices; the pool stays up."""
+        for hash, path, count in self._mounts.items():
+            for _ in range(count):
+                try:
+                    self.unmount_device(hash, Path(path), deactivate=True)
+                except PydockError as err:
+                    log.warning("prefixed %s: shutdown could not unmount %s (%s): %s", self.prefix, path, hash, err)
+                    break
+        for hash in self.list():
+            try:
+                if self.has_activated_device(hash):
+                    self.deactivate_device(hash)
+            except PydockError as err:
+                log.warning("prefixed %s: shutdown could not deactivate %s: %s", self.prefix, hash, err)
