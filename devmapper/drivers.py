@@ -18,12 +18,12 @@ DM_OPTIONS = frozenset({"prefix", "data_size", "metadata_size", "base_size", "mi
 
 
 def devicemapper_usable() -> tuple[bool, str]:
-    """Whether dm-thin works on this kernel, and the one-line reason."""
-    if not Path("/dev/mapper/control").exists():
-        return False, "device-mapper is missing from this kernel (no /dev/mapper/control)"
+    """Whether dm-thin works on this kernel, and the one-line reason (the dm wrapper's probe decides)."""
     try:
         from pydock.devmapper.kernel.dm import thin_pool_available
     except ImportError:
+        if not Path("/dev/mapper/control").exists():
+            return False, "device-mapper is missing from this kernel (no /dev/mapper/control)"
         return False, "pydock was built without device-mapper support (pydock.devmapper.kernel.dm missing)"
     result = thin_pool_available()
     if isinstance(result, tuple):
@@ -31,8 +31,8 @@ def devicemapper_usable() -> tuple[bool, str]:
     else:
         ok, detail = bool(result), ""
     if ok:
-        return True, "/dev/mapper/control and thin-pool present"
-    return False, f"the dm thin-pool target is not usable ({detail or 'thin-pool target missing'})"
+        return True, detail or "/dev/mapper/control and thin-pool present"
+    return False, detail or "the device-mapper thin-pool target is missing from this kernel"
 
 
 def _filesystems() -> set[str]:
