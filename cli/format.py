@@ -1,0 +1,51 @@
+"""Human-readable sizes and durations for CLI tables, worded like Docker 0.7 (`2.5 MB`, `5 minutes ago`)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+_UNITS = ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB")
+
+
+def human_size(size: int | float) -> str:
+    """Decimal units with 4 significant digits, like Docker's HumanSize: 1234567 -> `1.235 MB`."""
+    value = float(size)
+    unit = 0
+    while value >= 1000.0 and unit < len(_UNITS) - 1:
+        value /= 1000.0
+        unit += 1
+    return f"{value:.4g} {_UNITS[unit]}"
+
+
+def human_duration(seconds: float) -> str:
+    """Docker's HumanDuration: `Less than a second`, `5 seconds`, `About a minute`, `3 hours`, `2 weeks`..."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s < 60:
+        return f"{s} seconds"
+    minutes = s // 60
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = s // 3600
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 3:
+        return f"{hours // 24 // 7} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months"
+    return f"{hours // 24 // 365} years"
+
+
+def ago(when: datetime, now: datetime | None = None) -> str:
+    """`<human duration> ago` for an aware (or naive-UTC) timestamp."""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    now = now or datetime.now(timezone.utc)
+    return f"{human_duration(max(0.0, (now - when).total_seconds()))} ago"

@@ -1,0 +1,253 @@
+"""Image commands: import, images, rmi, history, tag (Docker 0.7's spellings, `-notrunc` accepted too)."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+import click
+
+if TYPE_CHECKING:
+    from pydock.graph.image import Image
+    from pydock.graph.lookup import ImageStore
+
+#: imports bigger than this show a progress bar when stderr is a terminal.
+PROGRESS_MIN_BYTES = 10 * 1000 * 1000
+CREATED_BY_WIDTH = 45
+
+
+def image_store(ctx: click.Context) -> ImageStore:
+    """The ImageStore of this invocation's Runtime (opened once by `ctx.obj.runtime()`).
+
+    Until the runtime module exists, fall back to opening the storage driver directly.
+    """
+    try:
+        store = getattr(ctx.obj.runtime(), "images", None)
+    except ModuleNotFoundError as err:
+        if err.name != "pydock.runtime.runtime":
+            raise
+        store = None
+    if store is not None:
+        return store
+    cached = ctx.meta.get("pydock.images")
+    if cached is None:
+        from pydock.devmapper.drivers import open_deviceset
+        from pydock.graph.lookup import ImageStore
+        from pydock.runtime.paths import RootLayout
+
+        root = ctx.obj.root
+        deviceset, _reason = open_deviceset(root, ctx.obj.driver)
+        ctx.call_on_close(deviceset.shutdown)
+        cached = ctx.meta["pydock.images"] = ImageStore(RootLayout(root), deviceset)
+    return cached
+
+
+def _notrunc_alias(f: Any) -> Any:
+    """Docker 0.7's single-dash `-notrunc`, hidden next to `--no-trunc`."""
+    f = click.option("-notrunc", "notrunc_alias", is_flag=True, hidden=True)(f)
+    return click.option("--no-trunc", "no_trunc", is_flag=True, help="Don't truncate output.")(f)
+
+
+def _table(rows: list[list[str]], headers: list[str]) -> str:
+    from tabulate import tabulate
+
+    return tabulate(rows, headers=headers, tablefmt="plain", disable_numparse=True)
+
+
+class _ProgressReader:
+    """A read-only stream wrapper that advances a click progress bar by the bytes read."""
+
+    def __init__(self, raw: BinaryIO, bar: Any) -> None:
+        self.raw = raw
+        self.bar = bar
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        self.bar.update(len(data))
+        return data
+
+    def readinto(self, buf: Any) -> int:
+        data = self.read(len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
+    def readable(self) -> bool:
+        return True
+
+
+@click.command("import")
+@click.argument("source", metavar="FILE|-")
+@click.argument("reference", metavar="[REPOSITORY[:TAG]]", required=False)
+@click.pass_context
+def import_(ctx: click.Context, source: str, reference: str | None) -> None:
+    """Create a base image from a tarball (plain, gzip, bzip2 or xz); `-` reads stdin. Prints the image id."""
+    import os
+
+    from pydock.graph.tags import parse_reference, split_reference
+    from pydock.runtime.errors import InvalidArgument, NotFound
+
+    repo = tag = None
+    if reference:
+        repo, tag = parse_reference(reference)
+        if split_reference(reference)[1] is None:
+            tag = None
+    if source.startswith(("http://", "https://")):
+        raise InvalidArgument(f"Importing from a URL is not supported: download {source} and import the file")
+    store = image_store(ctx)
+    if source == "-":
+        image = store.import_(click.get_binary_stream("stdin"), repo, tag, source="-")
+    else:
+        try:
+            f = open(source, "rb")  # noqa: SIM115 - closed below
+        except FileNotFoundError:
+            raise NotFound(f"{source}: no such file") from None
+        except IsADirectoryError:
+            raise InvalidArgument(f"{source} is a directory, not a tarball") from None
+        except PermissionError:
+            raise InvalidArgument(f"{source}: permission denied") from None
+        with f:
+            size = os.fstat(f.fileno()).st_size
+            if size > PROGRESS_MIN_BYTES and sys.stderr.isatty():
+                with click.progressbar(length=size, label="Importing", file=sys.stderr) as bar:
+                    image = store.import_(_ProgressReader(f, bar), repo, tag, source=source)  # type: ignore[arg-type]
+            else:
+                image = store.import_(f, repo, tag, source=source)
+    click.echo(image.id)
+
+
+def _virtual_sizes(images: dict[str, Image]) -> dict[str, int]:
+    """id -> size of the image plus its ancestors, memoised over one listing."""
+    out: dict[str, int] = {}
+
+    def vsize(image_id: str) -> int:
+        if image_id in out:
+            return out[image_id]
+        chain = []
+        cur: str | None = image_id
+        while cur and cur in images and cur not in out and cur not in chain:
+            chain.append(cur)
+            cur = images[cur].parent
+        base = out.get(cur, 0) if cur else 0
+        for i in reversed(chain):
+            base += images[i].size
+            out[i] = base
+        return out[image_id]
+
+    for image_id in images:
+        vsize(image_id)
+    return out
+
+
+@click.command()
+@click.option("-a", "--all", "all_", is_flag=True, help="Show all images (including intermediate layers).")
+@click.option("-q", "--quiet", is_flag=True, help="Only show image ids.")
+@_notrunc_alias
+@click.argument("name", required=False)
+@click.pass_context
+def images(ctx: click.Context, all_: bool, quiet: bool, no_trunc: bool, notrunc_alias: bool,
+           name: str | None) -> None:
+    """List images: REPOSITORY TAG IMAGE ID CREATED VIRTUAL SIZE (NAME filters repositories, globs allowed)."""
+    from fnmatch import fnmatchcase
+
+    from pydock.cli.format import ago, human_size
+
+    no_trunc = no_trunc or notrunc_alias
+    store = image_store(ctx)
+    listing = {img.id: img for img in store.graph.list()}
+    vsizes = _virtual_sizes(listing)
+    parents = {img.parent for img in listing.values() if img.parent}
+    rows: list[tuple[Image, str, str]] = []
+    shown: set[str] = set()
+    for repo, tags in sorted(store.tags.repositories().items()):
+        if name is not None and not fnmatchcase(repo, name):
+            continue
+        for tag, image_id in sorted(tags.items()):
+            if image_id in listing:
+                rows.append((listing[image_id], repo, tag))
+                shown.add(image_id)
+    if name is None:
+        for img in listing.values():
+            if img.id not in shown and (all_ or img.id not in parents):
+                rows.append((img, "<none>", "<none>"))
+    rows.sort(key=lambda r: (-r[0].created.timestamp(), r[1] == "<none>", r[1], r[2] != "latest", r[2]))
+
+    def show_id(image_id: str) -> str:
+        return image_id if no_trunc else image_id[:12]
+
+    if quiet:
+        seen: set[str] = set()
+        for img, _, _ in rows:
+            if img.id not in seen:
+                seen.add(img.id)
+                click.echo(show_id(img.id))
+        return
+    table = [[repo, tag, show_id(img.id), ago(img.created), human_size(vsizes.get(img.id, img.size))]
+             for img, repo, tag in rows]
+    click.echo(_table(table, ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "VIRTUAL SIZE"]))
+
+
+@click.command()
+@click.argument("refs", metavar="IMAGE...", nargs=-1, required=True)
+@click.pass_context
+def rmi(ctx: click.Context, refs: tuple[str, ...]) -> None:
+    """Remove images: untag, then delete layers nothing else uses. Continues past failures; exit 1 if any failed."""
+    from pydock.runtime.errors import PydockError
+
+    store = image_store(ctx)
+    failed = False
+    for ref in refs:
+        try:
+            for line in store.remove(ref):
+                click.echo(line)
+        except PydockError as err:
+            failed = True
+            click.echo(f"Error: {err}", err=True)
+    if failed:
+        click.echo("Error: failed to remove one or more images", err=True)
+        ctx.exit(1)
+
+
+@click.command()
+@click.option("-q", "--quiet", is_flag=True, help="Only show image ids.")
+@_notrunc_alias
+@click.argument("ref", metavar="IMAGE")
+@click.pass_context
+def history(ctx: click.Context, quiet: bool, no_trunc: bool, notrunc_alias: bool, ref: str) -> None:
+    """Show an image's layers, newest first: IMAGE CREATED CREATED BY SIZE."""
+    from pydock.cli.format import ago, human_size
+
+    no_trunc = no_trunc or notrunc_alias
+    store = image_store(ctx)
+    chain = store.graph.history(store.get(ref))
+    ids = [img.id if no_trunc else img.id[:12] for img in chain]
+    if quiet:
+        for i in ids:
+            click.echo(i)
+        return
+    rows = []
+    for shown, img in zip(ids, chain):
+        cmd = (img.container_config or {}).get("Cmd") or []
+        created_by = " ".join(cmd) if isinstance(cmd, list) else str(cmd)
+        if not no_trunc and len(created_by) > CREATED_BY_WIDTH:
+            created_by = created_by[: CREATED_BY_WIDTH - 3] + "..."
+        rows.append([shown, ago(img.created), created_by, human_size(img.size)])
+    click.echo(_table(rows, ["IMAGE", "CREATED", "CREATED BY", "SIZE"]))
+
+
+@click.command()
+@click.option("-f", "--force", is_flag=True, help="Move the tag even if it points at another image.")
+@click.argument("ref", metavar="IMAGE")
+@click.argument("reference", metavar="REPOSITORY[:TAG]")
+@click.argument("legacy_tag", metavar="[TAG]", required=False)
+@click.pass_context
+def tag(ctx: click.Context, force: bool, ref: str, reference: str, legacy_tag: str | None) -> None:
+    """Tag an image into a repository (`tag IMAGE REPO[:TAG]`; Docker 0.7's `tag IMAGE REPO TAG` too)."""
+    from pydock.graph.tags import parse_reference, split_reference, validate_tag
+    from pydock.runtime.errors import InvalidArgument
+
+    repo, tag_name = parse_reference(reference)
+    if legacy_tag is not None:
+        if split_reference(reference)[1] is not None:
+            raise InvalidArgument("Give the tag either as REPOSITORY:TAG or as a separate argument, not both")
+        tag_name = validate_tag(legacy_tag)
+    image_store(ctx).tag(ref, repo, tag_name, force=force)

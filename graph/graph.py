@@ -1,0 +1,272 @@
+"""The image graph: `graph/<id>/{json,layersize}` on disk, layer content in the storage driver.
+
+Register is atomic: the layer is applied into a fresh device snapshot of the parent, metadata is
+written into a locked scratch dir under `graph/_tmp`, and one rename publishes `graph/<id>`. Any
+failure removes the device and the scratch dir, so nothing half-registered is ever visible; a
+crash leaves a scratch dir that the next `Graph` open cleans (see scratch.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from pydock.devmapper.deviceset import BASE_HASH, DeviceSet
+from pydock.graph.fsutil import flocked, fsync_dir, write_new
+from pydock.graph.image import Image, utcnow
+from pydock.graph.scratch import clean_stale, remove_tree, scratch_dir
+from pydock.runtime.errors import Conflict, InvalidArgument, NotFound, PydockError, StorageError
+from pydock.runtime.ids import generate_id, is_valid_id, resolve_prefix, truncate_id, validate_id
+from pydock.runtime.paths import RootLayout
+
+#: Docker 0.7.2's limit on an image chain (it counts the container's init and rw layers too).
+MAX_IMAGE_DEPTH = 127
+
+#: marker in a scratch dir naming the device a register/delete in progress owns.
+_DEVICE_MARKER = "device"
+
+
+class Graph:
+    """Images of one root on one storage driver."""
+
+    def __init__(self, layout: RootLayout, driver: DeviceSet) -> None:
+        self.layout = layout
+        self.driver = driver
+        self.root = layout.graph
+        self.tmp = layout.graph_tmp
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.tmp.mkdir(exist_ok=True, mode=0o700)
+        self._lock_path = self.tmp / ".graph.lock"
+        clean_stale(self.tmp, self._undo_stale)
+
+    # ---- lookup -------------------------------------------------------------------------
+
+    def _dir(self, image_id: str) -> Path:
+        return self.root / validate_id(image_id)
+
+    def ids(self) -> list[str]:
+        """Ids of registered images whose device exists on this driver (Docker 0.7's restore rule)."""
+        try:
+            names = os.listdir(self.root)
+        except FileNotFoundError:
+            return []
+        return sorted(n for n in names
+                      if is_valid_id(n) and (self.root / n / "json").is_file() and self.driver.has_device(n))
+
+    def exists(self, image_id: str) -> bool:
+        return (is_valid_id(image_id) and (self.root / image_id / "json").is_file()
+                and self.driver.has_device(image_id))
+
+    def _load(self, image_id: str) -> Image:
+        d = self.root / image_id
+        try:
+            raw = (d / "json").read_bytes()
+        except FileNotFoundError:
+            raise NotFound(f"No such image: {image_id}") from None
+        size: int | None
+        try:
+            size = int((d / "layersize").read_text().strip())
+        except (FileNotFoundError, ValueError):
+            size = None
+        img = Image.from_json(raw, size=size)
+        if img.id != image_id:
+            raise StorageError(f"Image json in {d} names {img.id}, not {image_id}")
+        return img
+
+    def get(self, ref: str) -> Image:
+        """The image with full id `ref` or the unique id prefix `ref`; NotFound otherwise."""
+        if is_valid_id(ref):
+            if not self.exists(ref):
+                raise NotFound(f"No such image: {ref}")
+            return self._load(ref)
+        return self._load(resolve_prefix(ref, self.ids(), "image"))
+
+    def list(self) -> list[Image]:
+        """Every image, oldest first."""
+        out = []
+        for image_id in self.ids():
+            try:
+                out.append(self._load(image_id))
+            except NotFound:  # deleted meanwhile by another process
+                continue
+        return sorted(out, key=lambda i: (i.created, i.id))
+
+    def children(self, image_id: str) -> list[Image]:
+        """Images whose parent is `image_id`."""
+        return [img for img in self.list() if img.parent == image_id]
+
+    def by_parent(self) -> dict[str, list[Image]]:
+        """parent id -> its child images (for `images -a` and heads)."""
+        out: dict[str, list[Image]] = {}
+        for img in self.list():
+            if img.parent:
+                out.setdefault(img.parent, []).append(img)
+        return out
+
+    def parent_of(self, image: Image) -> Image | None:
+        if not image.parent:
+            return None
+        try:
+            return self._load(image.parent)
+        except NotFound:
+            raise NotFound(f"Parent image {truncate_id(image.parent)} of {image.short_id} is missing") from None
+
+    def history(self, image: Image) -> list[Image]:
+        """The image and its ancestors, from itself to the root."""
+        chain = [image]
+        seen = {image.id}
+        parent = self.parent_of(image)
+        while parent is not None:
+            if parent.id in seen:
+                raise StorageError(f"Image {image.short_id} has a parent cycle at {parent.short_id}")
+            seen.add(parent.id)
+            chain.append(parent)
+            parent = self.parent_of(parent)
+        return chain
+
+    def depth(self, image: Image) -> int:
+        """Layers in the chain, counting the image itself (Docker's Image.Depth)."""
+        return len(self.history(image))
+
+    def check_depth(self, image: Image, extra_layers: int = 2) -> None:
+        """Refuse a container on `image` when its chain plus `extra_layers` (init + rw) reaches the limit."""
+        if self.depth(image) + extra_layers >= MAX_IMAGE_DEPTH:
+            raise Conflict(f"Cannot create container with more than {MAX_IMAGE_DEPTH} parents")
+
+    def virtual_size(self, image: Image) -> int:
+        """The image's own size plus all its ancestors' (what `images` shows)."""
+        return sum(i.size for i in self.history(image))
+
+    # ---- register -----------------------------------------------------------------------
+
+    def register(self, stream: BinaryIO, *, parent: str | None = None, comment: str = "",
+                 author: str = "", config: dict[str, Any] | None = None, container: str | None = None,
+                 container_config: dict[str, Any] | None = None, image_id: str | None = None,
+                 created: datetime | None = None) -> Image:
+        """Apply the layer tar `stream` on top of `parent` as a new image; all-or-nothing."""
+        from pydock.archive.apply import apply_layer
+        from pydock.archive.changes import changes, changes_size, tree_size
+        from pydock.devmapper.deviceset import mounted
+
+        image_id = validate_id(image_id) if image_id is not None else generate_id()
+        if parent:
+            parent_img = self.get(validate_id(parent))
+            parent = parent_img.id
+        else:
+            parent = None
+        if container:
+            validate_id(container)
+
+        with scratch_dir(self.tmp) as work:
+            with flocked(self._lock_path):
+                if (self.root / image_id).exists():
+                    raise Conflict(f"Image {image_id} already exists")
+                if self.driver.has_device(image_id):
+                    raise Conflict(f"Image {image_id} is being registered or its device is left over")
+                write_new(work / _DEVICE_MARKER, image_id.encode())
+                self.driver.add_device(image_id, parent or BASE_HASH)
+            try:
+                rootfs = work / "rootfs"
+                with mounted(self.driver, image_id, rootfs, deactivate=True):
+                    apply_layer(rootfs, stream)
+                    if parent is None:
+                        size = tree_size(rootfs)
+                    else:
+                        was_active = self.driver.has_activated_device(parent)
+                        with mounted(self.driver, parent, work / "parent", readonly=True,
+                                     deactivate=not was_active) as parent_root:
+                            size = changes_size(rootfs, changes(rootfs, parent_root))
+                rootfs.rmdir()
+                if parent is not None:
+                    (work / "parent").rmdir()
+                self.driver.set_initialized(image_id)
+                image = Image(
+                    id=image_id, parent=parent, created=created or utcnow(), comment=comment,
+                    author=author, container=container or "", container_config=container_config,
+                    config=config, size=size,
+                )
+                write_new(work / "json", image.to_json().encode())
+                write_new(work / "layersize", str(size).encode())
+                (work / _DEVICE_MARKER).unlink()
+                os.rename(work, self.root / image_id)
+            except BaseException as err:
+                self._discard_device(image_id)
+                if isinstance(err, OSError):
+                    raise StorageError(f"Registering image {truncate_id(image_id)} failed: {err}") from err
+                raise
+        fsync_dir(self.root)
+        return image
+
+    def _discard_device(self, image_id: str) -> None:
+        """Best-effort removal of a device this process created (unmounting leftovers first)."""
+        try:
+            if self.driver.has_device(image_id):
+                self.driver.remove_device(image_id)
+        except (PydockError, OSError):
+            pass
+
+    def _undo_stale(self, path: Path) -> None:
+        """Finish what a crashed register/delete left in scratch dir `path`: drop its orphan device."""
+        ids: set[str] = set()
+        marker = path / _DEVICE_MARKER
+        if marker.is_file():
+            ids.add(marker.read_text().strip())
+        for meta in (path / "json", path / "image" / "json"):
+            try:
+                ids.add(str(json.loads(meta.read_text()).get("id", "")))
+            except (OSError, ValueError, AttributeError):
+                pass
+        for image_id in ids:
+            if is_valid_id(image_id) and not (self.root / image_id).exists():
+                self._discard_device(image_id)
+
+    # ---- delete -------------------------------------------------------------------------
+
+    def delete(self, image_id: str, in_use: Callable[[str], str | None] | None = None) -> None:
+        """Remove an image: refuses while child images exist or `in_use(id)` names a container using it."""
+        image = self.get(image_id)
+        kids = self.children(image.id)
+        if kids:
+            raise Conflict(f"Conflict, cannot delete {image.short_id} because it has "
+                           f"{len(kids)} child image{'s' if len(kids) != 1 else ''}")
+        if in_use is not None:
+            holder = in_use(image.id)
+            if holder:
+                raise Conflict(f"Conflict, cannot delete {image.short_id} because the container "
+                               f"{truncate_id(holder)} is using it")
+        with scratch_dir(self.tmp) as work:
+            with flocked(self._lock_path):
+                try:
+                    os.rename(self.root / image.id, work / "image")
+                except FileNotFoundError:
+                    raise NotFound(f"No such image: {image.id}") from None
+            write_new(work / _DEVICE_MARKER, image.id.encode())
+            fsync_dir(self.root)
+            if self.driver.has_device(image.id):
+                self.driver.remove_device(image.id)
+
+    # ---- mounting -----------------------------------------------------------------------
+
+    @contextmanager
+    def mounted(self, image_id: str) -> Iterator[Path]:
+        """A read-only mount of the image's rootfs for the block; leaves activation as it found it."""
+        from pydock.devmapper.deviceset import mounted
+
+        image = self.get(image_id)
+        was_active = self.driver.has_activated_device(image.id)
+        with scratch_dir(self.tmp) as work:
+            with mounted(self.driver, image.id, work / "rootfs", readonly=True,
+                         deactivate=not was_active) as rootfs:
+                yield rootfs
+
+    def cleanup(self) -> list[str]:
+        """Remove leftovers of crashed operations under `graph/_tmp` (done at open, safe any time)."""
+        return clean_stale(self.tmp, self._undo_stale)
+
+
+__all__ = ["Graph", "MAX_IMAGE_DEPTH", "remove_tree"]

@@ -1,0 +1,157 @@
+"""`ImageStore`: the graph plus its tag store, and the user-facing operations on references.
+
+A reference is `repo[:tag]` (tag defaults to `latest`), a full 64-hex id, or a unique id prefix;
+tags are looked up first, like Docker. `busybox[:latest]` is built from the host when missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import BinaryIO
+
+from pydock.devmapper.deviceset import DeviceSet
+from pydock.graph.graph import Graph
+from pydock.graph.image import Image
+from pydock.graph.tags import DEFAULT_TAG, TagStore, split_reference, validate_repo, validate_tag
+from pydock.runtime.errors import Conflict, InvalidArgument, NotFound
+from pydock.runtime.paths import RootLayout
+
+InUse = Callable[[str], "str | None"]
+
+
+class ImageStore:
+    """Images and tags of one root on one storage driver."""
+
+    def __init__(self, layout: RootLayout, driver: DeviceSet, in_use: InUse | None = None) -> None:
+        self.layout = layout
+        self.driver = driver
+        self.graph = Graph(layout, driver)
+        self.tags = TagStore(layout.repositories(driver.name))
+        #: hook the runtime sets: image id -> id of a container using it (blocks `remove`).
+        self.in_use = in_use
+
+    # ---- lookup -------------------------------------------------------------------------
+
+    def lookup(self, ref: str) -> Image | None:
+        """The image `ref` names via tags then id prefix, or None; never builds anything."""
+        repo, tag = split_reference(ref)
+        image_id = self.tags.get(repo, tag or DEFAULT_TAG)
+        if image_id and self.graph.exists(image_id):
+            return self.graph.get(image_id)
+        if tag is None:
+            try:
+                return self.graph.get(ref)
+            except NotFound as err:
+                if "ambiguous" in str(err):
+                    raise
+        return None
+
+    def resolve(self, ref: str) -> Image:
+        """The image `ref` names; `busybox`/`busybox:latest` is built on first use; NotFound otherwise."""
+        if not ref:
+            raise InvalidArgument("Image name cannot be empty")
+        image = self.lookup(ref)
+        if image is not None:
+            return image
+        if ref in ("busybox", "busybox:latest"):
+            from pydock.graph.busybox import ensure_busybox
+
+            return ensure_busybox(self)
+        raise NotFound(f"Unable to find image '{ref}'")
+
+    def get(self, ref: str) -> Image:
+        """Like resolve, without building busybox (for rmi/history/tag on existing images)."""
+        image = self.lookup(ref)
+        if image is None:
+            raise NotFound(f"No such image: {ref}")
+        return image
+
+    def name_of(self, image_id: str) -> str:
+        """`repo:tag` of the image if tagged, else its short id (for `ps` IMAGE column)."""
+        return self.tags.image_name(image_id)
+
+    # ---- changes ------------------------------------------------------------------------
+
+    def import_(self, stream: BinaryIO, repo: str | None = None, tag: str | None = None, *,
+                source: str = "-") -> Image:
+        """Register a (possibly compressed) tarball as a parentless image, tagging it when asked."""
+        from pydock.archive.compression import decompress_stream
+
+        if repo is None and tag is not None:
+            raise InvalidArgument("A tag needs a repository name")
+        if repo is not None:
+            validate_repo(repo)
+            if tag is not None:
+                validate_tag(tag)
+        image = self.graph.register(decompress_stream(stream), comment=f"Imported from {source}")
+        if repo is not None:
+            self.tags.set(repo, tag or DEFAULT_TAG, image.id, force=True)
+        return image
+
+    def tag(self, ref: str, repo: str, tag: str | None = None, force: bool = False) -> Image:
+        """Point `repo:tag` at the image `ref` names."""
+        image = self.get(ref)
+        self.tags.set(repo, tag or DEFAULT_TAG, image.id, force=force)
+        return image
+
+    def untag(self, repo: str, tag: str | None = None) -> bool:
+        return self.tags.delete(repo, tag or DEFAULT_TAG)
+
+    def remove(self, ref: str, in_use: InUse | None = None) -> list[str]:
+        """Docker's rmi: untag `ref`, then delete the image (and untagged unused parents) if nothing else names it.
+
+        Returns the output lines (`Untagged: repo:tag`, `Deleted: <id>`).
+        """
+        in_use = in_use or self.in_use
+        repo, tag = split_reference(ref)
+        by_tag = self.tags.get(repo, tag or DEFAULT_TAG)
+        lines: list[str] = []
+        if by_tag is not None:
+            image = self.graph.get(by_tag) if self.graph.exists(by_tag) else None
+            names = self.tags.names_for(by_tag)
+            if len(names) <= 1 and image is not None:
+                self._check_deletable(image, ref, in_use, by_name=True)
+            self.tags.delete(repo, tag or DEFAULT_TAG)
+            lines.append(f"Untagged: {repo}:{tag or DEFAULT_TAG}")
+            if image is None or self.tags.names_for(by_tag):
+                return lines
+        else:
+            image = self.get(ref)
+            names = self.tags.names_for(image.id)
+            repos = {split_reference(n)[0] for n in names}
+            if len(repos) > 1:
+                raise Conflict(f"Conflict, cannot delete image {image.short_id} because it is tagged in "
+                               f"multiple repositories ({', '.join(names)})")
+            self._check_deletable(image, ref, in_use, by_name=False)
+            for name in self.tags.remove_image(image.id):
+                lines.append(f"Untagged: {name}")
+        if self.graph.children(image.id):
+            return lines  # still a parent: keep the layer, like Docker
+        lines.extend(self._delete_chain(image, in_use))
+        return lines
+
+    def _check_deletable(self, image: Image, ref: str, in_use: InUse | None, by_name: bool) -> None:
+        if in_use is not None:
+            holder = in_use(image.id)
+            if holder:
+                raise Conflict(f"Conflict, cannot delete {ref} because the container "
+                               f"{holder[:12]} is using it")
+        if not by_name and self.graph.children(image.id):
+            raise Conflict(f"Conflict, cannot delete {image.short_id} because it has child images")
+
+    def _delete_chain(self, image: Image, in_use: InUse | None) -> list[str]:
+        """Delete `image`, then each parent left untagged, childless and unused (Docker's auto-prune)."""
+        lines = []
+        current: Image | None = image
+        while current is not None:
+            self.graph.delete(current.id, in_use=in_use)
+            lines.append(f"Deleted: {current.id}")
+            parent_id = current.parent
+            current = None
+            if parent_id and self.graph.exists(parent_id):
+                if self.tags.names_for(parent_id) or self.graph.children(parent_id):
+                    break
+                if in_use is not None and in_use(parent_id):
+                    break
+                current = self.graph.get(parent_id)
+        return lines
