@@ -1,0 +1,182 @@
+"""Overlay-driver specifics beyond the shared contract: deep chains, layer lifetime, crash leftovers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pydock.devmapper.deviceset import BASE_HASH, mounted
+from pydock.devmapper.kernel.mount import MNT_DETACH, is_mountpoint, mountinfo, mounts_under, umount
+from pydock.devmapper.overlay import MAX_DEPTH, OverlayDeviceSet
+from pydock.runtime.errors import Conflict, StorageError
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path / "home"
+    leftover = mounts_under(tmp_path)
+    for path in leftover:
+        umount(path, MNT_DETACH)
+    assert not leftover, f"test left mounts: {leftover}"
+
+
+@pytest.fixture
+def ds(home: Path) -> Iterator[OverlayDeviceSet]:
+    ds = OverlayDeviceSet(home)
+    yield ds
+    ds.shutdown()
+
+
+def layer_count(home: Path) -> int:
+    return len([n for n in os.listdir(home / "layers") if not n.startswith(".")])
+
+
+def test_a_chain_too_long_for_one_page_of_mount_options_still_mounts(ds: OverlayDeviceSet, tmp_path: Path) -> None:
+    parent = BASE_HASH
+    for i in range(MAX_DEPTH):
+        h = f"layer-{i:03d}"
+        ds.add_device(h, parent)
+        parent = h
+    bottom = ds._layer_dir(ds._lookup("layer-000")) / "diff"
+    (bottom / "bottom").write_text("0")
+    top = ds._layer_dir(ds._lookup(parent)) / "diff"
+    (top / "top").write_text(str(MAX_DEPTH - 1))
+    assert len(ds._mount_data(ds._chain(ds._lookup(parent)), True, str(ds.home))) > 4096  # absolute won't fit
+    target = tmp_path / "deep"
+    target.mkdir()
+    for readonly in (True, False):
+        with mounted(ds, parent, target, readonly=readonly) as root:
+            assert sorted(os.listdir(root)) == ["bottom", "top"]
+            assert (root / "bottom").read_text() == "0"
+    with pytest.raises(StorageError, match="at most"):
+        ds.add_device("one-too-many", parent)
+    assert not ds.has_device("one-too-many")
+
+
+def test_a_removed_parent_keeps_its_layer_until_the_last_child_goes(ds: OverlayDeviceSet, home: Path,
+                                                                     tmp_path: Path) -> None:
+    ds.add_device("p", BASE_HASH)
+    ds.add_device("c1", "p")
+    ds.add_device("c2", "c1")
+    assert layer_count(home) == 4  # base + 3
+    ds.remove_device("p")
+    ds.remove_device("c1")
+    assert ds.list() == ["c2"]
+    assert layer_count(home) == 4  # c2 still stacks on both
+    ds.remove_device("c2")
+    assert layer_count(home) == 1  # only the base is left
+    assert ds.list() == []
+
+
+def test_restart_collects_layers_left_by_a_crash(home: Path) -> None:
+    ds = OverlayDeviceSet(home)
+    ds.add_device("kept", BASE_HASH)
+    # a crash between creating a layer and publishing its device link leaves an unnamed layer behind
+    (home / "layers" / "0123456789" / "diff").mkdir(parents=True)
+    stray = home / "layers" / "abcdefabcd"
+    (stray / "diff").mkdir(parents=True)
+    (stray / "meta.json").write_text('{"hash": "never-linked", "parent": "base", "initialized": false}')
+    ds.shutdown()
+    again = OverlayDeviceSet(home)
+    assert again.list() == ["kept"]
+    assert layer_count(home) == 2
+    assert again.has_device("kept")
+
+
+def test_a_childs_root_directory_inherits_mode_and_owner(ds: OverlayDeviceSet, tmp_path: Path) -> None:
+    ds.add_device("p", BASE_HASH)
+    target = tmp_path / "m"
+    target.mkdir()
+    with mounted(ds, "p", target) as root:
+        os.chmod(root, 0o750)
+        os.chown(root, 1234, 5678)
+    ds.add_device("c", "p")
+    with mounted(ds, "c", target) as root:
+        st = os.stat(root)
+        assert (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (0o750, 1234, 5678)
+
+
+def test_mountinfo_names_the_layer_as_the_source(ds: OverlayDeviceSet, tmp_path: Path) -> None:
+    ds.add_device("a", BASE_HASH)
+    target = tmp_path / "m"
+    target.mkdir()
+    with mounted(ds, "a", target):
+        entry = [e for e in mountinfo() if e.mountpoint == str(target)][-1]
+        assert entry.fstype == "overlay"
+        assert entry.source == str(ds._layer_dir(ds._lookup("a")))
+
+
+def test_unmount_refuses_a_mount_that_is_not_the_devices(ds: OverlayDeviceSet, tmp_path: Path) -> None:
+    ds.add_device("a", BASE_HASH)
+    ds.add_device("b", BASE_HASH)
+    target = tmp_path / "m"
+    target.mkdir()
+    ds.mount_device("a", target)
+    try:
+        with pytest.raises(StorageError, match="not a mount of this device"):
+            ds.unmount_device("b", target)
+        assert is_mountpoint(target)
+    finally:
+        ds.unmount_device("a", target)
+
+
+def test_a_deleted_then_recreated_directory_hides_the_parents_files(ds: OverlayDeviceSet, tmp_path: Path) -> None:
+    ds.add_device("p", BASE_HASH)
+    target = tmp_path / "m"
+    target.mkdir()
+    with mounted(ds, "p", target) as root:
+        (root / "etc").mkdir()
+        (root / "etc" / "old").write_text("old")
+    ds.add_device("c", "p")
+    with mounted(ds, "c", target) as root:
+        (root / "etc" / "old").unlink()
+        (root / "etc").rmdir()
+        (root / "etc").mkdir()
+        (root / "etc" / "new").write_text("new")
+    ds.add_device("g", "c")
+    with mounted(ds, "g", target, readonly=True) as root:
+        assert os.listdir(root / "etc") == ["new"]
+
+
+_ADD_SCRIPT = """
+import sys
+from pydock.devmapper.overlay import OverlayDeviceSet
+from pydock.runtime.errors import Conflict
+ds = OverlayDeviceSet(sys.argv[1])
+try:
+    ds.add_device("contested", "")
+except Conflict:
+    print("conflict")
+else:
+    print("added")
+"""
+
+
+def test_concurrent_processes_adding_one_hash_get_exactly_one_winner(home: Path) -> None:
+    OverlayDeviceSet(home)
+    procs = [subprocess.Popen([sys.executable, "-c", _ADD_SCRIPT, str(home)], stdout=subprocess.PIPE, text=True)
+             for _ in range(6)]
+    results = sorted(p.communicate(timeout=60)[0].strip() for p in procs)
+    assert results == ["added"] + ["conflict"] * 5
+    assert OverlayDeviceSet(home).list() == ["contested"]
+    assert layer_count(home) == 2
+
+
+def test_a_parent_can_be_removed_while_its_child_is_mounted(ds: OverlayDeviceSet, tmp_path: Path) -> None:
+    ds.add_device("p", BASE_HASH)
+    ds.add_device("c", "p")
+    target = tmp_path / "m"
+    target.mkdir()
+    with mounted(ds, "p", target) as root:
+        (root / "f").write_text("p")
+    with mounted(ds, "c", target) as root:
+        ds.remove_device("p")  # allowed: the child mount keeps reading the parent's layer
+        assert (root / "f").read_text() == "p"
+    with pytest.raises(Conflict):
+        with mounted(ds, "c", target):
+            ds.remove_device("c")
