@@ -24,6 +24,7 @@ import os
 import signal
 import subprocess
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,7 +35,7 @@ from .deviceset import BASE_HASH
 from .kernel import dm
 from .kernel import mount as kmount
 from .metadata import (DeferredRecord, DeviceRecord, JournalEntry, MetadataStore, OpenTransaction, PoolRecord, State,
-                       validate_hash)
+                       is_valid_hash)
 from .pool import METADATA_BLOCK_BYTES, ThinPool
 
 GiB = 1 << 30
@@ -246,10 +247,10 @@ class DeviceSetDM:
                 if info is not None:
                     self.pool.deactivate(name)
                 continue
-            actual = mounted.get(info.major_minor, []) if info else []
-            mounts = {p: n for p, n in dev.mounts.items() if p in actual}
-            for p in actual:
-                if p not in mounts:  # mounted by a process killed before it recorded the mount
+            actual = Counter(mounted.get(info.major_minor, []) if info else [])
+            mounts = {p: min(n, actual[p]) for p, n in dev.mounts.items() if actual[p]}
+            for p, n in actual.items():
+                for _ in range(n - mounts.get(p, 0)):  # mounted by a process killed before recording it
                     try:
                         kmount.umount(p)
                     except OSError:
@@ -392,8 +393,15 @@ class DeviceSetDM:
         self._commit(before)
 
     # -- helpers -----------------------------------------------------------------------------
+    def _valid(self, hash: str) -> bool:
+        """Usable as a file name and, with the prefix, as a dm name (< DM_NAME_LEN bytes)."""
+        return is_valid_hash(hash) and len(self.dm_name(hash).encode()) < dm.DM_NAME_LEN
+
+    def _record(self, hash: str) -> DeviceRecord | None:
+        return self.store.get(hash) if self._valid(hash) else None
+
     def _get(self, hash: str, msg: str = "Unknown device %s") -> DeviceRecord:
-        rec = self.store.get(hash)
+        rec = self._record(hash)
         if rec is None or rec.state in (State.CREATING, State.DELETING):
             raise NotFound(msg % hash)
         return rec
@@ -405,19 +413,20 @@ class DeviceSetDM:
         info = self.ctl.info(self.dm_name(dev.hash))
         if info is None:
             return {}
-        actual = {e.mountpoint for e in kmount.mountinfo() if e.major_minor == info.major_minor}
-        return {p: n for p, n in dev.mounts.items() if p in actual}
+        actual = Counter(e.mountpoint for e in kmount.mountinfo() if e.major_minor == info.major_minor)
+        return {p: min(n, actual[p]) for p, n in dev.mounts.items() if actual[p]}
 
     # -- DeviceSet -------------------------------------------------------------------------
     def add_device(self, hash: str, base_hash: str) -> None:
-        validate_hash(hash)
+        if not self._valid(hash):
+            raise InvalidArgument(f"invalid device hash {hash!r}")
         if hash == BASE_HASH:
             raise InvalidArgument("the base device can't be added")
         with self._locked():
             self._reap_deferred()
             if self.store.exists(hash):
                 raise Conflict(f"hash {hash} already exists")
-            parent = self.store.get(base_hash)
+            parent = self._record(base_hash)
             if parent is None or parent.state in (State.CREATING, State.DELETING):
                 raise NotFound(f"Error adding device for '{hash}': can't find device for parent '{base_hash}'")
             if parent.state == State.FAULTY:
@@ -441,9 +450,6 @@ class DeviceSetDM:
             rec = self._get(hash)
             if rec.state == State.FAULTY:
                 raise StorageError(f"device {hash} is faulty ({rec.error}); remove it")
-            if path in self._mounted_at(rec):
-                self.store.put(rec.evolve(mounts={**rec.mounts, path: rec.mounts[path] + 1}))
-                return
             mounts = self._mounted_at(rec)
             name = self.dm_name(hash)
             was_active = self.ctl.exists(name)
@@ -455,42 +461,65 @@ class DeviceSetDM:
                 self.store.put(rec.evolve(state=State.CREATED, mounts=mounts))
                 raise StorageError(f"Error activating devmapper device for '{hash}': {e.strerror or e}") from None
             _fault("mount:activated")
-            flags = kmount.MS_MGC_VAL | (kmount.MS_RDONLY if readonly else 0)
             try:
-                try:
-                    kmount.mount(node, path, "ext4", flags, "discard")
-                except OSError as e:
-                    if e.errno != errno.EINVAL:
-                        raise
-                    kmount.mount(node, path, "ext4", flags, "")
+                self._mount(node, path, readonly, self._mount_entries(name))
             except OSError as e:
                 if not was_active:
                     self.pool.deactivate(name)
                     self.store.put(rec.evolve(state=State.CREATED, mounts=mounts))
                 raise StorageError(f"Error mounting '{node}' on '{path}': {e.strerror or e}") from None
             _fault("mount:mounted")
-            self.store.put(rec.evolve(state=State.ACTIVE, mounts={**mounts, path: 1}))
+            self.store.put(rec.evolve(state=State.ACTIVE, mounts={**mounts, path: mounts.get(path, 0) + 1}))
+
+    def _mount_entries(self, name: str) -> list[kmount.MountEntry]:
+        info = self.ctl.info(name)
+        return [e for e in kmount.mountinfo() if info and e.major_minor == info.major_minor]
+
+    @staticmethod
+    def _mount(node: Path, path: str, readonly: bool, existing: list[kmount.MountEntry]) -> None:
+        """ext4 with discard (none on EINVAL); a device mounted already is bind-mounted from there.
+
+        A second mount(2) of one ext4 device with other ro/rw flags fails with EBUSY, so later
+        mounts share the superblock through a bind mount and set their own per-mount ro flag.
+        """
+        if not existing:
+            flags = kmount.MS_MGC_VAL | (kmount.MS_RDONLY if readonly else 0)
+            try:
+                kmount.mount(node, path, "ext4", flags, "discard")
+            except OSError as e:
+                if e.errno != errno.EINVAL:
+                    raise
+                kmount.mount(node, path, "ext4", flags, "")
+            return
+        src = next((e for e in existing if e.root == "/"), existing[0])
+        kmount.mount(src.mountpoint, path, None, kmount.MS_BIND)
+        try:
+            if readonly:
+                kmount.mount(None, path, None, kmount.MS_REMOUNT | kmount.MS_BIND | kmount.MS_RDONLY)
+            elif all("ro" in e.options.split(",") for e in existing):
+                # the superblock is read-only: make it (and only this mount) writable
+                kmount.mount(None, path, None, kmount.MS_REMOUNT, "")
+        except OSError:
+            kmount.umount(path, kmount.MNT_DETACH)
+            raise
 
     def unmount_device(self, hash: str, path: str | os.PathLike, deactivate: bool = True) -> None:
         path = os.path.realpath(path)
         with self._locked():
             rec = self._get(hash)
-            count = rec.mounts.get(path, 0)
-            if count == 0:
+            mounts = self._mounted_at(rec)
+            if not mounts.get(path):
+                if rec.mounts != mounts:
+                    self.store.put(rec.evolve(mounts=mounts))
                 raise NotFound(f"device {hash} is not mounted at {path}")
-            mounts = dict(rec.mounts)
-            if count > 1:
-                mounts[path] = count - 1
-                self.store.put(rec.evolve(mounts=mounts))
-                return
-            del mounts[path]
-            if path in self._mounted_at(rec):
-                try:
-                    kmount.umount(path)
-                except OSError as e:
-                    raise StorageError(f"Error unmounting '{path}': {e.strerror or e}") from None
+            try:
+                kmount.umount(path)
+            except OSError as e:
+                raise StorageError(f"Error unmounting '{path}': {e.strerror or e}") from None
+            mounts[path] -= 1
+            if not mounts[path]:
+                del mounts[path]
             state = rec.state
-            mounts = self._mounted_at(rec.evolve(mounts=mounts))
             if deactivate and not mounts:
                 name = self.dm_name(hash)
                 info = self.ctl.info(name)
@@ -510,7 +539,7 @@ class DeviceSetDM:
 
     def deactivate_device(self, hash: str) -> None:
         with self._locked():
-            rec = self.store.get(hash)
+            rec = self._record(hash)
             if rec is None:
                 raise NotFound(f"hash {hash} doesn't exists")
             if self._mounted_at(rec):
@@ -524,7 +553,7 @@ class DeviceSetDM:
 
     def remove_device(self, hash: str) -> None:
         with self._locked():
-            rec = self.store.get(hash)
+            rec = self._record(hash)
             if rec is None or rec.state in (State.CREATING, State.DELETING):
                 raise NotFound(f"hash {hash} doesn't exists")
             if hash == BASE_HASH:
@@ -558,11 +587,11 @@ class DeviceSetDM:
         self._delete_thin(rec.thin_id, hash)
 
     def has_device(self, hash: str) -> bool:
-        rec = self.store.get(hash)
+        rec = self._record(hash)
         return rec is not None and rec.state not in (State.CREATING, State.DELETING)
 
     def has_initialized_device(self, hash: str) -> bool:
-        rec = self.store.get(hash)
+        rec = self._record(hash)
         return rec is not None and rec.initialized and rec.state not in (State.CREATING, State.DELETING)
 
     def has_activated_device(self, hash: str) -> bool:

@@ -30,7 +30,7 @@ from pydock.runtime.errors import InvalidArgument
 
 BASE_FILE = "base"
 RESERVED = {"base", "pool"}
-_HASH_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+-]*$")
+_HASH_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:+-]*")
 
 
 class State(enum.Enum):
@@ -129,11 +129,14 @@ class JournalEntry:
     initialized: bool
 
 
-def validate_hash(hash: str) -> str:
+def is_valid_hash(hash: str) -> bool:
     """Hashes become file and dm names: a restricted alphabet, never a reserved word."""
-    if hash == "":
-        return hash
-    if not _HASH_RE.match(hash) or hash in RESERVED or len(hash) > 200:
+    return hash == "" or (isinstance(hash, str) and len(hash) <= 200 and hash not in RESERVED
+                          and _HASH_RE.fullmatch(hash) is not None)
+
+
+def validate_hash(hash: str) -> str:
+    if not is_valid_hash(hash):
         raise InvalidArgument(f"invalid device hash {hash!r}")
     return hash
 
