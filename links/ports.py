@@ -73,8 +73,12 @@ def parse_publish(spec: str) -> PortSpec:
         raise InvalidArgument(f"Invalid port specification: {spec}")
     if ip:
         try:
-            ipaddress.IPv4Address(ip)
+            addr = ipaddress.IPv4Address(ip)
         except ValueError:
             raise InvalidArgument(f"Invalid port specification: {spec} (bad IPv4 address {ip})") from None
+        if addr.is_loopback:
+            # published ports are iptables DNAT rules (no userland proxy): loopback cannot be forwarded
+            raise InvalidArgument(f"Invalid port specification: {spec} (cannot publish on loopback {ip}; "
+                                  "use another address of the host)")
     port = parse_port(ctr + (slash + proto if slash else ""))
     return PortSpec(port, ip, _number(host, spec) if host else 0)

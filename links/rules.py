@@ -35,10 +35,11 @@ def dnat(bridge: str, host_ip: str, host_port: int, container_ip: str, port: Por
     dest = ("-d", host_ip) if host_ip and host_ip != "0.0.0.0" else ()
     target = ("-j", "DNAT", "--to-destination", f"{container_ip}:{port.number}")
     match = ("-p", port.proto, *dest, "--dport", str(host_port))
+    # from this host: loopback is excluded (the kernel drops DNATed 127/8 packets leaving on the bridge)
+    local = () if dest else ("!", "-d", "127.0.0.0/8")
     return [
         Rule(Table.NAT, "PREROUTING", ("-m", "addrtype", "--dst-type", "LOCAL", "!", "-i", bridge, *match, *target)),
-        Rule(Table.NAT, "OUTPUT", ("-m", "addrtype", "--dst-type", "LOCAL", "!", "-d", "127.0.0.0/8",
-                                   *match, *target)),
+        Rule(Table.NAT, "OUTPUT", ("-m", "addrtype", "--dst-type", "LOCAL", *local, *match, *target)),
         # with a FORWARD policy of DROP, the DNATed connection still has to be let in
         Rule(Table.FILTER, "FORWARD", ("!", "-i", bridge, "-o", bridge, "-p", port.proto, "-d", container_ip,
                                        "--dport", str(port.number), "-j", "ACCEPT")),

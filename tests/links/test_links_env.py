@@ -59,10 +59,10 @@ def test_port_parsing() -> None:
     assert str(Port(80)) == "80/tcp"
     assert parse_ports(["80", "80/tcp", 22]) == [Port(22), Port(80)]
     assert parse_publish("8080:80") == PortSpec(Port(80), "", 8080)
-    assert parse_publish("127.0.0.1:8080:80/udp") == PortSpec(Port(80, "udp"), "127.0.0.1", 8080)
-    assert parse_publish("127.0.0.1::80") == PortSpec(Port(80), "127.0.0.1", 0)
+    assert parse_publish("10.1.2.3:8080:80/udp") == PortSpec(Port(80, "udp"), "10.1.2.3", 8080)
+    assert parse_publish("10.1.2.3::80") == PortSpec(Port(80), "10.1.2.3", 0)
     assert parse_publish("80") == PortSpec(Port(80), "", 0)
-    for bad in ["", "x", "0", "70000", "80/sctp", "1:2:3:4", "nope:1:2", "a:80", "80:"]:
+    for bad in ["", "x", "0", "70000", "80/sctp", "1:2:3:4", "nope:1:2", "a:80", "80:", "127.0.0.1:80:80"]:
         with pytest.raises(InvalidArgument):
             parse_publish(bad)
 

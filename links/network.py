@@ -1,0 +1,403 @@
+"""Container networking policy: one bridge, an address per running container, published ports and link holes.
+
+`NetworkManager` glues the pieces: `ipam` (locked, persisted state), `bridge`/`veth` (kernel), `rules`
+(iptables shapes) and `iptables` (the binary). Every change runs under the bridge's state lock and is
+recorded there, so `release()` - from this process, another one, or `reconcile` after a crash - removes
+exactly what was made. With bridge `none` networking is off: `allocate()` returns None.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from pydock.links import bridge as br
+from pydock.links import iptables, rules
+from pydock.links.ipam import IPAM, NetState, choose_bip, parse_bip
+from pydock.links.ports import Port, PortSpec, parse_port, parse_ports, parse_publish
+from pydock.links.veth import delete_leftover_veth, host_veth_name
+from pydock.runtime.errors import Conflict, NetworkError, NotFound
+from pydock.runtime.paths import RootLayout
+
+DISABLED = "none"
+DEFAULT_BRIDGE = "pydock0"
+EPHEMERAL_START = 49153  # Docker 0.7's first automatically chosen host port
+EPHEMERAL_END = 65535
+MTU = 1500
+
+
+@dataclass(frozen=True, order=True)
+class PortMapping:
+    """A published port: `host_ip:host_port` on the host forwards to the container's `port`."""
+
+    port: Port
+    host_ip: str
+    host_port: int
+
+    def __str__(self) -> str:
+        return f"{self.host_ip or '0.0.0.0'}:{self.host_port}->{self.port}"
+
+    @property
+    def host(self) -> str:
+        """What `pydock port` prints: `0.0.0.0:49153`."""
+        return f"{self.host_ip or '0.0.0.0'}:{self.host_port}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"PrivatePort": self.port.number, "Type": self.port.proto, "HostIp": self.host_ip or "0.0.0.0",
+                "HostPort": self.host_port}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PortMapping:
+        return cls(Port(int(data["PrivatePort"]), data.get("Type", "tcp")), data.get("HostIp", "0.0.0.0"),
+                   int(data["HostPort"]))
+
+
+@dataclass(frozen=True)
+class NetworkSettings:
+    """A container's network: what `inspect` shows and what the lxc config and dockerinit need."""
+
+    ip_address: str
+    ip_prefix_len: int
+    gateway: str
+    bridge: str
+    mac_address: str = ""
+    host_veth: str = ""
+    ports: tuple[PortMapping, ...] = field(default_factory=tuple)
+
+    def with_ports(self, mappings: Iterable[PortMapping]) -> NetworkSettings:
+        return replace(self, ports=tuple(sorted(set(self.ports) | set(mappings))))
+
+    def to_json(self) -> dict[str, Any]:
+        """Docker's `NetworkSettings` shape (`Ports` = {"80/tcp": [{"HostIp", "HostPort"}]})."""
+        ports: dict[str, list[dict[str, str]]] = {}
+        for m in self.ports:
+            ports.setdefault(str(m.port), []).append({"HostIp": m.host_ip or "0.0.0.0", "HostPort": str(m.host_port)})
+        return {"IPAddress": self.ip_address, "IPPrefixLen": self.ip_prefix_len, "Gateway": self.gateway,
+                "Bridge": self.bridge, "MacAddress": self.mac_address, "HostVeth": self.host_veth,
+                "PortMapping": None, "Ports": ports}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> NetworkSettings | None:
+        if not data or not data.get("IPAddress"):
+            return None
+        mappings = []
+        for key, binds in (data.get("Ports") or {}).items():
+            for b in binds or ():
+                mappings.append(PortMapping(parse_port(key), b.get("HostIp", "0.0.0.0"), int(b["HostPort"])))
+        return cls(data["IPAddress"], int(data.get("IPPrefixLen", 0)), data.get("Gateway", ""),
+                   data.get("Bridge", ""), data.get("MacAddress", ""), data.get("HostVeth", ""),
+                   tuple(sorted(mappings)))
+
+    def lxc_config(self, *, gateway: bool = False) -> list[tuple[str, str]]:
+        """lxc 5 `lxc.net.0.*` keys for a veth on the bridge with a static address (gateway line optional:
+        dockerinit may add the default route itself, as in Docker 0.7)."""
+        lines = [("lxc.net.0.type", "veth"), ("lxc.net.0.link", self.bridge), ("lxc.net.0.flags", "up"),
+                 ("lxc.net.0.name", "eth0"), ("lxc.net.0.mtu", str(MTU))]
+        if self.mac_address:
+            lines.append(("lxc.net.0.hwaddr", self.mac_address))
+        if self.host_veth:
+            lines.append(("lxc.net.0.veth.pair", self.host_veth))
+        lines.append(("lxc.net.0.ipv4.address", f"{self.ip_address}/{self.ip_prefix_len}"))
+        if gateway:
+            lines.append(("lxc.net.0.ipv4.gateway", self.gateway))
+        return lines
+
+
+def lxc_network_config(settings: NetworkSettings | None, *, gateway: bool = False) -> list[tuple[str, str]]:
+    """The lxc network keys for a container: a veth on the bridge, or an empty network when disabled."""
+    if settings is None:
+        return [("lxc.net.0.type", "empty")]
+    return settings.lxc_config(gateway=gateway)
+
+
+def mac_for_ip(ip: str) -> str:
+    """A locally administered MAC derived from the address (02:42:a.b.c.d), so a reused IP keeps one MAC."""
+    return "02:42:" + ":".join(f"{int(b):02x}" for b in ip.split("."))
+
+
+def _setup_key(bridge: str, icc: bool) -> str:
+    """Identifies the kernel state the shared rules were made in: boot, network namespace, bridge instance."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot = "?"
+    return f"{boot}:{os.stat('/proc/self/ns/net').st_ino}:{br.ifindex(bridge)}:icc={int(icc)}"
+
+
+def _port_free(proto: str, host_ip: str, port: int) -> bool:
+    kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+    with socket.socket(socket.AF_INET, kind | socket.SOCK_CLOEXEC) as s:
+        try:
+            s.bind((host_ip if host_ip and host_ip != "0.0.0.0" else "", port))
+        except OSError as err:
+            if err.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+                return False
+            raise
+    return True
+
+
+class NetworkManager:
+    """Bridge networking for one pydock root (state in `RootLayout.network`)."""
+
+    def __init__(self, layout: RootLayout, bridge: str = DEFAULT_BRIDGE, bip: str | None = None,
+                 icc: bool = True) -> None:
+        self.layout = layout
+        self.bridge = bridge or DEFAULT_BRIDGE
+        self.enabled = self.bridge != DISABLED
+        if self.enabled:
+            br.validate_ifname(self.bridge)
+        self.bip = parse_bip(bip) if bip else None
+        self.icc = icc
+        self.ipam = IPAM(layout.network, self.bridge)
+
+    @staticmethod
+    def host_veth_name(container_id: str) -> str:
+        return host_veth_name(container_id)
+
+    # -- bridge ---------------------------------------------------------------------------
+
+    def _ensure_bridge(self, state: NetState) -> None:
+        """Inside the lock: pick the subnet, create the bridge if missing, install the shared rules once."""
+        current = br.address(self.bridge) if br.link_exists(self.bridge) else None
+        if not state.bip:
+            state.bip = self.bip or current or choose_bip()
+        elif self.bip and self.bip != state.bip:
+            if state.allocations:
+                raise NetworkError(f"Bridge {self.bridge} uses {state.bip} and has containers; cannot switch to {self.bip}")
+            state.bip, state.setup_key = self.bip, ""
+        if current is not None and current != state.bip:
+            if state.allocations:
+                raise NetworkError(f"Bridge {self.bridge} has address {current}, but its containers use {state.bip}")
+            state.bip, state.setup_key = current, ""
+        if current is None or not br.is_up(self.bridge):
+            br.create_bridge(self.bridge, state.bip)
+        key = _setup_key(self.bridge, self.icc)
+        if state.setup_key != key:
+            self._install_shared_rules(state)
+            state.setup_key = key
+
+    def _install_shared_rules(self, state: NetState) -> None:
+        br.write_sysctl("net.ipv4.ip_forward", "1")
+        if not self.icc and br.read_sysctl("net.bridge.bridge-nf-call-iptables") not in (None, "1"):
+            br.write_sysctl("net.bridge.bridge-nf-call-iptables", "1")  # else bridged traffic skips FORWARD
+        iptables.append(rules.masquerade(str(state.subnet)))
+        for rule in rules.forward(self.bridge):
+            iptables.append(rule)
+        iptables.delete(rules.icc(self.bridge, not self.icc))
+        iptables.append(rules.icc(self.bridge, self.icc))
+
+    def ensure_bridge(self) -> str | None:
+        """Create the bridge and its rules if needed; its `ip/prefix`, or None when networking is off."""
+        if not self.enabled:
+            return None
+        with self.ipam.locked() as state:
+            self._ensure_bridge(state)
+            return state.bip
+
+    def teardown(self) -> None:
+        """Undo everything: every container's rules and veths, the shared rules, the bridge, the state file."""
+        if not self.enabled:
+            return
+        with self.ipam.locked() as state:
+            for cid in list(state.allocations):
+                self._release_locked(state, cid)
+            for entry in state.links:
+                self._delete_rules(entry.get("Rules", []))
+            state.links.clear()
+            if state.bip:
+                iptables.delete(rules.masquerade(str(state.subnet)))
+            for rule in [*rules.forward(self.bridge), rules.icc(self.bridge, True), rules.icc(self.bridge, False)]:
+                iptables.delete(rule)
+            br.delete_link(self.bridge)
+            state.bip = state.last = state.setup_key = ""
+        for path in (self.ipam.path, self.ipam.lock_path):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+
+    # -- addresses -------------------------------------------------------------------------
+
+    def _settings(self, state: NetState, container_id: str) -> NetworkSettings:
+        alloc = state.allocations[container_id]
+        mappings = tuple(sorted(PortMapping.from_json(p) for p in alloc.ports))
+        return NetworkSettings(alloc.ip, state.subnet.prefixlen, state.gateway, self.bridge, mac_for_ip(alloc.ip),
+                               alloc.veth, mappings)
+
+    def allocate(self, container_id: str) -> NetworkSettings | None:
+        """An address on the bridge for `container_id` (the same one if it already holds one); None if disabled."""
+        if not self.enabled:
+            return None
+        with self.ipam.locked() as state:
+            self._ensure_bridge(state)
+            alloc = state.allocate_ip(container_id)
+            alloc.veth = self.host_veth_name(container_id)
+            # a veth left by a killed container with the same id prefix would make lxc fail to start
+            delete_leftover_veth(alloc.veth)
+            return self._settings(state, container_id)
+
+    def settings(self, container_id: str) -> NetworkSettings | None:
+        """The current settings of an allocated container, or None."""
+        state = self.ipam.read()
+        if not state.bip or container_id not in state.allocations:
+            return None
+        return self._settings(state, container_id)
+
+    def release(self, container_id: str) -> None:
+        """Give the address back, remove the container's port and link rules, delete a leftover host veth."""
+        if not self.enabled:
+            return
+        with self.ipam.locked() as state:
+            self._release_locked(state, container_id)
+
+    def _release_locked(self, state: NetState, container_id: str) -> None:
+        alloc = state.allocations.pop(container_id, None)
+        veth = alloc.veth if alloc and alloc.veth else self.host_veth_name(container_id)
+        if alloc is not None:
+            self._delete_rules(alloc.rules)
+            keep = []
+            for entry in state.links:
+                if alloc.ip in (entry.get("Parent"), entry.get("Child")):
+                    self._delete_rules(entry.get("Rules", []))
+                else:
+                    keep.append(entry)
+            state.links[:] = keep
+        delete_leftover_veth(veth)
+
+    def reconcile(self, live_ids: Iterable[str]) -> list[str]:
+        """Release every allocation whose container is not running any more (after a crash); the ids released."""
+        if not self.enabled:
+            return []
+        live = set(live_ids)
+        with self.ipam.locked() as state:
+            dead = [cid for cid in state.allocations if cid not in live]
+            for cid in dead:
+                self._release_locked(state, cid)
+        return dead
+
+    def allocations(self) -> dict[str, str]:
+        """container id -> IP address of every container holding one."""
+        return self.ipam.list() if self.enabled else {}
+
+    @staticmethod
+    def _delete_rules(recorded: Iterable[list[str]]) -> None:
+        for data in recorded:
+            try:
+                iptables.delete(iptables.Rule.from_json(data))
+            except NetworkError:
+                pass  # best effort, like Docker's Disable(): a rule that cannot be deleted is not there
+
+    # -- published ports --------------------------------------------------------------------
+
+    def publish(self, container_id: str, settings: NetworkSettings | None, port_specs: Iterable[str | PortSpec] = (),
+                *, publish_all: bool = False,
+                exposed: Iterable[str | int | Port] | Mapping[str, object] = ()) -> list[PortMapping]:
+        """Forward host ports to the container (`-p`, and with `-P` every exposed port to an ephemeral one)."""
+        specs = [s if isinstance(s, PortSpec) else parse_publish(s) for s in port_specs]
+        if publish_all:
+            explicit = {s.port for s in specs}
+            specs += [PortSpec(p) for p in parse_ports(exposed) if p not in explicit]
+        if not specs:
+            return []
+        if not self.enabled or settings is None:
+            raise NetworkError("Cannot publish ports: networking is disabled for this container")
+        with self.ipam.locked() as state:
+            alloc = state.allocations.get(container_id)
+            if alloc is None:
+                raise NetworkError(f"Container {container_id[:12]} has no network address")
+            made: list[iptables.Rule] = []
+            wanted: list[iptables.Rule] = []
+            mappings: list[PortMapping] = []
+            try:
+                for spec in specs:
+                    host_port = spec.host_port or self._ephemeral(state, spec.port.proto, spec.host_ip)
+                    self._check_free(state, spec.port.proto, spec.host_ip, host_port)
+                    mapping = PortMapping(spec.port, spec.host_ip or "0.0.0.0", host_port)
+                    for rule in rules.dnat(self.bridge, spec.host_ip, host_port, alloc.ip, spec.port):
+                        added = iptables.insert(rule) if rule.chain == "FORWARD" else iptables.append(rule)
+                        if added:
+                            made.append(rule)
+                        wanted.append(rule)
+                    alloc.ports.append(mapping.to_json())
+                    mappings.append(mapping)
+            except BaseException:
+                self._delete_rules([r.to_json() for r in made])
+                raise
+            alloc.rules.extend(r.to_json() for r in wanted)
+        return mappings
+
+    @staticmethod
+    def _taken(state: NetState, proto: str) -> list[tuple[str, int]]:
+        out = []
+        for a in state.allocations.values():
+            for p in a.ports:
+                if p.get("Type", "tcp") == proto:
+                    out.append((p.get("HostIp", "0.0.0.0"), int(p["HostPort"])))
+        return out
+
+    def _check_free(self, state: NetState, proto: str, host_ip: str, host_port: int) -> None:
+        ip = host_ip or "0.0.0.0"
+        for other_ip, other_port in self._taken(state, proto):
+            if other_port == host_port and "0.0.0.0" in (ip, other_ip) or (other_ip, other_port) == (ip, host_port):
+                raise Conflict(f"Bind for {ip}:{host_port} failed: port is already allocated")
+
+    def _ephemeral(self, state: NetState, proto: str, host_ip: str) -> int:
+        used = {port for _, port in self._taken(state, proto)}
+        for port in range(EPHEMERAL_START, EPHEMERAL_END + 1):
+            if port not in used and _port_free(proto, host_ip, port):
+                return port
+        raise NetworkError(f"No free host port for {proto} in {EPHEMERAL_START}-{EPHEMERAL_END}")
+
+    def port(self, container_id: str, private: str | int | Port) -> list[PortMapping]:
+        """`pydock port`: where the container's private port is published (NotFound if nowhere)."""
+        want = parse_port(private)
+        settings = self.settings(container_id) if self.enabled else None
+        found = [m for m in (settings.ports if settings else ()) if m.port == want]
+        if not found:
+            raise NotFound(f"No public port '{want}' published for {container_id[:12]}")
+        return found
+
+    # -- links ------------------------------------------------------------------------------
+
+    def enable_link(self, parent_ip: str, child_ip: str, ports: Iterable[str | int | Port] | Mapping[str, object]) -> None:
+        """Let the parent reach the child's exposed ports (and the replies back): matters with icc off."""
+        if not self.enabled or not parent_ip or not child_ip:
+            return
+        port_list = parse_ports(ports)
+        wanted = rules.link(self.bridge, parent_ip, child_ip, port_list)
+        with self.ipam.locked() as state:
+            made = []
+            try:
+                for rule in wanted:
+                    if iptables.insert(rule):
+                        made.append(rule)
+            except BaseException:
+                self._delete_rules([r.to_json() for r in made])
+                raise
+            entry = {"Parent": parent_ip, "Child": child_ip, "Ports": [str(p) for p in port_list],
+                     "Rules": [r.to_json() for r in wanted]}
+            if entry not in state.links:
+                state.links.append(entry)
+
+    def disable_link(self, parent_ip: str, child_ip: str,
+                     ports: Iterable[str | int | Port] | Mapping[str, object] | None = None) -> None:
+        """Remove the link's rules (every recorded link between the two when `ports` is None); idempotent."""
+        if not self.enabled or not parent_ip or not child_ip:
+            return
+        with self.ipam.locked() as state:
+            keep = []
+            for entry in state.links:
+                if (entry.get("Parent"), entry.get("Child")) == (parent_ip, child_ip) and (
+                        ports is None or entry.get("Ports") == [str(p) for p in parse_ports(ports)]):
+                    self._delete_rules(entry.get("Rules", []))
+                else:
+                    keep.append(entry)
+            state.links[:] = keep
+            if ports is not None:
+                self._delete_rules([r.to_json() for r in rules.link(self.bridge, parent_ip, child_ip,
+                                                                    parse_ports(ports))])
