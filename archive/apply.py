@@ -1,0 +1,662 @@
+"""Apply a layer tar onto a rootfs safely: every entry, link target and whiteout stays inside it.
+
+Docker 0.7's ApplyLayer ran `tar -x` and then walked the tree for `.wh.` files. This does the
+same job entry by entry without tarfile's extraction code (and its filters, which reject what
+rootfs layers need: absolute symlinks, devices, setuid) and without the kernel ever following a
+symlink found in the rootfs: paths are walked one component at a time through directory fds
+opened with O_NOFOLLOW, and symlinks met on the way are resolved by us *inside* the root
+(absolute targets and `..` are clamped to it, like securejoin). That defeats CVE-2014-6407/9356
+style entries and the two-layer "plant `x -> /`, then write `x/file`" attack.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import stat
+import tarfile
+from collections import OrderedDict
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+from pydock.archive.compression import codec_errors, decompress_stream
+from pydock.archive.tar import (
+    WHITEOUT_META_PREFIX,
+    WHITEOUT_OPAQUE,
+    WHITEOUT_PREFIX,
+    XATTR_PAX_PREFIX,
+    xattr_allowed,
+)
+from pydock.runtime.errors import ArchiveError, UnsafeArchive
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_MAX_SYMLINKS = 40  # like the kernel's MAXSYMLINKS
+_MAX_HEADER_READ = 16 << 20  # pax / GNU long-name payloads; anything bigger is an attack
+_COPY_CHUNK = 1 << 20
+_FD_CACHE = 64
+_MAX_ID = 0xFFFFFFFE  # 0xFFFFFFFF is chown's "leave unchanged"
+_NS = 1_000_000_000
+
+Parts = tuple[str, ...]
+
+
+class _Missing(Exception):
+    """A path component does not exist (only raised when not creating)."""
+
+
+# --------------------------------------------------------------------------- reading
+
+
+class _Reader:
+    """Position-counting reader over the decompressed layer; stream/codec failures become ArchiveError."""
+
+    def __init__(self, src: BinaryIO) -> None:
+        self.src = src
+        self.pos = 0
+        self.errors = codec_errors() + (OSError, ValueError)
+
+    def _fail(self, e: BaseException) -> ArchiveError:
+        msg = str(e) or type(e).__name__
+        return ArchiveError(f"invalid tar stream: {msg} (after {self.pos} bytes)")
+
+    def read(self, n: int = -1) -> bytes:
+        """Exactly `n` bytes unless the stream ends (what tarfile's header parser expects)."""
+        if n < 0 or n > _MAX_HEADER_READ:
+            raise ArchiveError(f"invalid tar stream: header block of {n} bytes at offset {self.pos}")
+        chunks = []
+        got = 0
+        try:
+            while got < n:
+                chunk = self.src.read(n - got)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                got += len(chunk)
+        except self.errors as e:
+            raise self._fail(e) from None
+        self.pos += got
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def tell(self) -> int:
+        return self.pos
+
+    def readinto(self, view: memoryview) -> int:
+        """Fill `view` completely; returns fewer bytes only at end of stream."""
+        got = 0
+        size = len(view)
+        try:
+            while got < size:
+                n = self.src.readinto(view[got:])  # type: ignore[attr-defined]
+                if not n:
+                    break
+                got += n
+        except self.errors as e:
+            raise self._fail(e) from None
+        self.pos += got
+        return got
+
+    def skip_to(self, offset: int, buf: memoryview) -> None:
+        """Discard data up to stream offset `offset` (rest of a member plus block padding)."""
+        while self.pos < offset:
+            want = min(offset - self.pos, len(buf))
+            if self.readinto(buf[:want]) < want:
+                raise ArchiveError(f"invalid tar stream: unexpected end of data at offset {self.pos}")
+
+
+class _TarState:
+    """The few attributes `tarfile.TarInfo.fromtarfile` reads from a TarFile."""
+
+    def __init__(self, fileobj: _Reader) -> None:
+        self.fileobj = fileobj
+        self.encoding = "utf-8"
+        self.errors = "surrogateescape"
+        self.pax_headers: dict[str, str] = {}
+        self.offset = 0
+
+
+def _members(reader: _Reader, scratch: memoryview) -> Iterator[tarfile.TarInfo]:
+    """Tar headers in stream order; the caller may consume each member's data before the next."""
+    state = _TarState(reader)
+    while True:
+        reader.skip_to(state.offset, scratch)
+        at = reader.pos
+        try:
+            member = tarfile.TarInfo.fromtarfile(state)  # type: ignore[arg-type]
+        except tarfile.EOFHeaderError:
+            return
+        except tarfile.EmptyHeaderError:
+            if at == 0:
+                raise ArchiveError("invalid tar stream: empty input") from None
+            raise ArchiveError(
+                f"invalid tar stream: unexpected end of data after {at} bytes (no end-of-archive marker)"
+            ) from None
+        except tarfile.TruncatedHeaderError:
+            raise ArchiveError(f"invalid tar stream: truncated header at offset {at}") from None
+        except tarfile.InvalidHeaderError as e:
+            if at == 0:
+                raise ArchiveError("invalid tar stream: not a tar archive (bad header checksum)") from None
+            raise ArchiveError(f"invalid tar stream: corrupt header at offset {at}: {e}") from None
+        except tarfile.HeaderError as e:
+            raise ArchiveError(f"invalid tar stream: corrupt header at offset {at}: {e}") from None
+        except (ValueError, UnicodeError, IndexError) as e:
+            raise ArchiveError(f"invalid tar stream: corrupt header at offset {at}: {e}") from None
+        yield member
+
+
+# --------------------------------------------------------------------------- names and metadata
+
+
+def clean_name(name: str, entry: str | None = None) -> Parts:
+    """Components of a tar name (or, with `entry`, a link target) relative to the root.
+
+    UnsafeArchive if it contains NUL or its `..` components climb above the root.
+    """
+    shown = entry if entry is not None else name
+    what = "path" if entry is None else f"link target {name!r}"
+    if "\x00" in name:
+        raise UnsafeArchive(f"unsafe layer entry {shown!r}: {what} contains NUL")
+    parts: list[str] = []
+    for part in name.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not parts:
+                raise UnsafeArchive(f"unsafe layer entry {shown!r}: {what} escapes the root")
+            parts.pop()
+            continue
+        parts.append(part)
+    return tuple(parts)
+
+
+def _pax_ns(value: str | None) -> int | None:
+    """Exact nanoseconds from a pax time record ("1700000000.123456789"); None if absent/bad."""
+    if value is None:
+        return None
+    try:
+        neg = value.startswith("-")
+        sec, _, frac = value.lstrip("-").partition(".")
+        ns = int(sec) * _NS + (int((frac + "000000000")[:9]) if frac else 0)
+        return -ns if neg else ns
+    except ValueError:
+        return None
+
+
+def _times(member: tarfile.TarInfo) -> tuple[int, int]:
+    """(atime_ns, mtime_ns) of a member; atime defaults to mtime like GNU tar's extraction."""
+    pax = member.pax_headers
+    mtime = _pax_ns(pax.get("mtime")) if pax else None
+    if mtime is None:
+        mtime = int(member.mtime) * _NS
+    atime = _pax_ns(pax.get("atime")) if pax else None
+    return (mtime if atime is None else atime), mtime
+
+
+def _owner(member: tarfile.TarInfo) -> tuple[int, int]:
+    uid, gid = member.uid, member.gid
+    if not (isinstance(uid, int) and isinstance(gid, int) and 0 <= uid <= _MAX_ID and 0 <= gid <= _MAX_ID):
+        raise UnsafeArchive(f"unsafe layer entry {member.name!r}: invalid owner {uid}:{gid}")
+    return uid, gid
+
+
+def _xattrs(member: tarfile.TarInfo) -> list[tuple[str, bytes]]:
+    if not member.pax_headers:
+        return []
+    out = []
+    for key, value in member.pax_headers.items():
+        if key.startswith(XATTR_PAX_PREFIX):
+            attr = key[len(XATTR_PAX_PREFIX):]
+            if xattr_allowed(attr):
+                out.append((attr, value.encode("utf-8", "surrogateescape")))
+    return out
+
+
+def _set_xattrs(target, attrs: list[tuple[str, bytes]], follow: bool = True) -> None:
+    for attr, value in attrs:
+        try:
+            os.setxattr(target, attr, value, follow_symlinks=follow)
+        except OSError as e:
+            # The filesystem or node type does not take this xattr: tar(1) warns and goes on.
+            if e.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM):
+                raise
+
+
+# --------------------------------------------------------------------------- in-root path resolution
+
+
+class _Root:
+    """Resolves directories inside a root fd; the kernel never follows a symlink on the way."""
+
+    def __init__(self, root_fd: int) -> None:
+        self.fd = root_fd
+        self.cache: OrderedDict[Parts, tuple[int, Parts]] = OrderedDict()
+        self.stale: list[int] = []
+
+    def dir(self, parts: Parts, create: bool, entry: str) -> tuple[int, Parts]:
+        """(fd, canonical parts) of directory `parts`; the fd stays owned by this object."""
+        hit = self.cache.get(parts)
+        if hit is not None:
+            self.cache.move_to_end(parts)
+            return hit
+        fd, canon = self._walk(parts, create, entry)
+        self.remember(parts, fd, canon)
+        return fd, canon
+
+    def remember(self, parts: Parts, fd: int, canon: Parts) -> None:
+        old = self.cache.pop(parts, None)
+        if old is not None:
+            self.stale.append(old[0])
+        self.cache[parts] = (fd, canon)
+        while len(self.cache) > _FD_CACHE:
+            _, (ofd, _) = self.cache.popitem(last=False)
+            self.stale.append(ofd)
+
+    def invalidate(self) -> None:
+        """Forget every cached directory (after a directory or symlink was removed or replaced)."""
+        self.stale.extend(fd for fd, _ in self.cache.values())
+        self.cache.clear()
+
+    def release(self) -> None:
+        """Close fds invalidated during the last entry (callers may have still been using them)."""
+        for fd in self.stale:
+            os.close(fd)
+        self.stale.clear()
+
+    def close(self) -> None:
+        self.invalidate()
+        self.release()
+
+    def _walk(self, parts: Parts, create: bool, entry: str) -> tuple[int, Parts]:
+        stack = [os.dup(self.fd)]
+        canon: list[str] = []
+        todo = list(reversed(parts))
+        links = 0
+        try:
+            while todo:
+                part = todo.pop()
+                if part in ("", "."):
+                    continue
+                if part == "..":  # clamped at the root, like chroot
+                    if canon:
+                        os.close(stack.pop())
+                        canon.pop()
+                    continue
+                cur = stack[-1]
+                try:
+                    nfd = os.open(part, _DIR_FLAGS, dir_fd=cur)
+                except OSError as e:
+                    if e.errno == errno.ENOENT:
+                        if not create:
+                            raise _Missing("/".join(canon + [part])) from None
+                        try:
+                            os.mkdir(part, 0o755, dir_fd=cur)
+                        except FileExistsError:
+                            pass
+                        nfd = os.open(part, _DIR_FLAGS, dir_fd=cur)
+                    elif e.errno in (errno.ELOOP, errno.ENOTDIR):
+                        st = os.stat(part, dir_fd=cur, follow_symlinks=False)
+                        if not stat.S_ISLNK(st.st_mode):
+                            if not create:
+                                raise _Missing("/".join(canon + [part])) from None
+                            raise ArchiveError(
+                                f"cannot extract {entry!r}: /{'/'.join(canon + [part])} is not a directory"
+                            ) from None
+                        links += 1
+                        if links > _MAX_SYMLINKS:
+                            raise ArchiveError(
+                                f"cannot extract {entry!r}: too many levels of symbolic links"
+                            ) from None
+                        target = os.readlink(part, dir_fd=cur)
+                        if target.startswith("/"):  # absolute: relative to the rootfs, never the host
+                            while len(stack) > 1:
+                                os.close(stack.pop())
+                            canon.clear()
+                        todo.extend(reversed(target.split("/")))
+                        continue
+                    else:
+                        raise
+                stack.append(nfd)
+                canon.append(part)
+        except BaseException:
+            for fd in stack:
+                os.close(fd)
+            raise
+        fd = stack.pop()
+        for other in stack:
+            os.close(other)
+        return fd, tuple(canon)
+
+
+# --------------------------------------------------------------------------- the applier
+
+
+class _Applier:
+    """Extracts one layer under `root_fd`, then applies its whiteouts and directory times."""
+
+    def __init__(self, root_fd: int) -> None:
+        self.root = _Root(root_fd)
+        self.root_fd = root_fd
+        self.buf = bytearray(_COPY_CHUNK)
+        self.view = memoryview(self.buf)
+        self.written: set[Parts] = set()
+        self.dir_times: list[tuple[Parts, int, int]] = []
+        self.whiteouts: list[tuple[Parts, str]] = []
+        self.opaque: list[tuple[Parts, str]] = []
+        self.parent_times: dict[Parts, tuple[int, int]] = {}
+        self.bytes = 0
+
+    # ---- driving
+
+    def run(self, reader: _Reader) -> int:
+        for member in _members(reader, self.view):
+            name = member.name
+            parts = clean_name(name)
+            if member.islnk():
+                clean_name(member.linkname, name)
+            if parts and parts[0].startswith(WHITEOUT_META_PREFIX):
+                continue  # aufs metadata (.wh..wh.aufs, .wh..wh.orph/, .wh..wh.plnk/): dropped
+            base = parts[-1] if parts else ""
+            if base.startswith(WHITEOUT_PREFIX):
+                if base == WHITEOUT_OPAQUE:
+                    self.opaque.append((parts[:-1], name))
+                elif not base.startswith(WHITEOUT_META_PREFIX):
+                    victim = base[len(WHITEOUT_PREFIX):]
+                    if victim in ("", ".", ".."):
+                        raise UnsafeArchive(f"unsafe layer entry {name!r}: invalid whiteout")
+                    self.whiteouts.append((parts[:-1] + (victim,), name))
+                continue
+            try:
+                self.extract(member, parts, reader)
+            except OSError as e:
+                raise ArchiveError(f"cannot extract {name!r}: {e.strerror or e}") from None
+            finally:
+                self.root.release()
+        try:
+            self.apply_whiteouts()
+            self.restore_times()
+        except OSError as e:
+            raise ArchiveError(f"cannot apply layer: {e.strerror or e}: {e.filename or ''}") from None
+        finally:
+            self.root.release()
+        return self.bytes
+
+    def close(self) -> None:
+        self.root.close()
+
+    # ---- entries
+
+    def extract(self, m: tarfile.TarInfo, parts: Parts, reader: _Reader) -> None:
+        uid, gid = _owner(m)
+        mode = m.mode & 0o7777
+        if not parts:
+            if not m.isdir():
+                raise UnsafeArchive(f"unsafe layer entry {m.name!r}: would replace the root directory")
+            os.fchown(self.root_fd, uid, gid)
+            os.fchmod(self.root_fd, mode)
+            _set_xattrs(self.root_fd, _xattrs(m))
+            self.dir_times.append(((),) + _times(m))
+            self.written.add(())
+            return
+        pfd, pcanon = self.root.dir(parts[:-1], True, m.name)
+        name = parts[-1]
+        canon = pcanon + (name,)
+        if m.isreg():
+            self._file(m, pfd, name, uid, gid, mode, reader)
+        elif m.isdir():
+            self._dir(m, parts, pfd, name, canon, uid, gid, mode)
+        elif m.issym():
+            self._symlink(m, pfd, name, uid, gid)
+        elif m.islnk():
+            if not self._hardlink(m, pfd, name, canon):
+                return
+        elif m.ischr() or m.isblk() or m.isfifo():
+            self._node(m, pfd, name, uid, gid, mode)
+        else:
+            raise ArchiveError(f"cannot extract {m.name!r}: unsupported tar entry type {m.type!r}")
+        self.written.add(canon)
+
+    def _clear_slot(self, pfd: int, name: str, keep_dir: bool) -> bool:
+        """Remove whatever is at `name` (never following it); True if an existing dir was kept."""
+        try:
+            st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        if stat.S_ISDIR(st.st_mode):
+            if keep_dir:
+                return True
+            shutil.rmtree(name, dir_fd=pfd)
+            self.root.invalidate()
+        else:
+            os.unlink(name, dir_fd=pfd)
+            if stat.S_ISLNK(st.st_mode):
+                self.root.invalidate()
+        return False
+
+    def _file(self, m, pfd: int, name: str, uid: int, gid: int, mode: int, reader: _Reader) -> None:
+        try:
+            fd = os.open(name, _NEW_FILE_FLAGS, 0o600, dir_fd=pfd)
+        except FileExistsError:
+            self._clear_slot(pfd, name, keep_dir=False)
+            fd = os.open(name, _NEW_FILE_FLAGS, 0o600, dir_fd=pfd)
+        try:
+            if m.sparse is not None:
+                self._copy_sparse(m, fd, reader)
+            else:
+                self._copy(m, fd, m.size, reader)
+            os.fchown(fd, uid, gid)
+            os.fchmod(fd, mode)  # after chown: chown clears setuid/setgid
+            attrs = _xattrs(m)
+            if attrs:
+                _set_xattrs(fd, attrs)  # after data and chown, which both drop security.capability
+            os.utime(fd, ns=_times(m))
+        finally:
+            os.close(fd)
+
+    def _copy(self, m, fd: int, size: int, reader: _Reader) -> None:
+        view = self.view
+        left = size
+        while left:
+            want = min(left, len(view))
+            n = reader.readinto(view[:want])
+            if n < want:
+                raise ArchiveError(f"invalid tar stream: unexpected end of data in {m.name!r}")
+            chunk = view[:n]
+            while chunk:
+                chunk = chunk[os.write(fd, chunk):]
+            left -= n
+        self.bytes += size
+
+    def _copy_sparse(self, m, fd: int, reader: _Reader) -> None:
+        for offset, numbytes in m.sparse:
+            os.lseek(fd, offset, os.SEEK_SET)
+            self._copy(m, fd, numbytes, reader)
+        os.ftruncate(fd, m.size)
+
+    def _dir(self, m, parts: Parts, pfd: int, name: str, canon: Parts, uid: int, gid: int, mode: int) -> None:
+        if not self._clear_slot(pfd, name, keep_dir=True):
+            os.mkdir(name, 0o700, dir_fd=pfd)
+        dfd = os.open(name, _DIR_FLAGS, dir_fd=pfd)
+        try:
+            os.fchown(dfd, uid, gid)
+            os.fchmod(dfd, mode)
+            _set_xattrs(dfd, _xattrs(m))
+        except BaseException:
+            os.close(dfd)
+            raise
+        self.root.remember(parts, dfd, canon)  # the next entries most likely go inside it
+        self.dir_times.append((canon,) + _times(m))
+
+    def _symlink(self, m, pfd: int, name: str, uid: int, gid: int) -> None:
+        target = m.linkname
+        if not target or "\x00" in target:
+            raise UnsafeArchive(f"unsafe layer entry {m.name!r}: invalid symlink target {target!r}")
+        self._clear_slot(pfd, name, keep_dir=False)
+        os.symlink(target, name, dir_fd=pfd)
+        os.chown(name, uid, gid, dir_fd=pfd, follow_symlinks=False)
+        os.utime(name, ns=_times(m), dir_fd=pfd, follow_symlinks=False)
+
+    def _hardlink(self, m, pfd: int, name: str, canon: Parts) -> bool:
+        tparts = clean_name(m.linkname, m.name)
+        if not tparts:
+            raise UnsafeArchive(f"unsafe layer entry {m.name!r}: hard link to the root directory")
+        try:
+            tfd, tcanon = self.root.dir(tparts[:-1], False, m.name)
+            tst = os.stat(tparts[-1], dir_fd=tfd, follow_symlinks=False)
+        except (_Missing, FileNotFoundError):
+            raise ArchiveError(
+                f"cannot extract {m.name!r}: hard link target {m.linkname!r} not found in the layer"
+            ) from None
+        if stat.S_ISDIR(tst.st_mode):
+            raise UnsafeArchive(f"unsafe layer entry {m.name!r}: hard link to directory {m.linkname!r}")
+        if tcanon + (tparts[-1],) == canon:
+            return False  # a link to itself: nothing to do
+        # Keep the target's directory fd alive even if clearing the slot invalidates the cache.
+        tfd = os.dup(tfd)
+        try:
+            self._clear_slot(pfd, name, keep_dir=False)
+            os.link(tparts[-1], name, src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False)
+        finally:
+            os.close(tfd)
+        return True
+
+    def _node(self, m, pfd: int, name: str, uid: int, gid: int, mode: int) -> None:
+        self._clear_slot(pfd, name, keep_dir=False)
+        if m.isfifo():
+            os.mkfifo(name, 0o600, dir_fd=pfd)
+        else:
+            kind = stat.S_IFCHR if m.ischr() else stat.S_IFBLK
+            os.mknod(name, kind | 0o600, os.makedev(m.devmajor, m.devminor), dir_fd=pfd)
+        os.chown(name, uid, gid, dir_fd=pfd, follow_symlinks=False)
+        _chmod_at(pfd, name, mode)
+        attrs = _xattrs(m)
+        if attrs:
+            _set_xattrs(f"/proc/self/fd/{pfd}/{name}", attrs, follow=False)
+        os.utime(name, ns=_times(m), dir_fd=pfd, follow_symlinks=False)
+
+    # ---- whiteouts and times
+
+    def _note_parent(self, pfd: int, pcanon: Parts) -> None:
+        if pcanon not in self.parent_times:
+            st = os.stat(pfd)
+            self.parent_times[pcanon] = (st.st_atime_ns, st.st_mtime_ns)
+
+    def _remove(self, pfd: int, name: str) -> None:
+        st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+        if stat.S_ISDIR(st.st_mode):
+            shutil.rmtree(name, dir_fd=pfd)
+            self.root.invalidate()
+        else:
+            os.unlink(name, dir_fd=pfd)
+            if stat.S_ISLNK(st.st_mode):
+                self.root.invalidate()
+
+    def apply_whiteouts(self) -> None:
+        for parts, entry in self.whiteouts:
+            try:
+                pfd, pcanon = self.root.dir(parts[:-1], False, entry)
+                canon = pcanon + (parts[-1],)
+                if canon in self.written:
+                    continue  # this layer's own entry wins over its whiteout
+                os.stat(parts[-1], dir_fd=pfd, follow_symlinks=False)
+            except (_Missing, FileNotFoundError):
+                continue  # nothing to hide
+            pfd = os.dup(pfd)
+            try:
+                self._note_parent(pfd, pcanon)
+                self._remove(pfd, parts[-1])
+            finally:
+                os.close(pfd)
+                self.root.release()
+        if self.opaque:
+            keep_under: set[Parts] = set()
+            for path in self.written:
+                for i in range(len(path)):
+                    keep_under.add(path[:i])
+            for parts, entry in self.opaque:
+                try:
+                    dfd, dcanon = self.root.dir(parts, False, entry)
+                except _Missing:
+                    continue
+                dfd = os.dup(dfd)
+                try:
+                    self._note_parent(dfd, dcanon)
+                    self._clear_opaque(dfd, dcanon, keep_under)
+                finally:
+                    os.close(dfd)
+                    self.root.release()
+
+    def _clear_opaque(self, dfd: int, dcanon: Parts, keep_under: set[Parts]) -> None:
+        """Remove everything under an opaque dir that this layer did not itself write."""
+        for name in os.listdir(dfd):
+            canon = dcanon + (name,)
+            st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+            is_dir = stat.S_ISDIR(st.st_mode)
+            if canon in self.written and not is_dir:
+                continue
+            if is_dir and (canon in self.written or canon in keep_under):
+                sub = os.open(name, _DIR_FLAGS, dir_fd=dfd)
+                try:
+                    self._clear_opaque(sub, canon, keep_under)
+                finally:
+                    os.close(sub)
+                continue
+            self._remove(dfd, name)
+
+    def restore_times(self) -> None:
+        """Parent dirs touched by whiteouts get their times back; layer dirs get theirs, last."""
+        layer_dirs = {canon for canon, _, _ in self.dir_times}
+        todo = [(c, a, m) for c, (a, m) in self.parent_times.items() if c not in layer_dirs]
+        todo.extend(self.dir_times)
+        for canon, atime, mtime in todo:
+            if not canon:
+                os.utime(self.root_fd, ns=(atime, mtime))
+                continue
+            try:
+                pfd, _ = self.root.dir(canon[:-1], False, "/".join(canon))
+                st = os.stat(canon[-1], dir_fd=pfd, follow_symlinks=False)
+            except (_Missing, FileNotFoundError):
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                os.utime(canon[-1], ns=(atime, mtime), dir_fd=pfd, follow_symlinks=False)
+
+
+def _chmod_at(pfd: int, name: str, mode: int) -> None:
+    """chmod a just-created non-symlink entry without following a symlink at `name`."""
+    try:
+        os.chmod(name, mode, dir_fd=pfd, follow_symlinks=False)
+    except (NotImplementedError, OSError) as e:
+        if isinstance(e, OSError) and e.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise
+        fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+        try:
+            os.chmod(f"/proc/self/fd/{fd}", mode)
+        finally:
+            os.close(fd)
+
+
+def apply_layer(dest: Path, stream: BinaryIO) -> int:
+    """Extract the (optionally compressed) layer `stream` onto rootfs `dest`, then apply its whiteouts.
+
+    Returns the number of regular-file data bytes written. Raises ArchiveError for an unreadable
+    stream and UnsafeArchive (naming the entry) for one that tries to leave `dest`; in both
+    cases nothing outside `dest` has been written.
+    """
+    try:
+        root_fd = os.open(os.fspath(dest), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as e:
+        raise ArchiveError(f"cannot apply layer to {os.fspath(dest)}: {e.strerror}") from None
+    applier = _Applier(root_fd)
+    try:
+        reader = _Reader(_decompressed(stream))
+        return applier.run(reader)
+    finally:
+        applier.close()
+        os.close(root_fd)
+
+
+def _decompressed(stream: BinaryIO) -> BinaryIO:
+    try:
+        return decompress_stream(stream)
+    except (OSError, ValueError) + codec_errors() as e:  # type: ignore[operator]
+        raise ArchiveError(f"invalid tar stream: {e}") from None

@@ -1,0 +1,140 @@
+"""`docker diff`: what changed between two rootfs trees, from lstat metadata alone.
+
+Docker 0.7's archive/changes.go rules: an entry in both trees is Changed when mode, uid, gid,
+rdev, size (non-directories only) or the full mtime differ; inode, ctime and blksize are
+deliberately ignored because they change on copy. File contents are never read, so an
+unchanged tree costs one scandir per directory and one lstat per entry on each side.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+
+class ChangeKind(enum.Enum):
+    """Docker's change letters: Added, Changed, Deleted."""
+
+    A = "A"
+    C = "C"
+    D = "D"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Change:
+    """One line of `docker diff`: kind and absolute path inside the rootfs."""
+
+    kind: ChangeKind
+    path: str
+
+    def __str__(self) -> str:
+        return f"{self.kind.value} {self.path}"
+
+
+def _children(path: str) -> dict[str, os.DirEntry]:
+    try:
+        with os.scandir(path) as it:
+            return {e.name: e for e in it}
+    except (FileNotFoundError, NotADirectoryError):
+        return {}
+
+
+def _differs(a: os.stat_result, b: os.stat_result) -> bool:
+    """Docker's metadata comparison (size ignored for directories; never inode/ctime)."""
+    if (
+        a.st_mode != b.st_mode
+        or a.st_uid != b.st_uid
+        or a.st_gid != b.st_gid
+        or a.st_rdev != b.st_rdev
+        or a.st_mtime_ns != b.st_mtime_ns
+    ):
+        return True
+    return not stat.S_ISDIR(a.st_mode) and a.st_size != b.st_size
+
+
+def _add_subtree(path: str, rel: str, out: list[Change]) -> None:
+    """Every descendant of a new directory is an Add too."""
+    for name, entry in _children(path).items():
+        child_rel = f"{rel}/{name}"
+        out.append(Change(ChangeKind.A, child_rel))
+        if entry.is_dir(follow_symlinks=False):
+            _add_subtree(entry.path, child_rel, out)
+
+
+def _diff_dir(new_dir: str, old_dir: str, rel: str, out: list[Change]) -> None:
+    new = _children(new_dir)
+    old = _children(old_dir)
+    A, C, D = ChangeKind.A, ChangeKind.C, ChangeKind.D
+    for name, nentry in new.items():
+        child_rel = f"{rel}/{name}"
+        oentry = old.get(name)
+        nst = nentry.stat(follow_symlinks=False)
+        is_dir = stat.S_ISDIR(nst.st_mode)
+        if oentry is None:
+            out.append(Change(A, child_rel))
+            if is_dir:
+                _add_subtree(nentry.path, child_rel, out)
+            continue
+        ost = oentry.stat(follow_symlinks=False)
+        if _differs(nst, ost):
+            out.append(Change(C, child_rel))
+        if is_dir:
+            if stat.S_ISDIR(ost.st_mode):
+                _diff_dir(nentry.path, oentry.path, child_rel, out)
+            else:
+                _add_subtree(nentry.path, child_rel, out)
+    for name in old.keys() - new.keys():
+        out.append(Change(D, f"{rel}/{name}"))
+
+
+def changes(new_root: Path, old_root: Path) -> list[Change]:
+    """Changes that turn `old_root` into `new_root`, sorted by path (roots themselves are never listed)."""
+    out: list[Change] = []
+    _diff_dir(os.fspath(new_root), os.fspath(old_root), "", out)
+    out.sort(key=lambda c: c.path)
+    return out
+
+
+def changes_size(root: Path, changes: Iterable[Change]) -> int:
+    """Bytes the A/C non-directory entries take in `root` (the size of a committed layer)."""
+    base = os.fspath(root)
+    total = 0
+    for change in changes:
+        if change.kind is ChangeKind.D:
+            continue
+        try:
+            st = os.lstat(base + change.path)
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            total += st.st_size
+    return total
+
+
+def tree_size(root: Path) -> int:
+    """Bytes of all non-directory entries under `root`, counting each hard-linked inode once."""
+    total = 0
+    seen: set[tuple[int, int]] = set()
+    stack = [os.fspath(root)]
+    while stack:
+        path = stack.pop()
+        with os.scandir(path) as it:
+            for entry in it:
+                st = entry.stat(follow_symlinks=False)
+                if stat.S_ISDIR(st.st_mode):
+                    stack.append(entry.path)
+                    continue
+                if st.st_nlink > 1:
+                    key = (st.st_dev, st.st_ino)
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                total += st.st_size
+    return total

@@ -1,0 +1,323 @@
+"""Write a directory tree (or a list of paths in it) as a streamed tar: numeric owners, hard
+links, devices, xattrs, nanosecond mtimes, plus synthetic whiteout files.
+
+Replaces Docker 0.7's `tar --numeric-owner -T - -c` (archive.go TarFilter). The tree is read
+through directory fds opened with O_NOFOLLOW, so a symlink swapped into the tree (e.g. by a
+running container) is archived as a symlink and never followed to host files.
+"""
+
+from __future__ import annotations
+
+import errno
+import fnmatch
+import os
+import stat
+import tarfile
+import time
+from pathlib import Path
+from typing import BinaryIO, Iterable
+
+from pydock.archive.compression import Compression, compress_stream
+from pydock.runtime.errors import ArchiveError
+
+BLOCKSIZE = tarfile.BLOCKSIZE
+RECORDSIZE = tarfile.RECORDSIZE
+XATTR_PAX_PREFIX = "SCHILY.xattr."
+WHITEOUT_PREFIX = ".wh."
+WHITEOUT_META_PREFIX = ".wh..wh."
+WHITEOUT_OPAQUE = ".wh..wh..opq"
+WHITEOUT_MODE = 0o600
+
+_COPY_CHUNK = 1 << 20
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | getattr(os, "O_NOATIME", 0)
+_ZERO_BLOCK = bytes(BLOCKSIZE)
+
+
+def xattr_allowed(name: str) -> bool:
+    """Whether an xattr travels in layers: file capabilities and user.*, never host labels.
+
+    security.selinux/ima/evm belong to the host that wrote the file, trusted.* and system.*
+    could carry overlayfs or ACL state an image must not inject.
+    """
+    return name == "security.capability" or name.startswith("user.")
+
+
+def _pax_mtime(mtime_ns: int) -> str:
+    """The pax `mtime` record for an exact nanosecond timestamp."""
+    sec, ns = divmod(mtime_ns, 1_000_000_000)
+    return f"{sec}.{ns:09d}".rstrip("0").rstrip(".") if ns else str(sec)
+
+
+def _norm_include(path: str) -> str:
+    """An include path relative to the root: leading `/` dropped, `.`/`..` resolved lexically."""
+    parts: list[str] = []
+    for part in path.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not parts:
+                raise ArchiveError(f"cannot archive {path!r}: path escapes the root")
+            parts.pop()
+            continue
+        parts.append(part)
+    return "/".join(parts)
+
+
+def _excluded(rel: str, patterns: tuple[str, ...]) -> bool:
+    """GNU-tar-like exclusion: a pattern matches the relative path, a leading part of it, or its base name."""
+    if not patterns or not rel:
+        return False
+    base = rel.rsplit("/", 1)[-1]
+    for pat in patterns:
+        pat = pat.strip("/")
+        if pat.startswith("./"):
+            pat = pat[2:]
+        if fnmatch.fnmatchcase(rel, pat) or fnmatch.fnmatchcase(base, pat):
+            return True
+        if rel.startswith(pat + "/"):
+            return True
+    return False
+
+
+class _TarWriter:
+    """Emits tar entries for files found through directory fds; tracks hard links by inode."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
+        self.links: dict[tuple[int, int], str] = {}
+        self.buf = bytearray(_COPY_CHUNK)
+        self.written = 0
+
+    def _write(self, data) -> None:
+        self.out.write(data)
+        self.written += len(data)
+
+    def header(self, info: tarfile.TarInfo) -> None:
+        self._write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+
+    def finish(self) -> None:
+        """End-of-archive marker (two zero blocks), padded to a full record like tar(1)."""
+        self._write(_ZERO_BLOCK * 2)
+        rem = self.written % RECORDSIZE
+        if rem:
+            self._write(bytes(RECORDSIZE - rem))
+
+    def add(self, dir_fd: int, name: str, arcname: str, st: os.stat_result) -> bool:
+        """Archive entry `name` of `dir_fd` as `arcname`; True if it is a directory to descend into."""
+        mode = st.st_mode
+        info = tarfile.TarInfo(arcname)
+        info.mode = stat.S_IMODE(mode)
+        info.uid = st.st_uid
+        info.gid = st.st_gid
+        info.uname = info.gname = ""
+        sec = st.st_mtime_ns // 1_000_000_000
+        info.mtime = sec
+        pax: dict[str, str] = {}
+        if st.st_mtime_ns != sec * 1_000_000_000:
+            pax["mtime"] = _pax_mtime(st.st_mtime_ns)
+        fd = -1
+        try:
+            if stat.S_ISREG(mode):
+                key = (st.st_dev, st.st_ino)
+                if st.st_nlink > 1:
+                    first = self.links.get(key)
+                    if first is not None:
+                        info.type = tarfile.LNKTYPE
+                        info.linkname = first
+                        info.pax_headers = pax
+                        self.header(info)
+                        return False
+                    self.links[key] = arcname
+                info.type = tarfile.REGTYPE
+                info.size = st.st_size
+                fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
+                self._xattrs(fd, pax)
+                info.pax_headers = pax
+                self.header(info)
+                self._copy(fd, st.st_size, arcname)
+                return False
+            if stat.S_ISDIR(mode):
+                info.type = tarfile.DIRTYPE
+            elif stat.S_ISLNK(mode):
+                info.type = tarfile.SYMTYPE
+                info.linkname = os.readlink(name, dir_fd=dir_fd)
+            elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+                info.type = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
+                info.devmajor = os.major(st.st_rdev)
+                info.devminor = os.minor(st.st_rdev)
+            elif stat.S_ISFIFO(mode):
+                info.type = tarfile.FIFOTYPE
+            else:  # sockets (and anything newer) are not archivable, like GNU tar
+                return False
+            if not stat.S_ISLNK(mode):
+                self._xattrs_at(dir_fd, name, pax)
+            info.pax_headers = pax
+            self.header(info)
+            return stat.S_ISDIR(mode)
+        finally:
+            if fd >= 0:
+                os.close(fd)
+
+    def _xattrs(self, fd: int, pax: dict[str, str]) -> None:
+        try:
+            names = os.listxattr(fd)
+        except OSError as e:
+            if e.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
+                return
+            raise
+        for attr in names:
+            if xattr_allowed(attr):
+                try:
+                    value = os.getxattr(fd, attr)
+                except OSError as e:
+                    if e.errno == errno.ENODATA:
+                        continue
+                    raise
+                pax[XATTR_PAX_PREFIX + attr] = value.decode("utf-8", "surrogateescape")
+
+    def _xattrs_at(self, dir_fd: int, name: str, pax: dict[str, str]) -> None:
+        """xattrs of a non-regular entry, reached through its parent fd (opening a fifo would block)."""
+        path = f"/proc/self/fd/{dir_fd}/{name}" if name != "." else f"/proc/self/fd/{dir_fd}"
+        try:
+            names = os.listxattr(path, follow_symlinks=False)
+        except OSError as e:
+            if e.errno in (errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOENT):
+                return
+            raise
+        for attr in names:
+            if xattr_allowed(attr):
+                try:
+                    value = os.getxattr(path, attr, follow_symlinks=False)
+                except OSError as e:
+                    if e.errno == errno.ENODATA:
+                        continue
+                    raise
+                pax[XATTR_PAX_PREFIX + attr] = value.decode("utf-8", "surrogateescape")
+
+    def _copy(self, fd: int, size: int, arcname: str) -> None:
+        """Copy exactly `size` bytes of file data (zero-padded if the file shrank) plus block padding."""
+        buf = self.buf
+        view = memoryview(buf)
+        left = size
+        while left:
+            n = os.readv(fd, [view[: min(left, len(buf))]])
+            if n == 0:  # shrank while archiving: pad like GNU tar so the stream stays valid
+                while left:
+                    chunk = min(left, len(buf))
+                    self._write(bytes(chunk))
+                    left -= chunk
+                break
+            self._write(view[:n])
+            left -= n
+        pad = -size % BLOCKSIZE
+        if pad:
+            self._write(_ZERO_BLOCK[:pad])
+
+    def add_empty(self, arcname: str, mode: int, mtime: int) -> None:
+        """An empty root-owned regular file that exists only in the stream (whiteouts)."""
+        info = tarfile.TarInfo(arcname)
+        info.type = tarfile.REGTYPE
+        info.mode = mode
+        info.mtime = mtime
+        info.uname = info.gname = ""
+        self.header(info)
+
+
+def _walk(writer: _TarWriter, dir_fd: int, prefix: str, rel: str, excludes: tuple[str, ...]) -> None:
+    """Archive the children of the open directory `dir_fd` (sorted, depth first, dirs before contents)."""
+    with os.scandir(dir_fd) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    for entry in entries:
+        name = entry.name
+        child_rel = f"{rel}/{name}" if rel else name
+        if _excluded(child_rel, excludes):
+            continue
+        st = entry.stat(follow_symlinks=False)
+        arcname = f"{prefix}/{name}" if prefix else name
+        if writer.add(dir_fd, name, arcname, st):
+            try:
+                sub = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+            except OSError as e:
+                raise ArchiveError(f"cannot archive {child_rel!r}: {e.strerror}") from None
+            try:
+                _walk(writer, sub, arcname, child_rel, excludes)
+            finally:
+                os.close(sub)
+
+
+def _open_parent(root_fd: int, rel: str) -> tuple[int, str]:
+    """(fd of the directory holding `rel`, base name), walking with O_NOFOLLOW from the root."""
+    parts = rel.split("/")
+    fd = os.dup(root_fd)
+    try:
+        for part in parts[:-1]:
+            nfd = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, parts[-1]
+
+
+def write_tar(
+    root: Path,
+    out: BinaryIO,
+    *,
+    includes: list[str] | None = None,
+    excludes: Iterable[str] = (),
+    recursive: bool = True,
+    compression: Compression = Compression.NONE,
+    whiteouts: Iterable[str] = (),
+) -> None:
+    """Stream `root` (or `includes` relative to it) as a tar into `out`, optionally compressed.
+
+    `whiteouts` are extra empty 0600 root-owned files ("dir/.wh.name") that exist only in the
+    stream. Names in the archive are relative ("./..." when including the root itself).
+    """
+    excl = tuple(excludes)
+    try:
+        root_fd = os.open(os.fspath(root), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as e:
+        raise ArchiveError(f"cannot archive {os.fspath(root)}: {e.strerror}") from None
+    sink = compress_stream(out, compression)
+    try:
+        writer = _TarWriter(sink)
+        for inc in includes if includes is not None else ["."]:
+            rel = _norm_include(inc)
+            if not rel:
+                st = os.stat(root_fd)
+                writer.add(root_fd, ".", ".", st)
+                if recursive:
+                    _walk(writer, root_fd, ".", "", excl)
+                continue
+            if _excluded(rel, excl):
+                continue
+            try:
+                dfd, name = _open_parent(root_fd, rel)
+            except OSError as e:
+                raise ArchiveError(f"cannot archive {inc!r}: {e.strerror}") from None
+            try:
+                try:
+                    st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+                except OSError as e:
+                    raise ArchiveError(f"cannot archive {inc!r}: {e.strerror}") from None
+                if writer.add(dfd, name, rel, st) and recursive:
+                    sub = os.open(name, _DIR_FLAGS, dir_fd=dfd)
+                    try:
+                        _walk(writer, sub, rel, rel, excl)
+                    finally:
+                        os.close(sub)
+            finally:
+                os.close(dfd)
+        now = int(time.time())
+        for wh in whiteouts:
+            rel = _norm_include(wh)
+            if not rel:
+                raise ArchiveError(f"invalid whiteout path {wh!r}")
+            writer.add_empty(rel, WHITEOUT_MODE, now)
+        writer.finish()
+    finally:
+        os.close(root_fd)
+        sink.close()
