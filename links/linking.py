@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from pydock.links.graphdb import GraphDB, normalize_path, split_path
-from pydock.links.names import parse_link
+from pydock.links.names import generate_name, parse_link, validate_name
 from pydock.runtime.errors import Conflict, NotFound
 
 
@@ -31,6 +31,42 @@ def primary_name(names: GraphDB, entity_id: str) -> str | None:
         if path.count("/") == 1:
             return path
     return None
+
+
+def assign_name(names: GraphDB, container_id: str, requested: str | None = None) -> str:
+    """Register the container's primary name: `requested` (validated; Conflict if taken) or a generated one.
+
+    A generated name that another process takes between the check and the insert is simply retried;
+    after that the 12-char id is used, as in Docker 0.7. Returns the path, e.g. `/quiet_turing`.
+    """
+    if requested:
+        path = validate_name(requested)
+        names.set(path, container_id)
+        return path
+    for _ in range(10):
+        path = "/" + generate_name(lambda n: names.exists("/" + n))
+        try:
+            names.set(path, container_id)
+            return path
+        except Conflict:
+            continue
+    path = "/" + container_id[:12]
+    names.set(path, container_id)
+    return path
+
+
+def display_names(paths: Iterable[str]) -> str:
+    """`ps` NAMES: every path without its leading `/`, comma-joined (`redis,webapp/db`)."""
+    return ",".join(p[1:] for p in paths)
+
+
+def prune_names(names: GraphDB, known_ids: Iterable[str]) -> list[str]:
+    """Purge every entity that is not a known container (names left by a crash); the ids purged."""
+    known = set(known_ids)
+    stale = [e for e in names.entities() if e not in known]
+    for entity in stale:
+        names.purge(entity)
+    return stale
 
 
 def register_links(names: GraphDB, parent_name: str, parent_id: str, link_specs: Iterable[str],

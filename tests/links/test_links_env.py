@@ -9,7 +9,8 @@ import pytest
 from pydock.links import rules
 from pydock.links.graphdb import GraphDB
 from pydock.links.linkenv import default_port, env_prefix, hosts_entry, link_env
-from pydock.links.linking import active_links, links_to, primary_name, register_links, remove_link
+from pydock.links.linking import (active_links, assign_name, display_names, links_to, primary_name, prune_names,
+                                  register_links, remove_link)
 from pydock.links.ports import Port, PortSpec, parse_port, parse_ports, parse_publish
 from pydock.runtime.errors import Conflict, InvalidArgument, NotFound
 
@@ -140,3 +141,23 @@ def test_remove_link(names: GraphDB) -> None:
     ref = remove_link(names, "web/db")
     assert (ref.path, ref.alias, ref.parent_id, ref.child_id) == ("/web/db", "db", A, B)
     assert names.get("/db") == B and names.get("/web/db") is None
+
+
+def test_assign_name(tmp_path: Path) -> None:
+    g = GraphDB(tmp_path / "db")
+    assert assign_name(g, A, "web") == "/web"
+    with pytest.raises(Conflict, match="already assigned to aaaaaaaaaaaa"):
+        assign_name(g, B, "/web")
+    with pytest.raises(InvalidArgument):
+        assign_name(g, B, "bad name")
+    generated = assign_name(g, B)
+    assert g.get(generated) == B and "_" in generated
+    assert g.list() == {"/web": A, generated: B}
+    g.close()
+
+
+def test_display_names_and_prune(names: GraphDB) -> None:
+    names.set("/web/db", B)
+    assert display_names(names.ref_paths(B)) == "db,web/db"
+    assert prune_names(names, [A, C]) == [B]
+    assert names.list() == {"/web": A, "/cache": C}
