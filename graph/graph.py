@@ -151,6 +151,7 @@ class Graph:
         """Apply the layer tar `stream` on top of `parent` as a new image; all-or-nothing."""
         from pydock.archive.apply import apply_layer
         from pydock.archive.changes import changes, changes_size, tree_size
+        from pydock.archive.compression import decompress_stream
         from pydock.devmapper.deviceset import mounted
 
         image_id = validate_id(image_id) if image_id is not None else generate_id()
@@ -173,7 +174,7 @@ class Graph:
             try:
                 rootfs = work / "rootfs"
                 with mounted(self.driver, image_id, rootfs, deactivate=True):
-                    apply_layer(rootfs, stream)
+                    apply_layer(rootfs, decompress_stream(stream))
                     if parent is None:
                         size = tree_size(rootfs)
                     else:
@@ -190,7 +191,9 @@ class Graph:
                     author=author, container=container or "", container_config=container_config,
                     config=config, size=size,
                 )
-                write_new(work / "json", image.to_json().encode())
+                raw = image.to_json().encode()
+                image = Image.from_json(raw, size=size)  # exactly what get() will return
+                write_new(work / "json", raw)
                 write_new(work / "layersize", str(size).encode())
                 (work / _DEVICE_MARKER).unlink()
                 os.rename(work, self.root / image_id)

@@ -75,15 +75,13 @@ class ImageStore:
     def import_(self, stream: BinaryIO, repo: str | None = None, tag: str | None = None, *,
                 source: str = "-") -> Image:
         """Register a (possibly compressed) tarball as a parentless image, tagging it when asked."""
-        from pydock.archive.compression import decompress_stream
-
         if repo is None and tag is not None:
             raise InvalidArgument("A tag needs a repository name")
         if repo is not None:
             validate_repo(repo)
             if tag is not None:
                 validate_tag(tag)
-        image = self.graph.register(decompress_stream(stream), comment=f"Imported from {source}")
+        image = self.graph.register(stream, comment=f"Imported from {source}")
         if repo is not None:
             self.tags.set(repo, tag or DEFAULT_TAG, image.id, force=True)
         return image
