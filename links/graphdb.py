@@ -12,6 +12,7 @@ nothing half-done because SQLite rolls the open transaction back.
 
 from __future__ import annotations
 
+import os
 import posixpath
 import sqlite3
 import threading
@@ -65,14 +66,23 @@ class GraphDB:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self._conn: sqlite3.Connection | None = None
+        self._pid = 0
+        self._abandoned: list[sqlite3.Connection] = []
         self._lock = threading.RLock()
 
     # -- connection and transactions -------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
+        if self._conn is not None and self._pid != os.getpid():
+            # inherited across fork: never touch the parent's connection (closing it could checkpoint
+            # or unlink the WAL under the parent); keep it referenced so it is not closed by GC either
+            self._abandoned.append(self._conn)
+            self._conn = None
         if self._conn is not None:
             return self._conn
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # create the file 0600 ourselves: SQLite gives the -wal/-shm files the database file's mode
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, so each public call is exactly
         # one transaction; check_same_thread=False: a Runtime may be used from helper threads.
         conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000,
@@ -97,11 +107,8 @@ class GraphDB:
         except BaseException:
             conn.close()
             raise
-        try:
-            self.path.chmod(0o600)
-        except OSError:
-            pass
         self._conn = conn
+        self._pid = os.getpid()
         return conn
 
     @contextmanager
@@ -121,7 +128,10 @@ class GraphDB:
         """Close the connection (reopened on next use)."""
         with self._lock:
             if self._conn is not None:
-                self._conn.close()
+                if self._pid == os.getpid():
+                    self._conn.close()
+                else:
+                    self._abandoned.append(self._conn)
                 self._conn = None
 
     def __enter__(self) -> GraphDB:

@@ -246,3 +246,28 @@ def test_crash_mid_transaction_leaves_nothing(tmp_path: Path) -> None:
     g.set("/victim", B)  # the write lock was released by the dead process
     assert g.get("/victim") == B
     g.close()
+
+
+def _use_after_fork(g: GraphDB) -> None:
+    g.set("/from-child", B)  # must open its own connection, not reuse the parent's
+    g.close()
+    os._exit(0)
+
+
+def test_forked_child_gets_its_own_connection(tmp_path: Path) -> None:
+    g = GraphDB(tmp_path / "linkgraph.db")
+    g.set("/parent", A)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            _use_after_fork(g)
+        finally:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert g.list() == {"/parent": A, "/from-child": B}
+    for suffix in ("", "-wal", "-shm"):
+        f = tmp_path / f"linkgraph.db{suffix}"
+        if f.exists():
+            assert f.stat().st_mode & 0o777 == 0o600, f
+    g.close()
