@@ -172,3 +172,28 @@ def test_binary_runs_a_container(bundle: Path, elsewhere: Path, tmp_path: Path) 
     ps = run_binary(bundle / "pydock", elsewhere, "-g", str(root), "ps", "-a", "-q")
     assert ps.returncode == 0, ps.stderr
     assert ps.stdout.strip() == ""  # --rm removed it
+
+
+# every pydock module, imported by Debian's python3 from the zip: catches code that only works in the venv
+IMPORT_ALL = r'''
+import importlib, pkgutil, sys
+sys.path.insert(0, sys.argv[1])
+import pydock
+failed = []
+for mod in pkgutil.walk_packages(pydock.__path__, "pydock."):
+    last = mod.name.rsplit(".", 1)[-1]
+    if last == "__main__" or "pytest" in last:  # entry points run on import; pytest plugins need pytest
+        continue
+    try:
+        importlib.import_module(mod.name)
+    except Exception as err:
+        failed.append(f"{mod.name}: {type(err).__name__}: {err}")
+print("\n".join(failed))
+sys.exit(1 if failed else 0)
+'''
+
+
+def test_binary_imports_every_module_with_the_system_python(bundle: Path, elsewhere: Path) -> None:
+    res = subprocess.run([SYSTEM_PYTHON, "-c", IMPORT_ALL, str(bundle / f"pydock-{VERSION}")], cwd=elsewhere,
+                         env=clean_env(), capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr

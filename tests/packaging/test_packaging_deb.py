@@ -204,3 +204,33 @@ def test_deb_installed_on_the_machine_runs_a_container(deb: Path, tmp_path: Path
         removed = subprocess.run(["dpkg", "-r", "pydock"], capture_output=True, text=True, timeout=300)
     assert removed.returncode == 0, removed.stdout + removed.stderr
     assert not Path("/usr/bin/pydock").exists()
+
+
+IMPORT_ALL = r'''
+import importlib, pkgutil, sys
+import pydock
+failed = []
+for mod in pkgutil.walk_packages(pydock.__path__, "pydock."):
+    last = mod.name.rsplit(".", 1)[-1]
+    if last == "__main__" or "pytest" in last:  # entry points run on import; pytest plugins need pytest
+        continue
+    try:
+        importlib.import_module(mod.name)
+    except Exception as err:
+        failed.append(f"{mod.name}: {type(err).__name__}: {err}")
+print("\n".join(failed))
+sys.exit(1 if failed else 0)
+'''
+
+
+@pytest.mark.skipif(subprocess.run([SYSTEM_PYTHON, "-c", "import click, tabulate, pyroute2, prctl"],
+                                   capture_output=True).returncode != 0,
+                    reason="needs Debian's python3-click python3-tabulate python3-pyroute2 python3-prctl")
+def test_deb_imports_every_module_with_debians_own_dependencies(deb: Path, tmp_path: Path) -> None:
+    """The Depends versions (bookworm: click 8.1, tabulate 0.8, pyroute2 0.7) must carry every module."""
+    subprocess.run(["dpkg-deb", "-x", str(deb), str(tmp_path / "x")], check=True)
+    res = subprocess.run([SYSTEM_PYTHON, "-c", IMPORT_ALL], cwd=tmp_path,
+                         env=clean_env(PYTHONPATH=str(tmp_path / "x/usr/lib/python3/dist-packages"),
+                                       PYTHONDONTWRITEBYTECODE="1"),
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
