@@ -19,8 +19,8 @@ from typing import Any, BinaryIO
 from pydock.devmapper.deviceset import BASE_HASH, DeviceSet
 from pydock.graph.fsutil import flocked, fsync_dir, write_new
 from pydock.graph.image import Image, utcnow
-from pydock.graph.scratch import clean_stale, remove_tree, scratch_dir
-from pydock.runtime.errors import Conflict, InvalidArgument, NotFound, PydockError, StorageError
+from pydock.graph.scratch import clean_stale, scratch_dir
+from pydock.runtime.errors import Conflict, NotFound, PydockError, StorageError
 from pydock.runtime.ids import generate_id, is_valid_id, resolve_prefix, truncate_id, validate_id
 from pydock.runtime.paths import RootLayout
 
@@ -248,10 +248,15 @@ class Graph:
                     os.rename(self.root / image.id, work / "image")
                 except FileNotFoundError:
                     raise NotFound(f"No such image: {image.id}") from None
+            try:
+                if self.driver.has_device(image.id):
+                    self.driver.remove_device(image.id)
+            except BaseException:
+                # the device is still there (e.g. mounted): put the metadata back so nothing is orphaned
+                os.rename(work / "image", self.root / image.id)
+                raise
             write_new(work / _DEVICE_MARKER, image.id.encode())
             fsync_dir(self.root)
-            if self.driver.has_device(image.id):
-                self.driver.remove_device(image.id)
 
     # ---- mounting -----------------------------------------------------------------------
 
@@ -271,5 +276,3 @@ class Graph:
         """Remove leftovers of crashed operations under `graph/_tmp` (done at open, safe any time)."""
         return clean_stale(self.tmp, self._undo_stale)
 
-
-__all__ = ["Graph", "MAX_IMAGE_DEPTH", "remove_tree"]

@@ -85,3 +85,40 @@ def test_graph_busybox_same_host_same_image_id(store):
     assert image.id == hashlib.sha256(busybox.busybox_tar_bytes()).hexdigest()
     store.remove("busybox")
     assert store.resolve("busybox").id == image.id
+
+
+def _resolve_busybox(root: str, driver_name: str, queue) -> None:
+    import sys as _sys
+
+    _sys.path.insert(0, str(Path(__file__).parent))
+    from conftest import open_driver
+
+    from pydock.graph.lookup import ImageStore
+    from pydock.runtime.paths import RootLayout
+
+    layout = RootLayout(Path(root))
+    ds = open_driver(driver_name, layout, "bb")
+    try:
+        queue.put(ImageStore(layout, ds).resolve("busybox").id)
+    finally:
+        ds.shutdown()
+
+
+def test_graph_busybox_concurrent_first_use_builds_once(layout, driver_name, driver):
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_resolve_busybox, args=(str(layout.root), driver_name, queue)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    ids = {queue.get(timeout=5) for _ in procs}
+    assert len(ids) == 1
+    from pydock.graph.lookup import ImageStore
+
+    store = ImageStore(layout, driver)
+    assert [i.id for i in store.graph.list()] == list(ids)
+    assert driver.list() == list(ids)

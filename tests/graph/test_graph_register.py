@@ -342,3 +342,16 @@ def test_graph_crash_mid_register_is_cleaned_at_next_open(layout, driver, driver
     assert not driver.has_device(image_id)
     assert graph.list() == []
     assert_clean(layout, driver)
+
+
+def test_graph_delete_of_a_mounted_image_keeps_it_whole(store, layout, driver):
+    image = store.import_(io.BytesIO(layer(BASE)), "base")
+    with store.graph.mounted(image.id) as rootfs:
+        with pytest.raises(Conflict):
+            store.graph.delete(image.id)
+        assert (rootfs / "etc/hostname").read_text() == "base\n"
+    assert store.graph.get(image.id) == image  # metadata put back: not orphaned, still usable
+    assert store.resolve("base") == image
+    assert_clean(layout, driver, expected_images=1)
+    store.graph.delete(image.id)
+    assert_clean(layout, driver)
