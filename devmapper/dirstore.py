@@ -7,14 +7,17 @@ import fcntl
 import json
 import os
 import shutil
+import logging
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pydock.devmapper.kernel.mount import MountEntry, mountinfo, mounts_under
+from pydock.devmapper.kernel.mount import MNT_DETACH, MountEntry, mountinfo, mounts_under, umount
 from pydock.runtime.errors import Conflict, InvalidArgument, StorageError
+
+log = logging.getLogger(__name__)
 
 #: longest device hash accepted: prefixed 64-hex ids fit, and every name stays below NAME_MAX (255).
 MAX_HASH_LENGTH = 200
@@ -178,3 +181,24 @@ def umount_checked(real: str, what: str, umount: Callable[[str], None]) -> None:
         if err.errno == errno.EBUSY:
             raise StorageError(f"Error unmounting {what} from '{real}': device or resource busy") from err
         raise StorageError(f"Error unmounting {what} from '{real}': {os.strerror(err.errno or 0)}") from err
+
+
+def unmount_all(counter: MountCounter, find_mounts: Callable[[], list[str]], driver: str) -> None:
+    """Shutdown's unmount pass: every counted mount, then whatever `find_mounts` still sees (lazily if busy)."""
+    for hash, path, count in counter.items():
+        for _ in range(count):
+            counter.drop(hash, path)
+    for _ in range(1000):  # bounded: each pass removes at least one mount or stops
+        remaining = find_mounts()
+        if not remaining:
+            return
+        path = remaining[0]
+        try:
+            umount(path)
+        except OSError as err:
+            log.warning("%s: shutdown could not unmount %s (%s); detaching it", driver, path, err.strerror)
+            try:
+                umount(path, MNT_DETACH)
+            except OSError as err2:
+                log.warning("%s: shutdown could not detach %s: %s", driver, path, err2.strerror)
+                return

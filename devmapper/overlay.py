@@ -338,18 +338,23 @@ class OverlayDeviceSet:
         return [("Root Dir", str(self.home)), ("Devices", str(len(self.list()))),
                 ("Layers on disk", str(layers)), ("Backing Filesystem", _fstype(self.home))]
 
+    def _all_mounts(self) -> list[str]:
+        """Every mount of any device of this home (all processes), deepest and latest first."""
+        lead = str(self._layers) + "/"
+        found = [e.mountpoint for e in kmount.mountinfo() if e.fstype == "overlay" and e.source.startswith(lead)]
+        return sorted(reversed(found), key=lambda p: p.count("/"), reverse=True)
+
     def shutdown(self) -> None:
-        """Unmount everything this instance mounted (errors logged, not raised) and forget activations."""
-        for hash, path, count in self._mounts.items():
-            for _ in range(count):
-                try:
-                    kmount.umount(path)
-                except OSError as err:
-                    log.warning("overlay: shutdown could not unmount %s (%s): %s", path, hash, err)
-                    break
-                self._mounts.drop(hash, path)
+        """Unmount every mount of this home's devices (errors logged, not raised) and forget activations."""
+        dirstore.unmount_all(self._mounts, self._all_mounts, "overlay")
         with self._active_lock:
             self._active.clear()
+
+    def close(self) -> None:
+        """Forget this instance's bookkeeping; mounts stay for whichever process unmounts them later."""
+        for hash, path, count in self._mounts.items():
+            for _ in range(count):
+                self._mounts.drop(hash, path)
 
 
 def _fstype(path: Path) -> str:

@@ -75,6 +75,12 @@ class PrefixedDeviceSet:
     def status(self) -> list[tuple[str, str]]:
         return [*self.inner.status(), ("Device Prefix", self.prefix)]
 
+    def close(self) -> None:
+        """Forget this wrapper's bookkeeping; its mounts and the shared store stay as they are."""
+        for hash, path, count in self._mounts.items():
+            for _ in range(count):
+                self._mounts.drop(hash, path)
+
     def shutdown(self) -> None:
         """Unmount this wrapper's counted mounts and deactivate its own devices; the pool stays up."""
         for hash, path, count in self._mounts.items():

@@ -244,15 +244,26 @@ class VfsDeviceSet:
     def status(self) -> list[tuple[str, str]]:
         return [("Root Dir", str(self.home)), ("Devices", str(len(self.list())))]
 
+    def _all_mounts(self) -> list[str]:
+        """Every bind mount of any device of this home (all processes), deepest and latest first."""
+        entries = kmount.mountinfo()
+        devices = dirstore.bind_identity(self._devices, entries)
+        base = dirstore.bind_identity(self._base / "rootfs", entries)
+        found = []
+        for e in entries:
+            if devices and e.major_minor == devices[0] and (e.root.startswith(devices[1].rstrip("/") + "/")
+                                                            or (e.major_minor, e.root) == base):
+                found.append(e.mountpoint)
+        return sorted(reversed(found), key=lambda p: p.count("/"), reverse=True)
+
     def shutdown(self) -> None:
-        """Unmount everything this instance mounted (errors logged, not raised) and forget activations."""
-        for hash, path, count in self._mounts.items():
-            for _ in range(count):
-                try:
-                    kmount.umount(path)
-                except OSError as err:
-                    log.warning("vfs: shutdown could not unmount %s (%s): %s", path, hash, err)
-                    break
-                self._mounts.drop(hash, path)
+        """Unmount every mount of this home's devices (errors logged, not raised) and forget activations."""
+        dirstore.unmount_all(self._mounts, self._all_mounts, "vfs")
         with self._active_lock:
             self._active.clear()
+
+    def close(self) -> None:
+        """Forget this instance's bookkeeping; mounts stay for whichever process unmounts them later."""
+        for hash, path, count in self._mounts.items():
+            for _ in range(count):
+                self._mounts.drop(hash, path)

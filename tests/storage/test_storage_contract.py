@@ -370,6 +370,33 @@ def test_shutdown_unmounts_what_this_instance_mounted(store: Store) -> None:
     assert again.has_initialized_device("a")
 
 
+def test_shutdown_also_unmounts_what_an_earlier_instance_left_mounted(store: Store) -> None:
+    first = store.open()
+    make_device(first, store, "a", BASE_HASH, {"f": "x"})
+    p = store.mountpoint("left-behind")
+    first.mount_device("a", p)
+    first.close()  # a process that exits without tearing the store down
+    assert is_mountpoint(p)
+    second = store.open()
+    second.shutdown()
+    assert not is_mountpoint(p)
+    third = store.open()
+    assert third.has_initialized_device("a") and not third.has_activated_device("a")
+
+
+def test_close_keeps_mounts_for_the_next_process(store: Store) -> None:
+    first = store.open()
+    make_device(first, store, "a", BASE_HASH, {"f": "x"})
+    p = store.mountpoint("kept")
+    first.mount_device("a", p)
+    first.close()
+    assert is_mountpoint(p) and (p / "f").read_text() == "x"
+    second = store.open()
+    assert second.has_activated_device("a")
+    second.unmount_device("a", p)
+    assert not is_mountpoint(p)
+
+
 def test_a_new_instance_can_unmount_an_earlier_instances_mount(store: Store) -> None:
     first = store.open()
     make_device(first, store, "a", BASE_HASH, {"f": "x"})
