@@ -333,10 +333,10 @@ class DeviceSetDM:
         self.store.put_pool(PoolRecord(rec.transaction_id, nxt, txn))
         return rec
 
-    def _commit(self, before: PoolRecord) -> None:
+    def _commit(self, before: PoolRecord, step: str) -> None:
         new = before.transaction_id + 1
         self.pool.set_transaction_id(before.transaction_id, new)
-        _fault(f"{(self.store.pool().open or OpenTransaction('', 0, None, 0)).op}:tid")
+        _fault(step)
         cur = self.store.pool()
         self.store.put_pool(PoolRecord(new, cur.next_thin_id if cur else before.next_thin_id, None))
 
@@ -372,7 +372,7 @@ class DeviceSetDM:
             _fault(f"{op}:snap")
             self.store.put(rec.evolve(state=State.CREATED))
             _fault(f"{op}:created")
-            self._commit(before)
+            self._commit(before, f"{op}:tid")
             return thin_id
         raise StorageError(f"thin pool {self.pool.name}: no free device id found")
 
@@ -390,7 +390,7 @@ class DeviceSetDM:
         if hash is not None:
             self.store.delete(hash)
         _fault("remove:unlinked")
-        self._commit(before)
+        self._commit(before, "remove:tid")
 
     # -- helpers -----------------------------------------------------------------------------
     def _valid(self, hash: str) -> bool:
