@@ -7,7 +7,7 @@ tags are looked up first, like Docker. `busybox[:latest]` is built from the host
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from pydock.devmapper.deviceset import DeviceSet
 from pydock.graph.graph import Graph
@@ -82,6 +82,20 @@ class ImageStore:
             if tag is not None:
                 validate_tag(tag)
         image = self.graph.register(stream, comment=f"Imported from {source}")
+        if repo is not None:
+            self.tags.set(repo, tag or DEFAULT_TAG, image.id, force=True)
+        return image
+
+    def create(self, stream: BinaryIO, *, parent: str | None, repo: str | None = None, tag: str | None = None,
+               comment: str = "", author: str = "", config: dict[str, Any] | None = None,
+               container: str | None = None, container_config: dict[str, Any] | None = None) -> Image:
+        """Docker's Graph.Create for `commit`: register a layer on `parent`, then tag it (force) if asked."""
+        if repo is not None:
+            validate_repo(repo)
+            if tag is not None:
+                validate_tag(tag)
+        image = self.graph.register(stream, parent=parent, comment=comment, author=author, config=config,
+                                    container=container, container_config=container_config)
         if repo is not None:
             self.tags.set(repo, tag or DEFAULT_TAG, image.id, force=True)
         return image

@@ -24,7 +24,7 @@ BASE = {"etc": DIR, "etc/hostname": "base\n", "bin": DIR, "bin/tool": b"\x7fELF"
         "bin/alias": Link("tool"), "data": DIR, "data/big": b"0" * 5000}
 
 
-@pytest.mark.parametrize("driver_name", ALL_DRIVERS, indirect=False)
+@pytest.mark.parametrize("driver_name", ALL_DRIVERS)
 def test_graph_import_round_trip(store, layout, driver, driver_name):
     image = store.import_(io.BytesIO(layer(BASE)), "base", "v1", source="base.tar")
     assert image.parent is None and image.comment == "Imported from base.tar"
@@ -135,6 +135,7 @@ def test_graph_import_compressed(store, compress):
     pytest.param(lambda: b"", id="empty"),
     pytest.param(lambda: b"\x1f\x8b\x08" + b"garbage" * 50, id="bad-gzip"),
 ])
+@pytest.mark.parametrize("driver_name", ALL_DRIVERS)
 def test_graph_bad_input_leaves_nothing(store, layout, driver, payload):
     with pytest.raises(ArchiveError):
         store.import_(io.BytesIO(payload()), "broken")
@@ -314,19 +315,20 @@ class Stalls:
     def readable(self): return True
 
 layout = RootLayout(Path({root!r}))
-graph = Graph(layout, open_driver({driver!r}, layout, "crash"))
+graph = Graph(layout, open_driver({driver!r}, layout, {prefix!r}))
 graph.register(Stalls({payload!r}), image_id={image_id!r})
 """
 
 
-def test_graph_crash_mid_register_is_cleaned_at_next_open(layout, driver, driver_name):
+@pytest.mark.parametrize("driver_name", ALL_DRIVERS)
+def test_graph_crash_mid_register_is_cleaned_at_next_open(layout, driver, driver_name, unique_prefix):
     """A process killed while applying a layer leaves a scratch dir; the next Graph open removes it and the device."""
     from pydock.graph.graph import Graph
 
     image_id = "cc" * 32
     payload = layer({"x": "y" * 20000})[:10240]  # a valid start, then the stream stalls
     script = _CRASH_SCRIPT.format(here=str(Path(__file__).parent), root=str(layout.root), driver=driver_name,
-                                  payload=payload, image_id=image_id)
+                                  payload=payload, image_id=image_id, prefix=unique_prefix)
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "stalled"
@@ -355,3 +357,21 @@ def test_graph_delete_of_a_mounted_image_keeps_it_whole(store, layout, driver):
     assert_clean(layout, driver, expected_images=1)
     store.graph.delete(image.id)
     assert_clean(layout, driver)
+
+
+def test_graph_create_for_commit(store):
+    base = store.resolve("busybox")
+    cfg = {"Cmd": ["/bin/sh", "-c", "echo hi"], "Env": ["A=1"]}
+    image = store.create(io.BytesIO(layer({"hello": "hi\n"}, whiteouts=("etc/group",))), parent=base.id,
+                         repo="mine", tag="v1", comment="msg", author="me", config={"Cmd": ["/bin/sh"]},
+                         container="e" * 64, container_config=cfg)
+    assert store.resolve("mine:v1") == image
+    assert image.container == "e" * 64 and image.container_config["Cmd"] == cfg["Cmd"]
+    assert image.author == "me" and image.comment == "msg" and image.config["Cmd"] == ["/bin/sh"]
+    assert image.size == 3
+    with store.graph.mounted(image.id) as rootfs:
+        assert (rootfs / "hello").read_text() == "hi\n"
+        assert not (rootfs / "etc/group").exists() and (rootfs / "etc/passwd").exists()
+    with pytest.raises(InvalidArgument):
+        store.create(io.BytesIO(layer({})), parent=base.id, repo="Bad")
+    assert len(store.graph.list()) == 2
