@@ -9,6 +9,7 @@ exactly what was made. With bridge `none` networking is off: `allocate()` return
 from __future__ import annotations
 
 import errno
+import ipaddress
 import os
 import socket
 from collections.abc import Iterable, Mapping
@@ -102,7 +103,9 @@ class NetworkSettings:
             lines.append(("lxc.net.0.hwaddr", self.mac_address))
         if self.host_veth:
             lines.append(("lxc.net.0.veth.pair", self.host_veth))
-        lines.append(("lxc.net.0.ipv4.address", f"{self.ip_address}/{self.ip_prefix_len}"))
+        # lxc derives a wrong broadcast (0.0.0.255) unless it is given after the address
+        iface = ipaddress.IPv4Interface(f"{self.ip_address}/{self.ip_prefix_len}")
+        lines.append(("lxc.net.0.ipv4.address", f"{iface} {iface.network.broadcast_address}"))
         if gateway:
             lines.append(("lxc.net.0.ipv4.gateway", self.gateway))
         return lines
