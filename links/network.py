@@ -238,10 +238,12 @@ class NetworkManager:
             return None
         with self.ipam.locked() as state:
             self._ensure_bridge(state)
+            fresh = container_id not in state.allocations
             alloc = state.allocate_ip(container_id)
-            alloc.veth = self.host_veth_name(container_id)
-            # a veth left by a killed container with the same id prefix would make lxc fail to start
-            delete_leftover_veth(alloc.veth)
+            if fresh:
+                alloc.veth = self.host_veth_name(container_id)
+                # a veth left by a killed container with the same name would make lxc fail to start
+                delete_leftover_veth(alloc.veth)
             return self._settings(state, container_id)
 
     def settings(self, container_id: str) -> NetworkSettings | None:
