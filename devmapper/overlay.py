@@ -66,6 +66,7 @@ class OverlayDeviceSet:
                 d.mkdir(exist_ok=True, mode=0o700)
             self._empty.mkdir(exist_ok=True, mode=0o755)
             if not (self._layers / BASE_LAYER / "meta.json").exists():
+                dirstore.remove_tree(self._layer_dir(BASE_LAYER))  # a crash while creating it
                 self._make_layer(BASE_LAYER, BASE_HASH, "", root_mode=(0o755, 0, 0), initialized=True)
             self._collect_garbage()
 

@@ -339,6 +339,29 @@ def test_unusable_hashes_are_invalid(ds: DeviceSet, bad: str) -> None:
     assert not ds.has_device(bad)
 
 
+def test_threads_can_share_one_instance(ds: DeviceSet, store: Store) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    make_device(ds, store, "img", BASE_HASH, {"etc/os-release": "img"})
+
+    def worker(n: int) -> list[str]:
+        seen = []
+        for i in range(5):
+            h = f"t{n}-{i}"
+            ds.add_device(h, "img")
+            with mounted(ds, h, store.mountpoint(h)) as root:
+                (root / "who").write_text(h)
+                seen.append((root / "etc/os-release").read_text() + ":" + (root / "who").read_text())
+            ds.remove_device(h)
+        return seen
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(worker, range(4)))
+    assert results == [[f"img:t{n}-{i}" for i in range(5)] for n in range(4)]
+    assert ds.list() == ["img"]
+    assert mounts_under(store.scratch) == []
+
+
 # ---- restart -----------------------------------------------------------------------------------
 
 def test_restart_sees_the_same_devices_and_data(store: Store) -> None:

@@ -88,6 +88,14 @@ def test_restart_collects_layers_left_by_a_crash(home: Path) -> None:
     assert again.has_device("kept")
 
 
+def test_a_crash_while_creating_the_base_layer_is_repaired(home: Path) -> None:
+    (home / "layers" / "base" / "diff").mkdir(parents=True)  # no meta.json: creation never finished
+    ds = OverlayDeviceSet(home)
+    assert ds.has_initialized_device(BASE_HASH)
+    ds.add_device("a", BASE_HASH)
+    assert ds.list() == ["a"]
+
+
 def test_a_childs_root_directory_inherits_mode_and_owner(ds: OverlayDeviceSet, tmp_path: Path) -> None:
     ds.add_device("p", BASE_HASH)
     target = tmp_path / "m"
