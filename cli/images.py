@@ -37,7 +37,8 @@ def image_store(ctx: click.Context) -> ImageStore:
 
         root = ctx.obj.root
         deviceset, _reason = open_deviceset(root, ctx.obj.driver)
-        ctx.call_on_close(deviceset.shutdown)
+        # close, not shutdown: mounts of running containers belong to other processes
+        ctx.call_on_close(getattr(deviceset, "close", lambda: None))
         cached = ctx.meta["pydock.images"] = ImageStore(RootLayout(root), deviceset)
     return cached
 

@@ -101,7 +101,7 @@ def _resolve_busybox(root: str, driver_name: str, queue) -> None:
     try:
         queue.put(ImageStore(layout, ds).resolve("busybox").id)
     finally:
-        ds.shutdown()
+        ds.close()  # not shutdown: that would unmount the other processes' work in the same home
 
 
 def test_graph_busybox_concurrent_first_use_builds_once(layout, driver_name, driver):

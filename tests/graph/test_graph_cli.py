@@ -97,7 +97,7 @@ def test_graph_cli_images_all_shows_intermediate_layers(pydock, tmp_path: Path):
                                      container_config={"Cmd": ["/bin/sh", "-c", "echo more > /more"]})
         store.tag(child.id, "app")
     finally:
-        ds.shutdown()
+        ds.close()
     default = pydock("images", ok=True).out.splitlines()
     assert len(default) == 2 and default[1].split()[:3] == ["app", "latest", child.id[:12]]
     assert default[1].rstrip().endswith("3.103 kB")  # virtual size includes the parent
