@@ -375,3 +375,34 @@ def test_graph_create_for_commit(store):
     with pytest.raises(InvalidArgument):
         store.create(io.BytesIO(layer({})), parent=base.id, repo="Bad")
     assert len(store.graph.list()) == 2
+
+
+@pytest.mark.parametrize("driver_name", ["vfs", "overlay"])
+def test_graph_disk_full_leaves_nothing(tmp_path, driver_name, unique_prefix):
+    """ENOSPC half-way through a layer: a clear error and the root exactly as before."""
+    from conftest import open_driver
+
+    from pydock.devmapper.kernel.mount import mount, umount
+    from pydock.graph.lookup import ImageStore
+    from pydock.runtime.errors import PydockError
+    from pydock.runtime.paths import RootLayout
+
+    root = tmp_path / "small"
+    root.mkdir()
+    mount("tmpfs", root, "tmpfs", 0, "size=4m")
+    try:
+        layout = RootLayout(root)
+        ds = open_driver(driver_name, layout, unique_prefix)
+        try:
+            store = ImageStore(layout, ds)
+            small = store.import_(io.BytesIO(layer({"a": "a"})), "small")
+            with pytest.raises(PydockError) as info:
+                store.import_(io.BytesIO(layer({"big": os.urandom(6 << 20)})), "big")
+            assert "No space left on device" in str(info.value) or "space" in str(info.value).lower()
+            assert_clean(layout, ds, expected_images=1)
+            assert store.tags.repositories() == {"small": {"latest": small.id}}
+            assert store.resolve("small") == small
+        finally:
+            ds.shutdown()
+    finally:
+        umount(root)
