@@ -21,26 +21,32 @@ def image_store(ctx: click.Context) -> ImageStore:
 
     Until the runtime module exists, fall back to opening the storage driver directly.
     """
+    from pydock.graph.lookup import ImageStore
+
+    cached = ctx.meta.get("pydock.images")
+    if cached is not None:
+        return cached
     try:
-        store = getattr(ctx.obj.runtime(), "images", None)
+        rt = ctx.obj.runtime()
     except ModuleNotFoundError as err:
         if err.name != "pydock.runtime.runtime":
             raise
-        store = None
-    if store is not None:
+        rt = None
+    if rt is not None:
+        store = getattr(rt, "images", None)
+        if not isinstance(store, ImageStore):
+            store = ImageStore(rt.layout, rt.driver)  # share the runtime's driver, never open a second one
+        ctx.meta["pydock.images"] = store
         return store
-    cached = ctx.meta.get("pydock.images")
-    if cached is None:
-        from pydock.devmapper.drivers import open_deviceset
-        from pydock.graph.lookup import ImageStore
-        from pydock.runtime.paths import RootLayout
+    from pydock.devmapper.drivers import open_deviceset
+    from pydock.runtime.paths import RootLayout
 
-        root = ctx.obj.root
-        deviceset, _reason = open_deviceset(root, ctx.obj.driver)
-        # close, not shutdown: mounts of running containers belong to other processes
-        ctx.call_on_close(getattr(deviceset, "close", lambda: None))
-        cached = ctx.meta["pydock.images"] = ImageStore(RootLayout(root), deviceset)
-    return cached
+    root = ctx.obj.root
+    deviceset, _reason = open_deviceset(root, ctx.obj.driver)
+    # close, not shutdown: mounts of running containers belong to other processes
+    ctx.call_on_close(getattr(deviceset, "close", lambda: None))
+    store = ctx.meta["pydock.images"] = ImageStore(RootLayout(root), deviceset)
+    return store
 
 
 def _notrunc_alias(f: Any) -> Any:
