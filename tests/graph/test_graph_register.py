@@ -406,3 +406,51 @@ def test_graph_disk_full_leaves_nothing(tmp_path, driver_name, unique_prefix):
             ds.shutdown()
     finally:
         umount(root)
+
+
+def _import_many(root: str, driver_name: str, prefix: str, worker: int, count: int) -> None:
+    import sys as _sys
+
+    _sys.path.insert(0, str(Path(__file__).parent))
+    from conftest import open_driver
+
+    from pydock.graph.lookup import ImageStore
+    from pydock.runtime.paths import RootLayout
+
+    layout = RootLayout(Path(root))
+    ds = open_driver(driver_name, layout, prefix)
+    try:
+        store = ImageStore(layout, ds)
+        parent = None
+        for i in range(count):
+            img = store.graph.register(io.BytesIO(layer({f"w{worker}": DIR, f"w{worker}/f{i}": f"{i}\n"})),
+                                       parent=parent)
+            store.tags.set(f"w{worker}", f"t{i}", img.id)
+            parent = img.id
+    finally:
+        ds.close()
+
+
+@pytest.mark.parametrize("driver_name", ALL_DRIVERS)
+def test_graph_concurrent_processes_register_into_one_root(layout, driver, driver_name, unique_prefix):
+    import multiprocessing
+
+    from pydock.graph.lookup import ImageStore
+
+    ImageStore(layout, driver)  # create the root first, like a daemon would
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_import_many, args=(str(layout.root), driver_name, unique_prefix, w, 5))
+             for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    store = ImageStore(layout, driver)
+    assert len(store.graph.list()) == 20
+    for w in range(4):
+        top = store.resolve(f"w{w}:t4")
+        assert store.graph.depth(top) == 5
+        with store.graph.mounted(top.id) as rootfs:
+            assert sorted(os.listdir(rootfs / f"w{w}")) == [f"f{i}" for i in range(5)]
+    assert_clean(layout, driver, expected_images=20)
