@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pydock.devmapper.kernel.mount import MNT_DETACH, MountEntry, mountinfo, mounts_under, umount
+from pydock.devmapper.kernel.mount import MNT_DETACH, MountEntry, mount, mountinfo, mounts_under, umount
 from pydock.runtime.errors import Conflict, InvalidArgument, StorageError
 
 log = logging.getLogger(__name__)
@@ -202,3 +202,23 @@ def unmount_all(counter: MountCounter, find_mounts: Callable[[], list[str]], dri
             except OSError as err2:
                 log.warning("%s: shutdown could not detach %s: %s", driver, path, err2.strerror)
                 return
+
+
+def mount_from(cwd: Path, source: str, target: str, fstype: str, flags: int, data: str) -> None:
+    """mount(2) with relative paths in `data` resolved against `cwd`, done in a forked child so this
+    process's working directory (shared by all its threads) never changes. OSError carries the errno."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        code = 0
+        try:
+            os.chdir(cwd)
+            mount(source, target, fstype, flags, data)
+        except OSError as err:
+            code = err.errno or 1
+        except BaseException:
+            code = 255
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code:
+        raise OSError(code, os.strerror(code) if 0 < code < 255 else "mount helper failed")

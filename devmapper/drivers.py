@@ -47,6 +47,7 @@ def overlay_usable(where: Path) -> tuple[bool, str]:
     """Whether overlayfs is in the kernel and can stack layers on the filesystem holding `where`."""
     if "overlay" not in _filesystems():
         return False, "overlayfs is missing from this kernel (not in /proc/filesystems)"
+    from pydock.devmapper.dirstore import mount_from
     from pydock.devmapper.kernel.mount import mount, umount
 
     where.mkdir(parents=True, exist_ok=True)
@@ -54,9 +55,13 @@ def overlay_usable(where: Path) -> tuple[bool, str]:
     try:
         for d in ("lower1", "lower2", "upper", "work", "merged"):
             (probe / d).mkdir()
-        data = f"lowerdir={probe}/lower1:{probe}/lower2,upperdir={probe}/upper,workdir={probe}/work"
         try:
-            mount("overlay", probe / "merged", "overlay", 0, data)
+            if any(c in str(probe) for c in ":,\\"):  # overlayfs separators: name the dirs relatively
+                mount_from(probe, "overlay", str(probe / "merged"), "overlay", 0,
+                           "lowerdir=lower1:lower2,upperdir=upper,workdir=work")
+            else:  # the common case, without the cost of a fork
+                mount("overlay", probe / "merged", "overlay", 0,
+                      f"lowerdir={probe}/lower1:{probe}/lower2,upperdir={probe}/upper,workdir={probe}/work")
         except OSError as err:
             return False, f"overlayfs cannot use {where} as upper layer ({os.strerror(err.errno or 0)})"
         try:

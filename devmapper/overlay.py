@@ -176,29 +176,16 @@ class OverlayDeviceSet:
         flags = kmount.MS_RDONLY if readonly else 0
         data = self._mount_data(chain, readonly, str(self.home))
         source = self._mount_source(lid)
-        if len(data) <= _MOUNT_DATA_MAX:
+        if len(data) <= _MOUNT_DATA_MAX and not any(c in str(self.home) for c in ":,\\"):
             kmount.mount(source, target, "overlay", flags, data)
             return
-        # Too long for one page of mount data: name the layers relative to the home, from a child
-        # process that has chdir'ed there (chdir in this process would race with other threads).
+        # Too long for one page of mount data, or the home's path holds overlayfs's separators: name
+        # the layers relative to the home, from a child process that has chdir'ed there (chdir in
+        # this process would race with other threads).
         data = self._mount_data(chain, readonly, "")
         if len(data) > _MOUNT_DATA_MAX:
             raise OSError(errno.E2BIG, f"{len(chain)} layers do not fit in one overlayfs mount")
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - child
-            code = 0
-            try:
-                os.chdir(self.home)
-                kmount.mount(source, target, "overlay", flags, data)
-            except OSError as err:
-                code = err.errno or 1
-            except BaseException:
-                code = 255
-            os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        code = os.waitstatus_to_exitcode(status)
-        if code:
-            raise OSError(code, os.strerror(code) if 0 < code < 255 else "mount helper failed")
+        dirstore.mount_from(self.home, source, target, "overlay", flags, data)
 
     def mount_device(self, hash: str, path: str | os.PathLike, readonly: bool = False) -> None:
         """Mount the device's merged tree at `path` (read-only: no upper layer at all, writes get EROFS)."""

@@ -567,3 +567,15 @@ def test_unknown_driver_and_option_are_invalid_arguments(tmp_path: Path) -> None
     with pytest.raises(InvalidArgument, match="colour"):
         open_deviceset(tmp_path / "root", "vfs", colour="blue")
     assert not (tmp_path / "root").exists()
+
+
+def test_selection_works_for_a_root_whose_path_has_overlay_separators(tmp_path: Path) -> None:
+    from pydock.devmapper.drivers import open_deviceset
+
+    if _host_has_dm():
+        pytest.skip("this kernel has dm-thin")
+    ds, reason = open_deviceset(tmp_path / "root:with,odd\\chars")
+    try:
+        assert ds.name == "overlay", reason
+    finally:
+        ds.shutdown()

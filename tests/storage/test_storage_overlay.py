@@ -188,3 +188,23 @@ def test_a_parent_can_be_removed_while_its_child_is_mounted(ds: OverlayDeviceSet
     with pytest.raises(Conflict):
         with mounted(ds, "c", target):
             ds.remove_device("c")
+
+
+def test_a_home_whose_path_has_overlay_separators_still_works(tmp_path: Path) -> None:
+    home = tmp_path / "odd: name, with\\separators"
+    ds = OverlayDeviceSet(home)
+    try:
+        ds.add_device("p", BASE_HASH)
+        ds.add_device("c", "p")
+        target = tmp_path / "m"
+        target.mkdir()
+        with mounted(ds, "p", target) as root:
+            (root / "f").write_text("p")
+        with mounted(ds, "c", target) as root:
+            assert (root / "f").read_text() == "p"
+            assert ds.has_activated_device("c")
+        with pytest.raises(Conflict):
+            with mounted(ds, "c", target, readonly=True):
+                ds.remove_device("c")
+    finally:
+        ds.shutdown()
