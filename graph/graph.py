@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 from pydock.devmapper.deviceset import BASE_HASH, DeviceSet
 from pydock.graph.fsutil import flocked, fsync_dir, write_new
 from pydock.graph.image import Image, utcnow
-from pydock.graph.scratch import clean_stale, scratch_dir
+from pydock.graph.scratch import clean_stale, release_mounts, scratch_dir
 from pydock.runtime.errors import Conflict, NotFound, PydockError, StorageError
 from pydock.runtime.ids import generate_id, is_valid_id, resolve_prefix, truncate_id, validate_id
 from pydock.runtime.paths import RootLayout
@@ -169,6 +169,8 @@ class Graph:
                     raise Conflict(f"Image {image_id} already exists")
                 if self.driver.has_device(image_id):
                     raise Conflict(f"Image {image_id} is being registered or its device is left over")
+                if parent is not None and not (self.root / parent / "json").is_file():
+                    raise NotFound(f"Parent image {parent} was deleted meanwhile")
                 write_new(work / _DEVICE_MARKER, image_id.encode())
                 self.driver.add_device(image_id, parent or BASE_HASH)
             try:
@@ -198,6 +200,7 @@ class Graph:
                 (work / _DEVICE_MARKER).unlink()
                 os.rename(work, self.root / image_id)
             except BaseException as err:
+                release_mounts(work)  # a failed unmount must not keep the device busy
                 self._discard_device(image_id)
                 if isinstance(err, OSError):
                     raise StorageError(f"Registering image {truncate_id(image_id)} failed: {err}") from err
@@ -233,17 +236,17 @@ class Graph:
     def delete(self, image_id: str, in_use: Callable[[str], str | None] | None = None) -> None:
         """Remove an image: refuses while child images exist or `in_use(id)` names a container using it."""
         image = self.get(image_id)
-        kids = self.children(image.id)
-        if kids:
-            raise Conflict(f"Conflict, cannot delete {image.short_id} because it has "
-                           f"{len(kids)} child image{'s' if len(kids) != 1 else ''}")
         if in_use is not None:
             holder = in_use(image.id)
             if holder:
                 raise Conflict(f"Conflict, cannot delete {image.short_id} because the container "
                                f"{truncate_id(holder)} is using it")
         with scratch_dir(self.tmp) as work:
-            with flocked(self._lock_path):
+            with flocked(self._lock_path):  # no child can be registered between this check and the rename
+                kids = self.children(image.id)
+                if kids:
+                    raise Conflict(f"Conflict, cannot delete {image.short_id} because it has "
+                                   f"{len(kids)} child image{'s' if len(kids) != 1 else ''}")
                 try:
                     os.rename(self.root / image.id, work / "image")
                 except FileNotFoundError:
