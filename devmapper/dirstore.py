@@ -9,6 +9,7 @@ import os
 import shutil
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -173,15 +174,25 @@ def mount_target(path: str | os.PathLike) -> str:
     return real
 
 
-def umount_checked(real: str, what: str, umount: Callable[[str], None]) -> None:
-    """Unmount `real`, turning the kernel's errno into a one-line StorageError."""
-    try:
-        umount(real)
-    except OSError as err:
-        if err.errno == errno.EBUSY:
-            raise StorageError(f"Error unmounting {what} from '{real}': device or resource busy") from err
-        raise StorageError(f"Error unmounting {what} from '{real}': {os.strerror(err.errno or 0)}") from err
+def umount_checked(real: str, what: str, umount: Callable[[str], None], busy_timeout: float = 2.0) -> None:
+    """Unmount `real`, turning the kernel's errno into a one-line StorageError.
 
+    EBUSY is retried for a moment: a fork in another thread (any subprocess) briefly holds copies of
+    this process's open files until it execs, which pins the mount without anyone doing wrong."""
+    deadline = time.monotonic() + busy_timeout
+    delay = 0.002
+    while True:
+        try:
+            umount(real)
+            return
+        except OSError as err:
+            if err.errno == errno.EBUSY and time.monotonic() < deadline:
+                time.sleep(delay)
+                delay = min(delay * 2, 0.1)
+                continue
+            if err.errno == errno.EBUSY:
+                raise StorageError(f"Error unmounting {what} from '{real}': device or resource busy") from err
+            raise StorageError(f"Error unmounting {what} from '{real}': {os.strerror(err.errno or 0)}") from err
 
 def unmount_all(counter: MountCounter, find_mounts: Callable[[], list[str]], driver: str) -> None:
     """Shutdown's unmount pass: every counted mount, then whatever `find_mounts` still sees (lazily if busy)."""
