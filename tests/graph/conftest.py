@@ -6,25 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from graph_helpers import HOST_DRIVERS
+from graph_helpers import HOST_DRIVERS, open_driver
 
 from pydock.runtime.paths import RootLayout
-
-
-def open_driver(name: str, layout: RootLayout, prefix: str):
-    home = layout.driver_home(name)
-    if name == "vfs":
-        from pydock.devmapper.vfs import VfsDeviceSet
-
-        return VfsDeviceSet(home)
-    if name == "overlay":
-        from pydock.devmapper.overlay import OverlayDeviceSet
-
-        return OverlayDeviceSet(home)
-    from pydock.devmapper.dm_deviceset import DeviceSetDM
-
-    return DeviceSetDM(home, prefix=prefix, data_size=512 << 20, metadata_size=64 << 20,
-                       base_size=128 << 20)
 
 
 @pytest.fixture(params=HOST_DRIVERS)

@@ -15,6 +15,22 @@ HOST_DRIVERS = ["vfs", "overlay"]
 #: for the round-trip tests that must also pass on dm-thin (run inside User-Mode Linux)
 ALL_DRIVERS = HOST_DRIVERS + [pytest.param("devicemapper", marks=pytest.mark.dm)]
 
+def open_driver(name: str, layout: RootLayout, prefix: str):
+    home = layout.driver_home(name)
+    if name == "vfs":
+        from pydock.devmapper.vfs import VfsDeviceSet
+
+        return VfsDeviceSet(home)
+    if name == "overlay":
+        from pydock.devmapper.overlay import OverlayDeviceSet
+
+        return OverlayDeviceSet(home)
+    from pydock.devmapper.dm_deviceset import DeviceSetDM
+
+    return DeviceSetDM(home, prefix=prefix, data_size=512 << 20, metadata_size=64 << 20,
+                       base_size=128 << 20)
+
+
 # ---- layer tarballs ---------------------------------------------------------------------
 
 DIR = object()

@@ -91,7 +91,7 @@ def _resolve_busybox(root: str, driver_name: str, queue) -> None:
     import sys as _sys
 
     _sys.path.insert(0, str(Path(__file__).parent))
-    from conftest import open_driver
+    from graph_helpers import open_driver
 
     from pydock.graph.lookup import ImageStore
     from pydock.runtime.paths import RootLayout

@@ -293,7 +293,7 @@ _CRASH_SCRIPT = r"""
 import os, sys, time
 from pathlib import Path
 sys.path[:0] = [{here!r}]
-from conftest import open_driver
+from graph_helpers import open_driver
 from pydock.graph.graph import Graph
 from pydock.runtime.paths import RootLayout
 
@@ -380,7 +380,7 @@ def test_graph_create_for_commit(store):
 @pytest.mark.parametrize("driver_name", ["vfs", "overlay"])
 def test_graph_disk_full_leaves_nothing(tmp_path, driver_name, unique_prefix):
     """ENOSPC half-way through a layer: a clear error and the root exactly as before."""
-    from conftest import open_driver
+    from graph_helpers import open_driver
 
     from pydock.devmapper.kernel.mount import mount, umount
     from pydock.graph.lookup import ImageStore
@@ -412,7 +412,7 @@ def _import_many(root: str, driver_name: str, prefix: str, worker: int, count: i
     import sys as _sys
 
     _sys.path.insert(0, str(Path(__file__).parent))
-    from conftest import open_driver
+    from graph_helpers import open_driver
 
     from pydock.graph.lookup import ImageStore
     from pydock.runtime.paths import RootLayout
