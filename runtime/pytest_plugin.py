@@ -1,0 +1,129 @@
+"""pytest plugin for suites that embed pydock: one shared storage pool per session, a prefixed
+Runtime per test, and a session finish that tears everything down and fails on leaks.
+
+Enable with `-p pydock` (or let the installed `pytest11` entry point load it): nothing happens
+unless a test asks for `pydock_runtime` or `pydock_store`, so unrelated suites are untouched.
+
+    def test_echo(pydock_runtime):
+        code, out, err = pydock_runtime.run("busybox", ["echo", "hi"])
+        assert (code, out) == (0, b"hi\\n")
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# Small pool sizes for tests (docker07.md §1.2: Docker's own tests shrank them the same way).
+DM_TEST_SIZES = {"data_size": 2 << 30, "metadata_size": 128 << 20, "base_size": 256 << 20}
+
+
+@dataclass
+class SharedStore:
+    """The session's storage: one DeviceSet (one pool, one mkfs) and the busybox layer built once."""
+
+    root: Path
+    deviceset: Any
+    driver: str
+    reason: str
+    busybox_tar: bytes = b""
+    counters: dict[str, int] = field(default_factory=lambda: {"runtimes": 0, "busybox_builds": 0})
+
+    def close(self) -> None:
+        self.deviceset.shutdown()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("pydock")
+    group.addoption("--pydock-driver", default=None,
+                    help="storage driver for pydock_runtime (default: PYDOCK_DRIVER or the best available)")
+    group.addoption("--pydock-no-leakcheck", action="store_true",
+                    help="do not fail the session when pydock fixtures leave mounts/devices behind")
+    parser.addini("pydock_driver", "storage driver for pydock_runtime", default="")
+
+
+def _driver_choice(config: pytest.Config) -> str | None:
+    return (config.getoption("--pydock-driver") or config.getini("pydock_driver")
+            or os.environ.get("PYDOCK_DRIVER") or None)
+
+
+@pytest.fixture(scope="session")
+def pydock_store(request: pytest.FixtureRequest) -> Iterator[SharedStore]:
+    """One pool (or overlay/vfs root) for the whole session, created once and torn down at the end."""
+    from pydock.devmapper.drivers import open_deviceset
+    from pydock.graph.busybox import build_busybox_tar
+    from pydock.runtime import leaks
+
+    before = leaks.snapshot()
+    root = Path(tempfile.mkdtemp(prefix="pydock-store-"))
+    driver = _driver_choice(request.config)
+    deviceset, reason = open_deviceset(root, driver, **_dm_test_options(driver))
+    store = SharedStore(root=root, deviceset=deviceset, driver=deviceset.name, reason=reason)
+    buf = io.BytesIO()
+    build_busybox_tar(buf)
+    store.busybox_tar = buf.getvalue()
+    store.counters["busybox_builds"] += 1
+    try:
+        yield store
+    finally:
+        store.close()
+        shutil.rmtree(root, ignore_errors=True)
+        found = leaks.snapshot().leaks_since(before)
+        if found and not request.config.getoption("--pydock-no-leakcheck"):
+            request.config._pydock_plugin_leaks = leaks.format_leaks(found)  # type: ignore[attr-defined]
+
+
+def _dm_test_options(driver: str | None) -> dict:
+    """Small sizes and a unique pool prefix, for the devicemapper driver only (auto-selection may pick another)."""
+    if driver is None:
+        from pydock.runtime.kernelcheck import device_mapper
+
+        driver = "devicemapper" if device_mapper().found else "overlay"
+    if driver != "devicemapper":
+        return {}
+    return {**DM_TEST_SIZES, "prefix": "pydock-test-" + uuid.uuid4().hex[:6]}
+
+
+@pytest.fixture
+def pydock_runtime(pydock_store: SharedStore, tmp_path: Path) -> Iterator[Any]:
+    """A Runtime of its own (root under tmp_path, device names under a unique prefix) on the shared store,
+    with `busybox:latest` already imported; every container, image and device it made goes at teardown."""
+    from pydock.devmapper.prefixed import PrefixedDeviceSet
+    from pydock.runtime.runtime import Runtime
+
+    prefix = "t" + uuid.uuid4().hex[:10]
+    deviceset = PrefixedDeviceSet(pydock_store.deviceset, prefix)
+    pydock_store.counters["runtimes"] += 1
+    rt = Runtime(tmp_path / "pydock", deviceset=deviceset, bridge="none")
+    try:
+        rt.images.import_(io.BytesIO(pydock_store.busybox_tar), repo="busybox", tag="latest")
+        yield rt
+    finally:
+        try:
+            for container in rt.containers(all=True):
+                rt.remove(container, force=True)
+            for image in rt.images.list():
+                rt.images.graph.delete(image.id)
+        finally:
+            rt.close()
+            for hash_ in deviceset.list():
+                deviceset.remove_device(hash_)
+            deviceset.shutdown()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    report = getattr(session.config, "_pydock_plugin_leaks", None)
+    if report:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line("pydock: resources left behind by pydock fixtures:\n" + report)
+        session.exitstatus = 1
