@@ -7,7 +7,7 @@ import sys
 import textwrap
 
 import pytest
-from conftest import dm_names, pool_thin_ids, recorded_thin_ids, tree
+from dm_helpers import dm_names, pool_thin_ids, recorded_thin_ids, tree
 
 from pydock.devmapper.deviceset import BASE_HASH, mounted
 

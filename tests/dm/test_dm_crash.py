@@ -13,7 +13,7 @@ import signal
 import shutil
 
 import pytest
-from conftest import dm_names, pool_thin_ids, recorded_thin_ids, tree
+from dm_helpers import dm_names, pool_thin_ids, recorded_thin_ids, tree
 
 from pydock.devmapper.deviceset import BASE_HASH, mounted
 from pydock.devmapper.kernel.mount import mounts_under

@@ -7,7 +7,7 @@ import os
 import time
 
 import pytest
-from conftest import dm_names, dmsetup, pool_thin_ids, recorded_thin_ids, tree, write
+from dm_helpers import dm_names, dmsetup, pool_thin_ids, recorded_thin_ids, tree, write
 
 from pydock.devmapper.deviceset import BASE_HASH, mounted
 from pydock.devmapper.kernel.mount import is_mountpoint
@@ -166,7 +166,7 @@ def test_two_prefixed_users_share_one_pool(pool, ds, make) -> None:
 
 
 def test_two_pools_with_their_own_prefixes_are_independent(pool, tmp_path, make) -> None:
-    from conftest import SMALL
+    from dm_helpers import SMALL
 
     from pydock.devmapper.dm_deviceset import DeviceSetDM
 

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import dmsetup
+from dm_helpers import dmsetup
 
 from pydock.devmapper.kernel import blockdev, dm, loop
 

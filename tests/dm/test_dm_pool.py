@@ -6,7 +6,7 @@ import os
 import stat
 
 import pytest
-from conftest import dm_names, dmsetup, pool_thin_ids, recorded_thin_ids, tree
+from dm_helpers import dm_names, dmsetup, pool_thin_ids, recorded_thin_ids, tree
 
 from pydock.devmapper.deviceset import BASE_HASH, mounted
 from pydock.runtime.errors import PoolFull
