@@ -55,6 +55,7 @@ class _Reader:
     def __init__(self, src: BinaryIO) -> None:
         self.src = src
         self.pos = 0
+        self.pending = b""  # a header block handed back for tarfile's parser to read again
         self.errors = codec_errors() + (OSError, ValueError)
 
     def _fail(self, e: BaseException) -> ArchiveError:
@@ -67,6 +68,10 @@ class _Reader:
             raise ArchiveError(f"invalid tar stream: header block of {n} bytes at offset {self.pos}")
         chunks = []
         got = 0
+        if self.pending:
+            head, self.pending = self.pending[:n], self.pending[n:]
+            chunks.append(head)
+            got = len(head)
         try:
             while got < n:
                 chunk = self.src.read(n - got)
@@ -79,6 +84,11 @@ class _Reader:
         self.pos += got
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
+    def unread(self, block: bytes) -> None:
+        """Hand back the block just read so the next read() returns it again."""
+        self.pending = block + self.pending
+        self.pos -= len(block)
+
     def tell(self) -> int:
         return self.pos
 
@@ -86,6 +96,13 @@ class _Reader:
         """Fill `view` completely; returns fewer bytes only at end of stream."""
         got = 0
         size = len(view)
+        if self.pending:
+            got = min(size, len(self.pending))
+            view[:got] = self.pending[:got]
+            self.pending = self.pending[got:]
+            self.pos += got
+            if got == size:
+                return got
         try:
             while got < size:
                 n = self.src.readinto(view[got:])  # type: ignore[attr-defined]
@@ -116,12 +133,107 @@ class _TarState:
         self.offset = 0
 
 
-def _members(reader: _Reader, scratch: memoryview) -> Iterator[tarfile.TarInfo]:
-    """Tar headers in stream order; the caller may consume each member's data before the next."""
+class _Entry:
+    """A plain ustar member parsed by the fast path; quacks like the bits of TarInfo we use."""
+
+    __slots__ = ("name", "linkname", "mode", "uid", "gid", "size", "mtime", "type",
+                 "devmajor", "devminor", "pax_headers", "sparse")
+
+    def __init__(self) -> None:
+        self.pax_headers: dict[str, str] = {}
+        self.sparse = None
+
+    def isreg(self) -> bool:
+        return self.type in _REG_TYPES
+
+    def isdir(self) -> bool:
+        return self.type == tarfile.DIRTYPE
+
+    def issym(self) -> bool:
+        return self.type == tarfile.SYMTYPE
+
+    def islnk(self) -> bool:
+        return self.type == tarfile.LNKTYPE
+
+    def ischr(self) -> bool:
+        return self.type == tarfile.CHRTYPE
+
+    def isblk(self) -> bool:
+        return self.type == tarfile.BLKTYPE
+
+    def isfifo(self) -> bool:
+        return self.type == tarfile.FIFOTYPE
+
+
+_REG_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE)
+_FAST_TYPES = frozenset(
+    (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE, tarfile.LNKTYPE, tarfile.SYMTYPE,
+     tarfile.CHRTYPE, tarfile.BLKTYPE, tarfile.DIRTYPE, tarfile.FIFOTYPE)
+)
+_POSIX_MAGIC = b"ustar\x0000"
+
+
+def _octal(field: bytes) -> int:
+    """A NUL/space-terminated octal header number (ValueError for base-256 or junk: slow path)."""
+    if field[0] & 0x80:
+        raise ValueError("base-256 number")
+    return int(field.split(b"\0", 1)[0].strip() or b"0", 8)
+
+
+def _fast_header(buf: bytes) -> _Entry | None:
+    """Parse a plain ustar/GNU header without extensions; None means "let tarfile do it"."""
+    typ = buf[156:157]
+    if typ not in _FAST_TYPES:
+        return None
+    try:
+        if _octal(buf[148:156]) != sum(buf) - sum(buf[148:156]) + 256:
+            return None  # bad or signed checksum: tarfile decides
+        e = _Entry()
+        e.mode = _octal(buf[100:108])
+        e.uid = _octal(buf[108:116])
+        e.gid = _octal(buf[116:124])
+        e.size = _octal(buf[124:136])
+        e.mtime = _octal(buf[136:148])
+        if typ == tarfile.CHRTYPE or typ == tarfile.BLKTYPE:
+            e.devmajor = _octal(buf[329:337])
+            e.devminor = _octal(buf[337:345])
+        else:
+            e.devmajor = e.devminor = 0
+    except ValueError:
+        return None
+    name = buf[0:100].split(b"\0", 1)[0]
+    if buf[257:265] == _POSIX_MAGIC and buf[345]:
+        name = buf[345:500].split(b"\0", 1)[0] + b"/" + name
+    e.name = name.decode("utf-8", "surrogateescape")
+    e.linkname = buf[157:257].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+    if typ == tarfile.AREGTYPE and e.name.endswith("/"):
+        typ = tarfile.DIRTYPE
+    if typ == tarfile.DIRTYPE:
+        e.name = e.name.rstrip("/")
+    e.type = typ
+    return e
+
+
+def _members(reader: _Reader, scratch: memoryview) -> Iterator:
+    """Tar headers in stream order; the caller may consume each member's data before the next.
+
+    Plain ustar headers (the bulk of any layer) are parsed here; pax, GNU long names, sparse
+    files and anything odd go through `tarfile.TarInfo.fromtarfile`.
+    """
     state = _TarState(reader)
     while True:
         reader.skip_to(state.offset, scratch)
         at = reader.pos
+        if not state.pax_headers:  # global pax headers would have to be merged: slow path
+            block = reader.read(tarfile.BLOCKSIZE)
+            entry = _fast_header(block) if len(block) == tarfile.BLOCKSIZE else None
+            if entry is not None:
+                state.offset = at + tarfile.BLOCKSIZE
+                if entry.type in _REG_TYPES:
+                    state.offset += -(-entry.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+                yield entry
+                continue
+            reader.unread(block)
         try:
             member = tarfile.TarInfo.fromtarfile(state)  # type: ignore[arg-type]
         except tarfile.EOFHeaderError:

@@ -49,6 +49,64 @@ def _pax_mtime(mtime_ns: int) -> str:
     return f"{sec}.{ns:09d}".rstrip("0").rstrip(".") if ns else str(sec)
 
 
+def _pax_record(key: str, value: bytes) -> bytes:
+    """One "<len> key=value\\n" record; the length counts its own digits."""
+    body = b" " + key.encode("utf-8") + b"=" + value + b"\n"
+    n = len(body) + 1
+    while len(str(n)) + len(body) != n:
+        n = len(str(n)) + len(body)
+    return str(n).encode("ascii") + body
+
+
+def _ascii_stub(text: str, limit: int) -> str:
+    """What a pax-unaware reader sees in the ustar field when the real value lives in a pax record."""
+    return "".join(c if " " <= c < "\x7f" else "_" for c in text)[:limit]
+
+
+_USTAR_MAX = {"uid": 0o7777777, "gid": 0o7777777, "size": 8**11 - 1, "mtime": 8**11 - 1}
+
+
+def pax_header(info: tarfile.TarInfo) -> bytes:
+    """Header blocks for `info`: a pax extended header when needed, then the ustar header.
+
+    `info.pax_headers` values are str (binary xattr values carried with surrogateescape) and
+    are written as raw bytes. Unlike tarfile's PAX writer this never adds `hdrcharset=BINARY`,
+    which GNU tar warns about on every entry with a file capability.
+    """
+    records = []
+    pax = dict(info.pax_headers)
+    # name stub 99: tarfile appends "/" to directory names when packing the ustar block
+    for field, key, limit in (("name", "path", 99), ("linkname", "linkpath", 100)):
+        value = getattr(info, field)
+        if info.type == tarfile.DIRTYPE and field == "name" and not value.endswith("/"):
+            value += "/"
+        raw = value.encode("utf-8", "surrogateescape")
+        if len(raw) > limit or not value.isascii():
+            pax.setdefault(key, value)
+            value = _ascii_stub(value, limit)
+        setattr(info, field, value)
+    for field, limit in _USTAR_MAX.items():
+        value = getattr(info, field)
+        if not 0 <= value <= limit:
+            pax.setdefault(field, str(value))
+            setattr(info, field, 0)
+    for key, value in pax.items():
+        records.append(_pax_record(key, value.encode("utf-8", "surrogateescape")))
+    info.pax_headers = {}
+    try:
+        main = info.tobuf(tarfile.USTAR_FORMAT, "utf-8", "surrogateescape")
+    except ValueError as e:
+        raise ArchiveError(f"cannot archive {info.name!r}: {e}") from None
+    if not records:
+        return main
+    data = b"".join(records)
+    ext = tarfile.TarInfo("././@PaxHeader")
+    ext.type = tarfile.XHDTYPE
+    ext.size = len(data)
+    ext.mtime = info.mtime
+    return ext.tobuf(tarfile.USTAR_FORMAT, "utf-8", "strict") + data + bytes(-len(data) % BLOCKSIZE) + main
+
+
 def _norm_include(path: str) -> str:
     """An include path relative to the root: leading `/` dropped, `.`/`..` resolved lexically."""
     parts: list[str] = []
@@ -94,7 +152,7 @@ class _TarWriter:
         self.written += len(data)
 
     def header(self, info: tarfile.TarInfo) -> None:
-        self._write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+        self._write(pax_header(info))
 
     def finish(self) -> None:
         """End-of-archive marker (two zero blocks), padded to a full record like tar(1)."""
