@@ -26,8 +26,8 @@ MAX_HASH_LENGTH = 200
 
 def validate_hash(hash: str) -> str:
     """Return `hash` if it can name a device (it becomes a file name), else raise InvalidArgument."""
-    if (not isinstance(hash, str) or not hash or hash in (".", "..") or "/" in hash or "\0" in hash
-            or hash.startswith(".") or len(hash) > MAX_HASH_LENGTH):
+    if (not isinstance(hash, str) or not hash or hash.startswith(".") or "/" in hash
+            or any(ord(c) < 0x20 or ord(c) == 0x7F for c in hash) or len(hash) > MAX_HASH_LENGTH):
         raise InvalidArgument(f"invalid device hash {hash!r}")
     return hash
 

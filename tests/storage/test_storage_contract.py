@@ -332,7 +332,7 @@ def test_duplicate_add_is_refused_and_keeps_the_original(ds: DeviceSet, store: S
         assert tree(root) == {"f": "first"}
 
 
-@pytest.mark.parametrize("bad", ["../escape", "a/b", ".", "..", "x" * 300, "nul\0byte"])
+@pytest.mark.parametrize("bad", ["../escape", "a/b", ".", "..", "x" * 300, "nul\0byte", "new\nline"])
 def test_unusable_hashes_are_invalid(ds: DeviceSet, bad: str) -> None:
     with pytest.raises((InvalidArgument, StorageError)):
         ds.add_device(bad, BASE_HASH)
