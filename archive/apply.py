@@ -511,6 +511,8 @@ class _Applier:
             self.written.add(())
             return
         pfd, pcanon = self.root.dir(parts[:-1], True, m.name)
+        if pcanon not in self.parent_times:
+            self._note_parent(pfd, pcanon)  # so a lower dir we only add to keeps its mtime
         name = parts[-1]
         canon = pcanon + (name,)
         if m.isreg():
@@ -716,7 +718,11 @@ class _Applier:
             self._remove(dfd, name)
 
     def restore_times(self) -> None:
-        """Parent dirs touched by whiteouts get their times back; layer dirs get theirs, last."""
+        """Lower dirs we wrote into or removed from get their times back; layer dirs get theirs, last.
+
+        Docker 0.7 restored only whiteout parents; also restoring dirs that merely gained or
+        replaced an entry makes `commit` then `diff` against the image report nothing.
+        """
         layer_dirs = {canon for canon, _, _ in self.dir_times}
         todo = [(c, a, m) for c, (a, m) in self.parent_times.items() if c not in layer_dirs]
         todo.extend(self.dir_times)
