@@ -1,0 +1,79 @@
+"""Which cgroup hierarchy lxc will use here (v1 hybrid or v2 unified) and the `lxc.cgroup*` keys for limits."""
+
+from __future__ import annotations
+
+import enum
+import functools
+import os
+
+CGROUP_ROOT = "/sys/fs/cgroup"
+CGROUP2_MAGIC = 0x63677270
+
+#: Docker 0.7's device allowlist (lxc_template.go): null, zero, consoles/ttys, random, pts, ptmx, tun.
+ALLOWED_DEVICES = ("c 1:3 rwm", "c 1:5 rwm", "c 5:1 rwm", "c 5:0 rwm", "c 4:0 rwm", "c 4:1 rwm",
+                   "c 1:9 rwm", "c 1:8 rwm", "c 136:* rwm", "c 5:2 rwm", "c 10:200 rwm")
+MIN_MEMORY = 512 * 1024
+
+
+class Hierarchy(enum.Enum):
+    V1 = "cgroup"     # lxc.cgroup.<controller file>
+    V2 = "cgroup2"    # lxc.cgroup2.<controller file>
+
+
+@functools.cache
+def hierarchy() -> Hierarchy:
+    """V2 when /sys/fs/cgroup itself is cgroup2 (unified, e.g. inside UML); V1 for legacy and hybrid hosts."""
+    try:
+        import ctypes
+
+        class _Statfs(ctypes.Structure):
+            _fields_ = [("f_type", ctypes.c_long), ("_rest", ctypes.c_byte * 112)]
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        buf = _Statfs()
+        if libc.statfs(CGROUP_ROOT.encode(), ctypes.byref(buf)) == 0:
+            return Hierarchy.V2 if buf.f_type == CGROUP2_MAGIC else Hierarchy.V1
+    except OSError:
+        pass
+    return Hierarchy.V2 if os.path.exists(f"{CGROUP_ROOT}/cgroup.controllers") else Hierarchy.V1
+
+
+def memory_limit_supported() -> bool:
+    """Docker's MemoryLimit capability: the memory controller is available."""
+    if hierarchy() is Hierarchy.V2:
+        try:
+            with open(f"{CGROUP_ROOT}/cgroup.controllers") as f:
+                return "memory" in f.read().split()
+        except OSError:
+            return False
+    return os.path.exists(f"{CGROUP_ROOT}/memory/memory.limit_in_bytes")
+
+
+def shares_to_weight(shares: int) -> int:
+    """cgroup v1 cpu.shares [2, 262144] -> v2 cpu.weight [1, 10000] (the conversion runc/crun use)."""
+    shares = max(2, min(262144, shares))
+    return 1 + ((shares - 2) * 9999) // 262142
+
+
+def limit_keys(memory: int | None, cpu_shares: int | None) -> list[tuple[str, str]]:
+    """lxc keys for a memory limit (bytes) and cpu shares, in the running hierarchy's spelling."""
+    v2 = hierarchy() is Hierarchy.V2
+    keys: list[tuple[str, str]] = []
+    if memory:
+        if v2:
+            keys.append(("lxc.cgroup2.memory.max", str(memory)))
+        else:
+            keys.append(("lxc.cgroup.memory.limit_in_bytes", str(memory)))
+            keys.append(("lxc.cgroup.memory.soft_limit_in_bytes", str(memory)))
+    if cpu_shares:
+        if v2:
+            keys.append(("lxc.cgroup2.cpu.weight", str(shares_to_weight(cpu_shares))))
+        else:
+            keys.append(("lxc.cgroup.cpu.shares", str(cpu_shares)))
+    return keys
+
+
+def device_keys() -> list[tuple[str, str]]:
+    """Deny every device, then allow Docker 0.7's list."""
+    prefix = "lxc.cgroup2" if hierarchy() is Hierarchy.V2 else "lxc.cgroup"
+    return [(f"{prefix}.devices.deny", "a"), *((f"{prefix}.devices.allow", d) for d in ALLOWED_DEVICES)]

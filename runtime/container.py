@@ -1,0 +1,197 @@
+"""The container record (`containers/<id>/config.json` + `hostconfig.json`) and its files, written atomically."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pydock.runtime.errors import NotFound
+from pydock.runtime.state import State, format_time, parse_time, utcnow
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Replace `path` in one rename (temp file in the same directory, fsynced), so readers never see half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(3).hex()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def flocked(path: Path, shared: bool = False) -> Iterator[int]:
+    """Hold a flock on `path` (created if missing) for the block, across processes."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        yield fd
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class Container:
+    """One container: what it runs (Docker's Config), how (HostConfig), where (dir), and its State."""
+
+    id: str
+    dir: Path
+    image: str
+    path: str
+    args: list[str]
+    config: dict[str, Any]
+    hostconfig: dict[str, Any] = field(default_factory=dict)
+    created: datetime = field(default_factory=utcnow)
+    state: State = field(default_factory=State)
+    name: str = ""
+    driver: str = ""
+    network: dict[str, Any] | None = None
+    volumes: dict[str, str] = field(default_factory=dict)
+    volumes_rw: dict[str, bool] = field(default_factory=dict)
+
+    # ---- derived paths ----------------------------------------------------------------------
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    @property
+    def init_id(self) -> str:
+        """The init layer's device: mount-point stubs between the image and the container's own device."""
+        return f"{self.id}-init"
+
+    @property
+    def rootfs(self) -> Path:
+        return self.dir / "rootfs"
+
+    @property
+    def config_path(self) -> Path:
+        return self.dir / "config.json"
+
+    @property
+    def hostconfig_path(self) -> Path:
+        return self.dir / "hostconfig.json"
+
+    @property
+    def lxc_config_path(self) -> Path:
+        return self.dir / "config.lxc"
+
+    @property
+    def env_path(self) -> Path:
+        return self.dir / "config.env"
+
+    @property
+    def hostname_path(self) -> Path:
+        return self.dir / "hostname"
+
+    @property
+    def hosts_path(self) -> Path:
+        return self.dir / "hosts"
+
+    @property
+    def resolv_conf_path(self) -> Path:
+        return self.dir / "resolv.conf"
+
+    @property
+    def log_path(self) -> Path:
+        return self.dir / f"{self.id}-json.log"
+
+    @property
+    def lxc_log_path(self) -> Path:
+        return self.dir / "lxc.log"
+
+    @property
+    def lock_path(self) -> Path:
+        """Serialises read-modify-write of this container's files."""
+        return self.dir / ".lock"
+
+    @property
+    def monitor_lock_path(self) -> Path:
+        """Held (exclusively) by the process supervising the container for as long as it runs."""
+        return self.dir / "monitor.lock"
+
+    @property
+    def killed_marker(self) -> Path:
+        """Exists while pydock has sent SIGKILL itself: the exit is then recorded as 137 whatever lxc says."""
+        return self.dir / "killed"
+
+    @property
+    def command_line(self) -> str:
+        return " ".join([self.path, *self.args])
+
+    @property
+    def auto_remove(self) -> bool:
+        return bool(self.hostconfig.get("AutoRemove"))
+
+    # ---- persistence ------------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ID": self.id, "Created": format_time(self.created), "Path": self.path, "Args": self.args,
+            "Config": self.config, "State": self.state.to_json(), "Image": self.image,
+            "NetworkSettings": self.network or {"IPAddress": "", "IPPrefixLen": 0, "Gateway": "",
+                                                "Bridge": "", "PortMapping": None, "Ports": None},
+            "SysInitPath": "", "ResolvConfPath": str(self.resolv_conf_path),
+            "HostnamePath": str(self.hostname_path), "HostsPath": str(self.hosts_path),
+            "Name": self.name, "Driver": self.driver, "Volumes": self.volumes, "VolumesRW": self.volumes_rw,
+        }
+
+    def save(self) -> None:
+        """Write config.json and hostconfig.json (each atomically)."""
+        atomic_write(self.config_path, json.dumps(self.to_json()).encode())
+        atomic_write(self.hostconfig_path, json.dumps(self.hostconfig).encode())
+
+    def save_state(self, state: State) -> None:
+        self.state = state
+        atomic_write(self.config_path, json.dumps(self.to_json()).encode())
+
+    @classmethod
+    def load(cls, directory: Path) -> Container:
+        try:
+            data = json.loads((directory / "config.json").read_bytes())
+        except FileNotFoundError:
+            raise NotFound(f"No such container: {directory.name}") from None
+        except ValueError as err:
+            raise NotFound(f"Container {directory.name[:12]} has a corrupt config.json: {err}") from None
+        try:
+            hostconfig = json.loads((directory / "hostconfig.json").read_bytes())
+        except (FileNotFoundError, ValueError):
+            hostconfig = {}
+        net = data.get("NetworkSettings") or None
+        if net and not net.get("IPAddress"):
+            net = None
+        return cls(id=data["ID"], dir=directory, image=data.get("Image", ""), path=data.get("Path", ""),
+                   args=list(data.get("Args") or []), config=data.get("Config") or {}, hostconfig=hostconfig,
+                   created=parse_time(data.get("Created")) or utcnow(), state=State.from_json(data.get("State")),
+                   name=data.get("Name", ""), driver=data.get("Driver", ""), network=net,
+                   volumes=dict(data.get("Volumes") or {}), volumes_rw=dict(data.get("VolumesRW") or {}))
+
+    def reload(self) -> Container:
+        """Re-read state from disk (another process — the monitor — may have changed it)."""
+        fresh = Container.load(self.dir)
+        self.state, self.network, self.hostconfig = fresh.state, fresh.network, fresh.hostconfig
+        return self
+
+    @contextmanager
+    def locked(self) -> Iterator[Container]:
+        """Hold the container's lock and yield it with fresh state."""
+        with flocked(self.lock_path):
+            yield self.reload()
+
+    def env(self) -> list[str]:
+        return list(self.config.get("Env") or [])

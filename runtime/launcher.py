@@ -1,0 +1,153 @@
+"""Launching a container with `lxc-execute`, finding its processes, signalling them, and owning its exit status.
+
+lxc-execute runs the command under lxc's static init (PID 1 of the container, which reaps and forwards
+signals) and returns the command's status (128+N when killed by signal N). pydock makes that status
+exact: 127/126 are decided before launch (rootpath.look_path), 125 when lxc itself failed (an ERROR in
+its log file), 137 whenever pydock delivered SIGKILL itself.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydock.runtime.errors import LaunchError
+from pydock.runtime.state import EXIT_KILLED, proc_start_time
+
+LXC_EXECUTE = "lxc-execute"
+EXIT_LAUNCH_FAILED = 125
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """One lxc-execute invocation: container name, lxcpath, config file, log file, command."""
+
+    name: str
+    lxcpath: Path
+    config: Path
+    log: Path
+    argv: tuple[str, ...]
+
+    def command(self) -> list[str]:
+        return [LXC_EXECUTE, "-q", "-n", self.name, "-P", str(self.lxcpath), "-f", str(self.config),
+                "-o", str(self.log), "-l", "ERROR", "--", *self.argv]
+
+
+def spawn(spec: LaunchSpec, *, stdin: Any = subprocess.DEVNULL, stdout: Any = None,
+          stderr: Any = None) -> subprocess.Popen:
+    """Start lxc-execute through the dockerinit pre-exec step (own session, private rslave mounts, no fds)."""
+    from pydock.dockerinit.preexec import child_setup
+
+    spec.lxcpath.mkdir(parents=True, exist_ok=True)
+    try:
+        spec.log.unlink()
+    except FileNotFoundError:
+        pass
+    try:
+        return subprocess.Popen(spec.command(), stdin=stdin, stdout=stdout, stderr=stderr, close_fds=True,
+                                preexec_fn=child_setup, env={"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")})
+    except FileNotFoundError:
+        raise LaunchError("lxc-execute not found: install lxc") from None
+    except (OSError, subprocess.SubprocessError) as err:
+        raise LaunchError(f"Cannot start lxc-execute: {err}") from None
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of `pid` (/proc/<pid>/task/<pid>/children)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except (FileNotFoundError, ProcessLookupError):
+        return []
+
+
+def container_init(lxc_pid: int) -> int | None:
+    """Host pid of the container's PID 1 (lxc's init), the child of lxc-execute."""
+    kids = children(lxc_pid)
+    return kids[0] if kids else None
+
+
+def container_command(lxc_pid: int) -> int | None:
+    """Host pid of the container's command: the child of lxc's init."""
+    init = container_init(lxc_pid)
+    if init is None:
+        return None
+    kids = children(init)
+    return kids[0] if kids else None
+
+
+def signal_container(lxc_pid: int, lxc_start: int, sig: int, *, wait_command: float = 2.0) -> bool:
+    """Deliver `sig` to the container's command (init.lxc forwards nothing for SIGKILL, and
+    SIGKILL to init would end with status 1). Waits briefly for the command to exist right after a
+    start. When the command is gone but init lingers, init gets SIGKILL. False if nothing ran.
+    """
+    deadline = time.monotonic() + wait_command
+    while True:
+        if proc_start_time(lxc_pid) != lxc_start:
+            return False
+        target = container_command(lxc_pid)
+        if target is not None:
+            try:
+                os.kill(target, sig)
+                return True
+            except ProcessLookupError:
+                pass
+        if time.monotonic() >= deadline:
+            init = container_init(lxc_pid)
+            if init is not None and sig == signal.SIGKILL:
+                try:
+                    os.kill(init, signal.SIGKILL)
+                    return True
+                except ProcessLookupError:
+                    pass
+            return False
+        time.sleep(0.01)
+
+
+def lxc_failure(log: Path) -> str | None:
+    """lxc's own error (the first ERROR line of its log, tidied), or None when lxc did not fail."""
+    try:
+        text = log.read_text(errors="replace")
+    except FileNotFoundError:
+        return None
+    errors = [line for line in text.splitlines() if " ERROR " in line]
+    if not errors:
+        return None
+    first = errors[0]
+    # "lxc-execute <name> <time> ERROR    <cat> - <file>:<func>:<line> - <message>"
+    message = first.rsplit(" - ", 1)[-1].strip()
+    return message or first
+
+
+def exit_status(returncode: int, log: Path, killed_by_pydock: bool) -> tuple[int, str | None]:
+    """The container's exit code from lxc-execute's status, lxc's log and whether pydock sent SIGKILL."""
+    if killed_by_pydock:
+        return EXIT_KILLED, None
+    if returncode != 0:
+        failure = lxc_failure(log)
+        if failure is not None:
+            return EXIT_LAUNCH_FAILED, failure
+    if returncode < 0:  # lxc-execute itself died by a signal
+        return 128 - returncode, None
+    return returncode, None
+
+
+def is_lxc_noise(line: bytes, name: str) -> bool:
+    """lxc also prints its errors on stderr, prefixed `lxc-execute: <name>: `; they are not the command's output."""
+    return line.startswith(f"lxc-execute: {name}: ".encode())
+
+
+def wait_gone(pid: int, start: int, timeout: float) -> bool:
+    """Poll until the process (pid, start time) has exited; True if it did within `timeout`."""
+    deadline = time.monotonic() + timeout
+    while proc_start_time(pid) == start:
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+    return True
+

@@ -1,0 +1,95 @@
+"""Render `config.lxc` (lxc 5 key syntax) for one container launch: Docker 0.7's template, translated.
+
+Pure function of a `LxcSpec`; knows nothing of images, storage or the CLI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydock.runtime import cgroups
+from pydock.runtime.errors import InvalidArgument
+
+#: Docker 0.7's list (lxc_template.go) plus sys_boot and setfcap from the later template.
+CAP_DROP = ("audit_control audit_write mac_admin mac_override mknod setfcap setpcap sys_admin sys_boot "
+            "sys_module sys_nice sys_pacct sys_rawio sys_resource sys_time sys_tty_config")
+#: /proc files hidden behind /dev/null (runc's maskedPaths); `optional` because not every kernel has each.
+MASKED_PROC_FILES = ("kcore", "keys", "timer_list", "sched_debug", "latency_stats")
+
+
+@dataclass(frozen=True)
+class Bind:
+    """A host path bind-mounted at a container path (`target` absolute inside the container)."""
+
+    source: Path
+    target: str
+    readonly: bool = True
+    is_file: bool = True
+
+
+@dataclass(frozen=True)
+class LxcSpec:
+    """Everything `config.lxc` says about one launch."""
+
+    hostname: str
+    rootfs: Path
+    network: tuple[tuple[str, str], ...] = (("lxc.net.0.type", "empty"),)
+    binds: tuple[Bind, ...] = ()
+    env: tuple[str, ...] = ()
+    uid: int = 0
+    gid: int = 0
+    groups: tuple[int, ...] = ()
+    cwd: str = "/"
+    memory: int | None = None
+    cpu_shares: int | None = None
+    extra: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+
+def _value(text: str, what: str) -> str:
+    if "\n" in text or "\r" in text or "\0" in text:
+        raise InvalidArgument(f"Invalid {what}: line breaks and NUL are not allowed: {text!r}")
+    return text
+
+
+def _bind_line(b: Bind) -> str:
+    source = _value(str(b.source), "volume path")
+    target = _value(b.target.lstrip("/"), "volume path")
+    if " " in source or " " in target or "\t" in source + target:
+        # lxc.mount.entry is fstab syntax: escape whitespace as octal like /etc/fstab
+        source = source.replace(" ", "\\040").replace("\t", "\\011")
+        target = target.replace(" ", "\\040").replace("\t", "\\011")
+    opts = ["bind", "ro" if b.readonly else "rw", "create=file" if b.is_file else "create=dir"]
+    return f"{source} {target} none {','.join(opts)} 0 0"
+
+
+def render(spec: LxcSpec) -> str:
+    """The text of `config.lxc` for `spec`."""
+    lines: list[tuple[str, str]] = [
+        ("lxc.uts.name", _value(spec.hostname, "hostname")),
+        ("lxc.rootfs.path", f"dir:{spec.rootfs}"),
+        *spec.network,
+        ("lxc.apparmor.profile", "unconfined"),
+        # proc rw but /proc/sys and /proc/sysrq-trigger read-only; sysfs read-only
+        ("lxc.mount.auto", "proc:mixed sys:ro"),
+        ("lxc.autodev", "1"),
+        ("lxc.console.path", "none"),
+        ("lxc.tty.max", "0"),
+        ("lxc.pty.max", "1024"),
+        ("lxc.cap.drop", CAP_DROP),
+        ("lxc.mount.entry", "shm dev/shm tmpfs size=65536k,nosuid,nodev,noexec,create=dir 0 0"),
+    ]
+    for name in MASKED_PROC_FILES:
+        lines.append(("lxc.mount.entry", f"/dev/null proc/{name} none bind,ro,optional 0 0"))
+    for b in spec.binds:
+        lines.append(("lxc.mount.entry", _bind_line(b)))
+    lines += cgroups.device_keys()
+    lines += cgroups.limit_keys(spec.memory, spec.cpu_shares)
+    lines += [("lxc.init.uid", str(spec.uid)), ("lxc.init.gid", str(spec.gid))]
+    if spec.groups:
+        lines.append(("lxc.init.groups", ",".join(str(g) for g in spec.groups)))
+    lines.append(("lxc.init.cwd", _value(spec.cwd, "working directory")))
+    for item in spec.env:
+        lines.append(("lxc.environment", _value(item, "environment variable")))
+    lines += list(spec.extra)
+    return "".join(f"{k} = {v}\n" for k, v in lines)

@@ -1,0 +1,128 @@
+"""A container's run state (Docker 0.7's `State` block) and process identity checks for crash recovery."""
+
+from __future__ import annotations
+
+import enum
+import os
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from typing import Any
+
+#: ExitCode recorded when a container's monitor vanished (kill -9, host crash) and its status is unknown.
+EXIT_LOST = -1
+#: ExitCode recorded when pydock itself delivered SIGKILL (kill -s KILL, stop timeout, reconcile).
+EXIT_KILLED = 128 + 9
+ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+class Status(enum.Enum):
+    """What `ps` shows in STATUS."""
+
+    CREATED = "created"
+    RUNNING = "running"
+    EXITED = "exited"
+    GHOST = "ghost"
+
+
+def format_time(value: datetime | None) -> str:
+    """RFC 3339 with nanosecond digits like Go's time.Time JSON; None -> Go's zero time."""
+    if value is None:
+        return ZERO_TIME
+    value = value.astimezone(timezone.utc)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond:06d}000Z"
+
+
+def parse_time(text: str | None) -> datetime | None:
+    """Inverse of format_time (zero time -> None); tolerates fewer fraction digits."""
+    if not text or text.startswith("0001-01-01"):
+        return None
+    main, _, frac = text.rstrip("Z").partition(".")
+    value = datetime.strptime(main, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
+    if frac:
+        value = value.replace(microsecond=int((frac + "000000")[:6]))
+    return value
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def proc_start_time(pid: int) -> int | None:
+    """Field 22 of /proc/<pid>/stat (start time in clock ticks since boot), or None if no such process.
+
+    (pid, start time) identifies a process across pid reuse.
+    """
+    if pid <= 0:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # comm (field 2) may contain spaces and parentheses: split after the last ')'
+    rest = data[data.rindex(b")") + 2:].split()
+    if rest[0] == b"Z":
+        return None  # a zombie has finished
+    return int(rest[19])
+
+
+def same_process(pid: int, start_time: int) -> bool:
+    """Whether `pid` is still the very process that had `start_time` (not a reused pid)."""
+    return pid > 0 and start_time > 0 and proc_start_time(pid) == start_time
+
+
+@dataclass(frozen=True)
+class State:
+    """Docker's State{Running, Pid, ExitCode, StartedAt, FinishedAt, Ghost} plus the monitor's identity."""
+
+    running: bool = False
+    pid: int = 0
+    exit_code: int = 0
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    ghost: bool = False
+    #: the process supervising the container (detached monitor or foreground `run`) and its start time
+    monitor_pid: int = 0
+    monitor_start: int = 0
+    #: start time of `pid` (lxc-execute), to tell it from a reused pid
+    pid_start: int = 0
+
+    @property
+    def status(self) -> Status:
+        if self.ghost:
+            return Status.GHOST
+        if self.running:
+            return Status.RUNNING
+        if self.started_at is None and self.finished_at is None:
+            return Status.CREATED
+        return Status.EXITED
+
+    def started(self, *, pid: int, pid_start: int, monitor_pid: int, monitor_start: int) -> State:
+        return State(running=True, pid=pid, exit_code=0, started_at=utcnow(), finished_at=None,
+                     monitor_pid=monitor_pid, monitor_start=monitor_start, pid_start=pid_start)
+
+    def stopped(self, exit_code: int) -> State:
+        return replace(self, running=False, pid=0, pid_start=0, exit_code=exit_code, finished_at=utcnow(),
+                       ghost=False, monitor_pid=0, monitor_start=0)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"Running": self.running, "Pid": self.pid, "ExitCode": self.exit_code,
+                "StartedAt": format_time(self.started_at), "FinishedAt": format_time(self.finished_at),
+                "Ghost": self.ghost, "MonitorPid": self.monitor_pid, "MonitorStartTime": self.monitor_start,
+                "PidStartTime": self.pid_start}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> State:
+        data = data or {}
+        return cls(running=bool(data.get("Running")), pid=int(data.get("Pid") or 0),
+                   exit_code=int(data.get("ExitCode") or 0), started_at=parse_time(data.get("StartedAt")),
+                   finished_at=parse_time(data.get("FinishedAt")), ghost=bool(data.get("Ghost")),
+                   monitor_pid=int(data.get("MonitorPid") or 0),
+                   monitor_start=int(data.get("MonitorStartTime") or 0),
+                   pid_start=int(data.get("PidStartTime") or 0))
+
+
+def self_identity() -> tuple[int, int]:
+    """(pid, start time) of the calling process."""
+    pid = os.getpid()
+    return pid, proc_start_time(pid) or 0

@@ -1,0 +1,346 @@
+"""Starting a container and seeing it through to its exit: prepare (mount, network, user, command,
+config.lxc), launch lxc-execute, pump output, record the exit, clean up — in the foreground `run`
+process or in a detached monitor forked for `start`/`run -d`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from pydock.runtime import lxcconf
+from pydock.runtime.container import Container, atomic_write
+from pydock.runtime.errors import Conflict, LaunchError, PydockError
+from pydock.runtime.launcher import LaunchSpec, exit_status, signal_container, spawn
+from pydock.runtime.monitor import JsonLog, SignalProxy, detach_stdio, pump
+from pydock.runtime.options import env_value, merge_env
+from pydock.runtime.rootpath import ensure_dir_in_root, look_path
+from pydock.runtime.state import EXIT_KILLED, proc_start_time, self_identity
+from pydock.runtime.userdb import resolve_user
+
+if TYPE_CHECKING:
+    from pydock.runtime.runtime import Runtime
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A container ready to launch: its lxc-execute invocation."""
+
+    spec: LaunchSpec
+
+
+def acquire_monitor_lock(c: Container) -> int:
+    """Take `monitor.lock` exclusively for the supervisor of this run; Conflict if someone supervises it."""
+    fd = os.open(c.monitor_lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise Conflict(f"Container {c.short_id} is already running") from None
+    return fd
+
+
+def prepare(rt: Runtime, c: Container) -> Prepared:
+    """Mount the rootfs, allocate the network, resolve user/workdir/command, write config.lxc.
+
+    Marks the container running (monitor = this process) *before* mounting, so a crash at any later
+    point leaves a state reconcile can repair. On error everything is undone, the exit status
+    (127/126/125) recorded, and the error raised.
+    """
+    me, me_start = self_identity()
+    with c.locked():
+        if c.state.running:
+            raise Conflict(f"Container {c.short_id} is already running")
+        c.killed_marker.unlink(missing_ok=True)
+        c.save_state(c.state.started(pid=0, pid_start=0, monitor_pid=me, monitor_start=me_start))
+    try:
+        return _prepare(rt, c)
+    except BaseException as err:
+        code = err.exit_code if isinstance(err, PydockError) and err.exit_code >= 125 else 125
+        cleanup(rt, c)
+        with c.locked():
+            c.save_state(c.state.stopped(code))
+        if isinstance(err, PydockError) and not isinstance(err, LaunchError) and err.exit_code < 125:
+            raise LaunchError(str(err)) from err
+        raise
+
+
+def _prepare(rt: Runtime, c: Container) -> Prepared:
+    cfg = c.config
+    c.rootfs.mkdir(exist_ok=True)
+    rt.driver.mount_device(c.id, c.rootfs)
+    rootfs = c.rootfs
+    settings = None
+    link_env: list[str] = []
+    link_hosts: list[str] = []
+    if rt.networking and not cfg.get("NetworkDisabled"):
+        settings = rt.network.allocate(c.id)
+        specs = c.hostconfig.get("PortSpecs") or []
+        if specs or c.hostconfig.get("PublishAllPorts"):
+            exposed = list((cfg.get("ExposedPorts") or {}).keys()) if c.hostconfig.get("PublishAllPorts") else []
+            mappings = rt.network.publish(c.id, settings, [*specs, *exposed])
+            settings = settings.with_ports(mappings) if hasattr(settings, "with_ports") else settings
+        link_env, link_hosts = _links(rt, c, settings)
+        c.network = settings.to_json() if settings is not None else None
+    user = resolve_user(rootfs, cfg.get("User") or "")
+    env = merge_env(
+        ["HOME=/", f"PATH={DEFAULT_PATH}", "container=lxc", f"HOSTNAME={cfg.get('Hostname') or c.short_id}"],
+        ["TERM=xterm"] if cfg.get("Tty") else [], link_env, c.env())
+    cwd = cfg.get("WorkingDir") or "/"
+    ensure_dir_in_root(rootfs, cwd, user.uid, user.gid)
+    argv0 = look_path(rootfs, c.path, env_value(env, "PATH", DEFAULT_PATH), user.uid, (user.gid, *user.groups))
+    from pydock.runtime.runtime import hosts_file
+
+    ip = settings.ip_address if settings is not None else None
+    atomic_write(c.hosts_path, hosts_file(ip, cfg.get("Hostname", ""), cfg.get("Domainname", ""),
+                                          link_hosts).encode(), 0o644)
+    atomic_write(c.env_path, json.dumps(env).encode(), 0o644)
+    binds = [lxcconf.Bind(c.hostname_path, "/etc/hostname"), lxcconf.Bind(c.hosts_path, "/etc/hosts"),
+             lxcconf.Bind(c.resolv_conf_path, "/etc/resolv.conf"), lxcconf.Bind(c.env_path, "/.dockerenv")]
+    for target, source in sorted(c.volumes.items()):
+        binds.append(lxcconf.Bind(Path(source), target, readonly=not c.volumes_rw.get(target, True),
+                                  is_file=not Path(source).is_dir()))
+    network = (("lxc.net.0.type", "empty"),)
+    if settings is not None:
+        from pydock.links.network import lxc_network_config
+
+        network = tuple(lxc_network_config(settings, gateway=True))
+    spec = lxcconf.LxcSpec(hostname=cfg.get("Hostname") or c.short_id, rootfs=rootfs, network=network,
+                           binds=tuple(binds), env=tuple(env), uid=user.uid, gid=user.gid, groups=user.groups,
+                           cwd=cwd, memory=cfg.get("Memory") or None, cpu_shares=cfg.get("CpuShares") or None)
+    atomic_write(c.lxc_config_path, lxcconf.render(spec).encode(), 0o600)
+    if settings is not None:
+        with c.locked():
+            c.network = settings.to_json()
+            c.save_state(c.state)
+    return Prepared(LaunchSpec(name=c.id, lxcpath=rt.layout.lxc, config=c.lxc_config_path,
+                               log=c.lxc_log_path, argv=(argv0, *c.args)))
+
+
+def _links(rt: Runtime, c: Container, settings: Any) -> tuple[list[str], list[str]]:
+    """Env vars and hosts lines of the container's links; opens the iptables holes between them."""
+    from pydock.links.linkenv import hosts_entry, link_env
+    from pydock.links.linking import active_links
+
+    env: list[str] = []
+    hosts: list[str] = []
+    for link in active_links(rt.names, c.name):
+        try:
+            child = rt._load(link.child_id)
+        except PydockError:
+            continue
+        if not child.state.running or not child.network:
+            raise LaunchError(f"Cannot link to a non running container: {link.path}")
+        child_ip = child.network["IPAddress"]
+        ports = child.config.get("ExposedPorts") or {}
+        env += link_env(link.alias, link.path, child_ip, ports, child.env())
+        hosts.append(hosts_entry(link.alias, child_ip))
+        if settings is not None:
+            rt.network.enable_link(settings.ip_address, child_ip, ports)
+    return env, hosts
+
+
+def cleanup(rt: Runtime, c: Container) -> None:
+    """After the command ended (or a launch failed): network back, rootfs unmounted, lxc leftovers gone."""
+    from pydock.runtime.reconcile import unmount_leftovers
+
+    errors = []
+    if rt.networking:
+        try:
+            rt.network.release(c.id)
+        except PydockError as err:
+            errors.append(str(err))
+    try:
+        rt.driver.unmount_device(c.id, c.rootfs, deactivate=True)
+    except PydockError:
+        pass
+    unmount_leftovers(rt, c)
+    c.killed_marker.unlink(missing_ok=True)
+
+
+def launched(c: Container, proc: subprocess.Popen) -> None:
+    """Record the running state with lxc-execute's pid and the supervising process."""
+    me, me_start = self_identity()
+    with c.locked():
+        state = c.state.started(pid=proc.pid, pid_start=proc_start_time(proc.pid) or 0, monitor_pid=me,
+                                monitor_start=me_start)
+        c.save_state(state)
+
+
+def finished(rt: Runtime, c: Container, returncode: int) -> tuple[int, str | None]:
+    """Record the exit (137 if pydock sent SIGKILL; 125 if lxc failed), then clean up."""
+    code, failure = exit_status(returncode, c.lxc_log_path, c.killed_marker.exists())
+    try:
+        cleanup(rt, c)
+    finally:
+        with c.locked():
+            c.save_state(c.state.stopped(code))
+    return code, failure
+
+
+def run_foreground(rt: Runtime, c: Container, *, stdin: Any = None, stdout: BinaryIO | None = None,
+                   stderr: BinaryIO | None = None, proxy_signals: bool = False) -> tuple[int, bytes, bytes]:
+    """Run `c` with this process as its monitor: output to the log and to the sinks (or collected)."""
+    lock = acquire_monitor_lock(c)
+    try:
+        prepared = prepare(rt, c)
+        collect: dict[str, bytearray] | None = None
+        if stdout is None and stderr is None:
+            collect = {"stdout": bytearray(), "stderr": bytearray()}
+        log = JsonLog(c.log_path)
+        try:
+            proc = spawn(prepared.spec, stdin=stdin if stdin is not None else subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        except BaseException:
+            log.close()
+            finished(rt, c, 255)
+            raise
+        launched(c, proc)
+        start = proc_start_time(proc.pid) or 0
+
+        def deliver(sig: int) -> None:
+            signal_container(proc.pid, start, sig, wait_command=0)
+
+        try:
+            if proxy_signals:
+                with SignalProxy(deliver):
+                    pump(proc, prepared.spec.name, log, {"stdout": stdout, "stderr": stderr}, collect)
+                    returncode = proc.wait()
+            else:
+                pump(proc, prepared.spec.name, log, {"stdout": stdout, "stderr": stderr}, collect)
+                returncode = proc.wait()
+        except BaseException:
+            # interrupted (KeyboardInterrupt in a library caller): don't leave the container behind
+            c.killed_marker.touch()
+            signal_container(proc.pid, start, 9, wait_command=0)
+            returncode = proc.wait()
+            log.close()
+            finished(rt, c, returncode)
+            raise
+        finally:
+            for pipe in (proc.stdout, proc.stderr):
+                if pipe is not None:
+                    pipe.close()
+        log.close()
+        code, failure = finished(rt, c, returncode)
+        if failure is not None:
+            raise LaunchError(f"Cannot start container {c.short_id}: {failure}")
+        if collect is not None:
+            return code, bytes(collect["stdout"]), bytes(collect["stderr"])
+        return code, b"", b""
+    finally:
+        os.close(lock)
+
+
+def start_detached(rt: Runtime, c: Container) -> None:
+    """Prepare here (errors reach the caller), then fork a monitor that launches and supervises.
+
+    Double fork: the monitor is not our child (no zombie in a long-lived caller) and has its own
+    session. Returns when the monitor reports the launch (or raises its error).
+    """
+    lock = acquire_monitor_lock(c)
+    try:
+        prepared = prepare(rt, c)
+        rfd, wfd = os.pipe2(os.O_CLOEXEC)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            os.close(rfd)
+            _monitor_child(rt, c, prepared, wfd)
+        os.close(wfd)
+        os.waitpid(pid, 0)
+        with os.fdopen(rfd, "rb") as r:
+            report = r.read()
+    finally:
+        os.close(lock)
+    if report.startswith(b"ok"):
+        return
+    message = report.decode(errors="replace") or "the monitor died before launching the container"
+    code_text, _, text = message.partition(":")
+    err = LaunchError(text or message)
+    if code_text.isdigit():
+        err.exit_code = int(code_text)
+    raise err
+
+
+def _monitor_child(rt: Runtime, c: Container, prepared: Prepared, wfd: int) -> None:  # pragma: no cover
+    """First child: new session, fork the monitor, exit. The monitor supervises until the command ends."""
+    status = 0
+    try:
+        os.setsid()
+        if os.fork() != 0:
+            os._exit(0)
+        detach_stdio()
+        log = JsonLog(c.log_path)
+        try:
+            proc = spawn(prepared.spec, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        except BaseException as err:
+            log.close()
+            finished(rt, c, 255)
+            code = getattr(err, "exit_code", 125)
+            os.write(wfd, f"{code}:{err}".encode())
+            os._exit(1)
+        launched(c, proc)
+        os.write(wfd, b"ok")
+        os.close(wfd)
+        try:
+            pump(proc, prepared.spec.name, log, {}, None)
+        finally:
+            returncode = proc.wait()
+            log.close()
+            finished(rt, c, returncode)
+    except BaseException as err:
+        status = 1
+        try:
+            os.write(wfd, f"125:{err}".encode())
+        except OSError:
+            pass
+    finally:
+        os._exit(status)
+
+
+def follow_log(rt: Runtime, c: Container) -> Iterator[Any]:
+    """Yield log records as they are written, until the container stops and the log is drained."""
+    import json as _json
+
+    from pydock.runtime.monitor import LogRecord
+    from pydock.runtime.state import parse_time
+
+    from pydock.runtime import reconcile as _rec
+
+    pos = 0
+    partial = b""
+    while True:
+        c.reload()
+        done = not c.state.running or not _rec.monitor_alive(c)
+        try:
+            with open(c.log_path, "rb") as f:
+                f.seek(pos)
+                data = f.read()
+                pos = f.tell()
+        except FileNotFoundError:
+            data = b""
+        partial += data
+        *lines, partial = partial.split(b"\n")
+        for line in lines:
+            try:
+                rec = _json.loads(line)
+            except ValueError:
+                continue
+            yield LogRecord(rec.get("stream", "stdout"), rec.get("log", ""), parse_time(rec.get("time")))
+        if done and not data:
+            return
+        if not data:
+            time.sleep(0.05)
+
