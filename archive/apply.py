@@ -20,7 +20,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-from pydock.archive.compression import codec_errors, decompress_stream
+from pydock.archive.compression import Compression, codec_errors, detect, open_decompressed, read_head
 from pydock.archive.tar import (
     WHITEOUT_META_PREFIX,
     WHITEOUT_OPAQUE,
@@ -52,15 +52,17 @@ class _Missing(Exception):
 class _Reader:
     """Position-counting reader over the decompressed layer; stream/codec failures become ArchiveError."""
 
-    def __init__(self, src: BinaryIO) -> None:
+    def __init__(self, src: BinaryIO, label: str = "") -> None:
         self.src = src
+        self.label = label  # "gzip", "xz"...: named in codec errors
         self.pos = 0
         self.pending = b""  # a header block handed back for tarfile's parser to read again
         self.errors = codec_errors() + (OSError, ValueError)
 
     def _fail(self, e: BaseException) -> ArchiveError:
         msg = str(e) or type(e).__name__
-        return ArchiveError(f"invalid tar stream: {msg} (after {self.pos} bytes)")
+        codec = f"{self.label}: " if self.label else ""
+        return ArchiveError(f"invalid tar stream: {codec}{msg} (after {self.pos} bytes)")
 
     def read(self, n: int = -1) -> bytes:
         """Exactly `n` bytes unless the stream ends (what tarfile's header parser expects)."""
@@ -766,15 +768,18 @@ def apply_layer(dest: Path, stream: BinaryIO) -> int:
         raise ArchiveError(f"cannot apply layer to {os.fspath(dest)}: {e.strerror}") from None
     applier = _Applier(root_fd)
     try:
-        reader = _Reader(_decompressed(stream))
-        return applier.run(reader)
+        return applier.run(_open_layer(stream))
     finally:
         applier.close()
         os.close(root_fd)
 
 
-def _decompressed(stream: BinaryIO) -> BinaryIO:
+def _open_layer(stream: BinaryIO) -> _Reader:
+    """A reader of the layer's tar bytes, decompressing in-process whatever was sniffed."""
     try:
-        return decompress_stream(stream)
+        head, rest = read_head(stream)
+        comp = detect(head)
+        label = "" if comp is Compression.NONE else comp.name.lower()
+        return _Reader(open_decompressed(rest, comp), label)
     except (OSError, ValueError) + codec_errors() as e:  # type: ignore[operator]
         raise ArchiveError(f"invalid tar stream: {e}") from None

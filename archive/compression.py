@@ -54,10 +54,22 @@ _MAGIC = (
 )
 
 
+# After "BZh" comes the block size digit and then a block or end-of-stream magic (48-bit pi / sqrt(pi)).
+_BZIP2_NEXT = (b"\x31\x41\x59\x26\x53\x59", b"\x17\x72\x45\x38\x50\x90")
+
+
 def detect(head: bytes) -> Compression:
-    """Compression of a stream whose first bytes are `head` (NONE when no magic matches)."""
+    """Compression of a stream whose first bytes are `head` (NONE when no magic matches).
+
+    Docker's magic numbers; for bzip2 ("BZh", printable) a full 10-byte head must also carry
+    the block-size digit and block magic, so a plain tar whose first entry is named "BZh..."
+    is not mistaken for bzip2.
+    """
     for magic, comp in _MAGIC:
         if head.startswith(magic):
+            if comp is Compression.BZIP2 and len(head) >= HEAD_SIZE:
+                if not (head[3:4].isdigit() and head[3:4] != b"0" and head[4:10] in _BZIP2_NEXT):
+                    continue
             return comp
     return Compression.NONE
 

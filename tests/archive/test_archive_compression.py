@@ -102,3 +102,25 @@ def test_no_external_tool_is_executed(monkeypatch):
     monkeypatch.setattr(os, "posix_spawn", forbidden)
     for comp in Compression:
         assert decompress_stream(io.BytesIO(CODECS[comp](PAYLOAD))).read() == PAYLOAD
+
+
+def test_plain_tar_named_like_bzip2_is_not_bzip2(tmp_path):
+    """A tar whose first entry is "BZh..." starts with bzip2's 3-byte magic; the full head tells them apart."""
+    import tarfile
+
+    from pydock.archive.apply import apply_layer
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        info = tarfile.TarInfo("BZh9-not-bzip2")
+        info.size = 2
+        tf.addfile(info, io.BytesIO(b"ok"))
+    data = buf.getvalue()
+    assert data.startswith(b"BZh")
+    assert detect(data[:10]) is Compression.NONE
+    assert detect(bz2.compress(b"x")[:10]) is Compression.BZIP2
+    assert detect(bz2.compress(b"")[:10]) is Compression.BZIP2
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    apply_layer(dest, io.BytesIO(data))
+    assert (dest / "BZh9-not-bzip2").read_bytes() == b"ok"
