@@ -111,7 +111,7 @@ def recover(rt: Runtime, c: Container) -> bool:
                 return False
             killed = kill_leftover(c.state.pid, c.state.pid_start)
             code = EXIT_KILLED if killed else EXIT_LOST
-            if rt.networking:
+            if rt.uses_network(c):
                 try:
                     rt.network.release(c.id)
                 except PydockError:

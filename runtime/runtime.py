@@ -432,7 +432,7 @@ class Runtime:
             c.reload()
             if c.state.running:
                 raise Conflict(f"Container {c.short_id} was started again while being removed")
-            if self.networking:
+            if self.uses_network(c):
                 try:
                     self.network.release(c.id)
                 except PydockError:
@@ -513,6 +513,23 @@ class Runtime:
                     pass
 
         return both()
+
+    def size(self, c: Container | str) -> tuple[int, int]:
+        """(bytes changed in the container, that plus its image's virtual size) for `ps -s`."""
+        from pydock.archive.changes import changes, changes_size
+
+        c = self._current(c)
+        with self._layers(c) as (new, old):
+            rw = changes_size(new, changes(new, old))
+        try:
+            virtual = self.graph.virtual_size(self.graph.get(c.image))
+        except PydockError:
+            virtual = 0
+        return rw, rw + virtual
+
+    def uses_network(self, c: Container) -> bool:
+        """Whether `c` gets (and so must give back) an address on the bridge."""
+        return self.networking and not c.config.get("NetworkDisabled")
 
     def commit(self, c: Container | str, repo: str | None = None, tag: str | None = None, *,
                comment: str = "", author: str = "", config: dict[str, Any] | None = None) -> Any:

@@ -83,7 +83,7 @@ def _prepare(rt: Runtime, c: Container) -> Prepared:
     settings = None
     link_env: list[str] = []
     link_hosts: list[str] = []
-    if rt.networking and not cfg.get("NetworkDisabled"):
+    if rt.uses_network(c):
         settings = rt.network.allocate(c.id)
         specs = c.hostconfig.get("PortSpecs") or []
         if specs or c.hostconfig.get("PublishAllPorts"):
@@ -154,12 +154,11 @@ def cleanup(rt: Runtime, c: Container) -> None:
     """After the command ended (or a launch failed): network back, rootfs unmounted, lxc leftovers gone."""
     from pydock.runtime.reconcile import unmount_leftovers
 
-    errors = []
-    if rt.networking:
+    if rt.uses_network(c):
         try:
             rt.network.release(c.id)
-        except PydockError as err:
-            errors.append(str(err))
+        except PydockError:
+            pass
     try:
         rt.driver.unmount_device(c.id, c.rootfs, deactivate=True)
     except PydockError:

@@ -1,0 +1,438 @@
+"""Container commands: run, create, ps, rm, start, stop, restart, kill, wait, logs, inspect, top, diff, commit, export.
+
+Docker 0.7's single-dash long spellings (`-name`, `-rm`, `-link`, `-notrunc`, `-cidfile`, `-entrypoint`)
+are accepted as hidden aliases. Heavy modules are imported inside the commands.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+COMMAND_WIDTH = 20
+
+
+def _alias(flag: str, dest: str, **kw: Any) -> Callable[[Any], Any]:
+    """A hidden Docker-0.7 single-dash spelling of an option, stored in `<dest>_alias`."""
+    return click.option(flag, f"{dest}_alias", hidden=True, **kw)
+
+
+def _container_options(f: Any) -> Any:
+    """The options `run` and `create` share (Docker 0.7's `run` flags)."""
+    decorators = [
+        click.option("-i", "--interactive", is_flag=True, help="Keep stdin open (pass it to the container)."),
+        click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-tty (sets TERM=xterm)."),
+        click.option("--name", "name", default=None, help="Assign a name to the container."),
+        _alias("-name", "name", default=None),
+        click.option("-e", "--env", "env", multiple=True, help="Set an environment variable (K=V, or K to copy)."),
+        click.option("-w", "--workdir", default=None, help="Working directory inside the container (absolute)."),
+        click.option("-u", "--user", default=None, help="Username or UID[:GID] inside the container."),
+        click.option("-h", "--hostname", default=None, help="Container host name (host[.domain])."),
+        click.option("-v", "--volume", "volumes", multiple=True,
+                     help="Bind mount /host:/ctr[:ro|rw], or a fresh volume at /ctr."),
+        click.option("-m", "--memory", default=None, help="Memory limit (<number>[b|k|m|g])."),
+        click.option("-c", "--cpu-shares", type=int, default=None, help="CPU shares (relative weight)."),
+        click.option("--entrypoint", default=None, help="Overwrite the image's entrypoint."),
+        _alias("-entrypoint", "entrypoint", default=None),
+        click.option("--cidfile", default=None, help="Write the container id to this file."),
+        _alias("-cidfile", "cidfile", default=None),
+        click.option("--link", "links", multiple=True, help="Link to another container (name:alias)."),
+        _alias("-link", "links", multiple=True),
+        click.option("-p", "--publish", "ports", multiple=True, help="Publish a port (ip:hostPort:containerPort)."),
+        click.option("-P", "--publish-all", is_flag=True, help="Publish every exposed port to a random port."),
+        click.option("--expose", multiple=True, help="Expose a port without publishing it."),
+        _alias("-expose", "expose", multiple=True),
+        click.option("--net", "net", type=click.Choice(["bridge", "none"]), default="bridge",
+                     help="Networking: bridge (default) or none."),
+        click.option("--dns", multiple=True, help="Custom DNS server."),
+        _alias("-dns", "dns", multiple=True),
+    ]
+    for d in reversed(decorators):
+        f = d(f)
+    return f
+
+
+def _create_kwargs(o: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": o.get("name") or o.get("name_alias"),
+        "env": tuple(o.get("env") or ()),
+        "workdir": o.get("workdir"),
+        "user": o.get("user"),
+        "hostname": o.get("hostname"),
+        "volumes": tuple(o.get("volumes") or ()),
+        "memory": o.get("memory"),
+        "cpu_shares": o.get("cpu_shares"),
+        "entrypoint": o.get("entrypoint") if o.get("entrypoint") is not None else o.get("entrypoint_alias"),
+        "cidfile": o.get("cidfile") or o.get("cidfile_alias"),
+        "links": tuple(o.get("links") or ()) + tuple(o.get("links_alias") or ()),
+        "ports": tuple(o.get("ports") or ()),
+        "publish_all": bool(o.get("publish_all")),
+        "expose": tuple(o.get("expose") or ()) + tuple(o.get("expose_alias") or ()),
+        "network": o.get("net") != "none",
+        "tty": bool(o.get("tty")),
+        "stdin_open": bool(o.get("interactive")),
+        "dns": tuple(o.get("dns") or ()) + tuple(o.get("dns_alias") or ()),
+    }
+
+
+@click.command(context_settings={"allow_interspersed_args": False})
+@click.option("-d", "--detach", is_flag=True, help="Run in the background and print the container id.")
+@click.option("--rm", "rm", is_flag=True, help="Remove the container when it exits.")
+@_alias("-rm", "rm", is_flag=True)
+@_container_options
+@click.argument("image")
+@click.argument("cmd", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def run(ctx: click.Context, detach: bool, rm: bool, rm_alias: bool, image: str, cmd: tuple[str, ...],
+        **options: Any) -> None:
+    """Run a command in a new container; the exit status is the command's (125: pydock failed,
+    126: not executable, 127: not found)."""
+    from pydock.runtime.errors import InvalidArgument
+
+    rm = rm or rm_alias
+    if rm and detach:
+        raise InvalidArgument("Conflicting options: --rm and -d")
+    kwargs = _create_kwargs(options)
+    rt = ctx.obj.runtime()
+    if detach:
+        c = rt.create(image, list(cmd) or None, **kwargs)
+        rt.start(c)
+        click.echo(c.id)
+        return
+    stdin = sys.stdin.buffer if kwargs["stdin_open"] else None
+    code, _out, _err = rt.run(image, list(cmd) or None, remove=rm, stdin=stdin, stdout=sys.stdout.buffer,
+                              stderr=sys.stderr.buffer, proxy_signals=True, **kwargs)
+    ctx.exit(code)
+
+
+@click.command(context_settings={"allow_interspersed_args": False})
+@_container_options
+@click.argument("image")
+@click.argument("cmd", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def create(ctx: click.Context, image: str, cmd: tuple[str, ...], **options: Any) -> None:
+    """Create a container (not started) and print its id."""
+    rt = ctx.obj.runtime()
+    c = rt.create(image, list(cmd) or None, **_create_kwargs(options))
+    click.echo(c.id)
+
+
+def _status(c: Any) -> str:
+    from pydock.cli.format import human_duration
+    from pydock.runtime.state import Status, utcnow
+
+    st = c.state.status
+    if st is Status.GHOST:
+        return "Ghost"
+    if st is Status.RUNNING:
+        started = c.state.started_at or utcnow()
+        return f"Up {human_duration((utcnow() - started).total_seconds())}"
+    if st is Status.CREATED:
+        return "Created"
+    return f"Exit {c.state.exit_code}"
+
+
+def _ports(c: Any) -> str:
+    ports = (c.network or {}).get("Ports") or {}
+    out = []
+    for private, binds in sorted(ports.items()):
+        for b in binds or ():
+            out.append(f"{b.get('HostIp', '0.0.0.0')}:{b.get('HostPort')}->{private}")
+    return ", ".join(out)
+
+
+def _command(c: Any, no_trunc: bool) -> str:
+    text = c.command_line
+    if not no_trunc and len(text) > COMMAND_WIDTH:
+        text = text[:COMMAND_WIDTH - 3] + "..."
+    return f'"{text}"'
+
+
+@click.command()
+@click.option("-a", "--all", "all_", is_flag=True, help="Show all containers (default: running only).")
+@click.option("-q", "--quiet", is_flag=True, help="Only show container ids.")
+@click.option("-l", "--latest", is_flag=True, help="Only the latest created container.")
+@click.option("-n", "last", type=int, default=None, help="Only the N latest created containers.")
+@click.option("--no-trunc", "no_trunc", is_flag=True, help="Don't truncate output.")
+@_alias("-notrunc", "no_trunc", is_flag=True)
+@click.option("-s", "--size", is_flag=True, help="Show sizes.")
+@click.pass_context
+def ps(ctx: click.Context, all_: bool, quiet: bool, latest: bool, last: int | None, no_trunc: bool,
+       no_trunc_alias: bool, size: bool) -> None:
+    """List containers, newest first: CONTAINER ID IMAGE COMMAND CREATED STATUS PORTS NAMES."""
+    from pydock.cli.format import ago
+
+    no_trunc = no_trunc or no_trunc_alias
+    rt = ctx.obj.runtime()
+    if latest:
+        last = 1
+    containers = rt.containers(all=all_ or last is not None)
+    if last is not None:
+        containers = containers[:max(last, 0)]
+
+    def cid(c: Any) -> str:
+        return c.id if no_trunc else c.short_id
+
+    if quiet:
+        for c in containers:
+            click.echo(cid(c))
+        return
+    headers = ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
+    if size:
+        headers.append("SIZE")
+    rows = []
+    image_names: dict[str, str] = {}
+    for c in containers:
+        if c.image not in image_names:
+            try:
+                image_names[c.image] = rt.images.name_of(c.image)
+            except Exception:  # noqa: BLE001 - a missing image must not break ps
+                image_names[c.image] = c.image[:12]
+        names = ",".join(p[1:] for p in rt.names_of(c))
+        row = [cid(c), image_names[c.image], _command(c, no_trunc), ago(c.created), _status(c), _ports(c), names]
+        if size:
+            row.append(_size(rt, c))
+        rows.append(row)
+    from tabulate import tabulate
+
+    click.echo(tabulate(rows, headers=headers, tablefmt="plain", disable_numparse=True))
+
+
+def _size(rt: Any, c: Any) -> str:
+    from pydock.cli.format import human_size
+
+    try:
+        rw, virtual = rt.size(c)
+    except Exception:  # noqa: BLE001
+        return ""
+    return f"{human_size(rw)} (virtual {human_size(virtual)})"
+
+
+def _each(refs: tuple[str, ...], action: Callable[[str], Any], failure: str, echo: bool = True) -> None:
+    """Apply `action` to every ref; errors go to stderr and do not stop the others; one summary error."""
+    from pydock.runtime.errors import PydockError
+
+    failed = False
+    for ref in refs:
+        try:
+            out = action(ref)
+        except PydockError as err:
+            click.echo(f"Error: {err}", err=True)
+            failed = True
+            continue
+        if echo:
+            click.echo(ref if out is None else out)
+    if failed:
+        raise PydockError(failure)
+
+
+@click.command()
+@click.option("-f", "--force", is_flag=True, help="Kill a running container first.")
+@click.option("-v", "--volumes", is_flag=True, help="Remove the volumes created for the container.")
+@click.option("-l", "--link", is_flag=True, help="Remove the link NAME (/parent/alias), not the container.")
+@_alias("-link", "link", is_flag=True)
+@click.argument("refs", metavar="CONTAINER...", nargs=-1, required=True)
+@click.pass_context
+def rm(ctx: click.Context, force: bool, volumes: bool, link: bool, link_alias: bool, refs: tuple[str, ...]) -> None:
+    """Remove containers (their devices, names and files); echoes each argument removed."""
+    rt = ctx.obj.runtime()
+    link = link or link_alias
+
+    def one(ref: str) -> None:
+        if link:
+            rt.remove_link(ref)
+        else:
+            rt.remove(rt.get(ref), force=force, volumes=volumes)
+
+    _each(refs, one, "failed to remove one or more containers")
+
+
+@click.command()
+@click.option("-a", "--attach", is_flag=True, help="Attach stdout/stderr and exit with the container's status.")
+@click.option("-i", "--interactive", is_flag=True, help="Attach stdin (not supported for detached monitors).")
+@click.argument("refs", metavar="CONTAINER...", nargs=-1, required=True)
+@click.pass_context
+def start(ctx: click.Context, attach: bool, interactive: bool, refs: tuple[str, ...]) -> None:
+    """Start stopped containers."""
+    rt = ctx.obj.runtime()
+    if attach:
+        from pydock.runtime.errors import InvalidArgument
+
+        if len(refs) != 1:
+            raise InvalidArgument("You cannot start and attach multiple containers at once.")
+        c = rt.get(refs[0])
+        rt.start(c)
+        _stream(rt.logs(c, follow=True), timestamps=False)
+        ctx.exit(rt.wait(c))
+    _each(refs, lambda ref: rt.start(rt.get(ref)), "failed to start one or more containers")
+
+
+@click.command()
+@click.option("-t", "--time", "timeout", type=int, default=10, show_default=True,
+              help="Seconds to wait for the stop before killing it.")
+@click.argument("refs", metavar="CONTAINER...", nargs=-1, required=True)
+@click.pass_context
+def stop(ctx: click.Context, timeout: int, refs: tuple[str, ...]) -> None:
+    """Stop running containers: SIGTERM, then SIGKILL after the timeout."""
+    rt = ctx.obj.runtime()
+    _each(refs, lambda ref: rt.stop(rt.get(ref), timeout), "failed to stop one or more containers")
+
+
+@click.command()
+@click.option("-t", "--time", "timeout", type=int, default=10, show_default=True,
+              help="Seconds to wait for the stop before killing it.")
+@click.argument("refs", metavar="CONTAINER...", nargs=-1, required=True)
+@click.pass_context
+def restart(ctx: click.Context, timeout: int, refs: tuple[str, ...]) -> None:
+    """Stop (if running) and start containers again."""
+    rt = ctx.obj.runtime()
+    _each(refs, lambda ref: rt.restart(rt.get(ref), timeout), "failed to restart one or more containers")
+
+
+@click.command()
+@click.option("-s", "--signal", "sig", default="KILL", show_default=True, help="Signal to send.")
+@click.argument("refs", metavar="CONTAINER...", nargs=-1, required=True)
+@click.pass_context
+def kill(ctx: click.Context, sig: str, refs: tuple[str, ...]) -> None:
+    """Send a signal (default KILL) to running containers."""
+    from pydock.runtime.runtime import parse_signal
+
+    rt = ctx.obj.runtime()
+    signum = parse_signal(sig)
+    _each(refs, lambda ref: rt.kill(rt.get(ref), signum), "failed to kill one or more containers")
+
+
+@click.command()
+@click.argument("refs", metavar="CONTAINER...", nargs=-1, required=True)
+@click.pass_context
+def wait(ctx: click.Context, refs: tuple[str, ...]) -> None:
+    """Block until containers stop; print their exit codes."""
+    rt = ctx.obj.runtime()
+    _each(refs, lambda ref: str(rt.wait(rt.get(ref))), "failed to wait for one or more containers")
+
+
+def _stream(records: Any, timestamps: bool) -> None:
+    from pydock.runtime.state import format_time
+
+    out = click.get_binary_stream("stdout")
+    err = click.get_binary_stream("stderr")
+    for rec in records:
+        text = rec.log
+        if timestamps and rec.time is not None:
+            text = f"{format_time(rec.time)} {text}"
+        sink = err if rec.stream == "stderr" else out
+        sink.write(text.encode("utf-8", "surrogateescape"))
+        sink.flush()
+
+
+@click.command()
+@click.option("-f", "--follow", is_flag=True, help="Keep printing output until the container stops.")
+@click.option("-t", "--timestamps", is_flag=True, help="Prefix each line with its time.")
+@click.argument("ref", metavar="CONTAINER")
+@click.pass_context
+def logs(ctx: click.Context, follow: bool, timestamps: bool, ref: str) -> None:
+    """Replay a container's stdout and stderr (to stdout and stderr)."""
+    rt = ctx.obj.runtime()
+    _stream(rt.logs(rt.get(ref), follow=follow), timestamps)
+
+
+@click.command()
+@click.argument("refs", metavar="CONTAINER|IMAGE...", nargs=-1, required=True)
+@click.pass_context
+def inspect(ctx: click.Context, refs: tuple[str, ...]) -> None:
+    """Low-level information as a JSON array (4-space indent): containers first, then images."""
+    import json
+
+    from pydock.runtime.errors import NotFound, PydockError
+
+    rt = ctx.obj.runtime()
+    found: list[Any] = []
+    failed = False
+    for ref in refs:
+        try:
+            found.append(rt.inspect(rt.get(ref)))
+            continue
+        except NotFound:
+            pass
+        try:
+            found.append(rt.images.get(ref).to_dict())
+        except PydockError:
+            click.echo(f"Error: No such image or container: {ref}", err=True)
+            failed = True
+    click.echo(json.dumps(found, indent=4))
+    if failed:
+        ctx.exit(1)
+
+
+@click.command()
+@click.argument("ref", metavar="CONTAINER")
+@click.pass_context
+def top(ctx: click.Context, ref: str) -> None:
+    """The processes running in a container (host view, `ps -f` columns)."""
+    from tabulate import tabulate
+
+    rt = ctx.obj.runtime()
+    header, rows = rt.top(rt.get(ref))
+    click.echo(tabulate(rows, headers=header, tablefmt="plain", disable_numparse=True))
+
+
+@click.command()
+@click.argument("ref", metavar="CONTAINER")
+@click.pass_context
+def diff(ctx: click.Context, ref: str) -> None:
+    """Changes to the container's filesystem: `A|C|D /path`."""
+    rt = ctx.obj.runtime()
+    for change in rt.diff(rt.get(ref)):
+        click.echo(str(change))
+
+
+@click.command()
+@click.option("-m", "--message", default="", help="Commit message.")
+@click.option("-a", "--author", default="", help="Author (e.g. 'Jane <jane@example.com>').")
+@click.option("--run", "run_json", default=None, help='Config to merge, as JSON (e.g. {"Cmd": ["cat"]}).')
+@_alias("-run", "run_json", default=None)
+@click.argument("ref", metavar="CONTAINER")
+@click.argument("reference", metavar="[REPOSITORY[:TAG]]", required=False)
+@click.pass_context
+def commit(ctx: click.Context, message: str, author: str, run_json: str | None, run_json_alias: str | None,
+           ref: str, reference: str | None) -> None:
+    """Create an image from a container's changes; prints the new image's full id."""
+    import json
+
+    from pydock.runtime.errors import InvalidArgument
+
+    run_json = run_json or run_json_alias
+    config = None
+    if run_json:
+        try:
+            config = json.loads(run_json)
+        except ValueError as err:
+            raise InvalidArgument(f"Invalid --run JSON: {err}") from None
+        if not isinstance(config, dict):
+            raise InvalidArgument("Invalid --run JSON: expected an object")
+    repo = tag = None
+    if reference:
+        from pydock.graph.tags import split_reference
+
+        repo, tag = split_reference(reference)
+    rt = ctx.obj.runtime()
+    image = rt.commit(rt.get(ref), repo, tag, comment=message, author=author, config=config)
+    click.echo(image.id)
+
+
+@click.command()
+@click.argument("ref", metavar="CONTAINER")
+@click.pass_context
+def export(ctx: click.Context, ref: str) -> None:
+    """Write the container's filesystem as a tar archive to stdout."""
+    from pydock.runtime.errors import InvalidArgument
+
+    out = click.get_binary_stream("stdout")
+    if out.isatty():
+        raise InvalidArgument("Refusing to write a tar archive to a terminal: redirect stdout")
+    rt = ctx.obj.runtime()
+    rt.export(rt.get(ref), out)
+    out.flush()
