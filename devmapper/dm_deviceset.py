@@ -29,10 +29,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pydock.runtime.errors import Conflict, InvalidArgument, NotFound, StorageError
+from pydock.runtime.errors import Conflict, InvalidArgument, KernelFeatureMissing, NotFound, StorageError
 
 from .deviceset import BASE_HASH
-from .kernel import dm
+from .kernel import blockdev, dm
 from .kernel import mount as kmount
 from .metadata import (DeferredRecord, DeviceRecord, JournalEntry, MetadataStore, OpenTransaction, PoolRecord, State,
                        is_valid_hash)
@@ -92,13 +92,14 @@ class DeviceSetDM:
             self.ctl = dm.Control()
         except OSError as e:
             os.close(self._lock_fd)
-            from pydock.runtime.errors import KernelFeatureMissing
             raise KernelFeatureMissing(f"device-mapper unavailable: {e.strerror or e}") from None
         self.store = MetadataStore(self.home)
         self.pool = ThinPool(self.ctl, self.prefix, self.data_file, self.metadata_file)
+        self._ready = False
         try:
             with self._locked():
                 self._init()
+            self._ready = True
         except BaseException:
             self.ctl.close()
             os.close(self._lock_fd)
@@ -114,6 +115,14 @@ class DeviceSetDM:
             if self._depth == 0:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
             self._depth += 1
+            try:
+                if self._depth == 1 and self._ready and not self.pool.exists():
+                    self._init()  # another process shut the pool down: bring it back (same files)
+            except BaseException:
+                self._depth -= 1
+                if self._depth == 0:
+                    fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+                raise
             try:
                 yield
             finally:
@@ -171,9 +180,14 @@ class DeviceSetDM:
         self._reconcile_live()
         self._reap_deferred()
         self._reap_stray_mappings()
-        live, top = self.store.replay()
-        if self.store.journal_lines() > 4 * len(live) + 256:
-            self.store.compact_journal([r for h in self.store.hashes() if (r := self.store.get(h))], top)
+        try:
+            big = self.store.journal_file.stat().st_size > (256 << 10)
+        except FileNotFoundError:
+            big = False
+        if big:  # mostly deleted devices: rewrite it from the records (rare, O(n))
+            live, top = self.store.replay()
+            if self.store.journal_lines() > 4 * len(live) + 256:
+                self.store.compact_journal([r for h in self.store.hashes() if (r := self.store.get(h))], top)
 
     def _rebuild(self, kernel_tid: int) -> PoolRecord:
         """pool.json is gone: rebuild the thin id -> hash mapping from journal, records and dm names."""
@@ -182,17 +196,10 @@ class DeviceSetDM:
         for d in self.store.deferred():
             top = max(top, d.thin_id)
         active = {}
-        for dev in self.ctl.list_devices():
-            h = self.hash_of_dm_name(dev.name)
-            if h is None:
-                continue
-            try:
-                t = self.ctl.table(dev.name)
-            except OSError:
-                continue
-            if t and t[0].type == "thin":
-                tid = int(t[0].params.split()[1])
-                active[tid] = (h, t[0].length * 512)
+        for name, tid, size in self._our_mappings():
+            h = self.hash_of_dm_name(name)
+            if h is not None:
+                active[tid] = (h, size)
         for tid, (h, size) in active.items():
             if tid not in entries and tid not in known:
                 entries[tid] = JournalEntry(tid, h, None, size, True)
@@ -249,12 +256,14 @@ class DeviceSetDM:
                 continue
             actual = Counter(mounted.get(info.major_minor, []) if info else [])
             mounts = {p: min(n, actual[p]) for p, n in dev.mounts.items() if actual[p]}
-            for p, n in actual.items():
-                for _ in range(n - mounts.get(p, 0)):  # mounted by a process killed before recording it
-                    try:
-                        kmount.umount(p)
-                    except OSError:
-                        kmount.umount(p, kmount.MNT_DETACH)
+            p = dev.mounting
+            if p and actual[p] > mounts.get(p, 0):
+                # mount(2) done by a process killed before it recorded it: undo that one only
+                # (other unrecorded mounts, e.g. someone's bind mount, are not ours to touch)
+                try:
+                    kmount.umount(p)
+                except OSError:
+                    kmount.umount(p, kmount.MNT_DETACH)
             state = dev.state if dev.state == State.FAULTY else State.CREATED
             if info is not None:
                 info = self.ctl.info(name)
@@ -262,17 +271,32 @@ class DeviceSetDM:
                     self.pool.deactivate(name)
                 elif info is not None and state != State.FAULTY:
                     state = State.ACTIVE
-            if mounts != dev.mounts or state != dev.state:
-                self.store.put(dev.evolve(state=state, mounts=mounts))
+            if mounts != dev.mounts or state != dev.state or dev.mounting:
+                self.store.put(dev.evolve(state=state, mounts=mounts, mounting=""))
+
+    def _our_mappings(self) -> list[tuple[str, int, int]]:
+        """(dm name, thin id, bytes) of every thin mapping on our pool (not just name-alike ones)."""
+        if not self.pool.exists():
+            return []
+        out = []
+        for dev in self.ctl.list_devices():
+            if not dev.name.startswith(self.prefix + "-") or dev.name == self.pool.name:
+                continue
+            try:
+                t = self.ctl.table(dev.name)
+            except OSError:
+                continue
+            if len(t) == 1 and t[0].type == "thin" and t[0].params.split()[0] == self.pool.major_minor:
+                out.append((dev.name, int(t[0].params.split()[1]), t[0].length * 512))
+        return out
 
     def _reap_stray_mappings(self) -> None:
         """Remove idle mappings and /dev/mapper nodes of ours that no live record explains."""
-        for dev in self.ctl.list_devices():
-            name = dev.name
-            if not name.startswith(self.prefix + "-") or name == self.pool.name or "--del-" in name:
+        for name, _thin_id, _size in self._our_mappings():
+            if "--del-" in name:
                 continue
             h = self.hash_of_dm_name(name)
-            rec = self.store.get(h) if h is not None else None
+            rec = self._record(h) if h is not None else None
             if rec is not None and rec.state in (State.ACTIVE, State.FAULTY):
                 continue
             info = self.ctl.info(name)
@@ -285,7 +309,7 @@ class DeviceSetDM:
         for n in nodes:
             if n.startswith(self.prefix + "-") and n != self.pool.name and not self.ctl.exists(n):
                 try:
-                    os.unlink(self.pool.node(n))
+                    blockdev.remove_node(self.pool.node(n))
                 except OSError:
                     pass
 
@@ -453,12 +477,12 @@ class DeviceSetDM:
             mounts = self._mounted_at(rec)
             name = self.dm_name(hash)
             was_active = self.ctl.exists(name)
-            if not was_active:
-                self.store.put(rec.evolve(state=State.ACTIVATING, mounts=mounts))
+            self.store.put(rec.evolve(state=State.ACTIVE if was_active else State.ACTIVATING, mounts=mounts,
+                                      mounting=path))
             try:
                 node = self.pool.activate(name, rec.thin_id, rec.size)
             except OSError as e:
-                self.store.put(rec.evolve(state=State.CREATED, mounts=mounts))
+                self.store.put(rec.evolve(state=State.CREATED, mounts=mounts, mounting=""))
                 raise StorageError(f"Error activating devmapper device for '{hash}': {e.strerror or e}") from None
             _fault("mount:activated")
             try:
@@ -466,10 +490,12 @@ class DeviceSetDM:
             except OSError as e:
                 if not was_active:
                     self.pool.deactivate(name)
-                    self.store.put(rec.evolve(state=State.CREATED, mounts=mounts))
+                self.store.put(rec.evolve(state=State.ACTIVE if was_active else State.CREATED, mounts=mounts,
+                                          mounting=""))
                 raise StorageError(f"Error mounting '{node}' on '{path}': {e.strerror or e}") from None
             _fault("mount:mounted")
-            self.store.put(rec.evolve(state=State.ACTIVE, mounts={**mounts, path: mounts.get(path, 0) + 1}))
+            self.store.put(rec.evolve(state=State.ACTIVE, mounts={**mounts, path: mounts.get(path, 0) + 1},
+                                      mounting=""))
 
     def _mount_entries(self, name: str) -> list[kmount.MountEntry]:
         info = self.ctl.info(name)
@@ -631,19 +657,21 @@ class DeviceSetDM:
         with self._tlock:
             if self._closed:
                 return
+            self._ready = False  # a pool already gone stays gone
             with self._locked():
                 for rec in self.store.live():
-                    for p in sorted(self._mounted_at(rec), key=lambda p: p.count("/"), reverse=True):
-                        try:
-                            kmount.umount(p)
-                        except OSError:
-                            kmount.umount(p, kmount.MNT_DETACH)
+                    mounts = self._mounted_at(rec)
+                    for p in sorted(mounts, key=lambda p: p.count("/"), reverse=True):
+                        for _ in range(mounts[p]):
+                            try:
+                                kmount.umount(p)
+                            except OSError:
+                                kmount.umount(p, kmount.MNT_DETACH)
                     if rec.state != State.FAULTY or rec.mounts:
                         state = State.FAULTY if rec.state == State.FAULTY else State.CREATED
                         self.store.put(rec.evolve(state=state, mounts={}))
-                for dev in self.ctl.list_devices():
-                    if dev.name.startswith(self.prefix + "-") and dev.name != self.pool.name:
-                        self.pool.deactivate(dev.name)
+                for name, _thin_id, _size in self._our_mappings():
+                    self.pool.deactivate(name)
                 if not self.store.deferred():
                     self.pool.remove()
                 self._closed = True

@@ -60,6 +60,7 @@ class DeviceRecord:
     initialized: bool = False
     transaction_id: int = 0
     mounts: dict[str, int] = field(default_factory=dict)
+    mounting: str = ""      # mountpoint of a mount(2) in flight: recovery undoes it if unrecorded
     error: str = ""
 
     def to_json(self) -> dict:
@@ -72,7 +73,7 @@ class DeviceRecord:
         return cls(hash=d["hash"], thin_id=int(d["thin_id"]), size=int(d["size"]), parent=d.get("parent"),
                    state=State(d.get("state", "created")), initialized=bool(d.get("initialized")),
                    transaction_id=int(d.get("transaction_id", 0)), mounts=dict(d.get("mounts") or {}),
-                   error=d.get("error", ""))
+                   mounting=d.get("mounting", ""), error=d.get("error", ""))
 
     def evolve(self, **changes) -> DeviceRecord:
         return replace(self, **changes)
@@ -221,7 +222,7 @@ class MetadataStore:
     def put(self, rec: DeviceRecord) -> None:
         """Write the record; keep the live marker iff it is not plainly created-and-idle."""
         name = self.file_name(rec.hash)
-        live = rec.state != State.CREATED or bool(rec.mounts)
+        live = rec.state != State.CREATED or bool(rec.mounts) or bool(rec.mounting)
         marker = self.live_dir / name
         if live and not marker.exists():
             marker.touch(mode=0o600)

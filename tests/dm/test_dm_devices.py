@@ -204,3 +204,50 @@ def test_readonly_mount_is_readonly(pool, ds, make) -> None:
             (root / "h").write_text("no")
     with mounted(ds, "a", pool.mnt("check"), readonly=True) as root:
         assert tree(root) == {"f": "x", "g": "yes"}
+
+
+def test_a_pool_whose_prefix_extends_ours_is_left_alone(pool, tmp_path, make) -> None:
+    from dm_helpers import SMALL
+
+    from pydock.devmapper.dm_deviceset import DeviceSetDM
+
+    ours = pool.open()
+    other = DeviceSetDM(tmp_path / "other", prefix=pool.prefix + "-b", **SMALL)
+    pool.opened.append(other)
+    make(other, "x", BASE_HASH, {"f": "other"})
+    p = pool.mnt("other")
+    other.mount_device("x", p)
+    ours.shutdown()
+    again = pool.open()  # recovery must not take "<prefix>-b-x" for a stray device of ours
+    assert (p / "f").read_text() == "other" and other.has_activated_device("x")
+    again.shutdown()
+    assert (p / "f").read_text() == "other"
+    other.unmount_device("x", p)
+
+
+def test_an_instance_survives_another_shutting_the_pool_down(pool, make) -> None:
+    first = pool.open()
+    make(first, "a", BASE_HASH, {"f": "x"})
+    second = pool.open()
+    second.shutdown()
+    assert f"{pool.prefix}-pool" not in dm_names(pool.prefix)
+    with mounted(first, "a", pool.mnt("a"), readonly=True) as root:  # the pool comes back
+        assert tree(root) == {"f": "x"}
+
+
+def test_recovery_leaves_mounts_it_did_not_make(pool, make) -> None:
+    from pydock.devmapper.kernel.mount import MS_BIND, mount, umount
+
+    ds = pool.open()
+    make(ds, "a", BASE_HASH, {"f": "x"})
+    p, extra = pool.mnt("a"), pool.mnt("someone-elses-bind")
+    ds.mount_device("a", p)
+    mount(p, extra, None, MS_BIND)
+    try:
+        pool.open()  # a second pydock process starting up
+        assert is_mountpoint(extra) and (extra / "f").read_text() == "x"
+        assert is_mountpoint(p)
+    finally:
+        umount(extra)
+    ds.unmount_device("a", p)
+    assert not ds.has_activated_device("a")
