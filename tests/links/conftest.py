@@ -1,20 +1,19 @@
 """Network test isolation: every bridge, veth and iptables rule a links test makes lives in a namespace it created.
 
-`in_netns(fn, *args)` runs `fn` in a forked child that has its own network namespace (and a private mount
-namespace with a fresh /sys, so /sys/class/net shows that namespace); the namespace - and every rule and
-interface in it - disappears with the child. `named_netns` makes an `ip netns` namespace for whole-CLI tests
-(`ip netns exec <ns> pydock ...`), deleted at teardown after killing anything still running in it.
+`in_netns(fn, *args)` runs `fn` in a forked child that has its own network namespace and a private mount
+namespace with a fresh /sys (lxc looks bridges up in /sys/class/net) that keeps the host's cgroup tree (lxc
+needs it; `ip netns exec` would hide it). The namespace - every bridge, veth and rule in it - disappears with
+the child; whole-CLI tests run `pydock` as subprocesses from inside such a child.
 """
 
 from __future__ import annotations
 
 import os
 import pickle
-import signal
 import subprocess
+import tempfile
 import traceback
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -24,11 +23,20 @@ CLONE_NEWNET = 0x40000000
 
 
 def _enter_private_netns() -> None:
-    from pydock.devmapper.kernel.mount import MS_NODEV, MS_NOEXEC, MS_NOSUID, make_rslave, mount, unshare
+    """New net + mount namespace; /sys remounted for the new netns with the host's cgroup tree kept (lxc needs it)."""
+    from pydock.devmapper.kernel.mount import (MNT_DETACH, MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_REC,
+                                               make_rslave, mount, umount, unshare)
 
     unshare(CLONE_NEWNET | CLONE_NEWNS)
     make_rslave("/")
-    mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    keep = tempfile.mkdtemp(prefix="pydock-netns-cg-")
+    try:
+        mount("/sys/fs/cgroup", keep, None, MS_BIND | MS_REC)
+        mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        mount(keep, "/sys/fs/cgroup", None, MS_BIND | MS_REC)
+        umount(keep, MNT_DETACH)
+    finally:
+        os.rmdir(keep)
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
 
 
@@ -68,21 +76,3 @@ def run_in_netns(fn: Callable[..., Any], *args: Any, timeout: float = 120) -> An
 @pytest.fixture
 def in_netns() -> Callable[..., Any]:
     return run_in_netns
-
-
-@pytest.fixture
-def named_netns() -> Iterator[str]:
-    """An `ip netns` namespace with lo up, for running the whole CLI inside it; removed at teardown."""
-    name = "pydock-test-" + uuid.uuid4().hex[:8]
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True)
-        yield name
-    finally:
-        pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True).stdout.split()
-        for pid in pids:
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except (ProcessLookupError, ValueError):
-                pass
-        subprocess.run(["ip", "netns", "del", name], check=False)
