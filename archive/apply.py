@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import stat
 import tarfile
 from collections import OrderedDict
@@ -382,7 +381,13 @@ class _Root:
         self.release()
 
     def _walk(self, parts: Parts, create: bool, entry: str) -> tuple[int, Parts]:
-        stack = [os.dup(self.fd)]
+        """Open directory `parts` one component at a time; returns (owned fd, canonical parts).
+
+        Only one directory fd is held at a time (a hostile 100 000-level path cannot exhaust
+        fds): `..` is opened through the kernel, which is exact because every component of
+        `canon` is a real directory (symlinks were resolved by us, never by the kernel).
+        """
+        cur = os.dup(self.fd)
         canon: list[str] = []
         todo = list(reversed(parts))
         links = 0
@@ -393,10 +398,11 @@ class _Root:
                     continue
                 if part == "..":  # clamped at the root, like chroot
                     if canon:
-                        os.close(stack.pop())
+                        nfd = os.open("..", _DIR_FLAGS, dir_fd=cur)
+                        os.close(cur)
+                        cur = nfd
                         canon.pop()
                     continue
-                cur = stack[-1]
                 try:
                     nfd = os.open(part, _DIR_FLAGS, dir_fd=cur)
                 except OSError as e:
@@ -423,23 +429,21 @@ class _Root:
                             ) from None
                         target = os.readlink(part, dir_fd=cur)
                         if target.startswith("/"):  # absolute: relative to the rootfs, never the host
-                            while len(stack) > 1:
-                                os.close(stack.pop())
+                            nfd = os.dup(self.fd)
+                            os.close(cur)
+                            cur = nfd
                             canon.clear()
                         todo.extend(reversed(target.split("/")))
                         continue
                     else:
                         raise
-                stack.append(nfd)
+                os.close(cur)
+                cur = nfd
                 canon.append(part)
         except BaseException:
-            for fd in stack:
-                os.close(fd)
+            os.close(cur)
             raise
-        fd = stack.pop()
-        for other in stack:
-            os.close(other)
-        return fd, tuple(canon)
+        return cur, tuple(canon)
 
 
 # --------------------------------------------------------------------------- the applier
@@ -484,6 +488,8 @@ class _Applier:
                 self.extract(member, parts, reader)
             except OSError as e:
                 raise ArchiveError(f"cannot extract {name!r}: {e.strerror or e}") from None
+            except (ValueError, OverflowError) as e:  # device numbers, times, modes out of range
+                raise ArchiveError(f"cannot extract {name!r}: {e}") from None
             finally:
                 self.root.release()
         try:
@@ -541,7 +547,7 @@ class _Applier:
         if stat.S_ISDIR(st.st_mode):
             if keep_dir:
                 return True
-            shutil.rmtree(name, dir_fd=pfd)
+            remove_tree(pfd, name)
             self.root.invalidate()
         else:
             os.unlink(name, dir_fd=pfd)
@@ -660,7 +666,7 @@ class _Applier:
     def _remove(self, pfd: int, name: str) -> None:
         st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
         if stat.S_ISDIR(st.st_mode):
-            shutil.rmtree(name, dir_fd=pfd)
+            remove_tree(pfd, name)
             self.root.invalidate()
         else:
             os.unlink(name, dir_fd=pfd)
@@ -739,6 +745,40 @@ class _Applier:
                 continue
             if stat.S_ISDIR(st.st_mode):
                 os.utime(canon[-1], ns=(atime, mtime), dir_fd=pfd, follow_symlinks=False)
+
+
+def remove_tree(pfd: int, name: str) -> None:
+    """`rm -rf` of directory `name` under `pfd`: never follows symlinks, holds one fd, no recursion.
+
+    shutil.rmtree recurses (RecursionError past ~1000 levels) and keeps an fd per level; a
+    hostile layer can nest far deeper than that.
+    """
+    fd = os.open(name, _DIR_FLAGS, dir_fd=pfd)
+    below: list[str] = []  # names from `name` down to the directory `fd` refers to
+    try:
+        while True:
+            sub = None
+            with os.scandir(fd) as it:
+                for entry in it:
+                    if entry.is_dir(follow_symlinks=False):
+                        sub = entry.name
+                        break
+                    os.unlink(entry.name, dir_fd=fd)
+            if sub is not None:
+                nfd = os.open(sub, _DIR_FLAGS, dir_fd=fd)
+                os.close(fd)
+                fd = nfd
+                below.append(sub)
+                continue
+            if not below:
+                break
+            up = os.open("..", _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = up
+            os.rmdir(below.pop(), dir_fd=fd)
+    finally:
+        os.close(fd)
+    os.rmdir(name, dir_fd=pfd)
 
 
 def _chmod_at(pfd: int, name: str, mode: int) -> None:

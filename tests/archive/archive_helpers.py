@@ -97,3 +97,4 @@ def sandbox(tmp_path: Path) -> Sandbox:
     os.utime(victim / "sub", ns=(1_500_000_000_000_000_001, 1_500_000_000_000_000_001))
     os.utime(victim, ns=(1_500_000_000_000_000_002, 1_500_000_000_000_000_002))
     return Sandbox(base, dest, victim, snapshot(victim))
+

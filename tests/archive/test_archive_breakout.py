@@ -198,3 +198,49 @@ def test_dest_snapshot_helper_sees_changes(tmp_path):
     sb = sandbox(tmp_path)
     os.utime(sb.victim / "hello", ns=(1, 2))
     assert snapshot(sb.victim) != sb.before
+
+
+def test_very_deep_path_does_not_exhaust_fds(tmp_path):
+    """Path resolution holds one directory fd at a time, whatever the depth (fd limit lowered to 64)."""
+    import resource
+
+    sb = sandbox(tmp_path)
+    depth = 300
+    deep = "/".join(["d"] * depth)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
+    try:
+        _apply(sb.dest, make_tar([E(deep + "/leaf", data=b"x"),
+                                  E(deep + "/up", SYM, linkname="../../../victim"),
+                                  E(deep + "/up/hello", data=b"inside")]))
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert (sb.dest / "/".join(["d"] * (depth - 3)) / "victim" / "hello").read_bytes() == b"inside"
+    sb.victim_untouched()
+
+
+def test_out_of_range_device_numbers_fail_cleanly(tmp_path):
+    sb = sandbox(tmp_path)
+    with pytest.raises(ArchiveError, match="cannot extract 'dev/x'"):
+        _apply(sb.dest, make_tar([E("dev/x", tarfile.CHRTYPE, devmajor=0o7777777, devminor=0o7777777)],
+                                 fmt=tarfile.GNU_FORMAT))
+    sb.victim_untouched()
+
+
+def test_replacing_a_very_deep_tree(tmp_path):
+    """Replacing or whiting out a tree deeper than the recursion limit (lowered to 150) works."""
+    import sys
+
+    sb = sandbox(tmp_path)
+    deep = "/".join(["d"] * 400)
+    _apply(sb.dest, make_tar([E("top/" + deep + "/leaf", data=b"x"), E("top/" + deep[:300] + "/f", data=b"y"),
+                              E("other/" + deep + "/leaf", data=b"x")]))
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(150)
+    try:
+        _apply(sb.dest, make_tar([E("top", data=b"now a file"), E(".wh.other")]))
+    finally:
+        sys.setrecursionlimit(limit)
+    assert (sb.dest / "top").read_bytes() == b"now a file"
+    assert not (sb.dest / "other").exists()
+    sb.victim_untouched()
