@@ -44,7 +44,31 @@ MAINTAINER = "pydock developers <pydock@localhost>"
 _VERSION_CHECK = (f"import sys\nif sys.version_info < {MIN_PYTHON!r}:\n"
                   f"    sys.exit('pydock needs Python {MIN_PYTHON[0]}.{MIN_PYTHON[1]} or newer, not ' + "
                   "sys.version.split()[0])\n")
-MAIN_CLI = _VERSION_CHECK + "from pydock.cli.main import main\nsys.exit(main())\n"
+# The single-file binary imports lazily from its own zip, and zipimport re-opens the archive by path
+# and trusts the offsets it read at start: a binary replaced while a detached monitor runs would
+# hand that monitor garbage ("bad local file header"). So the binary imports through an fd held
+# on its own file: the running process keeps the bytes it started with, however the path changes.
+_HOLD_ARCHIVE = """import os
+def _hold_archive():
+    archive = getattr(globals().get('__loader__'), 'archive', None)
+    if not archive:
+        return
+    try:
+        fd = os.open(archive, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return
+    held = '/proc/self/fd/%d' % fd
+    if not os.path.isfile(held):  # no /proc: keep importing by path
+        os.close(fd)
+        return
+    names = {archive, os.path.abspath(archive)}
+    sys.path[:] = [held if entry in names or os.path.abspath(entry) in names else entry for entry in sys.path]
+    for name in names:
+        sys.path_importer_cache.pop(name, None)
+_hold_archive()
+"""
+MAIN_CLI = _VERSION_CHECK + _HOLD_ARCHIVE + "from pydock.cli.main import main\nsys.exit(main())\n"
+MAIN_SCRIPT = _VERSION_CHECK + "from pydock.cli.main import main\nsys.exit(main())\n"
 MAIN_HELPER = _VERSION_CHECK + "import runpy\nrunpy.run_module('pydock.dockerinit', run_name='__main__', alter_sys=True)\n"
 
 
@@ -235,7 +259,7 @@ lines += [".SH ENVIRONMENT", ".TP", "\\fBPYDOCK_ROOT\\fR", "Default for \\fB\\-g
 print("\n".join(lines))
 '''
 
-COMPLETION_CODE = "import sys\nfrom pydock.cli.main import main\nsys.exit(main())\n"
+COMPLETION_CODE = MAIN_SCRIPT
 
 
 def _deb_control(installed_kib: int) -> str:
@@ -291,7 +315,7 @@ def build_deb(dest: Path) -> None:
     stage_pydock(dist_packages, buildinfo_text("deb", init_sha))
     bindir = root / "usr/bin"
     bindir.mkdir(parents=True)
-    (bindir / "pydock").write_text(f"#!{SHEBANG}\n" + MAIN_CLI)
+    (bindir / "pydock").write_text(f"#!{SHEBANG}\n" + MAIN_SCRIPT)
     (bindir / "pydock").chmod(0o755)
 
     man = _run_staged(dist_packages, MAN_PAGE_CODE.replace("sys.argv[1]", str(EPOCH)))

@@ -160,6 +160,18 @@ def test_binary_helper_runs_pydock_dockerinit(bundle: Path, elsewhere: Path) -> 
 
 @pytest.mark.lxc
 @pytest.mark.slow
+def test_binary_runs_a_container_without_networking(bundle: Path, elsewhere: Path, tmp_path: Path) -> None:
+    """The lone binary launches through lxc with only the system python (and its exit status comes back)."""
+    root = tmp_path / "root"
+    res = run_binary(bundle / "pydock", elsewhere, "-g", str(root), "run", "--rm", "--net", "none", "busybox",
+                     "sh", "-c", "echo hi; exit 3", timeout=180)
+    assert (res.returncode, res.stdout) == (3, "hi\n"), res.stderr
+    ps = run_binary(bundle / "pydock", elsewhere, "-g", str(root), "ps", "-a", "-q")
+    assert (ps.returncode, ps.stdout.strip()) == (0, ""), ps.stderr
+
+
+@pytest.mark.lxc
+@pytest.mark.slow
 def test_binary_runs_a_container(bundle: Path, elsewhere: Path, tmp_path: Path) -> None:
     """`pydock run --rm busybox echo hi` from the lone binary, inside a network namespace of its own."""
     root = tmp_path / "root"
@@ -197,3 +209,28 @@ def test_binary_imports_every_module_with_the_system_python(bundle: Path, elsewh
     res = subprocess.run([SYSTEM_PYTHON, "-c", IMPORT_ALL, str(bundle / f"pydock-{VERSION}")], cwd=elsewhere,
                          env=clean_env(), capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_binary_replaced_under_a_running_pydock_keeps_serving_its_own_code(bundle: Path, elsewhere: Path,
+                                                                          tmp_path: Path) -> None:
+    """An upgrade renames a new binary over the old path; a running pydock (e.g. a detached monitor)
+    still imports lazily, and must get its own build's modules, not bytes at stale offsets of the new file."""
+    binary = tmp_path / "pydock"
+    shutil.copy2(bundle / f"pydock-{VERSION}", binary)
+    old = binary.read_bytes()
+    shebang = b"#!/usr/bin/python3\n"
+    assert old.startswith(shebang)
+    upgrade = tmp_path / "pydock.new"  # another build: every zip offset moved by a longer shebang
+    upgrade.write_bytes(b"#!/usr/bin/python3.11\n" + old[len(shebang):])
+    driver = ("import os, runpy, sys\n"
+              "binary, root, upgrade = sys.argv[1:4]\n"
+              "sys.argv = [binary, '-g', root, 'version']\n"
+              "try:\n    runpy.run_path(binary, run_name='__main__')\n"
+              "except SystemExit as e:\n    assert not e.code, e.code\n"
+              "os.replace(upgrade, binary)\n"
+              "import pydock.cli.containers, pydock.runtime.launcher\n"
+              "print('lazy import ok from', pydock.runtime.launcher.__file__)\n")
+    res = subprocess.run([SYSTEM_PYTHON, "-c", driver, str(binary), str(tmp_path / "root"), str(upgrade)],
+                         cwd=elsewhere, env=clean_env(), capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "lazy import ok from /proc/self/fd/" in res.stdout
