@@ -55,17 +55,14 @@ def link(ctx: click.Context, current: str, new: str) -> None:
 
 
 def _image_label(rt: Any, image_id: str, cache: dict[str, str]) -> str:
+    """`repo:tag` of the image, else its short id (as `ps` shows it)."""
     if not image_id:
         return "-"
     if image_id not in cache:
-        label = image_id[:ID_WIDTH]
         try:
-            names = rt.images.tags.names_for(image_id)
-            if names:
-                label = sorted(names)[0]
-        except Exception:  # noqa: BLE001 - a label is cosmetic: fall back to the short id
-            pass
-        cache[image_id] = label
+            cache[image_id] = rt.images.name_of(image_id)
+        except Exception:  # noqa: BLE001 - a label is cosmetic: a missing image must not break ls
+            cache[image_id] = image_id[:ID_WIDTH]
     return cache[image_id]
 
 
