@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from pydock.runtime.errors import ArchiveError
+
 
 class ChangeKind(enum.Enum):
     """Docker's change letters: Added, Changed, Deleted."""
@@ -59,45 +61,50 @@ def _differs(a: os.stat_result, b: os.stat_result) -> bool:
     return not stat.S_ISDIR(a.st_mode) and a.st_size != b.st_size
 
 
-def _add_subtree(path: str, rel: str, out: list[Change]) -> None:
-    """Every descendant of a new directory is an Add too."""
-    for name, entry in _children(path).items():
-        child_rel = f"{rel}/{name}"
-        out.append(Change(ChangeKind.A, child_rel))
-        if entry.is_dir(follow_symlinks=False):
-            _add_subtree(entry.path, child_rel, out)
-
-
-def _diff_dir(new_dir: str, old_dir: str, rel: str, out: list[Change]) -> None:
-    new = _children(new_dir)
-    old = _children(old_dir)
+def _walk(new_root: str, old_root: str, out: list[Change]) -> None:
+    """Compare both trees directory by directory (explicit stack: depth is unbounded)."""
     A, C, D = ChangeKind.A, ChangeKind.C, ChangeKind.D
-    for name, nentry in new.items():
-        child_rel = f"{rel}/{name}"
-        oentry = old.get(name)
-        nst = nentry.stat(follow_symlinks=False)
-        is_dir = stat.S_ISDIR(nst.st_mode)
-        if oentry is None:
-            out.append(Change(A, child_rel))
-            if is_dir:
-                _add_subtree(nentry.path, child_rel, out)
+    # (new dir, old dir or None when everything below is Added, path relative to the roots)
+    stack: list[tuple[str, str | None, str]] = [(new_root, old_root, "")]
+    while stack:
+        new_dir, old_dir, rel = stack.pop()
+        new = _children(new_dir)
+        if old_dir is None:
+            for name, entry in new.items():
+                child_rel = f"{rel}/{name}"
+                out.append(Change(A, child_rel))
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append((entry.path, None, child_rel))
             continue
-        ost = oentry.stat(follow_symlinks=False)
-        if _differs(nst, ost):
-            out.append(Change(C, child_rel))
-        if is_dir:
-            if stat.S_ISDIR(ost.st_mode):
-                _diff_dir(nentry.path, oentry.path, child_rel, out)
-            else:
-                _add_subtree(nentry.path, child_rel, out)
-    for name in old.keys() - new.keys():
-        out.append(Change(D, f"{rel}/{name}"))
+        old = _children(old_dir)
+        for name, nentry in new.items():
+            child_rel = f"{rel}/{name}"
+            oentry = old.get(name)
+            nst = nentry.stat(follow_symlinks=False)
+            is_dir = stat.S_ISDIR(nst.st_mode)
+            if oentry is None:
+                out.append(Change(A, child_rel))
+                if is_dir:
+                    stack.append((nentry.path, None, child_rel))
+                continue
+            ost = oentry.stat(follow_symlinks=False)
+            if _differs(nst, ost):
+                out.append(Change(C, child_rel))
+            if is_dir:
+                both = stat.S_ISDIR(ost.st_mode)
+                stack.append((nentry.path, oentry.path if both else None, child_rel))
+        for name in old.keys() - new.keys():
+            out.append(Change(D, f"{rel}/{name}"))
 
 
 def changes(new_root: Path, old_root: Path) -> list[Change]:
     """Changes that turn `old_root` into `new_root`, sorted by path (roots themselves are never listed)."""
     out: list[Change] = []
-    _diff_dir(os.fspath(new_root), os.fspath(old_root), "", out)
+    try:
+        _walk(os.fspath(new_root), os.fspath(old_root), out)
+    except OSError as e:
+        raise ArchiveError(f"cannot compare {os.fspath(new_root)} with {os.fspath(old_root)}: "
+                           f"{e.strerror or e}: {e.filename}") from None
     out.sort(key=lambda c: c.path)
     return out
 

@@ -283,25 +283,46 @@ class _TarWriter:
 
 
 def _walk(writer: _TarWriter, dir_fd: int, prefix: str, rel: str, excludes: tuple[str, ...]) -> None:
-    """Archive the children of the open directory `dir_fd` (sorted, depth first, dirs before contents)."""
-    with os.scandir(dir_fd) as it:
-        entries = sorted(it, key=lambda e: e.name)
-    for entry in entries:
-        name = entry.name
-        child_rel = f"{rel}/{name}" if rel else name
-        if _excluded(child_rel, excludes):
-            continue
-        st = entry.stat(follow_symlinks=False)
-        arcname = f"{prefix}/{name}" if prefix else name
-        if writer.add(dir_fd, name, arcname, st):
-            try:
-                sub = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
-            except OSError as e:
-                raise ArchiveError(f"cannot archive {child_rel!r}: {e.strerror}") from None
-            try:
-                _walk(writer, sub, arcname, child_rel, excludes)
-            finally:
-                os.close(sub)
+    """Archive everything below the open directory `dir_fd`: sorted, depth first, dirs before contents.
+
+    An explicit stack instead of recursion, so deep trees cannot hit Python's recursion limit.
+    The caller keeps ownership of `dir_fd`; fds opened here are closed here.
+    """
+
+    def listing(fd: int) -> list[os.DirEntry]:
+        with os.scandir(fd) as it:
+            return sorted(it, key=lambda e: e.name, reverse=True)  # pop() from the end = sorted order
+
+    stack: list[tuple[int, list[os.DirEntry], str, str]] = [(dir_fd, listing(dir_fd), prefix, rel)]
+    try:
+        while stack:
+            fd, entries, prefix, rel = stack[-1]
+            if not entries:
+                stack.pop()
+                if fd != dir_fd:
+                    os.close(fd)
+                continue
+            entry = entries.pop()
+            name = entry.name
+            child_rel = f"{rel}/{name}" if rel else name
+            if _excluded(child_rel, excludes):
+                continue
+            st = entry.stat(follow_symlinks=False)
+            arcname = f"{prefix}/{name}" if prefix else name
+            if writer.add(fd, name, arcname, st):
+                try:
+                    sub = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                except OSError as e:
+                    raise ArchiveError(f"cannot archive {child_rel!r}: {e.strerror}") from None
+                try:
+                    stack.append((sub, listing(sub), arcname, child_rel))
+                except BaseException:
+                    os.close(sub)
+                    raise
+    finally:
+        for fd, _, _, _ in stack:
+            if fd != dir_fd:
+                os.close(fd)
 
 
 def _open_parent(root_fd: int, rel: str) -> tuple[int, str]:
@@ -341,41 +362,49 @@ def write_tar(
         raise ArchiveError(f"cannot archive {os.fspath(root)}: {e.strerror}") from None
     sink = compress_stream(out, compression)
     try:
-        writer = _TarWriter(sink)
-        for inc in includes if includes is not None else ["."]:
-            rel = _norm_include(inc)
-            if not rel:
-                st = os.stat(root_fd)
-                writer.add(root_fd, ".", ".", st)
-                if recursive:
-                    _walk(writer, root_fd, ".", "", excl)
-                continue
-            if _excluded(rel, excl):
-                continue
-            try:
-                dfd, name = _open_parent(root_fd, rel)
-            except OSError as e:
-                raise ArchiveError(f"cannot archive {inc!r}: {e.strerror}") from None
-            try:
-                try:
-                    st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
-                except OSError as e:
-                    raise ArchiveError(f"cannot archive {inc!r}: {e.strerror}") from None
-                if writer.add(dfd, name, rel, st) and recursive:
-                    sub = os.open(name, _DIR_FLAGS, dir_fd=dfd)
-                    try:
-                        _walk(writer, sub, rel, rel, excl)
-                    finally:
-                        os.close(sub)
-            finally:
-                os.close(dfd)
-        now = int(time.time())
-        for wh in whiteouts:
-            rel = _norm_include(wh)
-            if not rel:
-                raise ArchiveError(f"invalid whiteout path {wh!r}")
-            writer.add_empty(rel, WHITEOUT_MODE, now)
-        writer.finish()
+        _write_all(root_fd, sink, includes, excl, recursive, whiteouts)
+    except OSError as e:
+        raise ArchiveError(f"cannot archive {os.fspath(root)}: {e.strerror or e}") from None
     finally:
         os.close(root_fd)
         sink.close()
+
+
+def _write_all(root_fd: int, sink: BinaryIO, includes: list[str] | None, excl: tuple[str, ...],
+               recursive: bool, whiteouts: Iterable[str]) -> None:
+    """Emit the includes (walked through O_NOFOLLOW fds), the synthetic whiteouts and the end marker."""
+    writer = _TarWriter(sink)
+    for inc in includes if includes is not None else ["."]:
+        rel = _norm_include(inc)
+        if not rel:
+            st = os.stat(root_fd)
+            writer.add(root_fd, ".", ".", st)
+            if recursive:
+                _walk(writer, root_fd, ".", "", excl)
+            continue
+        if _excluded(rel, excl):
+            continue
+        try:
+            dfd, name = _open_parent(root_fd, rel)
+        except OSError as e:
+            raise ArchiveError(f"cannot archive {inc!r}: {e.strerror}") from None
+        try:
+            try:
+                st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+            except OSError as e:
+                raise ArchiveError(f"cannot archive {inc!r}: {e.strerror}") from None
+            if writer.add(dfd, name, rel, st) and recursive:
+                sub = os.open(name, _DIR_FLAGS, dir_fd=dfd)
+                try:
+                    _walk(writer, sub, rel, rel, excl)
+                finally:
+                    os.close(sub)
+        finally:
+            os.close(dfd)
+    now = int(time.time())
+    for wh in whiteouts:
+        rel = _norm_include(wh)
+        if not rel:
+            raise ArchiveError(f"invalid whiteout path {wh!r}")
+        writer.add_empty(rel, WHITEOUT_MODE, now)
+    writer.finish()

@@ -292,3 +292,29 @@ def test_export_of_no_changes_is_a_valid_empty_layer(tmp_path, trees):
     layer.seek(0)
     assert apply_layer(applied, layer) == 0
     assert changes(applied, old) == []
+
+
+def test_deep_trees_need_no_recursion(tmp_path):
+    """diff, export and sizes walk with explicit stacks (recursion limit lowered to 150, depth 300)."""
+    import sys
+
+    old = tmp_path / "old"
+    old.mkdir()
+    new = tmp_path / "new"
+    deep = new / "/".join(["d"] * 300)
+    deep.mkdir(parents=True)
+    (deep / "leaf").write_bytes(b"leaf")
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(150)
+    try:
+        found = changes(new, old)
+        layer = io.BytesIO()
+        export_changes(new, found, layer)
+        size = tree_size(new)
+    finally:
+        sys.setrecursionlimit(limit)
+    assert len(found) == 301 and found[-1].path.endswith("/d/leaf")
+    assert size == 4
+    layer.seek(0)
+    apply_layer(old, layer)
+    assert changes(new, old) == []
