@@ -304,6 +304,9 @@ class NetworkManager:
                 exposed: Iterable[str | int | Port] | Mapping[str, object] = ()) -> list[PortMapping]:
         """Forward host ports to the container (`-p`, and with `-P` every exposed port to an ephemeral one)."""
         specs = [s if isinstance(s, PortSpec) else parse_publish(s) for s in port_specs]
+        # a bare port ("80/tcp", as -P lists exposed ports) adds nothing when the port is published explicitly
+        bound = {s.port for s in specs if s.host_port or s.host_ip}
+        specs = list(dict.fromkeys(s for s in specs if s.host_port or s.host_ip or s.port not in bound))
         if publish_all:
             explicit = {s.port for s in specs}
             specs += [PortSpec(p) for p in parse_ports(exposed) if p not in explicit]
@@ -390,11 +393,20 @@ class NetworkManager:
                 state.links.append(entry)
 
     def disable_link(self, parent_ip: str, child_ip: str,
-                     ports: Iterable[str | int | Port] | Mapping[str, object] | None = None) -> None:
-        """Remove the link's rules (every recorded link between the two when `ports` is None); idempotent."""
+                     ports: Iterable[str | int | Port] | Mapping[str, object] | None = None, *,
+                     parent_id: str | None = None) -> None:
+        """Remove the link's rules (every recorded link between the two when `ports` is None); idempotent.
+
+        With `parent_id`, nothing happens unless that container still holds `parent_ip`: addresses of
+        stopped containers are reused, and a stale IP must not cut another pair's link.
+        """
         if not self.enabled or not parent_ip or not child_ip:
             return
         with self.ipam.locked() as state:
+            if parent_id is not None:
+                held = state.allocations.get(parent_id)
+                if held is None or held.ip != parent_ip:
+                    return
             keep = []
             for entry in state.links:
                 if (entry.get("Parent"), entry.get("Child")) == (parent_ip, child_ip) and (

@@ -211,7 +211,15 @@ def _network_body(root: str) -> dict:
         nm.publish(b, sb, ["8080:80"])
     except Conflict as err:
         assert str(err) == "Bind for 0.0.0.0:8080 failed: port is already allocated"
-    assert nm.publish(b, sb, ["8081:80"])[0].host_port == 8081
+    # -P lists exposed ports bare: an explicitly published one is not published a second time
+    assert [str(m) for m in nm.publish(b, sb, ["8081:80", "80/tcp", "81", "81"])] == [
+        "0.0.0.0:8081->80/tcp", "0.0.0.0:49154->81/tcp"]
+    # a stale parent address (the parent stopped, its IP reused) does not cut anyone's link
+    nm.enable_link(sb.ip_address, sa.ip_address, ["80"])
+    nm.disable_link(sb.ip_address, sa.ip_address, ["80"], parent_id="f" * 64)
+    assert all(iptables.exists(r) for r in rules.link("pdt0", sb.ip_address, sa.ip_address, [Port(80)]))
+    nm.disable_link(sb.ip_address, sa.ip_address, ["80"], parent_id=b)
+    assert not any(iptables.exists(r) for r in rules.link("pdt0", sb.ip_address, sa.ip_address, [Port(80)]))
     assert nm.settings(a).ports == tuple(sorted(maps))
     assert "--to-destination 172.17.0.2:80" in _ruleset()
     # links
