@@ -146,8 +146,8 @@ def _ports(c: Any) -> str:
 
 def _command(c: Any, no_trunc: bool) -> str:
     text = c.command_line
-    if not no_trunc and len(text) > COMMAND_WIDTH:
-        text = text[:COMMAND_WIDTH - 3] + "..."
+    if not no_trunc:
+        text = text[:COMMAND_WIDTH]  # Docker 0.7's utils.Trunc: cut, no ellipsis
     return f'"{text}"'
 
 

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from pydock.runtime.runtime import Runtime
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#: how long a start waits for the previous run's monitor to finish its cleanup and exit.
+MONITOR_EXIT_GRACE = 10.0
 
 
 @dataclass(frozen=True)
@@ -42,12 +44,18 @@ class Prepared:
 def acquire_monitor_lock(c: Container) -> int:
     """Take `monitor.lock` exclusively for the supervisor of this run; Conflict if someone supervises it."""
     fd = os.open(c.monitor_lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise Conflict(f"Container {c.short_id} is already running") from None
-    return fd
+    deadline = time.monotonic() + MONITOR_EXIT_GRACE
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            pass
+        # a monitor that already recorded the exit is only cleaning up: wait for it, briefly
+        if c.reload().state.running or time.monotonic() >= deadline:
+            os.close(fd)
+            raise Conflict(f"Container {c.short_id} is already running")
+        time.sleep(0.01)
 
 
 def prepare(rt: Runtime, c: Container) -> Prepared:

@@ -1,0 +1,116 @@
+"""Restart safety: a monitor or a CLI killed with SIGKILL mid-run leaves a container the next command
+shows correctly and `rm` cleans completely — never a state needing a manual fix."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from pydock.devmapper.kernel.mount import mountinfo
+from pydock.runtime.state import EXIT_KILLED, EXIT_LOST, Status, proc_start_time
+
+pytestmark = pytest.mark.lxc
+
+
+def _mounts_under(path) -> list[str]:
+    return [e.mountpoint for e in mountinfo() if e.mountpoint.startswith(str(path))]
+
+
+def _gone(pid: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while proc_start_time(pid) is not None:
+        assert time.monotonic() < deadline, f"process {pid} still alive"
+        time.sleep(0.02)
+
+
+def test_killed_monitor_is_reconciled_on_next_listing(rt):
+    c = rt.create("busybox", ["sleep", "60"], name="orphan")
+    rt.start(c)
+    c.reload()
+    monitor, lxc = c.state.monitor_pid, c.state.pid
+    assert monitor and lxc and monitor != os.getpid()
+    os.kill(monitor, signal.SIGKILL)
+    _gone(monitor)
+    listed = {x.id: x for x in rt.containers(all=True)}
+    assert listed[c.id].state.status is Status.EXITED
+    assert listed[c.id].state.exit_code == EXIT_KILLED  # it was still running: pydock killed it
+    _gone(lxc)
+    assert _mounts_under(c.dir) == []
+    rt.remove(c.id)
+    assert rt.names.get("/orphan") is None and not c.dir.exists()
+    assert not rt.driver.has_device(c.id) and not rt.driver.has_device(c.init_id)
+
+
+def test_monitor_dead_after_the_command_ended_records_unknown_status(rt):
+    c = rt.create("busybox", ["true"])
+    rt.start(c)
+    rt.wait(c, timeout=30)
+    # simulate a host crash between the command's exit and the monitor's bookkeeping
+    with c.locked():
+        c.save_state(c.state.started(pid=0, pid_start=0, monitor_pid=999999, monitor_start=1))
+    assert rt.get(c.id).state.exit_code == EXIT_LOST
+    assert rt.get(c.id).state.status is Status.EXITED
+
+
+def test_wait_returns_when_the_monitor_dies(rt):
+    c = rt.create("busybox", ["sleep", "60"])
+    rt.start(c)
+    c.reload()
+    os.kill(c.state.monitor_pid, signal.SIGKILL)
+    assert rt.wait(c, timeout=20) == EXIT_KILLED
+
+
+def test_ghost_while_another_process_holds_the_repair(rt):
+    import fcntl
+
+    c = rt.create("busybox", ["true"])
+    with c.locked():
+        c.save_state(c.state.started(pid=0, pid_start=0, monitor_pid=999999, monitor_start=1))
+    fd = os.open(c.monitor_lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # "another process" is mid-repair: we hold the lock
+        # monitor_alive sees the lock as held -> Running; ps shows it running, not corrupt
+        assert rt.get(c.id).state.running
+    finally:
+        os.close(fd)
+    assert rt.get(c.id).state.exit_code == EXIT_LOST
+
+
+def test_reconcile_purges_names_of_vanished_containers(rt):
+    import shutil
+
+    c = rt.create("busybox", ["true"], name="vanishing")
+    shutil.rmtree(c.dir)  # a crash mid-remove
+    for hash_ in (c.id, c.init_id):
+        rt.driver.remove_device(hash_)
+    rt.reconcile()
+    assert rt.names.get("/vanishing") is None
+    rt.create("busybox", ["true"], name="vanishing")  # the name is usable again
+
+
+@pytest.mark.parametrize("driver", ["overlay"])
+def test_cli_killed_mid_run_is_reconciled(cli, cli_root, driver):
+    cmd = [sys.executable, "-m", "pydock.cli.main", "-g", str(cli_root), "-s", driver, "run", "--net", "none",
+           "--name", "fg", "busybox", "sh", "-c", "echo started; sleep 60"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYDOCK_")}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        assert proc.stdout.readline() == b"started\n"
+        proc.kill()
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    out = cli("ps", "-a").stdout.decode()
+    line = next(l for l in out.splitlines() if l.rstrip().endswith("fg"))
+    assert "Exit 137" in line
+    assert cli("ps", "-q").stdout == b""
+    rm = cli("rm", "fg")
+    assert rm.returncode == 0 and rm.stdout == b"fg\n"
+    assert _mounts_under(cli_root / "containers") == []
+    assert list((cli_root / "containers").iterdir()) == []

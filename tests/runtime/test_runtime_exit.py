@@ -1,0 +1,133 @@
+"""Exit statuses a user sees from `run`: the command's own, 127/126 decided by pydock, 125 when pydock/lxc
+failed, 137 when killed; stdout and stderr kept apart; `--rm` leaving nothing behind."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from pydock.devmapper.kernel.mount import mountinfo
+from pydock.runtime.errors import LaunchError
+from pydock.runtime.rootpath import CommandNotExecutable, CommandNotFound
+
+pytestmark = pytest.mark.lxc
+
+
+def _mounts_under(path) -> list[str]:
+    real = str(path)
+    return [e.mountpoint for e in mountinfo() if e.mountpoint.startswith(real)]
+
+
+@pytest.mark.parametrize("script, code", [("true", 0), ("exit 3", 3), ("kill -9 $$", 137), ("kill -TERM $$", 143)])
+def test_exit_status_is_the_commands(rt, script, code):
+    result = rt.run("busybox", ["sh", "-c", script])
+    assert result.exit_code == code
+
+
+def test_stdout_and_stderr_arrive_separately(rt):
+    code, out, err = rt.run("busybox", ["sh", "-c", "echo to-out; echo to-err >&2; printf partial"])
+    assert (code, out, err) == (0, b"to-out\npartial", b"to-err\n")
+    c = rt.containers(all=True)[0]
+    records = [(r.stream, r.log) for r in rt.logs(c)]
+    assert ("stdout", "to-out\n") in records and ("stderr", "to-err\n") in records
+    assert ("stdout", "partial") in records
+
+
+def test_missing_command_is_127_without_launching(rt):
+    with pytest.raises(CommandNotFound) as info:
+        rt.run("busybox", ["no-such-command"])
+    assert info.value.exit_code == 127
+    assert "no-such-command" in str(info.value)
+    c = rt.containers(all=True)[0]
+    assert c.state.exit_code == 127 and not c.state.running
+    assert not (rt.layout.lxc / c.id).exists()
+
+
+def test_non_executable_is_126(rt):
+    with pytest.raises(CommandNotExecutable) as info:
+        rt.run("busybox", ["/etc/passwd"])
+    assert info.value.exit_code == 126
+    with pytest.raises(CommandNotExecutable):
+        rt.run("busybox", ["/bin"])  # a directory
+
+
+def test_command_lookup_follows_symlinks_inside_the_rootfs(rt):
+    # /bin/sh is a symlink to busybox inside the image: found through the rootfs, not the host
+    assert rt.run("busybox", ["sh", "-c", "exit 0"]).exit_code == 0
+    assert rt.run("busybox", ["/bin/sh", "-c", "exit 4"]).exit_code == 4
+
+
+def test_unknown_user_is_125(rt):
+    with pytest.raises(LaunchError) as info:
+        rt.run("busybox", ["id"], user="nosuchuser")
+    assert info.value.exit_code == 125
+    assert "Unable to find user nosuchuser" in str(info.value)
+
+
+def test_lxc_failure_is_125_with_lxcs_message(rt, tmp_path):
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    c = rt.create("busybox", ["true"], volumes=[f"{vol}:/data"])
+    c.volumes["/data"] = str(tmp_path / "vanished")  # lxc's bind mount will fail
+    c.save()
+    from pydock.runtime import supervise
+
+    with pytest.raises(LaunchError) as info:
+        supervise.run_foreground(rt, c)
+    assert info.value.exit_code == 125
+    c.reload()
+    assert c.state.exit_code == 125 and not c.state.running
+    assert _mounts_under(c.dir) == []
+
+
+def test_run_rm_leaves_nothing(rt):
+    before_devices = set(rt.driver.list())
+    names_before = dict(rt.names.list())
+    result = rt.run("busybox", ["echo", "bye"], remove=True, name="ephemeral")
+    assert result == (0, b"bye\n", b"")
+    assert rt.containers(all=True) == []
+    assert list(rt.layout.containers.iterdir()) == []
+    assert set(rt.driver.list()) == before_devices
+    assert rt.names.list() == names_before and rt.names.get("/ephemeral") is None
+    assert _mounts_under(rt.layout.root) == []
+    assert not any((rt.layout.lxc).iterdir()) if rt.layout.lxc.exists() else True
+
+
+def test_run_rm_cleans_up_after_a_launch_failure_too(rt):
+    before_devices = set(rt.driver.list())
+    with pytest.raises(CommandNotFound):
+        rt.run("busybox", ["nope"], remove=True)
+    assert rt.containers(all=True) == [] and set(rt.driver.list()) == before_devices
+
+
+def test_no_command_is_refused_at_create(rt, busybox_tar):
+    import io
+
+    from pydock.runtime.errors import InvalidArgument
+
+    bare = rt.images.import_(io.BytesIO(busybox_tar), repo="bare")  # import_ keeps no Cmd
+    with pytest.raises(InvalidArgument, match="No command specified"):
+        rt.create(bare.id)
+    assert rt.containers(all=True) == []
+
+
+def test_host_mount_table_unchanged_by_runs(rt):
+    def interesting() -> set[tuple[str, str]]:
+        lxc_dir = "/usr/lib/x86_64-linux-gnu/lxc"
+        return {(e.mountpoint, e.fstype) for e in mountinfo()
+                if e.mountpoint.startswith((str(rt.layout.root), lxc_dir)) or e.fstype in ("proc", "sysfs", "devpts", "mqueue")}
+
+    rt.run("busybox", ["true"])  # warm: busybox device activation etc.
+    before = interesting()
+    for _ in range(3):
+        assert rt.run("busybox", ["sh", "-c", "mount -t tmpfs none /tmp && echo mounted"]).exit_code in (0, 1)
+        assert rt.run("busybox", ["true"], remove=True).exit_code == 0
+    assert interesting() == before
+
+
+@pytest.mark.skipif(shutil.which("lxc-execute") is None, reason="needs lxc")
+def test_lxc_noise_is_not_container_stderr(rt, tmp_path):
+    # a command writing a line that looks like lxc's prefix for *another* name is kept
+    code, _out, err = rt.run("busybox", ["sh", "-c", "echo 'lxc-execute: other: x' >&2"])
+    assert (code, err) == (0, b"lxc-execute: other: x\n")
