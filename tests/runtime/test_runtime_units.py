@@ -1,0 +1,168 @@
+"""Pure pieces of the runtime without lxc: paths inside a rootfs, the container's user db, config.lxc,
+cgroup keys, option parsing, state records, and the dockerinit helper's mount isolation."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pydock.runtime import cgroups, lxcconf
+from pydock.runtime.errors import InvalidArgument, LaunchError
+from pydock.runtime.options import merge_env, parse_env, parse_memory, parse_volume, split_hostname
+from pydock.runtime.rootpath import CommandNotExecutable, CommandNotFound, look_path, resolve_in_root
+from pydock.runtime.state import State, format_time, parse_time, proc_start_time, same_process, utcnow
+from pydock.runtime.userdb import resolve_user
+
+
+@pytest.fixture
+def rootfs(tmp_path: Path) -> Path:
+    root = tmp_path / "rootfs"
+    for d in ("bin", "etc", "usr/bin", "tmp"):
+        (root / d).mkdir(parents=True)
+    (root / "bin" / "tool").write_text("#!/bin/sh\n")
+    (root / "bin" / "tool").chmod(0o755)
+    (root / "bin" / "data").write_text("x")
+    (root / "bin" / "data").chmod(0o644)
+    (root / "bin" / "ownly").write_text("x")
+    (root / "bin" / "ownly").chmod(0o700)
+    (root / "usr" / "bin" / "abs").symlink_to("/bin/tool")
+    (root / "usr" / "bin" / "escape").symlink_to("../../../../../../etc/shadow")
+    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n"
+                                         "# comment\nweird:x:notanumber:0::/:/bin/sh\n")
+    (root / "etc" / "group").write_text("root:x:0:\napp:x:1000:\nstaff:x:50:app,other\naudio:x:63:app\n")
+    return root
+
+
+def test_resolve_in_root_keeps_symlinks_inside(rootfs):
+    assert resolve_in_root(rootfs, "/usr/bin/abs") == rootfs / "bin" / "tool"
+    escaped = resolve_in_root(rootfs, "/usr/bin/escape")
+    assert escaped == rootfs / "etc" / "shadow"  # not the host's /etc/shadow
+    assert resolve_in_root(rootfs, "/../../etc/passwd") == rootfs / "etc" / "passwd"
+    loop = rootfs / "loop"
+    loop.symlink_to("/loop")
+    with pytest.raises(ValueError, match="too many levels"):
+        resolve_in_root(rootfs, "/loop")
+
+
+def test_look_path(rootfs):
+    assert look_path(rootfs, "tool", "/usr/bin:/bin") == "/bin/tool"
+    assert look_path(rootfs, "abs", "/usr/bin:/bin") == "/usr/bin/abs"
+    assert look_path(rootfs, "/bin/tool", "") == "/bin/tool"
+    with pytest.raises(CommandNotFound):
+        look_path(rootfs, "missing", "/usr/bin:/bin")
+    with pytest.raises(CommandNotFound):
+        look_path(rootfs, "/usr/bin/escape", "")  # host /etc/shadow is never considered
+    with pytest.raises(CommandNotExecutable):
+        look_path(rootfs, "data", "/bin")
+    with pytest.raises(CommandNotExecutable):
+        look_path(rootfs, "/bin", "")
+    assert look_path(rootfs, "ownly", "/bin", uid=0) == "/bin/ownly"
+    with pytest.raises(CommandNotExecutable):
+        look_path(rootfs, "ownly", "/bin", uid=1000, gids=(1000,))
+
+
+def test_resolve_user_from_the_containers_files(rootfs):
+    assert resolve_user(rootfs, "") == resolve_user(rootfs, "root")
+    app = resolve_user(rootfs, "app")
+    assert (app.uid, app.gid, app.groups, app.home) == (1000, 1000, (50, 63), "/home/app")
+    assert resolve_user(rootfs, "1000").name == "app"
+    assert resolve_user(rootfs, "app:staff").gid == 50
+    assert resolve_user(rootfs, "app:4242").gid == 4242
+    with pytest.raises(LaunchError, match="Unable to find user nobody"):
+        resolve_user(rootfs, "nobody")  # the host has one; the container does not
+    with pytest.raises(LaunchError, match="Unable to find user 4242"):
+        resolve_user(rootfs, "4242")
+    with pytest.raises(LaunchError, match="Unable to find group nogroup"):
+        resolve_user(rootfs, "app:nogroup")
+    (rootfs / "etc" / "passwd").unlink()
+    assert resolve_user(rootfs, "").uid == 0
+
+
+def test_lxc_config_render(tmp_path):
+    spec = lxcconf.LxcSpec(hostname="h", rootfs=tmp_path, env=("A=1", "B=two words"), uid=5, gid=6, groups=(7, 8),
+                           cwd="/w", memory=1 << 20, cpu_shares=100,
+                           binds=(lxcconf.Bind(Path("/host dir"), "/ctr", readonly=False, is_file=False),))
+    text = lxcconf.render(spec)
+    lines = text.splitlines()
+    assert lines[0] == "lxc.uts.name = h"
+    assert f"lxc.rootfs.path = dir:{tmp_path}" in lines
+    assert "lxc.net.0.type = empty" in lines
+    assert "lxc.mount.auto = proc:mixed sys:ro" in lines
+    assert f"lxc.cap.drop = {lxcconf.CAP_DROP}" in lines
+    assert "lxc.mount.entry = /host\\040dir ctr none bind,rw,create=dir 0 0" in lines
+    assert ["lxc.init.uid = 5", "lxc.init.gid = 6", "lxc.init.groups = 7,8", "lxc.init.cwd = /w"] == \
+        [l for l in lines if l.startswith("lxc.init.")]
+    assert lines[-2:] == ["lxc.environment = A=1", "lxc.environment = B=two words"]
+    with pytest.raises(InvalidArgument):
+        lxcconf.render(lxcconf.LxcSpec(hostname="h", rootfs=tmp_path, env=("A=1\nlxc.cap.drop=",)))
+
+
+def test_cgroup_keys_follow_the_hierarchy(monkeypatch):
+    monkeypatch.setattr(cgroups, "hierarchy", lambda: cgroups.Hierarchy.V2)
+    assert cgroups.limit_keys(1 << 20, 1024) == [("lxc.cgroup2.memory.max", str(1 << 20)),
+                                                 ("lxc.cgroup2.cpu.weight", "39")]
+    assert cgroups.device_keys()[0] == ("lxc.cgroup2.devices.deny", "a")
+    monkeypatch.setattr(cgroups, "hierarchy", lambda: cgroups.Hierarchy.V1)
+    assert ("lxc.cgroup.cpu.shares", "1024") in cgroups.limit_keys(None, 1024)
+    assert ("lxc.cgroup.devices.allow", "c 1:3 rwm") in cgroups.device_keys()
+    assert cgroups.shares_to_weight(2) == 1 and cgroups.shares_to_weight(262144) == 10000
+
+
+def test_this_hosts_hierarchy_is_detected():
+    unified = Path("/sys/fs/cgroup/cgroup.controllers").exists()
+    assert (cgroups.hierarchy() is cgroups.Hierarchy.V2) == unified
+
+
+def test_option_parsing():
+    assert parse_memory("512k") == 512 * 1024 and parse_memory("1g") == 1 << 30 and parse_memory(None) is None
+    with pytest.raises(InvalidArgument, match="Minimum memory limit allowed is 512k"):
+        parse_memory("511k")
+    with pytest.raises(InvalidArgument):
+        parse_memory("lots")
+    assert parse_volume("/data").source is None
+    v = parse_volume("/h/./x:/c/:ro")
+    assert (v.source, v.target, v.readonly) == ("/h/x", "/c", True)
+    for bad in ("/:/c", "rel:/c", "/h:rel", "/h:/c:rx", "a:b:c:d"):
+        with pytest.raises(InvalidArgument):
+            parse_volume(bad)
+    assert split_hostname("web.example.com") == ("web", "example.com")
+    with pytest.raises(InvalidArgument):
+        split_hostname("bad host")
+    assert parse_env(["A=1", "COPIED", "MISSING"], {"COPIED": "yes"}) == ["A=1", "COPIED=yes"]
+    with pytest.raises(InvalidArgument):
+        parse_env(["=x"])
+    assert merge_env(["A=1", "B=2"], ["A=3"]) == ["A=3", "B=2"]
+
+
+def test_state_roundtrip_and_process_identity():
+    now = utcnow()
+    assert parse_time(format_time(now)) == now and parse_time(format_time(None)) is None
+    s = State().started(pid=os.getpid(), pid_start=proc_start_time(os.getpid()), monitor_pid=1, monitor_start=2)
+    assert State.from_json(s.to_json()) == s
+    assert same_process(os.getpid(), proc_start_time(os.getpid()))
+    assert not same_process(os.getpid(), 1)
+    assert State.from_json(s.stopped(3).to_json()).exit_code == 3
+
+
+def test_dockerinit_helper_usage_and_isolation(tmp_path):
+    from pydock.devmapper.kernel.mount import mountinfo
+
+    p = subprocess.run([sys.executable, "-m", "pydock.dockerinit"], capture_output=True)
+    assert p.returncode == 1 and b"You should not invoke dockerinit manually" in p.stderr
+    p = subprocess.run([sys.executable, "-m", "pydock.dockerinit", "--version"], capture_output=True)
+    assert p.returncode == 0 and p.stdout.startswith(b"pydock dockerinit ")
+    target = tmp_path / "mnt"
+    target.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mount isolation needs root")
+    p = subprocess.run([sys.executable, "-m", "pydock.dockerinit", "--", "sh", "-c",
+                        f"mount -t tmpfs none {target} && grep -c {target} /proc/self/mountinfo"],
+                       capture_output=True)
+    assert p.returncode == 0 and p.stdout.strip() == b"1"
+    assert not any(e.mountpoint == str(target) for e in mountinfo())
+    p = subprocess.run([sys.executable, "-m", "pydock.dockerinit", "--", "/no/such/binary"], capture_output=True)
+    assert p.returncode == 127
