@@ -188,11 +188,18 @@ class NetworkManager:
         br.write_sysctl("net.ipv4.ip_forward", "1")
         if not self.icc and br.read_sysctl("net.bridge.bridge-nf-call-iptables") not in (None, "1"):
             br.write_sysctl("net.bridge.bridge-nf-call-iptables", "1")  # else bridged traffic skips FORWARD
-        iptables.append(rules.masquerade(str(state.subnet)))
+        # inserted on top like Docker 0.7, so a host firewall's later DROP does not shadow them
+        iptables.insert(rules.masquerade(str(state.subnet)))
         for rule in rules.forward(self.bridge):
-            iptables.append(rule)
+            iptables.insert(rule)
         iptables.delete(rules.icc(self.bridge, not self.icc))
-        iptables.append(rules.icc(self.bridge, self.icc))
+        iptables.insert(rules.icc(self.bridge, self.icc))
+        # links made before (another process, other icc setting) must stay above the icc rule
+        for entry in state.links:
+            for data in entry.get("Rules", []):
+                rule = iptables.Rule.from_json(data)
+                iptables.delete(rule)
+                iptables.insert(rule)
 
     def ensure_bridge(self) -> str | None:
         """Create the bridge and its rules if needed; its `ip/prefix`, or None when networking is off."""
@@ -218,11 +225,7 @@ class NetworkManager:
                 iptables.delete(rule)
             br.delete_link(self.bridge)
             state.bip = state.last = state.setup_key = ""
-        for path in (self.ipam.path, self.ipam.lock_path):
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                pass
+        self.ipam.path.unlink(missing_ok=True)  # the lock file stays: another process may be waiting on it
 
     # -- addresses -------------------------------------------------------------------------
 
@@ -241,9 +244,12 @@ class NetworkManager:
             fresh = container_id not in state.allocations
             alloc = state.allocate_ip(container_id)
             if fresh:
-                alloc.veth = self.host_veth_name(container_id)
+                veth = self.host_veth_name(container_id)
+                if any(a.veth == veth for cid, a in state.allocations.items() if cid != container_id):
+                    veth = f"veth{container_id[:11]}"  # 8-char prefix shared with a running container
+                alloc.veth = veth
                 # a veth left by a killed container with the same name would make lxc fail to start
-                delete_leftover_veth(alloc.veth)
+                delete_leftover_veth(veth)
             return self._settings(state, container_id)
 
     def settings(self, container_id: str) -> NetworkSettings | None:

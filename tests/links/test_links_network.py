@@ -228,6 +228,9 @@ def _network_body(root: str) -> dict:
     link_rules = [str(r) for r in rules.link("pdt0", sa.ip_address, sb.ip_address, [Port(6379)])]
     assert all(iptables.exists(r) for r in rules.link("pdt0", sa.ip_address, sb.ip_address, [Port(6379)]))
     assert sum("-d 172.17.0.3/32" in line and "--dport 6379" in line for line in _ruleset().splitlines()) == 1
+    forward = iptables.list_rules(Table.FILTER, "FORWARD")
+    drop = forward.index("-A FORWARD -i pdt0 -o pdt0 -j DROP")
+    assert all(i < drop for i, line in enumerate(forward) if "--dport 6379" in line and "ACCEPT" in line)
     nm.disable_link(sa.ip_address, sb.ip_address, ["6379"])
     assert not any(iptables.exists(r) for r in rules.link("pdt0", sa.ip_address, sb.ip_address, [Port(6379)]))
     nm.enable_link(sa.ip_address, sb.ip_address, ["6379"])
@@ -237,13 +240,16 @@ def _network_body(root: str) -> dict:
     assert not br.link_exists(sb.host_veth)
     assert not any(iptables.exists(r) for r in rules.link("pdt0", sa.ip_address, sb.ip_address, [Port(6379)]))
     assert "172.17.0.3:80" not in _ruleset()
+    twin = "a1" * 4 + "9" * 56  # same 8-char prefix as a, which still runs
+    assert nm.allocate(twin).host_veth == "veth" + twin[:11]
+    nm.release(twin)
     nm.release(a)
     nm.release(a)  # twice is fine
     after = _ruleset()
     assert "DNAT" not in after and "6379" not in after
     assert nm.allocations() == {}
     c = "c3" * 32
-    assert nm.allocate(c).ip_address == "172.17.0.4"  # moves on, no immediate reuse
+    assert nm.allocate(c).ip_address == "172.17.0.5"  # moves on, no immediate reuse
     # reconcile after a crash: allocations of dead containers are released
     nm.publish(c, nm.settings(c), ["9000"])
     assert nm.reconcile(live_ids=[]) == [c]
