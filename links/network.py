@@ -22,7 +22,7 @@ from pydock.links import iptables, rules
 from pydock.links.ipam import IPAM, NetState, choose_bip, parse_bip
 from pydock.links.ports import Port, PortSpec, parse_port, parse_ports, parse_publish
 from pydock.links.veth import delete_leftover_veth, host_veth_name
-from pydock.runtime.errors import Conflict, NetworkError, NotFound
+from pydock.runtime.errors import Conflict, KernelFeatureMissing, NetworkError, NotFound
 from pydock.runtime.paths import RootLayout
 
 DISABLED = "none"
@@ -186,8 +186,14 @@ class NetworkManager:
 
     def _install_shared_rules(self, state: NetState) -> None:
         br.write_sysctl("net.ipv4.ip_forward", "1")
-        if not self.icc and br.read_sysctl("net.bridge.bridge-nf-call-iptables") not in (None, "1"):
-            br.write_sysctl("net.bridge.bridge-nf-call-iptables", "1")  # else bridged traffic skips FORWARD
+        if not self.icc:
+            # bridged (container to container) traffic only meets FORWARD through br_netfilter
+            nf = br.read_sysctl("net.bridge.bridge-nf-call-iptables")
+            if nf is None:
+                raise KernelFeatureMissing("icc=false needs br_netfilter (net.bridge.bridge-nf-call-iptables); "
+                                           "load the br_netfilter module")
+            if nf != "1":
+                br.write_sysctl("net.bridge.bridge-nf-call-iptables", "1")
         # inserted on top like Docker 0.7, so a host firewall's later DROP does not shadow them
         iptables.insert(rules.masquerade(str(state.subnet)))
         for rule in rules.forward(self.bridge):
