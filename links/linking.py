@@ -81,7 +81,7 @@ def register_links(names: GraphDB, parent_name: str, parent_id: str, link_specs:
         name, alias = parse_link(spec)
         path = f"{parent}/{alias}"
         # the parent may not be resolvable as a container yet (its record is written after its names)
-        if names.get(normalize_path(name)) == parent_id or resolve(name) == parent_id:
+        if names.get(normalize_path(name)) == parent_id:
             raise Conflict("Cannot link to self")
         child_id = resolve(name)
         if child_id == parent_id:
