@@ -37,6 +37,7 @@ _COPY_CHUNK = 1 << 20
 _FD_CACHE = 64
 _MAX_ID = 0xFFFFFFFE  # 0xFFFFFFFF is chown's "leave unchanged"
 _NS = 1_000_000_000
+_GNU_VOLHDR = b"V"
 
 Parts = tuple[str, ...]
 
@@ -352,7 +353,14 @@ class _Root:
         if hit is not None:
             self.cache.move_to_end(parts)
             return hit
-        fd, canon = self._walk(parts, create, entry)
+        start_fd, start_canon, rest = self.fd, (), parts
+        for i in range(len(parts) - 1, 0, -1):  # resume from the deepest cached ancestor
+            prefix = self.cache.get(parts[:i])
+            if prefix is not None:
+                start_fd, start_canon = prefix
+                rest = parts[i:]
+                break
+        fd, canon = self._walk(rest, create, entry, start_fd, start_canon)
         self.remember(parts, fd, canon)
         return fd, canon
 
@@ -380,15 +388,17 @@ class _Root:
         self.invalidate()
         self.release()
 
-    def _walk(self, parts: Parts, create: bool, entry: str) -> tuple[int, Parts]:
-        """Open directory `parts` one component at a time; returns (owned fd, canonical parts).
+    def _walk(self, parts: Parts, create: bool, entry: str, start_fd: int,
+              start_canon: Parts) -> tuple[int, Parts]:
+        """Open directory `parts` below `start_fd` one component at a time: (owned fd, canonical parts).
 
         Only one directory fd is held at a time (a hostile 100 000-level path cannot exhaust
         fds): `..` is opened through the kernel, which is exact because every component of
-        `canon` is a real directory (symlinks were resolved by us, never by the kernel).
+        `canon` is a real directory (symlinks were resolved by us, never by the kernel), and
+        clamped at the root because `canon` is relative to it.
         """
-        cur = os.dup(self.fd)
-        canon: list[str] = []
+        cur = os.dup(start_fd)
+        canon: list[str] = list(start_canon)
         todo = list(reversed(parts))
         links = 0
         try:
@@ -468,6 +478,8 @@ class _Applier:
 
     def run(self, reader: _Reader) -> int:
         for member in _members(reader, self.view):
+            if member.type == _GNU_VOLHDR:
+                continue  # `tar -V` label: no file, GNU tar skips it too
             name = member.name
             parts = clean_name(name)
             if member.islnk():
@@ -700,30 +712,32 @@ class _Applier:
                     dfd, dcanon = self.root.dir(parts, False, entry)
                 except _Missing:
                     continue
-                dfd = os.dup(dfd)
-                try:
-                    self._note_parent(dfd, dcanon)
-                    self._clear_opaque(dfd, dcanon, keep_under)
-                finally:
-                    os.close(dfd)
-                    self.root.release()
+                self._note_parent(dfd, dcanon)
+                self._clear_opaque(dcanon, keep_under)
 
-    def _clear_opaque(self, dfd: int, dcanon: Parts, keep_under: set[Parts]) -> None:
+    def _clear_opaque(self, dcanon: Parts, keep_under: set[Parts]) -> None:
         """Remove everything under an opaque dir that this layer did not itself write."""
-        for name in os.listdir(dfd):
-            canon = dcanon + (name,)
-            st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
-            is_dir = stat.S_ISDIR(st.st_mode)
-            if canon in self.written and not is_dir:
+        todo = [dcanon]
+        while todo:  # explicit stack: the layer decides how deep this goes
+            canon_dir = todo.pop()
+            try:
+                dfd = os.dup(self.root.dir(canon_dir, False, "/".join(canon_dir))[0])
+            except _Missing:
                 continue
-            if is_dir and (canon in self.written or canon in keep_under):
-                sub = os.open(name, _DIR_FLAGS, dir_fd=dfd)
-                try:
-                    self._clear_opaque(sub, canon, keep_under)
-                finally:
-                    os.close(sub)
-                continue
-            self._remove(dfd, name)
+            try:
+                for name in os.listdir(dfd):
+                    canon = canon_dir + (name,)
+                    st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+                    is_dir = stat.S_ISDIR(st.st_mode)
+                    if canon in self.written and not is_dir:
+                        continue
+                    if is_dir and (canon in self.written or canon in keep_under):
+                        todo.append(canon)
+                        continue
+                    self._remove(dfd, name)
+            finally:
+                os.close(dfd)
+                self.root.release()
 
     def restore_times(self) -> None:
         """Lower dirs we wrote into or removed from get their times back; layer dirs get theirs, last.

@@ -64,15 +64,17 @@ def build_tree(root: Path, total_mb: int, files: int, seed: int = 7) -> tuple[in
     return files, written
 
 
-def median_time(fn, runs: int, setup=None) -> float:
-    times = []
+def compare(fns: dict, runs: int, setup=None) -> dict[str, float]:
+    """Median seconds of each function, run interleaved (A B A B ...) so background load hits all alike."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(runs):
-        if setup is not None:
-            setup()
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            if setup is not None:
+                setup()
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def walk_lstat(*roots: Path) -> int:
@@ -100,7 +102,8 @@ def main() -> int:
 
     scratch = args.dir or ("/dev/shm" if os.path.isdir("/dev/shm") else None)
     work = Path(tempfile.mkdtemp(prefix="pydock-bench-archive-", dir=scratch))
-    print(f"scratch: {work} ({'tmpfs' if str(work).startswith('/dev/shm') else 'as given'})")
+    print(f"scratch: {work} ({'tmpfs' if str(work).startswith('/dev/shm') else 'as given'}), "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cpus")
     try:
         src = work / "src"
         src.mkdir()
@@ -138,10 +141,9 @@ def main() -> int:
         with open(tarball, "rb") as f:
             while f.read(1 << 24):
                 pass
-        t_tar = median_time(run_tar, args.runs, fresh)
-        t_apply = median_time(run_apply, args.runs, fresh)
-        t_tar_pipe = median_time(run_tar_pipe, args.runs, fresh)
-        t_pipe = median_time(run_apply_pipe, args.runs, fresh)
+        t = compare({"tar": run_tar, "apply": run_apply, "tar_pipe": run_tar_pipe, "apply_pipe": run_apply_pipe},
+                    args.runs, fresh)
+        t_tar, t_apply, t_tar_pipe, t_pipe = t["tar"], t["apply"], t["tar_pipe"], t["apply_pipe"]
         print(f"import  tar -x               {t_tar:7.3f} s")
         print(f"import  apply_layer          {t_apply:7.3f} s   ratio {t_apply / t_tar:5.2f}x  (target <= 1.5x)")
         print(f"import  cat | tar -x         {t_tar_pipe:7.3f} s")
@@ -154,9 +156,9 @@ def main() -> int:
         if found:
             print(f"warning: cp -a copies differ: {[str(c) for c in found[:5]]}")
         walk_lstat(a, b)  # warm dentry/inode caches
-        t_walk1 = median_time(lambda: walk_lstat(a), args.runs)
-        t_walk2 = median_time(lambda: walk_lstat(a, b), args.runs)
-        t_diff = median_time(lambda: changes(a, b), args.runs)
+        t = compare({"walk1": lambda: walk_lstat(a), "walk2": lambda: walk_lstat(a, b),
+                     "diff": lambda: changes(a, b)}, args.runs * 3)
+        t_walk1, t_walk2, t_diff = t["walk1"], t["walk2"], t["diff"]
         print(f"diff    walk+lstat 1 tree  {t_walk1:7.3f} s")
         print(f"diff    walk+lstat 2 trees {t_walk2:7.3f} s")
         print(

@@ -125,3 +125,26 @@ def test_whiteout_entries_count_no_bytes(tmp_path):
     dest.mkdir()
     _lower(dest)
     assert _apply(dest, [E("etc/.wh.shadow"), E("etc/motd", data=b"hello")]) == 5
+
+
+def test_deep_opaque_needs_no_recursion(tmp_path):
+    import sys
+
+    dest = tmp_path / "rootfs"
+    dest.mkdir()
+    deep = "/".join(["d"] * 300)
+    _apply(dest, [E("o/" + deep + "/lower", data=b"l")])
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(150)
+    try:
+        _apply(dest, [E("o/.wh..wh..opq"), E("o/" + deep + "/upper", data=b"u")])
+    finally:
+        sys.setrecursionlimit(limit)
+    assert os.listdir(dest / "o" / deep) == ["upper"]
+
+
+def test_gnu_volume_label_is_skipped(tmp_path):
+    dest = tmp_path / "rootfs"
+    dest.mkdir()
+    _apply(dest, [E("my-label", b"V"), E("f", data=b"x")])
+    assert os.listdir(dest) == ["f"]
