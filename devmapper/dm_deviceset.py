@@ -167,6 +167,9 @@ class DeviceSetDM:
         self._setup_base()
 
     def _recover(self) -> None:
+        mnt = self.home / "mnt-base"
+        if mnt.exists() and kmount.is_mountpoint(mnt):  # killed while preparing the base fs
+            kmount.umount(mnt, kmount.MNT_DETACH)
         kernel_tid = self.pool.status().transaction_id
         rec = self.store.pool()
         if rec is None:
@@ -229,7 +232,14 @@ class DeviceSetDM:
             if dev is not None:  # everything but clearing the transaction happened
                 self.store.put(dev.evolve(state=State.CREATED, transaction_id=kernel_tid))
         else:
-            self.pool.delete(txn.thin_id, missing_ok=True)
+            try:
+                self.pool.delete(txn.thin_id, missing_ok=True)
+            except dm.DMError as e:  # still open under some mapping: keep the id, flag the device
+                dev = self.store.get(txn.hash) if txn.hash is not None else None
+                if dev is not None:
+                    self.store.put(dev.evolve(state=State.FAULTY, error=f"delete failed: {e.strerror}"))
+                self.store.put_pool(PoolRecord(kernel_tid, max(rec.next_thin_id, txn.thin_id + 1), None))
+                return
             self.store.journal("delete", txn.thin_id)
             if txn.hash is not None:
                 dev = self.store.get(txn.hash)
@@ -313,12 +323,33 @@ class DeviceSetDM:
                 except OSError:
                     pass
 
+    def _mapped_thin(self, name: str) -> int | None:
+        """The thin id dm device `name` maps, or None if it does not exist."""
+        try:
+            t = self.ctl.table(name)
+        except dm.DMError as e:
+            if e.errno == errno.ENXIO:
+                return None
+            raise
+        return int(t[0].params.split()[1]) if len(t) == 1 and t[0].type == "thin" else None
+
     def _reap_deferred(self) -> None:
         """Delete thin ids whose deferred dm removal the kernel has completed."""
         for d in self.store.deferred():
             if self.ctl.exists(d.dm_name):
-                continue
-            self._delete_thin(d.thin_id, None)
+                continue  # still held open somewhere
+            orig = self.dm_name(d.hash)
+            if self._mapped_thin(orig) == d.thin_id:
+                # killed between recording the removal and the rename: finish it once unused
+                info = self.ctl.info(orig)
+                if info is not None and info.open_count:
+                    continue
+                try:
+                    self.pool.deactivate(orig, defer=False)
+                except dm.DMError:
+                    continue
+            rec = self._record(d.hash)
+            self._delete_thin(d.thin_id, d.hash if rec is not None and rec.thin_id == d.thin_id else None)
             self.store.drop_deferred(d.thin_id)
 
     def _setup_base(self) -> None:
@@ -337,6 +368,7 @@ class DeviceSetDM:
             mnt.mkdir(mode=0o700, exist_ok=True)
             kmount.mount(node, mnt, "ext4", kmount.MS_MGC_VAL)
             try:
+                _fault("base:mounted")
                 (mnt / "lost+found").rmdir()
                 os.chmod(mnt, 0o755)
             finally:
@@ -408,7 +440,14 @@ class DeviceSetDM:
             if rec is not None:
                 self.store.put(rec.evolve(state=State.DELETING))
         _fault("remove:record")
-        self.pool.delete(thin_id, missing_ok=True)
+        try:
+            self.pool.delete(thin_id, missing_ok=True)
+        except dm.DMError as e:  # e.g. EBUSY: still mapped under another name; undo, keep the id
+            if hash is not None and (rec := self.store.get(hash)) is not None:
+                self.store.put(rec.evolve(state=State.CREATED))
+            self.store.put_pool(PoolRecord(before.transaction_id, self.store.pool().next_thin_id, None))
+            raise StorageError(f"can't delete thin device {thin_id} ({hash or 'removed'}) from pool "
+                               f"{self.pool.name}: {e.strerror}") from None
         _fault("remove:delete")
         self.store.journal("delete", thin_id)
         if hash is not None:
@@ -602,7 +641,7 @@ class DeviceSetDM:
                 # busy (opened from elsewhere): free the name now, let the kernel remove it on
                 # last close, and delete the thin id once that has happened
                 dname = f"{self.prefix}--del-{rec.thin_id}"
-                self.store.put_deferred(DeferredRecord(rec.thin_id, hash, dname))
+                self.store.put_deferred(DeferredRecord(rec.thin_id, hash, dname))  # before the rename
                 self.ctl.rename(name, dname)
                 self.pool.node(name).unlink(missing_ok=True)
                 if self.pool.deactivate(dname) == "deferred":

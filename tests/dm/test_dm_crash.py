@@ -89,14 +89,17 @@ def test_crash_during_mount(pool, make, step: str) -> None:
     check_clean(pool, ds, {"img": {"etc/os": "img"}, "ctr": {"etc/os": "ctr", "data": "c"}})
 
 
-def test_crash_while_formatting_the_base(pool) -> None:
-    r = pool.child('print("survived")', fault="base:activated")
+@pytest.mark.parametrize("step", ["base:txn", "base:snap", "base:tid", "base:activated", "base:mounted"])
+def test_crash_while_making_the_base(pool, step: str) -> None:
+    r = pool.child('print("survived")', fault=step)
     assert r.returncode == -signal.SIGKILL, (r.returncode, r.stdout, r.stderr)
     ds = pool.open()
     assert ds.has_initialized_device(BASE_HASH)
     with mounted(ds, BASE_HASH, pool.mnt("base"), readonly=True) as root:
         assert os.listdir(root) == []
     assert pool_thin_ids(ds) == recorded_thin_ids(ds)
+    assert not (pool.home / "mnt-base").exists()
+    assert dm_names(pool.prefix) == {f"{pool.prefix}-pool"}
 
 
 def test_a_killed_process_mounts_stay_usable_by_the_next(pool, make) -> None:
@@ -145,3 +148,20 @@ def test_ids_the_pool_holds_are_never_handed_out_again(pool, make) -> None:
     assert ds.device_thin_id("new") > held
     with mounted(ds, "ctr", pool.mnt("ctr"), readonly=True) as root:
         assert tree(root) == {"etc/os": "ctr", "data": "c"}
+
+
+def test_crash_between_recording_a_deferred_removal_and_the_rename(pool, make) -> None:
+    """The deferred record is written first; a removal asked for is finished at the next start."""
+    from pydock.devmapper.metadata import DeferredRecord
+
+    seed(pool, make)
+    ds = pool.open()
+    thin = ds.device_thin_id("ctr")
+    ds.mount_device("ctr", pool.mnt("m"))
+    ds.unmount_device("ctr", pool.mnt("m"), deactivate=False)
+    ds.store.put_deferred(DeferredRecord(thin, "ctr", f"{pool.prefix}--del-{thin}"))
+    ds.close()
+    ds = pool.open()
+    assert not ds.has_device("ctr") and dict(ds.status())["Deferred Removals Pending"] == "0"
+    assert thin not in pool_thin_ids(ds)
+    check_clean(pool, ds, {"img": {"etc/os": "img"}})
