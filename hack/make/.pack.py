@@ -117,8 +117,15 @@ def stage_pydock(dest: Path, buildinfo: str) -> None:
 def stage_vendored(dest: Path) -> None:
     """Copy the pure-Python dependencies from the build environment (refusing compiled ones)."""
     for name in VENDORED:
-        dist = importlib.metadata.distribution(name)
-        for rel in dist.files or ():
+        try:
+            dist = importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            raise SystemExit(f"hack/make: {name} is not installed for {sys.executable} (run hack/make.sh dev, "
+                             "or set PYDOCK_VENV to a virtualenv that has it)") from None
+        if not dist.files:  # a distro package (egg-info without a file list): copy its top-level names
+            _copy_top_level(dist, name, dest)
+            continue
+        for rel in dist.files:
             parts = rel.parts
             if parts[0] == ".." or "__pycache__" in parts or rel.suffix in (".pyc", ".pyo"):
                 continue
@@ -128,10 +135,29 @@ def stage_vendored(dest: Path) -> None:
                     and "licenses" not in parts and "LICENSE" not in parts[-1].upper():
                 continue
             src = Path(dist.locate_file(rel))
+            if not src.is_file():  # distro packages list build-time paths (scripts-3.x/...) that are not installed
+                continue
             out = dest / rel
             out.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, out)
         log(f"vendored {name} {dist.version}")
+
+
+def _copy_top_level(dist: importlib.metadata.Distribution, name: str, dest: Path) -> None:
+    """Vendor a distribution that lists no files (e.g. Debian's python3-click) by its top_level.txt names."""
+    site = Path(dist.locate_file(""))
+    tops = (dist.read_text("top_level.txt") or name).split()
+    for top in tops:
+        if (site / top).is_dir():
+            for f in (site / top).rglob("*"):
+                if f.suffix in (".so", ".pyd"):
+                    raise SystemExit(f"hack/make: {name} has a compiled file {f}; it cannot go in the zipapp")
+            shutil.copytree(site / top, dest / top, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        elif (site / f"{top}.py").is_file():
+            shutil.copy2(site / f"{top}.py", dest / f"{top}.py")
+        else:
+            raise SystemExit(f"hack/make: cannot find {top} of {name} in {site}")
+    log(f"vendored {name} {dist.version} (by top-level names from {site})")
 
 
 def compile_tree(root: Path) -> None:
