@@ -337,6 +337,10 @@ class NetworkManager:
                 for spec in specs:
                     host_port = spec.host_port or self._ephemeral(state, spec.port.proto, spec.host_ip)
                     self._check_free(state, spec.port.proto, spec.host_ip, host_port)
+                    if spec.host_port and not _port_free(spec.port.proto, spec.host_ip, host_port):
+                        # a host program listens there: DNAT would silently steal its traffic
+                        raise Conflict(f"Bind for {spec.host_ip or '0.0.0.0'}:{host_port} failed: "
+                                       "port is already in use on the host")
                     mapping = PortMapping(spec.port, spec.host_ip or "0.0.0.0", host_port)
                     for rule in rules.dnat(self.bridge, spec.host_ip, host_port, alloc.ip, spec.port):
                         added = iptables.insert(rule) if rule.chain == "FORWARD" else iptables.append(rule)

@@ -180,6 +180,10 @@ def _ruleset() -> str:
     return subprocess.run(["iptables-save"], capture_output=True, text=True, check=True).stdout
 
 
+def _strip_counters(text: str) -> list[str]:
+    return [line for line in text.splitlines() if not line.startswith(("#", ":"))]
+
+
 def _network_body(root: str) -> dict:
     layout = RootLayout(Path(root))
     nm = NetworkManager(layout, bridge="pdt0", icc=False)
@@ -211,6 +215,18 @@ def _network_body(root: str) -> dict:
         nm.publish(b, sb, ["8080:80"])
     except Conflict as err:
         assert str(err) == "Bind for 0.0.0.0:8080 failed: port is already allocated"
+    with socket.socket() as busy:  # a host program on the port: refused, nothing half-made
+        busy.bind(("0.0.0.0", 8090))
+        busy.listen()
+        rules_before = _ruleset()
+        try:
+            nm.publish(b, sb, ["8091:91", "8090:90"])
+        except Conflict as err:
+            assert str(err) == "Bind for 0.0.0.0:8090 failed: port is already in use on the host"
+        else:
+            raise AssertionError("publishing over a listening host port must fail")
+        assert _strip_counters(_ruleset()) == _strip_counters(rules_before)
+        assert nm.settings(b).ports == ()
     # -P lists exposed ports bare: an explicitly published one is not published a second time
     assert [str(m) for m in nm.publish(b, sb, ["8081:80", "80/tcp", "81", "81"])] == [
         "0.0.0.0:8081->80/tcp", "0.0.0.0:49154->81/tcp"]
