@@ -7,7 +7,6 @@ import functools
 import os
 
 CGROUP_ROOT = "/sys/fs/cgroup"
-CGROUP2_MAGIC = 0x63677270
 
 #: Docker 0.7's device allowlist (lxc_template.go): null, zero, consoles/ttys, random, pts, ptmx, tun.
 ALLOWED_DEVICES = ("c 1:3 rwm", "c 1:5 rwm", "c 5:1 rwm", "c 5:0 rwm", "c 4:0 rwm", "c 4:1 rwm",
@@ -22,19 +21,8 @@ class Hierarchy(enum.Enum):
 
 @functools.cache
 def hierarchy() -> Hierarchy:
-    """V2 when /sys/fs/cgroup itself is cgroup2 (unified, e.g. inside UML); V1 for legacy and hybrid hosts."""
-    try:
-        import ctypes
-
-        class _Statfs(ctypes.Structure):
-            _fields_ = [("f_type", ctypes.c_long), ("_rest", ctypes.c_byte * 112)]
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        buf = _Statfs()
-        if libc.statfs(CGROUP_ROOT.encode(), ctypes.byref(buf)) == 0:
-            return Hierarchy.V2 if buf.f_type == CGROUP2_MAGIC else Hierarchy.V1
-    except OSError:
-        pass
+    """V2 when /sys/fs/cgroup itself is the cgroup2 root (unified, e.g. inside UML); V1 for legacy and
+    hybrid hosts (whose cgroup2 tree sits at /sys/fs/cgroup/unified). Only a cgroup2 root has cgroup.controllers."""
     return Hierarchy.V2 if os.path.exists(f"{CGROUP_ROOT}/cgroup.controllers") else Hierarchy.V1
 
 

@@ -33,14 +33,16 @@ def format_time(value: datetime | None) -> str:
 
 
 def parse_time(text: str | None) -> datetime | None:
-    """Inverse of format_time (zero time -> None); tolerates fewer fraction digits."""
+    """Inverse of format_time (zero time -> None); tolerates fewer fraction digits. (No strptime: its
+    import costs more than a `pydock run` can spare.)"""
     if not text or text.startswith("0001-01-01"):
         return None
     main, _, frac = text.rstrip("Z").partition(".")
-    value = datetime.strptime(main, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
-    if frac:
-        value = value.replace(microsecond=int((frac + "000000")[:6]))
-    return value
+    date, _, clock = main.partition("T")
+    y, mo, d = (int(x) for x in date.split("-"))
+    h, mi, sec = (int(x) for x in clock.split(":"))
+    micro = int((frac + "000000")[:6]) if frac else 0
+    return datetime(y, mo, d, h, mi, sec, micro, tzinfo=timezone.utc)
 
 
 def utcnow() -> datetime:

@@ -1,0 +1,148 @@
+"""`pydock run --rm busybox true` against its floor and a production peer, interleaved, same rootfs.
+
+    .venv/bin/python bench/run.py [-n ROUNDS] [--driver overlay]
+
+- pydock: the CLI end to end (Python start-up, create, init layer, mount, lxc-execute, remove).
+- floor:  `lxc-execute` alone on an already extracted copy of the same busybox rootfs, with the
+          config.lxc pydock writes (what no wrapper can beat).
+- podman: `podman --runtime runc|crun run --rm --network none` of the same tarball imported into
+          podman (runc if installed, else podman's default crun — the faster of the two).
+Prints medians, ratios (target: pydock <= 0.5x podman on overlay) and the import-time profile of
+the `run` path (modules that should stay off it: tabulate, tarfile, pyroute2, sqlite3).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+HEAVY = ("tabulate", "tarfile", "pyroute2", "sqlite3", "click")
+PODMAN_ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
+
+
+def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    dt = time.perf_counter() - t0
+    if p.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({p.returncode}): {p.stderr.decode()[-500:]}")
+    return dt
+
+
+def import_profile(cmd: list[str], env: dict[str, str]) -> tuple[float, list[tuple[int, str]], list[str]]:
+    """Total import time (ms), the ten slowest top-level imports, and which heavy modules were loaded."""
+    p = subprocess.run([cmd[0], "-X", "importtime", *cmd[1:]], capture_output=True, env=env)
+    rows = []
+    loaded = []
+    for line in p.stderr.decode().splitlines():
+        if not line.startswith("import time:") or "|" not in line:
+            continue
+        _, cumulative, name = line.split("|")
+        if not cumulative.strip().isdigit():
+            continue
+        if name.strip() in HEAVY:
+            loaded.append(name.strip())
+        if name.startswith(" ") and not name.startswith("  "):
+            rows.append((int(cumulative), name.strip()))
+    total = sum(c for c, _ in rows) / 1000
+    return total, sorted(rows, reverse=True)[:10], loaded
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-n", "--rounds", type=int, default=15)
+    ap.add_argument("--driver", default="overlay")
+    ap.add_argument("--no-podman", action="store_true")
+    args = ap.parse_args()
+
+    from pydock.graph.busybox import busybox_tar_bytes
+    from pydock.runtime import lxcconf
+    from pydock.runtime.runtime import Runtime
+
+    work = Path(tempfile.mkdtemp(prefix="pydock-bench-run-"))
+    root = work / "root"
+    tar_bytes = busybox_tar_bytes()
+    (work / "busybox.tar").write_bytes(tar_bytes)
+    with Runtime(root, args.driver, bridge="none") as rt:
+        rt.images.import_(io.BytesIO(tar_bytes), repo="busybox", tag="latest")
+        driver_reason = rt.driver_reason
+    # the floor: an extracted copy of the same rootfs and the same config.lxc pydock renders
+    rootfs = work / "rootfs"
+    rootfs.mkdir()
+    with tarfile.open(work / "busybox.tar") as t:
+        t.extractall(rootfs)  # noqa: S202 - our own deterministic tarball
+    for d in ("proc", "sys", "dev", "etc"):
+        (rootfs / d).mkdir(exist_ok=True)
+    conf = work / "floor.lxc"
+    conf.write_text(lxcconf.render(lxcconf.LxcSpec(hostname="floor", rootfs=rootfs,
+                                                   env=("PATH=/bin:/usr/bin",))))
+    lxcpath = work / "lxc"
+    lxcpath.mkdir()
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYDOCK_")}
+    pydock_cmd = [sys.executable, "-m", "pydock.cli.main", "-g", str(root), "-s", args.driver,
+                  "run", "--rm", "--net", "none", "busybox", "true"]
+    floor_cmd = ["lxc-execute", "-q", "-n", "floor-" + uuid.uuid4().hex[:8], "-P", str(lxcpath), "-f", str(conf),
+                 "--", "/bin/true"]
+    podman_tag = f"localhost/pydock-bench-busybox-{uuid.uuid4().hex[:8]}:latest"
+    runtime_name = "runc" if shutil.which("runc") else "crun"
+    podman_cmd = None
+    if not args.no_podman and shutil.which("podman"):
+        subprocess.run(["podman", "import", str(work / "busybox.tar"), podman_tag], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        podman_cmd = ["podman", "--runtime", runtime_name, "run", "--rm", "--network", "none", *PODMAN_ULIMITS,
+                      podman_tag, "/bin/true"]
+    samples: dict[str, list[float]] = {"pydock": [], "lxc-execute": []}
+    if podman_cmd:
+        samples[f"podman/{runtime_name}"] = []
+    try:
+        timed(pydock_cmd, env)  # warm caches once each
+        timed(floor_cmd)
+        if podman_cmd:
+            timed(podman_cmd)
+        for _ in range(args.rounds):
+            samples["pydock"].append(timed(pydock_cmd, env))
+            samples["lxc-execute"].append(timed(floor_cmd))
+            if podman_cmd:
+                samples[f"podman/{runtime_name}"].append(timed(podman_cmd))
+        total, slowest, loaded = import_profile(pydock_cmd, env)
+    finally:
+        if podman_cmd:
+            subprocess.run(["podman", "rmi", "-f", podman_tag], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with Runtime(root, args.driver, bridge="none") as rt:
+            for image in rt.images.graph.list():
+                try:
+                    rt.images.graph.delete(image.id)
+                except Exception:  # noqa: BLE001
+                    pass
+            rt.driver.shutdown()
+        shutil.rmtree(work, ignore_errors=True)
+
+    medians = {k: statistics.median(v) for k, v in samples.items()}
+    print(f"run --rm busybox true, {args.rounds} interleaved rounds; storage: {driver_reason}")
+    for name, med in medians.items():
+        vals = samples[name]
+        print(f"  {name:<14} median {med * 1000:7.1f} ms   (min {min(vals) * 1000:.1f}, max {max(vals) * 1000:.1f})")
+    print(f"  pydock / lxc-execute floor = {medians['pydock'] / medians['lxc-execute']:.2f}x")
+    peer = next((k for k in medians if k.startswith("podman")), None)
+    if peer:
+        ratio = medians["pydock"] / medians[peer]
+        print(f"  pydock / {peer} = {ratio:.2f}x  (target <= 0.50x: {'met' if ratio <= 0.5 else 'NOT met'})")
+    print(f"import time on the run path: {total:.1f} ms; heavy modules loaded: {', '.join(loaded) or 'none'}")
+    for us, name in slowest:
+        print(f"  {us / 1000:6.1f} ms  {name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
