@@ -120,6 +120,8 @@ def changes_size(root: Path, changes: Iterable[Change]) -> int:
             st = os.lstat(base + change.path)
         except FileNotFoundError:
             continue
+        except OSError as e:
+            raise ArchiveError(f"cannot size {base}{change.path}: {e.strerror or e}") from None
         if not stat.S_ISDIR(st.st_mode):
             total += st.st_size
     return total
@@ -130,18 +132,21 @@ def tree_size(root: Path) -> int:
     total = 0
     seen: set[tuple[int, int]] = set()
     stack = [os.fspath(root)]
-    while stack:
-        path = stack.pop()
-        with os.scandir(path) as it:
-            for entry in it:
-                st = entry.stat(follow_symlinks=False)
-                if stat.S_ISDIR(st.st_mode):
-                    stack.append(entry.path)
-                    continue
-                if st.st_nlink > 1:
-                    key = (st.st_dev, st.st_ino)
-                    if key in seen:
+    try:
+        while stack:
+            path = stack.pop()
+            with os.scandir(path) as it:
+                for entry in it:
+                    st = entry.stat(follow_symlinks=False)
+                    if stat.S_ISDIR(st.st_mode):
+                        stack.append(entry.path)
                         continue
-                    seen.add(key)
-                total += st.st_size
+                    if st.st_nlink > 1:
+                        key = (st.st_dev, st.st_ino)
+                        if key in seen:
+                            continue
+                        seen.add(key)
+                    total += st.st_size
+    except OSError as e:
+        raise ArchiveError(f"cannot size {os.fspath(root)}: {e.strerror or e}: {e.filename}") from None
     return total
