@@ -56,6 +56,9 @@ def _cli_body(root: str) -> dict:
         out["port"] = pd("port", "web", "80")
         out["port_tcp"] = pd("port", "web", "80/tcp")
         out["port_missing"] = pd("port", "web", "81")
+        assert pd("run", "-d", "--name", "pp", "-P", "-p", "18081:80", "--expose", "7000", "busybox",
+                  "sleep", "300")[0] == 0
+        out["port_p_and_P"] = (pd("port", "pp", "80"), pd("port", "pp", "7000"))
         out["env"] = pd("run", "--rm", "--link", "db:kv", "busybox", "sh", "-c",
                         "echo $KV_NAME $KV_PORT; nc -w 2 kv 6379 </dev/null")
         out["names_after_rm_run"] = pd("ls")[1]
@@ -97,6 +100,7 @@ def test_cli_names_links_and_ports(in_netns, tmp_path: Path) -> None:
     assert out["port"] == (0, "0.0.0.0:18080\n", "") and out["port_tcp"] == out["port"]
     assert out["port_missing"][0] == 1 and out["port_missing"][2] == \
         f"Error: No public port '81/tcp' published for {web_id[:12]}\n"
+    assert out["port_p_and_P"] == ((0, "0.0.0.0:18081\n", ""), (0, "0.0.0.0:49153\n", ""))
     rc, text, err = out["env"]
     assert rc == 0, err
     lines = text.splitlines()
