@@ -172,8 +172,8 @@ class DeviceSetDM:
             kmount.umount(mnt, kmount.MNT_DETACH)
         kernel_tid = self.pool.status().transaction_id
         rec = self.store.pool()
-        if rec is None:
-            rec = self._rebuild(kernel_tid)
+        if rec is None or (rec.next_thin_id > 0 and not self.store.exists(BASE_HASH)):
+            rec = self._rebuild(kernel_tid, rec)  # pool.json or the device records were lost
         if rec.open is not None:
             self._finish_open(rec, kernel_tid)
             rec = self.store.pool()
@@ -192,12 +192,16 @@ class DeviceSetDM:
             if self.store.journal_lines() > 4 * len(live) + 256:
                 self.store.compact_journal([r for h in self.store.hashes() if (r := self.store.get(h))], top)
 
-    def _rebuild(self, kernel_tid: int) -> PoolRecord:
-        """pool.json is gone: rebuild the thin id -> hash mapping from journal, records and dm names."""
+    def _rebuild(self, kernel_tid: int, old: PoolRecord | None) -> PoolRecord:
+        """Metadata was lost: rebuild the thin id -> hash mapping from journal, records and dm names.
+
+        The pool has no "list thin ids" message, so each candidate id is probed by loading a
+        thin table for it. The newest id wins when a hash was reused.
+        """
         entries, top = self.store.replay()
         known = {r.thin_id: r for h in self.store.hashes() if (r := self.store.get(h))}
-        for d in self.store.deferred():
-            top = max(top, d.thin_id)
+        pending = {d.thin_id for d in self.store.deferred()}
+        top = max([top, *pending])
         active = {}
         for name, tid, size in self._our_mappings():
             h = self.hash_of_dm_name(name)
@@ -206,9 +210,9 @@ class DeviceSetDM:
         for tid, (h, size) in active.items():
             if tid not in entries and tid not in known:
                 entries[tid] = JournalEntry(tid, h, None, size, True)
-        for tid, e in entries.items():
+        for tid, e in sorted(entries.items(), reverse=True):
             top = max(top, tid)
-            if tid in known or self.store.exists(e.hash):
+            if tid in known or tid in pending or self.store.exists(e.hash):
                 continue
             if self.pool.thin_exists(tid):
                 self.store.put(DeviceRecord(e.hash, tid, e.size, e.parent, State.CREATED, e.initialized,
@@ -216,10 +220,11 @@ class DeviceSetDM:
             else:
                 self.store.journal("delete", tid)
         top = max([top, *known.keys()])
-        nxt = top + 1
+        nxt = max(top + 1, old.next_thin_id if old else 0)
         while nxt <= MAX_THIN_ID and self.pool.thin_exists(nxt):  # ids used after the journal was lost
             nxt += 1
-        rec = PoolRecord(kernel_tid, nxt, None)
+        # an open transaction survives: it is settled next, with the pool's transaction id
+        rec = PoolRecord(old.transaction_id if old else kernel_tid, nxt, old.open if old else None)
         self.store.put_pool(rec)
         return rec
 

@@ -165,3 +165,11 @@ def test_crash_between_recording_a_deferred_removal_and_the_rename(pool, make) -
     assert not ds.has_device("ctr") and dict(ds.status())["Deferred Removals Pending"] == "0"
     assert thin not in pool_thin_ids(ds)
     check_clean(pool, ds, {"img": {"etc/os": "img"}})
+
+
+def test_lost_device_records_alone_are_rebuilt(pool, make) -> None:
+    seed(pool, make)
+    shutil.rmtree(pool.home / "devices")
+    ds = pool.open()
+    assert ds.list() == ["ctr", "img"] and ds.has_initialized_device("img")
+    check_clean(pool, ds, {"img": {"etc/os": "img"}, "ctr": {"etc/os": "ctr", "data": "c"}})
