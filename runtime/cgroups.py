@@ -11,7 +11,6 @@ CGROUP_ROOT = "/sys/fs/cgroup"
 #: Docker 0.7's device allowlist (lxc_template.go): null, zero, consoles/ttys, random, pts, ptmx, tun.
 ALLOWED_DEVICES = ("c 1:3 rwm", "c 1:5 rwm", "c 5:1 rwm", "c 5:0 rwm", "c 4:0 rwm", "c 4:1 rwm",
                    "c 1:9 rwm", "c 1:8 rwm", "c 136:* rwm", "c 5:2 rwm", "c 10:200 rwm")
-MIN_MEMORY = 512 * 1024
 
 
 class Hierarchy(enum.Enum):

@@ -15,8 +15,6 @@ from typing import Any
 from pydock.runtime.errors import NotFound
 from pydock.runtime.state import State, format_time, parse_time, utcnow
 
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o600, durable: bool = False) -> None:
     """Replace `path` in one rename (temp file in the same directory), so readers never see half a file.

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pydock.runtime.errors import InvalidArgument
 
 MIN_MEMORY = 512 * 1024
+#: the PATH a container gets unless its image or `-e` sets one (Docker 0.7's default).
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _MEM_RE = re.compile(r"^(\d+)([bkmg]?)$", re.IGNORECASE)
 _HOST_RE = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9-]{0,62})?(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,62})?)*$")
 _ENV_KEY_RE = re.compile(r"^[^=\0\n]+$")

@@ -134,6 +134,38 @@ def recover(rt: Runtime, c: Container) -> bool:
     return True
 
 
+#: a container directory without a readable config.json older than this was left by a crash mid-create/remove.
+INCOMPLETE_AGE = 60.0
+
+
+def sweep_incomplete(rt: Runtime, container_id: str, min_age: float = INCOMPLETE_AGE) -> bool:
+    """Remove the devices, names and directory of a container that never got (or lost) its config.json."""
+    import time
+
+    from pydock.runtime.container import Container as _C
+
+    cdir = rt.layout.container(container_id)
+    try:
+        if time.time() - cdir.stat().st_mtime < min_age or (cdir / "config.json").exists() and \
+                _readable(cdir / "config.json"):
+            return False
+    except FileNotFoundError:
+        return False
+    stub = _C(id=container_id, dir=cdir, image="", path="", args=[], config={})
+    rt._destroy(stub)
+    return True
+
+
+def _readable(path) -> bool:
+    import json
+
+    try:
+        json.loads(path.read_bytes())
+        return True
+    except (OSError, ValueError):
+        return False
+
+
 def reconcile_all(rt: Runtime) -> list[str]:
     """Repair every container with a dead monitor, release addresses of stopped ones, purge stale names."""
     repaired = []
@@ -142,6 +174,8 @@ def reconcile_all(rt: Runtime) -> list[str]:
         try:
             c = rt._load(cid)
         except (PydockError, KeyError):
+            if sweep_incomplete(rt, cid):
+                repaired.append(cid)
             continue
         if c.state.running and not monitor_alive(c) and recover(rt, c):
             repaired.append(cid)

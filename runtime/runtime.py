@@ -24,17 +24,13 @@ from typing import Any, BinaryIO, NamedTuple
 
 from pydock.runtime import reconcile as _rec
 from pydock.runtime.container import Container, atomic_write, flocked
-from pydock.runtime.errors import Conflict, InvalidArgument, LaunchError, NotFound, PydockError
+from pydock.runtime.errors import Conflict, InvalidArgument, NotFound, PydockError
 from pydock.runtime.ids import generate_id, is_valid_id, resolve_prefix
-from pydock.runtime.launcher import LaunchSpec, signal_container, spawn
-from pydock.runtime.options import (
-    env_value, merge_env, parse_env, parse_memory, parse_volume, split_hostname,
-)
+from pydock.runtime.launcher import signal_container
+from pydock.runtime.options import merge_env, parse_env, parse_memory, parse_volume, split_hostname
 from pydock.runtime.paths import RootLayout
 from pydock.runtime.rootpath import container_path
-from pydock.runtime.state import EXIT_KILLED, State, self_identity
 
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_STOP_TIMEOUT = 10
 #: init-layer stubs: mount points lxc and pydock bind onto (Docker 0.7's setupInitLayer).
 INIT_DIRS = ("dev/pts", "dev/shm", "proc", "sys", "etc")
@@ -165,7 +161,8 @@ class Runtime:
             try:
                 c = self._refresh(self._load(cid))
             except (NotFound, KeyError):
-                continue  # being created or removed right now
+                _rec.sweep_incomplete(self, cid)  # being created/removed now, or left half-made by a crash
+                continue
             if all or c.state.running:
                 out.append(c)
         out.sort(key=lambda c: c.created, reverse=True)

@@ -21,15 +21,14 @@ from pydock.runtime.container import Container, atomic_write
 from pydock.runtime.errors import Conflict, LaunchError, PydockError
 from pydock.runtime.launcher import LaunchSpec, exit_status, signal_container, spawn
 from pydock.runtime.monitor import JsonLog, SignalProxy, detach_stdio, pump
-from pydock.runtime.options import env_value, merge_env
+from pydock.runtime.options import DEFAULT_PATH, env_value, merge_env
 from pydock.runtime.rootpath import ensure_dir_in_root, look_path
-from pydock.runtime.state import EXIT_KILLED, proc_start_time, self_identity
+from pydock.runtime.state import proc_start_time, self_identity
 from pydock.runtime.userdb import resolve_user
 
 if TYPE_CHECKING:
     from pydock.runtime.runtime import Runtime
 
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #: how long a start waits for the previous run's monitor to finish its cleanup and exit.
 MONITOR_EXIT_GRACE = 10.0
 

@@ -148,3 +148,36 @@ def test_top_lists_the_containers_processes(cli):
     out = cli("top", "topped").stdout.decode()
     assert "sleep 30" in out and out.splitlines()[0].split()[:2] == ["UID", "PID"]
     assert cli("rm", "-f", "topped").returncode == 0
+
+
+def test_foreground_run_proxies_signals_to_the_command(cli_root):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYDOCK_")}
+    proc = subprocess.Popen([sys.executable, "-m", "pydock.cli.main", "-g", str(cli_root), "-s", "overlay", "run",
+                             "--rm", "--net", "none", "busybox", "sh", "-c",
+                             'trap "echo got-usr1" USR1; trap "echo got-term; exit 11" TERM; echo ready; '
+                             'while :; do sleep 0.05; done'], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        assert proc.stdout.readline() == b"ready\n"
+        proc.send_signal(signal.SIGUSR1)
+        assert proc.stdout.readline() == b"got-usr1\n"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 11
+        assert proc.stdout.read() == b"got-term\n"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+def test_interactive_stdin(cli):
+    p = cli("run", "-i", "--rm", "--net", "none", "busybox", "sh", "-c", "tr a-z A-Z", input=b"hello stdin\n")
+    assert (p.returncode, p.stdout) == (0, b"HELLO STDIN\n")
+    p = cli("run", "--rm", "--net", "none", "busybox", "cat", input=b"not passed without -i\n")
+    assert (p.returncode, p.stdout) == (0, b"")

@@ -114,3 +114,15 @@ def test_cli_killed_mid_run_is_reconciled(cli, cli_root, driver):
     assert rm.returncode == 0 and rm.stdout == b"fg\n"
     assert _mounts_under(cli_root / "containers") == []
     assert list((cli_root / "containers").iterdir()) == []
+
+
+def test_half_created_container_is_swept(rt):
+    c = rt.create("busybox", ["true"], name="half")
+    c.config_path.unlink()  # a crash before config.json was written
+    assert rt.containers(all=True) == []  # too fresh: maybe another process is creating it
+    old = c.dir.stat().st_mtime - 3600
+    os.utime(c.dir, (old, old))
+    assert rt.containers(all=True) == []
+    assert not c.dir.exists()
+    assert not rt.driver.has_device(c.id) and not rt.driver.has_device(c.init_id)
+    assert rt.names.get("/half") is None
