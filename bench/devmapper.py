@@ -32,22 +32,34 @@ def sh(*cmd: str) -> None:
     subprocess.run(cmd, check=True, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def bench_ours(root: Path, existing: int, rounds: int) -> list[float]:
+def bench_ours(root: Path, existing: int, rounds: int) -> tuple[list[float], list[float], dict[str, float]]:
+    """(round times, open times of a second instance on the live pool, per-step medians)."""
     ds = DeviceSetDM(root / "ours", prefix=f"bo{existing}", **SIZES)
     try:
         for i in range(existing):
             ds.add_device(f"pre{i}", "")
         mnt = root / "mnt-ours"
         mnt.mkdir()
-        times = []
+        times, steps = [], {"add": [], "mount": [], "unmount": [], "remove": []}
         for i in range(rounds):
-            t0 = time.perf_counter()
+            t = [time.perf_counter()]
             ds.add_device("r", "")
+            t.append(time.perf_counter())
             ds.mount_device("r", mnt)
+            t.append(time.perf_counter())
             ds.unmount_device("r", mnt, deactivate=True)
+            t.append(time.perf_counter())
             ds.remove_device("r")
-            times.append(time.perf_counter() - t0)
-        return times
+            t.append(time.perf_counter())
+            times.append(t[-1] - t[0])
+            for k, name in enumerate(steps):
+                steps[name].append(t[k + 1] - t[k])
+        opens = []
+        for _ in range(max(5, rounds // 3)):  # what every pydock command pays to open the set
+            t0 = time.perf_counter()
+            DeviceSetDM(root / "ours", prefix=f"bo{existing}", **SIZES).close()
+            opens.append(time.perf_counter() - t0)
+        return times, opens, {k: statistics.median(v) * 1000 for k, v in steps.items()}
     finally:
         ds.shutdown()
 
@@ -115,17 +127,23 @@ def main() -> int:
     if not dm.thin_pool_available()[0]:
         print("bench/devmapper.py: no dm thin-pool here; run it through hack/dmkernel.sh", file=sys.stderr)
         return 2
-    print(f"{'existing':>8}  {'ours ms':>8}  {'dmsetup ms':>10}  {'ratio':>6}   (add+mount+unmount+remove, median of {args.rounds})")
-    results = {}
+    print(f"{'existing':>8}  {'ours ms':>8}  {'dmsetup ms':>10}  {'ratio':>6}  {'open ms':>8}   "
+          f"(add+mount+unmount+remove, median of {args.rounds}; open = a new DeviceSetDM on the live pool)")
+    results, opens, steps = {}, {}, {}
     for n in (int(x) for x in args.existing.split(",")):
         with tempfile.TemporaryDirectory(prefix="pydock-bench-") as tmp:
-            ours = statistics.median(bench_ours(Path(tmp), n, args.rounds)) * 1000
+            times, open_times, steps[n] = bench_ours(Path(tmp), n, args.rounds)
+            ours = statistics.median(times) * 1000
+            opens[n] = statistics.median(open_times) * 1000
             peer = statistics.median(bench_dmsetup(Path(tmp), n, args.rounds)) * 1000
         results[n] = ours
-        print(f"{n:>8}  {ours:>8.2f}  {peer:>10.2f}  {ours / peer:>5.2f}x")
+        print(f"{n:>8}  {ours:>8.2f}  {peer:>10.2f}  {ours / peer:>5.2f}x  {opens[n]:>8.2f}")
+    for n, st in steps.items():
+        print(f"  steps at {n}: " + ", ".join(f"{k} {v:.2f} ms" for k, v in st.items()))
     if len(results) > 1:
         ns = sorted(results)
-        print(f"flatness: ours at {ns[-1]} / ours at {ns[0]} existing = {results[ns[-1]] / results[ns[0]]:.2f}x")
+        print(f"flatness: ours at {ns[-1]} / ours at {ns[0]} existing = {results[ns[-1]] / results[ns[0]]:.2f}x "
+              f"(open: {opens[ns[-1]] / opens[ns[0]]:.2f}x)")
     return 0
 
 
