@@ -21,6 +21,9 @@ from pydock.runtime.state import EXIT_KILLED, proc_start_time
 
 LXC_EXECUTE = "lxc-execute"
 EXIT_LAUNCH_FAILED = 125
+#: set to 1 to launch through the separately shipped dockerinit helper (`python -m pydock.dockerinit`,
+#: located and identity-checked by dockerinit.locate) instead of the in-process pre-exec step.
+HELPER_ENV = "PYDOCK_DOCKERINIT_EXEC"
 
 
 @dataclass(frozen=True)
@@ -32,10 +35,13 @@ class LaunchSpec:
     config: Path
     log: Path
     argv: tuple[str, ...]
+    #: the dockerinit helper to exec lxc-execute through, or None for the in-process pre-exec step
+    helper: Path | None = None
 
     def command(self) -> list[str]:
-        return [LXC_EXECUTE, "-q", "-n", self.name, "-P", str(self.lxcpath), "-f", str(self.config),
-                "-o", str(self.log), "-l", "ERROR", "--", *self.argv]
+        lxc = [LXC_EXECUTE, "-q", "-n", self.name, "-P", str(self.lxcpath), "-f", str(self.config),
+               "-o", str(self.log), "-l", "ERROR", "--", *self.argv]
+        return [str(self.helper), "--", *lxc] if self.helper is not None else lxc
 
 
 def spawn(spec: LaunchSpec, *, stdin: Any = subprocess.DEVNULL, stdout: Any = None,
@@ -50,7 +56,8 @@ def spawn(spec: LaunchSpec, *, stdin: Any = subprocess.DEVNULL, stdout: Any = No
         pass
     try:
         return subprocess.Popen(spec.command(), stdin=stdin, stdout=stdout, stderr=stderr, close_fds=True,
-                                preexec_fn=child_setup, env={"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")})
+                                preexec_fn=None if spec.helper is not None else child_setup,
+                                env={"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")})
     except FileNotFoundError:
         raise LaunchError("lxc-execute not found: install lxc") from None
     except (OSError, subprocess.SubprocessError) as err:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from pydock.runtime import lxcconf
 from pydock.runtime.container import Container, atomic_write
 from pydock.runtime.errors import Conflict, LaunchError, PydockError
-from pydock.runtime.launcher import LaunchSpec, exit_status, signal_container, spawn
+from pydock.runtime.launcher import HELPER_ENV, LaunchSpec, exit_status, signal_container, spawn
 from pydock.runtime.monitor import JsonLog, SignalProxy, detach_stdio, pump
 from pydock.runtime.options import DEFAULT_PATH, env_value, merge_env
 from pydock.runtime.rootpath import ensure_dir_in_root, look_path
@@ -130,8 +130,13 @@ def _prepare(rt: Runtime, c: Container) -> Prepared:
         with c.locked():
             c.network = settings.to_json()
             c.save_state(c.state)
+    helper = None
+    if os.environ.get(HELPER_ENV) == "1":
+        from pydock.dockerinit.locate import dockerinit_path
+
+        helper = dockerinit_path(rt.layout)
     return Prepared(LaunchSpec(name=c.id, lxcpath=rt.layout.lxc, config=c.lxc_config_path,
-                               log=c.lxc_log_path, argv=(argv0, *c.args)))
+                               log=c.lxc_log_path, argv=(argv0, *c.args), helper=helper))
 
 
 def _links(rt: Runtime, c: Container, settings: Any) -> tuple[list[str], list[str]]:

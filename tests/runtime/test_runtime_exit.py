@@ -131,3 +131,18 @@ def test_lxc_noise_is_not_container_stderr(rt, tmp_path):
     # a command writing a line that looks like lxc's prefix for *another* name is kept
     code, _out, err = rt.run("busybox", ["sh", "-c", "echo 'lxc-execute: other: x' >&2"])
     assert (code, err) == (0, b"lxc-execute: other: x\n")
+
+
+def test_launch_through_the_shipped_dockerinit_helper(rt, monkeypatch):
+    from pydock.runtime.launcher import HELPER_ENV
+
+    monkeypatch.delenv("PYDOCK_DOCKERINIT", raising=False)
+    monkeypatch.setenv(HELPER_ENV, "1")
+    before = {(e.mountpoint, e.fstype) for e in mountinfo() if e.fstype in ("proc", "sysfs")}
+    assert rt.run("busybox", ["sh", "-c", "echo via-helper; exit 6"]) == (6, b"via-helper\n", b"")
+    c = rt.create("busybox", ["sleep", "30"])
+    rt.start(c)
+    rt.kill(c)
+    assert rt.wait(c, timeout=20) == 137
+    assert {(e.mountpoint, e.fstype) for e in mountinfo() if e.fstype in ("proc", "sysfs")} == before
+    assert (rt.layout.init).is_dir()  # the helper was located/pinned under the root
