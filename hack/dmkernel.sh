@@ -41,12 +41,27 @@ q() { printf '%q ' "$@"; }
 	echo 'mount -t tmpfs run /run; mount -t tmpfs tmp /tmp; mount -t tmpfs varrun /var/run 2>/dev/null'
 	echo 'mount -t cgroup2 cgroup2 /sys/fs/cgroup'
 	echo 'echo "+cpu +memory +pids" > /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null'
-	for m in drivers/block/loop drivers/md/dm-mod drivers/md/dm-bufio drivers/md/dm-bio-prison \
-		drivers/md/persistent-data/dm-persistent-data drivers/md/dm-thin-pool \
-		fs/overlayfs/overlay drivers/net/veth lib/crc-ccitt net/llc/llc net/802/stp \
-		net/ipv6/ipv6 net/bridge/bridge; do
-		[ -f "$moddir/$m.ko" ] && echo "busybox insmod $moddir/$m.ko 2>/dev/null"
+	# modules and everything they depend on (modules.dep order), so the kernel has dm-thin,
+	# overlay, veth, bridge and the netfilter pieces iptables needs
+	loaded=" "
+	load() {
+		local rel=kernel/$1 deps d
+		case "$loaded" in *" $rel "*) return ;; esac
+		deps=$(sed -n "s|^$rel: ||p" "$moddir/../modules.dep")
+		for d in $deps; do load "${d#kernel/}"; done
+		loaded="$loaded$rel "
+		echo "busybox insmod $moddir/${rel#kernel/} 2>/dev/null"
+	}
+	for m in drivers/block/loop.ko drivers/md/dm-thin-pool.ko fs/overlayfs/overlay.ko \
+		drivers/net/veth.ko net/bridge/bridge.ko net/bridge/br_netfilter.ko \
+		net/ipv4/netfilter/iptable_filter.ko net/ipv4/netfilter/iptable_nat.ko \
+		net/netfilter/xt_MASQUERADE.ko net/netfilter/xt_nat.ko net/netfilter/xt_conntrack.ko \
+		net/netfilter/xt_addrtype.ko net/netfilter/xt_tcpudp.ko net/netfilter/xt_comment.ko \
+		net/netfilter/xt_physdev.ko; do
+		[ -f "$moddir/$m" ] && load "$m"
 	done
+	# this kernel has ip_tables but not every nf_tables chain type: use legacy iptables in here
+	echo 'for t in iptables iptables-save iptables-restore; do [ -e /usr/sbin/$t-legacy ] && mount --bind /usr/sbin/$t-legacy /usr/sbin/$t; done'
 	echo 'ip link set lo up'
 	echo 'hostname pydock-uml'
 	# the environment of the caller, minus what belongs to this terminal or this kernel
