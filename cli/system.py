@@ -49,7 +49,7 @@ def info(settings) -> None:
     containers = rt.containers(all=True)
     running = sum(1 for c in containers if c.state.running)
     click.echo(f"Containers: {len(containers)} ({running} running)")
-    click.echo(f"Images: {len(rt.images.list())}")
+    click.echo(f"Images: {len(rt.images.graph.list())}")
     click.echo(f"Root Dir: {rt.layout.root}")
     click.echo(f"Storage Driver: {rt.driver.name}")
     click.echo(f" Why: {rt.driver_reason}")

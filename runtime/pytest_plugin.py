@@ -111,7 +111,7 @@ def pydock_runtime(pydock_store: SharedStore, tmp_path: Path) -> Iterator[Any]:
         try:
             for container in rt.containers(all=True):
                 rt.remove(container, force=True)
-            for image in rt.images.list():
+            for image in rt.images.graph.list():
                 rt.images.graph.delete(image.id)
         finally:
             rt.close()
