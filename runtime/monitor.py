@@ -158,3 +158,78 @@ def detach_stdio() -> None:
         os.dup2(fd, target)
     if fd > 2:
         os.close(fd)
+
+
+def pump_tty(master: int, stdin: int | None, log: JsonLog, sink: BinaryIO | None,
+             collect: dict[str, bytearray] | None = None) -> None:
+    """`-t`: copy the pty's output to the log/sink (as stdout) and `stdin` into the pty, until the
+    container side of the pty is closed (read gives EIO)."""
+    sel = selectors.DefaultSelector()
+    sel.register(master, selectors.EVENT_READ, "pty")
+    if stdin is not None:
+        sel.register(stdin, selectors.EVENT_READ, "stdin")
+    try:
+        while True:
+            for key, _ in sel.select():
+                if key.data == "stdin":
+                    data = os.read(stdin, _CHUNK)
+                    if not data:
+                        sel.unregister(stdin)
+                        os.write(master, b"\x04")  # EOF for the reader on the terminal
+                        continue
+                    os.write(master, data)
+                    continue
+                try:
+                    data = os.read(master, _CHUNK)
+                except OSError:  # EIO: every holder of the slave side is gone
+                    data = b""
+                if not data:
+                    return
+                log.feed("stdout", data)
+                if sink is not None:
+                    try:
+                        sink.write(data)
+                        sink.flush()
+                    except (BrokenPipeError, ValueError):
+                        sink = None
+                if collect is not None:
+                    collect["stdout"] += data
+    finally:
+        sel.close()
+
+
+class RawTerminal:
+    """Put a terminal in raw mode for the block (keys go to the container's tty, not to our line editor)."""
+
+    def __init__(self, fd: int | None) -> None:
+        self.fd = fd if fd is not None and os.isatty(fd) else None
+        self._saved: list | None = None
+
+    def __enter__(self) -> RawTerminal:
+        if self.fd is not None:
+            import termios
+            import tty
+
+            self._saved = termios.tcgetattr(self.fd)
+            tty.setraw(self.fd)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd is not None and self._saved is not None:
+            import termios
+
+            termios.tcsetattr(self.fd, termios.TCSADRAIN, self._saved)
+
+
+def copy_winsize(src: int | None, dst: int) -> None:
+    """Give the container's pty our terminal's size (rows, columns)."""
+    if src is None or not os.isatty(src):
+        return
+    import fcntl
+    import termios
+
+    try:
+        size = fcntl.ioctl(src, termios.TIOCGWINSZ, b"\0" * 8)
+        fcntl.ioctl(dst, termios.TIOCSWINSZ, size)
+    except OSError:
+        pass

@@ -20,7 +20,9 @@ from pydock.runtime import lxcconf
 from pydock.runtime.container import Container, atomic_write
 from pydock.runtime.errors import Conflict, LaunchError, PydockError
 from pydock.runtime.launcher import HELPER_ENV, LaunchSpec, exit_status, signal_container, spawn
-from pydock.runtime.monitor import JsonLog, SignalProxy, detach_stdio, pump
+from pydock.runtime.monitor import (
+    JsonLog, RawTerminal, SignalProxy, copy_winsize, detach_stdio, pump, pump_tty,
+)
 from pydock.runtime.options import DEFAULT_PATH, env_value, merge_env
 from pydock.runtime.rootpath import ensure_dir_in_root, look_path
 from pydock.runtime.state import proc_start_time, self_identity
@@ -201,17 +203,34 @@ def finished(rt: Runtime, c: Container, returncode: int) -> tuple[int, str | Non
 
 def run_foreground(rt: Runtime, c: Container, *, stdin: Any = None, stdout: BinaryIO | None = None,
                    stderr: BinaryIO | None = None, proxy_signals: bool = False) -> tuple[int, bytes, bytes]:
-    """Run `c` with this process as its monitor: output to the log and to the sinks (or collected)."""
+    """Run `c` with this process as its monitor: output to the log and to the sinks (or collected).
+
+    With the container's `Tty` set, the command gets a pty (stdout and stderr merged, like Docker),
+    our terminal goes raw while it runs, and `stdin` (if given) is copied into the pty.
+    """
     lock = acquire_monitor_lock(c)
+    master = None
     try:
         prepared = prepare(rt, c)
         collect: dict[str, bytearray] | None = None
         if stdout is None and stderr is None:
             collect = {"stdout": bytearray(), "stderr": bytearray()}
         log = JsonLog(c.log_path)
+        tty = bool(c.config.get("Tty"))
+        stdin_fd = stdin.fileno() if stdin is not None and hasattr(stdin, "fileno") else None
         try:
-            proc = spawn(prepared.spec, stdin=stdin if stdin is not None else subprocess.DEVNULL,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            if tty:
+                import pty
+
+                master, slave = pty.openpty()
+                copy_winsize(stdin_fd if stdin_fd is not None else 0, master)
+                try:
+                    proc = spawn(prepared.spec, stdin=slave, stdout=slave, stderr=slave)
+                finally:
+                    os.close(slave)
+            else:
+                proc = spawn(prepared.spec, stdin=stdin if stdin is not None else subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         except BaseException:
             log.close()
             finished(rt, c, 255)
@@ -222,14 +241,20 @@ def run_foreground(rt: Runtime, c: Container, *, stdin: Any = None, stdout: Bina
         def deliver(sig: int) -> None:
             signal_container(proc.pid, start, sig, wait_command=0)
 
+        def supervise_output() -> int:
+            if master is not None:
+                with RawTerminal(stdin_fd):
+                    pump_tty(master, stdin_fd, log, stdout, collect)
+            else:
+                pump(proc, prepared.spec.name, log, {"stdout": stdout, "stderr": stderr}, collect)
+            return proc.wait()
+
         try:
             if proxy_signals:
                 with SignalProxy(deliver):
-                    pump(proc, prepared.spec.name, log, {"stdout": stdout, "stderr": stderr}, collect)
-                    returncode = proc.wait()
+                    returncode = supervise_output()
             else:
-                pump(proc, prepared.spec.name, log, {"stdout": stdout, "stderr": stderr}, collect)
-                returncode = proc.wait()
+                returncode = supervise_output()
         except BaseException:
             # interrupted (KeyboardInterrupt in a library caller): don't leave the container behind
             c.killed_marker.touch()
@@ -242,6 +267,9 @@ def run_foreground(rt: Runtime, c: Container, *, stdin: Any = None, stdout: Bina
             for pipe in (proc.stdout, proc.stderr):
                 if pipe is not None:
                     pipe.close()
+            if master is not None:
+                os.close(master)
+                master = None
         log.close()
         code, failure = finished(rt, c, returncode)
         if failure is not None:

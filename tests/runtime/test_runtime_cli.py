@@ -181,3 +181,14 @@ def test_interactive_stdin(cli):
     assert (p.returncode, p.stdout) == (0, b"HELLO STDIN\n")
     p = cli("run", "--rm", "--net", "none", "busybox", "cat", input=b"not passed without -i\n")
     assert (p.returncode, p.stdout) == (0, b"")
+
+
+def test_tty_gives_the_command_a_terminal(cli):
+    p = cli("run", "--rm", "-t", "--net", "none", "busybox", "sh", "-c",
+            '[ -t 0 ] && [ -t 1 ] && echo is-a-tty; echo $TERM; echo to-err >&2; exit 2')
+    assert p.returncode == 2
+    # a tty merges stderr into the one output stream and ends lines with \r\n
+    assert p.stdout.replace(b"\r\n", b"\n") == b"is-a-tty\nxterm\nto-err\n" and p.stderr == b""
+    p = cli("run", "--rm", "-t", "-i", "--net", "none", "busybox", "sh", "-c", "read x; echo got=$x",
+            input=b"typed\n")
+    assert p.returncode == 0 and b"got=typed" in p.stdout
