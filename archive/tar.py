@@ -30,7 +30,8 @@ WHITEOUT_MODE = 0o600
 
 _COPY_CHUNK = 1 << 20
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | getattr(os, "O_NOATIME", 0)
+_NOATIME = getattr(os, "O_NOATIME", 0)  # archiving must not look like the container read its files
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | _NOATIME
 _ZERO_BLOCK = bytes(BLOCKSIZE)
 
 
@@ -189,7 +190,10 @@ class _TarWriter:
                     self.links[key] = arcname
                 info.type = tarfile.REGTYPE
                 info.size = st.st_size
-                fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
+                try:
+                    fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
+                except PermissionError:  # O_NOATIME needs ownership or CAP_FOWNER
+                    fd = os.open(name, _FILE_FLAGS & ~_NOATIME, dir_fd=dir_fd)
                 self._xattrs(fd, pax)
                 info.pax_headers = pax
                 self.header(info)
