@@ -86,6 +86,7 @@ class DeviceSetDM:
         self._tlock = threading.RLock()
         self._lock_fd = os.open(self.home / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         self._depth = 0
+        self._pid = os.getpid()
         self._closed = False
         try:
             dm.ensure_control()
@@ -109,6 +110,8 @@ class DeviceSetDM:
     @contextmanager
     def _locked(self) -> Iterator[None]:
         """Thread lock + exclusive flock on <home>/lock (re-entrant within this object)."""
+        if self._pid != os.getpid():
+            self._after_fork()
         with self._tlock:
             if self._closed:
                 raise StorageError(f"device set {self.home} is shut down")
@@ -129,6 +132,19 @@ class DeviceSetDM:
                 self._depth -= 1
                 if self._depth == 0:
                     fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def _after_fork(self) -> None:
+        """A forked child (e.g. a container monitor) must not share the parent's flock.
+
+        flock belongs to the open file description, which fork shares: reopen the lock file so
+        parent and child exclude each other, and start with a fresh thread lock.
+        """
+        inherited = self._lock_fd
+        self._lock_fd = os.open(self.home / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        os.close(inherited)  # the parent's lock (if held) stays: it keeps its own descriptor
+        self._tlock = threading.RLock()
+        self._depth = 0
+        self._pid = os.getpid()
 
     # -- names -----------------------------------------------------------------------------
     def dm_name(self, hash: str) -> str:

@@ -49,3 +49,28 @@ def test_four_processes_add_and_remove_concurrently(pool, make) -> None:
     for h in want[::3]:
         with mounted(ds, h, pool.mnt(f"check-{h}"), readonly=True) as root:
             assert tree(root) == {"base": "img", "who": h}
+
+
+def test_a_forked_child_is_excluded_like_another_process(pool, ds) -> None:
+    """Container monitors are forked with the set open: the flock must still keep them apart."""
+    import os
+    import time
+
+    r, w = os.pipe()
+    with ds._locked():
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            os.close(r)
+            try:
+                ds.add_device("from-child", BASE_HASH)
+                os.write(w, str(time.monotonic()).encode())
+            finally:
+                os._exit(0)
+        os.close(w)
+        time.sleep(0.3)
+        released = time.monotonic()
+    _, status = os.waitpid(pid, 0)
+    done = float(os.read(r, 64) or 0)
+    os.close(r)
+    assert status == 0 and done >= released
+    assert ds.has_device("from-child")
