@@ -45,9 +45,10 @@ def xattr_allowed(name: str) -> bool:
 
 
 def _pax_mtime(mtime_ns: int) -> str:
-    """The pax `mtime` record for an exact nanosecond timestamp."""
-    sec, ns = divmod(mtime_ns, 1_000_000_000)
-    return f"{sec}.{ns:09d}".rstrip("0").rstrip(".") if ns else str(sec)
+    """The pax `mtime` record for an exact nanosecond timestamp ("-0.5" is half a second before 1970)."""
+    sign = "-" if mtime_ns < 0 else ""
+    sec, ns = divmod(abs(mtime_ns), 1_000_000_000)
+    return f"{sign}{sec}.{ns:09d}".rstrip("0") if ns else f"{sign}{sec}"
 
 
 def _pax_record(key: str, value: bytes) -> bytes:

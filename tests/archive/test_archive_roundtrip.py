@@ -331,3 +331,20 @@ def test_dest_copy_matches_with_cp(tmp_path, rootfs):
     subprocess.run(["cp", "-a", str(src), str(tmp_path / "copy")], check=True)
     _assert_same(src, tmp_path / "copy", {"cap": False, "user": False})
     shutil.rmtree(tmp_path / "copy")
+
+
+@pytest.mark.parametrize("mtime_ns", [0, 1, -1, -1_500_000_000, 123_000_000_000, 2**33 * NS + 7, -(2**31) * NS - 3])
+def test_extreme_mtimes_round_trip_exactly(tmp_path, mtime_ns):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(b"x")
+    try:
+        os.utime(src / "f", ns=(mtime_ns, mtime_ns))
+    except OSError:
+        pytest.skip("filesystem cannot store this time")
+    if os.stat(src / "f").st_mtime_ns != mtime_ns:
+        pytest.skip("filesystem cannot store this time exactly")
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    apply_layer(dest, io.BytesIO(_tar(src)))
+    assert os.stat(dest / "f").st_mtime_ns == mtime_ns
