@@ -77,6 +77,10 @@ def test_restart_runs_it_again(rt):
     rt.restart(c, timeout=5)
     c.reload()
     assert c.state.running and c.state.started_at > first
+    deadline = time.monotonic() + 10
+    while sum(r.log == "ready\n" for r in rt.logs(c)) < 2:  # the second run is up (its trap is set)
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
     rt.stop(c, timeout=5)
     assert sum(r.log == "run\n" for r in rt.logs(c)) == 2
 
