@@ -396,17 +396,28 @@ class Runtime:
         try:
             self.kill(c, signal.SIGTERM)
         except Conflict:
-            pass
+            pass  # still starting: the kill below retries until the command exists
         try:
             self.wait(c, timeout=timeout)
             return
         except TimeoutError:
             pass
-        try:
-            self.kill(c, signal.SIGKILL)
-        except Conflict:
-            return
-        self.wait(c, timeout=30)
+        self._kill_and_wait(c)
+
+    def _kill_and_wait(self, c: Container, timeout: float = 30) -> None:
+        """SIGKILL until the container is down (retrying while it is still starting); Conflict if it won't die."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.kill(c, signal.SIGKILL)
+            except Conflict:
+                pass
+            try:
+                self.wait(c, timeout=0.5)
+                return
+            except TimeoutError:
+                if time.monotonic() >= deadline:
+                    raise Conflict(f"Container {c.short_id} did not stop after SIGKILL") from None
 
     def restart(self, c: Container | str, timeout: float = DEFAULT_STOP_TIMEOUT) -> None:
         c = self._current(c)
@@ -420,11 +431,7 @@ class Runtime:
         if c.state.running:
             if not force:
                 raise Conflict("Impossible to remove a running container, please stop it first or use -f")
-            try:
-                self.kill(c, signal.SIGKILL)
-            except Conflict:
-                pass
-            self.wait(c, timeout=30)
+            self._kill_and_wait(c)
         with flocked(c.monitor_lock_path):
             c.reload()
             if c.state.running:

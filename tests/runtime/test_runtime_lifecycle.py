@@ -164,3 +164,11 @@ def test_diff_commit_export(rt):
         names = set(tar.getnames())
     assert any(n.lstrip("./") == "hello" for n in names)
     assert not any(n.lstrip("./") == "etc/group" for n in names)
+
+
+def test_rm_f_right_after_start_kills_it(rt):
+    for _ in range(3):
+        c = rt.create("busybox", ["sleep", "60"])
+        rt.start(c)
+        rt.remove(c, force=True)  # may land while lxc is still setting up: retried until the command exists
+        assert not c.dir.exists()
