@@ -155,10 +155,14 @@ class Container:
         }
 
     def save(self) -> None:
-        """Write hostconfig.json then config.json (each atomically and durably: config.json last, so a
-        container with a config.json is complete)."""
-        atomic_write(self.hostconfig_path, json.dumps(self.hostconfig).encode(), durable=True)
-        atomic_write(self.config_path, json.dumps(self.to_json()).encode(), durable=True)
+        """Write hostconfig.json then config.json (config.json last, so a container with one is complete).
+
+        Durably (fsync) unless the container is `--rm`: if a crash tears its files, reconcile sweeps
+        it anyway, which is all an auto-removed container would get.
+        """
+        durable = not self.auto_remove
+        atomic_write(self.hostconfig_path, json.dumps(self.hostconfig).encode(), durable=durable)
+        atomic_write(self.config_path, json.dumps(self.to_json()).encode(), durable=durable)
 
     def save_state(self, state: State) -> None:
         self.state = state
