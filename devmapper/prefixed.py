@@ -5,6 +5,10 @@ base device) without their device names colliding. Unlike Docker's no-op, shutdo
 this wrapper's own mounts and activations, and never touches the pool or other prefixes' devices.
 Prefixes are compared textually, so pick prefixes where none is another's prefix plus "-"
 ("a" and "a-b" would see each other's devices in list()).
+
+`shared` hashes are devices of the store itself (e.g. a busybox image built once per test
+session) that this view reads unprefixed: they can be mounted and snapshotted, never changed or
+deleted through the view; removing one only drops it from the view.
 """
 
 from __future__ import annotations
@@ -12,11 +16,12 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 from pydock.devmapper.deviceset import BASE_HASH, DeviceSet
 from pydock.devmapper.dirstore import MountCounter
-from pydock.runtime.errors import InvalidArgument, PydockError
+from pydock.runtime.errors import Conflict, InvalidArgument, PydockError
 
 log = logging.getLogger(__name__)
 
@@ -26,23 +31,28 @@ _PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 class PrefixedDeviceSet:
     """DeviceSet view of `inner` restricted to the devices named `<prefix>-<hash>`."""
 
-    def __init__(self, inner: DeviceSet, prefix: str) -> None:
+    def __init__(self, inner: DeviceSet, prefix: str, shared: Iterable[str] = ()) -> None:
         if not isinstance(prefix, str) or not _PREFIX_RE.match(prefix):
             raise InvalidArgument(f"invalid device prefix {prefix!r} (letters, digits, '_', '.', '-'; at most 64)")
         self.inner = inner
         self.prefix = prefix
         self.name = inner.name
+        self.shared = set(shared)
         self._mounts = MountCounter()
 
     def _full(self, hash: str) -> str:
-        return hash if hash == BASE_HASH else f"{self.prefix}-{hash}"
+        return hash if hash == BASE_HASH or hash in self.shared else f"{self.prefix}-{hash}"
 
     def add_device(self, hash: str, base_hash: str) -> None:
         if not hash:
             raise InvalidArgument("invalid device hash ''")
+        if hash in self.shared:
+            raise Conflict(f"hash {hash} already exists (a shared device of the store)")
         self.inner.add_device(self._full(hash), self._full(base_hash))
 
     def set_initialized(self, hash: str) -> None:
+        if hash in self.shared:
+            return  # shared devices are complete by construction
         self.inner.set_initialized(self._full(hash))
 
     def mount_device(self, hash: str, path: str | os.PathLike, readonly: bool = False) -> None:
@@ -57,6 +67,9 @@ class PrefixedDeviceSet:
         self.inner.deactivate_device(self._full(hash))
 
     def remove_device(self, hash: str) -> None:
+        if hash in self.shared:
+            self.shared.discard(hash)  # the store owns it; this view just stops seeing it
+            return
         self.inner.remove_device(self._full(hash))
 
     def has_device(self, hash: str) -> bool:
@@ -69,8 +82,11 @@ class PrefixedDeviceSet:
         return self.inner.has_activated_device(self._full(hash))
 
     def list(self) -> list[str]:
+        return sorted(self._own() + [h for h in self.shared if self.inner.has_device(h)])
+
+    def _own(self) -> list[str]:
         lead = self.prefix + "-"
-        return sorted(h[len(lead):] for h in self.inner.list() if h.startswith(lead) and len(h) > len(lead))
+        return [h[len(lead):] for h in self.inner.list() if h.startswith(lead) and len(h) > len(lead)]
 
     def status(self) -> list[tuple[str, str]]:
         return [*self.inner.status(), ("Device Prefix", self.prefix)]
@@ -90,7 +106,7 @@ class PrefixedDeviceSet:
                 except PydockError as err:
                     log.warning("prefixed %s: shutdown could not unmount %s (%s): %s", self.prefix, path, hash, err)
                     break
-        for hash in self.list():
+        for hash in self._own():
             try:
                 if self.has_activated_device(hash):
                     self.deactivate_device(hash)

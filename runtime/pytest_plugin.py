@@ -35,11 +35,40 @@ class SharedStore:
     deviceset: Any
     driver: str
     reason: str
-    busybox_tar: bytes = b""
+    busybox_id: str = ""
     counters: dict[str, int] = field(default_factory=lambda: {"runtimes": 0, "busybox_builds": 0})
+
+    @property
+    def template(self) -> Path:
+        """A Runtime root holding the shared images' metadata (their devices live in the store)."""
+        return self.root / "template"
+
+    def build_busybox(self) -> None:
+        """Import busybox once, unprefixed, into the store; every test runtime snapshots from it."""
+        from pydock.graph.busybox import build_busybox_tar
+        from pydock.runtime.runtime import Runtime
+
+        buf = io.BytesIO()
+        build_busybox_tar(buf)
+        with Runtime(self.template, deviceset=self.deviceset, bridge="none") as rt:
+            image = rt.images.import_(io.BytesIO(buf.getvalue()), repo="busybox", tag="latest")
+        self.busybox_id = image.id
+        self.counters["busybox_builds"] += 1
+
+    def seed(self, root: Path) -> None:
+        """Give a new Runtime root the shared images' metadata (graph entries and tags)."""
+        from pydock.runtime.paths import RootLayout
+
+        src, dst = RootLayout(self.template), RootLayout(root)
+        dst.graph.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(src.graph / self.busybox_id, dst.graph / self.busybox_id)
+        shutil.copy2(src.repositories(self.driver), dst.repositories(self.driver))
 
     def close(self) -> None:
         self.deviceset.shutdown()
+
+
+_STORES: list[SharedStore] = []
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -60,7 +89,6 @@ def _driver_choice(config: pytest.Config) -> str | None:
 def pydock_store(request: pytest.FixtureRequest) -> Iterator[SharedStore]:
     """One pool (or overlay/vfs root) for the whole session, created once and torn down at the end."""
     from pydock.devmapper.drivers import open_deviceset
-    from pydock.graph.busybox import build_busybox_tar
     from pydock.runtime import leaks
 
     before = leaks.snapshot()
@@ -68,11 +96,9 @@ def pydock_store(request: pytest.FixtureRequest) -> Iterator[SharedStore]:
     driver = _driver_choice(request.config)
     deviceset, reason = open_deviceset(root, driver, **_dm_test_options(driver))
     store = SharedStore(root=root, deviceset=deviceset, driver=deviceset.name, reason=reason)
-    buf = io.BytesIO()
-    build_busybox_tar(buf)
-    store.busybox_tar = buf.getvalue()
-    store.counters["busybox_builds"] += 1
+    _STORES.append(store)
     try:
+        store.build_busybox()
         yield store
     finally:
         store.close()
@@ -96,16 +122,17 @@ def _dm_test_options(driver: str | None) -> dict:
 @pytest.fixture
 def pydock_runtime(pydock_store: SharedStore, tmp_path: Path) -> Iterator[Any]:
     """A Runtime of its own (root under tmp_path, device names under a unique prefix) on the shared store,
-    with `busybox:latest` already imported; every container, image and device it made goes at teardown."""
+    with the session's `busybox:latest` visible; every container, image and device it made goes at teardown."""
     from pydock.devmapper.prefixed import PrefixedDeviceSet
     from pydock.runtime.runtime import Runtime
 
     prefix = "t" + uuid.uuid4().hex[:10]
-    deviceset = PrefixedDeviceSet(pydock_store.deviceset, prefix)
+    deviceset = PrefixedDeviceSet(pydock_store.deviceset, prefix, shared={pydock_store.busybox_id})
     pydock_store.counters["runtimes"] += 1
-    rt = Runtime(tmp_path / "pydock", deviceset=deviceset, bridge="none")
+    root = tmp_path / "pydock"
+    pydock_store.seed(root)
+    rt = Runtime(root, deviceset=deviceset, bridge="none")
     try:
-        rt.images.import_(io.BytesIO(pydock_store.busybox_tar), repo="busybox", tag="latest")
         yield rt
     finally:
         try:
@@ -118,6 +145,13 @@ def pydock_runtime(pydock_store: SharedStore, tmp_path: Path) -> Iterator[Any]:
             for hash_ in deviceset.list():
                 deviceset.remove_device(hash_)
             deviceset.shutdown()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for store in _STORES:
+        terminalreporter.write_line(
+            f"pydock: shared {store.driver} store: {store.counters['runtimes']} test runtimes, "
+            f"busybox built {store.counters['busybox_builds']}x ({store.reason})")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -579,3 +579,29 @@ def test_selection_works_for_a_root_whose_path_has_overlay_separators(tmp_path: 
         assert ds.name == "overlay", reason
     finally:
         ds.shutdown()
+
+
+def test_prefixed_view_reads_shared_store_devices_but_never_changes_them(store: Store) -> None:
+    """The pytest plugin's shape: an image built once in the store, snapshotted by per-test views."""
+    inner = store.open()
+    inner.add_device("img", BASE_HASH)
+    with mounted(inner, "img", store.mountpoint("build")) as root:
+        (root / "from-image").write_text("v1")
+    inner.set_initialized("img")
+    view = PrefixedDeviceSet(inner, store.prefix + "x", shared={"img"})
+
+    assert view.has_device("img") and view.has_initialized_device("img")
+    with pytest.raises(Conflict):
+        view.add_device("img", BASE_HASH)
+    view.add_device("ctr", "img")
+    with mounted(view, "ctr", store.mountpoint("ctr")) as root:
+        assert (root / "from-image").read_text() == "v1"
+        (root / "from-image").write_text("changed in the container")
+    assert sorted(view.list()) == ["ctr", "img"]
+
+    view.remove_device("ctr")
+    view.remove_device("img")  # drops it from the view only
+    assert view.list() == [] and not view.has_device("img")
+    assert inner.has_device("img")
+    with mounted(inner, "img", store.mountpoint("check"), readonly=True) as root:
+        assert (root / "from-image").read_text() == "v1"
