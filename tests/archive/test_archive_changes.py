@@ -318,3 +318,14 @@ def test_deep_trees_need_no_recursion(tmp_path):
     layer.seek(0)
     apply_layer(old, layer)
     assert changes(new, old) == []
+
+
+def test_roots_may_be_symlinks_but_must_exist(tmp_path, trees):
+    new, old = trees
+    os.symlink(new, tmp_path / "new-link")
+    (new / "added").write_bytes(b"x")
+    assert _strs(changes(tmp_path / "new-link", old)) == ["A /added"]
+    from pydock.runtime.errors import ArchiveError
+
+    with pytest.raises(ArchiveError, match="cannot compare"):
+        changes(tmp_path / "missing", old)
