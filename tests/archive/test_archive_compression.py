@@ -124,3 +124,22 @@ def test_plain_tar_named_like_bzip2_is_not_bzip2(tmp_path):
     dest.mkdir()
     apply_layer(dest, io.BytesIO(data))
     assert (dest / "BZh9-not-bzip2").read_bytes() == b"ok"
+
+
+@pytest.mark.parametrize("comp", [Compression.GZIP, Compression.BZIP2, Compression.XZ], ids=lambda c: c.name)
+def test_padding_after_compressed_layer_is_ignored(tmp_path, comp):
+    """Tape-style zero padding (or junk) after the compressed stream: the tar ended, like tar(1)."""
+    import tarfile
+
+    from pydock.archive.apply import apply_layer
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        info = tarfile.TarInfo("f")
+        info.size = 3
+        tf.addfile(info, io.BytesIO(b"abc"))
+    for i, trail in enumerate((b"\0" * 4096, b"trailing junk")):
+        dest = tmp_path / f"dest{i}"
+        dest.mkdir()
+        apply_layer(dest, io.BytesIO(CODECS[comp](buf.getvalue()) + trail))
+        assert (dest / "f").read_bytes() == b"abc"
