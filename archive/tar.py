@@ -125,18 +125,24 @@ def _norm_include(path: str) -> str:
 
 
 def _excluded(rel: str, patterns: tuple[str, ...]) -> bool:
-    """GNU-tar-like exclusion: a pattern matches the relative path, a leading part of it, or its base name."""
+    """GNU tar's default (unanchored) --exclude: a glob matching the path from any component on.
+
+    "*.pyc" and "cache" match at any depth, "user/*" matches "home/user/notes"; matching a
+    directory prunes everything under it.
+    """
     if not patterns or not rel:
         return False
-    base = rel.rsplit("/", 1)[-1]
+    parts = rel.split("/")
+    tails = ["/".join(parts[i:]) for i in range(len(parts))]
     for pat in patterns:
         pat = pat.strip("/")
         if pat.startswith("./"):
             pat = pat[2:]
-        if fnmatch.fnmatchcase(rel, pat) or fnmatch.fnmatchcase(base, pat):
-            return True
-        if rel.startswith(pat + "/"):
-            return True
+        if not pat:
+            continue
+        for tail in tails:
+            if fnmatch.fnmatchcase(tail, pat):
+                return True
     return False
 
 

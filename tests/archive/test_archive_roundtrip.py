@@ -348,3 +348,13 @@ def test_extreme_mtimes_round_trip_exactly(tmp_path, mtime_ns):
     dest.mkdir()
     apply_layer(dest, io.BytesIO(_tar(src)))
     assert os.stat(dest / "f").st_mtime_ns == mtime_ns
+
+
+def test_excludes_are_unanchored_globs_like_gnu_tar(tmp_path):
+    src = tmp_path / "src"
+    for p in ("a/cache/x", "a/keep", "b/c/cache/y", "b/c/z.pyc", "b/c/z.py", "home/user/notes"):
+        (src / p).parent.mkdir(parents=True, exist_ok=True)
+        (src / p).write_bytes(b"x")
+    with tarfile.open(fileobj=io.BytesIO(_tar(src, excludes=["cache", "*.pyc", "user/*"]))) as tf:
+        names = sorted(n.removeprefix("./") for n in tf.getnames())
+    assert names == [".", "a", "a/keep", "b", "b/c", "b/c/z.py", "home", "home/user"]
