@@ -261,7 +261,10 @@ class DeviceSetDM:
                     self.store.put(dev.evolve(state=State.FAULTY, error=f"delete failed: {e.strerror}"))
                 self.store.put_pool(PoolRecord(kernel_tid, max(rec.next_thin_id, txn.thin_id + 1), None))
                 return
-            self.store.journal("delete", txn.thin_id)
+            try:
+                self.store.journal("delete", txn.thin_id)
+            except OSError:
+                pass  # only a rebuild reads it, and a rebuild probes the pool for the id anyway
             if txn.hash is not None:
                 dev = self.store.get(txn.hash)
                 if dev is not None and dev.thin_id == txn.thin_id:
@@ -402,17 +405,43 @@ class DeviceSetDM:
         self.store.journal("init", thin_id)
 
     # -- the transaction protocol -----------------------------------------------------------
+    def _settle_open(self) -> None:
+        """Settle an open transaction left by a failed operation of this process (as a restart would)."""
+        rec = self.store.pool()
+        if rec is not None and rec.open is not None:
+            self._finish_open(rec, self.pool.status().transaction_id)
+
+    @contextmanager
+    def _settling(self, what: str) -> Iterator[None]:
+        """Any failure inside a transaction settles it at once; OS errors become StorageError."""
+        try:
+            yield
+        except BaseException as err:
+            try:
+                self._settle_open()
+            except Exception:  # noqa: BLE001 - the next start settles it; report the first error
+                pass
+            if isinstance(err, OSError):
+                raise StorageError(f"{what}: {err.strerror or err}") from None
+            raise
+
     def _begin(self, op: str, thin_id: int, hash: str | None, parent: str | None = None,
                size: int = 0) -> PoolRecord:
+        self._settle_open()
         rec = self.store.pool() or PoolRecord()
+        tid = self.pool.status().transaction_id  # the kernel's, should anyone have moved it
         nxt = max(rec.next_thin_id, thin_id + 1)
-        txn = OpenTransaction(op, thin_id, hash, rec.transaction_id + 1, parent, size)
-        self.store.put_pool(PoolRecord(rec.transaction_id, nxt, txn))
-        return rec
+        txn = OpenTransaction(op, thin_id, hash, tid + 1, parent, size)
+        self.store.put_pool(PoolRecord(tid, nxt, txn))
+        return PoolRecord(tid, nxt, txn)
 
     def _commit(self, before: PoolRecord, step: str) -> None:
         new = before.transaction_id + 1
-        self.pool.set_transaction_id(before.transaction_id, new)
+        try:
+            self.pool.set_transaction_id(before.transaction_id, new)
+        except dm.DMError as e:  # the open transaction stays: the next start settles it
+            raise StorageError(f"thin pool {self.pool.name}: set_transaction_id {before.transaction_id} "
+                               f"{new} failed: {e.strerror}") from None
         _fault(step)
         cur = self.store.pool()
         self.store.put_pool(PoolRecord(new, cur.next_thin_id if cur else before.next_thin_id, None))
@@ -426,35 +455,46 @@ class DeviceSetDM:
             if thin_id > MAX_THIN_ID:
                 raise StorageError(f"thin pool {self.pool.name} ran out of device ids")
             before = self._begin("create", thin_id, hash, parent.hash if parent else None, size)
-            _fault(f"{op}:txn")
-            self.store.journal("create", thin_id, hash=hash, parent=parent.hash if parent else None, size=size)
-            rec = DeviceRecord(hash, thin_id, size, parent.hash if parent else None, State.CREATING, False,
-                               before.transaction_id + 1)
-            self.store.put(rec)
-            _fault(f"{op}:record")
-            try:
-                if parent is None:
-                    self.pool.create_thin(thin_id)
-                else:
-                    self.pool.create_snap(thin_id, parent.thin_id, self.dm_name(parent.hash))
-            except dm.DMError as e:
-                self.store.delete(hash)
-                self.store.journal("delete", thin_id)
-                self.store.put_pool(PoolRecord(before.transaction_id, thin_id + 1, None))
-                if e.errno == errno.EEXIST:
-                    continue  # the pool holds this id already (metadata lost): never reuse it
-                what = f"snapshot '{hash}' (dev: {thin_id}) from '{parent.hash}' (dev: {parent.thin_id})" \
-                    if parent else f"base device (dev: {thin_id})"
-                raise StorageError(f"failed to create {what}: {e.strerror}") from None
-            _fault(f"{op}:snap")
-            self.store.put(rec.evolve(state=State.CREATED))
-            _fault(f"{op}:created")
-            self._commit(before, f"{op}:tid")
-            return thin_id
+            with self._settling(f"can't create device {hash or 'base'}"):
+                if self._create_step(op, before, thin_id, hash, parent, size):
+                    return thin_id
         raise StorageError(f"thin pool {self.pool.name}: no free device id found")
+
+    def _create_step(self, op: str, before: PoolRecord, thin_id: int, hash: str, parent: DeviceRecord | None,
+                     size: int) -> bool:
+        """One attempt at `thin_id`; False when the pool already holds that id (try the next)."""
+        _fault(f"{op}:txn")
+        self.store.journal("create", thin_id, hash=hash, parent=parent.hash if parent else None, size=size)
+        rec = DeviceRecord(hash, thin_id, size, parent.hash if parent else None, State.CREATING, False,
+                           before.transaction_id + 1)
+        self.store.put(rec)
+        _fault(f"{op}:record")
+        try:
+            if parent is None:
+                self.pool.create_thin(thin_id)
+            else:
+                self.pool.create_snap(thin_id, parent.thin_id, self.dm_name(parent.hash))
+        except dm.DMError as e:
+            self.store.delete(hash)
+            self.store.journal("delete", thin_id)
+            self.store.put_pool(PoolRecord(before.transaction_id, thin_id + 1, None))
+            if e.errno == errno.EEXIST:
+                return False  # the pool holds this id already (metadata lost): never reuse it
+            what = f"snapshot '{hash}' (dev: {thin_id}) from '{parent.hash}' (dev: {parent.thin_id})" \
+                if parent else f"base device (dev: {thin_id})"
+            raise StorageError(f"failed to create {what}: {e.strerror}") from None
+        _fault(f"{op}:snap")
+        self.store.put(rec.evolve(state=State.CREATED))
+        _fault(f"{op}:created")
+        self._commit(before, f"{op}:tid")
+        return True
 
     def _delete_thin(self, thin_id: int, hash: str | None) -> None:
         before = self._begin("delete", thin_id, hash)
+        with self._settling(f"can't remove device {hash}"):
+            self._delete_step(before, thin_id, hash)
+
+    def _delete_step(self, before: PoolRecord, thin_id: int, hash: str | None) -> None:
         _fault("remove:txn")
         if hash is not None:
             rec = self.store.get(hash)
@@ -684,11 +724,10 @@ class DeviceSetDM:
         return self.has_device(hash) and self.ctl.exists(self.dm_name(hash))
 
     def list(self) -> list[str]:
-        out = []
-        for h in self.store.hashes():
-            if h != BASE_HASH and self.has_device(h):
-                out.append(h)
-        return sorted(out)
+        """A directory listing: only the open transaction's device can be half-made (not read per file)."""
+        pool = self.store.pool()
+        busy = pool.open.hash if pool and pool.open else None
+        return sorted(h for h in self.store.hashes() if h != BASE_HASH and h != busy)
 
     def device_thin_id(self, hash: str) -> int:
         """The pool's id for a device (for tools and tests)."""

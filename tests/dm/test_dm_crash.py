@@ -173,3 +173,23 @@ def test_lost_device_records_alone_are_rebuilt(pool, make) -> None:
     ds = pool.open()
     assert ds.list() == ["ctr", "img"] and ds.has_initialized_device("img")
     check_clean(pool, ds, {"img": {"etc/os": "img"}, "ctr": {"etc/os": "ctr", "data": "c"}})
+
+
+def test_a_failed_add_is_settled_at_once_in_the_same_process(pool, make) -> None:
+    """An I/O error in the middle of a transaction is a StorageError and leaves nothing behind."""
+    from pydock.runtime.errors import StorageError
+
+    seed(pool, make)
+    ds = pool.open()
+    journal = pool.home / "journal"
+    saved = journal.read_bytes()
+    journal.unlink()
+    journal.mkdir()  # appending to it now fails with EISDIR, after the transaction opened
+    try:
+        with pytest.raises(StorageError, match="can't create device new"):
+            ds.add_device("new", "img")
+    finally:
+        journal.rmdir()
+        journal.write_bytes(saved)
+    assert not ds.has_device("new") and pool.pool_record()["open"] is None
+    check_clean(pool, ds, {"img": {"etc/os": "img"}, "ctr": {"etc/os": "ctr", "data": "c"}})
