@@ -23,13 +23,20 @@ def size_bytes(path: str | os.PathLike) -> int:
 
 
 def ensure_node(path: str | os.PathLike, major: int, minor: int, mode: int = 0o600) -> Path:
-    """Make `path` a block node for major:minor, replacing a stale node with another number."""
+    """Make `path` a block node for major:minor, replacing a stale node with another number.
+
+    Where udev runs, `path` may already be its symlink to ../dm-N: accepted when it resolves
+    to the right device.
+    """
     path = Path(path)
     want = os.makedev(major, minor)
     try:
-        st = os.lstat(path)
+        st = os.stat(path)
         if stat.S_ISBLK(st.st_mode) and st.st_rdev == want:
             return path
+    except FileNotFoundError:
+        pass
+    try:
         os.unlink(path)
     except FileNotFoundError:
         pass
