@@ -65,48 +65,82 @@ def _ascii_stub(text: str, limit: int) -> str:
     return "".join(c if " " <= c < "\x7f" else "_" for c in text)[:limit]
 
 
-_USTAR_MAX = {"uid": 0o7777777, "gid": 0o7777777, "size": 8**11 - 1, "mtime": 8**11 - 1}
+_USTAR_MAGIC = b"ustar\x0000"
+_PAX_NAME = b"././@PaxHeader"
+
+
+def _ustar(name: bytes, typeflag: bytes, mode: int, uid: int, gid: int, size: int, mtime: int,
+           linkname: bytes = b"", devmajor: int = 0, devminor: int = 0) -> bytes:
+    """One POSIX ustar header block; every field must already fit (see `header`)."""
+    buf = bytearray(BLOCKSIZE)
+    buf[0 : len(name)] = name
+    buf[100:108] = b"%07o\0" % mode
+    buf[108:116] = b"%07o\0" % uid
+    buf[116:124] = b"%07o\0" % gid
+    buf[124:136] = b"%011o\0" % size
+    buf[136:148] = b"%011o\0" % mtime
+    buf[148:156] = b"        "  # checksum is computed over spaces here
+    buf[156:157] = typeflag
+    buf[157 : 157 + len(linkname)] = linkname
+    buf[257:265] = _USTAR_MAGIC
+    if typeflag in (tarfile.CHRTYPE, tarfile.BLKTYPE):
+        buf[329:337] = b"%07o\0" % devmajor
+        buf[337:345] = b"%07o\0" % devminor
+    buf[148:156] = b"%06o\0 " % sum(buf)
+    return bytes(buf)
+
+
+_MAX7 = 0o7777777
+_MAX11 = 8**11 - 1
+
+
+def header(name: str, typeflag: bytes, mode: int = 0o644, uid: int = 0, gid: int = 0, size: int = 0,
+           mtime: int = 0, linkname: str = "", devmajor: int = 0, devminor: int = 0,
+           pax: dict[str, str] | None = None) -> bytes:
+    """Header blocks for one entry: a pax extended header when anything overflows ustar, then ustar.
+
+    Owners are numeric only (empty uname/gname: never a host name lookup). `pax` values are
+    str (binary xattr values carried with surrogateescape) and are written as raw bytes;
+    unlike tarfile's PAX writer this never adds `hdrcharset=BINARY`, which GNU tar warns about
+    on every entry with a file capability.
+    """
+    pax = dict(pax) if pax else {}
+    if typeflag == tarfile.DIRTYPE and not name.endswith("/"):
+        name += "/"
+    raw_name = name.encode("utf-8", "surrogateescape")
+    if len(raw_name) > 100 or not name.isascii():
+        pax.setdefault("path", name)
+        raw_name = _ascii_stub(name, 100).encode("ascii")
+    raw_link = linkname.encode("utf-8", "surrogateescape")
+    if len(raw_link) > 100 or not linkname.isascii():
+        pax.setdefault("linkpath", linkname)
+        raw_link = _ascii_stub(linkname, 100).encode("ascii")
+    if not 0 <= uid <= _MAX7:
+        pax.setdefault("uid", str(uid))
+        uid = 0
+    if not 0 <= gid <= _MAX7:
+        pax.setdefault("gid", str(gid))
+        gid = 0
+    if not 0 <= size <= _MAX11:
+        pax.setdefault("size", str(size))
+        size = 0
+    if not 0 <= mtime <= _MAX11:
+        pax.setdefault("mtime", str(mtime))
+        mtime = 0
+    if not (0 <= devmajor <= _MAX7 and 0 <= devminor <= _MAX7):
+        raise ArchiveError(f"cannot archive {name!r}: device number {devmajor}:{devminor} out of range")
+    main = _ustar(raw_name, typeflag, mode & 0o7777, uid, gid, size, mtime, raw_link, devmajor, devminor)
+    if not pax:
+        return main
+    data = b"".join(_pax_record(k, v.encode("utf-8", "surrogateescape")) for k, v in pax.items())
+    ext = _ustar(_PAX_NAME, tarfile.XHDTYPE, 0o644, 0, 0, len(data), mtime)
+    return ext + data + bytes(-len(data) % BLOCKSIZE) + main
 
 
 def pax_header(info: tarfile.TarInfo) -> bytes:
-    """Header blocks for `info`: a pax extended header when needed, then the ustar header.
-
-    `info.pax_headers` values are str (binary xattr values carried with surrogateescape) and
-    are written as raw bytes. Unlike tarfile's PAX writer this never adds `hdrcharset=BINARY`,
-    which GNU tar warns about on every entry with a file capability.
-    """
-    records = []
-    pax = dict(info.pax_headers)
-    # name stub 99: tarfile appends "/" to directory names when packing the ustar block
-    for field, key, limit in (("name", "path", 99), ("linkname", "linkpath", 100)):
-        value = getattr(info, field)
-        if info.type == tarfile.DIRTYPE and field == "name" and not value.endswith("/"):
-            value += "/"
-        raw = value.encode("utf-8", "surrogateescape")
-        if len(raw) > limit or not value.isascii():
-            pax.setdefault(key, value)
-            value = _ascii_stub(value, limit)
-        setattr(info, field, value)
-    for field, limit in _USTAR_MAX.items():
-        value = getattr(info, field)
-        if not 0 <= value <= limit:
-            pax.setdefault(field, str(value))
-            setattr(info, field, 0)
-    for key, value in pax.items():
-        records.append(_pax_record(key, value.encode("utf-8", "surrogateescape")))
-    info.pax_headers = {}
-    try:
-        main = info.tobuf(tarfile.USTAR_FORMAT, "utf-8", "surrogateescape")
-    except ValueError as e:
-        raise ArchiveError(f"cannot archive {info.name!r}: {e}") from None
-    if not records:
-        return main
-    data = b"".join(records)
-    ext = tarfile.TarInfo("././@PaxHeader")
-    ext.type = tarfile.XHDTYPE
-    ext.size = len(data)
-    ext.mtime = info.mtime
-    return ext.tobuf(tarfile.USTAR_FORMAT, "utf-8", "strict") + data + bytes(-len(data) % BLOCKSIZE) + main
+    """`header` for a tarfile.TarInfo (its pax_headers included)."""
+    return header(info.name, info.type, info.mode, info.uid, info.gid, info.size, int(info.mtime),
+                  info.linkname, info.devmajor, info.devminor, info.pax_headers)
 
 
 def _norm_include(path: str) -> str:
@@ -159,9 +193,6 @@ class _TarWriter:
         self.out.write(data)
         self.written += len(data)
 
-    def header(self, info: tarfile.TarInfo) -> None:
-        self._write(pax_header(info))
-
     def finish(self) -> None:
         """End-of-archive marker (two zero blocks), padded to a full record like tar(1)."""
         self._write(_ZERO_BLOCK * 2)
@@ -172,61 +203,47 @@ class _TarWriter:
     def add(self, dir_fd: int, name: str, arcname: str, st: os.stat_result) -> bool:
         """Archive entry `name` of `dir_fd` as `arcname`; True if it is a directory to descend into."""
         mode = st.st_mode
-        info = tarfile.TarInfo(arcname)
-        info.mode = stat.S_IMODE(mode)
-        info.uid = st.st_uid
-        info.gid = st.st_gid
-        info.uname = info.gname = ""
-        sec = st.st_mtime_ns // 1_000_000_000
-        info.mtime = sec
-        pax: dict[str, str] = {}
-        if st.st_mtime_ns != sec * 1_000_000_000:
-            pax["mtime"] = _pax_mtime(st.st_mtime_ns)
-        fd = -1
-        try:
-            if stat.S_ISREG(mode):
+        perm = stat.S_IMODE(mode)
+        uid, gid = st.st_uid, st.st_gid
+        sec, ns = divmod(st.st_mtime_ns, 1_000_000_000)
+        pax: dict[str, str] = {"mtime": _pax_mtime(st.st_mtime_ns)} if ns else {}
+        if stat.S_ISREG(mode):
+            if st.st_nlink > 1:
                 key = (st.st_dev, st.st_ino)
-                if st.st_nlink > 1:
-                    first = self.links.get(key)
-                    if first is not None:
-                        info.type = tarfile.LNKTYPE
-                        info.linkname = first
-                        info.pax_headers = pax
-                        self.header(info)
-                        return False
-                    self.links[key] = arcname
-                info.type = tarfile.REGTYPE
-                info.size = st.st_size
-                try:
-                    fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
-                except PermissionError:  # O_NOATIME needs ownership or CAP_FOWNER
-                    fd = os.open(name, _FILE_FLAGS & ~_NOATIME, dir_fd=dir_fd)
+                first = self.links.get(key)
+                if first is not None:
+                    self._write(header(arcname, tarfile.LNKTYPE, perm, uid, gid, 0, sec, first, pax=pax))
+                    return False
+                self.links[key] = arcname
+            try:
+                fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
+            except PermissionError:  # O_NOATIME needs ownership or CAP_FOWNER
+                fd = os.open(name, _FILE_FLAGS & ~_NOATIME, dir_fd=dir_fd)
+            try:
                 self._xattrs(fd, pax)
-                info.pax_headers = pax
-                self.header(info)
+                self._write(header(arcname, tarfile.REGTYPE, perm, uid, gid, st.st_size, sec, pax=pax))
                 self._copy(fd, st.st_size, arcname)
-                return False
-            if stat.S_ISDIR(mode):
-                info.type = tarfile.DIRTYPE
-            elif stat.S_ISLNK(mode):
-                info.type = tarfile.SYMTYPE
-                info.linkname = os.readlink(name, dir_fd=dir_fd)
-            elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-                info.type = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
-                info.devmajor = os.major(st.st_rdev)
-                info.devminor = os.minor(st.st_rdev)
-            elif stat.S_ISFIFO(mode):
-                info.type = tarfile.FIFOTYPE
-            else:  # sockets (and anything newer) are not archivable, like GNU tar
-                return False
-            if not stat.S_ISLNK(mode):
-                self._xattrs_at(dir_fd, name, pax)
-            info.pax_headers = pax
-            self.header(info)
-            return stat.S_ISDIR(mode)
-        finally:
-            if fd >= 0:
+            finally:
                 os.close(fd)
+            return False
+        linkname = ""
+        devmajor = devminor = 0
+        if stat.S_ISDIR(mode):
+            typeflag = tarfile.DIRTYPE
+        elif stat.S_ISLNK(mode):
+            typeflag = tarfile.SYMTYPE
+            linkname = os.readlink(name, dir_fd=dir_fd)
+        elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+            typeflag = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
+            devmajor, devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+        elif stat.S_ISFIFO(mode):
+            typeflag = tarfile.FIFOTYPE
+        else:  # sockets (and anything newer) are not archivable, like GNU tar
+            return False
+        if typeflag != tarfile.SYMTYPE:
+            self._xattrs_at(dir_fd, name, pax)
+        self._write(header(arcname, typeflag, perm, uid, gid, 0, sec, linkname, devmajor, devminor, pax))
+        return typeflag == tarfile.DIRTYPE
 
     def _xattrs(self, fd: int, pax: dict[str, str]) -> None:
         try:
@@ -285,12 +302,7 @@ class _TarWriter:
 
     def add_empty(self, arcname: str, mode: int, mtime: int) -> None:
         """An empty root-owned regular file that exists only in the stream (whiteouts)."""
-        info = tarfile.TarInfo(arcname)
-        info.type = tarfile.REGTYPE
-        info.mode = mode
-        info.mtime = mtime
-        info.uname = info.gname = ""
-        self.header(info)
+        self._write(header(arcname, tarfile.REGTYPE, mode, 0, 0, 0, mtime))
 
 
 def _walk(writer: _TarWriter, dir_fd: int, prefix: str, rel: str, excludes: tuple[str, ...]) -> None:

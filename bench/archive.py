@@ -2,8 +2,9 @@
 
 1. Layer import: apply_layer() of a ~200 MB, ~10 000-file rootfs tarball into a plain directory
    vs GNU `tar -x --numeric-owner` of the same file (target: <= 1.5x).
-2. Unchanged diff: changes() of two identical 10 000-file trees (made with `cp -a`) vs a plain
-   os.walk + lstat of the same trees (target: <= 2x).
+2. Export: write_tar of the same tree vs `tar -c` into a file (no target; informational).
+3. Unchanged diff: changes() of two identical 10 000-file trees (made with `cp -a`) vs a plain
+   os.walk + lstat of one tree (target: <= 2x) and of both trees.
 
 Usage: .venv/bin/python bench/archive.py [--runs N] [--mb 200] [--files 10000]
 Prints medians in seconds and the ratios. Needs root (tar and apply restore owners).
@@ -24,6 +25,7 @@ from pathlib import Path
 
 from pydock.archive.apply import apply_layer
 from pydock.archive.changes import changes
+from pydock.archive.tar import write_tar
 
 
 def build_tree(root: Path, total_mb: int, files: int, seed: int = 7) -> tuple[int, int]:
@@ -148,6 +150,20 @@ def main() -> int:
         print(f"import  apply_layer          {t_apply:7.3f} s   ratio {t_apply / t_tar:5.2f}x  (target <= 1.5x)")
         print(f"import  cat | tar -x         {t_tar_pipe:7.3f} s")
         print(f"import  cat | apply_layer    {t_pipe:7.3f} s   ratio {t_pipe / t_tar_pipe:5.2f}x vs cat | tar -x")
+
+        out_tar = work / "out.tar"
+
+        def run_tar_c() -> None:
+            subprocess.run(["tar", "--numeric-owner", "-C", str(src), "-cf", str(out_tar), "."], check=True)
+
+        def run_write_tar() -> None:
+            with open(out_tar, "wb") as f:
+                write_tar(src, f)
+
+        t = compare({"tar_c": run_tar_c, "write": run_write_tar}, args.runs)
+        print(f"export  tar -c               {t['tar_c']:7.3f} s")
+        print(f"export  write_tar            {t['write']:7.3f} s   ratio {t['write'] / t['tar_c']:5.2f}x  (no target)")
+        out_tar.unlink()
 
         a, b = work / "a", work / "b"
         subprocess.run(["cp", "-a", str(src), str(a)], check=True)
