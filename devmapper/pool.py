@@ -120,10 +120,10 @@ class ThinPool:
             for fd in fds:
                 os.close(fd)
 
-    def remove(self) -> bool:
-        """Remove the pool device (its loops then autoclear); False if the kernel deferred it."""
+    def remove(self) -> str:
+        """Remove the pool device (its loops then autoclear): "removed", "absent" or "deferred"."""
         self._major_minor = None
-        return self.deactivate(self.name) != "removed"
+        return self.deactivate(self.name)
 
     def status(self) -> PoolStatus:
         try:
