@@ -147,12 +147,17 @@ class Runtime:
         except PydockError:
             entity = None
         if entity and (self.layout.container(entity) / "config.json").exists():
-            return self._refresh(self._load(entity))
+            c = self._refresh(self._load(entity))
+            if c.dir.exists():
+                return c
         cid = resolve_prefix(name_or_id, self._ids(), "container")
         try:
-            return self._refresh(self._load(cid))
+            c = self._refresh(self._load(cid))
         except NotFound:
             raise NotFound(f"No such container: {name_or_id}") from None
+        if not c.dir.exists():
+            raise NotFound(f"No such container: {name_or_id}")
+        return c
 
     def containers(self, all: bool = False) -> list[Container]:
         """Containers, newest first (only running ones unless `all`); dead monitors are repaired on the way."""
@@ -163,6 +168,8 @@ class Runtime:
             except (NotFound, KeyError):
                 _rec.sweep_incomplete(self, cid)  # being created/removed now, or left half-made by a crash
                 continue
+            if not c.dir.exists():
+                continue  # a --rm container whose dead monitor was just repaired: removed
             if all or c.state.running:
                 out.append(c)
         out.sort(key=lambda c: c.created, reverse=True)

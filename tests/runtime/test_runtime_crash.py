@@ -126,3 +126,21 @@ def test_half_created_container_is_swept(rt):
     assert not c.dir.exists()
     assert not rt.driver.has_device(c.id) and not rt.driver.has_device(c.init_id)
     assert rt.names.get("/half") is None
+
+
+def test_cli_killed_mid_run_rm_is_removed_at_the_next_command(cli, cli_root):
+    cmd = [sys.executable, "-m", "pydock.cli.main", "-g", str(cli_root), "-s", "overlay", "run", "--rm", "--net",
+           "none", "--name", "gone", "busybox", "sh", "-c", "echo started; sleep 60"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYDOCK_")}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        assert proc.stdout.readline() == b"started\n"
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+    assert cli("ps", "-a", "-q").stdout == b""  # reconciled: killed, then auto-removed
+    assert list((cli_root / "containers").iterdir()) == []
+    assert _mounts_under(cli_root) == []
+    assert cli("run", "--rm", "--net", "none", "--name", "gone", "busybox", "true").returncode == 0  # name free
