@@ -107,3 +107,30 @@ def test_file_under_a_regular_file(tmp_path):
 def test_dest_missing(tmp_path):
     with pytest.raises(ArchiveError, match="cannot apply layer to"):
         apply_layer(tmp_path / "nope", io.BytesIO(GOOD))
+
+
+def test_no_fd_leaks_on_success_or_failure(tmp_path):
+    from archive_helpers import sandbox
+    from test_archive_breakout import CONTAINED, UNSAFE
+
+    from pydock.archive.changes import changes
+    from pydock.archive.tar import write_tar
+
+    def fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    before = fds()
+    for i, entries in enumerate(list(UNSAFE.values()) + list(CONTAINED.values())):
+        sb = sandbox(tmp_path / str(i))
+        try:
+            apply_layer(sb.dest, io.BytesIO(make_tar(entries)))
+        except ArchiveError:
+            pass
+        write_tar(sb.dest, io.BytesIO())
+        changes(sb.dest, sb.victim)
+    for data in (b"", b"junk" * 300, GOOD[:1500], gzip.compress(GOOD)[:100]):
+        try:
+            apply_layer(tmp_path, io.BytesIO(data))
+        except ArchiveError:
+            pass
+    assert fds() == before
