@@ -20,6 +20,8 @@ from pydock.runtime.state import format_time, parse_time, utcnow
 #: signals a foreground `run` forwards to the container's command (never SIGCHLD, like Docker 0.6.7).
 PROXIED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 _CHUNK = 65536
+#: longest log record kept in memory waiting for its newline.
+MAX_LINE = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -41,9 +43,13 @@ class JsonLog:
     def feed(self, stream: str, data: bytes) -> None:
         buf = self._partial[stream] + data
         *lines, rest = buf.split(b"\n")
+        out = [line + b"\n" for line in lines]
+        if len(rest) >= MAX_LINE:  # a newline-less flood becomes records, not unbounded memory
+            out.append(rest)
+            rest = b""
         self._partial[stream] = rest
-        if lines:
-            self._write(stream, [line + b"\n" for line in lines])
+        if out:
+            self._write(stream, out)
 
     def _write(self, stream: str, lines: list[bytes]) -> None:
         now = format_time(utcnow())

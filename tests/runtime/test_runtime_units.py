@@ -166,3 +166,16 @@ def test_dockerinit_helper_usage_and_isolation(tmp_path):
     assert not any(e.mountpoint == str(target) for e in mountinfo())
     p = subprocess.run([sys.executable, "-m", "pydock.dockerinit", "--", "/no/such/binary"], capture_output=True)
     assert p.returncode == 127
+
+
+def test_json_log_lines_and_floods(tmp_path):
+    from pydock.runtime import monitor
+
+    log = monitor.JsonLog(tmp_path / "x-json.log")
+    log.feed("stdout", b"a\nb")
+    log.feed("stderr", b"e\n")
+    log.feed("stdout", b"c\n" + b"z" * monitor.MAX_LINE)
+    log.close()
+    records = [(r.stream, r.log) for r in monitor.read_log(tmp_path / "x-json.log")]
+    assert records[:3] == [("stdout", "a\n"), ("stderr", "e\n"), ("stdout", "bc\n")]
+    assert records[3] == ("stdout", "z" * monitor.MAX_LINE) and len(records) == 4
