@@ -92,12 +92,75 @@ def look_path(root: Path, argv0: str, env_path: str, uid: int = 0, gids: tuple[i
         except (OSError, ValueError):
             continue
         if stat.S_ISREG(st.st_mode) and _executable_by(st, uid, gids):
+            check_interpreter(root, host, cand)
             return cand
         denied = denied or cand
     if denied is not None:
         raise CommandNotExecutable(f"{denied}: permission denied (not an executable file)")
     raise CommandNotFound(f"{argv0}: executable file not found in $PATH" if "/" not in argv0
                           else f"{argv0}: no such file or directory")
+
+
+def _elf_interpreter(head: bytes, f) -> str | None:
+    """PT_INTERP of a 64/32-bit little/big-endian ELF file (the dynamic loader it needs), or None."""
+    import struct
+
+    if len(head) < 52:
+        return None
+    is64 = head[4] == 2
+    end = "<" if head[5] == 1 else ">"
+    if is64:
+        phoff, = struct.unpack_from(end + "Q", head, 32)
+        phentsize, phnum = struct.unpack_from(end + "HH", head, 54)
+    else:
+        phoff, = struct.unpack_from(end + "I", head, 28)
+        phentsize, phnum = struct.unpack_from(end + "HH", head, 42)
+    if not phnum or phentsize < (56 if is64 else 32) or phnum > 256:
+        return None
+    f.seek(phoff)
+    table = f.read(phentsize * phnum)
+    for i in range(phnum):
+        entry = table[i * phentsize:(i + 1) * phentsize]
+        if len(entry) < phentsize:
+            break
+        p_type, = struct.unpack_from(end + "I", entry, 0)
+        if p_type != 3:  # PT_INTERP
+            continue
+        if is64:
+            offset, = struct.unpack_from(end + "Q", entry, 8)
+            size, = struct.unpack_from(end + "Q", entry, 32)
+        else:
+            offset, = struct.unpack_from(end + "I", entry, 4)
+            size, = struct.unpack_from(end + "I", entry, 16)
+        f.seek(offset)
+        return f.read(min(size, 4096)).split(b"\0", 1)[0].decode(errors="replace")
+    return None
+
+
+def check_interpreter(root: Path, host: Path, path: str) -> None:
+    """Refuse before launch what the kernel would refuse with ENOENT at exec (which lxc reports as an
+    ambiguous 255): a `#!` interpreter or an ELF loader missing from the rootfs -> 127."""
+    try:
+        with open(host, "rb") as f:
+            head = f.read(128)
+            if head.startswith(b"#!"):
+                line = head[2:].split(b"\n", 1)[0].strip()
+                interp = line.split()[0].decode(errors="replace") if line else ""
+            elif head.startswith(b"\x7fELF"):
+                interp = _elf_interpreter(head, f) or ""
+            else:
+                return
+    except OSError:
+        return
+    if not interp or not interp.startswith("/"):
+        return
+    try:
+        target = resolve_in_root(root, interp)
+        ok = target.is_file()
+    except (OSError, ValueError):
+        ok = False
+    if not ok:
+        raise CommandNotFound(f"{path}: no such file or directory (its interpreter {interp} is missing)")
 
 
 def container_path(path: str, what: str) -> str:

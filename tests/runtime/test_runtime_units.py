@@ -179,3 +179,22 @@ def test_json_log_lines_and_floods(tmp_path):
     records = [(r.stream, r.log) for r in monitor.read_log(tmp_path / "x-json.log")]
     assert records[:3] == [("stdout", "a\n"), ("stderr", "e\n"), ("stdout", "bc\n")]
     assert records[3] == ("stdout", "z" * monitor.MAX_LINE) and len(records) == 4
+
+
+def test_missing_interpreter_or_loader_is_127_before_launch(rootfs):
+    import shutil as _shutil
+
+    script = rootfs / "bin" / "script"
+    script.write_text("#!/usr/bin/python9 -u\nprint(1)\n")
+    script.chmod(0o755)
+    with pytest.raises(CommandNotFound, match="interpreter /usr/bin/python9 is missing"):
+        look_path(rootfs, "script", "/bin")
+    (rootfs / "usr" / "bin" / "python9").write_text("")
+    assert look_path(rootfs, "script", "/bin") == "/bin/script"
+    dynamic = rootfs / "bin" / "dyn"
+    _shutil.copy2("/bin/ls", dynamic)  # a dynamically linked host binary: its loader is not in this rootfs
+    with pytest.raises(CommandNotFound, match="interpreter /lib"):
+        look_path(rootfs, "dyn", "/bin")
+    static = rootfs / "bin" / "static"
+    _shutil.copy2(_shutil.which("busybox"), static)  # busybox-static has no PT_INTERP
+    assert look_path(rootfs, "static", "/bin") == "/bin/static"
