@@ -17,7 +17,7 @@ import stat
 import tarfile
 from collections import OrderedDict
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Iterator, Union
 
 from pydock.archive.compression import Compression, codec_errors, detect, open_decompressed, read_head
 from pydock.archive.tar import (
@@ -216,7 +216,11 @@ def _fast_header(buf: bytes) -> _Entry | None:
     return e
 
 
-def _members(reader: _Reader, scratch: memoryview) -> Iterator:
+# A parsed header: our fast-path record or, for anything unusual, tarfile's own TarInfo.
+Member = Union[_Entry, tarfile.TarInfo]
+
+
+def _members(reader: _Reader, scratch: memoryview) -> Iterator[Member]:
     """Tar headers in stream order; the caller may consume each member's data before the next.
 
     Plain ustar headers (the bulk of any layer) are parsed here; pax, GNU long names, sparse
@@ -297,7 +301,7 @@ def _pax_ns(value: str | None) -> int | None:
         return None
 
 
-def _times(member: tarfile.TarInfo) -> tuple[int, int]:
+def _times(member: Member) -> tuple[int, int]:
     """(atime_ns, mtime_ns) of a member; atime defaults to mtime like GNU tar's extraction."""
     pax = member.pax_headers
     mtime = _pax_ns(pax.get("mtime")) if pax else None
@@ -307,14 +311,14 @@ def _times(member: tarfile.TarInfo) -> tuple[int, int]:
     return (mtime if atime is None else atime), mtime
 
 
-def _owner(member: tarfile.TarInfo) -> tuple[int, int]:
+def _owner(member: Member) -> tuple[int, int]:
     uid, gid = member.uid, member.gid
     if not (isinstance(uid, int) and isinstance(gid, int) and 0 <= uid <= _MAX_ID and 0 <= gid <= _MAX_ID):
         raise UnsafeArchive(f"unsafe layer entry {member.name!r}: invalid owner {uid}:{gid}")
     return uid, gid
 
 
-def _xattrs(member: tarfile.TarInfo) -> list[tuple[str, bytes]]:
+def _xattrs(member: Member) -> list[tuple[str, bytes]]:
     if not member.pax_headers:
         return []
     out = []
@@ -518,7 +522,7 @@ class _Applier:
 
     # ---- entries
 
-    def extract(self, m: tarfile.TarInfo, parts: Parts, reader: _Reader) -> None:
+    def extract(self, m: Member, parts: Parts, reader: _Reader) -> None:
         uid, gid = _owner(m)
         mode = m.mode & 0o7777
         if not parts:
@@ -567,7 +571,7 @@ class _Applier:
                 self.root.invalidate()
         return False
 
-    def _file(self, m, pfd: int, name: str, uid: int, gid: int, mode: int, reader: _Reader) -> None:
+    def _file(self, m: Member, pfd: int, name: str, uid: int, gid: int, mode: int, reader: _Reader) -> None:
         try:
             fd = os.open(name, _NEW_FILE_FLAGS, 0o600, dir_fd=pfd)
         except FileExistsError:
@@ -587,7 +591,7 @@ class _Applier:
         finally:
             os.close(fd)
 
-    def _copy(self, m, fd: int, size: int, reader: _Reader) -> None:
+    def _copy(self, m: Member, fd: int, size: int, reader: _Reader) -> None:
         view = self.view
         left = size
         while left:
@@ -601,13 +605,13 @@ class _Applier:
             left -= n
         self.bytes += size
 
-    def _copy_sparse(self, m, fd: int, reader: _Reader) -> None:
+    def _copy_sparse(self, m: Member, fd: int, reader: _Reader) -> None:
         for offset, numbytes in m.sparse:
             os.lseek(fd, offset, os.SEEK_SET)
             self._copy(m, fd, numbytes, reader)
         os.ftruncate(fd, m.size)
 
-    def _dir(self, m, parts: Parts, pfd: int, name: str, canon: Parts, uid: int, gid: int, mode: int) -> None:
+    def _dir(self, m: Member, parts: Parts, pfd: int, name: str, canon: Parts, uid: int, gid: int, mode: int) -> None:
         if not self._clear_slot(pfd, name, keep_dir=True):
             os.mkdir(name, 0o700, dir_fd=pfd)
         dfd = os.open(name, _DIR_FLAGS, dir_fd=pfd)
@@ -621,7 +625,7 @@ class _Applier:
         self.root.remember(parts, dfd, canon)  # the next entries most likely go inside it
         self.dir_times.append((canon,) + _times(m))
 
-    def _symlink(self, m, pfd: int, name: str, uid: int, gid: int) -> None:
+    def _symlink(self, m: Member, pfd: int, name: str, uid: int, gid: int) -> None:
         target = m.linkname
         if not target or "\x00" in target:
             raise UnsafeArchive(f"unsafe layer entry {m.name!r}: invalid symlink target {target!r}")
@@ -630,7 +634,7 @@ class _Applier:
         os.chown(name, uid, gid, dir_fd=pfd, follow_symlinks=False)
         os.utime(name, ns=_times(m), dir_fd=pfd, follow_symlinks=False)
 
-    def _hardlink(self, m, pfd: int, name: str, canon: Parts) -> bool:
+    def _hardlink(self, m: Member, pfd: int, name: str, canon: Parts) -> bool:
         tparts = clean_name(m.linkname, m.name)
         if not tparts:
             raise UnsafeArchive(f"unsafe layer entry {m.name!r}: hard link to the root directory")
@@ -654,7 +658,7 @@ class _Applier:
             os.close(tfd)
         return True
 
-    def _node(self, m, pfd: int, name: str, uid: int, gid: int, mode: int) -> None:
+    def _node(self, m: Member, pfd: int, name: str, uid: int, gid: int, mode: int) -> None:
         self._clear_slot(pfd, name, keep_dir=False)
         if m.isfifo():
             os.mkfifo(name, 0o600, dir_fd=pfd)
