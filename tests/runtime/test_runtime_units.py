@@ -23,7 +23,7 @@ def rootfs(tmp_path: Path) -> Path:
     root = tmp_path / "rootfs"
     for d in ("bin", "etc", "usr/bin", "tmp"):
         (root / d).mkdir(parents=True)
-    (root / "bin" / "tool").write_text("#!/bin/sh\n")
+    (root / "bin" / "tool").write_bytes(b"\0opaque binary")
     (root / "bin" / "tool").chmod(0o755)
     (root / "bin" / "data").write_text("x")
     (root / "bin" / "data").chmod(0o644)
