@@ -223,16 +223,8 @@ class Runtime:
         if check_depth is not None:
             check_depth(img)
         img_cfg = dict(img.config or {})
-        if entrypoint is None:
-            ep = list(img_cfg.get("Entrypoint") or [])
-        elif isinstance(entrypoint, str):
-            ep = [entrypoint] if entrypoint else []
-        else:
-            ep = list(entrypoint)
-        command = list(cmd) if cmd else ([] if entrypoint is not None and cmd is None and ep else
-                                         list(img_cfg.get("Cmd") or []))
-        argv = ep + command
-        if not argv:
+        ep, command = _merge_command(img_cfg, entrypoint, cmd)
+        if not ep + command:
             raise InvalidArgument("No command specified")
         exposed: dict[str, dict] = dict(img_cfg.get("ExposedPorts") or {})
         if expose or ports:
@@ -259,6 +251,7 @@ class Runtime:
                       "ContainerIDFile": cidfile or "", "LxcConf": None, "Privileged": False,
                       "PortBindings": {}, "PortSpecs": list(ports), "Links": list(links) or None,
                       "PublishAllPorts": publish_all, "AutoRemove": auto_remove}
+        argv = ep + command
         c = Container(id=cid, dir=cdir, image=img.id, path=argv[0], args=argv[1:], config=config,
                       hostconfig=hostconfig, driver=self.driver.name)
         made: list[str] = []
@@ -606,6 +599,23 @@ def parse_signal(sig: int | str) -> int:
         return int(getattr(signal.Signals, name))
     except AttributeError:
         raise InvalidArgument(f"Invalid signal: {sig}") from None
+
+
+def _merge_command(img_cfg: dict[str, Any], entrypoint: str | Sequence[str] | None,
+                   cmd: Sequence[str] | None) -> tuple[list[str], list[str]]:
+    """(Entrypoint, Cmd) from the user's and the image's. The user's replace the image's; an explicit
+    entrypoint without a command drops the image's Cmd (it was written for the image's entrypoint)."""
+    if entrypoint is None:
+        ep = list(img_cfg.get("Entrypoint") or [])
+    elif isinstance(entrypoint, str):
+        ep = [entrypoint] if entrypoint else []
+    else:
+        ep = list(entrypoint)
+    if cmd:
+        return ep, list(cmd)
+    if entrypoint is not None and ep:
+        return ep, []
+    return ep, list(img_cfg.get("Cmd") or [])
 
 
 def _write_init_layer(root: Path) -> None:
