@@ -88,6 +88,18 @@ def container_command(lxc_pid: int) -> int | None:
     return kids[0] if kids else None
 
 
+def container_processes(lxc_pid: int) -> list[int]:
+    """Host pids of every process in the container: its init and all descendants."""
+    init = container_init(lxc_pid)
+    pids: list[int] = []
+    todo = [init] if init else []
+    while todo:
+        pid = todo.pop()
+        pids.append(pid)
+        todo.extend(children(pid))
+    return pids
+
+
 def signal_container(lxc_pid: int, lxc_start: int, sig: int, *, wait_command: float = 2.0) -> bool:
     """Deliver `sig` to the container's command (init.lxc forwards nothing for SIGKILL, and
     SIGKILL to init would end with status 1). Waits briefly for the command to exist right after a

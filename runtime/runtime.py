@@ -490,41 +490,16 @@ class Runtime:
 
     def diff(self, c: Container | str) -> list[Any]:
         """Changes of the container's filesystem against its init layer (`A|C|D /path`)."""
-        from pydock.archive.changes import changes
+        from pydock.runtime.layers import diff
 
-        c = self._current(c)
-        with self._layers(c) as (new, old):
-            return changes(new, old)
-
-    def _layers(self, c: Container) -> Any:
-        from contextlib import contextmanager
-
-        from pydock.devmapper.deviceset import mounted
-
-        @contextmanager
-        def both() -> Iterator[tuple[Path, Path]]:
-            tag = f"{os.getpid()}-{os.urandom(3).hex()}"
-            with mounted(self.driver, c.id, c.dir / f".diff-{tag}", readonly=True, deactivate=False) as new, \
-                    mounted(self.driver, c.init_id, c.dir / f".init-{tag}", readonly=True, deactivate=False) as old:
-                try:
-                    yield new, old
-                finally:
-                    pass
-            for p in (c.dir / f".diff-{tag}", c.dir / f".init-{tag}"):
-                try:
-                    p.rmdir()
-                except OSError:
-                    pass
-
-        return both()
+        return diff(self.driver, self._current(c))
 
     def size(self, c: Container | str) -> tuple[int, int]:
         """(bytes changed in the container, that plus its image's virtual size) for `ps -s`."""
-        from pydock.archive.changes import changes, changes_size
+        from pydock.runtime.layers import changed_bytes
 
         c = self._current(c)
-        with self._layers(c) as (new, old):
-            rw = changes_size(new, changes(new, old))
+        rw = changed_bytes(self.driver, c)
         try:
             virtual = self.graph.virtual_size(self.graph.get(c.image))
         except PydockError:
@@ -540,42 +515,32 @@ class Runtime:
         """A new image from the container's changes on its image (whiteouts for deletions)."""
         import tempfile
 
-        from pydock.archive.changes import changes
-        from pydock.archive.export import export_changes
+        from pydock.runtime.layers import export_changes_to
 
         c = self._current(c)
         merged = dict(c.config)
         if config:
             merged.update(config)
         with tempfile.TemporaryFile(dir=self.layout.root) as buf:
-            with self._layers(c) as (new, old):
-                export_changes(new, changes(new, old), buf)
+            export_changes_to(self.driver, c, buf)
             buf.seek(0)
             return self.images.create(buf, parent=c.image, repo=repo, tag=tag, comment=comment, author=author,
                                       config=merged, container=c.id, container_config=c.config)
 
     def export(self, c: Container | str, out: BinaryIO) -> None:
         """The container's whole filesystem as a tar stream."""
-        from pydock.archive.tar import write_tar
+        from pydock.runtime.layers import export_tree
 
-        c = self._current(c)
-        with self._layers(c) as (new, _old):
-            write_tar(new, out)
+        export_tree(self.driver, self._current(c), out)
 
     def top(self, c: Container | str) -> tuple[list[str], list[list[str]]]:
         """`ps -f` columns and rows for the container's processes (host pids)."""
-        from pydock.runtime.launcher import children, container_init
+        from pydock.runtime.launcher import container_processes
 
         c = self._current(c)
         if not c.state.running:
             raise Conflict(f"Container {c.short_id} is not running")
-        init = container_init(c.state.pid)
-        pids: list[int] = []
-        todo = [init] if init else []
-        while todo:
-            p = todo.pop()
-            pids.append(p)
-            todo.extend(children(p))
+        pids = container_processes(c.state.pid)
         if not pids:
             return [], []
         out = subprocess.run(["ps", "-f", "-p", ",".join(map(str, pids))], capture_output=True, text=True,
@@ -583,8 +548,7 @@ class Runtime:
         if not out:
             return [], []
         header = out[0].split()
-        rows = [line.split(None, len(header) - 1) for line in out[1:]]
-        return header, rows
+        return header, [line.split(None, len(header) - 1) for line in out[1:]]
 
 
 def parse_signal(sig: int | str) -> int:
