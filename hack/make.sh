@@ -13,8 +13,9 @@ PY=$VENV/bin/python
 
 # Debian packages: runtime (lxc iptables e2fsprogs util-linux busybox-static xz-utils bzip2),
 # the dm-thin test kernel (user-mode-linux), python-prctl's build (libcap-dev), and dmsetup,
-# an independent device-mapper implementation the tests cross-check ours against.
-DEB_PACKAGES="lxc iptables e2fsprogs util-linux busybox-static user-mode-linux libcap-dev xz-utils bzip2 dmsetup iproute2 python3-venv python3-dev gcc"
+# an independent device-mapper implementation the tests cross-check ours against, and Debian's
+# own python3 libraries the .deb depends on (its install test runs pydock on them).
+DEB_PACKAGES="lxc iptables e2fsprogs util-linux busybox-static user-mode-linux libcap-dev xz-utils bzip2 dmsetup iproute2 procps python3-venv python3-dev gcc python3-click python3-tabulate python3-pyroute2 python3-prctl"
 
 bundle_dev() {
 	local missing=()
