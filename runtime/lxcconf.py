@@ -15,7 +15,11 @@ from pydock.runtime.errors import InvalidArgument
 CAP_DROP = ("audit_control audit_write mac_admin mac_override mknod setfcap setpcap sys_admin sys_boot "
             "sys_module sys_nice sys_pacct sys_rawio sys_resource sys_time sys_tty_config")
 #: /proc files hidden behind /dev/null (runc's maskedPaths); `optional` because not every kernel has each.
-MASKED_PROC_FILES = ("kcore", "keys", "timer_list", "sched_debug", "latency_stats")
+MASKED_PROC_FILES = ("kcore", "keys", "timer_list", "timer_stats", "sched_debug", "latency_stats")
+#: directories hidden behind an empty read-only tmpfs (runc's maskedPaths).
+MASKED_DIRS = ("proc/acpi", "proc/asound", "proc/scsi", "sys/firmware", "sys/devices/virtual/powercap")
+#: /proc directories made read-only (runc's readonlyPaths; /proc/sys and sysrq-trigger come from proc:mixed).
+READONLY_PROC_DIRS = ("bus", "fs", "irq")
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,10 @@ def render(spec: LxcSpec) -> str:
     ]
     for name in MASKED_PROC_FILES:
         lines.append(("lxc.mount.entry", f"/dev/null proc/{name} none bind,ro,optional 0 0"))
+    for name in READONLY_PROC_DIRS:  # global (not per-namespace) trees: the host's view, read-only
+        lines.append(("lxc.mount.entry", f"/proc/{name} proc/{name} none bind,ro,optional 0 0"))
+    for path in MASKED_DIRS:
+        lines.append(("lxc.mount.entry", f"tmpfs {path} tmpfs ro,nosuid,nodev,noexec,size=0,optional 0 0"))
     for b in spec.binds:
         lines.append(("lxc.mount.entry", _bind_line(b)))
     lines += cgroups.device_keys()

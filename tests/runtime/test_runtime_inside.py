@@ -150,3 +150,13 @@ def test_memory_below_512k_is_refused(rt):
 
     with pytest.raises(InvalidArgument, match="Minimum memory limit allowed is 512k"):
         rt.create("busybox", ["true"], memory="100k")
+
+
+def test_masked_and_read_only_proc_paths(rt):
+    out = sh(rt, "ls /proc/acpi 2>/dev/null | wc -l; ls /sys/firmware 2>/dev/null | wc -l;"
+                 " cat /proc/timer_list 2>/dev/null | wc -c;"
+                 " echo 1 > /proc/irq/default_smp_affinity 2>/dev/null && echo irq-writable;"
+                 " touch /proc/acpi/x 2>/dev/null && echo acpi-writable; echo done")
+    lines = out.split()
+    assert lines[:3] == ["0", "0", "0"]
+    assert "irq-writable" not in out and "acpi-writable" not in out and lines[-1] == "done"
