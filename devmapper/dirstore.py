@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import os
 import shutil
 import logging
@@ -30,36 +29,6 @@ def validate_hash(hash: str) -> str:
             or any(ord(c) < 0x20 or ord(c) == 0x7F for c in hash) or len(hash) > MAX_HASH_LENGTH):
         raise InvalidArgument(f"invalid device hash {hash!r}")
     return hash
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write `data` to `path` so a crash leaves either the old or the new record, never half of one."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-
-
-def read_json(path: Path) -> dict:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename/creation inside `path` durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class HomeLock:

@@ -22,11 +22,11 @@ import enum
 import json
 import os
 import re
-import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from pydock.runtime.errors import InvalidArgument
+from pydock.runtime.fileutil import atomic_write, fsync_dir
 
 BASE_FILE = "base"
 RESERVED = {"base", "pool"}
@@ -142,37 +142,13 @@ def validate_hash(hash: str) -> str:
     return hash
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Replace `path` with `data` so a crash leaves either the old or the new content."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # mkstemp is O_CLOEXEC
-    try:
-        os.fchmod(fd, mode)
-        os.write(fd, data)
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        os.unlink(tmp)
-        raise
-    os.close(fd)
-    os.rename(tmp, path)
-    _fsync_dir(path.parent)
-
-
 def _unlink(path: Path, fsync: bool = True) -> bool:
     try:
         os.unlink(path)
     except FileNotFoundError:
         return False
     if fsync:
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     return True
 
 

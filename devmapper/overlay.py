@@ -31,6 +31,7 @@ import threading
 from pathlib import Path
 
 from pydock.devmapper import dirstore
+from pydock.runtime import fileutil
 from pydock.devmapper.deviceset import BASE_HASH
 from pydock.devmapper.kernel import mount as kmount
 from pydock.runtime.errors import Conflict, InvalidArgument, NotFound, StorageError
@@ -77,7 +78,7 @@ class OverlayDeviceSet:
 
     def _meta(self, lid: str) -> dict:
         try:
-            return dirstore.read_json(self._layer_dir(lid) / "meta.json")
+            return fileutil.read_json(self._layer_dir(lid) / "meta.json")
         except (OSError, ValueError) as err:
             raise StorageError(f"overlay layer {lid} has no readable record: {err}") from err
 
@@ -120,7 +121,7 @@ class OverlayDeviceSet:
         os.chown(diff, uid, gid)
         os.chmod(diff, mode)
         (layer / "work").mkdir(mode=0o700)
-        dirstore.write_json_atomic(layer / "meta.json",
+        fileutil.write_json_atomic(layer / "meta.json",
                                    {"hash": hash, "parent": parent, "initialized": initialized})
 
     def _collect_garbage(self) -> None:
@@ -130,7 +131,7 @@ class OverlayDeviceSet:
             if entry == BASE_LAYER or entry.startswith("."):
                 continue
             try:
-                metas[entry] = dirstore.read_json(self._layers / entry / "meta.json")
+                metas[entry] = fileutil.read_json(self._layers / entry / "meta.json")
             except (OSError, ValueError):
                 metas[entry] = None
         while True:
@@ -252,7 +253,7 @@ class OverlayDeviceSet:
                 self._make_layer(lid, hash, parent, root_mode=(st.st_mode & 0o7777, st.st_uid, st.st_gid),
                                  initialized=False)
                 os.symlink(f"../layers/{lid}", self._devices / hash)
-                dirstore.fsync_dir(self._devices)
+                fileutil.fsync_dir(self._devices)
             except BaseException as err:
                 try:
                     dirstore.remove_tree(self._layer_dir(lid))
@@ -269,7 +270,7 @@ class OverlayDeviceSet:
             meta = self._meta(lid)
             if not meta.get("initialized"):
                 meta["initialized"] = True
-                dirstore.write_json_atomic(layer / "meta.json", meta)
+                fileutil.write_json_atomic(layer / "meta.json", meta)
 
     def remove_device(self, hash: str) -> None:
         """Delete the device; its data stays on disk only while descendants still stack on it."""
@@ -285,7 +286,7 @@ class OverlayDeviceSet:
                 raise Conflict(f"device {hash}: {inside[0]} is mounted inside its layer")
             try:
                 os.unlink(self._devices / hash)
-                dirstore.fsync_dir(self._devices)
+                fileutil.fsync_dir(self._devices)
             except OSError as err:
                 raise StorageError(f"cannot remove device {hash}: {err.strerror}") from err
             with self._active_lock:

@@ -24,6 +24,7 @@ import threading
 from pathlib import Path
 
 from pydock.devmapper import dirstore
+from pydock.runtime import fileutil
 from pydock.devmapper.deviceset import BASE_HASH
 from pydock.devmapper.kernel import mount as kmount
 from pydock.runtime.errors import Conflict, InvalidArgument, NotFound, StorageError
@@ -157,7 +158,7 @@ class VfsDeviceSet:
             if proc.returncode != 0:
                 detail = (proc.stderr.strip().splitlines() or ["cp failed"])[0]
                 raise StorageError(f"cannot copy {base_hash or '(base)'} into {hash}: {detail}")
-            dirstore.write_json_atomic(scratch / "meta.json", {"parent": base_hash, "initialized": False})
+            fileutil.write_json_atomic(scratch / "meta.json", {"parent": base_hash, "initialized": False})
             with self._lock.held():
                 if not self._exists(base_hash):
                     raise NotFound(f"Unknown base hash {base_hash}")
@@ -167,7 +168,7 @@ class VfsDeviceSet:
                     if err.errno in (errno.EEXIST, errno.ENOTEMPTY):
                         raise Conflict(f"hash {hash} already exists") from err
                     raise StorageError(f"cannot add device {hash}: {err.strerror}") from err
-                dirstore.fsync_dir(self._devices)
+                fileutil.fsync_dir(self._devices)
         finally:
             if scratch.exists():
                 try:
@@ -181,10 +182,10 @@ class VfsDeviceSet:
                 return
             self._require(hash)
             meta_path = self._device_dir(hash) / "meta.json"
-            meta = dirstore.read_json(meta_path)
+            meta = fileutil.read_json(meta_path)
             if not meta.get("initialized"):
                 meta["initialized"] = True
-                dirstore.write_json_atomic(meta_path, meta)
+                fileutil.write_json_atomic(meta_path, meta)
 
     def remove_device(self, hash: str) -> None:
         """Delete the device and its tree; refuses while it is mounted. Children are independent copies."""
@@ -201,7 +202,7 @@ class VfsDeviceSet:
             doomed = self._scratch()
             try:
                 os.rename(self._device_dir(hash), doomed)
-                dirstore.fsync_dir(self._devices)
+                fileutil.fsync_dir(self._devices)
             except OSError as err:
                 raise StorageError(f"cannot remove device {hash}: {err.strerror}") from err
             with self._active_lock:
@@ -221,7 +222,7 @@ class VfsDeviceSet:
         if hash == BASE_HASH:
             return True
         try:
-            return bool(dirstore.read_json(self._device_dir(hash) / "meta.json").get("initialized"))
+            return bool(fileutil.read_json(self._device_dir(hash) / "meta.json").get("initialized"))
         except (InvalidArgument, OSError, ValueError):
             return False
 

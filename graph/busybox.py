@@ -172,7 +172,7 @@ def build_busybox(store: ImageStore, busybox: Path | None = None) -> Image:
 
 def ensure_busybox(store: ImageStore, busybox: Path | None = None) -> Image:
     """busybox:latest, building it first if it is missing (serialised across processes)."""
-    from pydock.graph.fsutil import flocked
+    from pydock.runtime.fileutil import flocked
 
     with flocked(store.graph.tmp / ".busybox.lock"):
         image_id = store.tags.get(REPO, TAG)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from pydock.devmapper.deviceset import BASE_HASH, DeviceSet
-from pydock.graph.fsutil import flocked, fsync_dir, write_new
+from pydock.runtime.fileutil import flocked, fsync_dir, write_new
 from pydock.graph.image import Image, utcnow
 from pydock.graph.scratch import clean_stale, release_mounts, scratch_dir
 from pydock.runtime.errors import Conflict, NotFound, PydockError, StorageError

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pydock.graph.fsutil import try_flock
+from pydock.runtime.fileutil import try_flock
 
 LOCK_SUFFIX = ".lock"
 _SCRATCH_RE = re.compile(r"^[0-9]+-[0-9a-f]{12}(?:\.lock)?$")

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pydock.graph.fsutil import atomic_write, flocked
+from pydock.runtime.fileutil import atomic_write, flocked
 from pydock.runtime.errors import Conflict, InvalidArgument, StorageError
 from pydock.runtime.ids import is_valid_id, truncate_id, validate_id
 

@@ -6,7 +6,6 @@ import ctypes
 import ctypes.util
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 MS_RDONLY = 1
 MS_NOSUID = 2
