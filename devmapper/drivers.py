@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 from pydock.devmapper.deviceset import DeviceSet
+from pydock.devmapper.kernel.mount import supported_filesystems
 from pydock.runtime.errors import InvalidArgument, KernelFeatureMissing
 from pydock.runtime.paths import RootLayout
 
@@ -35,17 +36,9 @@ def devicemapper_usable() -> tuple[bool, str]:
     return False, detail or "the device-mapper thin-pool target is missing from this kernel"
 
 
-def _filesystems() -> set[str]:
-    try:
-        with open("/proc/filesystems") as f:
-            return {line.split()[-1] for line in f if line.strip()}
-    except OSError:
-        return set()
-
-
 def overlay_usable(where: Path) -> tuple[bool, str]:
     """Whether overlayfs is in the kernel and can stack layers on the filesystem holding `where`."""
-    if "overlay" not in _filesystems():
+    if "overlay" not in supported_filesystems():
         return False, "overlayfs is missing from this kernel (not in /proc/filesystems)"
     from pydock.devmapper.dirstore import mount_from
     from pydock.devmapper.kernel.mount import mount, umount

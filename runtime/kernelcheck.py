@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from pydock.devmapper.kernel.mount import supported_filesystems
+
 
 @dataclass(frozen=True)
 class Feature:
@@ -31,14 +33,6 @@ def _kernel_config() -> dict[str, str]:
         except OSError:
             continue
     return {}
-
-
-def _filesystems() -> set[str]:
-    try:
-        with open("/proc/filesystems") as f:
-            return {line.split()[-1] for line in f if line.strip()}
-    except OSError:
-        return set()
 
 
 def _config_or_module(option: str, module: str) -> tuple[bool, str]:
@@ -87,7 +81,7 @@ def check_features() -> list[Feature]:
     features = [_namespace(n) for n in ("mnt", "uts", "ipc", "pid", "net", "user")]
     features.append(_cgroups())
     features.append(device_mapper())
-    fs = _filesystems()
+    fs = supported_filesystems()
     features.append(Feature("overlay", "overlay" in fs, "overlay in /proc/filesystems" if "overlay" in fs
                             else "overlay missing from /proc/filesystems"))
     features.append(Feature("ext4", "ext4" in fs, "ext4 in /proc/filesystems" if "ext4" in fs

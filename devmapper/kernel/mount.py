@@ -127,3 +127,12 @@ def root_is_shared() -> bool:
             return any(o.startswith("shared:") for o in e.optional)
     return True
 
+
+
+def supported_filesystems() -> set[str]:
+    """Filesystem types this kernel can mount (from /proc/filesystems)."""
+    try:
+        with open("/proc/filesystems") as f:
+            return {line.split()[-1] for line in f if line.strip()}
+    except OSError:
+        return set()
