@@ -79,13 +79,17 @@ def teardown_runtime(rt: Any, deviceset: Any | None = None) -> None:
     try:
         for c in rt.containers(all=True):
             rt.remove(c, force=True, volumes=True)
-        for image in rt.images.graph.list():
-            try:
-                rt.images.graph.delete(image.id)
-            except Exception:  # noqa: BLE001 - children first; retried below
-                pass
-        for image in rt.images.graph.list():
-            rt.images.graph.delete(image.id)
+        pending = rt.images.graph.list()
+        while pending:  # children before parents: retry until a pass deletes nothing
+            left = []
+            for image in pending:
+                try:
+                    rt.images.graph.delete(image.id)
+                except Exception:  # noqa: BLE001 - still a parent
+                    left.append(image)
+            if len(left) == len(pending):
+                rt.images.graph.delete(left[0].id)  # raises the real error
+            pending = left
     finally:
         rt.close()
         if deviceset is not None:
