@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -13,41 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from pydock.runtime.errors import NotFound
+from pydock.runtime.fileutil import atomic_write, flocked
 from pydock.runtime.state import State, format_time, parse_time, utcnow
-
-
-def atomic_write(path: Path, data: bytes, mode: int = 0o600, durable: bool = False) -> None:
-    """Replace `path` in one rename (temp file in the same directory), so readers never see half a file.
-
-    `durable` adds an fsync: only for records that must survive a host crash as written (a container's
-    creation); state and regenerated files are repaired by reconcile instead (fsync costs ~5 ms each).
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(3).hex()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
-    try:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            if durable:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-@contextmanager
-def flocked(path: Path, shared: bool = False) -> Iterator[int]:
-    """Hold a flock on `path` (created if missing) for the block, across processes."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
-        yield fd
-    finally:
-        os.close(fd)
 
 
 @dataclass
@@ -165,8 +130,9 @@ class Container:
         atomic_write(self.config_path, json.dumps(self.to_json()).encode(), durable=durable)
 
     def save_state(self, state: State) -> None:
+        """Record a state change (not fsynced: a state torn by a crash is what reconcile repairs)."""
         self.state = state
-        atomic_write(self.config_path, json.dumps(self.to_json()).encode())
+        atomic_write(self.config_path, json.dumps(self.to_json()).encode(), durable=False)
 
     @classmethod
     def load(cls, directory: Path) -> Container:

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
 from pydock.runtime import reconcile as _rec
-from pydock.runtime.container import Container, atomic_write, flocked
+from pydock.runtime.container import Container
+from pydock.runtime.fileutil import atomic_write, flocked
 from pydock.runtime.errors import Conflict, InvalidArgument, NotFound, PydockError
 from pydock.runtime.ids import generate_id, is_valid_id, resolve_prefix
 from pydock.runtime.launcher import signal_container
@@ -266,8 +267,8 @@ class Runtime:
             if links:
                 register_links(self.names, c.name, cid, links, resolve=lambda n: self.get(n).id,
                                is_running=lambda i: self._load(i).state.running)
-            atomic_write(c.hostname_path, (config["Hostname"] + "\n").encode(), 0o644)
-            atomic_write(c.resolv_conf_path, _resolv_conf(list(dns)).encode(), 0o644)
+            atomic_write(c.hostname_path, (config["Hostname"] + "\n").encode(), 0o644, durable=False)
+            atomic_write(c.resolv_conf_path, _resolv_conf(list(dns)).encode(), 0o644, durable=False)
             c.save()
             if cidfile:
                 with open(cidfile, "x") as f:

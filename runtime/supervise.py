@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from pydock.runtime import lxcconf
-from pydock.runtime.container import Container, atomic_write
+from pydock.runtime.container import Container
+from pydock.runtime.fileutil import atomic_write
 from pydock.runtime.errors import Conflict, LaunchError, PydockError
 from pydock.runtime.launcher import HELPER_ENV, LaunchSpec, exit_status, signal_container, spawn
 from pydock.runtime.monitor import (
@@ -112,8 +113,8 @@ def _prepare(rt: Runtime, c: Container) -> Prepared:
 
     ip = settings.ip_address if settings is not None else None
     atomic_write(c.hosts_path, hosts_file(ip, cfg.get("Hostname", ""), cfg.get("Domainname", ""),
-                                          link_hosts).encode(), 0o644)
-    atomic_write(c.env_path, json.dumps(env).encode(), 0o644)
+                                          link_hosts).encode(), 0o644, durable=False)
+    atomic_write(c.env_path, json.dumps(env).encode(), 0o644, durable=False)
     binds = [lxcconf.Bind(c.hostname_path, "/etc/hostname"), lxcconf.Bind(c.hosts_path, "/etc/hosts"),
              lxcconf.Bind(c.resolv_conf_path, "/etc/resolv.conf"), lxcconf.Bind(c.env_path, "/.dockerenv")]
     for target, source in sorted(c.volumes.items()):
@@ -127,7 +128,7 @@ def _prepare(rt: Runtime, c: Container) -> Prepared:
     spec = lxcconf.LxcSpec(hostname=cfg.get("Hostname") or c.short_id, rootfs=rootfs, network=network,
                            binds=tuple(binds), env=tuple(env), uid=user.uid, gid=user.gid, groups=user.groups,
                            cwd=cwd, memory=cfg.get("Memory") or None, cpu_shares=cfg.get("CpuShares") or None)
-    atomic_write(c.lxc_config_path, lxcconf.render(spec).encode(), 0o600)
+    atomic_write(c.lxc_config_path, lxcconf.render(spec).encode(), 0o600, durable=False)
     if settings is not None:
         with c.locked():
             c.network = settings.to_json()
