@@ -47,9 +47,14 @@ def scratch_dir(tmp_root: Path) -> Iterator[Path]:
     tmp_root.mkdir(parents=True, exist_ok=True, mode=0o700)
     name = f"{os.getpid()}-{os.urandom(6).hex()}"
     lock = tmp_root / (name + LOCK_SUFFIX)
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    # The lock must appear already locked: created and flocked under a name cleaners ignore, then
+    # renamed into place. Otherwise a cleaner could take the fresh, not yet locked file for an
+    # orphan, unlink it, and a later cleaner would then delete this dir as ownerless.
+    staging = tmp_root / f".{name}.staging"
+    fd = os.open(staging, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
+        os.rename(staging, lock)
         path = tmp_root / name
         path.mkdir(mode=0o700)
         try:
@@ -59,6 +64,7 @@ def scratch_dir(tmp_root: Path) -> Iterator[Path]:
                 remove_tree(path)
     finally:
         lock.unlink(missing_ok=True)
+        staging.unlink(missing_ok=True)
         os.close(fd)
 
 
@@ -68,6 +74,12 @@ def clean_stale(tmp_root: Path, on_stale: Callable[[Path], None]) -> list[str]:
         return []
     cleaned: list[str] = []
     for entry in sorted(os.listdir(tmp_root)):
+        if entry.startswith(".") and entry.endswith(".staging"):
+            fd = try_flock(tmp_root / entry)  # an owner that died before renaming its lock into place
+            if fd is not None:
+                (tmp_root / entry).unlink(missing_ok=True)
+                os.close(fd)
+            continue
         if not _SCRATCH_RE.match(entry):
             continue  # long-lived lock files (.graph.lock ...) and anything not ours
         if entry.endswith(LOCK_SUFFIX):
