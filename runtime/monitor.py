@@ -73,11 +73,18 @@ def read_log(path: Path) -> Iterator[LogRecord]:
         return
     with f:
         for line in f:
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            yield LogRecord(rec.get("stream", "stdout"), rec.get("log", ""), parse_time(rec.get("time")))
+            record = parse_record(line)
+            if record is not None:
+                yield record
+
+
+def parse_record(line: bytes) -> LogRecord | None:
+    """One JSON log line as a record; None for a torn or foreign line."""
+    try:
+        rec = json.loads(line)
+    except ValueError:
+        return None
+    return LogRecord(rec.get("stream", "stdout"), rec.get("log", ""), parse_time(rec.get("time")))
 
 
 def pump(proc: subprocess.Popen, lxc_name: str, log: JsonLog, sinks: dict[str, BinaryIO | None],

@@ -111,18 +111,10 @@ def recover(rt: Runtime, c: Container) -> bool:
                 return False
             killed = kill_leftover(c.state.pid, c.state.pid_start)
             code = EXIT_KILLED if killed else EXIT_LOST
-            if rt.uses_network(c):
-                try:
-                    rt.network.release(c.id)
-                except PydockError:
-                    pass
-            try:
-                rt.driver.unmount_device(c.id, c.rootfs, deactivate=True)
-            except (PydockError, OSError):
-                pass
-            unmount_leftovers(rt, c)
+            from pydock.runtime.supervise import cleanup
+
+            cleanup(rt, c)  # the same release a live monitor does when its container ends
             shutil.rmtree(rt.layout.lxc / c.id, ignore_errors=True)
-            c.killed_marker.unlink(missing_ok=True)
             c.save_state(c.state.stopped(code))
     finally:
         os.close(fd)

@@ -176,7 +176,7 @@ def cleanup(rt: Runtime, c: Container) -> None:
             pass
     try:
         rt.driver.unmount_device(c.id, c.rootfs, deactivate=True)
-    except PydockError:
+    except (PydockError, OSError):
         pass
     unmount_leftovers(rt, c)
     c.killed_marker.unlink(missing_ok=True)
@@ -352,12 +352,8 @@ def _monitor_child(rt: Runtime, c: Container, prepared: Prepared, wfd: int) -> N
 
 def follow_log(rt: Runtime, c: Container) -> Iterator[Any]:
     """Yield log records as they are written, until the container stops and the log is drained."""
-    import json as _json
-
-    from pydock.runtime.monitor import LogRecord
-    from pydock.runtime.state import parse_time
-
     from pydock.runtime import reconcile as _rec
+    from pydock.runtime.monitor import parse_record
 
     pos = 0
     partial = b""
@@ -374,11 +370,9 @@ def follow_log(rt: Runtime, c: Container) -> Iterator[Any]:
         partial += data
         *lines, partial = partial.split(b"\n")
         for line in lines:
-            try:
-                rec = _json.loads(line)
-            except ValueError:
-                continue
-            yield LogRecord(rec.get("stream", "stdout"), rec.get("log", ""), parse_time(rec.get("time")))
+            record = parse_record(line)
+            if record is not None:
+                yield record
         if done and not data:
             return
         if not data:
