@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 
 def pydock(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "pydock.cli.main", *args], capture_output=True, text=True,
@@ -36,3 +38,26 @@ def test_kernel_check_reports_device_mapper_state() -> None:
     import os
 
     assert dm.found == (os.environ.get("PYDOCK_IN_UML") == "1"), dm.detail
+
+
+def test_info_on_the_host_names_overlay_and_the_missing_device_mapper(tmp_path) -> None:
+    out = pydock("-g", str(tmp_path / "root"), "info")
+    assert out.returncode == 0, out.stderr
+    assert "Storage Driver: overlay" in out.stdout
+    assert "device-mapper thin-pool: missing" in out.stdout
+    assert " Why: overlay: device-mapper missing from this kernel" in out.stdout
+
+
+@pytest.mark.dm
+def test_info_in_the_dm_kernel_reports_the_pool(tmp_path) -> None:
+    out = pydock("-g", str(tmp_path / "root"), "info")
+    assert out.returncode == 0, out.stderr
+    assert "Storage Driver: devicemapper" in out.stdout
+    assert "device-mapper thin-pool: found" in out.stdout
+    for line in ("Pool Name: ", "Data Space Total: 102400.0 Mb", "Metadata Space Total: 2048.0 Mb"):
+        assert line in out.stdout
+    pydock("-g", str(tmp_path / "root"), "info")  # reuses the pool of the first call
+    # leave no pool behind for the session leak check
+    from pydock.devmapper.drivers import open_deviceset
+
+    open_deviceset(tmp_path / "root", "devicemapper")[0].shutdown()
