@@ -36,10 +36,39 @@ def devicemapper_usable() -> tuple[bool, str]:
     return False, detail or "the device-mapper thin-pool target is missing from this kernel"
 
 
+PROBE_MARKER = ".probed"
+
+
+def _probe_identity(where: Path) -> str:
+    """What a successful probe depends on: the running kernel and the filesystem holding `where`."""
+    return f"{os.uname().release} {os.stat(where).st_dev}\n"
+
+
 def overlay_usable(where: Path) -> tuple[bool, str]:
-    """Whether overlayfs is in the kernel and can stack layers on the filesystem holding `where`."""
+    """Whether overlayfs is in the kernel and can stack layers on the filesystem holding `where`.
+
+    The test mount costs a few ms (more under load) on every command, so a success is remembered
+    in the overlay home (`<where>/overlay/.probed`) for this kernel and filesystem; a reboot into
+    another kernel or a root moved to another filesystem probes again."""
     if "overlay" not in supported_filesystems():
         return False, "overlayfs is missing from this kernel (not in /proc/filesystems)"
+    marker = RootLayout(where).driver_home("overlay") / PROBE_MARKER
+    try:
+        if marker.read_text() == _probe_identity(where):
+            return True, "overlayfs present"
+    except OSError:
+        pass
+    ok, why = _probe_overlay(where)
+    if ok:
+        from pydock.runtime.fileutil import atomic_write
+
+        marker.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        atomic_write(marker, _probe_identity(where).encode(), durable=False)
+    return ok, why
+
+
+def _probe_overlay(where: Path) -> tuple[bool, str]:
+    """Mount a two-layer overlay under `where` and write through it."""
     from pydock.devmapper.dirstore import mount_from
     from pydock.devmapper.kernel.mount import mount, umount
 
