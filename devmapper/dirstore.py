@@ -79,16 +79,23 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def bind_identity(directory: Path, entries: list[MountEntry] | None = None) -> tuple[str, str] | None:
-    """(major:minor, root-in-filesystem) that a bind mount of `directory` shows in mountinfo."""
-    entries = mountinfo() if entries is None else entries
-    real = os.path.realpath(directory)
+def mount_holding(path: str | os.PathLike, entries: list[MountEntry]) -> MountEntry | None:
+    """The mount `path` lives on: the deepest mountpoint above it, the latest of those stacked there."""
+    real = os.path.realpath(path)
     best: MountEntry | None = None
     for e in entries:
         mp = e.mountpoint
         if real == mp or real.startswith(mp.rstrip("/") + "/"):
             if best is None or len(mp) >= len(best.mountpoint):
                 best = e
+    return best
+
+
+def bind_identity(directory: Path, entries: list[MountEntry] | None = None) -> tuple[str, str] | None:
+    """(major:minor, root-in-filesystem) that a bind mount of `directory` shows in mountinfo."""
+    entries = mountinfo() if entries is None else entries
+    real = os.path.realpath(directory)
+    best = mount_holding(real, entries)
     if best is None:
         return None
     rel = os.path.relpath(real, best.mountpoint)
@@ -134,6 +141,11 @@ class MountCounter:
         with self._lock:
             return [(h, p, n) for (h, p), n in self._counts.items()]
 
+    def clear(self) -> None:
+        """Forget every count (the mounts themselves are left alone)."""
+        with self._lock:
+            self._counts.clear()
+
 
 def mount_target(path: str | os.PathLike) -> str:
     """Absolute real path of an existing directory to mount on; StorageError otherwise."""
@@ -165,9 +177,7 @@ def umount_checked(real: str, what: str, umount: Callable[[str], None], busy_tim
 
 def unmount_all(counter: MountCounter, find_mounts: Callable[[], list[str]], driver: str) -> None:
     """Shutdown's unmount pass: every counted mount, then whatever `find_mounts` still sees (lazily if busy)."""
-    for hash, path, count in counter.items():
-        for _ in range(count):
-            counter.drop(hash, path)
+    counter.clear()
     for _ in range(1000):  # bounded: each pass removes at least one mount or stops
         remaining = find_mounts()
         if not remaining:

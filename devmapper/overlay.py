@@ -27,13 +27,14 @@ import errno
 import logging
 import os
 import secrets
-import threading
 from pathlib import Path
 
 from pydock.devmapper import dirstore
-from pydock.runtime import fileutil
 from pydock.devmapper.deviceset import BASE_HASH
+from pydock.devmapper.dirdriver import DirectoryDeviceSet, MountMatcher
 from pydock.devmapper.kernel import mount as kmount
+from pydock.devmapper.kernel.mount import MountEntry
+from pydock.runtime import fileutil
 from pydock.runtime.errors import Conflict, InvalidArgument, NotFound, StorageError
 
 log = logging.getLogger(__name__)
@@ -46,41 +47,38 @@ MAX_DEPTH = 160
 _MOUNT_DATA_MAX = 4000
 
 
-class OverlayDeviceSet:
-    """Directory layers combined by overlayfs; see the module docstring for layout and semantics."""
+class OverlayDeviceSet(DirectoryDeviceSet[str]):
+    """Directory layers combined by overlayfs; see the module docstring for layout and semantics.
+
+    A device's key is its layer id."""
 
     name = "overlay"
+    _layers: Path
+    _empty: Path
 
-    def __init__(self, home: str | os.PathLike) -> None:
-        home = Path(home)
-        home.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.home = Path(os.path.realpath(home))
+    def _prepare_home(self) -> None:
         self._layers = self.home / "layers"
-        self._devices = self.home / "devices"
         self._empty = self.home / "empty"
-        self._lock = dirstore.HomeLock(self.home / ".lock")
-        self._mounts = dirstore.MountCounter()
-        self._active: set[str] = set()
-        self._active_lock = threading.Lock()
-        with self._lock.held():
-            for d in (self._layers, self._devices):
-                d.mkdir(exist_ok=True, mode=0o700)
-            self._empty.mkdir(exist_ok=True, mode=0o755)
-            if not (self._layers / BASE_LAYER / "meta.json").exists():
-                dirstore.remove_tree(self._layer_dir(BASE_LAYER))  # a crash while creating it
-                self._make_layer(BASE_LAYER, BASE_HASH, "", root_mode=(0o755, 0, 0), initialized=True)
-            self._collect_garbage()
+        self._layers.mkdir(exist_ok=True, mode=0o700)
+        self._empty.mkdir(exist_ok=True, mode=0o755)
+        if not (self._layers / BASE_LAYER / "meta.json").exists():
+            dirstore.remove_tree(self._layer_dir(BASE_LAYER))  # a crash while creating it
+            self._make_layer(BASE_LAYER, BASE_HASH, "", root_mode=(0o755, 0, 0), initialized=True)
+        self._collect_garbage()
 
     # ---- records -------------------------------------------------------------------------------
 
     def _layer_dir(self, lid: str) -> Path:
         return self._layers / lid
 
+    def _meta_file(self, lid: str) -> Path:
+        return self._layer_dir(lid) / "meta.json"
+
+    def _device_tree(self, lid: str) -> Path:
+        return self._layer_dir(lid)
+
     def _meta(self, lid: str) -> dict:
-        try:
-            return fileutil.read_json(self._layer_dir(lid) / "meta.json")
-        except (OSError, ValueError) as err:
-            raise StorageError(f"overlay layer {lid} has no readable record: {err}") from err
+        return self._read_meta(self._meta_file(lid))
 
     def _lookup(self, hash: str) -> str | None:
         """The layer id of device `hash`, or None when there is no such device."""
@@ -94,12 +92,6 @@ class OverlayDeviceSet:
         except OSError as err:
             raise StorageError(f"cannot read device record {hash}: {err.strerror}") from err
         return os.path.basename(target.rstrip("/"))
-
-    def _require(self, hash: str, message: str = "Unknown device {hash}") -> str:
-        lid = self._lookup(hash)
-        if lid is None:
-            raise NotFound(message.format(hash=hash))
-        return lid
 
     def _chain(self, lid: str) -> list[str]:
         """Layer ids from `lid` down to the base layer."""
@@ -121,7 +113,7 @@ class OverlayDeviceSet:
         os.chown(diff, uid, gid)
         os.chmod(diff, mode)
         (layer / "work").mkdir(mode=0o700)
-        fileutil.write_json_atomic(layer / "meta.json",
+        fileutil.write_json_atomic(self._meta_file(lid),
                                    {"hash": hash, "parent": parent, "initialized": initialized})
 
     def _collect_garbage(self) -> None:
@@ -131,7 +123,7 @@ class OverlayDeviceSet:
             if entry == BASE_LAYER or entry.startswith("."):
                 continue
             try:
-                metas[entry] = fileutil.read_json(self._layers / entry / "meta.json")
+                metas[entry] = fileutil.read_json(self._meta_file(entry))
             except (OSError, ValueError):
                 metas[entry] = None
         while True:
@@ -158,9 +150,13 @@ class OverlayDeviceSet:
     def _mount_source(self, lid: str) -> str:
         return str(self._layer_dir(lid))
 
-    def _mounted_at(self, lid: str) -> list[str]:
+    def _mount_matcher(self, lid: str, entries: list[MountEntry]) -> MountMatcher:
         source = self._mount_source(lid)
-        return [e.mountpoint for e in kmount.mountinfo() if e.fstype == "overlay" and e.source == source]
+        return lambda e: e.fstype == "overlay" and e.source == source
+
+    def _home_matcher(self, entries: list[MountEntry]) -> MountMatcher:
+        lead = str(self._layers) + "/"
+        return lambda e: e.fstype == "overlay" and e.source.startswith(lead)
 
     def _mount_data(self, chain: list[str], readonly: bool, base: str) -> str:
         prefix = base + "/" if base else ""
@@ -173,7 +169,9 @@ class OverlayDeviceSet:
         lower = ":".join([diff(lid) for lid in chain[1:]] + [empty])
         return f"lowerdir={lower},upperdir={diff(own)},workdir={prefix}layers/{own}/work"
 
-    def _overlay_mount(self, lid: str, chain: list[str], target: str, readonly: bool) -> None:
+    def _mount(self, lid: str, target: str, readonly: bool) -> None:
+        """Read-write: the device's own diff is the upper layer; read-only: no upper layer at all (EROFS)."""
+        chain = self._chain(lid)
         flags = kmount.MS_RDONLY if readonly else 0
         data = self._mount_data(chain, readonly, str(self.home))
         source = self._mount_source(lid)
@@ -187,47 +185,6 @@ class OverlayDeviceSet:
         if len(data) > _MOUNT_DATA_MAX:
             raise OSError(errno.E2BIG, f"{len(chain)} layers do not fit in one overlayfs mount")
         dirstore.mount_from(self.home, source, target, "overlay", flags, data)
-
-    def mount_device(self, hash: str, path: str | os.PathLike, readonly: bool = False) -> None:
-        """Mount the device's merged tree at `path` (read-only: no upper layer at all, writes get EROFS)."""
-        with self._lock.held():
-            lid = self._require(hash)
-            target = dirstore.mount_target(path)
-            chain = self._chain(lid)
-            try:
-                self._overlay_mount(lid, chain, target, readonly)
-            except OSError as err:
-                raise StorageError(f"Error mounting '{hash}' on '{path}': "
-                                   f"{os.strerror(err.errno) if err.errno else err}") from err
-            self._mounts.add(hash, target)
-            with self._active_lock:
-                self._active.add(hash)
-
-    def unmount_device(self, hash: str, path: str | os.PathLike, deactivate: bool = True) -> None:
-        """Undo one mount_device at `path` (also one made by another process)."""
-        with self._lock.held():
-            lid = self._require(hash)
-            real = os.path.realpath(path)
-            top = dirstore.top_mount_at(real)
-            if top is None:
-                raise StorageError(f"Error unmounting '{hash}': {path} is not mounted")
-            if top.fstype != "overlay" or top.source != self._mount_source(lid):
-                raise StorageError(f"Error unmounting '{hash}': {path} is not a mount of this device")
-            dirstore.umount_checked(real, f"'{hash}'", kmount.umount)
-            self._mounts.drop(hash, real)
-            if deactivate and not self._mounted_at(lid):
-                with self._active_lock:
-                    self._active.discard(hash)
-
-    def deactivate_device(self, hash: str) -> None:
-        """Forget the device's activation (overlay has no kernel object to release); refuses while mounted."""
-        with self._lock.held():
-            lid = self._require(hash, "hash {hash} doesn't exist")
-            mounted = self._mounted_at(lid)
-            if mounted:
-                raise Conflict(f"device {hash or '(base)'} is mounted at {mounted[0]}")
-            with self._active_lock:
-                self._active.discard(hash)
 
     # ---- devices -------------------------------------------------------------------------------
 
@@ -263,61 +220,14 @@ class OverlayDeviceSet:
                     raise StorageError(f"cannot add device {hash}: {err.strerror or err}") from err
                 raise
 
-    def set_initialized(self, hash: str) -> None:
-        with self._lock.held():
-            lid = self._require(hash)
-            layer = self._layer_dir(lid)
-            meta = self._meta(lid)
-            if not meta.get("initialized"):
-                meta["initialized"] = True
-                fileutil.write_json_atomic(layer / "meta.json", meta)
-
-    def remove_device(self, hash: str) -> None:
-        """Delete the device; its data stays on disk only while descendants still stack on it."""
-        if hash == BASE_HASH:
-            raise InvalidArgument("the base device cannot be removed")
-        with self._lock.held():
-            lid = self._require(hash, "hash {hash} doesn't exist")
-            mounted = self._mounted_at(lid)
-            if mounted:
-                raise Conflict(f"device {hash} is mounted at {mounted[0]}")
-            inside = kmount.mounts_under(self._layer_dir(lid))
-            if inside:
-                raise Conflict(f"device {hash}: {inside[0]} is mounted inside its layer")
-            try:
-                os.unlink(self._devices / hash)
-                fileutil.fsync_dir(self._devices)
-            except OSError as err:
-                raise StorageError(f"cannot remove device {hash}: {err.strerror}") from err
-            with self._active_lock:
-                self._active.discard(hash)
-            self._collect_garbage()
-
-    def has_device(self, hash: str) -> bool:
+    def _drop_record(self, hash: str, lid: str) -> None:
+        """Unlink the device's name; its layer stays on disk only while descendants still stack on it."""
         try:
-            return self._lookup(hash) is not None
-        except (InvalidArgument, StorageError):
-            return False
-
-    def has_initialized_device(self, hash: str) -> bool:
-        try:
-            lid = self._lookup(hash)
-            return lid is not None and bool(self._meta(lid).get("initialized"))
-        except (InvalidArgument, StorageError):
-            return False
-
-    def has_activated_device(self, hash: str) -> bool:
-        """True between a mount and the deactivating unmount/deactivate (or while mounted anywhere)."""
-        try:
-            lid = self._lookup(hash)
-        except (InvalidArgument, StorageError):
-            return False
-        if lid is None:
-            return False
-        with self._active_lock:
-            if hash in self._active:
-                return True
-        return bool(self._mounted_at(lid))
+            os.unlink(self._devices / hash)
+            fileutil.fsync_dir(self._devices)
+        except OSError as err:
+            raise StorageError(f"cannot remove device {hash}: {err.strerror}") from err
+        self._collect_garbage()
 
     def list(self) -> list[str]:
         return sorted(n for n in os.listdir(self._devices) if not n.startswith("."))
@@ -327,31 +237,8 @@ class OverlayDeviceSet:
         return [("Root Dir", str(self.home)), ("Devices", str(len(self.list()))),
                 ("Layers on disk", str(layers)), ("Backing Filesystem", _fstype(self.home))]
 
-    def _all_mounts(self) -> list[str]:
-        """Every mount of any device of this home (all processes), deepest and latest first."""
-        lead = str(self._layers) + "/"
-        found = [e.mountpoint for e in kmount.mountinfo() if e.fstype == "overlay" and e.source.startswith(lead)]
-        return sorted(reversed(found), key=lambda p: p.count("/"), reverse=True)
-
-    def shutdown(self) -> None:
-        """Unmount every mount of this home's devices (errors logged, not raised) and forget activations."""
-        dirstore.unmount_all(self._mounts, self._all_mounts, "overlay")
-        with self._active_lock:
-            self._active.clear()
-
-    def close(self) -> None:
-        """Forget this instance's bookkeeping; mounts stay for whichever process unmounts them later."""
-        for hash, path, count in self._mounts.items():
-            for _ in range(count):
-                self._mounts.drop(hash, path)
-
 
 def _fstype(path: Path) -> str:
     """Filesystem type holding `path` (what overlayfs's upper layers live on)."""
-    real = os.path.realpath(path)
-    best = None
-    for e in kmount.mountinfo():
-        if real == e.mountpoint or real.startswith(e.mountpoint.rstrip("/") + "/"):
-            if best is None or len(e.mountpoint) >= len(best.mountpoint):
-                best = e
-    return best.fstype if best else "unknown"
+    holder = dirstore.mount_holding(path, kmount.mountinfo())
+    return holder.fstype if holder else "unknown"

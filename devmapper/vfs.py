@@ -16,43 +16,40 @@ later writes to the parent never show in it.
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
 import secrets
 import subprocess
-import threading
 from pathlib import Path
 
 from pydock.devmapper import dirstore
-from pydock.runtime import fileutil
 from pydock.devmapper.deviceset import BASE_HASH
+from pydock.devmapper.dirdriver import DirectoryDeviceSet, MountMatcher
 from pydock.devmapper.kernel import mount as kmount
-from pydock.runtime.errors import Conflict, InvalidArgument, NotFound, StorageError
+from pydock.devmapper.kernel.mount import MountEntry
+from pydock.runtime import fileutil
+from pydock.runtime.errors import Conflict, NotFound, StorageError
 
 log = logging.getLogger(__name__)
 
 
-class VfsDeviceSet:
-    """Full directory copies, bind-mounted; see the module docstring for layout and semantics."""
+class VfsDeviceSet(DirectoryDeviceSet[Path]):
+    """Full directory copies, bind-mounted; see the module docstring for layout and semantics.
+
+    A device's key is its rootfs directory."""
 
     name = "vfs"
+    _tmp: Path
+    _base: Path
 
-    def __init__(self, home: str | os.PathLike) -> None:
-        home = Path(home)
-        home.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.home = Path(os.path.realpath(home))
-        self._devices = self.home / "devices"
+    def _prepare_home(self) -> None:
         self._tmp = self.home / "tmp"
         self._base = self.home / "base"
-        self._lock = dirstore.HomeLock(self.home / ".lock")
-        self._mounts = dirstore.MountCounter()
-        self._active: set[str] = set()
-        self._active_lock = threading.Lock()
-        with self._lock.held():
-            for d in (self._devices, self._tmp, self._base):
-                d.mkdir(exist_ok=True, mode=0o700)
-            (self._base / "rootfs").mkdir(exist_ok=True, mode=0o755)
-            self._collect_garbage()
+        for d in (self._tmp, self._base):
+            d.mkdir(exist_ok=True, mode=0o700)
+        (self._base / "rootfs").mkdir(exist_ok=True, mode=0o755)
+        self._collect_garbage()
 
     # ---- records -------------------------------------------------------------------------------
 
@@ -61,13 +58,18 @@ class VfsDeviceSet:
             return self._base
         return self._devices / dirstore.validate_hash(hash)
 
-    def _exists(self, hash: str) -> bool:
-        return hash == BASE_HASH or (self._device_dir(hash) / "meta.json").exists()
+    def _lookup(self, hash: str) -> Path | None:
+        """The device's rootfs, or None when there is no such device."""
+        device = self._device_dir(hash)
+        if hash == BASE_HASH or (device / "meta.json").exists():
+            return device / "rootfs"
+        return None
 
-    def _require(self, hash: str, message: str = "Unknown device {hash}") -> Path:
-        if not self._exists(hash):
-            raise NotFound(message.format(hash=hash))
-        return self._device_dir(hash) / "rootfs"
+    def _meta_file(self, rootfs: Path) -> Path | None:
+        return None if rootfs.parent == self._base else rootfs.parent / "meta.json"
+
+    def _device_tree(self, rootfs: Path) -> Path:
+        return rootfs.parent
 
     def _scratch(self) -> Path:
         return self._tmp / f"{os.getpid()}-{secrets.token_hex(4)}"
@@ -85,71 +87,39 @@ class VfsDeviceSet:
 
     # ---- mounts --------------------------------------------------------------------------------
 
-    def _mounted_at(self, rootfs: Path) -> list[str]:
-        entries = kmount.mountinfo()
+    def _mount_matcher(self, rootfs: Path, entries: list[MountEntry]) -> MountMatcher:
         ident = dirstore.bind_identity(rootfs, entries)
-        if ident is None:
-            return []
-        return [e.mountpoint for e in entries
-                if (e.major_minor, e.root) == ident and e.mountpoint != os.path.realpath(rootfs)]
+        real = os.path.realpath(rootfs)
+        return lambda e: ident is not None and (e.major_minor, e.root) == ident and e.mountpoint != real
 
-    def mount_device(self, hash: str, path: str | os.PathLike, readonly: bool = False) -> None:
-        """Bind-mount the device's tree at `path` (read-only: bind, then remount read-only)."""
-        with self._lock.held():
-            rootfs = self._require(hash)
-            target = dirstore.mount_target(path)
+    def _home_matcher(self, entries: list[MountEntry]) -> MountMatcher:
+        devices = dirstore.bind_identity(self._devices, entries)
+        base = dirstore.bind_identity(self._base / "rootfs", entries)
+        if devices is None:
+            return lambda e: False
+        dev, inside = devices[0], devices[1].rstrip("/") + "/"
+        return lambda e: e.major_minor == dev and (e.root.startswith(inside) or (e.major_minor, e.root) == base)
+
+    def _mount(self, rootfs: Path, target: str, readonly: bool) -> None:
+        """Bind-mount the device's tree; read-only: bind, then remount the bind read-only."""
+        kmount.mount(rootfs, target, None, kmount.MS_BIND)
+        if readonly:
             try:
-                kmount.mount(rootfs, target, None, kmount.MS_BIND)
-            except OSError as err:
-                raise StorageError(f"Error mounting '{hash}' on '{path}': {os.strerror(err.errno or 0)}") from err
-            if readonly:
-                try:
-                    kmount.mount(None, target, None, kmount.MS_REMOUNT | kmount.MS_BIND | kmount.MS_RDONLY)
-                except OSError as err:
-                    kmount.umount(target)
-                    raise StorageError(f"Error mounting '{hash}' read-only on '{path}': "
-                                       f"{os.strerror(err.errno or 0)}") from err
-            self._mounts.add(hash, target)
-            with self._active_lock:
-                self._active.add(hash)
-
-    def unmount_device(self, hash: str, path: str | os.PathLike, deactivate: bool = True) -> None:
-        """Undo one mount_device at `path` (also one made by another process)."""
-        with self._lock.held():
-            rootfs = self._require(hash)
-            real = os.path.realpath(path)
-            entries = kmount.mountinfo()
-            top = dirstore.top_mount_at(real, entries)
-            if top is None:
-                raise StorageError(f"Error unmounting '{hash}': {path} is not mounted")
-            if (top.major_minor, top.root) != dirstore.bind_identity(rootfs, entries):
-                raise StorageError(f"Error unmounting '{hash}': {path} is not a mount of this device")
-            dirstore.umount_checked(real, f"'{hash}'", kmount.umount)
-            self._mounts.drop(hash, real)
-            if deactivate and not self._mounted_at(rootfs):
-                with self._active_lock:
-                    self._active.discard(hash)
-
-    def deactivate_device(self, hash: str) -> None:
-        """Forget the device's activation (vfs has no kernel object to release); refuses while mounted."""
-        with self._lock.held():
-            rootfs = self._require(hash, "hash {hash} doesn't exist")
-            mounted = self._mounted_at(rootfs)
-            if mounted:
-                raise Conflict(f"device {hash or '(base)'} is mounted at {mounted[0]}")
-            with self._active_lock:
-                self._active.discard(hash)
+                kmount.mount(None, target, None, kmount.MS_REMOUNT | kmount.MS_BIND | kmount.MS_RDONLY)
+            except OSError:
+                kmount.umount(target)
+                raise
 
     # ---- devices -------------------------------------------------------------------------------
 
     def add_device(self, hash: str, base_hash: str) -> None:
         """Copy `base_hash`'s tree into a new device; not initialized."""
         final = self._device_dir(dirstore.validate_hash(hash))
-        if not self._exists(base_hash):
+        source = self._lookup(base_hash)
+        if source is None:
             raise NotFound(f"Unknown base hash {base_hash}")
         if os.path.lexists(final):
             raise Conflict(f"hash {hash} already exists")
-        source = self._device_dir(base_hash) / "rootfs"
         scratch = self._scratch()
         try:
             scratch.mkdir(mode=0o700)
@@ -160,7 +130,7 @@ class VfsDeviceSet:
                 raise StorageError(f"cannot copy {base_hash or '(base)'} into {hash}: {detail}")
             fileutil.write_json_atomic(scratch / "meta.json", {"parent": base_hash, "initialized": False})
             with self._lock.held():
-                if not self._exists(base_hash):
+                if self._lookup(base_hash) is None:
                     raise NotFound(f"Unknown base hash {base_hash}")
                 try:
                     os.rename(scratch, final)
@@ -176,67 +146,23 @@ class VfsDeviceSet:
                 except (Conflict, StorageError) as err:
                     log.warning("vfs: could not clean up %s: %s", scratch, err)
 
-    def set_initialized(self, hash: str) -> None:
-        with self._lock.held():
-            if hash == BASE_HASH:
-                return
-            self._require(hash)
-            meta_path = self._device_dir(hash) / "meta.json"
-            meta = fileutil.read_json(meta_path)
-            if not meta.get("initialized"):
-                meta["initialized"] = True
-                fileutil.write_json_atomic(meta_path, meta)
+    def _drop_record(self, hash: str, rootfs: Path) -> functools.partial[None]:
+        """Move the device's tree into tmp/ (the commit point); deleting it there can wait for the unlock.
 
-    def remove_device(self, hash: str) -> None:
-        """Delete the device and its tree; refuses while it is mounted. Children are independent copies."""
-        if hash == BASE_HASH:
-            raise InvalidArgument("the base device cannot be removed")
-        with self._lock.held():
-            rootfs = self._require(hash, "hash {hash} doesn't exist")
-            mounted = self._mounted_at(rootfs)
-            if mounted:
-                raise Conflict(f"device {hash} is mounted at {mounted[0]}")
-            inside = kmount.mounts_under(self._device_dir(hash))
-            if inside:
-                raise Conflict(f"device {hash}: {inside[0]} is mounted inside its tree")
-            doomed = self._scratch()
-            try:
-                os.rename(self._device_dir(hash), doomed)
-                fileutil.fsync_dir(self._devices)
-            except OSError as err:
-                raise StorageError(f"cannot remove device {hash}: {err.strerror}") from err
-            with self._active_lock:
-                self._active.discard(hash)
+        Children are independent copies and keep working."""
+        doomed = self._scratch()
+        try:
+            os.rename(rootfs.parent, doomed)
+            fileutil.fsync_dir(self._devices)
+        except OSError as err:
+            raise StorageError(f"cannot remove device {hash}: {err.strerror}") from err
+        return functools.partial(self._delete_tree, hash, doomed)
+
+    def _delete_tree(self, hash: str, doomed: Path) -> None:
         try:
             dirstore.remove_tree(doomed)
         except (Conflict, StorageError) as err:  # the device is gone; the next start retries the delete
             log.warning("vfs: could not delete the tree of %s: %s", hash, err)
-
-    def has_device(self, hash: str) -> bool:
-        try:
-            return self._exists(hash)
-        except InvalidArgument:
-            return False
-
-    def has_initialized_device(self, hash: str) -> bool:
-        if hash == BASE_HASH:
-            return True
-        try:
-            return bool(fileutil.read_json(self._device_dir(hash) / "meta.json").get("initialized"))
-        except (InvalidArgument, OSError, ValueError):
-            return False
-
-    def has_activated_device(self, hash: str) -> bool:
-        """True between a mount and the deactivating unmount/deactivate (or while mounted anywhere)."""
-        try:
-            if not self._exists(hash):
-                return False
-        except InvalidArgument:
-            return False
-        with self._active_lock:
-            if hash in self._active:
-                return True
-        return bool(self._mounted_at(self._device_dir(hash) / "rootfs"))
 
     def list(self) -> list[str]:
         return sorted(n for n in os.listdir(self._devices)
@@ -244,27 +170,3 @@ class VfsDeviceSet:
 
     def status(self) -> list[tuple[str, str]]:
         return [("Root Dir", str(self.home)), ("Devices", str(len(self.list())))]
-
-    def _all_mounts(self) -> list[str]:
-        """Every bind mount of any device of this home (all processes), deepest and latest first."""
-        entries = kmount.mountinfo()
-        devices = dirstore.bind_identity(self._devices, entries)
-        base = dirstore.bind_identity(self._base / "rootfs", entries)
-        found = []
-        for e in entries:
-            if devices and e.major_minor == devices[0] and (e.root.startswith(devices[1].rstrip("/") + "/")
-                                                            or (e.major_minor, e.root) == base):
-                found.append(e.mountpoint)
-        return sorted(reversed(found), key=lambda p: p.count("/"), reverse=True)
-
-    def shutdown(self) -> None:
-        """Unmount every mount of this home's devices (errors logged, not raised) and forget activations."""
-        dirstore.unmount_all(self._mounts, self._all_mounts, "vfs")
-        with self._active_lock:
-            self._active.clear()
-
-    def close(self) -> None:
-        """Forget this instance's bookkeeping; mounts stay for whichever process unmounts them later."""
-        for hash, path, count in self._mounts.items():
-            for _ in range(count):
-                self._mounts.drop(hash, path)

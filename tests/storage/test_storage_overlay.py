@@ -5,31 +5,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from pydock.devmapper.deviceset import BASE_HASH, mounted
-from pydock.devmapper.kernel.mount import MNT_DETACH, is_mountpoint, mountinfo, mounts_under, umount
+from pydock.devmapper.kernel.mount import mountinfo
 from pydock.devmapper.overlay import MAX_DEPTH, OverlayDeviceSet
 from pydock.runtime.errors import Conflict, StorageError
+from storage_helpers import driver_fixtures
 
 
-@pytest.fixture
-def home(tmp_path: Path) -> Iterator[Path]:
-    yield tmp_path / "home"
-    leftover = mounts_under(tmp_path)
-    for path in leftover:
-        umount(path, MNT_DETACH)
-    assert not leftover, f"test left mounts: {leftover}"
-
-
-@pytest.fixture
-def ds(home: Path) -> Iterator[OverlayDeviceSet]:
-    ds = OverlayDeviceSet(home)
-    yield ds
-    ds.shutdown()
+home, ds = driver_fixtures(OverlayDeviceSet)
 
 
 def layer_count(home: Path) -> int:
@@ -117,20 +104,6 @@ def test_mountinfo_names_the_layer_as_the_source(ds: OverlayDeviceSet, tmp_path:
         entry = [e for e in mountinfo() if e.mountpoint == str(target)][-1]
         assert entry.fstype == "overlay"
         assert entry.source == str(ds._layer_dir(ds._lookup("a")))
-
-
-def test_unmount_refuses_a_mount_that_is_not_the_devices(ds: OverlayDeviceSet, tmp_path: Path) -> None:
-    ds.add_device("a", BASE_HASH)
-    ds.add_device("b", BASE_HASH)
-    target = tmp_path / "m"
-    target.mkdir()
-    ds.mount_device("a", target)
-    try:
-        with pytest.raises(StorageError, match="not a mount of this device"):
-            ds.unmount_device("b", target)
-        assert is_mountpoint(target)
-    finally:
-        ds.unmount_device("a", target)
 
 
 def test_a_deleted_then_recreated_directory_hides_the_parents_files(ds: OverlayDeviceSet, tmp_path: Path) -> None:

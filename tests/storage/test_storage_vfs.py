@@ -7,31 +7,18 @@ import os
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from pydock.devmapper.deviceset import BASE_HASH, mounted
-from pydock.devmapper.kernel.mount import MNT_DETACH, is_mountpoint, mount, mounts_under, umount
+from pydock.devmapper.kernel.mount import mount, umount
 from pydock.devmapper.vfs import VfsDeviceSet
 from pydock.runtime.errors import StorageError
+from storage_helpers import driver_fixtures
 
 
-@pytest.fixture
-def home(tmp_path: Path) -> Iterator[Path]:
-    yield tmp_path / "home"
-    leftover = mounts_under(tmp_path)
-    for path in leftover:
-        umount(path, MNT_DETACH)
-    assert not leftover, f"test left mounts: {leftover}"
-
-
-@pytest.fixture
-def ds(home: Path) -> Iterator[VfsDeviceSet]:
-    ds = VfsDeviceSet(home)
-    yield ds
-    ds.shutdown()
+home, ds = driver_fixtures(VfsDeviceSet)
 
 
 def test_a_copy_keeps_owners_modes_times_links_nodes_and_xattrs(ds: VfsDeviceSet, tmp_path: Path) -> None:
@@ -121,17 +108,3 @@ def test_a_copy_that_runs_out_of_space_leaves_no_device_and_no_scratch(tmp_path:
         ds.add_device("c", BASE_HASH)  # the name is still free and the store still works
     finally:
         umount(small)
-
-
-def test_unmount_refuses_a_foreign_mount(ds: VfsDeviceSet, tmp_path: Path) -> None:
-    ds.add_device("a", BASE_HASH)
-    ds.add_device("b", BASE_HASH)
-    target = tmp_path / "m"
-    target.mkdir()
-    ds.mount_device("a", target)
-    try:
-        with pytest.raises(StorageError, match="not a mount of this device"):
-            ds.unmount_device("b", target)
-        assert is_mountpoint(target)
-    finally:
-        ds.unmount_device("a", target)
