@@ -26,7 +26,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import secrets
 from pathlib import Path
 
 from pydock.devmapper import dirstore
@@ -203,7 +202,7 @@ class OverlayDeviceSet(DirectoryDeviceSet[str]):
                                    f"(at most {MAX_DEPTH})")
             st = os.stat(self._layer_dir(parent) / "diff")
             while True:
-                lid = secrets.token_hex(5)
+                lid = os.urandom(5).hex()
                 if not os.path.lexists(self._layer_dir(lid)):
                     break
             try:

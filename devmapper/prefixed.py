@@ -93,9 +93,7 @@ class PrefixedDeviceSet:
 
     def close(self) -> None:
         """Forget this wrapper's bookkeeping; its mounts and the shared store stay as they are."""
-        for hash, path, count in self._mounts.items():
-            for _ in range(count):
-                self._mounts.drop(hash, path)
+        self._mounts.clear()
 
     def shutdown(self) -> None:
         """Unmount this wrapper's counted mounts and deactivate its own devices; the pool stays up."""

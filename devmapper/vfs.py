@@ -19,7 +19,6 @@ import errno
 import functools
 import logging
 import os
-import secrets
 import subprocess
 from pathlib import Path
 
@@ -72,7 +71,7 @@ class VfsDeviceSet(DirectoryDeviceSet[Path]):
         return rootfs.parent
 
     def _scratch(self) -> Path:
-        return self._tmp / f"{os.getpid()}-{secrets.token_hex(4)}"
+        return self._tmp / f"{os.getpid()}-{os.urandom(4).hex()}"
 
     def _collect_garbage(self) -> None:
         """Delete copies and deletions left in tmp/ by processes that died half-way."""
