@@ -45,6 +45,8 @@ COMMANDS: dict[str, str] = {
     "link": "pydock.cli.links:link",
     "ls": "pydock.cli.links:ls",
     "port": "pydock.cli.links:port",
+    # the Docker Engine API
+    "serve": "pydock.cli.serve:serve",
 }
 
 
@@ -55,6 +57,9 @@ class Settings:
     root: Path
     driver: str | None
     debug: bool
+    bridge: str = "pydock0"
+    bip: str | None = None
+    icc: bool = True
     _runtime: Any = field(default=None, repr=False)
 
     def runtime(self) -> Any:
@@ -62,7 +67,7 @@ class Settings:
         if self._runtime is None:
             from pydock.runtime.runtime import Runtime
 
-            self._runtime = Runtime(self.root, driver=self.driver)
+            self._runtime = Runtime(self.root, driver=self.driver, bridge=self.bridge, bip=self.bip, icc=self.icc)
             click.get_current_context().call_on_close(self._runtime.close)
         return self._runtime
 
@@ -91,10 +96,22 @@ class LazyGroup(click.Group):
 @click.option("-s", "--storage-driver", "driver", envvar=DRIVER_ENV, default=None,
               help="Storage driver: devicemapper, overlay or vfs (default: best available).")
 @click.option("-D", "--debug", is_flag=True, help="Show tracebacks and debug output.")
+@click.option("-b", "--bridge", envvar="PYDOCK_BRIDGE", default="pydock0", show_default=True,
+              help="Bridge containers attach to; 'none' disables networking.")
+@click.option("--bip", envvar="PYDOCK_BIP", default=None,
+              help="The bridge's address and subnet, e.g. 10.42.0.1/16 (default: a free 172.17/10.x range).")
+@click.option("--icc", envvar="PYDOCK_ICC", type=click.BOOL, default=True, show_default=True,
+              help="Inter-container communication; with false only linked ports pass.")
 @click.pass_context
-def cli(ctx: click.Context, root: Path, driver: str | None, debug: bool) -> None:
-    """pydock: a container runtime in the shape of Docker 0.7."""
-    ctx.obj = Settings(root=root.absolute(), driver=driver, debug=debug)
+def cli(ctx: click.Context, root: Path, driver: str | None, debug: bool, bridge: str, bip: str | None,
+        icc: bool) -> None:
+    """pydock: a container runtime in the shape of Docker 0.7.
+
+    There is no daemon: every command works on the root directly, and the network options
+    (-b, --bip, --icc) describe the bridge every command should find; the bridge is set up, or
+    switched, by the next command that needs it.
+    """
+    ctx.obj = Settings(root=root.absolute(), driver=driver, debug=debug, bridge=bridge, bip=bip, icc=icc)
 
 
 def main(argv: list[str] | None = None) -> int:

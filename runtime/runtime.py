@@ -52,7 +52,8 @@ class Runtime:
     """One pydock root: containers, images (on one DeviceSet), names, network."""
 
     def __init__(self, root: str | os.PathLike, driver: str | None = None, *, prefix: str | None = None,
-                 deviceset: Any = None, bridge: str = "pydock0", icc: bool = True) -> None:
+                 deviceset: Any = None, bridge: str = "pydock0", icc: bool = True,
+                 bip: str | None = None) -> None:
         self.layout = RootLayout(Path(root).absolute())
         self.layout.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.layout.containers.mkdir(mode=0o700, exist_ok=True)
@@ -69,6 +70,7 @@ class Runtime:
         self.driver_reason = reason
         self.bridge = bridge
         self.icc = icc
+        self.bip = bip
         self._images: Any = None
         self._names: Any = None
         self._network: Any = None
@@ -102,7 +104,7 @@ class Runtime:
         if self._network is None:
             from pydock.links.network import NetworkManager
 
-            self._network = NetworkManager(self.layout, bridge=self.bridge, icc=self.icc)
+            self._network = NetworkManager(self.layout, bridge=self.bridge, icc=self.icc, bip=self.bip)
         return self._network
 
     @property
