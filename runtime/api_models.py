@@ -1,0 +1,305 @@
+"""JSON shapes of the Docker Engine API (v1.24-1.44) built from pydock's records: container summary and
+inspect, image summary and inspect, version, info, and the error body.
+
+Types follow what the real clients decode (see shared/reference/engine_api.md): `Created` is an int in
+summaries and an RFC 3339 string in inspect, image ids carry `sha256:`, every name starts with `/`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from pydock.runtime.state import Status, format_time, utcnow
+from pydock.runtime.version import API_VERSION, VERSION
+
+if TYPE_CHECKING:
+    from pydock.graph.image import Image
+    from pydock.runtime.container import Container
+
+MIN_API_VERSION = "1.24"
+#: `Kind` of a change in `GET /containers/{id}/changes`.
+CHANGE_KINDS = {"C": 0, "A": 1, "D": 2}
+_GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386", "ppc64le": "ppc64le",
+            "s390x": "s390x"}
+
+
+def error_body(message: str) -> dict[str, str]:
+    """The only error shape both clients decode: `{"message": ...}`."""
+    return {"message": message}
+
+
+def image_ref(image_id: str) -> str:
+    return f"sha256:{image_id}"
+
+
+def strip_registry(ref: str) -> str:
+    """`docker.io/library/busybox` -> `busybox` (the CLI sends references normalised)."""
+    for prefix in ("docker.io/library/", "index.docker.io/library/", "docker.io/", "index.docker.io/"):
+        if ref.startswith(prefix):
+            return ref[len(prefix):]
+    return ref
+
+
+def go_arch() -> str:
+    machine = platform.machine()
+    return _GO_ARCH.get(machine, machine)
+
+
+def human_duration(seconds: float) -> str:
+    """go-units HumanDuration, the words `docker ps` shows in STATUS ("Up 2 seconds")."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    minutes = int(seconds / 60)
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = int(math.floor(seconds / 3600 + 0.5))
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // 24 // 7} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months"
+    return f"{int(seconds / 3600) // 24 // 365} years"
+
+
+def _since(when: datetime | None) -> float:
+    return max(0.0, (utcnow() - when).total_seconds()) if when is not None else 0.0
+
+
+def state_name(c: Container) -> str:
+    """Docker's State.Status: created, running, exited, dead (pydock's Ghost: recovery under way)."""
+    st = c.state.status
+    if st is Status.GHOST:
+        return "dead"
+    return st.value
+
+
+def status_text(c: Container) -> str:
+    """The STATUS column: `Up 2 seconds`, `Exited (0) 3 minutes ago`, `Created`."""
+    st = c.state.status
+    if st is Status.RUNNING:
+        return f"Up {human_duration(_since(c.state.started_at))}"
+    if st is Status.CREATED:
+        return "Created"
+    if st is Status.GHOST:
+        return "Dead"
+    return f"Exited ({c.state.exit_code}) {human_duration(_since(c.state.finished_at))} ago"
+
+
+def _unix(when: datetime | None) -> int:
+    return int(when.timestamp()) if when is not None else 0
+
+
+def port_list(c: Container) -> list[dict[str, Any]]:
+    """Summary `Ports`: `[{IP, PrivatePort, PublicPort, Type}]` plus exposed-only ports."""
+    out: list[dict[str, Any]] = []
+    published = (c.network or {}).get("Ports") or {}
+    for key, binds in sorted(published.items()):
+        number, _, proto = key.partition("/")
+        for b in binds or ():
+            out.append({"IP": b.get("HostIp") or "0.0.0.0", "PrivatePort": int(number),
+                        "PublicPort": int(b.get("HostPort") or 0), "Type": proto or "tcp"})
+    for key in sorted((c.config.get("ExposedPorts") or {}).keys()):
+        if key not in published:
+            number, _, proto = key.partition("/")
+            out.append({"PrivatePort": int(number), "Type": proto or "tcp"})
+    return out
+
+
+def network_mode(c: Container) -> str:
+    return "none" if c.config.get("NetworkDisabled") else "default"
+
+
+def mounts(c: Container) -> list[dict[str, Any]]:
+    out = []
+    for target, source in sorted(c.volumes.items()):
+        out.append({"Type": "bind", "Source": source, "Destination": target, "Mode": "",
+                    "RW": bool(c.volumes_rw.get(target, True)), "Propagation": "rprivate"})
+    return out
+
+
+def container_summary(c: Container, names: list[str], image_name: str, size: tuple[int, int] | None = None
+                      ) -> dict[str, Any]:
+    """One element of `GET /containers/json`."""
+    out: dict[str, Any] = {
+        "Id": c.id, "Names": names or [c.name or "/" + c.short_id], "Image": image_name,
+        "ImageID": image_ref(c.image), "Command": c.command_line, "Created": _unix(c.created),
+        "Ports": port_list(c), "Labels": dict(c.config.get("Labels") or {}), "State": state_name(c),
+        "Status": status_text(c), "HostConfig": {"NetworkMode": network_mode(c)},
+        "NetworkSettings": {"Networks": {}}, "Mounts": mounts(c),
+    }
+    if size is not None:
+        out["SizeRw"], out["SizeRootFs"] = size
+    return out
+
+
+def _links_for_inspect(c: Container) -> list[str] | None:
+    """HostConfig.Links as moby shows them: `/child:/parent/alias`."""
+    links = c.hostconfig.get("Links") or []
+    if not links:
+        return None
+    out = []
+    for spec in links:
+        child, _, alias = spec.partition(":")
+        child = child if child.startswith("/") else "/" + child
+        out.append(f"{child}:{c.name}/{alias or child.lstrip('/')}")
+    return out
+
+
+def container_inspect(c: Container, image_name: str) -> dict[str, Any]:
+    """`GET /containers/{id}/json`: the fields the docker CLI and SDK read, with Go-decodable types."""
+    cfg = c.config
+    st = c.state
+    net = c.network or {}
+    hc = c.hostconfig
+    binds = hc.get("Binds") or None
+    config = {
+        "Hostname": cfg.get("Hostname", ""), "Domainname": cfg.get("Domainname", ""), "User": cfg.get("User", ""),
+        "AttachStdin": bool(cfg.get("AttachStdin")), "AttachStdout": bool(cfg.get("AttachStdout", True)),
+        "AttachStderr": bool(cfg.get("AttachStderr", True)), "ExposedPorts": cfg.get("ExposedPorts") or None,
+        "Tty": bool(cfg.get("Tty")), "OpenStdin": bool(cfg.get("OpenStdin")), "StdinOnce": bool(cfg.get("StdinOnce")),
+        "Env": cfg.get("Env") or None, "Cmd": cfg.get("Cmd") or None, "Image": image_name,
+        "Volumes": cfg.get("Volumes") or None, "WorkingDir": cfg.get("WorkingDir", ""),
+        "Entrypoint": cfg.get("Entrypoint") or None, "OnBuild": None, "Labels": dict(cfg.get("Labels") or {}),
+    }
+    host_config = {
+        "Binds": binds, "ContainerIDFile": hc.get("ContainerIDFile", ""),
+        "LogConfig": {"Type": "json-file", "Config": {}}, "NetworkMode": network_mode(c),
+        "PortBindings": _port_bindings(hc), "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+        "AutoRemove": bool(hc.get("AutoRemove")), "VolumeDriver": "", "VolumesFrom": None,
+        "Links": _links_for_inspect(c), "Dns": cfg.get("Dns") or [], "Privileged": bool(hc.get("Privileged")),
+        "PublishAllPorts": bool(hc.get("PublishAllPorts")), "ReadonlyRootfs": False,
+        "Memory": int(cfg.get("Memory") or 0), "CpuShares": int(cfg.get("CpuShares") or 0),
+    }
+    return {
+        "Id": c.id, "Created": format_time(c.created), "Path": c.path, "Args": list(c.args),
+        "State": {
+            "Status": state_name(c), "Running": st.running and not st.ghost, "Paused": False, "Restarting": False,
+            "OOMKilled": False, "Dead": st.ghost, "Pid": st.pid, "ExitCode": st.exit_code, "Error": "",
+            "StartedAt": format_time(st.started_at), "FinishedAt": format_time(st.finished_at),
+        },
+        "Image": image_ref(c.image), "ResolvConfPath": str(c.resolv_conf_path),
+        "HostnamePath": str(c.hostname_path), "HostsPath": str(c.hosts_path), "LogPath": str(c.log_path),
+        "Name": c.name or "/" + c.short_id, "RestartCount": 0, "Driver": c.driver, "Platform": "linux",
+        "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "", "ExecIDs": None,
+        "HostConfig": host_config, "GraphDriver": {"Name": c.driver, "Data": {}}, "Mounts": mounts(c),
+        "Config": config,
+        "NetworkSettings": {
+            "Bridge": net.get("Bridge", ""), "SandboxID": "", "SandboxKey": "", "HairpinMode": False,
+            "Ports": net.get("Ports") or {}, "IPAddress": net.get("IPAddress", ""),
+            "IPPrefixLen": int(net.get("IPPrefixLen") or 0), "Gateway": net.get("Gateway", ""),
+            "MacAddress": net.get("MacAddress", ""), "Networks": {},
+        },
+    }
+
+
+def _port_bindings(hc: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, list[dict[str, str]]] = {}
+    for spec in hc.get("PortSpecs") or []:
+        parts = str(spec).split(":")
+        private = parts[-1] if "/" in parts[-1] else parts[-1] + "/tcp"
+        host_ip = parts[0] if len(parts) == 3 else ""
+        host_port = parts[-2] if len(parts) >= 2 else ""
+        out.setdefault(private, []).append({"HostIp": host_ip, "HostPort": host_port})
+    return out
+
+
+def image_summary(image: Image, tags: list[str], virtual_size: int) -> dict[str, Any]:
+    """One element of `GET /images/json`."""
+    return {
+        "Id": image_ref(image.id), "ParentId": image_ref(image.parent) if image.parent else "",
+        "RepoTags": tags, "RepoDigests": [], "Created": _unix(image.created), "Size": virtual_size,
+        "VirtualSize": virtual_size, "SharedSize": -1, "Labels": dict((image.config or {}).get("Labels") or {}),
+        "Containers": -1,
+    }
+
+
+def image_inspect(image: Image, tags: list[str], virtual_size: int, driver: str) -> dict[str, Any]:
+    """`GET /images/{name}/json`; `Config` is always an object (the SDK reads `Config.Labels`)."""
+    config = dict(image.config or {})
+    config.setdefault("Labels", None)
+    return {
+        "Id": image_ref(image.id), "RepoTags": tags, "RepoDigests": [],
+        "Parent": image_ref(image.parent) if image.parent else "", "Comment": image.comment,
+        "Created": format_time(image.created), "Container": image.container or "",
+        "ContainerConfig": image.container_config or {}, "DockerVersion": image.docker_version,
+        "Author": image.author, "Config": config, "Architecture": image.architecture or go_arch(),
+        "Os": "linux", "Size": virtual_size, "VirtualSize": virtual_size,
+        "GraphDriver": {"Name": driver, "Data": {}}, "RootFS": {"Type": "layers", "Layers": []},
+        "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
+    }
+
+
+def version_info(git_commit: str = "") -> dict[str, Any]:
+    """`GET /version` (also unversioned: the SDK reads `ApiVersion` from it to negotiate)."""
+    details = {"ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION, "GitCommit": git_commit,
+               "GoVersion": f"python{platform.python_version()}", "Os": "linux", "Arch": go_arch(),
+               "KernelVersion": platform.release(), "BuildTime": "", "Experimental": "false"}
+    return {
+        "Platform": {"Name": "pydock"},
+        "Components": [{"Name": "Engine", "Version": VERSION, "Details": details}],
+        "Version": VERSION, "ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION, "GitCommit": git_commit,
+        "GoVersion": details["GoVersion"], "Os": "linux", "Arch": go_arch(), "KernelVersion": platform.release(),
+        "BuildTime": "",
+    }
+
+
+def _mem_total() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def system_info(*, containers: list[Container], images: int, driver: str, driver_status: list[tuple[str, str]],
+                root: str) -> dict[str, Any]:
+    """`GET /info`: counts, storage, kernel; `Swarm` is what `docker inspect` looks at."""
+    running = sum(1 for c in containers if c.state.running)
+    return {
+        "ID": "pydock", "Containers": len(containers), "ContainersRunning": running, "ContainersPaused": 0,
+        "ContainersStopped": len(containers) - running, "Images": images, "Driver": driver,
+        "DriverStatus": [[k, str(v)] for k, v in driver_status], "DockerRootDir": root, "SystemStatus": None,
+        "Plugins": {"Volume": [], "Network": ["bridge", "none"], "Authorization": None, "Log": ["json-file"]},
+        "MemoryLimit": True, "SwapLimit": False, "CpuCfsPeriod": False, "CpuCfsQuota": False, "CPUShares": True,
+        "CPUSet": False, "PidsLimit": False, "IPv4Forwarding": True, "BridgeNfIptables": True,
+        "BridgeNfIp6tables": False, "Debug": False, "NFd": 0, "OomKillDisable": False, "NGoroutines": 0,
+        "SystemTime": format_time(utcnow()), "LoggingDriver": "json-file", "CgroupDriver": "cgroupfs",
+        "CgroupVersion": "1", "NEventsListener": 0, "KernelVersion": platform.release(),
+        "OperatingSystem": _os_name(), "OSVersion": "", "OSType": "linux", "Architecture": platform.machine(),
+        "IndexServerAddress": "", "RegistryConfig": None, "NCPU": os.cpu_count() or 1, "MemTotal": _mem_total(),
+        "GenericResources": None, "HttpProxy": "", "HttpsProxy": "", "NoProxy": "", "Name": platform.node(),
+        "Labels": [], "ExperimentalBuild": False, "ServerVersion": VERSION, "Runtimes": {"lxc": {"path": "lxc-execute"}},
+        "DefaultRuntime": "lxc", "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive",
+                                           "ControlAvailable": False, "Error": "", "RemoteManagers": None},
+        "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": "", "SecurityOptions": [], "Warnings": None,
+    }
+
+
+def _os_name() -> str:
+    try:
+        with open("/etc/os-release") as f:
+            for line in f:
+                if line.startswith("PRETTY_NAME="):
+                    return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return "Linux"

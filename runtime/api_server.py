@@ -1,0 +1,440 @@
+"""HTTP plumbing of `pydock serve`: unix/tcp listeners, request parsing (chunked bodies too), JSON and
+streamed responses, and the hijack (101 UPGRADED) that `docker run`'s attach needs.
+
+Standard library only: a threading socketserver with `BaseHTTPRequestHandler` speaking HTTP/1.1 with
+keep-alive (the SDK pools connections; wait/attach/follow-logs block their thread). What the routes do
+lives in api_routes.py; the JSON shapes in api_models.py.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import json
+import os
+import re
+import socket
+import socketserver
+import stat
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from pydock.runtime.errors import Conflict, InvalidArgument, PydockError
+from pydock.runtime.version import API_VERSION, VERSION
+
+DEFAULT_HOST = "unix:///var/run/pydock.sock"
+MIN_API = (1, 24)
+MAX_API = tuple(int(x) for x in API_VERSION.split("."))
+#: the socket gives root on the host: owner root, group root, mode 0660.
+SOCKET_MODE = 0o660
+_VERSION_RE = re.compile(r"^/v(\d+)\.(\d+)(/.*)$")
+_FALSE = frozenset({"", "0", "no", "false", "none"})
+_REASONS = {101: "UPGRADED", 200: "OK", 201: "Created", 204: "No Content", 304: "Not Modified",
+            400: "Bad Request", 404: "Not Found", 409: "Conflict", 500: "Internal Server Error"}
+_COMMON = (f"Api-Version: {API_VERSION}\r\nDocker-Experimental: false\r\nOstype: linux\r\n"
+           f"Server: pydock/{VERSION} (linux)\r\n").encode()
+_DRAIN_LIMIT = 1 << 20
+
+
+@dataclass(frozen=True)
+class Listen:
+    """Where to listen: a unix socket path, or a loopback tcp host and port."""
+
+    kind: str
+    path: str = ""
+    host: str = ""
+    port: int = 0
+
+    def __str__(self) -> str:
+        return f"unix://{self.path}" if self.kind == "unix" else f"tcp://{self.host}:{self.port}"
+
+
+def parse_host(spec: str) -> Listen:
+    """`unix:///path` or `tcp://127.0.0.1:PORT`; a non-loopback tcp address is refused (the API is root)."""
+    if spec.startswith("unix://"):
+        path = spec[len("unix://"):]
+        if not path.startswith("/"):
+            raise InvalidArgument(f"Invalid socket address {spec}: the path must be absolute (unix:///path)")
+        return Listen("unix", path=path)
+    if spec.startswith("tcp://"):
+        rest = spec[len("tcp://"):]
+        parts = urlsplit("//" + rest)
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        host = parts.hostname or ""
+        if not host or port is None or parts.path not in ("", "/"):
+            raise InvalidArgument(f"Invalid tcp address {spec}: use tcp://127.0.0.1:PORT")
+        if not _is_loopback(host):
+            raise InvalidArgument(f"Refusing to listen on {spec}: the API gives root on this host, so only "
+                                  "loopback addresses (127.0.0.0/8, ::1, localhost) are allowed")
+        return Listen("tcp", host=host, port=port)
+    raise InvalidArgument(f"Invalid host {spec}: use unix:///path or tcp://127.0.0.1:PORT")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def bool_value(text: str | None) -> bool:
+    """moby's httputils.BoolValue: false iff empty, 0, no, false or none (the SDK also sends True/False)."""
+    return text is not None and text.strip().lower() not in _FALSE
+
+
+# ---- request bodies ---------------------------------------------------------------------------
+
+class BodyReader:
+    """The request body as a stream: Content-Length bounded, or de-chunked (`docker import` sends chunked)."""
+
+    def __init__(self, rfile: Any, headers: Any) -> None:
+        self._rfile = rfile
+        self.chunked = "chunked" in (headers.get("Transfer-Encoding") or "").lower()
+        length = headers.get("Content-Length")
+        try:
+            self._left = int(length) if length is not None and not self.chunked else 0
+        except ValueError:
+            raise InvalidArgument(f"Invalid Content-Length: {length}") from None
+        self._chunk_left = 0
+        self.done = not self.chunked and self._left == 0
+
+    def read(self, n: int = -1) -> bytes:
+        if self.done:
+            return b""
+        if n is None or n < 0:
+            parts = []
+            while True:
+                part = self.read(1 << 16)
+                if not part:
+                    return b"".join(parts)
+                parts.append(part)
+        if not self.chunked:
+            data = self._rfile.read(min(n, self._left))
+            if not data:
+                raise InvalidArgument("The request body ended early")
+            self._left -= len(data)
+            self.done = self._left == 0
+            return data
+        if self._chunk_left == 0:
+            line = self._rfile.readline(1024)
+            size_text = line.split(b";", 1)[0].strip()
+            try:
+                size = int(size_text, 16)
+            except ValueError:
+                raise InvalidArgument("Malformed chunked request body") from None
+            if size == 0:
+                while self._rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                self.done = True
+                return b""
+            self._chunk_left = size
+        data = self._rfile.read(min(n, self._chunk_left))
+        if not data:
+            raise InvalidArgument("The request body ended early")
+        self._chunk_left -= len(data)
+        if self._chunk_left == 0:
+            self._rfile.readline(8)  # CRLF after the chunk
+        return data
+
+    def readinto(self, buf: Any) -> int:
+        data = self.read(len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def drain(self) -> bool:
+        """Read the rest (so the connection can serve the next request); False if too much was left."""
+        total = 0
+        while not self.done:
+            data = self.read(1 << 16)
+            if not data:
+                break
+            total += len(data)
+            if total > _DRAIN_LIMIT:
+                return False
+        return True
+
+
+@dataclass
+class Request:
+    """One parsed API request: method, path without the `/vX.Y` prefix, query, headers, body."""
+
+    method: str
+    path: str
+    api_version: tuple[int, int]
+    query: dict[str, list[str]]
+    headers: Any
+    body: BodyReader
+    params: dict[str, str] = field(default_factory=dict)
+
+    def arg(self, name: str, default: str | None = None) -> str | None:
+        values = self.query.get(name)
+        return values[-1] if values else default
+
+    def args(self, name: str) -> list[str]:
+        return list(self.query.get(name) or [])
+
+    def flag(self, name: str, default: bool = False) -> bool:
+        values = self.query.get(name)
+        return bool_value(values[-1]) if values else default
+
+    def int_arg(self, name: str, default: int | None = None) -> int | None:
+        text = self.arg(name)
+        if text is None or text == "":
+            return default
+        try:
+            return int(text)
+        except ValueError:
+            raise InvalidArgument(f"Invalid value for {name}: {text!r} is not an integer") from None
+
+    def json(self) -> Any:
+        data = self.body.read()
+        if not data.strip():
+            return {}
+        try:
+            return json.loads(data)
+        except ValueError as err:
+            raise InvalidArgument(f"Invalid JSON body: {err}") from None
+
+
+# ---- responses --------------------------------------------------------------------------------
+
+class ChunkedWriter:
+    """A streamed response body in HTTP/1.1 chunked encoding (headers already sent)."""
+
+    def __init__(self, wfile: Any) -> None:
+        self._wfile = wfile
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        if data:
+            self._wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._wfile.write(b"0\r\n\r\n")
+
+
+class Handler(BaseHTTPRequestHandler):
+    """Parses each request and hands it to the server's router; writes what the route returns."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = f"pydock/{VERSION}"
+    #: set by a route that wrote its own response (stream, hijack).
+    responded: bool = False
+
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except (ConnectionResetError, BrokenPipeError):
+            pass  # a client dropping a kept-alive connection is normal
+
+    def address_string(self) -> str:
+        return str(self.client_address[0]) if self.client_address else "unix"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - BaseHTTPRequestHandler's name
+        if getattr(self.server, "debug", False):
+            super().log_message(format, *args)
+
+    def _dispatch(self) -> None:
+        self.responded = False
+        self._body: BodyReader | None = None
+        try:
+            self._serve_request()
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+        finally:
+            body = self._body
+            if body is not None and not self.close_connection and not body.done:
+                try:
+                    if not body.drain():
+                        self.close_connection = True
+                except (OSError, PydockError):
+                    self.close_connection = True
+
+    do_GET = do_POST = do_DELETE = do_HEAD = do_PUT = _dispatch
+
+    def _serve_request(self) -> None:
+        url = urlsplit(self.path)
+        path = unquote(url.path)
+        version = MAX_API
+        m = _VERSION_RE.match(path)
+        if m:
+            version = (int(m.group(1)), int(m.group(2)))
+            path = m.group(3)
+        try:
+            self._body = BodyReader(self.rfile, self.headers)
+        except PydockError as err:
+            self.close_connection = True
+            self.send_json(400, {"message": str(err)})
+            return
+        if version > MAX_API:
+            self.send_json(400, {"message": f"client version {m.group(1)}.{m.group(2)} is too new. "  # type: ignore[union-attr]
+                                            f"Maximum supported API version is {API_VERSION}"})
+            return
+        if version < MIN_API:
+            self.send_json(400, {"message": f"client version {version[0]}.{version[1]} is too old. Minimum "
+                                            f"supported API version is {MIN_API[0]}.{MIN_API[1]}, please "
+                                            "upgrade your client to a newer version"})
+            return
+        req = Request(method=self.command, path=path, api_version=version,
+                      query=parse_qs(url.query, keep_blank_values=True), headers=self.headers, body=self._body)
+        self.server.router(req, self)  # type: ignore[attr-defined]
+
+    # ---- writing ------------------------------------------------------------------------------
+    def _head(self, status: int, headers: list[tuple[str, str]]) -> bytes:
+        lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}\r\n".encode(), _COMMON]
+        lines.extend(f"{k}: {v}\r\n".encode() for k, v in headers)
+        if self.close_connection:
+            lines.append(b"Connection: close\r\n")
+        lines.append(b"\r\n")
+        return b"".join(lines)
+
+    def send_bytes(self, status: int, body: bytes, content_type: str = "application/json") -> None:
+        self.responded = True
+        headers = [("Content-Type", content_type), ("Content-Length", str(len(body)))]
+        out = self._head(status, headers)
+        if self.command != "HEAD":
+            out += body
+        self.wfile.write(out)
+
+    def send_json(self, status: int, obj: Any) -> None:
+        self.send_bytes(status, json.dumps(obj).encode() + b"\n")
+
+    def send_empty(self, status: int) -> None:
+        """204/304: no body, no length."""
+        self.responded = True
+        self.wfile.write(self._head(status, []))
+
+    def send_error_message(self, status: int, message: str) -> None:
+        self.send_json(status, {"message": message})
+
+    def start_stream(self, content_type: str, status: int = 200) -> ChunkedWriter:
+        """Send the status and headers now (wait's headers-first rule) and stream the body chunked."""
+        self.responded = True
+        self.wfile.write(self._head(status, [("Content-Type", content_type), ("Transfer-Encoding", "chunked")]))
+        return ChunkedWriter(self.wfile)
+
+    def hijack(self, content_type: str) -> socket.socket:
+        """Answer `101 UPGRADED` (or 200 for clients that did not ask to upgrade) and own the raw socket."""
+        self.responded = True
+        self.close_connection = True
+        upgrade = "upgrade" in (self.headers.get("Connection") or "").lower()
+        if upgrade:
+            head = (b"HTTP/1.1 101 UPGRADED\r\nContent-Type: " + content_type.encode()
+                    + b"\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n" + _COMMON + b"\r\n")
+        else:
+            head = b"HTTP/1.1 200 OK\r\nContent-Type: " + content_type.encode() + b"\r\n" + _COMMON + b"\r\n"
+        self.wfile.write(head)
+        return self.connection
+
+
+# ---- servers ----------------------------------------------------------------------------------
+
+class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+    block_on_close = False
+
+
+class _TcpServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
+
+
+class _Tcp6Server(_TcpServer):
+    address_family = socket.AF_INET6
+
+
+def _check_stale(path: str) -> None:
+    """Remove a socket file left by a dead server; refuse if a live server answers on it."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise InvalidArgument(f"{path} exists and is not a socket; refusing to replace it")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(2)
+    try:
+        probe.connect(path)
+    except OSError as err:
+        if err.errno not in (errno.ECONNREFUSED, errno.ENOENT):
+            raise PydockError(f"Cannot check {path}: {err.strerror}") from None
+        os.unlink(path)
+        return
+    finally:
+        probe.close()
+    raise Conflict(f"Another server is already listening on unix://{path}")
+
+
+def bind(listen: Listen, router: Callable[[Request, Handler], None], debug: bool = False) -> socketserver.BaseServer:
+    """A bound, listening server for `listen`; a unix socket is created root-owned with mode 0660."""
+    server: socketserver.BaseServer
+    if listen.kind == "unix":
+        _check_stale(listen.path)
+        os.makedirs(os.path.dirname(listen.path) or "/", exist_ok=True)
+        old = os.umask(0o117)
+        try:
+            server = _UnixServer(listen.path, Handler)
+        finally:
+            os.umask(old)
+        try:
+            if os.geteuid() == 0:
+                os.chown(listen.path, 0, 0)
+            os.chmod(listen.path, SOCKET_MODE)
+        except OSError:
+            server.server_close()
+            os.unlink(listen.path)
+            raise
+    else:
+        cls = _Tcp6Server if ":" in listen.host else _TcpServer
+        try:
+            server = cls((listen.host, listen.port), Handler)
+        except OSError as err:
+            raise PydockError(f"Cannot listen on {listen}: {err.strerror}") from None
+    server.router = router  # type: ignore[attr-defined]
+    server.debug = debug  # type: ignore[attr-defined]
+    server.listen_spec = listen  # type: ignore[attr-defined]
+    return server
+
+
+class Serving:
+    """Every listener serving in its own thread until `stop()`; unix socket files removed at the end."""
+
+    def __init__(self, servers: list[socketserver.BaseServer]) -> None:
+        self.servers = servers
+        self.threads = [threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.5},
+                                         name=f"listen-{i}", daemon=True) for i, s in enumerate(servers)]
+
+    def __enter__(self) -> Serving:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def stop(self) -> None:
+        for s in self.servers:
+            s.shutdown()
+        for s in self.servers:
+            s.server_close()
+            spec = getattr(s, "listen_spec", None)
+            if spec is not None and spec.kind == "unix":
+                try:
+                    os.unlink(spec.path)
+                except FileNotFoundError:
+                    pass
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
