@@ -1,0 +1,133 @@
+"""Helpers of the Engine API tests: start/stop `pydock serve`, run the docker CLI and SDK against it,
+tear a root down."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+DOCKER = shutil.which("docker")
+NO_DOCKER = "the docker CLI is not installed (/usr/local/bin/docker); these tests drive pydock serve with it"
+
+
+def _sdk_python() -> str | None:
+    """A python that can `import docker` (the SDK is not a pydock dependency)."""
+    candidates = [sys.executable, shutil.which("python3"), "/usr/bin/python3"]
+    for py in candidates:
+        if not py or not os.path.exists(py):
+            continue
+        probe = subprocess.run([py, "-c", "import docker"], capture_output=True)
+        if probe.returncode == 0:
+            return py
+    return None
+
+
+def pydock_cmd(root: Path) -> list[str]:
+    return [sys.executable, "-m", "pydock.cli.main", "-g", str(root), "-s", "overlay"]
+
+
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("PYDOCK_", "DOCKER_"))}
+
+
+def start_server(root: Path, *hosts: str, wait_for: Path | None = None) -> subprocess.Popen:
+    """`pydock serve -H ...` as a subprocess; returns once the unix socket (if any) exists."""
+    args = [a for h in hosts for a in ("-H", h)]
+    proc = subprocess.Popen([*pydock_cmd(root), "serve", *args], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=clean_env())
+    if wait_for is not None:
+        deadline = time.monotonic() + 30
+        while not wait_for.exists():
+            if proc.poll() is not None:
+                raise AssertionError(f"pydock serve exited {proc.returncode}: {proc.stderr.read().decode()}")
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise AssertionError("pydock serve did not create its socket within 30 s")
+            time.sleep(0.02)
+    return proc
+
+
+def stop_server(proc: subprocess.Popen) -> str:
+    """SIGTERM and wait; its stderr."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    if proc.stderr:
+        proc.stderr.close()
+    return err
+
+
+def teardown_root(root: Path) -> None:
+    """Every container and image of the root gone, the overlay store shut down (no mounts left)."""
+    from pydock.runtime.runtime import Runtime
+
+    if not root.exists():
+        return
+    rt = Runtime(root, "overlay", bridge="none")
+    try:
+        for c in rt.containers(all=True):
+            rt.remove(c, force=True, volumes=True)
+        for _ in range(3):
+            for image in rt.images.graph.list():
+                try:
+                    rt.images.graph.delete(image.id)
+                except Exception:  # noqa: BLE001 - children first; retried
+                    pass
+    finally:
+        rt.close()
+        rt.driver.shutdown()
+
+
+@dataclass
+class Server:
+    """A running `pydock serve` and ways to talk to it."""
+
+    root: Path
+    sock: Path
+    tmp: Path
+    proc: subprocess.Popen
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.sock}"
+
+    def docker(self, *args: str, input: bytes | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+        """The real docker CLI against this server (its own config dir, never ~/.docker)."""
+        if DOCKER is None:
+            pytest.skip(NO_DOCKER)
+        env = {**clean_env(), "DOCKER_HOST": self.url, "DOCKER_CONFIG": str(self.tmp / "docker-config")}
+        return subprocess.run([DOCKER, *args], input=input, capture_output=True, timeout=timeout, env=env)
+
+    def pydock(self, *args: str, input: bytes | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+        return subprocess.run([*pydock_cmd(self.root), *args], input=input, capture_output=True, timeout=timeout,
+                              env=clean_env())
+
+    def sdk(self, script: str, timeout: float = 120) -> Any:
+        """Run `script` with `client` = docker.DockerClient(base_url=<this server>) in a python that has the
+        SDK; the script sets `result`, which comes back JSON-decoded."""
+        py = _sdk_python()
+        if py is None:
+            pytest.skip("the docker SDK (python package `docker`) is not importable by any python here")
+        prog = ("import json, docker\n"
+                f"client = docker.DockerClient(base_url={self.url!r})\n"
+                "result = None\n" + script + "\nprint('RESULT=' + json.dumps(result))\n")
+        proc = subprocess.run([py, "-c", prog], capture_output=True, timeout=timeout, env=clean_env())
+        if proc.returncode != 0:
+            raise AssertionError(f"SDK script failed ({proc.returncode}):\n{proc.stderr.decode()[-3000:]}")
+        line = [x for x in proc.stdout.decode().splitlines() if x.startswith("RESULT=")][-1]
+        return json.loads(line[len("RESULT="):])

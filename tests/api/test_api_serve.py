@@ -1,0 +1,94 @@
+"""`pydock serve` itself: the socket is root-only, a stale socket is replaced, a live one is not, tcp is
+loopback only."""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import subprocess
+
+import pytest
+from api_helpers import DOCKER, clean_env, pydock_cmd, start_server, stop_server, teardown_root
+
+pytestmark = pytest.mark.lxc
+
+
+def test_socket_is_root_only(server):
+    st = os.stat(server.sock)
+    assert stat.S_ISSOCK(st.st_mode)
+    assert stat.S_IMODE(st.st_mode) == 0o660
+    assert (st.st_uid, st.st_gid) == (0, 0)
+
+
+def test_second_server_on_live_socket_is_refused(server, tmp_path):
+    proc = subprocess.run([*pydock_cmd(tmp_path / "other"), "serve", "-H", server.url], capture_output=True,
+                          timeout=60, env=clean_env())
+    try:
+        assert proc.returncode == 1
+        assert f"Another server is already listening on {server.url}" in proc.stderr.decode()
+        assert server.docker("version").returncode == 0  # the first one is untouched
+    finally:
+        teardown_root(tmp_path / "other")
+
+
+def test_stale_socket_is_replaced(tmp_path):
+    sock = tmp_path / "stale.sock"
+    dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dead.bind(str(sock))
+    dead.close()  # the file stays, nobody listens: what a killed server leaves
+    root = tmp_path / "root"
+    proc = start_server(root, f"unix://{sock}")
+    try:
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        probe.settimeout(20)
+        for _ in range(300):
+            try:
+                probe.connect(str(sock))
+                break
+            except (ConnectionRefusedError, FileNotFoundError):
+                if proc.poll() is not None:
+                    break
+                import time
+
+                time.sleep(0.05)
+        probe.sendall(b"GET /_ping HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert probe.recv(4096).startswith(b"HTTP/1.1 200 OK")
+        probe.close()
+    finally:
+        err = stop_server(proc)
+        teardown_root(root)
+    assert proc.returncode == 0, err
+    assert not sock.exists()
+
+
+@pytest.mark.parametrize("host", ["tcp://0.0.0.0:2375", "tcp://10.1.2.3:2375", "tcp://[::]:2375"])
+def test_non_loopback_tcp_is_refused(tmp_path, host):
+    proc = subprocess.run([*pydock_cmd(tmp_path / "root"), "serve", "-H", host], capture_output=True, timeout=60,
+                          env=clean_env())
+    assert proc.returncode == 2
+    assert "only loopback addresses" in proc.stderr.decode()
+
+
+def test_loopback_tcp_serves_the_docker_cli(tmp_path):
+    if DOCKER is None:
+        pytest.skip("the docker CLI is not installed (/usr/local/bin/docker)")
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    root = tmp_path / "root"
+    proc = start_server(root, f"tcp://127.0.0.1:{port}")
+    try:
+        env = {**clean_env(), "DOCKER_HOST": f"tcp://127.0.0.1:{port}", "DOCKER_CONFIG": str(tmp_path / "cfg")}
+        for _ in range(200):
+            p = subprocess.run([DOCKER, "version", "--format", "{{.Server.APIVersion}}"], capture_output=True,
+                               env=env, timeout=30)
+            if p.returncode == 0 or proc.poll() is not None:
+                break
+        assert p.returncode == 0, p.stderr.decode()
+        assert p.stdout.decode().strip() == "1.44"
+    finally:
+        err = stop_server(proc)
+        teardown_root(root)
+    assert proc.returncode == 0, err
