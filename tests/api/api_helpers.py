@@ -131,3 +131,38 @@ class Server:
             raise AssertionError(f"SDK script failed ({proc.returncode}):\n{proc.stderr.decode()[-3000:]}")
         line = [x for x in proc.stdout.decode().splitlines() if x.startswith("RESULT=")][-1]
         return json.loads(line[len("RESULT="):])
+
+
+#: run as `python -c NETNS_EXEC <argv...>`: a fresh network + mount namespace (a /sys of its own for lxc,
+#: the host's cgroup tree kept), loopback up, then exec argv - the server and its containers live in it.
+NETNS_EXEC = """
+import os, subprocess, sys, tempfile
+from pydock.devmapper.kernel.mount import MNT_DETACH, MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_REC, \\
+    make_rslave, mount, umount, unshare
+unshare(0x40000000 | 0x00020000)
+make_rslave("/")
+keep = tempfile.mkdtemp(prefix="pydock-api-netns-cg-")
+mount("/sys/fs/cgroup", keep, None, MS_BIND | MS_REC)
+mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+mount(keep, "/sys/fs/cgroup", None, MS_BIND | MS_REC)
+umount(keep, MNT_DETACH)
+os.rmdir(keep)
+subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+os.execv(sys.argv[1], sys.argv[1:])
+"""
+
+
+def start_server_in_netns(root: Path, sock: Path) -> subprocess.Popen:
+    """`pydock serve` inside a network namespace of its own (bridge, veths and iptables rules die with it)."""
+    proc = subprocess.Popen([sys.executable, "-c", NETNS_EXEC, *pydock_cmd(root), "serve", "-H", f"unix://{sock}"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env=clean_env())
+    deadline = time.monotonic() + 30
+    while not sock.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"pydock serve (netns) exited {proc.returncode}: {proc.stderr.read().decode()}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError("pydock serve (netns) did not create its socket within 30 s")
+        time.sleep(0.02)
+    return proc
