@@ -13,6 +13,7 @@ import os
 import re
 import shlex
 import signal
+import socket
 import struct
 import threading
 import time
@@ -143,6 +144,26 @@ def exit_event(c: Container) -> threading.Event:
 
     threading.Thread(target=watch, name=f"exit-{c.short_id}", daemon=True).start()
     return ev
+
+
+def _finish_hijacked(sock: Any, linger: float = 2.0) -> None:
+    """End an attach: EOF to the client, then read (and drop) what it still sends - stdin bytes left
+    unread would make our close a RST, and the client would lose the output's tail."""
+    try:
+        sock.shutdown(socket.SHUT_WR)
+    except OSError:
+        return
+    deadline = time.monotonic() + linger
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            sock.settimeout(left)
+            if not sock.recv(65536):
+                return
+    except OSError:
+        return
 
 
 def frame(stream: str, data: bytes, tty: bool) -> bytes:
@@ -488,10 +509,7 @@ class Api:
         except (BrokenPipeError, ConnectionResetError):
             pass
         finally:
-            try:
-                sock.shutdown(2)
-            except OSError:
-                pass
+            _finish_hijacked(sock)
 
     def _pump(self, write: Callable[[bytes], None], c: Container, tail: LogTail, want: dict[str, bool],
               tty: bool, *, follow: bool, initial: tuple[bool, Any], timestamps: bool,
@@ -847,6 +865,9 @@ def create_options(body: dict[str, Any]) -> dict[str, Any]:
     entrypoint = body.get("Entrypoint")
     if isinstance(entrypoint, list) and entrypoint == [""]:
         entrypoint = ""
+    if body.get("OpenStdin") or body.get("AttachStdin"):
+        raise InvalidArgument("stdin (docker run -i) is not supported by pydock serve: containers started "
+                              "through the API read /dev/null; use `pydock run -i`")
     mode = hc.get("NetworkMode") or "default"
     if mode not in ("default", "bridge", "none"):
         raise InvalidArgument(f"Network mode {mode} is not supported (use bridge or none)")

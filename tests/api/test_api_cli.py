@@ -199,3 +199,22 @@ def test_info(server):
     assert p.returncode == 0, err(p)
     assert "Storage Driver: overlay" in out(p)
     assert "Server Version: " in out(p)
+
+
+def test_stdin_is_refused_with_a_clear_error(server):
+    p = server.docker("run", "--rm", "-i", "--net", "none", "busybox", "cat", input=b"data\n")
+    assert p.returncode == 125
+    assert "stdin (docker run -i) is not supported by pydock serve" in err(p)
+    assert server.docker("ps", "-aq").stdout == b""
+
+
+def test_logs_follow_ends_with_the_container(server):
+    name = uniq("follow")
+    p = server.docker("run", "-d", "--name", name, "--net", "none", "busybox", "sh", "-c",
+                      "for i in 1 2 3; do echo line$i; sleep 0.1; done")
+    assert p.returncode == 0, err(p)
+    logs = server.docker("logs", "-f", name, timeout=30)
+    assert out(logs) == "line1\nline2\nline3\n"
+    again = server.docker("start", "-a", name, timeout=30)  # attach, then start: the next run's output
+    assert again.returncode == 0 and out(again) == "line1\nline2\nline3\n"
+    server.docker("rm", name)
