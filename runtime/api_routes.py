@@ -146,6 +146,22 @@ def exit_event(c: Container) -> threading.Event:
     return ev
 
 
+def peer_gone(sock: Any, half_close_is_gone: bool) -> bool:
+    """Whether the client went away (a waiter for a container that never starts must not linger forever).
+    An attaching client half-closes at once, so only a full close (POLLHUP) counts for it."""
+    import select
+
+    mask = select.POLLHUP | select.POLLERR
+    if half_close_is_gone:
+        mask |= getattr(select, "POLLRDHUP", 0x2000)
+    try:
+        p = select.poll()
+        p.register(sock, mask)
+        return any(ev & mask for _, ev in p.poll(0))
+    except (OSError, ValueError):
+        return True
+
+
 def _finish_hijacked(sock: Any, linger: float = 2.0) -> None:
     """End an attach: EOF to the client, then read (and drop) what it still sends - stdin bytes left
     unread would make our close a RST, and the client would lose the output's tail."""
@@ -334,7 +350,7 @@ class Api:
         if fresh is not None and fresh.state.running:
             time.sleep(0.01)  # a ghost under repair elsewhere, or a start racing us: look again
 
-    def wait_for(self, cid: str, condition: str) -> tuple[int, str | None]:
+    def wait_for(self, cid: str, condition: str, gone: Callable[[], bool] | None = None) -> tuple[int, str | None]:
         """Block until the condition holds for the container: (exit code, error). The code is the last
         one seen if the container is removed meanwhile; the error says why an auto-remove failed."""
         initial: tuple[bool, Any] | None = None
@@ -355,6 +371,8 @@ class Api:
                     return st.exit_code, None
                 if condition == "removed" and cid in self.remove_errors:
                     return st.exit_code, self.remove_errors.pop(cid)
+                if gone is not None and gone():
+                    raise BrokenPipeError("the client went away")
                 self.events.wait(seen, 0.1)
                 continue
             self._until_released(c)
@@ -505,7 +523,8 @@ class Api:
         initial = (c.state.running, c.state.started_at)
         sock = h.hijack(RAW_STREAM if tty else MULTIPLEXED)
         try:
-            self._pump(sock.sendall, c, tail, want, tty, follow=stream, initial=initial, timestamps=False)
+            self._pump(sock.sendall, c, tail, want, tty, follow=stream, initial=initial, timestamps=False,
+                       gone=lambda: peer_gone(sock, False))
         except (BrokenPipeError, ConnectionResetError):
             pass
         finally:
@@ -513,7 +532,8 @@ class Api:
 
     def _pump(self, write: Callable[[bytes], None], c: Container, tail: LogTail, want: dict[str, bool],
               tty: bool, *, follow: bool, initial: tuple[bool, Any], timestamps: bool,
-              since: float | None = None, until: float | None = None, first: list | None = None) -> None:
+              since: float | None = None, until: float | None = None, first: list | None = None,
+              gone: Callable[[], bool] | None = None) -> None:
         """Copy log records to `write` as frames; with `follow`, until the run current (or next, if the
         container was not running) at `initial` has ended and its output is drained."""
 
@@ -560,6 +580,8 @@ class Api:
                     watched = exit_event(fresh)
                 watched.wait(delay)
             else:
+                if gone is not None and gone():
+                    return
                 self.events.wait(seen, delay)
             delay = min(delay * 2, 0.1)
 
@@ -570,7 +592,7 @@ class Api:
         with self.pool.runtime() as rt:
             c = self._get(rt, name)
         out = h.start_stream("application/json")
-        code, error = self.wait_for(c.id, condition)
+        code, error = self.wait_for(c.id, condition, gone=lambda: peer_gone(h.connection, True))
         body = {"StatusCode": code, "Error": {"Message": error} if error else None}
         out.write(json.dumps(body).encode() + b"\n")
         out.close()

@@ -218,3 +218,16 @@ def test_logs_follow_ends_with_the_container(server):
     again = server.docker("start", "-a", name, timeout=30)  # attach, then start: the next run's output
     assert again.returncode == 0 and out(again) == "line1\nline2\nline3\n"
     server.docker("rm", name)
+
+
+def test_concurrent_runs_keep_their_output_and_codes(server):
+    import concurrent.futures
+
+    def one(i: int):
+        p = server.docker("run", "--rm", "--net", "none", "busybox", "sh", "-c", f"echo run{i}; exit {i % 4}")
+        return i, p.returncode, out(p)
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(one, range(8)))
+    assert results == [(i, i % 4, f"run{i}\n") for i in range(8)]
+    assert server.docker("ps", "-aq").stdout == b""
