@@ -31,6 +31,8 @@ MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
 RAW_STREAM = "application/vnd.docker.raw-stream"
 STREAM_IDS = {"stdin": 0, "stdout": 1, "stderr": 2}
 WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
+#: how long an auto-remove waits for attached clients to receive the container's last output.
+ATTACH_DRAIN_TIMEOUT = 10.0
 #: a pooled Runtime is replaced after this long (its in-memory bookkeeping never grows stale).
 RUNTIME_MAX_AGE = 60.0
 
@@ -190,26 +192,32 @@ def frame(stream: str, data: bytes, tty: bool) -> bytes:
 
 
 class LogTail:
-    """Reads `<id>-json.log` records from an offset (complete lines only)."""
+    """Reads `<id>-json.log` records from an offset (complete lines only). The file is kept open once
+    seen, so the last records can still be read after an auto-remove deleted it."""
 
     def __init__(self, path: Any, from_start: bool) -> None:
         self.path = path
         self.pos = 0
         self._partial = b""
-        if not from_start:
-            try:
-                self.pos = os.path.getsize(path)
-            except OSError:
-                self.pos = 0
+        self._f: Any = None
+        self._open()
+        if self._f is not None and not from_start:
+            self.pos = os.fstat(self._f.fileno()).st_size
+
+    def _open(self) -> None:
+        try:
+            self._f = open(self.path, "rb")  # noqa: SIM115 - closed in close()
+        except FileNotFoundError:
+            self._f = None
 
     def read(self) -> list[dict[str, Any]]:
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(self.pos)
-                data = f.read()
-                self.pos = f.tell()
-        except FileNotFoundError:
-            return []
+        if self._f is None:
+            self._open()
+            if self._f is None:
+                return []
+        self._f.seek(self.pos)
+        data = self._f.read()
+        self.pos = self._f.tell()
         if not data:
             return []
         buf = self._partial + data
@@ -221,6 +229,11 @@ class LogTail:
             except ValueError:
                 continue
         return out
+
+    def close(self) -> None:
+        if self._f is not None:
+            self._f.close()
+            self._f = None
 
 
 def _parse_since(text: str | None) -> float | None:
@@ -249,6 +262,8 @@ class Api:
         self.git_commit = git_commit
         self.exit_codes: dict[str, int] = {}
         self.remove_errors: dict[str, str] = {}
+        self.attachers: dict[str, int] = {}
+        self._attach_lock = threading.Lock()
         self.routes: list[tuple[str, re.Pattern[str], Callable[..., None]]] = []
         r = self._route
         r("GET", r"/_ping", self.ping)
@@ -377,6 +392,17 @@ class Api:
                 continue
             self._until_released(c)
 
+    def _attached(self, cid: str, delta: int) -> None:
+        """Count the attach streams of a container (an auto-remove waits until they have the output)."""
+        with self._attach_lock:
+            n = self.attachers.get(cid, 0) + delta
+            if n > 0:
+                self.attachers[cid] = n
+            else:
+                self.attachers.pop(cid, None)
+        if delta < 0:
+            self.events.notify()
+
     def _watch_auto_remove(self, cid: str) -> None:
         """Remove an AutoRemove container once its run ends (the server's half of `docker run --rm`)."""
 
@@ -389,6 +415,11 @@ class Api:
                 if c is None:
                     return
                 self.exit_codes[cid] = c.state.exit_code
+                deadline = time.monotonic() + ATTACH_DRAIN_TIMEOUT
+                while self.attachers.get(cid) and time.monotonic() < deadline:
+                    seen = self.events.generation
+                    if self.attachers.get(cid):
+                        self.events.wait(seen, 0.05)
                 with self.pool.runtime() as rt:
                     try:
                         rt.remove(c, force=True, volumes=True)
@@ -522,12 +553,15 @@ class Api:
         stream = req.flag("stream")
         initial = (c.state.running, c.state.started_at)
         sock = h.hijack(RAW_STREAM if tty else MULTIPLEXED)
+        self._attached(c.id, +1)
         try:
             self._pump(sock.sendall, c, tail, want, tty, follow=stream, initial=initial, timestamps=False,
                        gone=lambda: peer_gone(sock, False))
         except (BrokenPipeError, ConnectionResetError):
             pass
         finally:
+            tail.close()
+            self._attached(c.id, -1)
             _finish_hijacked(sock)
 
     def _pump(self, write: Callable[[bytes], None], c: Container, tail: LogTail, want: dict[str, bool],
@@ -615,12 +649,14 @@ class Api:
             if count >= 0:
                 records = [r for r in records if want.get(r.get("stream", "stdout"))]
                 records = records[len(records) - count:] if count else []
-        out = h.start_stream(RAW_STREAM if tty else MULTIPLEXED)
+        since, until = _parse_since(req.arg("since")), _parse_since(req.arg("until"))
         follow = req.flag("follow") and c.state.running
-        self._pump(out.write, c, tail, want, tty,
-                   follow=follow, initial=(c.state.running, c.state.started_at),
-                   timestamps=req.flag("timestamps"), since=_parse_since(req.arg("since")),
-                   until=_parse_since(req.arg("until")), first=records)
+        try:
+            out = h.start_stream(RAW_STREAM if tty else MULTIPLEXED)
+            self._pump(out.write, c, tail, want, tty, follow=follow, initial=(c.state.running, c.state.started_at),
+                       timestamps=req.flag("timestamps"), since=since, until=until, first=records)
+        finally:
+            tail.close()
         out.close()
 
     def stop(self, req: Request, h: Handler, name: str) -> None:

@@ -346,11 +346,14 @@ class Handler(BaseHTTPRequestHandler):
 class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     block_on_close = False
+    #: each `docker run` opens several connections at once; a unix connect fails outright on a full backlog
+    request_queue_size = 256
 
 
 class _TcpServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
     daemon_threads = True
     block_on_close = False
+    request_queue_size = 256
     allow_reuse_address = True
 
 
