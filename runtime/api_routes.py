@@ -26,6 +26,7 @@ from pydock.runtime import api_models as models
 from pydock.runtime.api_server import Handler, Request, bool_value
 from pydock.runtime.container import Container
 from pydock.runtime.errors import Conflict, InvalidArgument, LaunchError, NotFound, PydockError
+from pydock.runtime.state import utcnow
 
 MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
 RAW_STREAM = "application/vnd.docker.raw-stream"
@@ -436,7 +437,10 @@ class Api:
         """At start-up: remove AutoRemove containers that exited while no server was watching."""
         with self.pool.runtime() as rt:
             for c in rt.containers(all=True):
-                if c.auto_remove and not c.state.running and c.state.finished_at is not None:
+                finished = c.state.finished_at
+                # old enough that no `pydock run --rm` is about to remove it itself
+                if c.auto_remove and not c.state.running and finished is not None and \
+                        (utcnow() - finished).total_seconds() > 5:
                     try:
                         rt.remove(c, force=True, volumes=True)
                     except PydockError:
