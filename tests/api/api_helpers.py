@@ -32,18 +32,18 @@ def _sdk_python() -> str | None:
     return None
 
 
-def pydock_cmd(root: Path) -> list[str]:
-    return [sys.executable, "-m", "pydock.cli.main", "-g", str(root), "-s", "overlay"]
+def pydock_cmd(root: Path, driver: str = "overlay") -> list[str]:
+    return [sys.executable, "-m", "pydock.cli.main", "-g", str(root), "-s", driver]
 
 
 def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("PYDOCK_", "DOCKER_"))}
 
 
-def start_server(root: Path, *hosts: str, wait_for: Path | None = None) -> subprocess.Popen:
+def start_server(root: Path, *hosts: str, wait_for: Path | None = None, driver: str = "overlay") -> subprocess.Popen:
     """`pydock serve -H ...` as a subprocess; returns once the unix socket (if any) exists."""
     args = [a for h in hosts for a in ("-H", h)]
-    proc = subprocess.Popen([*pydock_cmd(root), "serve", *args], stdin=subprocess.DEVNULL,
+    proc = subprocess.Popen([*pydock_cmd(root, driver), "serve", *args], stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=clean_env())
     if wait_for is not None:
         deadline = time.monotonic() + 30
@@ -72,13 +72,13 @@ def stop_server(proc: subprocess.Popen) -> str:
     return err
 
 
-def teardown_root(root: Path) -> None:
-    """Every container and image of the root gone, the overlay store shut down (no mounts left)."""
+def teardown_root(root: Path, driver: str = "overlay") -> None:
+    """Every container and image of the root gone, the store shut down (no mounts or devices left)."""
     from pydock.runtime.runtime import Runtime
 
     if not root.exists():
         return
-    rt = Runtime(root, "overlay", bridge="none")
+    rt = Runtime(root, driver, bridge="none")
     try:
         for c in rt.containers(all=True):
             rt.remove(c, force=True, volumes=True)
@@ -89,8 +89,10 @@ def teardown_root(root: Path) -> None:
                 except Exception:  # noqa: BLE001 - children first; retried
                     pass
     finally:
-        rt.close()
-        rt.driver.shutdown()
+        try:
+            rt.driver.shutdown()  # before close(): a closed devicemapper set no longer removes its pool
+        finally:
+            rt.close()
 
 
 @dataclass
@@ -101,6 +103,7 @@ class Server:
     sock: Path
     tmp: Path
     proc: subprocess.Popen
+    driver: str = "overlay"
 
     @property
     def url(self) -> str:
@@ -114,7 +117,7 @@ class Server:
         return subprocess.run([DOCKER, *args], input=input, capture_output=True, timeout=timeout, env=env)
 
     def pydock(self, *args: str, input: bytes | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
-        return subprocess.run([*pydock_cmd(self.root), *args], input=input, capture_output=True, timeout=timeout,
+        return subprocess.run([*pydock_cmd(self.root, self.driver), *args], input=input, capture_output=True, timeout=timeout,
                               env=clean_env())
 
     def sdk(self, script: str, timeout: float = 120) -> Any:

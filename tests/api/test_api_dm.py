@@ -1,0 +1,47 @@
+"""The API over the devicemapper driver (runs inside User-Mode Linux): run, diff, commit, rmi through
+the docker CLI, with the thin devices made and dropped by the server's runtimes and helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from api_helpers import DOCKER, NO_DOCKER, Server, start_server, stop_server, teardown_root
+
+pytestmark = [pytest.mark.dm, pytest.mark.lxc]
+
+
+@pytest.fixture(scope="module")
+def dm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    if DOCKER is None:
+        pytest.skip(NO_DOCKER)
+    tmp = tmp_path_factory.mktemp("apidm")
+    root, sock = tmp / "root", tmp / "d.sock"
+    proc = start_server(root, f"unix://{sock}", wait_for=sock, driver="devicemapper")
+    try:
+        yield Server(root=root, sock=sock, tmp=tmp, proc=proc, driver="devicemapper")
+    finally:
+        try:
+            err = stop_server(proc)
+            assert proc.returncode == 0, f"pydock serve exited {proc.returncode}: {err}"
+        finally:
+            teardown_root(root, "devicemapper")
+
+
+def test_run_diff_commit_on_devicemapper(dm_server):
+    srv = dm_server
+    p = srv.docker("run", "--rm", "--net", "none", "busybox", "sh", "-c", "echo dm; exit 5")
+    assert (p.returncode, p.stdout) == (5, b"dm\n"), p.stderr.decode()
+    assert srv.docker("run", "-d", "--name", "dmweb", "--net", "none", "busybox", "sh", "-c",
+                      "touch /made; exec sleep 30").returncode == 0
+    for _ in range(100):
+        diff = srv.docker("diff", "dmweb").stdout.decode().splitlines()
+        if "A /made" in diff:
+            break
+    assert "A /made" in diff
+    assert srv.docker("commit", "dmweb", "dmimg:1").returncode == 0
+    assert srv.docker("rm", "-f", "dmweb").returncode == 0
+    ls = srv.docker("run", "--rm", "--net", "none", "dmimg:1", "ls", "/made")
+    assert (ls.returncode, ls.stdout) == (0, b"/made\n"), ls.stderr.decode()
+    assert "dmimg" in srv.pydock("images").stdout.decode()
+    assert srv.docker("rmi", "dmimg:1").returncode == 0
