@@ -314,9 +314,10 @@ class Handler(BaseHTTPRequestHandler):
         self.send_bytes(status, json.dumps(obj).encode() + b"\n")
 
     def send_empty(self, status: int) -> None:
-        """204/304: no body, no length."""
+        """No body: 204/304 carry no length; any other status says `Content-Length: 0` (or the client
+        would read until the connection closes)."""
         self.responded = True
-        self.wfile.write(self._head(status, []))
+        self.wfile.write(self._head(status, [] if status in (204, 304) else [("Content-Length", "0")]))
 
     def send_error_message(self, status: int, message: str) -> None:
         self.send_json(status, {"message": message})

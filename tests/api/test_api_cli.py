@@ -231,3 +231,21 @@ def test_concurrent_runs_keep_their_output_and_codes(server):
         results = list(pool.map(one, range(8)))
     assert results == [(i, i % 4, f"run{i}\n") for i in range(8)]
     assert server.docker("ps", "-aq").stdout == b""
+
+
+def test_tag_history_and_restart(server):
+    repo = uniq("tagged")
+    p = server.docker("tag", "busybox", f"{repo}:2", timeout=20)  # a 201 without a body must end
+    assert p.returncode == 0, err(p)
+    assert f"{repo}:2" in out(server.docker("images", "--format", "{{.Repository}}:{{.Tag}}"))
+    hist = server.docker("history", f"{repo}:2")
+    assert hist.returncode == 0 and "Imported from" in out(hist)
+    assert server.docker("rmi", f"{repo}:2").returncode == 0
+    name = uniq("rs")
+    assert server.docker("run", "-d", "--name", name, "--net", "none", "busybox", "sleep", "30").returncode == 0
+    first = out(server.docker("inspect", "-f", "{{.State.StartedAt}}", name))
+    p = server.docker("restart", "-t", "0", name, timeout=30)
+    assert p.returncode == 0, err(p)
+    again = out(server.docker("inspect", "-f", "{{.State.Status}} {{.State.StartedAt}}", name)).split()
+    assert again[0] == "running" and again[1] != first.strip()
+    assert server.docker("rm", "-f", name).returncode == 0
