@@ -415,6 +415,9 @@ class Api:
                     c = self._fresh(cid)
                 if c is None:
                     return
+                if len(self.exit_codes) > 1000:  # waiters read these at once; keep the newest only
+                    for old in list(self.exit_codes)[:500]:
+                        self.exit_codes.pop(old, None)
                 self.exit_codes[cid] = c.state.exit_code
                 deadline = time.monotonic() + ATTACH_DRAIN_TIMEOUT
                 while self.attachers.get(cid) and time.monotonic() < deadline:

@@ -55,6 +55,13 @@ def test_run_missing_command_is_127(server):
     p = server.docker("run", "--rm", "--net", "none", "busybox", "no-such-command")
     assert p.returncode == 127
     assert "executable file not found" in err(p)
+    import time
+
+    for _ in range(100):  # --rm: the server removes the container that failed to start, too
+        if server.docker("ps", "-aq").stdout == b"":
+            break
+        time.sleep(0.05)
+    assert server.docker("ps", "-aq").stdout == b""
 
 
 def test_detached_container_lifecycle(server):
