@@ -655,7 +655,7 @@ class Api:
                 count = -1
             if count >= 0:
                 records = [r for r in records if want.get(r.get("stream", "stdout"))]
-                records = records[len(records) - count:] if count else []
+                records = records[max(0, len(records) - count):] if count else []
         since, until = _parse_since(req.arg("since")), _parse_since(req.arg("until"))
         follow = req.flag("follow") and c.state.running
         try:

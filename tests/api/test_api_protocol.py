@@ -212,3 +212,31 @@ def test_delete_link_path_with_slash(server):
     assert names == [[f"/{db}"]]
     for name in (web, db):
         assert call(server, "DELETE", f"/v1.44/containers/{name}?force=1")[0].status == 204
+
+
+def test_logs_tail_since_and_timestamps(server):
+    cid = create(server, ["sh", "-c", "echo one; echo two; echo three"])
+    assert call(server, "POST", f"/v1.44/containers/{cid}/start")[0].status == 204
+    r, data = call(server, "POST", f"/v1.44/containers/{cid}/wait")
+    assert json.loads(data)["StatusCode"] == 0
+
+    def payloads(data: bytes) -> list[bytes]:
+        out = []
+        while data:
+            _, size = struct.unpack(">BxxxL", data[:8])
+            out.append(data[8:8 + size])
+            data = data[8 + size:]
+        return out
+
+    r, data = call(server, "GET", f"/v1.44/containers/{cid}/logs?stdout=1&tail=2")
+    assert payloads(data) == [b"two\n", b"three\n"]
+    r, data = call(server, "GET", f"/v1.44/containers/{cid}/logs?stdout=1&tail=10")
+    assert payloads(data) == [b"one\n", b"two\n", b"three\n"]
+    r, data = call(server, "GET", f"/v1.44/containers/{cid}/logs?stdout=1&since=9999999999")
+    assert payloads(data) == []
+    r, data = call(server, "GET", f"/v1.44/containers/{cid}/logs?stdout=1&timestamps=1&tail=1")
+    stamp, _, text = payloads(data)[0].partition(b" ")
+    assert text == b"three\n" and stamp.endswith(b"Z") and b"T" in stamp
+    r, data = call(server, "GET", f"/v1.44/containers/{cid}/logs")
+    assert r.status == 400
+    assert call(server, "DELETE", f"/v1.44/containers/{cid}")[0].status == 204
