@@ -12,61 +12,53 @@ import click
 @click.pass_context
 def serve(ctx: click.Context, hosts: tuple[str, ...]) -> None:
     """Serve the Docker Engine API until SIGINT/SIGTERM (`DOCKER_HOST=unix:///var/run/pydock.sock docker ps`)."""
+    import faulthandler
     import signal
     import threading
 
     from pydock.runtime.api_routes import Api
-    from pydock.runtime.api_server import DEFAULT_HOST, Serving, bind, parse_host
+    from pydock.runtime.api_server import DEFAULT_HOST, Serving, bind, close, parse_host
     from pydock.runtime.api_starter import Starter
-    from pydock.runtime.errors import PydockError
+    from pydock.runtime.runtime import Runtime
 
     settings = ctx.obj
     listens = [parse_host(h) for h in hosts or (DEFAULT_HOST,)]
     root = str(settings.root)
-    # open (and so create/check) the root once before anything listens: a bad root fails here
-    from pydock.runtime.runtime import Runtime
-
+    # a bad root or driver fails here, before anything listens; dead monitors are repaired first
     with Runtime(root, settings.driver) as rt:
         reason = rt.driver_reason
         rt.reconcile()
-    starter = Starter(root, settings.driver)
-    servers = []
-    api = None
+    servers: list = []
+    starter = api = None
     try:
+        # bind first: a socket another server holds is refused before any helper is spawned
+        for listen in listens:
+            servers.append(bind(listen, None, debug=settings.debug))
+        starter = Starter(root, settings.driver)
         api = Api(root, settings.driver, starter, git_commit=_commit())
         api.sweep_auto_remove()
-        for listen in listens:
-            servers.append(bind(listen, api, debug=settings.debug))
-    except BaseException:
         for s in servers:
-            s.server_close()
-        starter.close()
+            s.router = api
+        done = threading.Event()
+        old = {sig: signal.signal(sig, lambda _s, _f: done.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+        faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 <pid>`: every thread's stack
+        try:
+            with Serving(servers):
+                servers = []  # Serving closes them (and unlinks the sockets) from here on
+                for listen in listens:
+                    click.echo(f"API listening on {listen}", err=True)
+                click.echo(f"Storage: {reason}", err=True)
+                while not done.wait(1.0):
+                    pass
+        finally:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+    finally:
+        close(servers)  # only those bound but never served (an error on the way up)
+        if starter is not None:
+            starter.close()
         if api is not None:
             api.pool.close()
-        raise
-    done = threading.Event()
-
-    def stop(signum: int, _frame: object) -> None:
-        done.set()
-
-    old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
-    import faulthandler
-
-    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 <pid>`: every thread's stack
-    try:
-        with Serving(servers):
-            for listen in listens:
-                click.echo(f"API listening on {listen}", err=True)
-            click.echo(f"Storage: {reason}", err=True)
-            while not done.wait(1.0):
-                pass
-    except PydockError:
-        raise
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-        starter.close()
-        api.pool.close()
 
 
 def _commit() -> str:

@@ -415,6 +415,18 @@ def bind(listen: Listen, router: Callable[[Request, Handler], None], debug: bool
     return server
 
 
+def close(servers: list[socketserver.BaseServer]) -> None:
+    """Close listeners (after their serve loops ended, or that never served) and unlink unix socket files."""
+    for s in servers:
+        s.server_close()
+        spec = getattr(s, "listen_spec", None)
+        if spec is not None and spec.kind == "unix":
+            try:
+                os.unlink(spec.path)
+            except FileNotFoundError:
+                pass
+
+
 class Serving:
     """Every listener serving in its own thread until `stop()`; unix socket files removed at the end."""
 
@@ -431,14 +443,7 @@ class Serving:
     def stop(self) -> None:
         for s in self.servers:
             s.shutdown()
-        for s in self.servers:
-            s.server_close()
-            spec = getattr(s, "listen_spec", None)
-            if spec is not None and spec.kind == "unix":
-                try:
-                    os.unlink(spec.path)
-                except FileNotFoundError:
-                    pass
+        close(self.servers)
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
