@@ -936,8 +936,10 @@ def create_options(body: dict[str, Any]) -> dict[str, Any]:
     mode = hc.get("NetworkMode") or "default"
     if mode not in ("default", "bridge", "none"):
         raise InvalidArgument(f"Network mode {mode} is not supported (use bridge or none)")
-    volumes = [str(v) for v in (body.get("Volumes") or {})]
-    volumes += [str(b) for b in hc.get("Binds") or []]
+    binds = [str(b) for b in hc.get("Binds") or []]
+    bound = {b.split(":")[1] for b in binds if b.count(":") >= 1}
+    # the SDK lists a bind's target in Volumes too: one mount per target
+    volumes = [str(v) for v in (body.get("Volumes") or {}) if str(v) not in bound] + binds
     ports = []
     for private, binds in (hc.get("PortBindings") or {}).items():
         for b in binds or [{}]:

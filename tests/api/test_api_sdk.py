@@ -113,3 +113,15 @@ result = [raw, img.tags, img.attrs['Config'] is not None, missing]
     assert r[1] == [f"{repo}:t"]
     assert r[2] is True
     assert r[3] == "ImageNotFound"
+
+
+def test_bind_mount_volume(server, tmp_path):
+    src = tmp_path / "vol"
+    src.mkdir()
+    (src / "f").write_text("from-host\n")
+    r = server.sdk(f"""
+out = client.containers.run('busybox', 'cat /m/f', volumes={{{str(src)!r}: {{'bind': '/m', 'mode': 'ro'}}}},
+                            remove=True, network_mode='none')
+result = out.decode()
+""")
+    assert r == "from-host\n"
