@@ -673,7 +673,10 @@ class Api:
             if not c.state.running:
                 h.send_empty(304)
                 return
-            rt.stop(c, timeout=10 if timeout is None or timeout < 0 else timeout)
+            try:
+                rt.stop(c, timeout=10 if timeout is None or timeout < 0 else timeout)
+            except NotFound:
+                pass  # stopped, and auto-removed before we looked again: stopped all the same
         self.events.notify()
         h.send_empty(204)
 

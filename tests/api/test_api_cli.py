@@ -256,3 +256,17 @@ def test_tag_history_and_restart(server):
     again = out(server.docker("inspect", "-f", "{{.State.Status}} {{.State.StartedAt}}", name)).split()
     assert again[0] == "running" and again[1] != first.strip()
     assert server.docker("rm", "-f", name).returncode == 0
+
+
+def test_stop_of_an_auto_removed_container_succeeds(server):
+    name = uniq("drm")
+    assert server.docker("run", "-d", "--rm", "--name", name, "--net", "none", "busybox", "sleep", "30").returncode == 0
+    p = server.docker("stop", "-t", "0", name)
+    assert p.returncode == 0 and out(p).strip() == name, err(p)
+    import time
+
+    for _ in range(100):
+        if name not in out(server.docker("ps", "-a")):
+            break
+        time.sleep(0.05)
+    assert name not in out(server.docker("ps", "-a"))
