@@ -729,7 +729,10 @@ class Api:
                 label = c.name or c.short_id
                 raise Conflict(f'cannot remove container "{label}": container is running: stop the container '
                                "before removing or force remove")
-            rt.remove(c, force=req.flag("force"), volumes=req.flag("v"))
+            try:
+                rt.remove(c, force=req.flag("force"), volumes=req.flag("v"))
+            except NotFound:
+                pass  # removed meanwhile (its auto-remove won the race): gone, as asked
         self.events.notify()
         h.send_empty(204)
 

@@ -270,3 +270,12 @@ def test_stop_of_an_auto_removed_container_succeeds(server):
             break
         time.sleep(0.05)
     assert name not in out(server.docker("ps", "-a"))
+
+
+def test_rm_force_of_a_running_auto_remove_container(server):
+    for _ in range(3):
+        name = uniq("rmf")
+        assert server.docker("run", "-d", "--rm", "--name", name, "--net", "none", "busybox", "sleep",
+                             "30").returncode == 0
+        p = server.docker("rm", "-f", name)
+        assert (p.returncode, out(p).strip(), err(p)) == (0, name, "")
