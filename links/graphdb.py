@@ -81,8 +81,15 @@ class GraphDB:
         if self._conn is not None:
             return self._conn
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        # create the file 0600 ourselves: SQLite gives the -wal/-shm files the database file's mode
-        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        # create the file 0600 ourselves: SQLite gives the -wal/-shm files the database file's mode.
+        # Only when it is missing: closing any fd of the file would drop every POSIX lock this
+        # process holds on it through another connection (SQLite's locks), letting another process
+        # checkpoint and delete the WAL under us.
+        if not self.path.exists():
+            try:
+                os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+            except FileExistsError:
+                pass
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, so each public call is exactly
         # one transaction; check_same_thread=False: a Runtime may be used from helper threads.
         conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000,
