@@ -28,6 +28,13 @@ bundle_dev() {
 		apt-get update -qq
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 	fi
+	# `pydock serve` is tested with the real docker CLI; Debian's docker.io brings one (its daemon
+	# is not started).
+	if ! command -v docker >/dev/null; then
+		echo "+ apt-get install docker.io (for the docker CLI)"
+		apt-get update -qq
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker.io >/dev/null
+	fi
 	if [ ! -x "$PY" ]; then
 		echo "+ python3 -m venv $VENV"
 		python3 -m venv "$VENV"
