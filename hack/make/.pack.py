@@ -232,7 +232,8 @@ def build_binary(dest: Path) -> None:
 
 def _run_staged(pythonpath: Path, code: str, env: dict[str, str] | None = None) -> str:
     """Run code against the staged pydock (click etc. from the build environment)."""
-    full_env = {**os.environ, "PYTHONPATH": str(pythonpath), **(env or {})}
+    # no __pycache__ in the staged tree: the package's .pyc files are made by py3compile on install
+    full_env = {**os.environ, "PYTHONPATH": str(pythonpath), "PYTHONDONTWRITEBYTECODE": "1", **(env or {})}
     out = subprocess.run([sys.executable, "-c", code], env=full_env, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise SystemExit(f"hack/make: generating from the staged tree failed:\n{out.stderr}")
