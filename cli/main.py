@@ -60,6 +60,7 @@ class Settings:
     bridge: str = "pydock0"
     bip: str | None = None
     icc: bool = True
+    storage_opts: tuple[str, ...] = ()
     _runtime: Any = field(default=None, repr=False)
 
     def runtime(self) -> Any:
@@ -67,7 +68,13 @@ class Settings:
         if self._runtime is None:
             from pydock.runtime.runtime import Runtime
 
-            self._runtime = Runtime(self.root, driver=self.driver, bridge=self.bridge, bip=self.bip, icc=self.icc)
+            options = {}
+            if self.storage_opts:
+                from pydock.devmapper.drivers import parse_storage_opts
+
+                options = parse_storage_opts(self.storage_opts)
+            self._runtime = Runtime(self.root, driver=self.driver, bridge=self.bridge, bip=self.bip, icc=self.icc,
+                                    storage_options=options)
             click.get_current_context().call_on_close(self._runtime.close)
         return self._runtime
 
@@ -95,6 +102,9 @@ class LazyGroup(click.Group):
               default=DEFAULT_ROOT, show_default=True, help="Root of pydock's state.")
 @click.option("-s", "--storage-driver", "driver", envvar=DRIVER_ENV, default=None,
               help="Storage driver: devicemapper, overlay or vfs (default: best available).")
+@click.option("--storage-opt", "storage_opts", multiple=True, envvar="PYDOCK_STORAGE_OPT",
+              metavar="KEY=VALUE", help="Storage driver option, e.g. dm.basesize=20G, dm.loopdatasize=200G, "
+              "dm.loopmetadatasize=4G, dm.min_free_space=10% (sizes apply when the pool is created).")
 @click.option("-D", "--debug", is_flag=True, help="Show tracebacks and debug output.")
 @click.option("-b", "--bridge", envvar="PYDOCK_BRIDGE", default="pydock0", show_default=True,
               help="Bridge containers attach to; 'none' disables networking.")
@@ -103,15 +113,16 @@ class LazyGroup(click.Group):
 @click.option("--icc", envvar="PYDOCK_ICC", type=click.BOOL, default=True, show_default=True,
               help="Inter-container communication; with false only linked ports pass.")
 @click.pass_context
-def cli(ctx: click.Context, root: Path, driver: str | None, debug: bool, bridge: str, bip: str | None,
-        icc: bool) -> None:
+def cli(ctx: click.Context, root: Path, driver: str | None, storage_opts: tuple[str, ...], debug: bool,
+        bridge: str, bip: str | None, icc: bool) -> None:
     """pydock: a container runtime in the shape of Docker 0.7.
 
     There is no daemon: every command works on the root directly, and the network options
     (-b, --bip, --icc) describe the bridge every command should find; the bridge is set up, or
     switched, by the next command that needs it.
     """
-    ctx.obj = Settings(root=root.absolute(), driver=driver, debug=debug, bridge=bridge, bip=bip, icc=icc)
+    ctx.obj = Settings(root=root.absolute(), driver=driver, debug=debug, bridge=bridge, bip=bip, icc=icc,
+                       storage_opts=storage_opts)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,6 +18,46 @@ DRIVERS = ("devicemapper", "overlay", "vfs")
 DM_OPTIONS = frozenset({"prefix", "data_size", "metadata_size", "base_size", "min_free_percent"})
 
 
+#: Docker's `--storage-opt` names for DeviceSetDM's options (sizes take k/m/g/t suffixes).
+STORAGE_OPTS = {"dm.basesize": "base_size", "dm.loopdatasize": "data_size",
+                "dm.loopmetadatasize": "metadata_size", "dm.min_free_space": "min_free_percent"}
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def _parse_size(key: str, text: str) -> int:
+    number, unit = text.strip().lower().rstrip("ib").rstrip(), ""
+    if number and number[-1] in _UNITS:
+        number, unit = number[:-1], number[-1]
+    try:
+        value = int(float(number) * _UNITS[unit])
+    except ValueError:
+        raise InvalidArgument(f"invalid size for {key}: {text!r} (e.g. 10G, 512M)") from None
+    if value <= 0:
+        raise InvalidArgument(f"invalid size for {key}: {text!r} (must be positive)")
+    return value
+
+
+def parse_storage_opts(specs: list[str] | tuple[str, ...]) -> dict:
+    """`["dm.basesize=20G", ...]` -> DeviceSetDM keyword options; unknown keys or bad values raise."""
+    options: dict = {}
+    for spec in specs:
+        key, sep, value = spec.partition("=")
+        key = key.strip().lower()
+        if not sep or key not in STORAGE_OPTS:
+            raise InvalidArgument(f"unknown storage option {spec!r} (valid: {', '.join(STORAGE_OPTS)}, as KEY=VALUE)")
+        if key == "dm.min_free_space":
+            try:
+                percent = float(value.strip().rstrip("%"))
+            except ValueError:
+                raise InvalidArgument(f"invalid percentage for {key}: {value!r}") from None
+            if not 0 <= percent < 100:
+                raise InvalidArgument(f"invalid percentage for {key}: {value!r} (0 to 99)")
+            options[STORAGE_OPTS[key]] = percent
+        else:
+            options[STORAGE_OPTS[key]] = _parse_size(key, value)
+    return options
+
+
 def devicemapper_usable() -> tuple[bool, str]:
     """Whether dm-thin works on this kernel, and the one-line reason (the dm wrapper's probe decides)."""
     try:

@@ -53,14 +53,16 @@ class Runtime:
 
     def __init__(self, root: str | os.PathLike, driver: str | None = None, *, prefix: str | None = None,
                  deviceset: Any = None, bridge: str = "pydock0", icc: bool = True,
-                 bip: str | None = None) -> None:
+                 bip: str | None = None, storage_options: dict | None = None) -> None:
         self.layout = RootLayout(Path(root).absolute())
         self.layout.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.layout.containers.mkdir(mode=0o700, exist_ok=True)
         if deviceset is None:
             from pydock.devmapper.drivers import open_deviceset
 
-            options = {"prefix": prefix} if prefix else {}
+            options = dict(storage_options or {})
+            if prefix:
+                options["prefix"] = prefix
             deviceset, reason = open_deviceset(self.layout.root, driver, **options)
             self._owns_driver = True
         else:

@@ -32,8 +32,14 @@ def _sdk_python() -> str | None:
     return None
 
 
+#: a small pool for devicemapper runs (the UML kernel keeps its loop files in memory)
+DM_SMALL = ["--storage-opt", "dm.loopdatasize=2G", "--storage-opt", "dm.loopmetadatasize=128M",
+            "--storage-opt", "dm.basesize=256M"]
+
+
 def pydock_cmd(root: Path, driver: str = "overlay") -> list[str]:
-    return [sys.executable, "-m", "pydock.cli.main", "-g", str(root), "-s", driver]
+    sizes = DM_SMALL if driver == "devicemapper" else []
+    return [sys.executable, "-m", "pydock.cli.main", "-g", str(root), "-s", driver, *sizes]
 
 
 def clean_env() -> dict[str, str]:

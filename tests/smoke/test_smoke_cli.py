@@ -50,14 +50,25 @@ def test_info_on_the_host_names_overlay_and_the_missing_device_mapper(tmp_path) 
 
 @pytest.mark.dm
 def test_info_in_the_dm_kernel_reports_the_pool(tmp_path) -> None:
-    out = pydock("-g", str(tmp_path / "root"), "info")
+    small = ("--storage-opt", "dm.loopdatasize=1G", "--storage-opt", "dm.loopmetadatasize=64M",
+             "--storage-opt", "dm.basesize=128M")
+    out = pydock("-g", str(tmp_path / "root"), *small, "info")
     assert out.returncode == 0, out.stderr
     assert "Storage Driver: devicemapper" in out.stdout
     assert "device-mapper thin-pool: found" in out.stdout
-    for line in ("Pool Name: ", "Data Space Total: 102400.0 Mb", "Metadata Space Total: 2048.0 Mb"):
+    for line in ("Pool Name: ", "Data Space Total: 1024.0 Mb", "Metadata Space Total: 64.0 Mb"):
         assert line in out.stdout
-    pydock("-g", str(tmp_path / "root"), "info")  # reuses the pool of the first call
+    again = pydock("-g", str(tmp_path / "root"), "info")  # the pool made by the first call is reused
+    assert "Data Space Total: 1024.0 Mb" in again.stdout, again.stdout + again.stderr
     # leave no pool behind for the session leak check
     from pydock.devmapper.drivers import open_deviceset
 
     open_deviceset(tmp_path / "root", "devicemapper")[0].shutdown()
+
+
+def test_storage_options_are_checked_before_anything_is_made(tmp_path) -> None:
+    out = pydock("-g", str(tmp_path / "root"), "--storage-opt", "dm.basesize=lots", "ps")
+    assert out.returncode == 2 and out.stderr == "Error: invalid size for dm.basesize: 'lots' (e.g. 10G, 512M)\n"
+    out = pydock("-g", str(tmp_path / "root"), "--storage-opt", "dm.fs=xfs", "ps")
+    assert out.returncode == 2 and out.stderr.startswith("Error: unknown storage option 'dm.fs=xfs'")
+    assert not (tmp_path / "root").exists()
