@@ -38,7 +38,7 @@ q() { printf '%q ' "$@"; }
 	echo 'mount -t proc proc /proc; mount -t sysfs sys /sys'
 	echo 'mountpoint -q /dev || mount -t devtmpfs dev /dev'
 	echo 'mkdir -p /dev/pts /dev/shm; mount -t devpts devpts /dev/pts; mount -t tmpfs shm /dev/shm'
-	echo 'mount -t tmpfs run /run; mount -t tmpfs tmp /tmp; mount -t tmpfs varrun /var/run 2>/dev/null'
+	echo 'mount -t tmpfs run /run; mount -t tmpfs -o size=75% tmp /tmp; mount -t tmpfs varrun /var/run 2>/dev/null'
 	echo 'mount -t cgroup2 cgroup2 /sys/fs/cgroup'
 	echo 'echo "+cpu +memory +pids" > /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null'
 	# modules and everything they depend on (modules.dep order), so the kernel has dm-thin,

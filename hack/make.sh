@@ -50,7 +50,7 @@ bundle_test() {
 	export PYDOCK_STRICT_SKIPS=1 PYDOCK_LEAKCHECK=1
 	"$PY" -m pytest -v -m "not dm" ${TESTFLAGS:-} tests || status=$?
 	echo "=== device-mapper tier: pytest -m dm, inside User-Mode Linux ==="
-	PYDOCK_REQUIRE_DM=1 hack/dmkernel.sh -m "${PYDOCK_UML_MEM:-3G}" -- "$PY" -m pytest -v -m dm -p no:cacheprovider ${TESTFLAGS:-} tests || status=$((status ? status : $?))
+	PYDOCK_REQUIRE_DM=1 hack/dmkernel.sh -m "${PYDOCK_UML_MEM:-4G}" -- "$PY" -m pytest -v -m dm -p no:cacheprovider ${TESTFLAGS:-} tests || status=$((status ? status : $?))
 	return $status
 }
 

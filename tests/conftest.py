@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 
 import pytest
@@ -86,6 +87,20 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         say(leaks.format_leaks(found))
         if LEAKCHECK:
             session.exitstatus = 1
+
+
+@pytest.fixture(autouse=True)
+def _free_tmp_path_in_uml(request: pytest.FixtureRequest):
+    """Inside UML, /tmp is memory: drop each test's tmp_path (sparse pool files, images) once its
+    fixtures are torn down, so the dm tier's footprint stays one test deep rather than the whole run."""
+    yield
+    path = request.node.funcargs.get("tmp_path") if IN_UML else None
+    if path is None:
+        return
+    from pydock.devmapper.kernel.mount import mounts_under
+
+    if not mounts_under(path):  # a leaked mount stays for the leak check to report, files and all
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture
