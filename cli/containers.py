@@ -121,7 +121,7 @@ def create(ctx: click.Context, image: str, cmd: tuple[str, ...], **options: Any)
 
 
 def _status(c: Any) -> str:
-    from pydock.cli.format import human_duration
+    from pydock.runtime.humanize import human_duration
     from pydock.runtime.state import Status, utcnow
 
     st = c.state.status
@@ -163,7 +163,7 @@ def _command(c: Any, no_trunc: bool) -> str:
 def ps(ctx: click.Context, all_: bool, quiet: bool, latest: bool, last: int | None, no_trunc: bool,
        no_trunc_alias: bool, size: bool) -> None:
     """List containers, newest first: CONTAINER ID IMAGE COMMAND CREATED STATUS PORTS NAMES."""
-    from pydock.cli.format import ago
+    from pydock.runtime.humanize import ago
 
     no_trunc = no_trunc or no_trunc_alias
     rt = ctx.obj.runtime()
@@ -202,7 +202,7 @@ def ps(ctx: click.Context, all_: bool, quiet: bool, latest: bool, last: int | No
 
 
 def _size(rt: Any, c: Any) -> str:
-    from pydock.cli.format import human_size
+    from pydock.runtime.humanize import human_size
 
     try:
         rw, virtual = rt.size(c)

@@ -156,7 +156,7 @@ def images(ctx: click.Context, all_: bool, quiet: bool, no_trunc: bool, notrunc_
     """List images: REPOSITORY TAG IMAGE ID CREATED VIRTUAL SIZE (NAME filters repositories, globs allowed)."""
     from fnmatch import fnmatchcase
 
-    from pydock.cli.format import ago, human_size
+    from pydock.runtime.humanize import ago, human_size
 
     no_trunc = no_trunc or notrunc_alias
     store = image_store(ctx)
@@ -221,7 +221,7 @@ def rmi(ctx: click.Context, refs: tuple[str, ...]) -> None:
 @click.pass_context
 def history(ctx: click.Context, quiet: bool, no_trunc: bool, notrunc_alias: bool, ref: str) -> None:
     """Show an image's layers, newest first: IMAGE CREATED CREATED BY SIZE."""
-    from pydock.cli.format import ago, human_size
+    from pydock.runtime.humanize import ago, human_size
 
     no_trunc = no_trunc or notrunc_alias
     store = image_store(ctx)

@@ -7,12 +7,12 @@ summaries and an RFC 3339 string in inspect, image ids carry `sha256:`, every na
 
 from __future__ import annotations
 
-import math
 import os
 import platform
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from pydock.runtime.humanize import human_duration
 from pydock.runtime.state import Status, format_time, utcnow
 from pydock.runtime.version import API_VERSION, VERSION
 
@@ -47,34 +47,6 @@ def strip_registry(ref: str) -> str:
 def go_arch() -> str:
     machine = platform.machine()
     return _GO_ARCH.get(machine, machine)
-
-
-def human_duration(seconds: float) -> str:
-    """go-units HumanDuration, the words `docker ps` shows in STATUS ("Up 2 seconds")."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    minutes = int(seconds / 60)
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = int(math.floor(seconds / 3600 + 0.5))
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{int(seconds / 3600) // 24 // 365} years"
 
 
 def _since(when: datetime | None) -> float:

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from pydock.cli.format import ago, human_duration, human_size
+from pydock.runtime.humanize import ago, human_duration, human_size
 from pydock.graph.image import CONFIG_FIELDS, Image, format_time, parse_time
 from pydock.runtime.errors import StorageError
 

@@ -1,4 +1,5 @@
-"""Human-readable sizes and durations for CLI tables, worded like Docker 0.7 (`2.5 MB`, `5 minutes ago`)."""
+"""Human-readable sizes and durations, worded like Docker (`1.235 MB`, `About a minute`, `5 minutes ago`):
+one implementation for the CLI tables and the Engine API's container status."""
 
 from __future__ import annotations
 
@@ -18,29 +19,31 @@ def human_size(size: int | float) -> str:
 
 
 def human_duration(seconds: float) -> str:
-    """Docker's HumanDuration: `Less than a second`, `5 seconds`, `About a minute`, `3 hours`, `2 weeks`..."""
+    """go-units HumanDuration: `Less than a second`, `1 second`, `About a minute`, `3 hours`, `2 weeks`..."""
     s = int(seconds)
     if s < 1:
         return "Less than a second"
+    if s == 1:
+        return "1 second"
     if s < 60:
         return f"{s} seconds"
-    minutes = s // 60
+    minutes = int(seconds / 60)
     if minutes == 1:
         return "About a minute"
     if minutes < 60:
         return f"{minutes} minutes"
-    hours = s // 3600
+    hours = int(seconds / 3600 + 0.5)
     if hours == 1:
         return "About an hour"
     if hours < 48:
         return f"{hours} hours"
     if hours < 24 * 7 * 2:
         return f"{hours // 24} days"
-    if hours < 24 * 30 * 3:
+    if hours < 24 * 30 * 2:
         return f"{hours // 24 // 7} weeks"
     if hours < 24 * 365 * 2:
         return f"{hours // 24 // 30} months"
-    return f"{hours // 24 // 365} years"
+    return f"{int(seconds / 3600) // 24 // 365} years"
 
 
 def ago(when: datetime, now: datetime | None = None) -> str:
