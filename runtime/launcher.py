@@ -21,8 +21,8 @@ from pydock.runtime.state import EXIT_KILLED, proc_start_time
 
 LXC_EXECUTE = "lxc-execute"
 EXIT_LAUNCH_FAILED = 125
-#: set to 1 to launch through the separately shipped dockerinit helper (`python -m pydock.dockerinit`,
-#: located and identity-checked by dockerinit.locate) instead of the in-process pre-exec step.
+#: 1: launch through the separately shipped dockerinit helper (located and identity-checked by
+#: dockerinit.locate); 0: the in-process pre-exec step. Unset: the helper for packaged builds only.
 HELPER_ENV = "PYDOCK_DOCKERINIT_EXEC"
 
 

@@ -134,12 +134,26 @@ def _prepare(rt: Runtime, c: Container) -> Prepared:
             c.network = settings.to_json()
             c.save_state(c.state)
     helper = None
-    if os.environ.get(HELPER_ENV) == "1":
+    if _launch_through_helper():
         from pydock.dockerinit.locate import dockerinit_path
 
         helper = dockerinit_path(rt.layout)
     return Prepared(LaunchSpec(name=c.id, lxcpath=rt.layout.lxc, config=c.lxc_config_path,
                                log=c.lxc_log_path, argv=(argv0, *c.args), helper=helper))
+
+
+def _launch_through_helper() -> bool:
+    """Packaged builds (they carry a buildinfo with the helper's sha256) launch through the located,
+    identity-checked dockerinit helper, like Docker's dynbinary; a source checkout runs the same step
+    in-process. PYDOCK_DOCKERINIT_EXEC=1 or 0 overrides either way."""
+    choice = os.environ.get(HELPER_ENV)
+    if choice in ("0", "1"):
+        return choice == "1"
+    try:
+        from pydock.runtime import buildinfo  # type: ignore[attr-defined]
+    except ImportError:
+        return False
+    return getattr(buildinfo, "INIT_SHA256", None) is not None
 
 
 def _links(rt: Runtime, c: Container, settings: Any) -> tuple[list[str], list[str]]:

@@ -177,6 +177,10 @@ def test_binary_runs_a_container_without_networking(bundle: Path, elsewhere: Pat
     assert (res.returncode, res.stdout) == (3, "hi\n"), res.stderr
     ps = run_binary(bundle / "pydock", elsewhere, "-g", str(root), "ps", "-a", "-q")
     assert (ps.returncode, ps.stdout.strip()) == (0, ""), ps.stderr
+    # a packaged build launches through its identity-checked helper, pinned under the root
+    pinned = root / "init" / f"dockerinit-{VERSION}"
+    sums = dict(reversed(line.split()) for line in (bundle / "SHA256SUMS").read_text().splitlines())
+    assert hashlib.sha256(pinned.read_bytes()).hexdigest() == sums[f"dockerinit-{VERSION}"]
 
 
 @pytest.mark.lxc
