@@ -236,3 +236,51 @@ def test_concurrent_runs_get_distinct_addresses(in_netns, tmp_path: Path) -> Non
     outs = in_netns(_concurrent_body, str(tmp_path / "root"))
     ips = [re.search(r"inet (\S+)/", o).group(1) for o in outs]
     assert len(set(ips)) == 4, outs
+
+
+def _cycles_body(root: str, cycles: int) -> dict:
+    """`cycles` run/kill rounds with a published port; every tenth one loses its monitor to kill -9."""
+    rt = _runtime(root)
+    out: dict = {"baseline": None}
+    try:
+        for i in range(cycles):
+            c = rt.create("busybox", ["sleep", "30"], ports=["16380:80"])
+            rt.start(c)
+            c = rt.get(c.id)
+            if i % 10 == 9:
+                os.kill(c.state.monitor_pid, signal.SIGKILL)
+                os.kill(c.state.pid, signal.SIGKILL)
+                time.sleep(0.2)
+                rt.reconcile()
+            else:
+                rt.kill(c, signal.SIGKILL)
+                rt.wait(c, timeout=30)
+            rt.remove(rt.get(c.id), force=True)
+            rules = "\n".join(line for line in _rules().splitlines() if not line.startswith("#"))
+            state = (sorted(os.listdir("/sys/class/net")), rules, rt.network.allocations())
+            if out["baseline"] is None:
+                out["baseline"] = state
+            elif state != out["baseline"]:
+                out["drift"] = (i, state)
+                break
+        out["containers_left"] = [c.id for c in rt.containers(all=True)]
+        deadline = time.monotonic() + 10  # a SIGKILLed lxc-execute may take a moment to be reaped
+        while True:
+            left = subprocess.run(["pgrep", "-a", "-x", "lxc-execute"], capture_output=True, text=True).stdout
+            if not left or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        out["lxc_left"] = left
+        return out
+    finally:
+        _cleanup(rt)
+
+
+@pytest.mark.slow
+def test_a_hundred_run_kill_cycles_leak_no_veth_ip_or_rule(in_netns, tmp_path: Path) -> None:
+    out = in_netns(_cycles_body, str(tmp_path / "root"), 100, timeout=600)
+    links, rules, allocations = out["baseline"]
+    assert "drift" not in out, out.get("drift")
+    assert not [n for n in links if n.startswith("veth")] and allocations == {}
+    assert "DNAT" not in rules
+    assert out["containers_left"] == [] and out["lxc_left"] == ""
