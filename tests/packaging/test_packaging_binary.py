@@ -15,6 +15,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from packaging_netns import IN_NETNS
 
 from pydock.runtime.version import VERSION
 
@@ -188,8 +189,7 @@ def test_binary_runs_a_container_without_networking(bundle: Path, elsewhere: Pat
 def test_binary_runs_a_container(bundle: Path, elsewhere: Path, tmp_path: Path) -> None:
     """`pydock run --rm busybox echo hi` from the lone binary, inside a network namespace of its own."""
     root = tmp_path / "root"
-    argv = ["unshare", "--net", "--", "sh", "-c", 'ip link set lo up && exec "$@"', "sh",
-            str(bundle / "pydock"), "-g", str(root), "run", "--rm", "busybox", "echo", "hi"]
+    argv = [*IN_NETNS, str(bundle / "pydock"), "-g", str(root), "run", "--rm", "busybox", "echo", "hi"]
     res = subprocess.run(argv, cwd=elsewhere, env=clean_env(), capture_output=True, text=True, timeout=180)
     assert res.returncode == 0, res.stderr
     assert res.stdout == "hi\n"

@@ -17,6 +17,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from packaging_netns import IN_NETNS
 
 from pydock.runtime.version import VERSION
 
@@ -195,8 +196,7 @@ def test_deb_installed_on_the_machine_runs_a_container(deb: Path, tmp_path: Path
     res = subprocess.run(["dpkg", "-i", str(deb)], capture_output=True, text=True, timeout=300)
     try:
         assert res.returncode == 0, res.stdout + res.stderr
-        argv = ["unshare", "--net", "--", "sh", "-c", 'ip link set lo up && exec "$@"', "sh",
-                "/usr/bin/pydock", "-g", str(tmp_path / "root"), "run", "--rm", "busybox", "echo", "hi"]
+        argv = [*IN_NETNS, "/usr/bin/pydock", "-g", str(tmp_path / "root"), "run", "--rm", "busybox", "echo", "hi"]
         run = subprocess.run(argv, cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=180)
         assert run.returncode == 0, run.stderr
         assert run.stdout == "hi\n"
