@@ -15,7 +15,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from packaging_netns import IN_NETNS
+from packaging_helpers import IMPORT_ALL, IN_NETNS
 
 from pydock.runtime.version import VERSION
 
@@ -196,25 +196,6 @@ def test_binary_runs_a_container(bundle: Path, elsewhere: Path, tmp_path: Path) 
     ps = run_binary(bundle / "pydock", elsewhere, "-g", str(root), "ps", "-a", "-q")
     assert ps.returncode == 0, ps.stderr
     assert ps.stdout.strip() == ""  # --rm removed it
-
-
-# every pydock module, imported by Debian's python3 from the zip: catches code that only works in the venv
-IMPORT_ALL = r'''
-import importlib, pkgutil, sys
-sys.path.insert(0, sys.argv[1])
-import pydock
-failed = []
-for mod in pkgutil.walk_packages(pydock.__path__, "pydock."):
-    last = mod.name.rsplit(".", 1)[-1]
-    if last == "__main__" or "pytest" in last:  # entry points run on import; pytest plugins need pytest
-        continue
-    try:
-        importlib.import_module(mod.name)
-    except Exception as err:
-        failed.append(f"{mod.name}: {type(err).__name__}: {err}")
-print("\n".join(failed))
-sys.exit(1 if failed else 0)
-'''
 
 
 def test_binary_imports_every_module_with_the_system_python(bundle: Path, elsewhere: Path) -> None:

@@ -17,7 +17,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from packaging_netns import IN_NETNS
+from packaging_helpers import IMPORT_ALL, IN_NETNS
 
 from pydock.runtime.version import VERSION
 
@@ -204,23 +204,6 @@ def test_deb_installed_on_the_machine_runs_a_container(deb: Path, tmp_path: Path
         removed = subprocess.run(["dpkg", "-r", "pydock"], capture_output=True, text=True, timeout=300)
     assert removed.returncode == 0, removed.stdout + removed.stderr
     assert not Path("/usr/bin/pydock").exists()
-
-
-IMPORT_ALL = r'''
-import importlib, pkgutil, sys
-import pydock
-failed = []
-for mod in pkgutil.walk_packages(pydock.__path__, "pydock."):
-    last = mod.name.rsplit(".", 1)[-1]
-    if last == "__main__" or "pytest" in last:  # entry points run on import; pytest plugins need pytest
-        continue
-    try:
-        importlib.import_module(mod.name)
-    except Exception as err:
-        failed.append(f"{mod.name}: {type(err).__name__}: {err}")
-print("\n".join(failed))
-sys.exit(1 if failed else 0)
-'''
 
 
 @pytest.mark.skipif(subprocess.run([SYSTEM_PYTHON, "-c", "import click, tabulate, pyroute2, prctl"],
