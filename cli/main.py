@@ -92,10 +92,6 @@ class LazyGroup(click.Group):
         module_name, attr = target.split(":")
         return getattr(importlib.import_module(module_name), attr)
 
-    def resolve_command(self, ctx: click.Context, args: list[str]):
-        # Docker 0.7 spelled long options with one dash (`-name`, `-rm`); accept them.
-        return super().resolve_command(ctx, args)
-
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["--help"]})
 @click.option("-g", "--graph", "root", type=click.Path(path_type=Path), envvar=ROOT_ENV,

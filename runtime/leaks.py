@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pydock.devmapper.kernel.mount import mountinfo
 
+_BUILTIN_CHAINS = {"INPUT", "FORWARD", "OUTPUT", "PREROUTING", "POSTROUTING"}
 _LXC_COMMS = {"lxc-start", "lxc-execute", "init.lxc", "init.lxc.static", "lxc-init"}
 
 
@@ -91,10 +92,9 @@ def _iptables() -> frozenset[str]:
     for line in out.splitlines():
         if line.startswith("*"):
             table = line[1:]
-        elif line.startswith(("-A", ":")) and not line.startswith(":"):
+        elif line.startswith("-A"):
             rules.add(f"{table} {line}")
-        elif line.startswith(":") and not line.split()[0][1:] in ("INPUT", "FORWARD", "OUTPUT", "PREROUTING",
-                                                                     "POSTROUTING"):
+        elif line.startswith(":") and line.split()[0][1:] not in _BUILTIN_CHAINS:
             rules.add(f"{table} chain {line.split()[0][1:]}")
     return frozenset(rules)
 
