@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from netns_helpers import in_netns_argv
 
 DOCKER = shutil.which("docker")
 NO_DOCKER = "the docker CLI is not installed (/usr/local/bin/docker); these tests drive pydock serve with it"
@@ -142,28 +143,9 @@ class Server:
         return json.loads(line[len("RESULT="):])
 
 
-#: run as `python -c NETNS_EXEC <argv...>`: a fresh network + mount namespace (a /sys of its own for lxc,
-#: the host's cgroup tree kept), loopback up, then exec argv - the server and its containers live in it.
-NETNS_EXEC = """
-import os, subprocess, sys, tempfile
-from pydock.devmapper.kernel.mount import MNT_DETACH, MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_REC, \\
-    make_rslave, mount, umount, unshare
-unshare(0x40000000 | 0x00020000)
-make_rslave("/")
-keep = tempfile.mkdtemp(prefix="pydock-api-netns-cg-")
-mount("/sys/fs/cgroup", keep, None, MS_BIND | MS_REC)
-mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-mount(keep, "/sys/fs/cgroup", None, MS_BIND | MS_REC)
-umount(keep, MNT_DETACH)
-os.rmdir(keep)
-subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-os.execv(sys.argv[1], sys.argv[1:])
-"""
-
-
 def start_server_in_netns(root: Path, sock: Path) -> subprocess.Popen:
     """`pydock serve` inside a network namespace of its own (bridge, veths and iptables rules die with it)."""
-    proc = subprocess.Popen([sys.executable, "-c", NETNS_EXEC, *pydock_cmd(root), "serve", "-H", f"unix://{sock}"],
+    proc = subprocess.Popen(in_netns_argv(*pydock_cmd(root), "serve", "-H", f"unix://{sock}"),
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             env=clean_env())
     deadline = time.monotonic() + 30

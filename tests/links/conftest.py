@@ -10,34 +10,12 @@ from __future__ import annotations
 
 import os
 import pickle
-import subprocess
-import tempfile
 import traceback
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-
-CLONE_NEWNS = 0x00020000
-CLONE_NEWNET = 0x40000000
-
-
-def _enter_private_netns() -> None:
-    """New net + mount namespace; /sys remounted for the new netns with the host's cgroup tree kept (lxc needs it)."""
-    from pydock.devmapper.kernel.mount import (MNT_DETACH, MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_REC,
-                                               make_rslave, mount, umount, unshare)
-
-    unshare(CLONE_NEWNET | CLONE_NEWNS)
-    make_rslave("/")
-    keep = tempfile.mkdtemp(prefix="pydock-netns-cg-")
-    try:
-        mount("/sys/fs/cgroup", keep, None, MS_BIND | MS_REC)
-        mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-        mount(keep, "/sys/fs/cgroup", None, MS_BIND | MS_REC)
-        umount(keep, MNT_DETACH)
-    finally:
-        os.rmdir(keep)
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+from netns_helpers import enter_private_netns
 
 
 def run_in_netns(fn: Callable[..., Any], *args: Any, timeout: float = 120) -> Any:
@@ -48,7 +26,7 @@ def run_in_netns(fn: Callable[..., Any], *args: Any, timeout: float = 120) -> An
         code = 0
         try:
             os.close(rfd)
-            _enter_private_netns()
+            enter_private_netns()
             payload = pickle.dumps(("ok", fn(*args)))
         except BaseException as err:  # noqa: BLE001 - everything goes back to the parent
             code = 1

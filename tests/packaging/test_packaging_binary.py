@@ -15,7 +15,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from packaging_helpers import IMPORT_ALL, IN_NETNS
+from netns_helpers import in_netns_argv
+from packaging_helpers import IMPORT_ALL
 
 from pydock.runtime.version import VERSION
 
@@ -189,7 +190,7 @@ def test_binary_runs_a_container_without_networking(bundle: Path, elsewhere: Pat
 def test_binary_runs_a_container(bundle: Path, elsewhere: Path, tmp_path: Path) -> None:
     """`pydock run --rm busybox echo hi` from the lone binary, inside a network namespace of its own."""
     root = tmp_path / "root"
-    argv = [*IN_NETNS, str(bundle / "pydock"), "-g", str(root), "run", "--rm", "busybox", "echo", "hi"]
+    argv = in_netns_argv(str(bundle / "pydock"), "-g", str(root), "run", "--rm", "busybox", "echo", "hi")
     res = subprocess.run(argv, cwd=elsewhere, env=clean_env(), capture_output=True, text=True, timeout=180)
     assert res.returncode == 0, res.stderr
     assert res.stdout == "hi\n"

@@ -17,7 +17,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from packaging_helpers import IMPORT_ALL, IN_NETNS
+from netns_helpers import in_netns_argv
+from packaging_helpers import IMPORT_ALL
 
 from pydock.runtime.version import VERSION
 
@@ -196,7 +197,8 @@ def test_deb_installed_on_the_machine_runs_a_container(deb: Path, tmp_path: Path
     res = subprocess.run(["dpkg", "-i", str(deb)], capture_output=True, text=True, timeout=300)
     try:
         assert res.returncode == 0, res.stdout + res.stderr
-        argv = [*IN_NETNS, "/usr/bin/pydock", "-g", str(tmp_path / "root"), "run", "--rm", "busybox", "echo", "hi"]
+        argv = in_netns_argv("/usr/bin/pydock", "-g", str(tmp_path / "root"), "run", "--rm", "busybox", "echo",
+                             "hi")
         run = subprocess.run(argv, cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=180)
         assert run.returncode == 0, run.stderr
         assert run.stdout == "hi\n"
