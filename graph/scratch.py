@@ -68,6 +68,18 @@ def scratch_dir(tmp_root: Path) -> Iterator[Path]:
         os.close(fd)
 
 
+def _pid_alive(text: str) -> bool:
+    if not text.isdigit():
+        return True  # not ours to judge
+    try:
+        os.kill(int(text), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
 def clean_stale(tmp_root: Path, on_stale: Callable[[Path], None]) -> list[str]:
     """Remove scratch dirs whose owner is gone (calling `on_stale(dir)` first); returns their names."""
     if not tmp_root.is_dir():
@@ -75,10 +87,10 @@ def clean_stale(tmp_root: Path, on_stale: Callable[[Path], None]) -> list[str]:
     cleaned: list[str] = []
     for entry in sorted(os.listdir(tmp_root)):
         if entry.startswith(".") and entry.endswith(".staging"):
-            fd = try_flock(tmp_root / entry)  # an owner that died before renaming its lock into place
-            if fd is not None:
+            # an owner that died before renaming its lock into place; judged by its pid, not by a lock:
+            # the owner creates the file before it can lock it, so a lock test would race it again
+            if not _pid_alive(entry[1:].split("-", 1)[0]):
                 (tmp_root / entry).unlink(missing_ok=True)
-                os.close(fd)
             continue
         if not _SCRATCH_RE.match(entry):
             continue  # long-lived lock files (.graph.lock ...) and anything not ours
