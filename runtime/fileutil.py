@@ -69,10 +69,11 @@ def flocked(path: Path, shared: bool = False) -> Iterator[int]:
         os.close(fd)
 
 
-def try_flock(path: Path) -> int | None:
-    """An fd holding an exclusive lock on existing `path`, or None if another process holds it / it is gone."""
+def try_flock(path: Path, create: bool = False) -> int | None:
+    """An fd holding an exclusive lock on `path` (made 0600 if `create`), or None if another process holds
+    it or it (or, with `create`, its directory) is gone."""
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | (os.O_CREAT if create else 0), 0o600)
     except FileNotFoundError:
         return None
     try:

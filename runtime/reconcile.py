@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from pydock.runtime.container import Container
 from pydock.runtime.errors import PydockError
+from pydock.runtime.fileutil import try_flock
 from pydock.runtime.launcher import container_init, wait_gone
 from pydock.runtime.state import EXIT_KILLED, EXIT_LOST, proc_start_time
 
@@ -41,19 +42,6 @@ def monitor_alive(c: Container) -> bool:
     finally:
         os.close(fd)
     return False
-
-
-def _take_monitor_lock(c: Container) -> int | None:
-    try:
-        fd = os.open(c.monitor_lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    except FileNotFoundError:
-        return None  # container directory removed meanwhile
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    return fd
 
 
 def kill_leftover(pid: int, pid_start: int) -> bool:
@@ -96,7 +84,7 @@ def unmount_leftovers(rt: Runtime, c: Container) -> None:
 
 def recover(rt: Runtime, c: Container) -> bool:
     """Repair `c` if its monitor is dead; True if repaired. Marks it Ghost when another process is at it."""
-    fd = _take_monitor_lock(c)
+    fd = try_flock(c.monitor_lock_path, create=True)  # None: a live monitor, or the container went
     if fd is None:
         try:
             c.reload()
