@@ -27,7 +27,7 @@ from pydock.archive.tar import (
     XATTR_PAX_PREFIX,
     xattr_allowed,
 )
-from pydock.runtime.errors import ArchiveError, UnsafeArchive
+from pydock.utils.errors import ArchiveError, UnsafeArchive
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC

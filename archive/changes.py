@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from pydock.runtime.errors import ArchiveError
+from pydock.utils.errors import ArchiveError
 
 
 class ChangeKind(enum.Enum):

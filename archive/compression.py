@@ -10,7 +10,7 @@ import enum
 import io
 from typing import BinaryIO
 
-from pydock.runtime.errors import ArchiveError
+from pydock.utils.errors import ArchiveError
 
 # Docker 0.7 peeks this many bytes; xz's magic (the longest) needs 6.
 HEAD_SIZE = 10

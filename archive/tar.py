@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterable
 
 from pydock.archive.compression import Compression, compress_stream
-from pydock.runtime.errors import ArchiveError
+from pydock.utils.errors import ArchiveError
 
 BLOCKSIZE = tarfile.BLOCKSIZE
 RECORDSIZE = tarfile.RECORDSIZE

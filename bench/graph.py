@@ -48,7 +48,7 @@ def child_layer(files: int = 50) -> bytes:
 
 
 def open_driver(name: str, root: Path):
-    from pydock.runtime.paths import RootLayout
+    from pydock.utils.paths import RootLayout
 
     home = RootLayout(root).driver_home(name)
     if name == "vfs":
@@ -73,7 +73,7 @@ def main() -> None:
 
     from pydock.graph.busybox import busybox_tar_bytes
     from pydock.graph.lookup import ImageStore
-    from pydock.runtime.paths import RootLayout
+    from pydock.utils.paths import RootLayout
 
     tarball = busybox_tar_bytes()
     layer = child_layer()

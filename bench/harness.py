@@ -21,7 +21,7 @@ from pathlib import Path
 
 from pydock.devmapper.drivers import open_deviceset
 from pydock.devmapper.prefixed import PrefixedDeviceSet
-from pydock.runtime.pytest_plugin import DM_TEST_SIZES, SharedStore
+from pydock.runtime.testing.plugin import DM_TEST_SIZES, SharedStore
 from pydock.runtime.runtime import Runtime
 
 

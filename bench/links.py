@@ -23,7 +23,7 @@ from pathlib import Path
 
 from pydock.links.graphdb import GraphDB
 from pydock.links.network import NetworkManager
-from pydock.runtime.paths import RootLayout
+from pydock.utils.paths import RootLayout
 
 
 def _median_ms(fn, runs: int) -> float:

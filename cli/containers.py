@@ -90,7 +90,7 @@ def run(ctx: click.Context, detach: bool, rm: bool, rm_alias: bool, image: str, 
         **options: Any) -> None:
     """Run a command in a new container; the exit status is the command's (125: pydock failed,
     126: not executable, 127: not found)."""
-    from pydock.runtime.errors import InvalidArgument
+    from pydock.utils.errors import InvalidArgument
 
     rm = rm or rm_alias
     if rm and detach:
@@ -121,7 +121,7 @@ def create(ctx: click.Context, image: str, cmd: tuple[str, ...], **options: Any)
 
 
 def _status(c: Any) -> str:
-    from pydock.runtime.humanize import human_duration
+    from pydock.utils.humanize import human_duration
     from pydock.runtime.state import Status, utcnow
 
     st = c.state.status
@@ -163,7 +163,7 @@ def _command(c: Any, no_trunc: bool) -> str:
 def ps(ctx: click.Context, all_: bool, quiet: bool, latest: bool, last: int | None, no_trunc: bool,
        no_trunc_alias: bool, size: bool) -> None:
     """List containers, newest first: CONTAINER ID IMAGE COMMAND CREATED STATUS PORTS NAMES."""
-    from pydock.runtime.humanize import ago
+    from pydock.utils.humanize import ago
 
     no_trunc = no_trunc or no_trunc_alias
     rt = ctx.obj.runtime()
@@ -202,7 +202,7 @@ def ps(ctx: click.Context, all_: bool, quiet: bool, latest: bool, last: int | No
 
 
 def _size(rt: Any, c: Any) -> str:
-    from pydock.runtime.humanize import human_size
+    from pydock.utils.humanize import human_size
 
     try:
         rw, virtual = rt.size(c)
@@ -213,7 +213,7 @@ def _size(rt: Any, c: Any) -> str:
 
 def _each(refs: tuple[str, ...], action: Callable[[str], Any], failure: str, echo: bool = True) -> None:
     """Apply `action` to every ref; errors go to stderr and do not stop the others; one summary error."""
-    from pydock.runtime.errors import PydockError
+    from pydock.utils.errors import PydockError
 
     failed = False
     for ref in refs:
@@ -259,7 +259,7 @@ def start(ctx: click.Context, attach: bool, interactive: bool, refs: tuple[str, 
     """Start stopped containers."""
     rt = ctx.obj.runtime()
     if attach:
-        from pydock.runtime.errors import InvalidArgument
+        from pydock.utils.errors import InvalidArgument
 
         if len(refs) != 1:
             raise InvalidArgument("You cannot start and attach multiple containers at once.")
@@ -346,7 +346,7 @@ def inspect(ctx: click.Context, refs: tuple[str, ...]) -> None:
     """Low-level information as a JSON array (4-space indent): containers first, then images."""
     import json
 
-    from pydock.runtime.errors import NotFound, PydockError
+    from pydock.utils.errors import NotFound, PydockError
 
     rt = ctx.obj.runtime()
     found: list[Any] = []
@@ -402,7 +402,7 @@ def commit(ctx: click.Context, message: str, author: str, run_json: str | None, 
     """Create an image from a container's changes; prints the new image's full id."""
     import json
 
-    from pydock.runtime.errors import InvalidArgument
+    from pydock.utils.errors import InvalidArgument
 
     run_json = run_json or run_json_alias
     config = None
@@ -428,7 +428,7 @@ def commit(ctx: click.Context, message: str, author: str, run_json: str | None, 
 @click.pass_context
 def export(ctx: click.Context, ref: str) -> None:
     """Write the container's filesystem as a tar archive to stdout."""
-    from pydock.runtime.errors import InvalidArgument
+    from pydock.utils.errors import InvalidArgument
 
     out = click.get_binary_stream("stdout")
     if out.isatty():

@@ -39,7 +39,7 @@ def image_store(ctx: click.Context) -> ImageStore:
         ctx.meta["pydock.images"] = store
         return store
     from pydock.devmapper.drivers import open_deviceset
-    from pydock.runtime.paths import RootLayout
+    from pydock.utils.paths import RootLayout
 
     root = ctx.obj.root
     deviceset, _reason = open_deviceset(root, ctx.obj.driver)
@@ -91,7 +91,7 @@ def import_(ctx: click.Context, source: str, reference: str | None) -> None:
     import os
 
     from pydock.graph.tags import parse_reference, split_reference
-    from pydock.runtime.errors import InvalidArgument, NotFound
+    from pydock.utils.errors import InvalidArgument, NotFound
 
     repo = tag = None
     if reference:
@@ -156,7 +156,7 @@ def images(ctx: click.Context, all_: bool, quiet: bool, no_trunc: bool, notrunc_
     """List images: REPOSITORY TAG IMAGE ID CREATED VIRTUAL SIZE (NAME filters repositories, globs allowed)."""
     from fnmatch import fnmatchcase
 
-    from pydock.runtime.humanize import ago, human_size
+    from pydock.utils.humanize import ago, human_size
 
     no_trunc = no_trunc or notrunc_alias
     store = image_store(ctx)
@@ -198,7 +198,7 @@ def images(ctx: click.Context, all_: bool, quiet: bool, no_trunc: bool, notrunc_
 @click.pass_context
 def rmi(ctx: click.Context, refs: tuple[str, ...]) -> None:
     """Remove images: untag, then delete layers nothing else uses. Continues past failures; exit 1 if any failed."""
-    from pydock.runtime.errors import PydockError
+    from pydock.utils.errors import PydockError
 
     store = image_store(ctx)
     failed = False
@@ -221,7 +221,7 @@ def rmi(ctx: click.Context, refs: tuple[str, ...]) -> None:
 @click.pass_context
 def history(ctx: click.Context, quiet: bool, no_trunc: bool, notrunc_alias: bool, ref: str) -> None:
     """Show an image's layers, newest first: IMAGE CREATED CREATED BY SIZE."""
-    from pydock.runtime.humanize import ago, human_size
+    from pydock.utils.humanize import ago, human_size
 
     no_trunc = no_trunc or notrunc_alias
     store = image_store(ctx)
@@ -250,7 +250,7 @@ def history(ctx: click.Context, quiet: bool, no_trunc: bool, notrunc_alias: bool
 def tag(ctx: click.Context, force: bool, ref: str, reference: str, legacy_tag: str | None) -> None:
     """Tag an image into a repository (`tag IMAGE REPO[:TAG]`; Docker 0.7's `tag IMAGE REPO TAG` too)."""
     from pydock.graph.tags import parse_reference, split_reference, validate_tag
-    from pydock.runtime.errors import InvalidArgument
+    from pydock.utils.errors import InvalidArgument
 
     repo, tag_name = parse_reference(reference)
     if legacy_tag is not None:

@@ -18,7 +18,7 @@ def _table(rows: list[list[str]], headers: list[str]) -> str:
 def _entity_of(rt: Any, ref: str) -> str:
     """A name path (`/db`, `/web/db`, `db`) first, then anything the runtime resolves (id prefix)."""
     from pydock.links.graphdb import normalize_path
-    from pydock.runtime.errors import InvalidArgument, NotFound
+    from pydock.utils.errors import InvalidArgument, NotFound
 
     try:
         found = rt.names.get(normalize_path(ref))
@@ -71,7 +71,7 @@ def _image_label(rt: Any, image_id: str, cache: dict[str, str]) -> str:
 @click.pass_context
 def ls(ctx: click.Context, show_all: bool) -> None:
     """List every name in the name graph (primary names and link paths) with its container and image."""
-    from pydock.runtime.errors import NotFound
+    from pydock.utils.errors import NotFound
 
     rt = ctx.obj.runtime()
     rows = []

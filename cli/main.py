@@ -10,8 +10,8 @@ from typing import Any
 
 import click
 
-from pydock.runtime.errors import PydockError
-from pydock.runtime.paths import DEFAULT_ROOT, DRIVER_ENV, ROOT_ENV
+from pydock.utils.errors import PydockError
+from pydock.utils.paths import DEFAULT_ROOT, DRIVER_ENV, ROOT_ENV
 
 # command name -> "module:function"; modules are imported only when their command runs,
 # so `pydock run` never pays for the imports of `pydock images` (start-up time is the budget).

@@ -16,9 +16,9 @@ def serve(ctx: click.Context, hosts: tuple[str, ...]) -> None:
     import signal
     import threading
 
-    from pydock.runtime.api_routes import Api
-    from pydock.runtime.api_server import DEFAULT_HOST, Serving, bind, close, parse_host
-    from pydock.runtime.api_starter import Starter
+    from pydock.runtime.api.routes import Api
+    from pydock.runtime.api.httpd import DEFAULT_HOST, Serving, bind, close, parse_host
+    from pydock.runtime.api.starter import Starter
     from pydock.runtime.runtime import Runtime
 
     settings = ctx.obj

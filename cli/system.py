@@ -11,7 +11,7 @@ def _git_commit() -> str:
     from pathlib import Path
 
     try:
-        from pydock.runtime import buildinfo  # type: ignore[attr-defined]
+        from pydock.utils import buildinfo  # type: ignore[attr-defined]
 
         return buildinfo.GIT_COMMIT
     except ImportError:
@@ -30,7 +30,7 @@ def version() -> None:
     """Show the pydock version, git commit and Python version."""
     import platform
 
-    from pydock.runtime.version import API_VERSION, VERSION
+    from pydock.utils.version import API_VERSION, VERSION
 
     click.echo(f"Client version: {VERSION}")
     click.echo(f"API version: {API_VERSION}")

@@ -16,10 +16,10 @@ from typing import Generic, TypeVar
 
 from pydock.devmapper import dirstore
 from pydock.devmapper.deviceset import BASE_HASH
-from pydock.devmapper.kernel import mount as kmount
-from pydock.devmapper.kernel.mount import MountEntry
-from pydock.runtime import fileutil
-from pydock.runtime.errors import Conflict, InvalidArgument, NotFound, StorageError
+from pydock.utils import mount as kmount
+from pydock.utils.mount import MountEntry
+from pydock.utils import fileutil
+from pydock.utils.errors import Conflict, InvalidArgument, NotFound, StorageError
 
 #: what a driver's records call a device on disk (overlay: layer id; vfs: the rootfs directory).
 Key = TypeVar("Key")

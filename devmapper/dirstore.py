@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pydock.devmapper.kernel.mount import MNT_DETACH, MountEntry, mount, mountinfo, mounts_under, umount
-from pydock.runtime.errors import Conflict, InvalidArgument, StorageError
+from pydock.utils.mount import MNT_DETACH, MountEntry, mount, mountinfo, mounts_under, umount
+from pydock.utils.errors import Conflict, InvalidArgument, StorageError
 
 log = logging.getLogger(__name__)
 

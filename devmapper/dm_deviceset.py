@@ -29,11 +29,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pydock.runtime.errors import Conflict, InvalidArgument, KernelFeatureMissing, NotFound, StorageError
+from pydock.utils.errors import Conflict, InvalidArgument, KernelFeatureMissing, NotFound, StorageError
 
 from .deviceset import BASE_HASH
 from .kernel import blockdev, dm
-from .kernel import mount as kmount
+from pydock.utils import mount as kmount
 from .metadata import (DeferredRecord, DeviceRecord, JournalEntry, MetadataStore, OpenTransaction, PoolRecord, State,
                        is_valid_hash)
 from .pool import METADATA_BLOCK_BYTES, ThinPool

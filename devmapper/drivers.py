@@ -8,9 +8,9 @@ import tempfile
 from pathlib import Path
 
 from pydock.devmapper.deviceset import DeviceSet
-from pydock.devmapper.kernel.mount import supported_filesystems
-from pydock.runtime.errors import InvalidArgument, KernelFeatureMissing
-from pydock.runtime.paths import RootLayout
+from pydock.utils.mount import supported_filesystems
+from pydock.utils.errors import InvalidArgument, KernelFeatureMissing
+from pydock.utils.paths import RootLayout
 
 #: every driver, in order of preference.
 DRIVERS = ("devicemapper", "overlay", "vfs")
@@ -100,7 +100,7 @@ def overlay_usable(where: Path) -> tuple[bool, str]:
         pass
     ok, why = _probe_overlay(where)
     if ok:
-        from pydock.runtime.fileutil import atomic_write
+        from pydock.utils.fileutil import atomic_write
 
         marker.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         atomic_write(marker, _probe_identity(where).encode(), durable=False)
@@ -110,7 +110,7 @@ def overlay_usable(where: Path) -> tuple[bool, str]:
 def _probe_overlay(where: Path) -> tuple[bool, str]:
     """Mount a two-layer overlay under `where` and write through it."""
     from pydock.devmapper.dirstore import mount_from
-    from pydock.devmapper.kernel.mount import mount, umount
+    from pydock.utils.mount import mount, umount
 
     where.mkdir(parents=True, exist_ok=True)
     probe = Path(tempfile.mkdtemp(prefix=".overlay-probe-", dir=where))

@@ -25,8 +25,8 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from pydock.runtime.errors import InvalidArgument
-from pydock.runtime.fileutil import atomic_write, fsync_dir
+from pydock.utils.errors import InvalidArgument
+from pydock.utils.fileutil import atomic_write, fsync_dir
 
 BASE_FILE = "base"
 RESERVED = {"base", "pool"}

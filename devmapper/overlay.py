@@ -31,10 +31,10 @@ from pathlib import Path
 from pydock.devmapper import dirstore
 from pydock.devmapper.deviceset import BASE_HASH
 from pydock.devmapper.dirdriver import DirectoryDeviceSet, MountMatcher
-from pydock.devmapper.kernel import mount as kmount
-from pydock.devmapper.kernel.mount import MountEntry
-from pydock.runtime import fileutil
-from pydock.runtime.errors import Conflict, InvalidArgument, NotFound, StorageError
+from pydock.utils import mount as kmount
+from pydock.utils.mount import MountEntry
+from pydock.utils import fileutil
+from pydock.utils.errors import Conflict, InvalidArgument, NotFound, StorageError
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydock.runtime.errors import PoolFull, StorageError
+from pydock.utils.errors import PoolFull, StorageError
 
 from .kernel import blockdev, dm, loop
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from pydock.devmapper.deviceset import BASE_HASH, DeviceSet
 from pydock.devmapper.dirstore import MountCounter
-from pydock.runtime.errors import Conflict, InvalidArgument, PydockError
+from pydock.utils.errors import Conflict, InvalidArgument, PydockError
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ USAGE = "You should not invoke dockerinit manually"
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["--version"]:
-        from pydock.runtime.version import VERSION
+        from pydock.utils.version import VERSION
 
         print(f"pydock dockerinit {VERSION}")
         return 0

@@ -3,7 +3,7 @@
 Docker 0.7 (`utils.DockerInitPath`) accepted a dockerinit only if its sha1 matched the one compiled
 into the docker binary, then copied it to `<root>/init/dockerinit-<VERSION>` so that a package
 upgrade never replaced the file under running containers. pydock does the same with the sha256
-that `hack/make.sh binary|deb` writes into the generated `pydock.runtime.buildinfo` (INIT_SHA256).
+that `hack/make.sh binary|deb` writes into the generated `pydock.utils.buildinfo` (INIT_SHA256).
 
 A development checkout has no buildinfo: there the helper is a two-line shim that runs
 `python -m pydock.dockerinit` with the interpreter running pydock (or $PYDOCK_DOCKERINIT as given).
@@ -17,9 +17,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydock.runtime.errors import LaunchError
-from pydock.runtime.paths import RootLayout
-from pydock.runtime.version import VERSION
+from pydock.utils.errors import LaunchError
+from pydock.utils.paths import RootLayout
+from pydock.utils.version import VERSION
 
 ENV_PATH = "PYDOCK_DOCKERINIT"
 # the helper's name inside the single-file binary (a zip member at the archive root)
@@ -40,7 +40,7 @@ class BuildIdentity:
 def build_identity() -> BuildIdentity | None:
     """The identity baked in by hack/make.sh binary/deb; None in a development checkout."""
     try:
-        from pydock.runtime import buildinfo  # type: ignore[attr-defined]
+        from pydock.utils import buildinfo  # type: ignore[attr-defined]
     except ImportError:
         return None
     sha = getattr(buildinfo, "INIT_SHA256", None)

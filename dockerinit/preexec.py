@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from pydock.devmapper.kernel.mount import CLONE_NEWNS, make_rslave, unshare
+from pydock.utils.mount import CLONE_NEWNS, make_rslave, unshare
 
 
 def isolate_mounts() -> None:

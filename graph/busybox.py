@@ -20,7 +20,7 @@ import tarfile
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from pydock.runtime.errors import NotFound
+from pydock.utils.errors import NotFound
 
 if TYPE_CHECKING:
     from pydock.graph.image import Image
@@ -172,7 +172,7 @@ def build_busybox(store: ImageStore, busybox: Path | None = None) -> Image:
 
 def ensure_busybox(store: ImageStore, busybox: Path | None = None) -> Image:
     """busybox:latest, building it first if it is missing (serialised across processes)."""
-    from pydock.runtime.fileutil import flocked
+    from pydock.utils.fileutil import flocked
 
     with flocked(store.graph.tmp / ".busybox.lock"):
         image_id = store.tags.get(REPO, TAG)

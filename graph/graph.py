@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from pydock.devmapper.deviceset import BASE_HASH, DeviceSet
-from pydock.runtime.fileutil import flocked, fsync_dir, write_new
+from pydock.utils.fileutil import flocked, fsync_dir, write_new
 from pydock.graph.image import Image, utcnow
 from pydock.graph.scratch import clean_stale, release_mounts, scratch_dir
-from pydock.runtime.errors import Conflict, NotFound, PydockError, StorageError
-from pydock.runtime.ids import generate_id, is_valid_id, resolve_prefix, truncate_id, validate_id
-from pydock.runtime.paths import RootLayout
+from pydock.utils.errors import Conflict, NotFound, PydockError, StorageError
+from pydock.utils.ids import generate_id, is_valid_id, resolve_prefix, truncate_id, validate_id
+from pydock.utils.paths import RootLayout
 
 #: Docker 0.7.2's limit on an image chain (it counts the container's init and rw layers too).
 MAX_IMAGE_DEPTH = 127

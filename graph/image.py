@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from pydock.runtime.errors import StorageError
-from pydock.runtime.ids import is_valid_id
-from pydock.runtime.version import VERSION
+from pydock.utils.errors import StorageError
+from pydock.utils.ids import is_valid_id
+from pydock.utils.version import VERSION
 
 #: Docker 0.7's Config struct: Go field names (no json tags) and their zero values, in Go order.
 CONFIG_FIELDS: dict[str, Any] = {

@@ -13,8 +13,8 @@ from pydock.devmapper.deviceset import DeviceSet
 from pydock.graph.graph import Graph
 from pydock.graph.image import Image
 from pydock.graph.tags import DEFAULT_TAG, TagStore, split_reference, validate_repo, validate_tag
-from pydock.runtime.errors import Conflict, InvalidArgument, NotFound
-from pydock.runtime.paths import RootLayout
+from pydock.utils.errors import Conflict, InvalidArgument, NotFound
+from pydock.utils.paths import RootLayout
 
 InUse = Callable[[str], "str | None"]
 

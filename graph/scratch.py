@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pydock.runtime.fileutil import try_flock
+from pydock.utils.fileutil import try_flock
 
 LOCK_SUFFIX = ".lock"
 _SCRATCH_RE = re.compile(r"^[0-9]+-[0-9a-f]{12}(?:\.lock)?$")
@@ -24,7 +24,7 @@ _SCRATCH_RE = re.compile(r"^[0-9]+-[0-9a-f]{12}(?:\.lock)?$")
 
 def release_mounts(path: Path) -> None:
     """Lazily unmount anything mounted at or below `path`, so a later rmtree can never reach into a device."""
-    from pydock.devmapper.kernel.mount import MNT_DETACH, mounts_under, umount
+    from pydock.utils.mount import MNT_DETACH, mounts_under, umount
 
     if not path.exists():
         return

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pydock.runtime.fileutil import atomic_write, flocked
-from pydock.runtime.errors import Conflict, InvalidArgument, StorageError
-from pydock.runtime.ids import is_valid_id, truncate_id, validate_id
+from pydock.utils.fileutil import atomic_write, flocked
+from pydock.utils.errors import Conflict, InvalidArgument, StorageError
+from pydock.utils.ids import is_valid_id, truncate_id, validate_id
 
 DEFAULT_TAG = "latest"
 

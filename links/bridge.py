@@ -15,7 +15,7 @@ import socket
 import struct
 from pathlib import Path
 
-from pydock.runtime.errors import NetworkError
+from pydock.utils.errors import NetworkError
 
 SIOCGIFADDR = 0x8915  # <linux/sockios.h>: get PA address
 SIOCGIFNETMASK = 0x891B  # get network PA mask

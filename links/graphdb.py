@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pydock.runtime.errors import Conflict, InvalidArgument, NotFound
+from pydock.utils.errors import Conflict, InvalidArgument, NotFound
 
 ROOT_ID = "0"
 BUSY_TIMEOUT_MS = 30_000

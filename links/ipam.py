@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydock.runtime.errors import InvalidArgument, NetworkError
+from pydock.utils.errors import InvalidArgument, NetworkError
 
 # Docker 0.7's candidates for the bridge address, tried in order; the first that overlaps no host route wins.
 CANDIDATE_BIPS = (

@@ -12,7 +12,7 @@ import subprocess
 from dataclasses import dataclass
 from enum import Enum
 
-from pydock.runtime.errors import NetworkError
+from pydock.utils.errors import NetworkError
 
 IPTABLES = "iptables"
 

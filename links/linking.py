@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from pydock.links.graphdb import GraphDB, normalize_path, split_path
 from pydock.links.names import generate_name, parse_link, validate_name
-from pydock.runtime.errors import Conflict, NotFound
+from pydock.utils.errors import Conflict, NotFound
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import random
 import re
 from collections.abc import Callable
 
-from pydock.runtime.errors import InvalidArgument
+from pydock.utils.errors import InvalidArgument
 
 # Docker 0.7.2's rule: one leading alphanumeric, then at least one of [a-zA-Z0-9_.-]; an optional leading "/".
 NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")

@@ -22,8 +22,8 @@ from pydock.links import iptables, rules
 from pydock.links.ipam import IPAM, NetState, choose_bip, parse_bip
 from pydock.links.ports import Port, PortSpec, parse_port, parse_ports, parse_publish
 from pydock.links.veth import delete_leftover_veth, host_veth_name
-from pydock.runtime.errors import Conflict, KernelFeatureMissing, NetworkError, NotFound
-from pydock.runtime.paths import RootLayout
+from pydock.utils.errors import Conflict, KernelFeatureMissing, NetworkError, NotFound
+from pydock.utils.paths import RootLayout
 
 DISABLED = "none"
 DEFAULT_BRIDGE = "pydock0"

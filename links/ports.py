@@ -6,7 +6,7 @@ import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from pydock.runtime.errors import InvalidArgument
+from pydock.utils.errors import InvalidArgument
 
 PROTOCOLS = ("tcp", "udp")
 

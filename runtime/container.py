@@ -10,8 +10,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pydock.runtime.errors import NotFound
-from pydock.runtime.fileutil import atomic_write, flocked
+from pydock.utils.errors import NotFound
+from pydock.utils.fileutil import atomic_write, flocked
 from pydock.runtime.state import State, format_time, parse_time, utcnow
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from pydock.devmapper.kernel.mount import supported_filesystems
+from pydock.utils.mount import supported_filesystems
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydock.runtime.errors import LaunchError
+from pydock.utils.errors import LaunchError
 from pydock.runtime.state import EXIT_KILLED, proc_start_time
 
 LXC_EXECUTE = "lxc-execute"

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydock.runtime import cgroups
-from pydock.runtime.errors import InvalidArgument
+from pydock.utils.errors import InvalidArgument
 
 #: Docker 0.7's list (lxc_template.go) plus sys_boot and setfcap from the later template.
 CAP_DROP = ("audit_control audit_write mac_admin mac_override mknod setfcap setpcap sys_admin sys_boot "

@@ -6,7 +6,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from pydock.runtime.errors import InvalidArgument
+from pydock.utils.errors import InvalidArgument
 
 MIN_MEMORY = 512 * 1024
 #: the PATH a container gets unless its image or `-e` sets one (Docker 0.7's default).

@@ -20,8 +20,8 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from pydock.runtime.container import Container
-from pydock.runtime.errors import PydockError
-from pydock.runtime.fileutil import try_flock
+from pydock.utils.errors import PydockError
+from pydock.utils.fileutil import try_flock
 from pydock.runtime.launcher import container_init, wait_gone
 from pydock.runtime.state import EXIT_KILLED, EXIT_LOST, proc_start_time
 
@@ -65,7 +65,7 @@ def kill_leftover(pid: int, pid_start: int) -> bool:
 
 def unmount_leftovers(rt: Runtime, c: Container) -> None:
     """Lazily detach anything still mounted under the container's directory (a dead monitor's rootfs)."""
-    from pydock.devmapper.kernel.mount import MNT_DETACH, mounts_under, umount
+    from pydock.utils.mount import MNT_DETACH, mounts_under, umount
 
     if not c.dir.exists():
         return

@@ -10,7 +10,7 @@ import os
 import stat
 from pathlib import Path
 
-from pydock.runtime.errors import InvalidArgument, LaunchError
+from pydock.utils.errors import InvalidArgument, LaunchError
 
 MAX_SYMLINKS = 40
 

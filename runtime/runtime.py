@@ -24,12 +24,12 @@ from typing import Any, BinaryIO, NamedTuple
 
 from pydock.runtime import reconcile as _rec
 from pydock.runtime.container import Container
-from pydock.runtime.fileutil import atomic_write, flocked
-from pydock.runtime.errors import Conflict, InvalidArgument, NotFound, PydockError
-from pydock.runtime.ids import generate_id, is_valid_id, resolve_prefix
+from pydock.utils.fileutil import atomic_write, flocked
+from pydock.utils.errors import Conflict, InvalidArgument, NotFound, PydockError
+from pydock.utils.ids import generate_id, is_valid_id, resolve_prefix
 from pydock.runtime.launcher import signal_container
 from pydock.runtime.options import merge_env, parse_env, parse_memory, parse_volume, split_hostname
-from pydock.runtime.paths import RootLayout
+from pydock.utils.paths import RootLayout
 from pydock.runtime.rootpath import container_path
 
 DEFAULT_STOP_TIMEOUT = 10

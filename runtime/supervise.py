@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from pydock.runtime import lxcconf
 from pydock.runtime.container import Container
-from pydock.runtime.fileutil import atomic_write
-from pydock.runtime.errors import Conflict, LaunchError, PydockError
+from pydock.utils.fileutil import atomic_write
+from pydock.utils.errors import Conflict, LaunchError, PydockError
 from pydock.runtime.launcher import HELPER_ENV, LaunchSpec, exit_status, signal_container, spawn
 from pydock.runtime.monitor import (
     JsonLog, RawTerminal, SignalProxy, copy_winsize, detach_stdio, pump, pump_tty,
@@ -150,7 +150,7 @@ def _launch_through_helper() -> bool:
     if choice in ("0", "1"):
         return choice == "1"
     try:
-        from pydock.runtime import buildinfo  # type: ignore[attr-defined]
+        from pydock.utils import buildinfo  # type: ignore[attr-defined]
     except ImportError:
         return False
     return getattr(buildinfo, "INIT_SHA256", None) is not None

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydock.runtime.errors import LaunchError
+from pydock.utils.errors import LaunchError
 from pydock.runtime.rootpath import resolve_in_root
 
 

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from pydock.runtime import leaks
+from pydock.runtime.testing import leaks
 
 IN_UML = os.environ.get("PYDOCK_IN_UML") == "1"
 REQUIRE_DM = os.environ.get("PYDOCK_REQUIRE_DM") == "1"
@@ -97,7 +97,7 @@ def _free_tmp_path_in_uml(request: pytest.FixtureRequest):
     path = request.node.funcargs.get("tmp_path") if IN_UML else None
     if path is None:
         return
-    from pydock.devmapper.kernel.mount import mounts_under
+    from pydock.utils.mount import mounts_under
 
     if not mounts_under(path):  # a leaked mount stays for the leak check to report, files and all
         shutil.rmtree(path, ignore_errors=True)

@@ -11,7 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from pydock.devmapper.kernel.mount import (CLONE_NEWNET, CLONE_NEWNS, MNT_DETACH, MS_BIND, MS_NODEV, MS_NOEXEC,
+from pydock.utils.mount import (CLONE_NEWNET, CLONE_NEWNS, MNT_DETACH, MS_BIND, MS_NODEV, MS_NOEXEC,
                                            MS_NOSUID, MS_REC, make_rslave, mount, umount, unshare)
 
 

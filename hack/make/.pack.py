@@ -5,7 +5,7 @@ SRC, VERSION, GIT_COMMIT, SOURCE_DATE_EPOCH). Usage: .pack.py binary|deb DEST_DI
 
 Both bundles carry the same dockerinit helper shape: a zipapp of the pydock packages whose
 `__main__` is `python3 -m pydock.dockerinit`; its sha256 is written into the generated
-`pydock/runtime/buildinfo.py` (INIT_SHA256) so that `pydock.dockerinit.locate` accepts only
+`pydock/utils/buildinfo.py` (INIT_SHA256) so that `pydock.dockerinit.locate` accepts only
 the helper built together with the running pydock.
 """
 
@@ -97,7 +97,7 @@ def buildinfo_text(flavour: str, init_sha256: str | None) -> str:
 
 
 def stage_pydock(dest: Path, buildinfo: str) -> None:
-    """Copy every pydock package into dest/pydock/..., plus a generated runtime/buildinfo.py."""
+    """Copy every pydock package into dest/pydock/..., plus a generated utils/buildinfo.py."""
     top = dest / "pydock"
     top.mkdir(parents=True)
     (top / "__init__.py").write_text('"""pydock: a container runtime in the shape of Docker 0.7."""\n')
@@ -109,7 +109,7 @@ def stage_pydock(dest: Path, buildinfo: str) -> None:
         for f in sorted(folder.iterdir()):
             if f.is_file() and not f.name.startswith(".") and f.suffix not in (".pyc", ".pyo"):
                 shutil.copy2(f, out / f.name)
-    (top / "runtime" / "buildinfo.py").write_text(buildinfo)
+    (top / "utils" / "buildinfo.py").write_text(buildinfo)
     if not (top / "dockerinit" / "__main__.py").is_file():
         log("WARNING: dockerinit/__main__.py is missing: the helper cannot run `python3 -m pydock.dockerinit`")
 
@@ -244,7 +244,7 @@ MAN_PAGE_CODE = r'''
 import inspect, sys, time
 import click
 from pydock.cli.main import cli
-from pydock.runtime.version import VERSION
+from pydock.utils.version import VERSION
 
 def esc(text):
     text = text.replace("\\", "\\e").replace("-", "\\-")

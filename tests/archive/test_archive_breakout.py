@@ -16,7 +16,7 @@ import pytest
 
 from archive_helpers import E, make_tar, sandbox, snapshot
 from pydock.archive.apply import apply_layer
-from pydock.runtime.errors import ArchiveError, UnsafeArchive
+from pydock.utils.errors import ArchiveError, UnsafeArchive
 
 REG, SYM, LNK, DIR = tarfile.REGTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.DIRTYPE
 

@@ -325,7 +325,7 @@ def test_roots_may_be_symlinks_but_must_exist(tmp_path, trees):
     os.symlink(new, tmp_path / "new-link")
     (new / "added").write_bytes(b"x")
     assert _strs(changes(tmp_path / "new-link", old)) == ["A /added"]
-    from pydock.runtime.errors import ArchiveError
+    from pydock.utils.errors import ArchiveError
 
     with pytest.raises(ArchiveError, match="cannot compare"):
         changes(tmp_path / "missing", old)

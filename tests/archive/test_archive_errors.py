@@ -13,7 +13,7 @@ import pytest
 
 from archive_helpers import E, make_tar
 from pydock.archive.apply import apply_layer
-from pydock.runtime.errors import ArchiveError, UnsafeArchive
+from pydock.utils.errors import ArchiveError, UnsafeArchive
 
 GOOD = make_tar([E("dir", b"5", mode=0o755), E("dir/file", data=os.urandom(3000)), E("other", data=b"x" * 700)])
 

@@ -300,7 +300,7 @@ def test_include_through_symlinked_ancestor_is_refused(tmp_path, rootfs):
     """A container that swapped a dir for a symlink must not make export read host files."""
     src, _ = rootfs
     os.symlink("/etc", src / "hostetc")
-    from pydock.runtime.errors import ArchiveError
+    from pydock.utils.errors import ArchiveError
 
     with pytest.raises(ArchiveError, match="hostetc/passwd"):
         _tar(src, includes=["hostetc/passwd"], recursive=False)
@@ -308,7 +308,7 @@ def test_include_through_symlinked_ancestor_is_refused(tmp_path, rootfs):
 
 def test_missing_include_is_an_error(rootfs):
     src, _ = rootfs
-    from pydock.runtime.errors import ArchiveError
+    from pydock.utils.errors import ArchiveError
 
     with pytest.raises(ArchiveError, match="cannot archive 'nope'"):
         _tar(src, includes=["nope"])

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from dm_helpers import Pool, dm_names, loops_backing, write
 
-from pydock.devmapper.kernel.mount import MNT_DETACH, mounts_under, umount
+from pydock.utils.mount import MNT_DETACH, mounts_under, umount
 
 
 @pytest.fixture

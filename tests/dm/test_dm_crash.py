@@ -16,7 +16,7 @@ import pytest
 from dm_helpers import dm_names, pool_thin_ids, recorded_thin_ids, tree
 
 from pydock.devmapper.deviceset import BASE_HASH, mounted
-from pydock.devmapper.kernel.mount import mounts_under
+from pydock.utils.mount import mounts_under
 
 pytestmark = pytest.mark.dm
 
@@ -177,7 +177,7 @@ def test_lost_device_records_alone_are_rebuilt(pool, make) -> None:
 
 def test_a_failed_add_is_settled_at_once_in_the_same_process(pool, make) -> None:
     """An I/O error in the middle of a transaction is a StorageError and leaves nothing behind."""
-    from pydock.runtime.errors import StorageError
+    from pydock.utils.errors import StorageError
 
     seed(pool, make)
     ds = pool.open()

@@ -10,9 +10,9 @@ import pytest
 from dm_helpers import dm_names, dmsetup, pool_thin_ids, recorded_thin_ids, tree, write
 
 from pydock.devmapper.deviceset import BASE_HASH, mounted
-from pydock.devmapper.kernel.mount import is_mountpoint
+from pydock.utils.mount import is_mountpoint
 from pydock.devmapper.prefixed import PrefixedDeviceSet
-from pydock.runtime.errors import Conflict, InvalidArgument, NotFound
+from pydock.utils.errors import Conflict, InvalidArgument, NotFound
 
 pytestmark = pytest.mark.dm
 
@@ -236,7 +236,7 @@ def test_an_instance_survives_another_shutting_the_pool_down(pool, make) -> None
 
 
 def test_recovery_leaves_mounts_it_did_not_make(pool, make) -> None:
-    from pydock.devmapper.kernel.mount import MS_BIND, mount, umount
+    from pydock.utils.mount import MS_BIND, mount, umount
 
     ds = pool.open()
     make(ds, "a", BASE_HASH, {"f": "x"})

@@ -9,7 +9,7 @@ import pytest
 from dm_helpers import dm_names, dmsetup, pool_thin_ids, recorded_thin_ids, tree
 
 from pydock.devmapper.deviceset import BASE_HASH, mounted
-from pydock.runtime.errors import PoolFull
+from pydock.utils.errors import PoolFull
 
 pytestmark = pytest.mark.dm
 

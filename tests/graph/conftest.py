@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from graph_helpers import HOST_DRIVERS, open_driver
 
-from pydock.runtime.paths import RootLayout
+from pydock.utils.paths import RootLayout
 
 
 @pytest.fixture(params=HOST_DRIVERS)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pydock.runtime.paths import RootLayout
+from pydock.utils.paths import RootLayout
 
 HOST_DRIVERS = ["vfs", "overlay"]
 #: for the round-trip tests that must also pass on dm-thin (run inside User-Mode Linux)
@@ -89,6 +89,6 @@ def assert_clean(layout: RootLayout, driver, expected_images: int = 0) -> None:
     tmp_entries = [n for n in os.listdir(layout.graph_tmp) if not n.startswith(".")]
     assert tmp_entries == [], tmp_entries
     assert sorted(driver.list()) == sorted(graph_entries)
-    from pydock.devmapper.kernel.mount import mounts_under
+    from pydock.utils.mount import mounts_under
 
     assert [m for m in mounts_under(layout.root) if m != os.path.realpath(layout.root)] == []

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pydock.graph import busybox
-from pydock.runtime.errors import NotFound
+from pydock.utils.errors import NotFound
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -94,7 +94,7 @@ def _resolve_busybox(root: str, driver_name: str, queue) -> None:
     from graph_helpers import open_driver
 
     from pydock.graph.lookup import ImageStore
-    from pydock.runtime.paths import RootLayout
+    from pydock.utils.paths import RootLayout
 
     layout = RootLayout(Path(root))
     ds = open_driver(driver_name, layout, "bb")

@@ -33,7 +33,7 @@ def pydock(tmp_path: Path):
     run.root = root  # type: ignore[attr-defined]
     yield run
     # release the driver's state the way a user would: nothing should be left mounted anyway
-    from pydock.devmapper.kernel.mount import mounts_under
+    from pydock.utils.mount import mounts_under
 
     assert mounts_under(root) == [] if root.exists() else True
 
@@ -87,7 +87,7 @@ def test_graph_cli_images_all_shows_intermediate_layers(pydock, tmp_path: Path):
     # a child layer, as commit would create it
     from pydock.devmapper.vfs import VfsDeviceSet
     from pydock.graph.lookup import ImageStore
-    from pydock.runtime.paths import RootLayout
+    from pydock.utils.paths import RootLayout
 
     layout = RootLayout(pydock.root)
     ds = VfsDeviceSet(layout.driver_home("vfs"))

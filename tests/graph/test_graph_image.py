@@ -7,9 +7,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from pydock.runtime.humanize import ago, human_duration, human_size
+from pydock.utils.humanize import ago, human_duration, human_size
 from pydock.graph.image import CONFIG_FIELDS, Image, format_time, parse_time
-from pydock.runtime.errors import StorageError
+from pydock.utils.errors import StorageError
 
 ID = "a" * 64
 PARENT = "b" * 64

@@ -18,7 +18,7 @@ import pytest
 from graph_helpers import ALL_DRIVERS, DIR, Link, assert_clean, layer, snapshot
 
 from pydock.graph.graph import MAX_IMAGE_DEPTH
-from pydock.runtime.errors import ArchiveError, Conflict, InvalidArgument, NotFound, UnsafeArchive
+from pydock.utils.errors import ArchiveError, Conflict, InvalidArgument, NotFound, UnsafeArchive
 
 BASE = {"etc": DIR, "etc/hostname": "base\n", "bin": DIR, "bin/tool": b"\x7fELF" + b"x" * 996,
         "bin/alias": Link("tool"), "data": DIR, "data/big": b"0" * 5000}
@@ -295,7 +295,7 @@ from pathlib import Path
 sys.path[:0] = [{here!r}]
 from graph_helpers import open_driver
 from pydock.graph.graph import Graph
-from pydock.runtime.paths import RootLayout
+from pydock.utils.paths import RootLayout
 
 class Stalls:
     # hands out `data`, then blocks forever: a register that is killed half-way
@@ -382,10 +382,10 @@ def test_graph_disk_full_leaves_nothing(tmp_path, driver_name, unique_prefix):
     """ENOSPC half-way through a layer: a clear error and the root exactly as before."""
     from graph_helpers import open_driver
 
-    from pydock.devmapper.kernel.mount import mount, umount
+    from pydock.utils.mount import mount, umount
     from pydock.graph.lookup import ImageStore
-    from pydock.runtime.errors import PydockError
-    from pydock.runtime.paths import RootLayout
+    from pydock.utils.errors import PydockError
+    from pydock.utils.paths import RootLayout
 
     root = tmp_path / "small"
     root.mkdir()
@@ -415,7 +415,7 @@ def _import_many(root: str, driver_name: str, prefix: str, worker: int, count: i
     from graph_helpers import open_driver
 
     from pydock.graph.lookup import ImageStore
-    from pydock.runtime.paths import RootLayout
+    from pydock.utils.paths import RootLayout
 
     layout = RootLayout(Path(root))
     ds = open_driver(driver_name, layout, prefix)

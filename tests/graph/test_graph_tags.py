@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pydock.graph.tags import TagStore, parse_reference, split_reference
-from pydock.runtime.errors import Conflict, InvalidArgument
+from pydock.utils.errors import Conflict, InvalidArgument
 
 A, B = "a" * 64, "b" * 64
 

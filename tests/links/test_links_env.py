@@ -12,7 +12,7 @@ from pydock.links.linkenv import default_port, env_prefix, hosts_entry, link_env
 from pydock.links.linking import (active_links, assign_name, display_names, links_to, primary_name, prune_names,
                                   register_links, remove_link)
 from pydock.links.ports import Port, PortSpec, parse_port, parse_ports, parse_publish
-from pydock.runtime.errors import Conflict, InvalidArgument, NotFound
+from pydock.utils.errors import Conflict, InvalidArgument, NotFound
 
 
 def test_link_env_exact_output() -> None:

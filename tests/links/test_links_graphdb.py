@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pydock.links.graphdb import GraphDB, normalize_path
-from pydock.runtime.errors import Conflict, InvalidArgument, NotFound
+from pydock.utils.errors import Conflict, InvalidArgument, NotFound
 
 A = "a" * 64
 B = "b" * 64

@@ -19,7 +19,7 @@ import pytest
 from pydock.links import bridge as br
 from pydock.links.linkenv import hosts_entry, link_env
 from pydock.links.network import NetworkManager, NetworkSettings, lxc_network_config
-from pydock.runtime.paths import RootLayout
+from pydock.utils.paths import RootLayout
 
 pytestmark = [pytest.mark.network, pytest.mark.lxc,
               pytest.mark.skipif(shutil.which("lxc-execute") is None or shutil.which("busybox") is None,

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from pydock.links.names import ADJECTIVES, NAME_RE, SURNAMES, generate_name, parse_link, validate_name
-from pydock.runtime.errors import InvalidArgument
+from pydock.utils.errors import InvalidArgument
 
 
 def test_generated_names_are_valid_and_varied() -> None:

@@ -18,8 +18,8 @@ from pydock.links.ipam import IPAM, choose_bip, parse_bip
 from pydock.links.iptables import Rule, Table
 from pydock.links.network import NetworkManager, NetworkSettings, PortMapping, lxc_network_config
 from pydock.links.ports import Port
-from pydock.runtime.errors import Conflict, InvalidArgument, NetworkError, NotFound
-from pydock.runtime.paths import RootLayout
+from pydock.utils.errors import Conflict, InvalidArgument, NetworkError, NotFound
+from pydock.utils.paths import RootLayout
 
 
 def _cid() -> str:

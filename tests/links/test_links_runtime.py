@@ -55,7 +55,7 @@ def _rules() -> str:
 
 
 def _links_body(root: str) -> dict:
-    from pydock.runtime.errors import Conflict, InvalidArgument
+    from pydock.utils.errors import Conflict, InvalidArgument
 
     rt = _runtime(root, icc=False)
     out: dict = {}
@@ -120,7 +120,7 @@ def test_linked_containers_see_env_and_reach_child_by_alias(in_netns, tmp_path: 
 
 
 def _rm_link_body(root: str) -> dict:
-    from pydock.runtime.errors import Conflict, NotFound
+    from pydock.utils.errors import Conflict, NotFound
 
     rt = _runtime(root, icc=False)
     out: dict = {}

@@ -18,7 +18,7 @@ import pytest
 from netns_helpers import in_netns_argv
 from packaging_helpers import IMPORT_ALL
 
-from pydock.runtime.version import VERSION
+from pydock.utils.version import VERSION
 
 SRC = Path(__file__).resolve().parents[2]
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -76,7 +76,7 @@ def test_binary_is_one_executable_zip_with_the_system_python_shebang(bundle: Pat
     with zipfile.ZipFile(binary) as zf:
         names = set(zf.namelist())
     assert "__main__.py" in names
-    for module in ("pydock/cli/main.py", "pydock/runtime/buildinfo.py", "pydock/dockerinit/locate.py",
+    for module in ("pydock/cli/main.py", "pydock/utils/buildinfo.py", "pydock/dockerinit/locate.py",
                    "click/__init__.py", "tabulate/__init__.py", "pyroute2/__init__.py", "pydock-dockerinit"):
         assert module in names, module
     assert "pydock/cli/main.pyc" in names  # precompiled: zipimport cannot write __pycache__
@@ -92,7 +92,7 @@ def test_binary_version_reports_the_baked_in_commit_without_site_packages(bundle
     assert res.returncode == 0, res.stderr
     assert f"Client version: {VERSION}" in res.stdout
     commit = res.stdout.split("Git commit: ", 1)[1].split()[0].removesuffix("-dirty")
-    assert commit in BUILT_FROM  # from runtime/buildinfo.py: the cwd has no checkout to ask git
+    assert commit in BUILT_FROM  # from utils/buildinfo.py: the cwd has no checkout to ask git
     assert "Python version: 3." in res.stdout
 
 
@@ -126,7 +126,7 @@ def test_binary_pins_its_embedded_dockerinit_by_sha256(bundle: Path, elsewhere: 
     shutil.copy2(bundle / f"pydock-{VERSION}", lone / "pydock")
     code = ("import sys; from pathlib import Path\n"
             "from pydock.dockerinit.locate import dockerinit_path\n"
-            "from pydock.runtime.paths import RootLayout\n"
+            "from pydock.utils.paths import RootLayout\n"
             "print(dockerinit_path(RootLayout(Path(sys.argv[1]))))\n")
     res = subprocess.run([SYSTEM_PYTHON, "-c", f"import sys; sys.path.insert(0, {str(lone / 'pydock')!r})\n" + code,
                           str(root)], cwd=elsewhere, env=clean_env(), capture_output=True, text=True, timeout=60)
@@ -150,7 +150,7 @@ def test_binary_replaces_a_stale_pinned_helper_without_touching_the_old_file(bun
     os.link(pinned, in_use)  # what a running container still holds
     code = (f"import sys; sys.path.insert(0, {str(bundle / f'pydock-{VERSION}')!r})\n"
             "from pathlib import Path\nfrom pydock.dockerinit.locate import dockerinit_path\n"
-            "from pydock.runtime.paths import RootLayout\n"
+            "from pydock.utils.paths import RootLayout\n"
             f"print(dockerinit_path(RootLayout(Path({str(root)!r}))))\n")
     res = subprocess.run([SYSTEM_PYTHON, "-c", code], cwd=elsewhere, env=clean_env(), capture_output=True,
                          text=True, timeout=60)

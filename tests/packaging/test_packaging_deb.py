@@ -20,7 +20,7 @@ import pytest
 from netns_helpers import in_netns_argv
 from packaging_helpers import IMPORT_ALL
 
-from pydock.runtime.version import VERSION
+from pydock.utils.version import VERSION
 
 SRC = Path(__file__).resolve().parents[2]
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -79,7 +79,7 @@ def test_deb_file_list(deb: Path) -> None:
     files = contents(deb)
     assert files["usr/bin/pydock"] == "-rwxr-xr-x root/root"
     assert files["usr/libexec/pydock/dockerinit"] == "-rwxr-xr-x root/root"
-    for path in ("cli/main.py", "runtime/buildinfo.py", "dockerinit/locate.py", "devmapper/kernel/mount.py"):
+    for path in ("cli/main.py", "utils/buildinfo.py", "dockerinit/locate.py", "utils/mount.py"):
         assert files[f"{DIST}/{path}"] == "-rw-r--r-- root/root", path
     for path in ("usr/share/man/man1/pydock.1.gz", "usr/share/bash-completion/completions/pydock",
                  "usr/share/doc/pydock/copyright", "usr/share/doc/pydock/changelog.Debian.gz"):
@@ -153,7 +153,7 @@ def test_deb_installs_into_a_throwaway_root_runs_and_removes(deb: Path, tmp_path
 
     # the installed pydock finds its helper at <prefix>/libexec/pydock/dockerinit and pins a copy
     code = ("import sys; sys.argv[0] = sys.argv[1]\nfrom pathlib import Path\n"
-            "from pydock.dockerinit.locate import dockerinit_path\nfrom pydock.runtime.paths import RootLayout\n"
+            "from pydock.dockerinit.locate import dockerinit_path\nfrom pydock.utils.paths import RootLayout\n"
             "print(dockerinit_path(RootLayout(Path(sys.argv[2]))))\n")
     res = subprocess.run([SYSTEM_PYTHON, "-c", code, str(root / "usr/bin/pydock"), str(state)], cwd=cwd, env=env,
                          capture_output=True, text=True, timeout=60)
@@ -174,8 +174,8 @@ def test_deb_refuses_a_helper_from_another_build(deb: Path, tmp_path: Path) -> N
     helper = tmp_path / "x/usr/libexec/pydock/dockerinit"
     helper.write_bytes(helper.read_bytes() + b"\n# tampered\n")
     code = ("import sys; sys.argv[0] = sys.argv[1]\nfrom pathlib import Path\n"
-            "from pydock.dockerinit.locate import dockerinit_path\nfrom pydock.runtime.paths import RootLayout\n"
-            "from pydock.runtime.errors import LaunchError\n"
+            "from pydock.dockerinit.locate import dockerinit_path\nfrom pydock.utils.paths import RootLayout\n"
+            "from pydock.utils.errors import LaunchError\n"
             "try:\n    dockerinit_path(RootLayout(Path(sys.argv[2])))\n"
             "except LaunchError as err:\n    print(err)\n    sys.exit(err.exit_code)\n")
     state = tmp_path / "state"

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from pydock.dockerinit import locate
-from pydock.runtime.errors import LaunchError
-from pydock.runtime.paths import RootLayout
-from pydock.runtime.version import VERSION
+from pydock.utils.errors import LaunchError
+from pydock.utils.paths import RootLayout
+from pydock.utils.version import VERSION
 
 
 @pytest.fixture
@@ -27,7 +27,7 @@ def layout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> RootLayout:
 
 
 def test_checkout_has_no_generated_buildinfo() -> None:
-    """runtime/buildinfo.py is written into bundles only; one left in the tree would pose as a release build."""
+    """utils/buildinfo.py is written into bundles only; one left in the tree would pose as a release build."""
     assert locate.build_identity() is None
     src = Path(locate.__file__).resolve().parents[1]
     assert not (src / "runtime" / "buildinfo.py").exists()

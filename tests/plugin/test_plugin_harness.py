@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pydock.runtime import leaks
+from pydock.runtime.testing import leaks
 
 pytest_plugins = ["pytester"]
 

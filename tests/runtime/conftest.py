@@ -49,7 +49,7 @@ class _Stores:
     def get(self, driver: str) -> Any:
         if driver not in self.open:
             from pydock.devmapper.drivers import open_deviceset
-            from pydock.runtime.pytest_plugin import DM_TEST_SIZES
+            from pydock.runtime.testing.plugin import DM_TEST_SIZES
 
             root = Path(tempfile.mkdtemp(prefix=f"pydock-rt-{driver}-"))
             opts = {**DM_TEST_SIZES, "prefix": "pydock-rt-" + uuid.uuid4().hex[:6]} if driver == "devicemapper" else {}

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from pydock.devmapper.kernel.mount import mountinfo
+from pydock.utils.mount import mountinfo
 
 pytestmark = [pytest.mark.lxc, pytest.mark.slow]
 

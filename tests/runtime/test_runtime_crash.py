@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from pydock.devmapper.kernel.mount import mountinfo
+from pydock.utils.mount import mountinfo
 from pydock.runtime.state import EXIT_KILLED, EXIT_LOST, Status, proc_start_time
 
 pytestmark = pytest.mark.lxc

@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 
-from pydock.devmapper.kernel.mount import mountinfo
-from pydock.runtime.errors import LaunchError
+from pydock.utils.mount import mountinfo
+from pydock.utils.errors import LaunchError
 from pydock.runtime.rootpath import CommandNotExecutable, CommandNotFound
 
 pytestmark = pytest.mark.lxc
@@ -104,7 +104,7 @@ def test_run_rm_cleans_up_after_a_launch_failure_too(rt):
 def test_no_command_is_refused_at_create(rt, busybox_tar):
     import io
 
-    from pydock.runtime.errors import InvalidArgument
+    from pydock.utils.errors import InvalidArgument
 
     bare = rt.images.import_(io.BytesIO(busybox_tar), repo="bare")  # import_ keeps no Cmd
     with pytest.raises(InvalidArgument, match="No command specified"):

@@ -146,7 +146,7 @@ def test_memory_limit_and_cpu_shares_reach_the_cgroup(rt):
 
 
 def test_memory_below_512k_is_refused(rt):
-    from pydock.runtime.errors import InvalidArgument
+    from pydock.utils.errors import InvalidArgument
 
     with pytest.raises(InvalidArgument, match="Minimum memory limit allowed is 512k"):
         rt.create("busybox", ["true"], memory="100k")

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from pydock.runtime.errors import Conflict, NotFound
+from pydock.utils.errors import Conflict, NotFound
 from pydock.runtime.state import Status
 
 pytestmark = pytest.mark.lxc

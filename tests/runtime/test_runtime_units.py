@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pydock.runtime import cgroups, lxcconf
-from pydock.runtime.errors import InvalidArgument, LaunchError
+from pydock.utils.errors import InvalidArgument, LaunchError
 from pydock.runtime.options import merge_env, parse_env, parse_memory, parse_volume, split_hostname
 from pydock.runtime.rootpath import CommandNotExecutable, CommandNotFound, look_path, resolve_in_root
 from pydock.runtime.state import State, format_time, parse_time, proc_start_time, same_process, utcnow
@@ -149,7 +149,7 @@ def test_state_roundtrip_and_process_identity():
 
 
 def test_dockerinit_helper_usage_and_isolation(tmp_path):
-    from pydock.devmapper.kernel.mount import mountinfo
+    from pydock.utils.mount import mountinfo
 
     p = subprocess.run([sys.executable, "-m", "pydock.dockerinit"], capture_output=True)
     assert p.returncode == 1 and b"You should not invoke dockerinit manually" in p.stderr

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pydock.devmapper.dirdriver import DirectoryDeviceSet
-from pydock.devmapper.kernel.mount import MNT_DETACH, mounts_under, umount
+from pydock.utils.mount import MNT_DETACH, mounts_under, umount
 
 
 def driver_fixtures(*classes: type[DirectoryDeviceSet]):

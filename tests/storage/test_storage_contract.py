@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from pydock.devmapper.deviceset import BASE_HASH, DeviceSet, mounted
-from pydock.devmapper.kernel.mount import MNT_DETACH, is_mountpoint, mountinfo, mounts_under, umount
+from pydock.utils.mount import MNT_DETACH, is_mountpoint, mountinfo, mounts_under, umount
 from pydock.devmapper.prefixed import PrefixedDeviceSet
-from pydock.runtime.errors import Conflict, InvalidArgument, NotFound, PydockError, StorageError
+from pydock.utils.errors import Conflict, InvalidArgument, NotFound, PydockError, StorageError
 
 DRIVERS = ["vfs", "overlay", pytest.param("devicemapper", marks=pytest.mark.dm)]
 
@@ -495,7 +495,7 @@ def _host_has_dm() -> bool:
 def test_selection_on_a_host_without_device_mapper_picks_overlay_and_says_why(tmp_path: Path) -> None:
     from pydock.devmapper.drivers import open_deviceset
     from pydock.devmapper.overlay import OverlayDeviceSet
-    from pydock.runtime.paths import RootLayout
+    from pydock.utils.paths import RootLayout
 
     if _host_has_dm():
         pytest.skip("this kernel has dm-thin: the selection would rightly pick devicemapper")
@@ -512,7 +512,7 @@ def test_selection_on_a_host_without_device_mapper_picks_overlay_and_says_why(tm
 
 def test_requesting_devicemapper_where_it_is_missing_is_one_clear_error(tmp_path: Path) -> None:
     from pydock.devmapper.drivers import open_deviceset
-    from pydock.runtime.errors import KernelFeatureMissing
+    from pydock.utils.errors import KernelFeatureMissing
 
     if _host_has_dm():
         pytest.skip("this kernel has dm-thin")
@@ -543,7 +543,7 @@ def test_selection_on_a_dm_kernel_picks_devicemapper_and_says_why(tmp_path: Path
 @pytest.mark.parametrize("name", ["overlay", "vfs"])
 def test_an_explicit_directory_driver_is_honoured(tmp_path: Path, name: str) -> None:
     from pydock.devmapper.drivers import open_deviceset
-    from pydock.runtime.paths import RootLayout
+    from pydock.utils.paths import RootLayout
 
     ds, reason = open_deviceset(tmp_path / "root", name, prefix="ignored-by-directory-drivers")
     try:

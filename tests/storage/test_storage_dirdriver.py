@@ -8,10 +8,10 @@ import pytest
 
 from pydock.devmapper.deviceset import BASE_HASH
 from pydock.devmapper.dirdriver import DirectoryDeviceSet
-from pydock.devmapper.kernel.mount import is_mountpoint
+from pydock.utils.mount import is_mountpoint
 from pydock.devmapper.overlay import OverlayDeviceSet
 from pydock.devmapper.vfs import VfsDeviceSet
-from pydock.runtime.errors import StorageError
+from pydock.utils.errors import StorageError
 from storage_helpers import driver_fixtures
 
 home, ds = driver_fixtures(VfsDeviceSet, OverlayDeviceSet)

@@ -1,4 +1,4 @@
-"""devmapper/kernel/mount.py against the real kernel: tmpfs mounts, mountinfo parsing, unmount order."""
+"""utils/mount.py against the real kernel: tmpfs mounts, mountinfo parsing, unmount order."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pydock.devmapper.kernel import mount as km
+from pydock.utils import mount as km
 
 
 @pytest.fixture

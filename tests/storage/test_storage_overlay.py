@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from pydock.devmapper.deviceset import BASE_HASH, mounted
-from pydock.devmapper.kernel.mount import mountinfo
+from pydock.utils.mount import mountinfo
 from pydock.devmapper.overlay import MAX_DEPTH, OverlayDeviceSet
-from pydock.runtime.errors import Conflict, StorageError
+from pydock.utils.errors import Conflict, StorageError
 from storage_helpers import driver_fixtures
 
 
@@ -127,7 +127,7 @@ def test_a_deleted_then_recreated_directory_hides_the_parents_files(ds: OverlayD
 _ADD_SCRIPT = """
 import sys
 from pydock.devmapper.overlay import OverlayDeviceSet
-from pydock.runtime.errors import Conflict
+from pydock.utils.errors import Conflict
 ds = OverlayDeviceSet(sys.argv[1])
 try:
     ds.add_device("contested", "")

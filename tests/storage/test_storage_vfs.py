@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from pydock.devmapper.deviceset import BASE_HASH, mounted
-from pydock.devmapper.kernel.mount import mount, umount
+from pydock.utils.mount import mount, umount
 from pydock.devmapper.vfs import VfsDeviceSet
-from pydock.runtime.errors import StorageError
+from pydock.utils.errors import StorageError
 from storage_helpers import driver_fixtures
 
 

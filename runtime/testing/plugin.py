@@ -57,7 +57,7 @@ class SharedStore:
 
     def seed(self, root: Path) -> None:
         """Give a new Runtime root the shared images' metadata (graph entries and tags)."""
-        from pydock.runtime.paths import RootLayout
+        from pydock.utils.paths import RootLayout
 
         src, dst = RootLayout(self.template), RootLayout(root)
         dst.graph.mkdir(parents=True, exist_ok=True)
@@ -89,7 +89,7 @@ def _driver_choice(config: pytest.Config) -> str | None:
 def pydock_store(request: pytest.FixtureRequest) -> Iterator[SharedStore]:
     """One pool (or overlay/vfs root) for the whole session, created once and torn down at the end."""
     from pydock.devmapper.drivers import open_deviceset
-    from pydock.runtime import leaks
+    from pydock.runtime.testing import leaks
 
     before = leaks.snapshot()
     root = Path(tempfile.mkdtemp(prefix="pydock-store-"))

@@ -20,8 +20,8 @@ import sys
 import threading
 from typing import Any
 
-from pydock.runtime import errors as _errors
-from pydock.runtime.errors import PydockError
+from pydock.utils import errors as _errors
+from pydock.utils.errors import PydockError
 
 #: helpers kept alive; more concurrent starts than this wait for one to be free.
 MAX_HELPERS = 4
@@ -32,7 +32,7 @@ class _Helper:
 
     def __init__(self, root: str, driver: str | None) -> None:
         env = dict(os.environ)
-        self.proc = subprocess.Popen([sys.executable, "-m", "pydock.runtime.api_starter", root, driver or ""],
+        self.proc = subprocess.Popen([sys.executable, "-m", "pydock.runtime.api.starter", root, driver or ""],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, close_fds=True)
 
     def call(self, request: dict[str, Any]) -> dict[str, Any]:

@@ -22,10 +22,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from pydock.runtime import api_models as models
-from pydock.runtime.api_server import Handler, Request, bool_value
+from pydock.runtime.api import models
+from pydock.runtime.api.httpd import Handler, Request, bool_value
 from pydock.runtime.container import Container
-from pydock.runtime.errors import Conflict, InvalidArgument, LaunchError, NotFound, PydockError
+from pydock.utils.errors import Conflict, InvalidArgument, LaunchError, NotFound, PydockError
 from pydock.runtime.state import utcnow
 
 MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
@@ -61,7 +61,7 @@ class RuntimePool:
 
     def __init__(self, root: str, driver: str | None) -> None:
         from pydock.links.graphdb import GraphDB
-        from pydock.runtime.paths import RootLayout
+        from pydock.utils.paths import RootLayout
 
         self.root = root
         self.driver = driver

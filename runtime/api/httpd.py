@@ -23,8 +23,8 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from pydock.runtime.errors import Conflict, InvalidArgument, PydockError
-from pydock.runtime.version import API_VERSION, VERSION
+from pydock.utils.errors import Conflict, InvalidArgument, PydockError
+from pydock.utils.version import API_VERSION, VERSION
 
 DEFAULT_HOST = "unix:///var/run/pydock.sock"
 MIN_API = (1, 24)

@@ -6,7 +6,7 @@ import os
 import re
 from collections.abc import Iterable
 
-from pydock.runtime.errors import InvalidArgument, NotFound
+from pydock.utils.errors import InvalidArgument, NotFound
 
 ID_LENGTH = 64
 SHORT_ID_LENGTH = 12

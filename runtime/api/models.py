@@ -12,9 +12,9 @@ import platform
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from pydock.runtime.humanize import human_duration
+from pydock.utils.humanize import human_duration
 from pydock.runtime.state import Status, format_time, utcnow
-from pydock.runtime.version import API_VERSION, VERSION
+from pydock.utils.version import API_VERSION, VERSION
 
 if TYPE_CHECKING:
     from pydock.graph.image import Image
