@@ -55,27 +55,33 @@ def _container_options(f: Any) -> Any:
     return f
 
 
-def _create_kwargs(o: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "name": o.get("name") or o.get("name_alias"),
-        "env": tuple(o.get("env") or ()),
-        "workdir": o.get("workdir"),
-        "user": o.get("user"),
-        "hostname": o.get("hostname"),
-        "volumes": tuple(o.get("volumes") or ()),
-        "memory": o.get("memory"),
-        "cpu_shares": o.get("cpu_shares"),
-        "entrypoint": o.get("entrypoint") if o.get("entrypoint") is not None else o.get("entrypoint_alias"),
-        "cidfile": o.get("cidfile") or o.get("cidfile_alias"),
-        "links": tuple(o.get("links") or ()) + tuple(o.get("links_alias") or ()),
-        "ports": tuple(o.get("ports") or ()),
-        "publish_all": bool(o.get("publish_all")),
-        "expose": tuple(o.get("expose") or ()) + tuple(o.get("expose_alias") or ()),
-        "network": o.get("net") != "none",
-        "tty": bool(o.get("tty")),
-        "stdin_open": bool(o.get("interactive")),
-        "dns": tuple(o.get("dns") or ()) + tuple(o.get("dns_alias") or ()),
-    }
+def _create_options(image: str, cmd: tuple[str, ...], o: dict[str, Any], auto_remove: bool = False) -> Any:
+    """The CreateOptions record of `run`/`create`'s command line."""
+    from pydock.runtime.options import CreateOptions
+
+    return CreateOptions(
+        image=image,
+        cmd=cmd or None,
+        name=o.get("name") or o.get("name_alias"),
+        env=o.get("env") or (),
+        workdir=o.get("workdir"),
+        user=o.get("user"),
+        hostname=o.get("hostname"),
+        volumes=o.get("volumes") or (),
+        memory=o.get("memory"),
+        cpu_shares=o.get("cpu_shares"),
+        entrypoint=o.get("entrypoint") if o.get("entrypoint") is not None else o.get("entrypoint_alias"),
+        cidfile=o.get("cidfile") or o.get("cidfile_alias"),
+        links=tuple(o.get("links") or ()) + tuple(o.get("links_alias") or ()),
+        ports=o.get("ports") or (),
+        publish_all=bool(o.get("publish_all")),
+        expose=tuple(o.get("expose") or ()) + tuple(o.get("expose_alias") or ()),
+        network=o.get("net") != "none",
+        tty=bool(o.get("tty")),
+        stdin_open=bool(o.get("interactive")),
+        dns=tuple(o.get("dns") or ()) + tuple(o.get("dns_alias") or ()),
+        auto_remove=auto_remove,
+    )
 
 
 @click.command(context_settings={"allow_interspersed_args": False})
@@ -95,16 +101,16 @@ def run(ctx: click.Context, detach: bool, rm: bool, rm_alias: bool, image: str, 
     rm = rm or rm_alias
     if rm and detach:
         raise InvalidArgument("Conflicting options: --rm and -d")
-    kwargs = _create_kwargs(options)
+    opts = _create_options(image, cmd, options, auto_remove=rm)
     rt = ctx.obj.runtime()
     if detach:
-        c = rt.create(image, list(cmd) or None, **kwargs)
+        c = rt.create(opts)
         rt.start(c)
         click.echo(c.id)
         return
-    stdin = sys.stdin.buffer if kwargs["stdin_open"] else None
-    code, _out, _err = rt.run(image, list(cmd) or None, remove=rm, stdin=stdin, stdout=sys.stdout.buffer,
-                              stderr=sys.stderr.buffer, proxy_signals=True, **kwargs)
+    stdin = sys.stdin.buffer if opts.stdin_open else None
+    code, _out, _err = rt.run(opts, stdin=stdin, stdout=sys.stdout.buffer, stderr=sys.stderr.buffer,
+                              proxy_signals=True)
     ctx.exit(code)
 
 
@@ -116,7 +122,7 @@ def run(ctx: click.Context, detach: bool, rm: bool, rm_alias: bool, image: str, 
 def create(ctx: click.Context, image: str, cmd: tuple[str, ...], **options: Any) -> None:
     """Create a container (not started) and print its id."""
     rt = ctx.obj.runtime()
-    c = rt.create(image, list(cmd) or None, **_create_kwargs(options))
+    c = rt.create(_create_options(image, cmd, options))
     click.echo(c.id)
 
 

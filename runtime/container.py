@@ -45,10 +45,6 @@ class Container:
         return f"{self.id}-init"
 
     @property
-    def rootfs(self) -> Path:
-        return self.dir / "rootfs"
-
-    @property
     def config_path(self) -> Path:
         return self.dir / "config.json"
 
@@ -91,7 +87,7 @@ class Container:
 
     @property
     def monitor_lock_path(self) -> Path:
-        """Held (exclusively) by the process supervising the container for as long as it runs."""
+        """Held by the process supervising the container's run; see monitorlock.py."""
         return self.dir / "monitor.lock"
 
     @property

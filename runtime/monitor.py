@@ -1,95 +1,29 @@
-"""Supervising a running container: pump its stdout/stderr into the JSON log (and a terminal), proxy
-signals, and the detached monitor process that outlives the CLI."""
+"""The supervisor's tools for a running container: pump its stdout/stderr into the JSON log (and to a
+terminal or pipes), proxy signals, raw terminal mode, detaching from the caller's stdio."""
 
 from __future__ import annotations
 
-import json
+import logging
 import os
 import selectors
 import signal
 import subprocess
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import datetime
-from pathlib import Path
+from collections.abc import Callable
 from typing import BinaryIO
 
+from pydock.runtime.jsonlog import JsonLog
 from pydock.runtime.launcher import is_lxc_noise
-from pydock.runtime.state import format_time, parse_time, utcnow
 
 #: signals a foreground `run` forwards to the container's command (never SIGCHLD, like Docker 0.6.7).
 PROXIED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 _CHUNK = 65536
-#: longest log record kept in memory waiting for its newline.
-MAX_LINE = 1 << 20
+
+log = logging.getLogger(__package__)
 
 
-@dataclass(frozen=True)
-class LogRecord:
-    """One line of `<id>-json.log`."""
-
-    stream: str
-    log: str
-    time: datetime | None
-
-
-class JsonLog:
-    """Appends `{"log","stream","time"}` lines, one per output line, like Docker's json-file logger."""
-
-    def __init__(self, path: Path) -> None:
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-        self._partial: dict[str, bytes] = {"stdout": b"", "stderr": b""}
-
-    def feed(self, stream: str, data: bytes) -> None:
-        buf = self._partial[stream] + data
-        *lines, rest = buf.split(b"\n")
-        out = [line + b"\n" for line in lines]
-        if len(rest) >= MAX_LINE:  # a newline-less flood becomes records, not unbounded memory
-            out.append(rest)
-            rest = b""
-        self._partial[stream] = rest
-        if out:
-            self._write(stream, out)
-
-    def _write(self, stream: str, lines: list[bytes]) -> None:
-        now = format_time(utcnow())
-        out = b"".join(json.dumps({"log": line.decode("utf-8", "replace"), "stream": stream,
-                                   "time": now}).encode() + b"\n" for line in lines)
-        os.write(self._fd, out)
-
-    def close(self) -> None:
-        for stream, rest in self._partial.items():
-            if rest:
-                self._write(stream, [rest])
-        self._partial = {"stdout": b"", "stderr": b""}
-        os.close(self._fd)
-
-
-def read_log(path: Path) -> Iterator[LogRecord]:
-    """Records of a JSON log (a torn last line is skipped)."""
-    try:
-        f = open(path, "rb")
-    except FileNotFoundError:
-        return
-    with f:
-        for line in f:
-            record = parse_record(line)
-            if record is not None:
-                yield record
-
-
-def parse_record(line: bytes) -> LogRecord | None:
-    """One JSON log line as a record; None for a torn or foreign line."""
-    try:
-        rec = json.loads(line)
-    except ValueError:
-        return None
-    return LogRecord(rec.get("stream", "stdout"), rec.get("log", ""), parse_time(rec.get("time")))
-
-
-def pump(proc: subprocess.Popen, lxc_name: str, log: JsonLog, sinks: dict[str, BinaryIO | None],
+def pump(proc: subprocess.Popen, lxc_name: str, output: JsonLog, sinks: dict[str, BinaryIO | None],
          collect: dict[str, bytearray] | None = None) -> None:
-    """Copy the process's stdout/stderr to the log, to `sinks` (as they come) and to `collect`, until EOF.
+    """Copy the process's stdout/stderr to the `output` log, to `sinks` (as they come) and to `collect`, until EOF.
 
     lxc's own error lines on stderr (`lxc-execute: <name>: ...`) are dropped: they are reported as
     pydock's error (exit 125), not as the command's output.
@@ -104,7 +38,7 @@ def pump(proc: subprocess.Popen, lxc_name: str, log: JsonLog, sinks: dict[str, B
     def emit(stream: str, data: bytes) -> None:
         if not data:
             return
-        log.feed(stream, data)
+        output.feed(stream, data)
         sink = sinks.get(stream)
         if sink is not None:
             try:
@@ -173,9 +107,9 @@ def detach_stdio() -> None:
         os.close(fd)
 
 
-def pump_tty(master: int, stdin: int | None, log: JsonLog, sink: BinaryIO | None,
+def pump_tty(master: int, stdin: int | None, output: JsonLog, sink: BinaryIO | None,
              collect: dict[str, bytearray] | None = None) -> None:
-    """`-t`: copy the pty's output to the log/sink (as stdout) and `stdin` into the pty, until the
+    """`-t`: copy the pty's output to the `output` log and the sink (as stdout) and `stdin` into the pty, until the
     container side of the pty is closed (read gives EIO)."""
     sel = selectors.DefaultSelector()
     sel.register(master, selectors.EVENT_READ, "pty")
@@ -198,7 +132,7 @@ def pump_tty(master: int, stdin: int | None, log: JsonLog, sink: BinaryIO | None
                     data = b""
                 if not data:
                     return
-                log.feed("stdout", data)
+                output.feed("stdout", data)
                 if sink is not None:
                     try:
                         sink.write(data)
@@ -244,5 +178,5 @@ def copy_winsize(src: int | None, dst: int) -> None:
     try:
         size = fcntl.ioctl(src, termios.TIOCGWINSZ, b"\0" * 8)
         fcntl.ioctl(dst, termios.TIOCSWINSZ, size)
-    except OSError:
-        pass
+    except OSError as err:  # the container keeps the default size
+        log.debug("could not copy the terminal size: %s", err)

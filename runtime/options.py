@@ -1,10 +1,12 @@
-"""Parsing and checking `create`/`run` options into Docker 0.7's Config/HostConfig fields."""
+"""The options of `create`/`run` as one record (built by the CLI and by the Engine API, taken by
+`Runtime.create`), and the parsing and checks that turn them into Docker 0.7's Config/HostConfig."""
 
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
 
 from pydock.utils.errors import InvalidArgument
 
@@ -14,6 +16,45 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _MEM_RE = re.compile(r"^(\d+)([bkmg]?)$", re.IGNORECASE)
 _HOST_RE = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9-]{0,62})?(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,62})?)*$")
 _ENV_KEY_RE = re.compile(r"^[^=\0\n]+$")
+
+
+@dataclass(frozen=True)
+class CreateOptions:
+    """What a container is made from: the image, the command and every `run` option (Docker's names
+    in the comments). Sequences are stored as tuples, so a record can't change after it is built."""
+
+    image: str
+    cmd: tuple[str, ...] | None = None           # Cmd (None: the image's)
+    entrypoint: str | tuple[str, ...] | None = None  # Entrypoint ("" clears the image's)
+    name: str | None = None                      # --name
+    env: tuple[str, ...] = ()                    # -e K=V, or K to copy the caller's value
+    workdir: str | None = None                   # -w
+    user: str | None = None                      # -u
+    hostname: str | None = None                  # -h host[.domain]
+    volumes: tuple[str, ...] = ()                # -v /ctr, -v /host:/ctr[:ro|rw]
+    memory: int | str | None = None              # -m
+    cpu_shares: int | None = None                # -c
+    links: tuple[str, ...] = ()                  # --link name:alias
+    ports: tuple[str, ...] = ()                  # -p [ip:][hostPort:]containerPort
+    publish_all: bool = False                    # -P
+    expose: tuple[str, ...] = ()                 # --expose
+    network: bool = True                         # --net bridge|none
+    dns: tuple[str, ...] = ()                    # --dns
+    auto_remove: bool = False                    # --rm
+    tty: bool = False                            # -t
+    stdin_open: bool = False                     # -i
+    cidfile: str | None = None                   # --cidfile
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, (list, tuple)):
+                object.__setattr__(self, f.name, tuple(str(v) for v in value))
+
+    @classmethod
+    def of(cls, image: str, cmd: Sequence[str] | None = None, **options: object) -> CreateOptions:
+        """`CreateOptions.of("busybox", ["echo", "hi"], name="web")`: an empty command means the image's."""
+        return cls(image=image, cmd=tuple(cmd) if cmd else None, **options)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)

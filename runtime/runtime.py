@@ -1,4 +1,5 @@
-"""The Runtime: glue between storage, images, names, network and the lxc launcher (Docker 0.7's runtime.go).
+"""The Runtime: the service layer every front end uses (the CLI, the Engine API, the pytest plugin,
+embedders), gluing storage, images, names, network and the lxc launcher (Docker 0.7's runtime.go).
 
     with Runtime(tmpdir, bridge="none") as rt:
         c = rt.create("busybox", ["echo", "hi"])
@@ -7,37 +8,39 @@
 
 Several processes may use one root at once: container files are written atomically under a
 per-container lock, names live in SQLite, and a running container is supervised by exactly one
-process (a detached monitor, or the foreground `run`) that holds `containers/<id>/monitor.lock`.
-Whoever finds a container marked running without a live monitor repairs it (see reconcile.py).
+process (a detached monitor, or the foreground `run`) that holds its monitor lock (monitorlock.py).
+Whoever finds a container marked running without a live monitor repairs it (reconcile.py).
 """
 
 from __future__ import annotations
 
+import logging
 import os
-import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
-from pydock.runtime import reconcile as _rec
+from pydock.devmapper.driver import Driver
+from pydock.devmapper.drivers import open_driver
+from pydock.runtime import monitorlock, notify, reconcile, removal
 from pydock.runtime.container import Container
-from pydock.utils.fileutil import atomic_write, flocked
-from pydock.utils.errors import Conflict, InvalidArgument, NotFound, PydockError
-from pydock.utils.ids import generate_id, is_valid_id, resolve_prefix
+from pydock.runtime.jsonlog import LogReader, LogRecord
 from pydock.runtime.launcher import signal_container
-from pydock.runtime.options import merge_env, parse_env, parse_memory, parse_volume, split_hostname
+from pydock.runtime.options import CreateOptions
+from pydock.utils.errors import Conflict, InvalidArgument, NotFound, PydockError, RemovalFailed
+from pydock.utils.ids import is_valid_id, resolve_prefix
 from pydock.utils.paths import RootLayout
-from pydock.runtime.rootpath import container_path
+
+log = logging.getLogger(__package__)
 
 DEFAULT_STOP_TIMEOUT = 10
-#: init-layer stubs: mount points lxc and pydock bind onto (Docker 0.7's setupInitLayer).
-INIT_DIRS = ("dev/pts", "dev/shm", "proc", "sys", "etc")
-INIT_FILES = (".dockerinit", ".dockerenv", "etc/resolv.conf", "etc/hosts", "etc/hostname")
-HOSTS_TAIL = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n"
-              "ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")
+#: what `wait` can wait for (Docker's `wait --condition`).
+WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
+#: longest pause between two looks while waiting for another process's change.
+_POLL_CAP = 0.1
 
 
 class RunResult(NamedTuple):
@@ -49,32 +52,33 @@ class RunResult(NamedTuple):
 
 
 class Runtime:
-    """One pydock root: containers, images (on one DeviceSet), names, network."""
+    """One pydock root: containers, images (on one storage driver), names, network."""
 
     def __init__(self, root: str | os.PathLike, driver: str | None = None, *, prefix: str | None = None,
                  deviceset: Any = None, bridge: str = "pydock0", icc: bool = True,
-                 bip: str | None = None, storage_options: dict | None = None) -> None:
+                 bip: str | None = None, storage_options: dict | None = None, names: Any = None) -> None:
+        """`driver` names the storage driver to open (default: the best this kernel has); `deviceset`
+        is an already open DeviceSet to use instead (the pytest plugin's prefixed view of a shared
+        pool); `names` an open name database to share (the API server's threads share one)."""
         self.layout = RootLayout(Path(root).absolute())
         self.layout.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.layout.containers.mkdir(mode=0o700, exist_ok=True)
         if deviceset is None:
-            from pydock.devmapper.drivers import open_deviceset
-
             options = dict(storage_options or {})
             if prefix:
                 options["prefix"] = prefix
-            deviceset, reason = open_deviceset(self.layout.root, driver, **options)
+            self.driver, self.driver_reason = open_driver(self.layout.root, driver, **options)
             self._owns_driver = True
         else:
-            reason = f"{deviceset.name}: given by the caller"
+            self.driver = Driver(deviceset, self.layout.driver_home(deviceset.name))
+            self.driver_reason = f"{deviceset.name}: given by the caller"
             self._owns_driver = False
-        self.driver = deviceset
-        self.driver_reason = reason
         self.bridge = bridge
         self.icc = icc
         self.bip = bip
         self._images: Any = None
-        self._names: Any = None
+        self._names: Any = names
+        self._owns_names = names is None
         self._network: Any = None
         self._closed = False
 
@@ -83,7 +87,7 @@ class Runtime:
     def images(self) -> Any:
         """The ImageStore (graph + tags); `images.resolve("busybox")` builds busybox when missing."""
         if self._images is None:
-            from pydock.graph.lookup import ImageStore
+            from pydock.graph.lookup import ImageStore  # lazy: the graph's imports are off `ps`'s path
 
             self._images = ImageStore(self.layout, self.driver, in_use=self._image_user)
         return self._images
@@ -96,7 +100,7 @@ class Runtime:
     def names(self) -> Any:
         """The SQLite name/link graph (`<root>/linkgraph.db`)."""
         if self._names is None:
-            from pydock.links.graphdb import GraphDB
+            from pydock.links.graphdb import GraphDB  # lazy: sqlite3 only for commands that need names
 
             self._names = GraphDB(self.layout.linkgraph)
         return self._names
@@ -104,7 +108,7 @@ class Runtime:
     @property
     def network(self) -> Any:
         if self._network is None:
-            from pydock.links.network import NetworkManager
+            from pydock.links.network import NetworkManager  # lazy: pyroute2 is heavy; `-b none` never needs it
 
             self._network = NetworkManager(self.layout, bridge=self.bridge, icc=self.icc, bip=self.bip)
         return self._network
@@ -119,12 +123,10 @@ class Runtime:
         if self._closed:
             return
         self._closed = True
-        if self._names is not None:
+        if self._names is not None and self._owns_names:
             self._names.close()
         if self._owns_driver:
-            closer = getattr(self.driver, "close", None)
-            if closer is not None:
-                closer()
+            self.driver.close()
 
     def __enter__(self) -> Runtime:
         return self
@@ -133,14 +135,24 @@ class Runtime:
         self.close()
 
     # ---- lookup ---------------------------------------------------------------------------
-    def _ids(self) -> list[str]:
+    def container_ids(self) -> list[str]:
+        """Ids of every container directory (complete or not)."""
         try:
             return [n for n in os.listdir(self.layout.containers) if is_valid_id(n)]
         except FileNotFoundError:
             return []
 
-    def _load(self, container_id: str) -> Container:
+    def load(self, container_id: str) -> Container:
+        """The container's record as written (NotFound if it has none); no repair."""
         return Container.load(self.layout.container(container_id))
+
+    def lookup(self, container_id: str) -> Container | None:
+        """The container's current record (a dead monitor repaired), or None once it is removed."""
+        try:
+            c = self.refresh(self.load(container_id))
+        except NotFound:
+            return None
+        return c if c.dir.exists() else None
 
     def get(self, name_or_id: str) -> Container:
         """By name first (`web` or `/web`, also `/parent/alias`), then by id or unique id prefix."""
@@ -149,29 +161,27 @@ class Runtime:
         path = name_or_id if name_or_id.startswith("/") else "/" + name_or_id
         try:
             entity = self.names.get(path)
-        except PydockError:
+        except PydockError as err:
+            log.debug("name lookup of %s failed (%s); trying ids", path, err)
             entity = None
         if entity and (self.layout.container(entity) / "config.json").exists():
-            c = self._refresh(self._load(entity))
-            if c.dir.exists():
+            c = self.lookup(entity)
+            if c is not None:
                 return c
-        cid = resolve_prefix(name_or_id, self._ids(), "container")
-        try:
-            c = self._refresh(self._load(cid))
-        except NotFound:
-            raise NotFound(f"No such container: {name_or_id}") from None
-        if not c.dir.exists():
+        cid = resolve_prefix(name_or_id, self.container_ids(), "container")
+        c = self.lookup(cid)
+        if c is None:
             raise NotFound(f"No such container: {name_or_id}")
         return c
 
     def containers(self, all: bool = False) -> list[Container]:
         """Containers, newest first (only running ones unless `all`); dead monitors are repaired on the way."""
         out = []
-        for cid in self._ids():
+        for cid in self.container_ids():
             try:
-                c = self._refresh(self._load(cid))
+                c = self.refresh(self.load(cid))
             except (NotFound, KeyError):
-                _rec.sweep_incomplete(self, cid)  # being created/removed now, or left half-made by a crash
+                reconcile.sweep_incomplete(self, cid)  # being created/removed now, or left half-made by a crash
                 continue
             if not c.dir.exists():
                 continue  # a --rm container whose dead monitor was just repaired: removed
@@ -184,201 +194,125 @@ class Runtime:
         """Every name path pointing at the container (`/web`, `/app/db`)."""
         try:
             return sorted(self.names.ref_paths(c.id), key=lambda p: (p.count("/"), p))
-        except PydockError:
+        except PydockError as err:
+            log.debug("names of %s unreadable (%s); showing its own", c.short_id, err)
             return [c.name] if c.name else []
 
-    def _refresh(self, c: Container) -> Container:
+    def refresh(self, c: Container) -> Container:
         """If `c` claims to run but its monitor is gone, repair it now (or mark it Ghost if busy)."""
-        if c.state.running and not _rec.monitor_alive(c):
-            _rec.recover(self, c)
+        if c.state.running and not monitorlock.held(c.monitor_lock_path):
+            reconcile.recover(self, c)
         return c
-
-    def _image_user(self, image_id: str) -> str | None:
-        """The id of a container whose image is `image_id` (blocks rmi)."""
-        for cid in self._ids():
-            try:
-                if self._load(cid).image == image_id:
-                    return cid
-            except (NotFound, KeyError):
-                continue
-        return None
-
-    # ---- create -------------------------------------------------------------------------
-    def create(self, image: str, cmd: Sequence[str] | None = None, *, name: str | None = None,
-               env: Sequence[str] = (), workdir: str | None = None, user: str | None = None,
-               hostname: str | None = None, volumes: Sequence[str] = (), memory: int | str | None = None,
-               cpu_shares: int | None = None, entrypoint: str | Sequence[str] | None = None,
-               links: Sequence[str] = (), ports: Sequence[str] = (), publish_all: bool = False,
-               expose: Sequence[str] = (), network: bool = True, auto_remove: bool = False,
-               tty: bool = False, stdin_open: bool = False, cidfile: str | None = None,
-               dns: Sequence[str] = ()) -> Container:
-        """Make a container from an image: its init layer and device, name, files; not started."""
-        memory_bytes = parse_memory(memory)
-        if cpu_shares is not None and cpu_shares < 0:
-            raise InvalidArgument("CPU shares must be a positive number")
-        if workdir:
-            workdir = container_path(workdir, "working directory")
-        host, domain = split_hostname(hostname)
-        vols = [parse_volume(v) for v in volumes]
-        user_env = parse_env(list(env))
-        if cidfile and os.path.exists(cidfile):
-            raise Conflict(f"Container ID file found, make sure the other container isn't running or delete {cidfile}")
-        img = self.images.resolve(image)
-        check_depth = getattr(self.graph, "check_depth", None)
-        if check_depth is not None:
-            check_depth(img)
-        img_cfg = dict(img.config or {})
-        ep, command = _merge_command(img_cfg, entrypoint, cmd)
-        if not ep + command:
-            raise InvalidArgument("No command specified")
-        exposed: dict[str, dict] = dict(img_cfg.get("ExposedPorts") or {})
-        if expose or ports:
-            from pydock.links.ports import parse_port, parse_publish
-
-            for spec in expose:
-                exposed[str(parse_port(spec))] = {}
-            for spec in ports:
-                exposed[str(parse_publish(spec).port)] = {}
-        cid = generate_id()
-        cdir = self.layout.container(cid)
-        cdir.mkdir(mode=0o700)
-        config = {
-            "Hostname": host or cid[:12], "Domainname": domain, "User": user if user is not None else
-            img_cfg.get("User", ""), "Memory": memory_bytes or 0, "MemorySwap": 0, "CpuShares": cpu_shares or 0,
-            "AttachStdin": stdin_open, "AttachStdout": True, "AttachStderr": True, "PortSpecs": None,
-            "ExposedPorts": exposed or None, "Tty": tty, "OpenStdin": stdin_open, "StdinOnce": stdin_open,
-            "Env": merge_env(list(img_cfg.get("Env") or []), user_env), "Cmd": command, "Dns": list(dns) or None,
-            "Image": image, "Volumes": {v.target: {} for v in vols} or None, "VolumesFrom": "",
-            "WorkingDir": workdir if workdir is not None else img_cfg.get("WorkingDir", ""),
-            "Entrypoint": ep or None, "NetworkDisabled": not network,
-        }
-        hostconfig = {"Binds": [v_spec for v_spec in volumes if ":" in v_spec] or None,
-                      "ContainerIDFile": cidfile or "", "LxcConf": None, "Privileged": False,
-                      "PortBindings": {}, "PortSpecs": list(ports), "Links": list(links) or None,
-                      "PublishAllPorts": publish_all, "AutoRemove": auto_remove}
-        argv = ep + command
-        c = Container(id=cid, dir=cdir, image=img.id, path=argv[0], args=argv[1:], config=config,
-                      hostconfig=hostconfig, driver=self.driver.name)
-        made: list[str] = []
-        try:
-            from pydock.links.linking import assign_name, register_links
-
-            c.name = assign_name(self.names, cid, name)
-            made.append("name")
-            self._make_devices(c, img.id, made)
-            volumes_map, rw_map = self._make_volumes(c, vols)
-            c.volumes, c.volumes_rw = volumes_map, rw_map
-            if links:
-                register_links(self.names, c.name, cid, links, resolve=lambda n: self.get(n).id,
-                               is_running=lambda i: self._load(i).state.running)
-            atomic_write(c.hostname_path, (config["Hostname"] + "\n").encode(), 0o644, durable=False)
-            atomic_write(c.resolv_conf_path, _resolv_conf(list(dns)).encode(), 0o644, durable=False)
-            c.save()
-            if cidfile:
-                with open(cidfile, "x") as f:
-                    f.write(cid)
-        except BaseException:
-            self._destroy(c, made)
-            raise
-        return c
-
-    def _make_devices(self, c: Container, image_id: str, made: list[str]) -> None:
-        """`<id>-init` (stubs for mount points) on the image, then `<id>` on the init layer."""
-        from pydock.devmapper.deviceset import mounted
-
-        self.driver.add_device(c.init_id, image_id)
-        made.append("init")
-        mnt = c.dir / ".init-mnt"
-        with mounted(self.driver, c.init_id, mnt) as root:
-            _write_init_layer(root)
-        mnt.rmdir()
-        self.driver.set_initialized(c.init_id)
-        self.driver.add_device(c.id, c.init_id)
-        made.append("device")
-
-    def _make_volumes(self, c: Container, vols: list) -> tuple[dict[str, str], dict[str, bool]]:
-        paths: dict[str, str] = {}
-        rw: dict[str, bool] = {}
-        for v in vols:
-            if v.source is None:
-                source = self.layout.root / "volumes" / generate_id()
-                source.mkdir(parents=True, mode=0o755)
-            else:
-                source = Path(v.source)
-                source.mkdir(parents=True, exist_ok=True)
-            paths[v.target] = str(source)
-            rw[v.target] = not v.readonly
-        return paths, rw
-
-    def _destroy(self, c: Container, made: Sequence[str] = ("name", "init", "device")) -> None:
-        """Undo a create: devices, names, directory (each step best effort so a half-made container goes)."""
-        from pydock.runtime.reconcile import unmount_leftovers
-
-        unmount_leftovers(self, c)
-        for hash_ in (c.id, c.init_id):
-            try:
-                if self.driver.has_device(hash_):
-                    self.driver.remove_device(hash_)
-            except PydockError:
-                pass
-        try:
-            self.names.purge(c.id)
-        except PydockError:
-            pass
-        shutil.rmtree(c.dir, ignore_errors=True)
-        shutil.rmtree(self.layout.lxc / c.id, ignore_errors=True)
-
-    # ---- start / run ----------------------------------------------------------------------
-    def start(self, c: Container) -> None:
-        """Start `c` under a detached monitor process that outlives the caller; returns once launched."""
-        from pydock.runtime import supervise
-
-        c = self._current(c)
-        supervise.start_detached(self, c)
-        c.reload()
-
-    def run(self, image: str, cmd: Sequence[str] | None = None, *, remove: bool = False,
-            stdin: Any = None, stdout: BinaryIO | None = None, stderr: BinaryIO | None = None,
-            proxy_signals: bool = False, on_create: Any = None, **create_options: Any) -> RunResult:
-        """Create and run a container in this process (it is its own monitor); collect or stream its output."""
-        from pydock.runtime import supervise
-
-        c = self.create(image, cmd, auto_remove=remove, **create_options)
-        if on_create is not None:
-            on_create(c)
-        try:
-            code, out, err = supervise.run_foreground(self, c, stdin=stdin, stdout=stdout, stderr=stderr,
-                                                      proxy_signals=proxy_signals)
-        finally:
-            if remove:
-                try:
-                    self.remove(self._load(c.id), force=True, volumes=True)
-                except NotFound:
-                    pass
-        return RunResult(code, out, err)
 
     def _current(self, c: Container | str) -> Container:
         if isinstance(c, str):
             return self.get(c)
-        return self._refresh(c.reload())
+        return self.refresh(c.reload())
+
+    def _image_user(self, image_id: str) -> str | None:
+        """The id of a container whose image is `image_id` (blocks rmi)."""
+        for cid in self.container_ids():
+            try:
+                if self.load(cid).image == image_id:
+                    return cid
+            except (NotFound, KeyError):
+                continue  # being created or removed: not a user
+        return None
+
+    def uses_network(self, c: Container) -> bool:
+        """Whether `c` gets (and so must give back) an address on the bridge."""
+        return self.networking and not c.config.get("NetworkDisabled")
+
+    # ---- create / start / run -------------------------------------------------------------
+    def create(self, image: str | CreateOptions, cmd: Sequence[str] | None = None, **options: Any) -> Container:
+        """Make a container (not started): `create(CreateOptions(...))`, or for embedders
+        `create("busybox", ["echo", "hi"], name="web")` with CreateOptions' field names."""
+        from pydock.runtime.create import create_container  # lazy: links' and ports' parsers
+
+        if not isinstance(image, CreateOptions):
+            image = CreateOptions.of(image, cmd, **options)
+        elif cmd is not None or options:
+            raise InvalidArgument("create: give either a CreateOptions or an image with options, not both")
+        return create_container(self, image)
+
+    def start(self, c: Container | str) -> None:
+        """Start `c` under a detached monitor process that outlives the caller; returns once launched."""
+        from pydock.runtime import supervise  # lazy: lxc launch machinery, off the path of `ps`
+
+        c = self._current(c)
+        try:
+            supervise.start_detached(self, c)
+        finally:
+            notify.changed()
+        if c.dir.exists():
+            c.reload()
+
+    def run(self, image: str | CreateOptions, cmd: Sequence[str] | None = None, *, remove: bool = False,
+            stdin: Any = None, stdout: BinaryIO | None = None, stderr: BinaryIO | None = None,
+            proxy_signals: bool = False, **options: Any) -> RunResult:
+        """Create and run a container in this process (it is its own monitor); collect or stream its
+        output. With `remove` (or CreateOptions.auto_remove) it is removed when it ends, as `run --rm`."""
+        from dataclasses import replace
+
+        from pydock.runtime import supervise  # lazy: see start
+
+        if isinstance(image, CreateOptions):
+            opts = replace(image, auto_remove=image.auto_remove or remove)
+            if cmd is not None or options:
+                raise InvalidArgument("run: give either a CreateOptions or an image with options, not both")
+        else:
+            opts = CreateOptions.of(image, cmd, auto_remove=remove, **options)
+        c = self.create(opts)
+        code, out, err = supervise.run_foreground(self, c, stdin=stdin, stdout=stdout, stderr=stderr,
+                                                  proxy_signals=proxy_signals)
+        return RunResult(code, out, err)
 
     # ---- wait / stop / kill -----------------------------------------------------------------
-    def wait(self, c: Container | str, timeout: float | None = None) -> int:
-        """Block until `c` is not running; its exit code. TimeoutError if `timeout` passes first."""
+    def wait(self, c: Container | str, timeout: float | None = None, *, condition: str = "not-running",
+             cancelled: Callable[[], bool] | None = None) -> int:
+        """Block until `c` meets `condition`; the exit code of its last run.
+
+        `not-running`: it is not running; `next-exit`: the run current now (or, if it is not running,
+        the next one) has ended; `removed`: it is gone. TimeoutError once `timeout` seconds pass;
+        InterruptedError as soon as `cancelled()` says so while nothing runs; RemovalFailed when a
+        `--rm` container's removal failed (condition `removed`)."""
+        if condition not in WAIT_CONDITIONS:
+            raise InvalidArgument(f'invalid condition: "{condition}"')
         c = self._current(c)
         deadline = None if timeout is None else time.monotonic() + timeout
-        delay = 0.005
-        while True:
-            c.reload()
-            if not c.state.running:
-                return c.state.exit_code
-            if not _rec.monitor_alive(c):
-                _rec.recover(self, c)
-                continue
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"container {c.short_id} still running after {timeout}s")
-            time.sleep(delay)
-            delay = min(delay * 2, 0.05)
+        initial = (c.state.running, c.state.started_at)
+        last = c.state.exit_code
+        with monitorlock.RunWatch(c.monitor_lock_path) as watch:  # opened first: it outlives a removal
+            delay = 0.005
+            while True:
+                seen = notify.generation()
+                try:
+                    c.reload()
+                except NotFound:
+                    code = watch.exit_code()
+                    return last if code is None else code
+                st = c.state
+                last = st.exit_code
+                left = None if deadline is None else deadline - time.monotonic()
+                if st.running:
+                    if not monitorlock.held(c.monitor_lock_path):
+                        reconcile.recover(self, c)
+                        continue
+                    if left is not None and left <= 0:
+                        raise TimeoutError(f"container {c.short_id} still running after {timeout}s")
+                    watch.released(left)
+                    continue
+                if condition == "not-running" or condition == "next-exit" and \
+                        (initial[0] or st.started_at != initial[1]):
+                    return st.exit_code
+                if condition == "removed" and st.error:
+                    raise RemovalFailed(st.error, st.exit_code)
+                if cancelled is not None and cancelled():
+                    raise InterruptedError(f"wait for container {c.short_id} cancelled")
+                if left is not None and left <= 0:
+                    raise TimeoutError(f"container {c.short_id} did not {condition} within {timeout}s")
+                notify.wait(seen, delay if left is None else min(delay, left))
+                delay = min(delay * 2, _POLL_CAP)
 
     def kill(self, c: Container | str, sig: int | str = signal.SIGKILL) -> None:
         """Send `sig` to the container's command; SIGKILL is recorded as exit 137 whatever lxc reports."""
@@ -400,13 +334,13 @@ class Runtime:
             return
         try:
             self.kill(c, signal.SIGTERM)
-        except Conflict:
-            pass  # still starting: the kill below retries until the command exists
+        except Conflict as err:
+            log.debug("stop %s: %s; the SIGKILL below retries", c.short_id, err)  # still starting
         try:
             self.wait(c, timeout=timeout)
             return
         except TimeoutError:
-            pass
+            log.debug("stop %s: still running after %ss; killing it", c.short_id, timeout)
         self._kill_and_wait(c)
 
     def _kill_and_wait(self, c: Container, timeout: float = 30) -> None:
@@ -415,8 +349,8 @@ class Runtime:
         while True:
             try:
                 self.kill(c, signal.SIGKILL)
-            except Conflict:
-                pass
+            except Conflict as err:
+                log.debug("kill %s: %s; retrying", c.short_id, err)
             try:
                 self.wait(c, timeout=0.5)
                 return
@@ -437,55 +371,94 @@ class Runtime:
             if not force:
                 raise Conflict("Impossible to remove a running container, please stop it first or use -f")
             self._kill_and_wait(c)
-        with flocked(c.monitor_lock_path):
-            c.reload()
-            if c.state.running:
-                raise Conflict(f"Container {c.short_id} was started again while being removed")
-            if self.uses_network(c):
-                try:
-                    self.network.release(c.id)
-                except PydockError:
-                    pass
-            self._destroy(c)
-        if volumes:
-            vol_root = self.layout.root / "volumes"
-            for path in c.volumes.values():
-                p = Path(path)
-                if p.parent == vol_root:
-                    shutil.rmtree(p, ignore_errors=True)
+        lock = monitorlock.acquire(c.monitor_lock_path, lambda: c.reload().state.running, c.short_id)
+        try:
+            c.reload()  # NotFound if its own auto-remove got there first
+            removal.remove_stopped(self, c, volumes)
+        finally:
+            os.close(lock)
+            notify.changed()
 
     def remove_link(self, path: str) -> None:
         """`rm --link /parent/alias`: drop that name (and its iptables holes when networking)."""
         from pydock.links.linking import remove_link
 
         link = remove_link(self.names, path)
-        if self.networking:
-            try:
-                parent = self._load(link.parent_id)
-                child = self._load(link.child_id)
-                if parent.network and child.network:
-                    self.network.disable_link(parent.network["IPAddress"], child.network["IPAddress"],
-                                              child.config.get("ExposedPorts") or {})
-            except (NotFound, PydockError):
-                pass
+        if not self.networking:
+            return
+        try:
+            parent = self.load(link.parent_id)
+            child = self.load(link.child_id)
+        except NotFound as err:
+            log.debug("rm --link %s: %s; no rules to close", path, err)
+            return
+        if parent.network and child.network:
+            self.network.disable_link(parent.network["IPAddress"], child.network["IPAddress"],
+                                      child.config.get("ExposedPorts") or {})
 
     def reconcile(self) -> list[str]:
         """Repair every container left running by a dead monitor, release leaked addresses, purge
         names of containers that no longer exist; the ids repaired."""
-        return _rec.reconcile_all(self)
+        return reconcile.reconcile_all(self)
 
     # ---- inspection -------------------------------------------------------------------------
-    def logs(self, c: Container | str, follow: bool = False) -> Iterator[Any]:
-        """The container's log records (`stream`, `log`, `time`); with `follow`, until it stops."""
-        from pydock.runtime.monitor import read_log
-
+    def logs(self, c: Container | str, follow: bool = False, *, streams: Sequence[str] = ("stdout", "stderr"),
+             tail: int | None = None, since: float | None = None, until: float | None = None,
+             reader: LogReader | None = None, next_run: bool = False,
+             cancelled: Callable[[], bool] | None = None) -> Iterator[LogRecord]:
+        """The container's log records of `streams`, oldest first: only the last `tail` of them, only
+        those within [since, until] (seconds since the epoch). With `follow`, then the new ones as they
+        come, until the run current now ends (with `next_run`, if it is not running, until the next
+        run ends: an attach before a start; `cancelled()` ends that wait). `reader`: a LogReader the
+        caller opened earlier (so nothing written after that is missed)."""
         c = self._current(c)
-        if not follow:
-            yield from read_log(c.log_path)
-            return
-        from pydock.runtime.supervise import follow_log
+        reader = reader if reader is not None else LogReader(c.log_path)
+        initial = (c.state.running, c.state.started_at)
 
-        yield from follow_log(self, c)
+        def chosen(records: list[LogRecord]) -> list[LogRecord]:
+            return [r for r in records if r.stream in streams and (since is None or r.timestamp >= since)
+                    and (until is None or r.timestamp <= until)]
+
+        try:
+            first = [r for r in reader.read() if r.stream in streams]
+            if tail is not None:
+                first = first[len(first) - tail:] if 0 < tail < len(first) else first if tail else []
+            yield from chosen(first)
+            if not follow or not (initial[0] or next_run):
+                return
+            yield from self._follow(c.id, reader, initial, chosen, cancelled)
+        finally:
+            reader.close()
+
+    def _follow(self, cid: str, reader: LogReader, initial: tuple[bool, Any],
+                chosen: Callable[[list[LogRecord]], list[LogRecord]],
+                cancelled: Callable[[], bool] | None) -> Iterator[LogRecord]:
+        """New records until the run current at `initial` (or the next one) has ended and is drained."""
+        watch: monitorlock.RunWatch | None = None
+        delay = 0.005
+        try:
+            while True:
+                seen = notify.generation()
+                fresh = self.lookup(cid)
+                st = fresh.state if fresh is not None else None
+                if st is None or not st.running and (initial[0] or st.started_at != initial[1]):
+                    yield from chosen(reader.read())  # ended (or removed): what is left, then done
+                    return
+                new = chosen(reader.read())
+                if new:
+                    yield from new
+                    delay = 0.005
+                if st.running:
+                    watch = watch or monitorlock.RunWatch(fresh.monitor_lock_path)  # type: ignore[union-attr]
+                    watch.released(delay)
+                else:
+                    if cancelled is not None and cancelled():
+                        return
+                    notify.wait(seen, delay)
+                delay = min(delay * 2, _POLL_CAP)
+        finally:
+            if watch is not None:
+                watch.close()
 
     def inspect(self, c: Container | str) -> dict[str, Any]:
         c = self._current(c)
@@ -495,32 +468,29 @@ class Runtime:
 
     def diff(self, c: Container | str) -> list[Any]:
         """Changes of the container's filesystem against its init layer (`A|C|D /path`)."""
-        from pydock.runtime.layers import diff
+        from pydock.runtime.layers import diff  # lazy: the archive package, only for diff/commit/export
 
         return diff(self.driver, self._current(c))
 
     def size(self, c: Container | str) -> tuple[int, int]:
         """(bytes changed in the container, that plus its image's virtual size) for `ps -s`."""
-        from pydock.runtime.layers import changed_bytes
+        from pydock.runtime.layers import changed_bytes  # lazy: see diff
 
         c = self._current(c)
         rw = changed_bytes(self.driver, c)
         try:
             virtual = self.graph.virtual_size(self.graph.get(c.image))
-        except PydockError:
+        except PydockError as err:
+            log.debug("virtual size of %s unknown: %s", c.short_id, err)
             virtual = 0
         return rw, rw + virtual
-
-    def uses_network(self, c: Container) -> bool:
-        """Whether `c` gets (and so must give back) an address on the bridge."""
-        return self.networking and not c.config.get("NetworkDisabled")
 
     def commit(self, c: Container | str, repo: str | None = None, tag: str | None = None, *,
                comment: str = "", author: str = "", config: dict[str, Any] | None = None) -> Any:
         """A new image from the container's changes on its image (whiteouts for deletions)."""
         import tempfile
 
-        from pydock.runtime.layers import export_changes_to
+        from pydock.runtime.layers import export_changes_to  # lazy: see diff
 
         c = self._current(c)
         merged = dict(c.config)
@@ -534,7 +504,7 @@ class Runtime:
 
     def export(self, c: Container | str, out: BinaryIO) -> None:
         """The container's whole filesystem as a tar stream."""
-        from pydock.runtime.layers import export_tree
+        from pydock.runtime.layers import export_tree  # lazy: see diff
 
         export_tree(self.driver, self._current(c), out)
 
@@ -568,57 +538,3 @@ def parse_signal(sig: int | str) -> int:
         return int(getattr(signal.Signals, name))
     except AttributeError:
         raise InvalidArgument(f"Invalid signal: {sig}") from None
-
-
-def _merge_command(img_cfg: dict[str, Any], entrypoint: str | Sequence[str] | None,
-                   cmd: Sequence[str] | None) -> tuple[list[str], list[str]]:
-    """(Entrypoint, Cmd) from the user's and the image's. The user's replace the image's; an explicit
-    entrypoint without a command drops the image's Cmd (it was written for the image's entrypoint)."""
-    if entrypoint is None:
-        ep = list(img_cfg.get("Entrypoint") or [])
-    elif isinstance(entrypoint, str):
-        ep = [entrypoint] if entrypoint else []
-    else:
-        ep = list(entrypoint)
-    if cmd:
-        return ep, list(cmd)
-    if entrypoint is not None and ep:
-        return ep, []
-    return ep, list(img_cfg.get("Cmd") or [])
-
-
-def _write_init_layer(root: Path) -> None:
-    for d in INIT_DIRS:
-        (root / d).mkdir(parents=True, exist_ok=True)
-    for f in INIT_FILES:
-        p = root / f
-        if p.is_symlink() or p.is_dir():
-            continue  # never follow an image's symlink out of the layer
-        if not p.exists():
-            p.touch(mode=0o644)
-
-
-def _resolv_conf(dns: list[str]) -> str:
-    """Custom DNS, else the host's resolv.conf, else (only local nameservers) Google's, like Docker 0.7."""
-    if dns:
-        return "".join(f"nameserver {d}\n" for d in dns)
-    try:
-        text = Path("/etc/resolv.conf").read_text()
-    except OSError:
-        text = ""
-    servers = [line.split()[1] for line in text.splitlines()
-               if line.startswith("nameserver") and len(line.split()) > 1]
-    if not servers or all(s.startswith("127.") or s == "::1" for s in servers):
-        return "nameserver 8.8.8.8\nnameserver 8.8.4.4\n"
-    return text
-
-
-def hosts_file(ip: str | None, hostname: str, domain: str, extra: Sequence[str] = ()) -> str:
-    """`/etc/hosts`: the container's own line first, then links, then the localhost block."""
-    lines = []
-    if ip:
-        full = f"{hostname}.{domain} {hostname}" if domain else hostname
-        lines.append(f"{ip}\t{full}\n")
-    lines.extend(e + "\n" for e in extra)
-    return "".join(lines) + HOSTS_TAIL
-

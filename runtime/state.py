@@ -88,6 +88,8 @@ class State:
     monitor_start: int = 0
     #: start time of `pid` (lxc-execute), to tell it from a reused pid
     pid_start: int = 0
+    #: why the last run's auto-remove failed (Docker's State.Error), "" otherwise
+    error: str = ""
 
     @property
     def status(self) -> Status:
@@ -101,7 +103,7 @@ class State:
 
     def started(self, *, pid: int, pid_start: int, monitor_pid: int, monitor_start: int) -> State:
         return State(running=True, pid=pid, exit_code=0, started_at=utcnow(), finished_at=None,
-                     monitor_pid=monitor_pid, monitor_start=monitor_start, pid_start=pid_start)
+                     monitor_pid=monitor_pid, monitor_start=monitor_start, pid_start=pid_start, error="")
 
     def stopped(self, exit_code: int) -> State:
         return replace(self, running=False, pid=0, pid_start=0, exit_code=exit_code, finished_at=utcnow(),
@@ -111,7 +113,7 @@ class State:
         return {"Running": self.running, "Pid": self.pid, "ExitCode": self.exit_code,
                 "StartedAt": format_time(self.started_at), "FinishedAt": format_time(self.finished_at),
                 "Ghost": self.ghost, "MonitorPid": self.monitor_pid, "MonitorStartTime": self.monitor_start,
-                "PidStartTime": self.pid_start}
+                "PidStartTime": self.pid_start, "Error": self.error}
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> State:
@@ -121,7 +123,7 @@ class State:
                    finished_at=parse_time(data.get("FinishedAt")), ghost=bool(data.get("Ghost")),
                    monitor_pid=int(data.get("MonitorPid") or 0),
                    monitor_start=int(data.get("MonitorStartTime") or 0),
-                   pid_start=int(data.get("PidStartTime") or 0))
+                   pid_start=int(data.get("PidStartTime") or 0), error=str(data.get("Error") or ""))
 
 
 def self_identity() -> tuple[int, int]:

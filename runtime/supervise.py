@@ -1,39 +1,38 @@
-"""Starting a container and seeing it through to its exit: prepare (mount, network, user, command,
-config.lxc), launch lxc-execute, pump output, record the exit, clean up — in the foreground `run`
-process or in a detached monitor forked for `start`/`run -d`.
+"""Starting a container and seeing it through to its exit: prepare (rootfs, network, user, command,
+config.lxc), launch lxc-execute, pump output, then `finish`: record the exit, clean up and, for a
+`--rm` container, remove it. The supervisor is the foreground `run` process or a detached monitor
+forked for `start`/`run -d`; it holds the monitor lock (monitorlock.py) from before the launch
+until `finish` is done.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
+import logging
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from pydock.runtime import lxcconf
+from pydock.runtime import lxcconf, monitorlock, notify, removal
 from pydock.runtime.container import Container
-from pydock.utils.fileutil import atomic_write
-from pydock.utils.errors import Conflict, LaunchError, PydockError
+from pydock.runtime.etcfiles import hosts_file
+from pydock.runtime.jsonlog import JsonLog
 from pydock.runtime.launcher import HELPER_ENV, LaunchSpec, exit_status, signal_container, spawn
-from pydock.runtime.monitor import (
-    JsonLog, RawTerminal, SignalProxy, copy_winsize, detach_stdio, pump, pump_tty,
-)
+from pydock.runtime.monitor import RawTerminal, SignalProxy, copy_winsize, detach_stdio, pump, pump_tty
 from pydock.runtime.options import DEFAULT_PATH, env_value, merge_env
 from pydock.runtime.rootpath import ensure_dir_in_root, look_path
 from pydock.runtime.state import proc_start_time, self_identity
 from pydock.runtime.userdb import resolve_user
+from pydock.utils.errors import Conflict, LaunchError, PydockError
+from pydock.utils.fileutil import atomic_write
 
 if TYPE_CHECKING:
     from pydock.runtime.runtime import Runtime
 
-#: how long a start waits for the previous run's monitor to finish its cleanup and exit.
-MONITOR_EXIT_GRACE = 10.0
+log = logging.getLogger(__package__)
 
 
 @dataclass(frozen=True)
@@ -44,28 +43,16 @@ class Prepared:
 
 
 def acquire_monitor_lock(c: Container) -> int:
-    """Take `monitor.lock` exclusively for the supervisor of this run; Conflict if someone supervises it."""
-    fd = os.open(c.monitor_lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    deadline = time.monotonic() + MONITOR_EXIT_GRACE
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return fd
-        except BlockingIOError:
-            pass
-        # a monitor that already recorded the exit is only cleaning up: wait for it, briefly
-        if c.reload().state.running or time.monotonic() >= deadline:
-            os.close(fd)
-            raise Conflict(f"Container {c.short_id} is already running")
-        time.sleep(0.01)
+    """Take `monitor.lock` for the supervisor of this run; Conflict if another run is live."""
+    return monitorlock.acquire(c.monitor_lock_path, lambda: c.reload().state.running, c.short_id)
 
 
-def prepare(rt: Runtime, c: Container) -> Prepared:
-    """Mount the rootfs, allocate the network, resolve user/workdir/command, write config.lxc.
+def prepare(rt: Runtime, c: Container, lock: int) -> Prepared:
+    """Get the rootfs, allocate the network, resolve user/workdir/command, write config.lxc.
 
     Marks the container running (monitor = this process) *before* mounting, so a crash at any later
-    point leaves a state reconcile can repair. On error everything is undone, the exit status
-    (127/126/125) recorded, and the error raised.
+    point leaves a state reconcile can repair. On error the run is finished at once (exit status
+    127/126/125 recorded, everything released, a `--rm` container removed) and the error raised.
     """
     me, me_start = self_identity()
     with c.locked():
@@ -77,9 +64,7 @@ def prepare(rt: Runtime, c: Container) -> Prepared:
         return _prepare(rt, c)
     except BaseException as err:
         code = err.exit_code if isinstance(err, PydockError) and err.exit_code >= 125 else 125
-        cleanup(rt, c)
-        with c.locked():
-            c.save_state(c.state.stopped(code))
+        finish(rt, c, code, lock)
         if isinstance(err, PydockError) and not isinstance(err, LaunchError) and err.exit_code < 125:
             raise LaunchError(str(err)) from err
         raise
@@ -87,9 +72,7 @@ def prepare(rt: Runtime, c: Container) -> Prepared:
 
 def _prepare(rt: Runtime, c: Container) -> Prepared:
     cfg = c.config
-    c.rootfs.mkdir(exist_ok=True)
-    rt.driver.mount_device(c.id, c.rootfs)
-    rootfs = c.rootfs
+    rootfs = rt.driver.get(c.id)
     settings = None
     link_env: list[str] = []
     link_hosts: list[str] = []
@@ -109,8 +92,6 @@ def _prepare(rt: Runtime, c: Container) -> Prepared:
     cwd = cfg.get("WorkingDir") or "/"
     ensure_dir_in_root(rootfs, cwd, user.uid, user.gid)
     argv0 = look_path(rootfs, c.path, env_value(env, "PATH", DEFAULT_PATH), user.uid, (user.gid, *user.groups))
-    from pydock.runtime.runtime import hosts_file
-
     ip = settings.ip_address if settings is not None else None
     atomic_write(c.hosts_path, hosts_file(ip, cfg.get("Hostname", ""), cfg.get("Domainname", ""),
                                           link_hosts).encode(), 0o644, durable=False)
@@ -165,8 +146,9 @@ def _links(rt: Runtime, c: Container, settings: Any) -> tuple[list[str], list[st
     hosts: list[str] = []
     for link in active_links(rt.names, c.name):
         try:
-            child = rt._load(link.child_id)
-        except PydockError:
+            child = rt.load(link.child_id)
+        except PydockError as err:
+            log.debug("link %s: its container is gone (%s); skipped", link.path, err)
             continue
         if not child.state.running or not child.network:
             raise LaunchError(f"Cannot link to a non running container: {link.path}")
@@ -180,20 +162,31 @@ def _links(rt: Runtime, c: Container, settings: Any) -> tuple[list[str], list[st
 
 
 def cleanup(rt: Runtime, c: Container) -> None:
-    """After the command ended (or a launch failed): network back, rootfs unmounted, lxc leftovers gone."""
-    from pydock.runtime.reconcile import unmount_leftovers
-
+    """After the command ended (or a launch failed): the address back, the rootfs put back."""
     if rt.uses_network(c):
         try:
             rt.network.release(c.id)
-        except PydockError:
-            pass
+        except PydockError as err:
+            log.warning("container %s: could not release its address: %s", c.short_id, err)
     try:
-        rt.driver.unmount_device(c.id, c.rootfs, deactivate=True)
-    except (PydockError, OSError):
-        pass
-    unmount_leftovers(rt, c)
+        rt.driver.put(c.id)
+    except PydockError as err:  # e.g. a run that died before it got the rootfs
+        log.debug("container %s: rootfs not put back: %s", c.short_id, err)
     c.killed_marker.unlink(missing_ok=True)
+
+
+def finish(rt: Runtime, c: Container, code: int, lock: int) -> None:
+    """The end of a run, by its supervisor (holding `lock`): release, record the exit (in the state and
+    for waiters in the lock file), then remove a `--rm` container. Also used by crash recovery."""
+    try:
+        cleanup(rt, c)
+    finally:
+        with c.locked():
+            c.save_state(c.state.stopped(code))
+        monitorlock.record_exit(lock, code)
+        notify.changed()
+    if c.auto_remove:
+        removal.auto_remove(rt, c)
 
 
 def launched(c: Container, proc: subprocess.Popen) -> None:
@@ -205,14 +198,10 @@ def launched(c: Container, proc: subprocess.Popen) -> None:
         c.save_state(state)
 
 
-def finished(rt: Runtime, c: Container, returncode: int) -> tuple[int, str | None]:
-    """Record the exit (137 if pydock sent SIGKILL; 125 if lxc failed), then clean up."""
+def finished(rt: Runtime, c: Container, returncode: int, lock: int) -> tuple[int, str | None]:
+    """Finish with lxc-execute's status made exact (137 if pydock sent SIGKILL; 125 if lxc failed)."""
     code, failure = exit_status(returncode, c.lxc_log_path, c.killed_marker.exists())
-    try:
-        cleanup(rt, c)
-    finally:
-        with c.locked():
-            c.save_state(c.state.stopped(code))
+    finish(rt, c, code, lock)
     return code, failure
 
 
@@ -226,11 +215,11 @@ def run_foreground(rt: Runtime, c: Container, *, stdin: Any = None, stdout: Bina
     lock = acquire_monitor_lock(c)
     master = None
     try:
-        prepared = prepare(rt, c)
+        prepared = prepare(rt, c, lock)
         collect: dict[str, bytearray] | None = None
         if stdout is None and stderr is None:
             collect = {"stdout": bytearray(), "stderr": bytearray()}
-        log = JsonLog(c.log_path)
+        output = JsonLog(c.log_path)
         tty = bool(c.config.get("Tty"))
         stdin_fd = stdin.fileno() if stdin is not None and hasattr(stdin, "fileno") else None
         try:
@@ -247,8 +236,8 @@ def run_foreground(rt: Runtime, c: Container, *, stdin: Any = None, stdout: Bina
                 proc = spawn(prepared.spec, stdin=stdin if stdin is not None else subprocess.DEVNULL,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         except BaseException:
-            log.close()
-            finished(rt, c, 255)
+            output.close()
+            finished(rt, c, 255, lock)
             raise
         launched(c, proc)
         start = proc_start_time(proc.pid) or 0
@@ -259,9 +248,9 @@ def run_foreground(rt: Runtime, c: Container, *, stdin: Any = None, stdout: Bina
         def supervise_output() -> int:
             if master is not None:
                 with RawTerminal(stdin_fd):
-                    pump_tty(master, stdin_fd, log, stdout, collect)
+                    pump_tty(master, stdin_fd, output, stdout, collect)
             else:
-                pump(proc, prepared.spec.name, log, {"stdout": stdout, "stderr": stderr}, collect)
+                pump(proc, prepared.spec.name, output, {"stdout": stdout, "stderr": stderr}, collect)
             return proc.wait()
 
         try:
@@ -275,8 +264,8 @@ def run_foreground(rt: Runtime, c: Container, *, stdin: Any = None, stdout: Bina
             c.killed_marker.touch()
             signal_container(proc.pid, start, 9, wait_command=0)
             returncode = proc.wait()
-            log.close()
-            finished(rt, c, returncode)
+            output.close()
+            finished(rt, c, returncode, lock)
             raise
         finally:
             for pipe in (proc.stdout, proc.stderr):
@@ -285,8 +274,8 @@ def run_foreground(rt: Runtime, c: Container, *, stdin: Any = None, stdout: Bina
             if master is not None:
                 os.close(master)
                 master = None
-        log.close()
-        code, failure = finished(rt, c, returncode)
+        output.close()
+        code, failure = finished(rt, c, returncode, lock)
         if failure is not None:
             raise LaunchError(f"Cannot start container {c.short_id}: {failure}")
         if collect is not None:
@@ -304,14 +293,14 @@ def start_detached(rt: Runtime, c: Container) -> None:
     """
     lock = acquire_monitor_lock(c)
     try:
-        prepared = prepare(rt, c)
+        prepared = prepare(rt, c, lock)
         rfd, wfd = os.pipe2(os.O_CLOEXEC)
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child
             os.close(rfd)
-            _monitor_child(rt, c, prepared, wfd)
+            _monitor_child(rt, c, prepared, wfd, lock)
         os.close(wfd)
         os.waitpid(pid, 0)
         with os.fdopen(rfd, "rb") as r:
@@ -328,7 +317,7 @@ def start_detached(rt: Runtime, c: Container) -> None:
     raise err
 
 
-def _monitor_child(rt: Runtime, c: Container, prepared: Prepared, wfd: int) -> None:  # pragma: no cover
+def _monitor_child(rt: Runtime, c: Container, prepared: Prepared, wfd: int, lock: int) -> None:  # pragma: no cover
     """First child: new session, fork the monitor, exit. The monitor supervises until the command ends."""
     status = 0
     try:
@@ -336,12 +325,12 @@ def _monitor_child(rt: Runtime, c: Container, prepared: Prepared, wfd: int) -> N
         if os.fork() != 0:
             os._exit(0)
         detach_stdio()
-        log = JsonLog(c.log_path)
+        output = JsonLog(c.log_path)
         try:
             proc = spawn(prepared.spec, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         except BaseException as err:
-            log.close()
-            finished(rt, c, 255)
+            output.close()
+            finished(rt, c, 255, lock)
             code = getattr(err, "exit_code", 125)
             os.write(wfd, f"{code}:{err}".encode())
             os._exit(1)
@@ -349,11 +338,11 @@ def _monitor_child(rt: Runtime, c: Container, prepared: Prepared, wfd: int) -> N
         os.write(wfd, b"ok")
         os.close(wfd)
         try:
-            pump(proc, prepared.spec.name, log, {}, None)
+            pump(proc, prepared.spec.name, output, {}, None)
         finally:
             returncode = proc.wait()
-            log.close()
-            finished(rt, c, returncode)
+            output.close()
+            finished(rt, c, returncode, lock)
     except BaseException as err:
         status = 1
         try:
@@ -362,33 +351,3 @@ def _monitor_child(rt: Runtime, c: Container, prepared: Prepared, wfd: int) -> N
             pass
     finally:
         os._exit(status)
-
-
-def follow_log(rt: Runtime, c: Container) -> Iterator[Any]:
-    """Yield log records as they are written, until the container stops and the log is drained."""
-    from pydock.runtime import reconcile as _rec
-    from pydock.runtime.monitor import parse_record
-
-    pos = 0
-    partial = b""
-    while True:
-        c.reload()
-        done = not c.state.running or not _rec.monitor_alive(c)
-        try:
-            with open(c.log_path, "rb") as f:
-                f.seek(pos)
-                data = f.read()
-                pos = f.tell()
-        except FileNotFoundError:
-            data = b""
-        partial += data
-        *lines, partial = partial.split(b"\n")
-        for line in lines:
-            record = parse_record(line)
-            if record is not None:
-                yield record
-        if done and not data:
-            return
-        if not data:
-            time.sleep(0.05)
-

@@ -1,4 +1,5 @@
-"""pydock's exception types: the library raises these, only `cli/` turns them into messages and exit codes."""
+"""pydock's exception types: the library raises these; only the front ends (the CLI, the Engine API
+server, the pytest plugin) turn them into messages, exit codes and HTTP statuses."""
 
 from __future__ import annotations
 
@@ -21,6 +22,14 @@ class InvalidArgument(PydockError):
     """Bad input from the caller: syntax, ranges, conflicting options."""
 
     exit_code = 2
+
+
+class RemovalFailed(Conflict):
+    """A `--rm` container ended but could not be removed; `status` is its command's exit code."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class StorageError(PydockError):

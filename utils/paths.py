@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_ROOT = "/var/lib/pydock"
 ROOT_ENV = "PYDOCK_ROOT"
 DRIVER_ENV = "PYDOCK_DRIVER"
-
-
-def default_root() -> Path:
-    return Path(os.environ.get(ROOT_ENV) or DEFAULT_ROOT)
 
 
 @dataclass(frozen=True)
@@ -44,6 +39,11 @@ class RootLayout:
     def driver_home(self, driver: str) -> Path:
         """Private directory of a storage driver (`devicemapper/`, `overlay/`, `vfs/`)."""
         return self.root / driver
+
+    @property
+    def volumes(self) -> Path:
+        """Anonymous volumes (`-v /ctr`), one directory each."""
+        return self.root / "volumes"
 
     @property
     def linkgraph(self) -> Path:

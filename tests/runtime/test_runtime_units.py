@@ -169,16 +169,38 @@ def test_dockerinit_helper_usage_and_isolation(tmp_path):
 
 
 def test_json_log_lines_and_floods(tmp_path):
-    from pydock.runtime import monitor
+    from pydock.runtime import jsonlog
 
-    log = monitor.JsonLog(tmp_path / "x-json.log")
+    log = jsonlog.JsonLog(tmp_path / "x-json.log")
     log.feed("stdout", b"a\nb")
     log.feed("stderr", b"e\n")
-    log.feed("stdout", b"c\n" + b"z" * monitor.MAX_LINE)
+    log.feed("stdout", b"c\n" + b"z" * jsonlog.MAX_LINE)
     log.close()
-    records = [(r.stream, r.log) for r in monitor.read_log(tmp_path / "x-json.log")]
+    with jsonlog.LogReader(tmp_path / "x-json.log") as reader:
+        records = [(r.stream, r.log) for r in reader.read()]
     assert records[:3] == [("stdout", "a\n"), ("stderr", "e\n"), ("stdout", "bc\n")]
-    assert records[3] == ("stdout", "z" * monitor.MAX_LINE) and len(records) == 4
+    assert records[3] == ("stdout", "z" * jsonlog.MAX_LINE) and len(records) == 4
+
+
+def test_log_reader_reads_whole_lines_only_and_outlives_a_removed_log(tmp_path):
+    from pydock.runtime import jsonlog
+
+    path = tmp_path / "x-json.log"
+    jsonlog.create_log(path)
+    reader = jsonlog.LogReader(path)  # opened before anything is written, as an attach before a start
+    with open(path, "ab", buffering=0) as f:
+        f.write(b'{"log": "first\\n", "stream": "stdout", "time": "2026-01-02T03:04:05.000000000Z"}\n')
+        assert [(r.log, r.time.year) for r in reader.read()] == [("first\n", 2026)]
+        f.write(b'{"log": "half')  # a line still being written is not a record yet
+        assert reader.read() == []
+        f.write(b'way\\n", "stream": "stderr"}\nnot json\n')
+        assert [(r.stream, r.log, r.time) for r in reader.read()] == [("stderr", "halfway\n", None)]
+    log = jsonlog.JsonLog(path)
+    log.feed("stdout", b"last\n")
+    log.close()
+    path.unlink()  # an auto-remove deleted the container: the open reader still gets the tail
+    assert [r.log for r in reader.read()] == ["last\n"]
+    reader.close()
 
 
 def test_missing_interpreter_or_loader_is_127_before_launch(rootfs):

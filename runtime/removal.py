@@ -1,0 +1,70 @@
+"""Taking a container apart: its devices, names, address, files and anonymous volumes.
+
+`destroy` is the one teardown (a failed create's rollback, a half-made container's sweep, `rm`);
+`remove_stopped` is `rm` of a container whose monitor lock the caller holds; `auto_remove` is the
+one place a `--rm` container goes, called by whoever ends its run (its monitor, the foreground
+`run`, or the process that recovers it after its monitor died).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydock.runtime.container import Container
+from pydock.utils.errors import PydockError
+
+if TYPE_CHECKING:
+    from pydock.runtime.runtime import Runtime
+
+log = logging.getLogger(__package__)
+
+
+def destroy(rt: Runtime, c: Container, made: Sequence[str] = ("name", "init", "device")) -> None:
+    """Undo a create: devices, names, directory. Each step is best effort so a half-made container goes."""
+    for device in (c.id, c.init_id):
+        try:
+            if rt.driver.exists(device):
+                rt.driver.remove(device)
+        except PydockError as err:
+            log.warning("container %s: could not remove device %s: %s", c.short_id, device, err)
+    if "name" in made:
+        try:
+            rt.names.purge(c.id)
+        except PydockError as err:
+            log.warning("container %s: could not drop its names: %s", c.short_id, err)
+    shutil.rmtree(c.dir, ignore_errors=True)
+    shutil.rmtree(rt.layout.lxc / c.id, ignore_errors=True)
+
+
+def remove_stopped(rt: Runtime, c: Container, volumes: bool) -> None:
+    """Remove `c`, which is not running; the caller holds its monitor lock (no run can begin meanwhile)."""
+    if rt.uses_network(c):
+        try:
+            rt.network.release(c.id)
+        except PydockError as err:
+            log.warning("container %s: could not release its address: %s", c.short_id, err)
+    destroy(rt, c)
+    if volumes:
+        anonymous = rt.layout.volumes
+        for path in c.volumes.values():
+            if Path(path).parent == anonymous:
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def auto_remove(rt: Runtime, c: Container) -> None:
+    """End of a `--rm` container's run (monitor lock held): remove it with its anonymous volumes, as
+    Docker does; a failure is recorded in its State.Error, where `wait --condition removed` finds it."""
+    try:
+        remove_stopped(rt, c, volumes=True)
+    except PydockError as err:
+        log.warning("container %s: auto-remove failed: %s", c.short_id, err)
+        try:
+            with c.locked():
+                c.save_state(replace(c.state, error=f"failed to remove container {c.short_id}: {err}"))
+        except PydockError as err2:
+            log.debug("container %s: could not record the failed auto-remove: %s", c.short_id, err2)
