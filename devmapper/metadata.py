@@ -40,12 +40,8 @@ class State(enum.Enum):
     CREATED = "created"
     ACTIVATING = "activating"
     ACTIVE = "active"
-    DEACTIVATING = "deactivating"
     DELETING = "deleting"
     FAULTY = "faulty"
-
-
-STABLE = {State.CREATED, State.ACTIVE, State.FAULTY}
 
 
 @dataclass(frozen=True)
