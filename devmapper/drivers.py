@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 from pydock.devmapper.deviceset import DeviceSet
+from pydock.devmapper.driver import Driver
 from pydock.utils.mount import supported_filesystems
 from pydock.utils.errors import InvalidArgument, KernelFeatureMissing
 from pydock.utils.paths import RootLayout
@@ -180,3 +181,15 @@ def open_deviceset(layout_root: str | os.PathLike, driver: str | None = None, **
     if ov_ok:
         return _construct("overlay", layout, options), f"overlay: {dm_why}"
     return _construct("vfs", layout, options), f"vfs: {dm_why}; {ov_why}"
+
+
+def open_driver(layout_root: str | os.PathLike, name: str | None = None, **options) -> tuple[Driver, str]:
+    """open_deviceset's choice wrapped in a Driver whose mountpoints live in the chosen driver's home
+    (`<root>/<driver>/mnt/<id>`); closing the Driver closes the DeviceSet it opened."""
+    deviceset, reason = open_deviceset(layout_root, name, **options)
+    home = RootLayout(Path(layout_root)).driver_home(deviceset.name)
+    try:
+        return Driver(deviceset, home, owns_deviceset=True), reason
+    except BaseException:
+        getattr(deviceset, "close", lambda: None)()
+        raise
