@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -12,6 +13,8 @@ from pydock.devmapper.driver import Driver
 from pydock.utils.mount import supported_filesystems
 from pydock.utils.errors import InvalidArgument, KernelFeatureMissing
 from pydock.utils.paths import RootLayout
+
+log = logging.getLogger(__package__)
 
 #: every driver, in order of preference.
 DRIVERS = ("devicemapper", "overlay", "vfs")
@@ -97,8 +100,10 @@ def overlay_usable(where: Path) -> tuple[bool, str]:
     try:
         if marker.read_text() == _probe_identity(where):
             return True, "overlayfs present"
-    except OSError:
-        pass
+    except FileNotFoundError:
+        log.debug("overlay: no earlier probe recorded in %s", marker)
+    except OSError as err:
+        log.debug("overlay: probing again, %s is unreadable: %s", marker, err.strerror)
     ok, why = _probe_overlay(where)
     if ok:
         from pydock.utils.fileutil import atomic_write
