@@ -48,21 +48,12 @@ def child_layer(files: int = 50) -> bytes:
 
 
 def open_driver(name: str, root: Path):
-    from pydock.utils.paths import RootLayout
+    from pydock.devmapper.drivers import open_driver as open_root_driver
 
-    home = RootLayout(root).driver_home(name)
-    if name == "vfs":
-        from pydock.devmapper.vfs import VfsDeviceSet
-
-        return VfsDeviceSet(home)
-    if name == "overlay":
-        from pydock.devmapper.overlay import OverlayDeviceSet
-
-        return OverlayDeviceSet(home)
-    from pydock.devmapper.dm_deviceset import DeviceSetDM
-
-    return DeviceSetDM(home, prefix="bench-" + uuid.uuid4().hex[:6], data_size=2 << 30,
-                       metadata_size=128 << 20, base_size=256 << 20)
+    options = {"prefix": "bench-" + uuid.uuid4().hex[:6], "data_size": 2 << 30, "metadata_size": 128 << 20,
+               "base_size": 256 << 20} if name == "devicemapper" else {}
+    driver, _reason = open_root_driver(root, name, **options)
+    return driver
 
 
 def main() -> None:
@@ -82,9 +73,9 @@ def main() -> None:
     src.write_bytes(tarball)
     lsrc = work / "layer.tar"
     lsrc.write_bytes(layer)
-    ds = open_driver(args.driver, work / "root")
+    driver = open_driver(args.driver, work / "root")
     try:
-        store = ImageStore(RootLayout(work / "root"), ds)
+        store = ImageStore(RootLayout(work / "root"), driver)
 
         def pydock_import(i: int) -> None:
             img = store.import_(io.BytesIO(tarball))
@@ -119,7 +110,7 @@ def main() -> None:
         res = median(lambda i: store.resolve("busybox"), args.runs * 20)
         print(f"resolve('busybox') existing: {res * 1e6:.0f} us")
     finally:
-        ds.shutdown()
+        driver.shutdown()
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -1,10 +1,14 @@
 """Benchmark a container-rootfs cycle on each storage driver against the same steps done by hand.
 
 Cycle: add a device on top of an image (~N files), mount it read-write, write one file, unmount,
-remove the device — what `pydock run --rm` does to storage. Peers, measured in the same run:
+remove the device — what `pydock run --rm` does to storage — once on the DeviceSet with a path of our
+own and once through the Driver (create/get/put/remove: what the runtime calls). Peers, measured in
+the same run:
 - overlay: mkdir upper/work + `mount -t overlay` / `umount` with util-linux + rm -rf (target: <= 1.5x);
 - vfs: `cp -a` + `mount --bind` / `umount` + rm -rf (target: <= 1.5x);
 - devicemapper (only where dm-thin exists, e.g. inside hack/dmkernel.sh): reported without a peer.
+Also the Driver's reference-count path alone: get+put of an id that stays mounted, with 1 and with
+100 other ids mounted (it must not grow with them), in microseconds.
 
 Usage: .venv/bin/python bench/storage.py [--runs 30] [--files 400]
 Prints medians in milliseconds and the ratios. Needs root.
@@ -24,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pydock.devmapper.deviceset import BASE_HASH, DeviceSet, mounted
+from pydock.devmapper.driver import Driver
 
 
 def fill(root: Path, files: int) -> None:
@@ -43,7 +48,7 @@ def median_ms(fn: Callable[[int], None], runs: int) -> float:
     return statistics.median(times) * 1000
 
 
-def driver_cycle(ds: DeviceSet, mnt: Path) -> Callable[[int], None]:
+def driver_cycle_on(ds: DeviceSet, mnt: Path) -> Callable[[int], None]:
     def cycle(i: int) -> None:
         h = f"ctr{i}"
         ds.add_device(h, "image")
@@ -51,6 +56,45 @@ def driver_cycle(ds: DeviceSet, mnt: Path) -> Callable[[int], None]:
             (root / "hello").write_text("hi")
         ds.remove_device(h)
     return cycle
+
+
+def driver_cycle(drv: Driver) -> Callable[[int], None]:
+    def cycle(i: int) -> None:
+        h = f"dctr{i}"
+        drv.create(h, "image")
+        with drv.mounted(h) as root:
+            (root / "hello").write_text("hi")
+        drv.remove(h)
+    return cycle
+
+
+def held_get_put_us(drv: Driver, others: int, runs: int) -> float:
+    """Median get+put of the image while another reference keeps it mounted, with `others` ids mounted."""
+    for k in range(others):
+        drv.create(f"other{k}", BASE_HASH)
+        drv.get(f"other{k}")
+    drv.get("image", readonly=True)
+    try:
+        def get_put(i: int) -> None:
+            drv.get("image", readonly=True)
+            drv.put("image")
+        return median_ms(get_put, runs) * 1000
+    finally:
+        drv.put("image")
+        for k in range(others):
+            drv.remove(f"other{k}")
+
+
+def measure(ds: DeviceSet, home: Path, mnt: Path, args: argparse.Namespace) -> tuple[float, float, float, float]:
+    """(DeviceSet cycle ms, Driver cycle ms, held get+put us with 1 and with 100 other ids mounted)."""
+    drv = Driver(ds, home)
+    try:
+        prepare_image(ds, mnt, args.files)
+        plain = median_ms(driver_cycle_on(ds, mnt), args.runs)
+        through = median_ms(driver_cycle(drv), args.runs)
+        return plain, through, held_get_put_us(drv, 1, args.runs * 10), held_get_put_us(drv, 100, args.runs * 10)
+    finally:
+        drv.shutdown()
 
 
 def prepare_image(ds: DeviceSet, mnt: Path, files: int) -> None:
@@ -106,28 +150,24 @@ def main() -> None:
         fill(image, args.files)
         print(f"cycle = add + mount rw + write + unmount + remove; image of {args.files} files; "
               f"median of {args.runs} runs")
+
+        def report(name: str, result: tuple[float, float, float, float], theirs: float | None) -> None:
+            plain, through, held1, held100 = result
+            peer = f"by hand {theirs:8.2f} ms   ratio {through / theirs:5.2f}x" if theirs else "(no peer measured)"
+            print(f"{name:13s} deviceset {plain:8.2f} ms   driver {through:8.2f} ms   {peer}   "
+                  f"held get+put {held1:6.0f} us ({held100:6.0f} us with 100 other ids mounted)")
+
         for name, cls, peer in (("overlay", OverlayDeviceSet, peer_overlay), ("vfs", VfsDeviceSet, peer_vfs)):
-            ds = cls(base / name)
-            try:
-                prepare_image(ds, mnt, args.files)
-                ours = median_ms(driver_cycle(ds, mnt), args.runs)
-            finally:
-                ds.shutdown()
+            result = measure(cls(base / name), base / name, mnt, args)
             work = base / f"peer-{name}"
             work.mkdir()
-            theirs = median_ms(peer(work, image, mnt), args.runs)
-            print(f"{name:13s} pydock {ours:8.2f} ms   by hand {theirs:8.2f} ms   ratio {ours / theirs:5.2f}x")
+            report(name, result, median_ms(peer(work, image, mnt), args.runs))
         if devicemapper_usable()[0]:
             from pydock.devmapper.dm_deviceset import DeviceSetDM
 
             ds = DeviceSetDM(base / "devicemapper", prefix="bench-" + uuid.uuid4().hex[:6],
                              data_size=1 << 30, metadata_size=64 << 20, base_size=256 << 20)
-            try:
-                prepare_image(ds, mnt, args.files)
-                ours = median_ms(driver_cycle(ds, mnt), args.runs)
-            finally:
-                ds.shutdown()
-            print(f"{'devicemapper':13s} pydock {ours:8.2f} ms   (no peer measured)")
+            report("devicemapper", measure(ds, base / "devicemapper", mnt, args), None)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ written once here, so both drivers keep the same semantics and error messages.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable
@@ -20,6 +21,8 @@ from pydock.utils import mount as kmount
 from pydock.utils.mount import MountEntry
 from pydock.utils import fileutil
 from pydock.utils.errors import Conflict, InvalidArgument, NotFound, StorageError
+
+log = logging.getLogger(__package__)
 
 #: what a driver's records call a device on disk (overlay: layer id; vfs: the rootfs directory).
 Key = TypeVar("Key")
@@ -180,28 +183,34 @@ class DirectoryDeviceSet(Generic[Key]):
         if finish is not None:
             finish()
 
-    def has_device(self, hash: str) -> bool:
+    def _probe(self, hash: str) -> Key | None:
+        """_lookup for the boolean probes: a hash that can't name a device names none, and an unreadable
+        record is logged and taken as no device."""
         try:
-            return self._lookup(hash) is not None
-        except (InvalidArgument, StorageError):
-            return False
+            return self._lookup(hash)
+        except InvalidArgument:
+            return None
+        except StorageError as err:
+            log.warning("%s: treating %s as absent: %s", self.name, hash, err)
+            return None
+
+    def has_device(self, hash: str) -> bool:
+        return self._probe(hash) is not None
 
     def has_initialized_device(self, hash: str) -> bool:
+        key = self._probe(hash)
+        if key is None:
+            return False
+        meta_file = self._meta_file(key)
         try:
-            key = self._lookup(hash)
-            if key is None:
-                return False
-            meta_file = self._meta_file(key)
             return meta_file is None or bool(self._read_meta(meta_file).get("initialized"))
-        except (InvalidArgument, StorageError):
+        except StorageError as err:
+            log.warning("%s: treating %s as uninitialized: %s", self.name, hash, err)
             return False
 
     def has_activated_device(self, hash: str) -> bool:
         """True between a mount and the deactivating unmount/deactivate (or while mounted anywhere)."""
-        try:
-            key = self._lookup(hash)
-        except (InvalidArgument, StorageError):
-            return False
+        key = self._probe(hash)
         if key is None:
             return False
         with self._active_lock:

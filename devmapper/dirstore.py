@@ -17,7 +17,7 @@ from pathlib import Path
 from pydock.utils.mount import MNT_DETACH, MountEntry, mount, mountinfo, mounts_under, umount
 from pydock.utils.errors import Conflict, InvalidArgument, StorageError
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(__package__)
 
 #: longest device hash accepted: prefixed 64-hex ids fit, and every name stays below NAME_MAX (255).
 MAX_HASH_LENGTH = 200

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import logging
 import os
 import signal
 import subprocess
@@ -37,6 +38,8 @@ from pydock.utils import mount as kmount
 from .metadata import (DeferredRecord, DeviceRecord, JournalEntry, MetadataStore, OpenTransaction, PoolRecord, State,
                        is_valid_hash)
 from .pool import METADATA_BLOCK_BYTES, ThinPool
+
+log = logging.getLogger(__package__)
 
 GiB = 1 << 30
 MiB = 1 << 20
@@ -256,6 +259,8 @@ class DeviceSetDM:
             try:
                 self.pool.delete(txn.thin_id, missing_ok=True)
             except dm.DMError as e:  # still open under some mapping: keep the id, flag the device
+                log.warning("devicemapper %s: can't finish deleting thin device %d (%s): %s; keeping its id",
+                            self.prefix, txn.thin_id, txn.hash or "removed", e.strerror)
                 dev = self.store.get(txn.hash) if txn.hash is not None else None
                 if dev is not None:
                     self.store.put(dev.evolve(state=State.FAULTY, error=f"delete failed: {e.strerror}"))
@@ -263,8 +268,9 @@ class DeviceSetDM:
                 return
             try:
                 self.store.journal("delete", txn.thin_id)
-            except OSError:
-                pass  # only a rebuild reads it, and a rebuild probes the pool for the id anyway
+            except OSError as e:  # only a rebuild reads it, and a rebuild probes the pool for the id anyway
+                log.warning("devicemapper %s: journal entry for deleting thin device %d not written: %s",
+                            self.prefix, txn.thin_id, e.strerror or e)
             if txn.hash is not None:
                 dev = self.store.get(txn.hash)
                 if dev is not None and dev.thin_id == txn.thin_id:
@@ -296,7 +302,9 @@ class DeviceSetDM:
                 # (other unrecorded mounts, e.g. someone's bind mount, are not ours to touch)
                 try:
                     kmount.umount(p)
-                except OSError:
+                except OSError as e:
+                    log.warning("devicemapper %s: unrecorded mount %s of %s is busy (%s); detaching it",
+                                self.prefix, p, dev.hash, e.strerror)
                     kmount.umount(p, kmount.MNT_DETACH)
             state = dev.state if dev.state == State.FAULTY else State.CREATED
             if info is not None:
@@ -318,7 +326,9 @@ class DeviceSetDM:
                 continue
             try:
                 t = self.ctl.table(dev.name)
-            except OSError:
+            except OSError as e:
+                log.debug("devicemapper %s: skipping %s, its table is unreadable (%s)", self.prefix, dev.name,
+                          e.strerror)
                 continue
             if len(t) == 1 and t[0].type == "thin" and t[0].params.split()[0] == self.pool.major_minor:
                 out.append((dev.name, int(t[0].params.split()[1]), t[0].length * 512))
@@ -338,14 +348,15 @@ class DeviceSetDM:
                 self.pool.deactivate(name)
         try:
             nodes = os.listdir(self.pool.node("").parent)
-        except OSError:
+        except OSError as e:
+            log.debug("devicemapper %s: no stray nodes removed, can't list them: %s", self.prefix, e.strerror)
             nodes = []
         for n in nodes:
             if n.startswith(self.prefix + "-") and n != self.pool.name and not self.ctl.exists(n):
                 try:
                     blockdev.remove_node(self.pool.node(n))
-                except OSError:
-                    pass
+                except OSError as e:
+                    log.debug("devicemapper %s: stray node %s stays: %s", self.prefix, n, e.strerror)
 
     def _mapped_thin(self, name: str) -> int | None:
         """The thin id dm device `name` maps, or None if it does not exist."""
@@ -370,7 +381,8 @@ class DeviceSetDM:
                     continue
                 try:
                     self.pool.deactivate(orig, defer=False)
-                except dm.DMError:
+                except dm.DMError as e:
+                    log.debug("devicemapper %s: deferred removal of %s waits (%s)", self.prefix, orig, e.strerror)
                     continue
             rec = self._record(d.hash)
             self._delete_thin(d.thin_id, d.hash if rec is not None and rec.thin_id == d.thin_id else None)
@@ -419,8 +431,9 @@ class DeviceSetDM:
         except BaseException as err:
             try:
                 self._settle_open()
-            except Exception:  # noqa: BLE001 - the next start settles it; report the first error
-                pass
+            except Exception as settle_err:  # noqa: BLE001 - the next start settles it; report the first error
+                log.warning("devicemapper %s: settling the failed transaction failed too (the next start "
+                            "retries): %s", self.prefix, settle_err)
             if isinstance(err, OSError):
                 raise StorageError(f"{what}: {err.strerror or err}") from None
             raise
@@ -662,6 +675,7 @@ class DeviceSetDM:
         except dm.DMError as e:
             if e.errno != errno.EBUSY:
                 raise
+            log.debug("devicemapper %s: %s stays active, opened again meanwhile", self.prefix, name)
 
     def deactivate_device(self, hash: str) -> None:
         with self._locked():
@@ -764,7 +778,9 @@ class DeviceSetDM:
                         for _ in range(mounts[p]):
                             try:
                                 kmount.umount(p)
-                            except OSError:
+                            except OSError as e:
+                                log.warning("devicemapper %s: shutdown found %s busy (%s); detaching it",
+                                            self.prefix, p, e.strerror)
                                 kmount.umount(p, kmount.MNT_DETACH)
                     if rec.state != State.FAULTY or rec.mounts:
                         state = State.FAULTY if rec.state == State.FAULTY else State.CREATED

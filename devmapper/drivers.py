@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
 from pydock.devmapper.deviceset import DeviceSet
+from pydock.devmapper.driver import Driver
 from pydock.utils.mount import supported_filesystems
 from pydock.utils.errors import InvalidArgument, KernelFeatureMissing
 from pydock.utils.paths import RootLayout
+
+log = logging.getLogger(__package__)
 
 #: every driver, in order of preference.
 DRIVERS = ("devicemapper", "overlay", "vfs")
@@ -96,8 +100,10 @@ def overlay_usable(where: Path) -> tuple[bool, str]:
     try:
         if marker.read_text() == _probe_identity(where):
             return True, "overlayfs present"
-    except OSError:
-        pass
+    except FileNotFoundError:
+        log.debug("overlay: no earlier probe recorded in %s", marker)
+    except OSError as err:
+        log.debug("overlay: probing again, %s is unreadable: %s", marker, err.strerror)
     ok, why = _probe_overlay(where)
     if ok:
         from pydock.utils.fileutil import atomic_write
@@ -180,3 +186,15 @@ def open_deviceset(layout_root: str | os.PathLike, driver: str | None = None, **
     if ov_ok:
         return _construct("overlay", layout, options), f"overlay: {dm_why}"
     return _construct("vfs", layout, options), f"vfs: {dm_why}; {ov_why}"
+
+
+def open_driver(layout_root: str | os.PathLike, name: str | None = None, **options) -> tuple[Driver, str]:
+    """open_deviceset's choice wrapped in a Driver whose mountpoints live in the chosen driver's home
+    (`<root>/<driver>/mnt/<id>`); closing the Driver closes the DeviceSet it opened."""
+    deviceset, reason = open_deviceset(layout_root, name, **options)
+    home = RootLayout(Path(layout_root)).driver_home(deviceset.name)
+    try:
+        return Driver(deviceset, home, owns_deviceset=True), reason
+    except BaseException:
+        getattr(deviceset, "close", lambda: None)()
+        raise

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import enum
 import json
+import logging
 import os
 import re
 from dataclasses import asdict, dataclass, field, replace
@@ -27,6 +28,8 @@ from pathlib import Path
 
 from pydock.utils.errors import InvalidArgument
 from pydock.utils.fileutil import atomic_write, fsync_dir
+
+log = logging.getLogger(__package__)
 
 BASE_FILE = "base"
 RESERVED = {"base", "pool"}
@@ -40,12 +43,8 @@ class State(enum.Enum):
     CREATED = "created"
     ACTIVATING = "activating"
     ACTIVE = "active"
-    DEACTIVATING = "deactivating"
     DELETING = "deleting"
     FAULTY = "faulty"
-
-
-STABLE = {State.CREATED, State.ACTIVE, State.FAULTY}
 
 
 @dataclass(frozen=True)
@@ -264,7 +263,8 @@ class MetadataStore:
             try:
                 e = json.loads(raw)
                 tid = int(e["id"])
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError) as err:  # a torn last line: the crash it records
+                log.debug("devicemapper: skipping unreadable journal line %r: %s", raw[:80], err)
                 continue
             top = max(top, tid)
             if e["op"] == "create":

@@ -34,9 +34,9 @@ from pydock.devmapper.dirdriver import DirectoryDeviceSet, MountMatcher
 from pydock.utils import mount as kmount
 from pydock.utils.mount import MountEntry
 from pydock.utils import fileutil
-from pydock.utils.errors import Conflict, InvalidArgument, NotFound, StorageError
+from pydock.utils.errors import Conflict, NotFound, StorageError
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(__package__)
 
 BASE_LAYER = "base"
 #: deepest chain accepted (overlayfs stacks at most 500 lowerdirs; older kernels far fewer), and the
@@ -123,12 +123,13 @@ class OverlayDeviceSet(DirectoryDeviceSet[str]):
                 continue
             try:
                 metas[entry] = fileutil.read_json(self._meta_file(entry))
-            except (OSError, ValueError):
+            except (OSError, ValueError) as err:  # half-made or half-deleted: garbage unless named
+                log.debug("overlay: layer %s has no readable meta.json: %s", entry, err)
                 metas[entry] = None
         while True:
             parents = {m.get("parent") for m in metas.values() if m}
             dead = [lid for lid, m in metas.items()
-                    if lid not in parents and (m is None or self._lookup_quiet(m.get("hash", "")) != lid)]
+                    if lid not in parents and (m is None or not m.get("hash") or self._probe(m["hash"]) != lid)]
             if not dead:
                 return
             for lid in dead:
@@ -137,12 +138,6 @@ class OverlayDeviceSet(DirectoryDeviceSet[str]):
                 except (Conflict, StorageError) as err:
                     log.warning("overlay: keeping unreferenced layer %s: %s", lid, err)
                 metas.pop(lid)
-
-    def _lookup_quiet(self, hash: str) -> str | None:
-        try:
-            return self._lookup(hash) if hash else None
-        except (InvalidArgument, StorageError):
-            return None
 
     # ---- mounts --------------------------------------------------------------------------------
 
@@ -213,8 +208,8 @@ class OverlayDeviceSet(DirectoryDeviceSet[str]):
             except BaseException as err:
                 try:
                     dirstore.remove_tree(self._layer_dir(lid))
-                except Exception:  # the original error matters more; GC retries later
-                    log.warning("overlay: could not clean up layer %s", lid)
+                except Exception as cleanup_err:  # noqa: BLE001 - the original error matters more; GC retries later
+                    log.warning("overlay: could not clean up layer %s: %s", lid, cleanup_err)
                 if isinstance(err, OSError):
                     raise StorageError(f"cannot add device {hash}: {err.strerror or err}") from err
                 raise

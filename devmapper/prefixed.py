@@ -23,7 +23,7 @@ from pydock.devmapper.deviceset import BASE_HASH, DeviceSet
 from pydock.devmapper.dirstore import MountCounter
 from pydock.utils.errors import Conflict, InvalidArgument, PydockError
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(__package__)
 
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 

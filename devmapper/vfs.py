@@ -30,7 +30,7 @@ from pydock.utils.mount import MountEntry
 from pydock.utils import fileutil
 from pydock.utils.errors import Conflict, NotFound, StorageError
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(__package__)
 
 
 class VfsDeviceSet(DirectoryDeviceSet[Path]):

@@ -9,20 +9,22 @@ crash leaves a scratch dir that the next `Graph` open cleans (see scratch.py).
 from __future__ import annotations
 
 import json
+import logging
 import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from pydock.devmapper.deviceset import BASE_HASH, DeviceSet
+from pydock.devmapper.driver import Driver
 from pydock.utils.fileutil import flocked, fsync_dir, write_new
 from pydock.graph.image import Image, utcnow
-from pydock.graph.scratch import clean_stale, release_mounts, scratch_dir
+from pydock.graph.scratch import clean_stale, scratch_dir
 from pydock.utils.errors import Conflict, NotFound, PydockError, StorageError
 from pydock.utils.ids import generate_id, is_valid_id, resolve_prefix, truncate_id, validate_id
 from pydock.utils.paths import RootLayout
+
+log = logging.getLogger(__package__)
 
 #: Docker 0.7.2's limit on an image chain (it counts the container's init and rw layers too).
 MAX_IMAGE_DEPTH = 127
@@ -34,7 +36,7 @@ _DEVICE_MARKER = "device"
 class Graph:
     """Images of one root on one storage driver."""
 
-    def __init__(self, layout: RootLayout, driver: DeviceSet) -> None:
+    def __init__(self, layout: RootLayout, driver: Driver) -> None:
         self.layout = layout
         self.driver = driver
         self.root = layout.graph
@@ -56,11 +58,11 @@ class Graph:
         except FileNotFoundError:
             return []
         return sorted(n for n in names
-                      if is_valid_id(n) and (self.root / n / "json").is_file() and self.driver.has_device(n))
+                      if is_valid_id(n) and (self.root / n / "json").is_file() and self.driver.exists(n))
 
     def exists(self, image_id: str) -> bool:
         return (is_valid_id(image_id) and (self.root / image_id / "json").is_file()
-                and self.driver.has_device(image_id))
+                and self.driver.exists(image_id))
 
     def _load(self, image_id: str) -> Image:
         d = self.root / image_id
@@ -99,14 +101,6 @@ class Graph:
     def children(self, image_id: str) -> list[Image]:
         """Images whose parent is `image_id`."""
         return [img for img in self.list() if img.parent == image_id]
-
-    def by_parent(self) -> dict[str, list[Image]]:
-        """parent id -> its child images (for `images -a` and heads)."""
-        out: dict[str, list[Image]] = {}
-        for img in self.list():
-            if img.parent:
-                out.setdefault(img.parent, []).append(img)
-        return out
 
     def parent_of(self, image: Image) -> Image | None:
         if not image.parent:
@@ -152,7 +146,6 @@ class Graph:
         from pydock.archive.apply import apply_layer
         from pydock.archive.changes import changes, changes_size, tree_size
         from pydock.archive.compression import decompress_stream
-        from pydock.devmapper.deviceset import mounted
 
         image_id = validate_id(image_id) if image_id is not None else generate_id()
         if parent:
@@ -167,26 +160,20 @@ class Graph:
             with flocked(self._lock_path):
                 if (self.root / image_id).exists():
                     raise Conflict(f"Image {image_id} already exists")
-                if self.driver.has_device(image_id):
+                if self.driver.exists(image_id):
                     raise Conflict(f"Image {image_id} is being registered or its device is left over")
                 if parent is not None and not (self.root / parent / "json").is_file():
                     raise NotFound(f"Parent image {parent} was deleted meanwhile")
                 write_new(work / _DEVICE_MARKER, image_id.encode())
-                self.driver.add_device(image_id, parent or BASE_HASH)
+                self.driver.create(image_id, parent)
             try:
-                rootfs = work / "rootfs"
-                with mounted(self.driver, image_id, rootfs, deactivate=True):
+                with self.driver.mounted(image_id) as rootfs:
                     apply_layer(rootfs, decompress_stream(stream))
                     if parent is None:
                         size = tree_size(rootfs)
                     else:
-                        was_active = self.driver.has_activated_device(parent)
-                        with mounted(self.driver, parent, work / "parent", readonly=True,
-                                     deactivate=not was_active) as parent_root:
+                        with self.driver.mounted(parent, readonly=True) as parent_root:
                             size = changes_size(rootfs, changes(rootfs, parent_root))
-                rootfs.rmdir()
-                if parent is not None:
-                    (work / "parent").rmdir()
                 self.driver.set_initialized(image_id)
                 image = Image(
                     id=image_id, parent=parent, created=created or utcnow(), comment=comment,
@@ -200,7 +187,6 @@ class Graph:
                 (work / _DEVICE_MARKER).unlink()
                 os.rename(work, self.root / image_id)
             except BaseException as err:
-                release_mounts(work)  # a failed unmount must not keep the device busy
                 self._discard_device(image_id)
                 if isinstance(err, OSError):
                     raise StorageError(f"Registering image {truncate_id(image_id)} failed: {err}") from err
@@ -209,12 +195,14 @@ class Graph:
         return image
 
     def _discard_device(self, image_id: str) -> None:
-        """Best-effort removal of a device this process created (unmounting leftovers first)."""
+        """Best-effort removal of a device no image owns (the driver unmounts it first, even one held
+        by a process that died)."""
         try:
-            if self.driver.has_device(image_id):
-                self.driver.remove_device(image_id)
-        except (PydockError, OSError):
-            pass
+            self.driver.remove(image_id)
+        except NotFound:
+            log.debug("graph: no device %s to discard", image_id)
+        except (PydockError, OSError) as err:
+            log.warning("graph: could not remove the orphan device %s: %s", image_id, err)
 
     def _undo_stale(self, path: Path) -> None:
         """Finish what a crashed register/delete left in scratch dir `path`: drop its orphan device."""
@@ -225,8 +213,10 @@ class Graph:
         for meta in (path / "json", path / "image" / "json"):
             try:
                 ids.add(str(json.loads(meta.read_text()).get("id", "")))
-            except (OSError, ValueError, AttributeError):
-                pass
+            except FileNotFoundError:
+                continue
+            except (OSError, ValueError, AttributeError) as err:
+                log.debug("graph: leftover %s names no image: %s", meta, err)
         for image_id in ids:
             if is_valid_id(image_id) and not (self.root / image_id).exists():
                 self._discard_device(image_id)
@@ -252,28 +242,18 @@ class Graph:
                 except FileNotFoundError:
                     raise NotFound(f"No such image: {image.id}") from None
             try:
-                if self.driver.has_device(image.id):
-                    self.driver.remove_device(image.id)
+                self.driver.remove(image.id)
+            except NotFound:
+                log.debug("graph: image %s had no device left to remove", image.id)
             except BaseException:
-                # the device is still there (e.g. mounted): put the metadata back so nothing is orphaned
+                # the device is still there (e.g. mounted outside the driver): put the metadata back
+                # so nothing is orphaned
                 os.rename(work / "image", self.root / image.id)
                 raise
             write_new(work / _DEVICE_MARKER, image.id.encode())
             fsync_dir(self.root)
 
-    # ---- mounting -----------------------------------------------------------------------
-
-    @contextmanager
-    def mounted(self, image_id: str) -> Iterator[Path]:
-        """A read-only mount of the image's rootfs for the block; leaves activation as it found it."""
-        from pydock.devmapper.deviceset import mounted
-
-        image = self.get(image_id)
-        was_active = self.driver.has_activated_device(image.id)
-        with scratch_dir(self.tmp) as work:
-            with mounted(self.driver, image.id, work / "rootfs", readonly=True,
-                         deactivate=not was_active) as rootfs:
-                yield rootfs
+    # ---- maintenance --------------------------------------------------------------------
 
     def cleanup(self) -> list[str]:
         """Remove leftovers of crashed operations under `graph/_tmp` (done at open, safe any time)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
-from pydock.devmapper.deviceset import DeviceSet
+from pydock.devmapper.driver import Driver
 from pydock.graph.graph import Graph
 from pydock.graph.image import Image
 from pydock.graph.tags import DEFAULT_TAG, TagStore, split_reference, validate_repo, validate_tag
@@ -22,7 +22,7 @@ InUse = Callable[[str], "str | None"]
 class ImageStore:
     """Images and tags of one root on one storage driver."""
 
-    def __init__(self, layout: RootLayout, driver: DeviceSet, in_use: InUse | None = None) -> None:
+    def __init__(self, layout: RootLayout, driver: Driver, in_use: InUse | None = None) -> None:
         self.layout = layout
         self.driver = driver
         self.graph = Graph(layout, driver)

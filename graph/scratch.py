@@ -2,13 +2,14 @@
 
 Each scratch dir `_tmp/<name>/` has a sibling `_tmp/<name>.lock` that its owner creates first, holds
 locked for the dir's lifetime and unlinks last. A dir whose lock can be taken (or is missing) has no
-live owner: `clean_stale` hands it to a callback (undo mounts/devices) and removes it. Several
+live owner: `clean_stale` hands it to a callback (drop its orphan device) and removes it. Several
 processes can therefore share one root without ever deleting each other's work in progress.
 """
 
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import re
 import shutil
@@ -18,27 +19,19 @@ from pathlib import Path
 
 from pydock.utils.fileutil import try_flock
 
+log = logging.getLogger(__package__)
+
 LOCK_SUFFIX = ".lock"
 _SCRATCH_RE = re.compile(r"^[0-9]+-[0-9a-f]{12}(?:\.lock)?$")
 
 
-def release_mounts(path: Path) -> None:
-    """Lazily unmount anything mounted at or below `path`, so a later rmtree can never reach into a device."""
-    from pydock.utils.mount import MNT_DETACH, mounts_under, umount
-
-    if not path.exists():
-        return
-    for mp in mounts_under(path):
-        try:
-            umount(mp, MNT_DETACH)
-        except OSError:
-            pass
-
-
 def remove_tree(path: Path) -> None:
-    """rmtree that first detaches mounts below `path` (rmtree would otherwise delete a mounted device's files)."""
-    release_mounts(path)
-    shutil.rmtree(path, ignore_errors=True)
+    """rmtree that reports (in the log) what it could not delete instead of raising: a scratch dir is
+    never mounted on, so what fails is a leftover for the next clean_stale."""
+    def failed(_func: object, failed_path: str, exc_info: tuple) -> None:
+        log.warning("graph: could not delete %s: %s", failed_path, exc_info[1])
+
+    shutil.rmtree(path, onerror=failed)
 
 
 @contextmanager
@@ -76,7 +69,7 @@ def _pid_alive(text: str) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        pass
+        return True  # it exists, under another user
     return True
 
 
@@ -122,7 +115,6 @@ def clean_stale(tmp_root: Path, on_stale: Callable[[Path], None]) -> list[str]:
                 continue
         try:
             if path.exists():
-                release_mounts(path)
                 on_stale(path)
                 remove_tree(path)
                 cleaned.append(entry)

@@ -30,30 +30,29 @@ def ensure_node(path: str | os.PathLike, major: int, minor: int, mode: int = 0o6
     """
     path = Path(path)
     want = os.makedev(major, minor)
-    try:
-        st = os.stat(path)
-        if stat.S_ISBLK(st.st_mode) and st.st_rdev == want:
-            return path
-    except FileNotFoundError:
-        pass
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
+    if _is_block(path, want, follow=True):
+        return path
+    path.unlink(missing_ok=True)
     path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
     try:
         os.mknod(path, mode | stat.S_IFBLK, want)
     except FileExistsError:  # another process made the same node meanwhile
-        st = os.lstat(path)
-        if not (stat.S_ISBLK(st.st_mode) and st.st_rdev == want):
+        if not _is_block(path, want, follow=False):
             raise
     return path
 
 
+def _is_block(path: Path, rdev: int | None, follow: bool) -> bool:
+    """Whether `path` is a block node (for device `rdev` unless None); a missing path is not."""
+    try:
+        st = os.stat(path) if follow else os.lstat(path)
+    except FileNotFoundError:
+        return False
+    return stat.S_ISBLK(st.st_mode) and (rdev is None or st.st_rdev == rdev)
+
+
 def remove_node(path: str | os.PathLike) -> None:
     """Unlink a block node we made; missing is fine."""
-    try:
-        if stat.S_ISBLK(os.lstat(path).st_mode):
-            os.unlink(path)
-    except FileNotFoundError:
-        pass
+    path = Path(path)
+    if _is_block(path, None, follow=False):
+        path.unlink(missing_ok=True)

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import logging
 import os
 import stat
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+
+log = logging.getLogger(__package__)
 
 CONTROL = Path("/dev/mapper/control")
 
@@ -317,26 +320,24 @@ def _misc_minor(name: str = "device-mapper") -> int | None:
                 minor, _, dev = line.strip().partition(" ")
                 if dev == name:
                     return int(minor)
-    except OSError:
-        pass
+    except OSError as e:
+        log.debug("dm: /proc/misc is unreadable, taking %s as unregistered: %s", name, e.strerror)
     return None
 
 
 def ensure_control() -> Path:
     """Make sure /dev/mapper/control exists (mknod it from /proc/misc when no udev made it)."""
-    try:
-        if stat.S_ISCHR(os.stat(CONTROL).st_mode):
-            return CONTROL
-    except FileNotFoundError:
-        pass
+    if CONTROL.is_char_device():
+        return CONTROL
     minor = _misc_minor()
     if minor is None:
         raise FileNotFoundError(errno.ENOENT, "device-mapper missing from this kernel (not in /proc/misc)")
     CONTROL.parent.mkdir(mode=0o755, exist_ok=True)
     try:
         os.mknod(CONTROL, 0o600 | stat.S_IFCHR, os.makedev(10, minor))
-    except FileExistsError:
-        pass
+    except FileExistsError:  # another process made it meanwhile
+        if not CONTROL.is_char_device():
+            raise
     return CONTROL
 
 
@@ -347,8 +348,8 @@ def _thin_module_present() -> bool:
         try:
             if "dm-thin-pool.ko" in (base / f).read_text(errors="replace"):
                 return True
-        except OSError:
-            pass
+        except OSError as e:
+            log.debug("dm: %s is unreadable: %s", base / f, e.strerror)
     return False
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import logging
 import os
 import stat
 import struct
@@ -11,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import blockdev
+
+log = logging.getLogger(__package__)
 
 LOOP_SET_FD = 0x4C00
 LOOP_CLR_FD = 0x4C01
@@ -65,11 +68,13 @@ def _get_free() -> int:
     """LOOP_CTL_GET_FREE on /dev/loop-control (allocates a new loop if none is free), or 0."""
     try:
         fd = os.open("/dev/loop-control", os.O_RDWR | os.O_CLOEXEC)
-    except OSError:
+    except OSError as e:
+        log.debug("loop: no /dev/loop-control (%s); scanning from loop0", e.strerror)
         return 0
     try:
         return fcntl.ioctl(fd, LOOP_CTL_GET_FREE)
-    except OSError:
+    except OSError as e:
+        log.debug("loop: LOOP_CTL_GET_FREE failed (%s); scanning from loop0", e.strerror)
         return 0
     finally:
         os.close(fd)
@@ -125,17 +130,18 @@ def find_by_backing(backing: str | os.PathLike) -> Path | None:
     sysblock = Path("/sys/block")
     try:
         names = [p.name for p in sysblock.iterdir() if p.name.startswith("loop")]
-    except OSError:
+    except OSError as e:
+        log.debug("loop: can't list %s: %s", sysblock, e.strerror)
         names = []
     for name in names:
         path = Path("/dev") / name
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
+        except OSError:  # no node for it here: not one we attached
             continue
         try:
             info = get_status(fd)
-        except OSError:
+        except OSError:  # ENXIO: nothing attached to it
             continue
         finally:
             os.close(fd)

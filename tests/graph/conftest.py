@@ -23,11 +23,11 @@ def layout(tmp_path: Path) -> RootLayout:
 
 @pytest.fixture
 def driver(driver_name: str, layout: RootLayout, unique_prefix: str) -> Iterator:
-    ds = open_driver(driver_name, layout, unique_prefix)
+    driver = open_driver(driver_name, layout, unique_prefix)
     try:
-        yield ds
+        yield driver
     finally:
-        ds.shutdown()
+        driver.shutdown()
 
 
 @pytest.fixture

@@ -16,19 +16,12 @@ HOST_DRIVERS = ["vfs", "overlay"]
 ALL_DRIVERS = HOST_DRIVERS + [pytest.param("devicemapper", marks=pytest.mark.dm)]
 
 def open_driver(name: str, layout: RootLayout, prefix: str):
-    home = layout.driver_home(name)
-    if name == "vfs":
-        from pydock.devmapper.vfs import VfsDeviceSet
+    """The root's graph driver, opened the way pydock opens it (small pools for devicemapper)."""
+    from pydock.devmapper.drivers import open_driver as open_root_driver
 
-        return VfsDeviceSet(home)
-    if name == "overlay":
-        from pydock.devmapper.overlay import OverlayDeviceSet
-
-        return OverlayDeviceSet(home)
-    from pydock.devmapper.dm_deviceset import DeviceSetDM
-
-    return DeviceSetDM(home, prefix=prefix, data_size=512 << 20, metadata_size=64 << 20,
-                       base_size=128 << 20)
+    options = {"prefix": prefix, "data_size": 512 << 20, "metadata_size": 64 << 20, "base_size": 128 << 20}
+    driver, _reason = open_root_driver(layout.root, name, **(options if name == "devicemapper" else {}))
+    return driver
 
 
 # ---- layer tarballs ---------------------------------------------------------------------
@@ -88,7 +81,8 @@ def assert_clean(layout: RootLayout, driver, expected_images: int = 0) -> None:
     assert len(graph_entries) == expected_images, graph_entries
     tmp_entries = [n for n in os.listdir(layout.graph_tmp) if not n.startswith(".")]
     assert tmp_entries == [], tmp_entries
-    assert sorted(driver.list()) == sorted(graph_entries)
+    assert sorted(driver.deviceset.list()) == sorted(graph_entries)
     from pydock.utils.mount import mounts_under
 
     assert [m for m in mounts_under(layout.root) if m != os.path.realpath(layout.root)] == []
+    assert [n for n in os.listdir(driver.home / "mnt") if n != ".refs"] == []

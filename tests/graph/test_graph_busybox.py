@@ -64,7 +64,7 @@ def test_graph_busybox_resolved_on_first_use_and_runs(store):
     assert image.config["Cmd"] == ["/bin/sh"]
     assert store.resolve("busybox:latest").id == image.id  # built once, then found by tag
     assert len(store.graph.list()) == 1
-    with store.graph.mounted(image.id) as rootfs:
+    with store.driver.mounted(image.id, readonly=True) as rootfs:
         assert busybox.is_static_elf((rootfs / "bin/busybox").read_bytes())
         assert os.readlink(rootfs / "bin/sh") == "busybox"
         assert (rootfs / "etc/passwd").read_text().startswith("root:x:0:0:root:/root:/bin/sh\n")
@@ -97,11 +97,11 @@ def _resolve_busybox(root: str, driver_name: str, queue) -> None:
     from pydock.utils.paths import RootLayout
 
     layout = RootLayout(Path(root))
-    ds = open_driver(driver_name, layout, "bb")
+    driver = open_driver(driver_name, layout, "bb")
     try:
-        queue.put(ImageStore(layout, ds).resolve("busybox").id)
+        queue.put(ImageStore(layout, driver).resolve("busybox").id)
     finally:
-        ds.close()  # not shutdown: that would unmount the other processes' work in the same home
+        driver.close()  # not shutdown: that would unmount the other processes' work in the same home
 
 
 def test_graph_busybox_concurrent_first_use_builds_once(layout, driver_name, driver):
@@ -121,4 +121,4 @@ def test_graph_busybox_concurrent_first_use_builds_once(layout, driver_name, dri
 
     store = ImageStore(layout, driver)
     assert [i.id for i in store.graph.list()] == list(ids)
-    assert driver.list() == list(ids)
+    assert driver.deviceset.list() == list(ids)

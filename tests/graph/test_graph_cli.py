@@ -85,19 +85,19 @@ def test_graph_cli_import_images_tag_history_rmi(pydock, tmp_path: Path):
 def test_graph_cli_images_all_shows_intermediate_layers(pydock, tmp_path: Path):
     base = pydock("import", str(_tarball(tmp_path)), ok=True).out.strip()
     # a child layer, as commit would create it
-    from pydock.devmapper.vfs import VfsDeviceSet
+    from pydock.devmapper.drivers import open_driver
     from pydock.graph.lookup import ImageStore
     from pydock.utils.paths import RootLayout
 
     layout = RootLayout(pydock.root)
-    ds = VfsDeviceSet(layout.driver_home("vfs"))
+    driver, _reason = open_driver(layout.root, "vfs")
     try:
-        store = ImageStore(layout, ds)
+        store = ImageStore(layout, driver)
         child = store.graph.register(io.BytesIO(layer({"more": "m" * 100})), parent=base,
                                      container_config={"Cmd": ["/bin/sh", "-c", "echo more > /more"]})
         store.tag(child.id, "app")
     finally:
-        ds.close()
+        driver.close()
     default = pydock("images", ok=True).out.splitlines()
     assert len(default) == 2 and default[1].split()[:3] == ["app", "latest", child.id[:12]]
     assert default[1].rstrip().endswith("3.103 kB")  # virtual size includes the parent

@@ -44,12 +44,12 @@ def test_graph_import_round_trip(store, layout, driver, driver_name):
     assert store.graph.list() == [image]
     assert store.graph.exists(image.id)
     # content
-    active_before = driver.has_activated_device(image.id)
-    with store.graph.mounted(image.id) as rootfs:
+    assert not driver.deviceset.has_activated_device(image.id)  # registered, put, deactivated
+    with driver.mounted(image.id, readonly=True) as rootfs:
         assert snapshot(rootfs) == snapshot_of(BASE)
         with pytest.raises(OSError):
             (rootfs / "etc/new").write_text("read-only")
-    assert driver.has_activated_device(image.id) == active_before
+    assert not driver.deviceset.has_activated_device(image.id)
     # a child layer: size counts only what it changed
     child = store.graph.register(io.BytesIO(layer({"etc": DIR, "etc/hostname": "child-name\n",
                                                    "new": "x" * 300}, whiteouts=("data/big",))),
@@ -62,12 +62,12 @@ def test_graph_import_round_trip(store, layout, driver, driver_name):
     expected = snapshot_of(BASE)
     expected.update({"etc/hostname": b"child-name\n", "new": b"x" * 300})
     del expected["data/big"]
-    with store.graph.mounted(child.id[:10]) as rootfs:
+    with driver.mounted(store.graph.get(child.id[:10]).id, readonly=True) as rootfs:
         assert snapshot(rootfs) == expected
     assert store.remove(child.id) == [f"Deleted: {child.id}"]
     assert store.remove("base:v1") == ["Untagged: base:v1", f"Deleted: {image.id}"]
     assert_clean(layout, driver)
-    assert driver.list() == []
+    assert driver.deviceset.list() == []
 
 
 def snapshot_of(spec: dict[str, object]) -> dict[str, object]:
@@ -105,7 +105,7 @@ def test_graph_chain_of_twenty_layers_with_whiteouts(store, layout, driver):
     top = store.graph.get(parent)
     assert store.graph.depth(top) == 20
     assert [img.comment for img in store.graph.history(top)] == [f"layer {i}" for i in reversed(range(20))]
-    with store.graph.mounted(top.id) as rootfs:
+    with store.driver.mounted(top.id, readonly=True) as rootfs:
         assert snapshot(rootfs) == model
     assert not any(".wh." in p for p in model)
     # only the top is a head; every other image has exactly one child
@@ -122,7 +122,7 @@ def test_graph_chain_of_twenty_layers_with_whiteouts(store, layout, driver):
 ])
 def test_graph_import_compressed(store, compress):
     image = store.import_(io.BytesIO(compress(layer(BASE))), "comp")
-    with store.graph.mounted(image.id) as rootfs:
+    with store.driver.mounted(image.id, readonly=True) as rootfs:
         assert snapshot(rootfs) == snapshot_of(BASE)
     assert store.tags.get("comp") == image.id
 
@@ -169,7 +169,7 @@ def test_graph_symlink_escape_stays_inside_the_image(store, layout, driver):
         except UnsafeArchive:
             assert_clean(layout, driver, expected_images=1)
         else:
-            with store.graph.mounted(image.id) as rootfs:
+            with store.driver.mounted(image.id, readonly=True) as rootfs:
                 assert (rootfs / "tmp" / marker).read_text() == "pwned"
             store.graph.delete(image.id)
         assert not Path("/tmp", marker).exists()
@@ -180,7 +180,7 @@ def test_graph_symlink_escape_stays_inside_the_image(store, layout, driver):
     except UnsafeArchive:
         assert_clean(layout, driver, expected_images=2)
     else:
-        with store.graph.mounted(child.id) as rootfs:
+        with store.driver.mounted(child.id, readonly=True) as rootfs:
             assert (rootfs / "tmp" / marker).read_text() == "pwned"
     assert not Path("/tmp", marker).exists()
 
@@ -222,9 +222,9 @@ def test_graph_delete(store, layout, driver):
         store.graph.delete(base.id)
     with pytest.raises(Conflict, match=f"container {'c' * 12} is using it"):
         store.graph.delete(child.id, in_use=lambda image_id: "c" * 64 if image_id == child.id else None)
-    assert driver.has_device(child.id)
+    assert driver.exists(child.id)
     store.graph.delete(child.id)
-    assert not driver.has_device(child.id) and not store.graph.exists(child.id)
+    assert not driver.exists(child.id) and not store.graph.exists(child.id)
     with pytest.raises(NotFound):
         store.graph.get(child.id)
     store.graph.delete(base.id)
@@ -341,21 +341,61 @@ def test_graph_crash_mid_register_is_cleaned_at_next_open(layout, driver, driver
         proc.wait()
     time.sleep(0.05)
     graph = Graph(layout, driver)
-    assert not driver.has_device(image_id)
+    assert not driver.exists(image_id)
     assert graph.list() == []
     assert_clean(layout, driver)
 
 
-def test_graph_delete_of_a_mounted_image_keeps_it_whole(store, layout, driver):
+def test_graph_delete_of_an_image_mounted_elsewhere_keeps_it_whole(store, layout, driver):
+    """A device mounted outside the driver (by hand, or by an older pydock) can't be removed: the image stays."""
     image = store.import_(io.BytesIO(layer(BASE)), "base")
-    with store.graph.mounted(image.id) as rootfs:
+    elsewhere = layout.root / "by-hand"
+    elsewhere.mkdir()
+    driver.deviceset.mount_device(image.id, elsewhere, readonly=True)
+    try:
         with pytest.raises(Conflict):
             store.graph.delete(image.id)
-        assert (rootfs / "etc/hostname").read_text() == "base\n"
+        assert (elsewhere / "etc/hostname").read_text() == "base\n"
+    finally:
+        driver.deviceset.unmount_device(image.id, elsewhere)
+    elsewhere.rmdir()
     assert store.graph.get(image.id) == image  # metadata put back: not orphaned, still usable
     assert store.resolve("base") == image
     assert_clean(layout, driver, expected_images=1)
     store.graph.delete(image.id)
+    assert_clean(layout, driver)
+
+
+_HOLD_SCRIPT = r"""
+import sys, time
+from pathlib import Path
+sys.path[:0] = [{here!r}]
+from graph_helpers import open_driver
+from pydock.utils.paths import RootLayout
+
+driver = open_driver({driver!r}, RootLayout(Path({root!r})), {prefix!r})
+driver.get({image_id!r}, readonly=True)
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize("driver_name", ALL_DRIVERS)
+def test_graph_delete_releases_a_reference_left_by_a_killed_process(store, layout, driver, driver_name,
+                                                                     unique_prefix):
+    """A process killed while reading an image (say during a child's size) must not pin it forever."""
+    image = store.import_(io.BytesIO(layer(BASE)), "base")
+    script = _HOLD_SCRIPT.format(here=str(Path(__file__).parent), root=str(layout.root), driver=driver_name,
+                                 prefix=unique_prefix, image_id=image.id)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert driver.references(image.id) == 1
+    assert store.remove("base") == ["Untagged: base:latest", f"Deleted: {image.id}"]
+    assert not driver.exists(image.id)
     assert_clean(layout, driver)
 
 
@@ -369,7 +409,7 @@ def test_graph_create_for_commit(store):
     assert image.container == "e" * 64 and image.container_config["Cmd"] == cfg["Cmd"]
     assert image.author == "me" and image.comment == "msg" and image.config["Cmd"] == ["/bin/sh"]
     assert image.size == 3
-    with store.graph.mounted(image.id) as rootfs:
+    with store.driver.mounted(image.id, readonly=True) as rootfs:
         assert (rootfs / "hello").read_text() == "hi\n"
         assert not (rootfs / "etc/group").exists() and (rootfs / "etc/passwd").exists()
     with pytest.raises(InvalidArgument):
@@ -392,18 +432,18 @@ def test_graph_disk_full_leaves_nothing(tmp_path, driver_name, unique_prefix):
     mount("tmpfs", root, "tmpfs", 0, "size=4m")
     try:
         layout = RootLayout(root)
-        ds = open_driver(driver_name, layout, unique_prefix)
+        driver = open_driver(driver_name, layout, unique_prefix)
         try:
-            store = ImageStore(layout, ds)
+            store = ImageStore(layout, driver)
             small = store.import_(io.BytesIO(layer({"a": "a"})), "small")
             with pytest.raises(PydockError) as info:
                 store.import_(io.BytesIO(layer({"big": os.urandom(6 << 20)})), "big")
             assert "No space left on device" in str(info.value) or "space" in str(info.value).lower()
-            assert_clean(layout, ds, expected_images=1)
+            assert_clean(layout, driver, expected_images=1)
             assert store.tags.repositories() == {"small": {"latest": small.id}}
             assert store.resolve("small") == small
         finally:
-            ds.shutdown()
+            driver.shutdown()
     finally:
         umount(root)
 
@@ -418,9 +458,9 @@ def _import_many(root: str, driver_name: str, prefix: str, worker: int, count: i
     from pydock.utils.paths import RootLayout
 
     layout = RootLayout(Path(root))
-    ds = open_driver(driver_name, layout, prefix)
+    driver = open_driver(driver_name, layout, prefix)
     try:
-        store = ImageStore(layout, ds)
+        store = ImageStore(layout, driver)
         parent = None
         for i in range(count):
             img = store.graph.register(io.BytesIO(layer({f"w{worker}": DIR, f"w{worker}/f{i}": f"{i}\n"})),
@@ -428,7 +468,7 @@ def _import_many(root: str, driver_name: str, prefix: str, worker: int, count: i
             store.tags.set(f"w{worker}", f"t{i}", img.id)
             parent = img.id
     finally:
-        ds.close()
+        driver.close()
 
 
 @pytest.mark.parametrize("driver_name", ALL_DRIVERS)
@@ -451,6 +491,6 @@ def test_graph_concurrent_processes_register_into_one_root(layout, driver, drive
     for w in range(4):
         top = store.resolve(f"w{w}:t4")
         assert store.graph.depth(top) == 5
-        with store.graph.mounted(top.id) as rootfs:
+        with store.driver.mounted(top.id, readonly=True) as rootfs:
             assert sorted(os.listdir(rootfs / f"w{w}")) == [f"f{i}" for i in range(5)]
     assert_clean(layout, driver, expected_images=20)

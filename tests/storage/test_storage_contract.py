@@ -8,69 +8,17 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from storage_helpers import Store, store_fixture
 
 from pydock.devmapper.deviceset import BASE_HASH, DeviceSet, mounted
-from pydock.utils.mount import MNT_DETACH, is_mountpoint, mountinfo, mounts_under, umount
+from pydock.utils.mount import is_mountpoint, mountinfo, mounts_under
 from pydock.devmapper.prefixed import PrefixedDeviceSet
 from pydock.utils.errors import Conflict, InvalidArgument, NotFound, PydockError, StorageError
 
-DRIVERS = ["vfs", "overlay", pytest.param("devicemapper", marks=pytest.mark.dm)]
-
-
-@dataclass
-class Store:
-    """One driver home for a test: `open()` gives a (new) DeviceSet instance on it, like a restart."""
-
-    driver: str
-    home: Path
-    prefix: str
-    scratch: Path
-    opened: list[DeviceSet] = field(default_factory=list)
-
-    def open(self) -> DeviceSet:
-        if self.driver == "vfs":
-            from pydock.devmapper.vfs import VfsDeviceSet
-
-            ds: DeviceSet = VfsDeviceSet(self.home)
-        elif self.driver == "overlay":
-            from pydock.devmapper.overlay import OverlayDeviceSet
-
-            ds = OverlayDeviceSet(self.home)
-        else:
-            from pydock.devmapper.dm_deviceset import DeviceSetDM
-
-            ds = DeviceSetDM(self.home, prefix=self.prefix, data_size=512 << 20, metadata_size=64 << 20,
-                             base_size=128 << 20)
-        self.opened.append(ds)
-        return ds
-
-    def mountpoint(self, name: str) -> Path:
-        path = self.scratch / name
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-
-
-@pytest.fixture(params=DRIVERS)
-def store(request: pytest.FixtureRequest, tmp_path: Path, unique_prefix: str) -> Iterator[Store]:
-    s = Store(request.param, tmp_path / "home", unique_prefix, tmp_path / "mnt")
-    s.scratch.mkdir()
-    try:
-        yield s
-    finally:
-        # A failed test may leave mounts: undo them before the driver tears its devices down.
-        for path in mounts_under(s.scratch):
-            umount(path, MNT_DETACH)
-        for ds in reversed(s.opened):
-            ds.shutdown()
-        leftover = mounts_under(tmp_path)
-        for path in leftover:
-            umount(path, MNT_DETACH)
-        assert not leftover, f"the driver left mounts behind: {leftover}"
+store = store_fixture()
 
 
 @pytest.fixture
