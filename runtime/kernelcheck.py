@@ -31,7 +31,7 @@ def _kernel_config() -> dict[str, str]:
             with raw as f:
                 return dict(line.strip().split("=", 1) for line in f if line.startswith("CONFIG_") and "=" in line)
         except OSError:
-            continue
+            continue  # unreadable: try the next place a kernel config may be
     return {}
 
 

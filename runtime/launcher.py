@@ -50,10 +50,7 @@ def spawn(spec: LaunchSpec, *, stdin: Any = subprocess.DEVNULL, stdout: Any = No
     from pydock.dockerinit.preexec import child_setup
 
     spec.lxcpath.mkdir(parents=True, exist_ok=True)
-    try:
-        spec.log.unlink()
-    except FileNotFoundError:
-        pass
+    spec.log.unlink(missing_ok=True)
     try:
         return subprocess.Popen(spec.command(), stdin=stdin, stdout=stdout, stderr=stderr, close_fds=True,
                                 preexec_fn=None if spec.helper is not None else child_setup,
@@ -100,6 +97,25 @@ def container_processes(lxc_pid: int) -> list[int]:
     return pids
 
 
+def stray_processes(name: str) -> list[int]:
+    """Host pids of processes lxc left in container `name`'s cgroups (`lxc.payload.<name>`,
+    `lxc.monitor.<name>`) with no lxc-execute above them: e.g. a child orphaned mid-setup when
+    lxc-execute was killed. Scans /proc, so only crash recovery calls it."""
+    marks = (f"/lxc.payload.{name}".encode(), f"/lxc.monitor.{name}".encode())
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cgroup", "rb") as f:
+                lines = f.read().splitlines()
+        except OSError:
+            continue  # exited meanwhile
+        if any(line.rstrip(b"/").endswith(mark) or mark + b"/" in line for line in lines for mark in marks):
+            found.append(int(entry))
+    return found
+
+
 def signal_container(lxc_pid: int, lxc_start: int, sig: int, *, wait_command: float = 2.0) -> bool:
     """Deliver `sig` to the container's command (init.lxc forwards nothing for SIGKILL, and
     SIGKILL to init would end with status 1). Waits briefly for the command to exist right after a
@@ -115,7 +131,7 @@ def signal_container(lxc_pid: int, lxc_start: int, sig: int, *, wait_command: fl
                 os.kill(target, sig)
                 return True
             except ProcessLookupError:
-                pass
+                pass  # the command just ended: look again (lxc's init may still be there)
         if time.monotonic() >= deadline:
             init = container_init(lxc_pid)
             if init is not None and sig == signal.SIGKILL:
@@ -123,7 +139,7 @@ def signal_container(lxc_pid: int, lxc_start: int, sig: int, *, wait_command: fl
                     os.kill(init, signal.SIGKILL)
                     return True
                 except ProcessLookupError:
-                    pass
+                    pass  # the whole container is gone: nothing was signalled
             return False
         time.sleep(0.01)
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from pydock.runtime import monitorlock, removal
 from pydock.runtime.container import Container
-from pydock.runtime.launcher import container_init, wait_gone
+from pydock.runtime.launcher import container_init, stray_processes, wait_gone
 from pydock.runtime.state import EXIT_KILLED, EXIT_LOST, proc_start_time
 from pydock.utils.errors import PydockError
 
@@ -36,23 +36,32 @@ log = logging.getLogger(__package__)
 INCOMPLETE_AGE = 60.0
 
 
-def kill_leftover(pid: int, pid_start: int) -> bool:
-    """SIGKILL the container's init (ending its whole pid namespace), then lxc-execute; True if one ran."""
-    if pid <= 0 or proc_start_time(pid) != pid_start:
-        return False
-    init = container_init(pid)
-    if init is not None:
+def kill_leftover(name: str, pid: int, pid_start: int) -> bool:
+    """SIGKILL the container's init (ending its whole pid namespace), then lxc-execute, then anything
+    lxc left in the container's cgroups without them; True if lxc-execute still ran."""
+    ran = pid > 0 and proc_start_time(pid) == pid_start
+    if ran:
+        init = container_init(pid)
+        if init is not None:
+            try:
+                os.kill(init, signal.SIGKILL)
+            except ProcessLookupError:
+                pass  # it ended by itself meanwhile
+        if not wait_gone(pid, pid_start, 5.0):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass  # it ended by itself meanwhile
+            wait_gone(pid, pid_start, 5.0)
+    strays = stray_processes(name)
+    for stray in strays:
         try:
-            os.kill(init, signal.SIGKILL)
+            os.kill(stray, signal.SIGKILL)
         except ProcessLookupError:
             pass  # it ended by itself meanwhile
-    if not wait_gone(pid, pid_start, 5.0):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass  # it ended by itself meanwhile
-        wait_gone(pid, pid_start, 5.0)
-    return True
+    if strays:
+        log.info("container %s: killed %d process(es) lxc left behind", name[:12], len(strays))
+    return ran
 
 
 def recover(rt: Runtime, c: Container) -> bool:
@@ -72,7 +81,7 @@ def recover(rt: Runtime, c: Container) -> bool:
         with c.locked():
             if not c.state.running:
                 return False
-        killed = kill_leftover(c.state.pid, c.state.pid_start)
+        killed = kill_leftover(c.id, c.state.pid, c.state.pid_start)
         shutil.rmtree(rt.layout.lxc / c.id, ignore_errors=True)
         finish(rt, c, EXIT_KILLED if killed else EXIT_LOST, fd)
     finally:

@@ -41,13 +41,20 @@ def destroy(rt: Runtime, c: Container, made: Sequence[str] = ("name", "init", "d
     shutil.rmtree(rt.layout.lxc / c.id, ignore_errors=True)
 
 
+def release_address(rt: Runtime, c: Container) -> None:
+    """Give the container's address (and veth, port rules) back; idempotent."""
+    if not rt.uses_network(c):
+        return
+    try:
+        rt.network.release(c.id)
+    except PydockError as err:  # a warning only when an address was recorded (else none was taken)
+        log.log(logging.WARNING if c.network else logging.DEBUG,
+                "container %s: could not release its address: %s", c.short_id, err)
+
+
 def remove_stopped(rt: Runtime, c: Container, volumes: bool) -> None:
     """Remove `c`, which is not running; the caller holds its monitor lock (no run can begin meanwhile)."""
-    if rt.uses_network(c):
-        try:
-            rt.network.release(c.id)
-        except PydockError as err:
-            log.warning("container %s: could not release its address: %s", c.short_id, err)
+    release_address(rt, c)
     destroy(rt, c)
     if volumes:
         anonymous = rt.layout.volumes

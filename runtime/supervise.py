@@ -163,11 +163,7 @@ def _links(rt: Runtime, c: Container, settings: Any) -> tuple[list[str], list[st
 
 def cleanup(rt: Runtime, c: Container) -> None:
     """After the command ended (or a launch failed): the address back, the rootfs put back."""
-    if rt.uses_network(c):
-        try:
-            rt.network.release(c.id)
-        except PydockError as err:
-            log.warning("container %s: could not release its address: %s", c.short_id, err)
+    removal.release_address(rt, c)
     try:
         rt.driver.put(c.id)
     except PydockError as err:  # e.g. a run that died before it got the rootfs
@@ -348,6 +344,6 @@ def _monitor_child(rt: Runtime, c: Container, prepared: Prepared, wfd: int, lock
         try:
             os.write(wfd, f"125:{err}".encode())
         except OSError:
-            pass
+            pass  # the starter already has its answer (or is gone): nobody left to tell
     finally:
         os._exit(status)

@@ -40,10 +40,10 @@ def test_killed_monitor_is_reconciled_on_next_listing(rt):
     assert listed[c.id].state.status is Status.EXITED
     assert listed[c.id].state.exit_code == EXIT_KILLED  # it was still running: pydock killed it
     _gone(lxc)
-    assert _mounts_under(c.dir) == []
+    assert _mounts_under(c.dir) == [] and _mounts_under(rt.driver.mountpoint(c.id)) == []
     rt.remove(c.id)
     assert rt.names.get("/orphan") is None and not c.dir.exists()
-    assert not rt.driver.has_device(c.id) and not rt.driver.has_device(c.init_id)
+    assert not rt.driver.exists(c.id) and not rt.driver.exists(c.init_id)
 
 
 def test_monitor_dead_after_the_command_ended_records_unknown_status(rt):
@@ -87,7 +87,7 @@ def test_reconcile_purges_names_of_vanished_containers(rt):
     c = rt.create("busybox", ["true"], name="vanishing")
     shutil.rmtree(c.dir)  # a crash mid-remove
     for hash_ in (c.id, c.init_id):
-        rt.driver.remove_device(hash_)
+        rt.driver.remove(hash_)
     rt.reconcile()
     assert rt.names.get("/vanishing") is None
     rt.create("busybox", ["true"], name="vanishing")  # the name is usable again
@@ -112,7 +112,7 @@ def test_cli_killed_mid_run_is_reconciled(cli, cli_root, driver):
     assert cli("ps", "-q").stdout == b""
     rm = cli("rm", "fg")
     assert rm.returncode == 0 and rm.stdout == b"fg\n"
-    assert _mounts_under(cli_root / "containers") == []
+    assert _mounts_under(cli_root) == []
     assert list((cli_root / "containers").iterdir()) == []
 
 
@@ -124,7 +124,7 @@ def test_half_created_container_is_swept(rt):
     os.utime(c.dir, (old, old))
     assert rt.containers(all=True) == []
     assert not c.dir.exists()
-    assert not rt.driver.has_device(c.id) and not rt.driver.has_device(c.init_id)
+    assert not rt.driver.exists(c.id) and not rt.driver.exists(c.init_id)
     assert rt.names.get("/half") is None
 
 

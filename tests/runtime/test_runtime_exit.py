@@ -78,27 +78,27 @@ def test_lxc_failure_is_125_with_lxcs_message(rt, tmp_path):
     assert info.value.exit_code == 125
     c.reload()
     assert c.state.exit_code == 125 and not c.state.running
-    assert _mounts_under(c.dir) == []
+    assert _mounts_under(c.dir) == [] and _mounts_under(rt.driver.mountpoint(c.id)) == []
 
 
 def test_run_rm_leaves_nothing(rt):
-    before_devices = set(rt.driver.list())
+    before_devices = set(rt.driver.deviceset.list())
     names_before = dict(rt.names.list())
     result = rt.run("busybox", ["echo", "bye"], remove=True, name="ephemeral")
     assert result == (0, b"bye\n", b"")
     assert rt.containers(all=True) == []
     assert list(rt.layout.containers.iterdir()) == []
-    assert set(rt.driver.list()) == before_devices
+    assert set(rt.driver.deviceset.list()) == before_devices
     assert rt.names.list() == names_before and rt.names.get("/ephemeral") is None
     assert _mounts_under(rt.layout.root) == []
     assert not any((rt.layout.lxc).iterdir()) if rt.layout.lxc.exists() else True
 
 
 def test_run_rm_cleans_up_after_a_launch_failure_too(rt):
-    before_devices = set(rt.driver.list())
+    before_devices = set(rt.driver.deviceset.list())
     with pytest.raises(CommandNotFound):
         rt.run("busybox", ["nope"], remove=True)
-    assert rt.containers(all=True) == [] and set(rt.driver.list()) == before_devices
+    assert rt.containers(all=True) == [] and set(rt.driver.deviceset.list()) == before_devices
 
 
 def test_no_command_is_refused_at_create(rt, busybox_tar):

@@ -94,7 +94,7 @@ def test_remove_refuses_running_container_unless_forced(rt):
     with pytest.raises(NotFound):
         rt.get("busy")
     assert rt.names.get("/busy") is None
-    assert c.id not in rt.driver.list() and c.init_id not in rt.driver.list()
+    assert c.id not in rt.driver.deviceset.list() and c.init_id not in rt.driver.deviceset.list()
 
 
 def test_start_twice_is_a_conflict(rt):
@@ -133,9 +133,9 @@ def test_containers_newest_first_and_running_filter(rt):
 
 def test_init_layer_and_device_exist_until_remove(rt):
     c = rt.create("busybox", ["true"])
-    assert rt.driver.has_device(c.id) and rt.driver.has_device(c.init_id)
+    assert rt.driver.exists(c.id) and rt.driver.exists(c.init_id)
     rt.remove(c)
-    assert not rt.driver.has_device(c.id) and not rt.driver.has_device(c.init_id)
+    assert not rt.driver.exists(c.id) and not rt.driver.exists(c.init_id)
 
 
 def test_logs_follow_until_exit(rt):
