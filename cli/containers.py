@@ -6,11 +6,18 @@ are accepted as hidden aliases. Heavy modules are imported inside the commands.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 from typing import Any
 
 import click
+
+from pydock.runtime.options import CreateOptions
+from pydock.runtime.runtime import parse_signal
+from pydock.runtime.state import Status, format_time, utcnow
+from pydock.utils.errors import InvalidArgument, NotFound, PydockError
+from pydock.utils.humanize import ago, human_duration, human_size
 
 COMMAND_WIDTH = 20
 
@@ -57,8 +64,6 @@ def _container_options(f: Any) -> Any:
 
 def _create_options(image: str, cmd: tuple[str, ...], o: dict[str, Any], auto_remove: bool = False) -> Any:
     """The CreateOptions record of `run`/`create`'s command line."""
-    from pydock.runtime.options import CreateOptions
-
     return CreateOptions(
         image=image,
         cmd=cmd or None,
@@ -96,8 +101,6 @@ def run(ctx: click.Context, detach: bool, rm: bool, rm_alias: bool, image: str, 
         **options: Any) -> None:
     """Run a command in a new container; the exit status is the command's (125: pydock failed,
     126: not executable, 127: not found)."""
-    from pydock.utils.errors import InvalidArgument
-
     rm = rm or rm_alias
     if rm and detach:
         raise InvalidArgument("Conflicting options: --rm and -d")
@@ -127,9 +130,6 @@ def create(ctx: click.Context, image: str, cmd: tuple[str, ...], **options: Any)
 
 
 def _status(c: Any) -> str:
-    from pydock.utils.humanize import human_duration
-    from pydock.runtime.state import Status, utcnow
-
     st = c.state.status
     if st is Status.GHOST:
         return "Ghost"
@@ -169,8 +169,6 @@ def _command(c: Any, no_trunc: bool) -> str:
 def ps(ctx: click.Context, all_: bool, quiet: bool, latest: bool, last: int | None, no_trunc: bool,
        no_trunc_alias: bool, size: bool) -> None:
     """List containers, newest first: CONTAINER ID IMAGE COMMAND CREATED STATUS PORTS NAMES."""
-    from pydock.utils.humanize import ago
-
     no_trunc = no_trunc or no_trunc_alias
     rt = ctx.obj.runtime()
     if latest:
@@ -202,14 +200,12 @@ def ps(ctx: click.Context, all_: bool, quiet: bool, latest: bool, last: int | No
         if size:
             row.append(_size(rt, c))
         rows.append(row)
-    from tabulate import tabulate
+    from tabulate import tabulate  # lazy: table rendering, only for the listing commands
 
     click.echo(tabulate(rows, headers=headers, tablefmt="plain", disable_numparse=True))
 
 
 def _size(rt: Any, c: Any) -> str:
-    from pydock.utils.humanize import human_size
-
     try:
         rw, virtual = rt.size(c)
     except Exception:  # noqa: BLE001
@@ -219,8 +215,6 @@ def _size(rt: Any, c: Any) -> str:
 
 def _each(refs: tuple[str, ...], action: Callable[[str], Any], failure: str, echo: bool = True) -> None:
     """Apply `action` to every ref; errors go to stderr and do not stop the others; one summary error."""
-    from pydock.utils.errors import PydockError
-
     failed = False
     for ref in refs:
         try:
@@ -265,8 +259,6 @@ def start(ctx: click.Context, attach: bool, interactive: bool, refs: tuple[str, 
     """Start stopped containers."""
     rt = ctx.obj.runtime()
     if attach:
-        from pydock.utils.errors import InvalidArgument
-
         if len(refs) != 1:
             raise InvalidArgument("You cannot start and attach multiple containers at once.")
         c = rt.get(refs[0])
@@ -304,8 +296,6 @@ def restart(ctx: click.Context, timeout: int, refs: tuple[str, ...]) -> None:
 @click.pass_context
 def kill(ctx: click.Context, sig: str, refs: tuple[str, ...]) -> None:
     """Send a signal (default KILL) to running containers."""
-    from pydock.runtime.runtime import parse_signal
-
     rt = ctx.obj.runtime()
     signum = parse_signal(sig)
     _each(refs, lambda ref: rt.kill(rt.get(ref), signum), "failed to kill one or more containers")
@@ -321,8 +311,6 @@ def wait(ctx: click.Context, refs: tuple[str, ...]) -> None:
 
 
 def _stream(records: Any, timestamps: bool) -> None:
-    from pydock.runtime.state import format_time
-
     out = click.get_binary_stream("stdout")
     err = click.get_binary_stream("stderr")
     for rec in records:
@@ -350,10 +338,6 @@ def logs(ctx: click.Context, follow: bool, timestamps: bool, ref: str) -> None:
 @click.pass_context
 def inspect(ctx: click.Context, refs: tuple[str, ...]) -> None:
     """Low-level information as a JSON array (4-space indent): containers first, then images."""
-    import json
-
-    from pydock.utils.errors import NotFound, PydockError
-
     rt = ctx.obj.runtime()
     found: list[Any] = []
     failed = False
@@ -378,7 +362,7 @@ def inspect(ctx: click.Context, refs: tuple[str, ...]) -> None:
 @click.pass_context
 def top(ctx: click.Context, ref: str) -> None:
     """The processes running in a container (host view, `ps -f` columns)."""
-    from tabulate import tabulate
+    from tabulate import tabulate  # lazy: table rendering, only for the listing commands
 
     rt = ctx.obj.runtime()
     header, rows = rt.top(rt.get(ref))
@@ -406,10 +390,6 @@ def diff(ctx: click.Context, ref: str) -> None:
 def commit(ctx: click.Context, message: str, author: str, run_json: str | None, run_json_alias: str | None,
            ref: str, reference: str | None) -> None:
     """Create an image from a container's changes; prints the new image's full id."""
-    import json
-
-    from pydock.utils.errors import InvalidArgument
-
     run_json = run_json or run_json_alias
     config = None
     if run_json:
@@ -421,7 +401,7 @@ def commit(ctx: click.Context, message: str, author: str, run_json: str | None, 
             raise InvalidArgument("Invalid --run JSON: expected an object")
     repo = tag = None
     if reference:
-        from pydock.graph.tags import split_reference
+        from pydock.graph.tags import split_reference  # lazy: the image graph, only for commit
 
         repo, tag = split_reference(reference)
     rt = ctx.obj.runtime()
@@ -434,8 +414,6 @@ def commit(ctx: click.Context, message: str, author: str, run_json: str | None, 
 @click.pass_context
 def export(ctx: click.Context, ref: str) -> None:
     """Write the container's filesystem as a tar archive to stdout."""
-    from pydock.utils.errors import InvalidArgument
-
     out = click.get_binary_stream("stdout")
     if out.isatty():
         raise InvalidArgument("Refusing to write a tar archive to a terminal: redirect stdout")

@@ -10,7 +10,9 @@ from pathlib import Path
 
 from pydock.devmapper.deviceset import DeviceSet
 from pydock.devmapper.driver import Driver
-from pydock.utils.mount import supported_filesystems
+from pydock.devmapper.dirstore import mount_from
+from pydock.utils.fileutil import atomic_write
+from pydock.utils.mount import mount, supported_filesystems, umount
 from pydock.utils.errors import InvalidArgument, KernelFeatureMissing
 from pydock.utils.paths import RootLayout
 
@@ -65,7 +67,7 @@ def parse_storage_opts(specs: list[str] | tuple[str, ...]) -> dict:
 def devicemapper_usable() -> tuple[bool, str]:
     """Whether dm-thin works on this kernel, and the one-line reason (the dm wrapper's probe decides)."""
     try:
-        from pydock.devmapper.kernel.dm import thin_pool_available
+        from pydock.devmapper.kernel.dm import thin_pool_available  # lazy: optional (builds without dm); ctypes setup only when probed
     except ImportError:
         if not Path("/dev/mapper/control").exists():
             return False, "device-mapper is missing from this kernel (no /dev/mapper/control)"
@@ -106,8 +108,6 @@ def overlay_usable(where: Path) -> tuple[bool, str]:
         log.debug("overlay: probing again, %s is unreadable: %s", marker, err.strerror)
     ok, why = _probe_overlay(where)
     if ok:
-        from pydock.utils.fileutil import atomic_write
-
         marker.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         atomic_write(marker, _probe_identity(where).encode(), durable=False)
     return ok, why
@@ -115,9 +115,6 @@ def overlay_usable(where: Path) -> tuple[bool, str]:
 
 def _probe_overlay(where: Path) -> tuple[bool, str]:
     """Mount a two-layer overlay under `where` and write through it."""
-    from pydock.devmapper.dirstore import mount_from
-    from pydock.utils.mount import mount, umount
-
     where.mkdir(parents=True, exist_ok=True)
     probe = Path(tempfile.mkdtemp(prefix=".overlay-probe-", dir=where))
     try:
@@ -154,14 +151,14 @@ def _usable(name: str, layout: RootLayout) -> tuple[bool, str]:
 def _construct(name: str, layout: RootLayout, options: dict) -> DeviceSet:
     home = layout.driver_home(name)
     if name == "devicemapper":
-        from pydock.devmapper.dm_deviceset import DeviceSetDM
+        from pydock.devmapper.dm_deviceset import DeviceSetDM  # lazy: only the chosen driver's module is loaded
 
         return DeviceSetDM(home, **options)
     if name == "overlay":
-        from pydock.devmapper.overlay import OverlayDeviceSet
+        from pydock.devmapper.overlay import OverlayDeviceSet  # lazy: only the chosen driver's module is loaded
 
         return OverlayDeviceSet(home)
-    from pydock.devmapper.vfs import VfsDeviceSet
+    from pydock.devmapper.vfs import VfsDeviceSet  # lazy: only the chosen driver's module is loaded
 
     return VfsDeviceSet(home)
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from pydock.utils.errors import NotFound
+from pydock.utils.fileutil import flocked
 
 if TYPE_CHECKING:
     from pydock.graph.image import Image
@@ -172,8 +173,6 @@ def build_busybox(store: ImageStore, busybox: Path | None = None) -> Image:
 
 def ensure_busybox(store: ImageStore, busybox: Path | None = None) -> Image:
     """busybox:latest, building it first if it is missing (serialised across processes)."""
-    from pydock.utils.fileutil import flocked
-
     with flocked(store.graph.tmp / ".busybox.lock"):
         image_id = store.tags.get(REPO, TAG)
         if image_id and store.graph.exists(image_id):

@@ -143,9 +143,9 @@ class Graph:
                  container_config: dict[str, Any] | None = None, image_id: str | None = None,
                  created: datetime | None = None) -> Image:
         """Apply the layer tar `stream` on top of `parent` as a new image; all-or-nothing."""
-        from pydock.archive.apply import apply_layer
-        from pydock.archive.changes import changes, changes_size, tree_size
-        from pydock.archive.compression import decompress_stream
+        from pydock.archive.apply import apply_layer  # lazy: the archive package, only when a layer is registered
+        from pydock.archive.changes import changes, changes_size, tree_size  # lazy: the archive package, only when a layer is registered
+        from pydock.archive.compression import decompress_stream  # lazy: the archive package, only when a layer is registered
 
         image_id = validate_id(image_id) if image_id is not None else generate_id()
         if parent:

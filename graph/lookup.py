@@ -54,7 +54,7 @@ class ImageStore:
         if image is not None:
             return image
         if ref in ("busybox", "busybox:latest"):
-            from pydock.graph.busybox import ensure_busybox
+            from pydock.graph.busybox import ensure_busybox  # lazy: built once per root; its tar writer stays off other paths
 
             return ensure_busybox(self)
         raise NotFound(f"Unable to find image '{ref}'")

@@ -12,7 +12,7 @@ __all__ = ["Runtime"]
 
 def __getattr__(name: str) -> Any:
     if name == "Runtime":
-        from pydock.runtime.runtime import Runtime
+        from pydock.runtime.runtime import Runtime  # lazy: `import pydock.runtime.x` stays cheap
 
         return Runtime
     raise AttributeError(f"module 'pydock.runtime' has no attribute {name!r}")

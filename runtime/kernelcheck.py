@@ -62,7 +62,7 @@ def _cgroups() -> Feature:
 def device_mapper() -> Feature:
     """dm-thin-pool usable: control node present and the thin-pool target registered."""
     try:
-        from pydock.devmapper.kernel.dm import thin_pool_available
+        from pydock.devmapper.kernel.dm import thin_pool_available  # lazy: optional (builds without dm)
     except ImportError:
         found = Path("/dev/mapper/control").exists()
         detail = "/dev/mapper/control " + ("present" if found else "missing: no device-mapper in this kernel")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydock.dockerinit.preexec import child_setup
 from pydock.utils.errors import LaunchError
 from pydock.runtime.state import EXIT_KILLED, proc_start_time
 
@@ -47,8 +48,6 @@ class LaunchSpec:
 def spawn(spec: LaunchSpec, *, stdin: Any = subprocess.DEVNULL, stdout: Any = None,
           stderr: Any = None) -> subprocess.Popen:
     """Start lxc-execute through the dockerinit pre-exec step (own session, private rslave mounts, no fds)."""
-    from pydock.dockerinit.preexec import child_setup
-
     spec.lxcpath.mkdir(parents=True, exist_ok=True)
     spec.log.unlink(missing_ok=True)
     try:

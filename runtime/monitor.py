@@ -3,11 +3,14 @@ terminal or pipes), proxy signals, raw terminal mode, detaching from the caller'
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import selectors
 import signal
 import subprocess
+import termios
+import tty
 from collections.abc import Callable
 from typing import BinaryIO
 
@@ -154,17 +157,12 @@ class RawTerminal:
 
     def __enter__(self) -> RawTerminal:
         if self.fd is not None:
-            import termios
-            import tty
-
             self._saved = termios.tcgetattr(self.fd)
             tty.setraw(self.fd)
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.fd is not None and self._saved is not None:
-            import termios
-
             termios.tcsetattr(self.fd, termios.TCSADRAIN, self._saved)
 
 
@@ -172,9 +170,6 @@ def copy_winsize(src: int | None, dst: int) -> None:
     """Give the container's pty our terminal's size (rows, columns)."""
     if src is None or not os.isatty(src):
         return
-    import fcntl
-    import termios
-
     try:
         size = fcntl.ioctl(src, termios.TIOCGWINSZ, b"\0" * 8)
         fcntl.ioctl(dst, termios.TIOCSWINSZ, size)

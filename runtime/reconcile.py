@@ -112,7 +112,7 @@ def _readable(path) -> bool:
 
 def reconcile_all(rt: Runtime) -> list[str]:
     """Repair every container with a dead monitor, release addresses of stopped ones, purge stale names."""
-    from pydock.links.linking import prune_names
+    from pydock.links.linking import prune_names  # lazy: only `reconcile` prunes names
 
     repaired = []
     live = []

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import stat
+import struct
 from pathlib import Path
 
 from pydock.utils.errors import InvalidArgument, LaunchError
@@ -103,8 +104,6 @@ def look_path(root: Path, argv0: str, env_path: str, uid: int = 0, gids: tuple[i
 
 def _elf_interpreter(head: bytes, f) -> str | None:
     """PT_INTERP of a 64/32-bit little/big-endian ELF file (the dynamic loader it needs), or None."""
-    import struct
-
     if len(head) < 52:
         return None
     is64 = head[4] == 2

@@ -14,6 +14,7 @@ Whoever finds a container marked running without a live monitor repairs it (reco
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -21,6 +22,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from tempfile import TemporaryFile
 from typing import Any, BinaryIO, NamedTuple
 
 from pydock.devmapper.driver import Driver
@@ -28,7 +30,7 @@ from pydock.devmapper.drivers import open_driver
 from pydock.runtime import monitorlock, notify, reconcile, removal
 from pydock.runtime.container import Container
 from pydock.runtime.jsonlog import LogReader, LogRecord
-from pydock.runtime.launcher import signal_container
+from pydock.runtime.launcher import container_processes, signal_container
 from pydock.runtime.options import CreateOptions
 from pydock.utils.errors import Conflict, InvalidArgument, NotFound, PydockError, RemovalFailed
 from pydock.utils.ids import is_valid_id, resolve_prefix
@@ -87,7 +89,7 @@ class Runtime:
     def images(self) -> Any:
         """The ImageStore (graph + tags); `images.resolve("busybox")` builds busybox when missing."""
         if self._images is None:
-            from pydock.graph.lookup import ImageStore  # lazy: the graph's imports are off `ps`'s path
+            from pydock.graph.lookup import ImageStore  # lazy: the image graph, only for commands that use images
 
             self._images = ImageStore(self.layout, self.driver, in_use=self._image_user)
         return self._images
@@ -252,12 +254,10 @@ class Runtime:
             proxy_signals: bool = False, **options: Any) -> RunResult:
         """Create and run a container in this process (it is its own monitor); collect or stream its
         output. With `remove` (or CreateOptions.auto_remove) it is removed when it ends, as `run --rm`."""
-        from dataclasses import replace
-
         from pydock.runtime import supervise  # lazy: see start
 
         if isinstance(image, CreateOptions):
-            opts = replace(image, auto_remove=image.auto_remove or remove)
+            opts = dataclasses.replace(image, auto_remove=image.auto_remove or remove)
             if cmd is not None or options:
                 raise InvalidArgument("run: give either a CreateOptions or an image with options, not both")
         else:
@@ -381,7 +381,7 @@ class Runtime:
 
     def remove_link(self, path: str) -> None:
         """`rm --link /parent/alias`: drop that name (and its iptables holes when networking)."""
-        from pydock.links.linking import remove_link
+        from pydock.links.linking import remove_link  # lazy: only `rm --link` needs it
 
         link = remove_link(self.names, path)
         if not self.networking:
@@ -488,15 +488,13 @@ class Runtime:
     def commit(self, c: Container | str, repo: str | None = None, tag: str | None = None, *,
                comment: str = "", author: str = "", config: dict[str, Any] | None = None) -> Any:
         """A new image from the container's changes on its image (whiteouts for deletions)."""
-        import tempfile
-
         from pydock.runtime.layers import export_changes_to  # lazy: see diff
 
         c = self._current(c)
         merged = dict(c.config)
         if config:
             merged.update(config)
-        with tempfile.TemporaryFile(dir=self.layout.root) as buf:
+        with TemporaryFile(dir=self.layout.root) as buf:
             export_changes_to(self.driver, c, buf)
             buf.seek(0)
             return self.images.create(buf, parent=c.image, repo=repo, tag=tag, comment=comment, author=author,
@@ -510,8 +508,6 @@ class Runtime:
 
     def top(self, c: Container | str) -> tuple[list[str], list[list[str]]]:
         """`ps -f` columns and rows for the container's processes (host pids)."""
-        from pydock.runtime.launcher import container_processes
-
         c = self._current(c)
         if not c.state.running:
             raise Conflict(f"Container {c.short_id} is not running")

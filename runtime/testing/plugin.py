@@ -45,8 +45,8 @@ class SharedStore:
 
     def build_busybox(self) -> None:
         """Import busybox once, unprefixed, into the store; every test runtime snapshots from it."""
-        from pydock.graph.busybox import build_busybox_tar
-        from pydock.runtime.runtime import Runtime
+        from pydock.graph.busybox import build_busybox_tar  # lazy: the plugin loads in every pytest session; pydock only when a fixture is used
+        from pydock.runtime.runtime import Runtime  # lazy: the plugin loads in every pytest session; pydock only when a fixture is used
 
         buf = io.BytesIO()
         build_busybox_tar(buf)
@@ -57,7 +57,7 @@ class SharedStore:
 
     def seed(self, root: Path) -> None:
         """Give a new Runtime root the shared images' metadata (graph entries and tags)."""
-        from pydock.utils.paths import RootLayout
+        from pydock.utils.paths import RootLayout  # lazy: the plugin loads in every pytest session; pydock only when a fixture is used
 
         src, dst = RootLayout(self.template), RootLayout(root)
         dst.graph.mkdir(parents=True, exist_ok=True)
@@ -88,8 +88,8 @@ def _driver_choice(config: pytest.Config) -> str | None:
 @pytest.fixture(scope="session")
 def pydock_store(request: pytest.FixtureRequest) -> Iterator[SharedStore]:
     """One pool (or overlay/vfs root) for the whole session, created once and torn down at the end."""
-    from pydock.devmapper.drivers import open_deviceset
-    from pydock.runtime.testing import leaks
+    from pydock.devmapper.drivers import open_deviceset  # lazy: the plugin loads in every pytest session; pydock only when a fixture is used
+    from pydock.runtime.testing import leaks  # lazy: the plugin loads in every pytest session; pydock only when a fixture is used
 
     before = leaks.snapshot()
     root = Path(tempfile.mkdtemp(prefix="pydock-store-"))
@@ -111,7 +111,7 @@ def pydock_store(request: pytest.FixtureRequest) -> Iterator[SharedStore]:
 def _dm_test_options(driver: str | None) -> dict:
     """Small sizes and a unique pool prefix, for the devicemapper driver only (auto-selection may pick another)."""
     if driver is None:
-        from pydock.runtime.kernelcheck import device_mapper
+        from pydock.runtime.kernelcheck import device_mapper  # lazy: the plugin loads in every pytest session; pydock only when a fixture is used
 
         driver = "devicemapper" if device_mapper().found else "overlay"
     if driver != "devicemapper":
@@ -123,8 +123,8 @@ def _dm_test_options(driver: str | None) -> dict:
 def pydock_runtime(pydock_store: SharedStore, tmp_path: Path) -> Iterator[Any]:
     """A Runtime of its own (root under tmp_path, device names under a unique prefix) on the shared store,
     with the session's `busybox:latest` visible; every container, image and device it made goes at teardown."""
-    from pydock.devmapper.prefixed import PrefixedDeviceSet
-    from pydock.runtime.runtime import Runtime
+    from pydock.devmapper.prefixed import PrefixedDeviceSet  # lazy: the plugin loads in every pytest session; pydock only when a fixture is used
+    from pydock.runtime.runtime import Runtime  # lazy: the plugin loads in every pytest session; pydock only when a fixture is used
 
     prefix = "t" + uuid.uuid4().hex[:10]
     deviceset = PrefixedDeviceSet(pydock_store.deviceset, prefix, shared={pydock_store.busybox_id})
