@@ -7,6 +7,7 @@ are accepted as hidden aliases. Heavy modules are imported inside the commands.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +21,8 @@ from pydock.utils.errors import InvalidArgument, NotFound, PydockError
 from pydock.utils.humanize import ago, human_duration, human_size
 
 COMMAND_WIDTH = 20
+
+log = logging.getLogger(__package__)
 
 
 def _alias(flag: str, dest: str, **kw: Any) -> Callable[[Any], Any]:
@@ -193,7 +196,8 @@ def ps(ctx: click.Context, all_: bool, quiet: bool, latest: bool, last: int | No
         if c.image not in image_names:
             try:
                 image_names[c.image] = rt.images.name_of(c.image)
-            except Exception:  # noqa: BLE001 - a missing image must not break ps
+            except PydockError as err:  # a missing image must not break ps
+                log.debug("ps: image %s of %s: %s", c.image[:12], c.short_id, err)
                 image_names[c.image] = c.image[:12]
         names = ",".join(p[1:] for p in rt.names_of(c))
         row = [cid(c), image_names[c.image], _command(c, no_trunc), ago(c.created), _status(c), _ports(c), names]
@@ -208,7 +212,8 @@ def ps(ctx: click.Context, all_: bool, quiet: bool, latest: bool, last: int | No
 def _size(rt: Any, c: Any) -> str:
     try:
         rw, virtual = rt.size(c)
-    except Exception:  # noqa: BLE001
+    except PydockError as err:  # e.g. removed meanwhile: an empty cell, not a failed listing
+        log.debug("ps -s: size of %s unknown: %s", c.short_id, err)
         return ""
     return f"{human_size(rw)} (virtual {human_size(virtual)})"
 
