@@ -69,16 +69,6 @@ def remove_tree(path: Path) -> None:
         raise StorageError(f"cannot delete {path}: {err.strerror or err}") from err
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def mount_holding(path: str | os.PathLike, entries: list[MountEntry]) -> MountEntry | None:
     """The mount `path` lives on: the deepest mountpoint above it, the latest of those stacked there."""
     real = os.path.realpath(path)

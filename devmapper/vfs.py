@@ -29,6 +29,7 @@ from pydock.utils import mount as kmount
 from pydock.utils.mount import MountEntry
 from pydock.utils import fileutil
 from pydock.utils.errors import Conflict, NotFound, StorageError
+from pydock.utils.process import pid_alive
 
 log = logging.getLogger(__package__)
 
@@ -77,7 +78,7 @@ class VfsDeviceSet(DirectoryDeviceSet[Path]):
         """Delete copies and deletions left in tmp/ by processes that died half-way."""
         for entry in os.listdir(self._tmp):
             pid = entry.split("-", 1)[0]
-            if pid.isdigit() and dirstore.pid_alive(int(pid)):
+            if pid.isdigit() and pid_alive(int(pid)):
                 continue  # still being built or deleted by a live process
             try:
                 dirstore.remove_tree(self._tmp / entry)

@@ -252,10 +252,3 @@ class Graph:
                 raise
             write_new(work / _DEVICE_MARKER, image.id.encode())
             fsync_dir(self.root)
-
-    # ---- maintenance --------------------------------------------------------------------
-
-    def cleanup(self) -> list[str]:
-        """Remove leftovers of crashed operations under `graph/_tmp` (done at open, safe any time)."""
-        return clean_stale(self.tmp, self._undo_stale)
-

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from pydock.utils.fileutil import try_flock
+from pydock.utils.process import pid_alive
 
 log = logging.getLogger(__package__)
 
@@ -61,18 +62,6 @@ def scratch_dir(tmp_root: Path) -> Iterator[Path]:
         os.close(fd)
 
 
-def _pid_alive(text: str) -> bool:
-    if not text.isdigit():
-        return True  # not ours to judge
-    try:
-        os.kill(int(text), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # it exists, under another user
-    return True
-
-
 def clean_stale(tmp_root: Path, on_stale: Callable[[Path], None]) -> list[str]:
     """Remove scratch dirs whose owner is gone (calling `on_stale(dir)` first); returns their names."""
     if not tmp_root.is_dir():
@@ -82,7 +71,8 @@ def clean_stale(tmp_root: Path, on_stale: Callable[[Path], None]) -> list[str]:
         if entry.startswith(".") and entry.endswith(".staging"):
             # an owner that died before renaming its lock into place; judged by its pid, not by a lock:
             # the owner creates the file before it can lock it, so a lock test would race it again
-            if not _pid_alive(entry[1:].split("-", 1)[0]):
+            owner = entry[1:].split("-", 1)[0]
+            if owner.isdigit() and not pid_alive(int(owner)):
                 (tmp_root / entry).unlink(missing_ok=True)
             continue
         if not _SCRATCH_RE.match(entry):

@@ -18,7 +18,8 @@ from typing import Any
 
 from pydock.dockerinit.preexec import child_setup
 from pydock.utils.errors import LaunchError
-from pydock.runtime.state import EXIT_KILLED, proc_start_time
+from pydock.runtime.state import EXIT_KILLED
+from pydock.utils.process import proc_start_time
 
 LXC_EXECUTE = "lxc-execute"
 EXIT_LAUNCH_FAILED = 125

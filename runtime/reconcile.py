@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING
 from pydock.runtime import monitorlock, removal
 from pydock.runtime.container import Container
 from pydock.runtime.launcher import container_init, stray_processes, wait_gone
-from pydock.runtime.state import EXIT_KILLED, EXIT_LOST, proc_start_time
+from pydock.runtime.state import EXIT_KILLED, EXIT_LOST
+from pydock.utils.process import proc_start_time
 from pydock.utils.errors import PydockError
 
 if TYPE_CHECKING:

@@ -1,9 +1,8 @@
-"""A container's run state (Docker 0.7's `State` block) and process identity checks for crash recovery."""
+"""A container's run state (Docker 0.7's `State` block) and the time format of its records."""
 
 from __future__ import annotations
 
 import enum
-import os
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
@@ -47,30 +46,6 @@ def parse_time(text: str | None) -> datetime | None:
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def proc_start_time(pid: int) -> int | None:
-    """Field 22 of /proc/<pid>/stat (start time in clock ticks since boot), or None if no such process.
-
-    (pid, start time) identifies a process across pid reuse.
-    """
-    if pid <= 0:
-        return None
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    # comm (field 2) may contain spaces and parentheses: split after the last ')'
-    rest = data[data.rindex(b")") + 2:].split()
-    if rest[0] == b"Z":
-        return None  # a zombie has finished
-    return int(rest[19])
-
-
-def same_process(pid: int, start_time: int) -> bool:
-    """Whether `pid` is still the very process that had `start_time` (not a reused pid)."""
-    return pid > 0 and start_time > 0 and proc_start_time(pid) == start_time
 
 
 @dataclass(frozen=True)
@@ -124,9 +99,3 @@ class State:
                    monitor_pid=int(data.get("MonitorPid") or 0),
                    monitor_start=int(data.get("MonitorStartTime") or 0),
                    pid_start=int(data.get("PidStartTime") or 0), error=str(data.get("Error") or ""))
-
-
-def self_identity() -> tuple[int, int]:
-    """(pid, start time) of the calling process."""
-    pid = os.getpid()
-    return pid, proc_start_time(pid) or 0

@@ -24,7 +24,7 @@ from pydock.runtime.launcher import HELPER_ENV, LaunchSpec, exit_status, signal_
 from pydock.runtime.monitor import RawTerminal, SignalProxy, copy_winsize, detach_stdio, pump, pump_tty
 from pydock.runtime.options import DEFAULT_PATH, env_value, merge_env
 from pydock.runtime.rootpath import ensure_dir_in_root, look_path
-from pydock.runtime.state import proc_start_time, self_identity
+from pydock.utils.process import proc_start_time, self_identity
 from pydock.runtime.userdb import resolve_user
 from pydock.utils.errors import Conflict, LaunchError, PydockError
 from pydock.utils.fileutil import atomic_write

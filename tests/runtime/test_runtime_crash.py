@@ -12,7 +12,8 @@ import time
 import pytest
 
 from pydock.utils.mount import mountinfo
-from pydock.runtime.state import EXIT_KILLED, EXIT_LOST, Status, proc_start_time
+from pydock.runtime.state import EXIT_KILLED, EXIT_LOST, Status
+from pydock.utils.process import proc_start_time
 
 pytestmark = pytest.mark.lxc
 

@@ -14,7 +14,8 @@ from pydock.runtime import cgroups, lxcconf
 from pydock.utils.errors import InvalidArgument, LaunchError
 from pydock.runtime.options import merge_env, parse_env, parse_memory, parse_volume, split_hostname
 from pydock.runtime.rootpath import CommandNotExecutable, CommandNotFound, look_path, resolve_in_root
-from pydock.runtime.state import State, format_time, parse_time, proc_start_time, same_process, utcnow
+from pydock.runtime.state import State, format_time, parse_time, utcnow
+from pydock.utils.process import proc_start_time, same_process
 from pydock.runtime.userdb import resolve_user
 
 
