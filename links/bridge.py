@@ -69,7 +69,7 @@ def is_up(name: str) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
         try:
             res = fcntl.ioctl(sock.fileno(), SIOCGIFFLAGS, struct.pack("16s16x", name.encode()))
-        except OSError:
+        except OSError:  # no such interface (ENODEV): not up
             return False
     return bool(struct.unpack_from("H", res, 16)[0] & IFF_UP)
 
