@@ -33,7 +33,7 @@ def ifindex(name: str) -> int:
     """The interface index, 0 if there is no such interface."""
     try:
         return socket.if_nametoindex(name)
-    except OSError:
+    except OSError:  # ENODEV: the answer to "is there one?", not a failure
         return 0
 
 
@@ -138,7 +138,10 @@ def write_sysctl(key: str, value: str) -> None:
 
 
 def read_sysctl(key: str) -> str | None:
+    """The value of `key`, or None when this kernel has no such key (e.g. br_netfilter not loaded)."""
     try:
         return (Path("/proc/sys") / key.replace(".", "/")).read_text().strip()
-    except OSError:
+    except FileNotFoundError:
         return None
+    except OSError as err:
+        raise NetworkError(f"Cannot read {key}: {err.strerror}") from None
