@@ -30,7 +30,7 @@ def test_checkout_has_no_generated_buildinfo() -> None:
     """utils/buildinfo.py is written into bundles only; one left in the tree would pose as a release build."""
     assert locate.build_identity() is None
     src = Path(locate.__file__).resolve().parents[1]
-    assert not (src / "runtime" / "buildinfo.py").exists()
+    assert not (src / "utils" / "buildinfo.py").exists()
 
 
 def test_dev_shim_is_written_once_with_this_interpreter(layout: RootLayout) -> None:
