@@ -48,7 +48,7 @@ missing_packages() {
 # restore_policy: remove our policy-rc.d and put back the one we moved aside, if any. Also run before
 # installing, to repair what a run killed with SIGKILL left behind. A policy that is not ours is left alone.
 restore_policy() {
-	if [ -e "$POLICY_RC_D" ] && ! grep -qsF "$POLICY_MARK" "$POLICY_RC_D"; then
+	if { [ -e "$POLICY_RC_D" ] || [ -L "$POLICY_RC_D" ]; } && ! grep -qsF "$POLICY_MARK" "$POLICY_RC_D"; then
 		if [ -e "$POLICY_SAVED" ]; then
 			echo "hack/make.sh: both $POLICY_RC_D (not ours) and $POLICY_SAVED (from an interrupted run) exist;" \
 				"keep the right one and delete the other" >&2

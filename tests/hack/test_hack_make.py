@@ -207,3 +207,12 @@ def test_a_foreign_policy_next_to_a_leftover_is_not_guessed_at(fake: Fake) -> No
     assert fake.policy.read_bytes() == ORIGINAL_POLICY
     assert fake.saved.read_bytes() == b"#!/bin/sh\nexit 0\n"
 
+
+
+def test_a_dangling_symlink_policy_is_the_machines_too(fake: Fake) -> None:
+    fake.policy.symlink_to(fake.policy.parent / "nowhere")
+    res = fake.run("apt_install pkg-a")
+    assert res.returncode == 0, res.stderr
+    assert fake.calls()[-1].endswith("=> policy 101")
+    assert os.readlink(fake.policy) == str(fake.policy.parent / "nowhere")
+    assert not fake.saved.exists() and not fake.saved.is_symlink()
