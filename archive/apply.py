@@ -12,6 +12,7 @@ style entries and the two-layer "plant `x -> /`, then write `x/file`" attack.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import stat
 import tarfile
@@ -29,6 +30,7 @@ from pydock.archive.tar import (
 )
 from pydock.utils.errors import ArchiveError, UnsafeArchive
 
+log = logging.getLogger(__package__)
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _MAX_SYMLINKS = 40  # like the kernel's MAXSYMLINKS
@@ -338,6 +340,8 @@ def _set_xattrs(target, attrs: list[tuple[str, bytes]], follow: bool = True) -> 
             # The filesystem or node type does not take this xattr: tar(1) warns and goes on.
             if e.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM):
                 raise
+            log.debug("xattr %s not set on %s: %s (the filesystem or node type does not take it)", attr,
+                      f"fd {target}" if isinstance(target, int) else target, e.strerror)
 
 
 # --------------------------------------------------------------------------- in-root path resolution
@@ -426,7 +430,7 @@ class _Root:
                         try:
                             os.mkdir(part, 0o755, dir_fd=cur)
                         except FileExistsError:
-                            pass
+                            pass  # made meanwhile by another process: the open below checks it is a directory
                         nfd = os.open(part, _DIR_FLAGS, dir_fd=cur)
                     elif e.errno in (errno.ELOOP, errno.ENOTDIR):
                         st = os.stat(part, dir_fd=cur, follow_symlinks=False)
@@ -483,13 +487,15 @@ class _Applier:
     def run(self, reader: _Reader) -> int:
         for member in _members(reader, self.view):
             if member.type == _GNU_VOLHDR:
-                continue  # `tar -V` label: no file, GNU tar skips it too
+                log.debug("layer: skipping the volume label %r (`tar -V`; GNU tar skips it too)", member.name)
+                continue
             name = member.name
             parts = clean_name(name)
             if member.islnk():
                 clean_name(member.linkname, name)
             if parts and parts[0].startswith(WHITEOUT_META_PREFIX):
-                continue  # aufs metadata (.wh..wh.aufs, .wh..wh.orph/, .wh..wh.plnk/): dropped
+                log.debug("layer: dropping aufs metadata %r (.wh..wh.aufs, .wh..wh.orph/, .wh..wh.plnk/)", name)
+                continue
             base = parts[-1] if parts else ""
             if base.startswith(WHITEOUT_PREFIX):
                 if base == WHITEOUT_OPAQUE:
@@ -698,7 +704,8 @@ class _Applier:
                     continue  # this layer's own entry wins over its whiteout
                 os.stat(parts[-1], dir_fd=pfd, follow_symlinks=False)
             except (_Missing, FileNotFoundError):
-                continue  # nothing to hide
+                log.debug("layer: whiteout %r hides nothing (no such path below)", entry)
+                continue
             pfd = os.dup(pfd)
             try:
                 self._note_parent(pfd, pcanon)
@@ -714,7 +721,8 @@ class _Applier:
             for parts, entry in self.opaque:
                 try:
                     dfd, dcanon = self.root.dir(parts, False, entry)
-                except _Missing:
+                except _Missing:  # a whiteout of this layer removed the directory again
+                    log.debug("layer: opaque marker %r: its directory is gone", entry)
                     continue
                 self._note_parent(dfd, dcanon)
                 self._clear_opaque(dcanon, keep_under)
@@ -726,7 +734,7 @@ class _Applier:
             canon_dir = todo.pop()
             try:
                 dfd = os.dup(self.root.dir(canon_dir, False, "/".join(canon_dir))[0])
-            except _Missing:
+            except _Missing:  # removed while clearing a directory listed before it
                 continue
             try:
                 for name in os.listdir(dfd):
@@ -759,7 +767,7 @@ class _Applier:
             try:
                 pfd, _ = self.root.dir(canon[:-1], False, "/".join(canon))
                 st = os.stat(canon[-1], dir_fd=pfd, follow_symlinks=False)
-            except (_Missing, FileNotFoundError):
+            except (_Missing, FileNotFoundError):  # a whiteout of this layer removed it: no times to restore
                 continue
             if stat.S_ISDIR(st.st_mode):
                 os.utime(canon[-1], ns=(atime, mtime), dir_fd=pfd, follow_symlinks=False)

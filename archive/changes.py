@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import errno
+import logging
 import os
 import stat
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import Iterable
 
 from pydock.utils.errors import ArchiveError
 
+log = logging.getLogger(__package__)
 
 class ChangeKind(enum.Enum):
     """Docker's change letters: Added, Changed, Deleted."""
@@ -48,10 +50,12 @@ def _open_dir(path: str) -> int:
     """A directory fd, or -1 if it vanished or is no longer a directory (a live container changes)."""
     try:
         return os.open(path, _DIR_FLAGS)
-    except (FileNotFoundError, NotADirectoryError):
+    except (FileNotFoundError, NotADirectoryError) as e:
+        log.debug("diff: %s changed while being compared (%s): nothing below it is listed", path, e.strerror)
         return -1
     except OSError as e:
         if e.errno == errno.ELOOP:  # swapped for a symlink since it was listed
+            log.debug("diff: %s became a symlink while being compared: nothing below it is listed", path)
             return -1
         raise
 
@@ -151,7 +155,8 @@ def changes_size(root: Path, changes: Iterable[Change]) -> int:
             continue
         try:
             st = os.lstat(base + change.path)
-        except FileNotFoundError:
+        except FileNotFoundError:  # removed since the diff (a running container): it adds nothing
+            log.debug("size: %s%s is gone since the diff", base, change.path)
             continue
         except OSError as e:
             raise ArchiveError(f"cannot size {base}{change.path}: {e.strerror or e}") from None

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import enum
 import io
+import logging
 from typing import BinaryIO
 
 from pydock.utils.errors import ArchiveError
 
+log = logging.getLogger(__package__)
 # Docker 0.7 peeks this many bytes; xz's magic (the longest) needs 6.
 HEAD_SIZE = 10
 _BUFSIZE = 1 << 20
@@ -109,7 +111,8 @@ def read_head(fileobj: BinaryIO, size: int = HEAD_SIZE) -> tuple[bytes, BinaryIO
     if peek is not None:
         try:
             head = peek(size)[:size]
-        except (OSError, ValueError):
+        except (OSError, ValueError) as e:  # the read below meets the same error if it is real
+            log.debug("peek of the stream failed (%s): reading its head instead", e)
             head = b""
         if len(head) >= size:
             return head, fileobj
@@ -147,7 +150,10 @@ def open_decompressed(stream: BinaryIO, compression: Compression) -> BinaryIO:
         import bz2
 
         return bz2.BZ2File(stream, "rb")  # type: ignore[return-value]
-    import lzma
+    try:
+        import lzma
+    except ImportError:  # pragma: no cover - a Python built without liblzma
+        raise ArchiveError("xz-compressed data, but this Python has no lzma module") from None
 
     return lzma.LZMAFile(stream, "rb")  # type: ignore[return-value]
 
@@ -206,19 +212,13 @@ def compress_stream(out: BinaryIO, compression: Compression) -> BinaryIO:
 # Exceptions the codecs raise on corrupt or truncated data; callers map them to ArchiveError.
 def codec_errors() -> tuple[type[BaseException], ...]:
     """Exception types meaning "the compressed data is corrupt or truncated"."""
+    import gzip
     import zlib
 
-    errors: list[type[BaseException]] = [EOFError, zlib.error]
-    try:
-        import gzip
-
-        errors.append(gzip.BadGzipFile)
-    except (ImportError, AttributeError):  # pragma: no cover
-        pass
+    errors: list[type[BaseException]] = [EOFError, zlib.error, gzip.BadGzipFile]
     try:
         import lzma
-
-        errors.append(lzma.LZMAError)
-    except ImportError:  # pragma: no cover
-        pass
+    except ImportError:  # pragma: no cover - no lzma: open_decompressed refuses xz data, none reaches a codec
+        return tuple(errors)
+    errors.append(lzma.LZMAError)
     return tuple(errors)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import fnmatch
+import logging
 import os
 import stat
 import tarfile
@@ -20,6 +21,7 @@ from typing import BinaryIO, Iterable
 from pydock.archive.compression import Compression, compress_stream
 from pydock.utils.errors import ArchiveError
 
+log = logging.getLogger(__package__)
 BLOCKSIZE = tarfile.BLOCKSIZE
 RECORDSIZE = tarfile.RECORDSIZE
 XATTR_PAX_PREFIX = "SCHILY.xattr."
@@ -239,6 +241,7 @@ class _TarWriter:
         elif stat.S_ISFIFO(mode):
             typeflag = tarfile.FIFOTYPE
         else:  # sockets (and anything newer) are not archivable, like GNU tar
+            log.debug("not archiving %r: a socket (or another type tar cannot carry)", arcname)
             return False
         if typeflag != tarfile.SYMTYPE:
             self._xattrs_at(dir_fd, name, pax)
@@ -250,7 +253,7 @@ class _TarWriter:
             names = os.listxattr(fd)
         except OSError as e:
             if e.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
-                return
+                return  # a filesystem without xattrs: none to carry
             raise
         for attr in names:
             if xattr_allowed(attr):
@@ -258,6 +261,7 @@ class _TarWriter:
                     value = os.getxattr(fd, attr)
                 except OSError as e:
                     if e.errno == errno.ENODATA:
+                        log.debug("xattr %s vanished between listing and reading it", attr)
                         continue
                     raise
                 pax[XATTR_PAX_PREFIX + attr] = value.decode("utf-8", "surrogateescape")
@@ -268,7 +272,10 @@ class _TarWriter:
         try:
             names = os.listxattr(path, follow_symlinks=False)
         except OSError as e:
-            if e.errno in (errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOENT):
+            if e.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
+                return  # a filesystem without xattrs: none to carry
+            if e.errno == errno.ENOENT:  # removed since it was listed (a running container): archived bare
+                log.debug("xattrs of %r: %s", name, e.strerror)
                 return
             raise
         for attr in names:
@@ -277,6 +284,7 @@ class _TarWriter:
                     value = os.getxattr(path, attr, follow_symlinks=False)
                 except OSError as e:
                     if e.errno == errno.ENODATA:
+                        log.debug("xattr %s of %r vanished between listing and reading it", attr, name)
                         continue
                     raise
                 pax[XATTR_PAX_PREFIX + attr] = value.decode("utf-8", "surrogateescape")

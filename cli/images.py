@@ -17,36 +17,8 @@ CREATED_BY_WIDTH = 45
 
 
 def image_store(ctx: click.Context) -> ImageStore:
-    """The ImageStore of this invocation's Runtime (opened once by `ctx.obj.runtime()`).
-
-    Until the runtime module exists, fall back to opening the storage driver directly.
-    """
-    from pydock.graph.lookup import ImageStore
-
-    cached = ctx.meta.get("pydock.images")
-    if cached is not None:
-        return cached
-    try:
-        rt = ctx.obj.runtime()
-    except ModuleNotFoundError as err:
-        if err.name != "pydock.runtime.runtime":
-            raise
-        rt = None
-    if rt is not None:
-        store = getattr(rt, "images", None)
-        if not isinstance(store, ImageStore):
-            store = ImageStore(rt.layout, rt.driver)  # share the runtime's driver, never open a second one
-        ctx.meta["pydock.images"] = store
-        return store
-    from pydock.devmapper.drivers import open_deviceset
-    from pydock.utils.paths import RootLayout
-
-    root = ctx.obj.root
-    deviceset, _reason = open_deviceset(root, ctx.obj.driver)
-    # close, not shutdown: mounts of running containers belong to other processes
-    ctx.call_on_close(getattr(deviceset, "close", lambda: None))
-    store = ctx.meta["pydock.images"] = ImageStore(RootLayout(root), deviceset)
-    return store
+    """The ImageStore of this invocation's Runtime (opened once by `ctx.obj.runtime()`)."""
+    return ctx.obj.runtime().images
 
 
 def _notrunc_alias(f: Any) -> Any:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import click
+
+log = logging.getLogger(__package__)
 
 ID_WIDTH = 12
 
@@ -61,7 +64,9 @@ def _image_label(rt: Any, image_id: str, cache: dict[str, str]) -> str:
     if image_id not in cache:
         try:
             cache[image_id] = rt.images.name_of(image_id)
-        except Exception:  # noqa: BLE001 - a label is cosmetic: a missing image must not break ls
+        except Exception as err:  # noqa: BLE001 - a label is cosmetic: a missing image must not break ls
+            log.debug("ls: no name for image %s (%s: %s): showing its short id", image_id[:ID_WIDTH],
+                      type(err).__name__, err)
             cache[image_id] = image_id[:ID_WIDTH]
     return cache[image_id]
 

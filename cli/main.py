@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import logging
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +14,11 @@ import click
 
 from pydock.utils.errors import PydockError
 from pydock.utils.paths import DEFAULT_ROOT, DRIVER_ENV, ROOT_ENV
+
+log = logging.getLogger(__package__)
+
+#: every pydock.* record, one line each (a traceback, with -D, follows its line)
+LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 
 # command name -> "module:function"; modules are imported only when their command runs,
 # so `pydock run` never pays for the imports of `pydock images` (start-up time is the budget).
@@ -79,6 +86,31 @@ class Settings:
         return self._runtime
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is when a record comes (click's test runner and pytest swap it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter(LOG_FORMAT))
+
+    @property  # type: ignore[override]
+    def stream(self):  # noqa: ANN201
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:  # noqa: ANN001
+        pass
+
+
+def configure_logging(debug: bool) -> None:
+    """The only place pydock configures logging: the `pydock` logger tree goes to stderr, at DEBUG with
+    -D/--debug and WARNING otherwise. Library modules only log (`logging.getLogger(__package__)`)."""
+    tree = logging.getLogger("pydock")
+    tree.setLevel(logging.DEBUG if debug else logging.WARNING)
+    if not any(isinstance(h, _StderrHandler) for h in tree.handlers):
+        tree.addHandler(_StderrHandler())
+
+
 class LazyGroup(click.Group):
     """A click group whose sub-commands are imported on demand from COMMANDS."""
 
@@ -117,20 +149,24 @@ def cli(ctx: click.Context, root: Path, driver: str | None, storage_opts: tuple[
     (-b, --bip, --icc) describe the bridge every command should find; the bridge is set up, or
     switched, by the next command that needs it.
     """
+    configure_logging(debug)
     ctx.obj = Settings(root=root.absolute(), driver=driver, debug=debug, bridge=bridge, bip=bip, icc=icc,
                        storage_opts=storage_opts)
+    log.debug("pid %d: %s, root %s, storage driver %s, bridge %s", os.getpid(), ctx.invoked_subcommand,
+              ctx.obj.root, driver or "(best available)", bridge)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point: run the group, turn PydockError into `Error: <message>` and its exit code."""
-    debug = "-D" in (argv or sys.argv[1:]) or "--debug" in (argv or sys.argv[1:])
+    """Console entry point: run the group, turn PydockError into `Error: <message>` and its exit code.
+
+    With -D (read by the group from pydock's own options, never from a container command's arguments)
+    the error's traceback is logged at debug level before that line.
+    """
+    configure_logging(debug=False)  # until the group has parsed -D (a previous in-process call may have set it)
     try:
         rv = cli.main(args=argv, prog_name="pydock", standalone_mode=False)
     except PydockError as err:
-        if debug:
-            import traceback
-
-            traceback.print_exc()
+        log.debug("%s: %s", type(err).__name__, err, exc_info=True)
         click.echo(f"Error: {err}", err=True)
         return err.exit_code
     except click.exceptions.Exit as err:

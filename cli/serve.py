@@ -3,7 +3,11 @@ docker CLI and SDK, over the same Runtime and detached monitors as the pydock CL
 
 from __future__ import annotations
 
+import logging
+
 import click
+
+log = logging.getLogger(__package__)
 
 
 @click.command()
@@ -66,5 +70,6 @@ def _commit() -> str:
         from pydock.cli.system import _git_commit
 
         return _git_commit()
-    except Exception:  # noqa: BLE001 - the version endpoint must not fail on this
+    except Exception as err:  # noqa: BLE001 - the version endpoint must not fail on this
+        log.debug("serve: no git commit for the version endpoint: %s: %s", type(err).__name__, err)
         return ""

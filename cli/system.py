@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+
 import click
+
+log = logging.getLogger(__package__)
 
 
 def _git_commit() -> str:
@@ -15,14 +19,18 @@ def _git_commit() -> str:
 
         return buildinfo.GIT_COMMIT
     except ImportError:
-        pass
+        pass  # a development checkout: buildinfo is generated into bundles only; ask git
     src = Path(__file__).resolve().parent.parent
     try:
         out = subprocess.run(["git", "-C", str(src), "rev-parse", "--short", "HEAD"], capture_output=True,
                              text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
+    except (OSError, subprocess.SubprocessError) as err:
+        log.debug("git commit unknown: %s", err)
         return "unknown"
-    return out.stdout.strip() if out.returncode == 0 else "unknown"
+    if out.returncode != 0:
+        log.debug("git commit unknown: git rev-parse in %s: %s", src, out.stderr.strip())
+        return "unknown"
+    return out.stdout.strip()
 
 
 @click.command()

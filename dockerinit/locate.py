@@ -12,6 +12,7 @@ A development checkout has no buildinfo: there the helper is a two-line shim tha
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import sys
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from pydock.utils.errors import LaunchError
 from pydock.utils.paths import RootLayout
 from pydock.utils.version import VERSION
 
+log = logging.getLogger(__package__)
 ENV_PATH = "PYDOCK_DOCKERINIT"
 # the helper's name inside the single-file binary (a zip member at the archive root)
 EMBEDDED_NAME = "pydock-dockerinit"
@@ -41,7 +43,7 @@ def build_identity() -> BuildIdentity | None:
     """The identity baked in by hack/make.sh binary/deb; None in a development checkout."""
     try:
         from pydock.utils import buildinfo  # type: ignore[attr-defined]
-    except ImportError:
+    except ImportError:  # a development checkout: buildinfo is generated into bundles only
         return None
     sha = getattr(buildinfo, "INIT_SHA256", None)
     if not sha:
@@ -72,7 +74,8 @@ def _embedded_helper() -> bytes | None:
     try:
         with zipfile.ZipFile(archive) as zf:
             return zf.read(EMBEDDED_NAME)
-    except (OSError, KeyError, zipfile.BadZipFile):
+    except (OSError, KeyError, zipfile.BadZipFile) as err:  # the files beside it are looked at next
+        log.debug("no helper inside %s: %s: %s", archive, type(err).__name__, err)
         return None
 
 
@@ -137,8 +140,10 @@ def _dev_shim(layout: RootLayout) -> Path:
     try:
         if dest.read_bytes() == text:
             return dest
-    except OSError:
-        pass
+    except FileNotFoundError:
+        pass  # the first launch on this root: written below
+    except OSError as err:
+        log.debug("rewriting the dev shim %s: %s", dest, err)
     return _atomic_write(dest, text)
 
 
@@ -156,8 +161,10 @@ def dockerinit_path(layout: RootLayout) -> Path:
         if sha256_file(pinned) == ident.init_sha256:
             return pinned
         rejected.append(f"{pinned} (sha256 mismatch)")
-    except OSError:
-        pass
+    except FileNotFoundError:
+        pass  # not pinned yet on this root: the first launch pins it below
+    except OSError as err:
+        rejected.append(f"{pinned} ({err.strerror})")
     embedded = _embedded_helper()
     if embedded is not None:
         if hashlib.sha256(embedded).hexdigest() == ident.init_sha256:
@@ -171,7 +178,10 @@ def dockerinit_path(layout: RootLayout) -> Path:
                 rejected.append(f"{path} (sha256 mismatch)")
                 continue
             data = path.read_bytes()
-        except OSError:
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # most candidates do not exist: the error lists every place looked at
+        except OSError as err:
+            rejected.append(f"{path} ({err.strerror})")
             continue
         if hashlib.sha256(data).hexdigest() == ident.init_sha256:  # re-check what we copy, not what we hashed
             return _write_pinned(layout, data)

@@ -4,9 +4,15 @@
 #
 #   hack/dmkernel.sh [-m MEM] [-C DIR] -- CMD [ARGS...]
 #
-# The command runs as PID 1's child in the UML kernel, with the current directory and
-# a filtered copy of the environment. Its output streams to our stdout; its exit status is
+# The command runs as PID 1's child in the UML kernel, in the current directory (or DIR) and
+# with a filtered copy of the environment. Its output streams to our stdout; its exit status is
 # written to a file on the host (UML's own exit status does not carry it) and becomes ours.
+#
+# Inside, /tmp, /run and /dev/shm are fresh memory filesystems (TMPDIR=/tmp), so a test's files
+# never touch the host's. A working directory under one of them is bound back to its host
+# directory at the same path, so a checkout anywhere works; other host paths under them are not
+# visible inside. dmkernel's own failures (no such directory, command not found, UML missing) say
+# why in one line and exit 125, or 127 for a missing command, like `docker run`.
 set -euo pipefail
 
 mem=2G
@@ -20,25 +26,49 @@ while [ $# -gt 0 ]; do
 	esac
 done
 [ $# -gt 0 ] || { echo "usage: $0 [-m MEM] [-C DIR] -- CMD [ARGS...]" >&2; exit 2; }
+# the directory as given (made absolute) is where the command runs; its real path decides whether it
+# lies under a filesystem the UML side mounts afresh
+abs_cwd=$(cd "$cwd" 2>/dev/null && pwd) || { echo "dmkernel: cannot cd to $cwd: no such directory" >&2; exit 125; }
+cwd=$abs_cwd
+real_cwd=$(cd "$cwd" && pwd -P)
+case "$real_cwd" in
+	/tmp | /tmp/* | /run | /run/* | /dev/shm | /dev/shm/*) bind_cwd=1 ;;
+	*) bind_cwd= ;;
+esac
 
 uml=${PYDOCK_UML:-/usr/bin/linux.uml}
 [ -x "$uml" ] || { echo "dmkernel: $uml not found (apt-get install user-mode-linux)" >&2; exit 125; }
-kver=$(ls /usr/lib/uml/modules | sort -V | tail -n1)
+kver=$(ls /usr/lib/uml/modules 2>/dev/null | sort -V | tail -n1)
+[ -n "$kver" ] || { echo "dmkernel: no kernel modules in /usr/lib/uml/modules (apt-get install user-mode-linux)" >&2; exit 125; }
 moddir=/usr/lib/uml/modules/$kver/kernel
 
 # not under /tmp: the UML side mounts a fresh tmpfs there
 scratch=$(mktemp -d /var/tmp/pydock-uml.XXXXXX)
 trap 'rm -rf "$scratch"' EXIT
+mkdir "$scratch/cwd"  # where the UML side holds a hidden working directory while /tmp or /run is mounted over
 
 q() { printf '%q ' "$@"; }
 
 {
 	echo '#!/bin/sh'
 	echo 'export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+	# This script is PID 1: if it ever returned, the kernel would panic ("Attempted to kill init")
+	# and the host would only see a crash. Every way out goes through stop: status file, halt.
+	echo "status=$(q "$scratch/status")"
+	echo 'stop() { sync; halt -f 2>/dev/null; busybox halt -f; echo "dmkernel: could not halt the UML kernel" >&2; }'
+	echo 'fail() { echo "dmkernel: $2" >&2; echo "$1" > "$status"; stop; }'
 	echo 'mount -t proc proc /proc; mount -t sysfs sys /sys'
+	if [ -n "$bind_cwd" ]; then
+		# a working directory under /tmp, /run or /dev/shm: hold on to it before those are mounted over
+		echo "mount --bind $(q "$real_cwd") $(q "$scratch/cwd")"
+	fi
 	echo 'mountpoint -q /dev || mount -t devtmpfs dev /dev'
 	echo 'mkdir -p /dev/pts /dev/shm; mount -t devpts devpts /dev/pts; mount -t tmpfs shm /dev/shm'
-	echo 'mount -t tmpfs run /run; mount -t tmpfs -o size=75% tmp /tmp; mount -t tmpfs varrun /var/run 2>/dev/null'
+	echo 'mount -t tmpfs run /run; mount -t tmpfs -o size=75% tmp /tmp; [ -L /var/run ] || mount -t tmpfs varrun /var/run'
+	if [ -n "$bind_cwd" ]; then
+		echo "mkdir -p $(q "$real_cwd") && mount --bind $(q "$scratch/cwd") $(q "$real_cwd") \\"
+		echo "	|| fail 125 $(q "cannot show $real_cwd inside User-Mode Linux (bind mount failed)")"
+	fi
 	echo 'mount -t cgroup2 cgroup2 /sys/fs/cgroup'
 	echo 'echo "+cpu +memory +pids" > /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null'
 	# modules and everything they depend on (modules.dep order), so the kernel has dm-thin,
@@ -72,11 +102,11 @@ q() { printf '%q ' "$@"; }
 		esac
 	done
 	echo 'export TMPDIR=/tmp DM_DISABLE_UDEV=1 PYDOCK_IN_UML=1'
-	echo "cd $(q "$cwd") || exit 1"
+	echo "cd $(q "$cwd") 2>/dev/null || fail 125 $(q "cannot cd to $cwd inside User-Mode Linux")"
+	echo "command -v $(q "$1") >/dev/null || fail 127 $(q "$1: command not found inside User-Mode Linux")"
 	echo "$(q "$@") < /dev/null"
-	echo "echo \$? > $(q "$scratch/status")"
-	echo 'sync'
-	echo 'halt -f'
+	echo 'echo $? > "$status"'
+	echo 'stop'
 } > "$scratch/init"
 chmod +x "$scratch/init"
 

@@ -1,50 +1,134 @@
 #!/bin/bash
 # Build, test and package pydock, in Docker's hack/make.sh style: one bundle per argument.
 #
-#   hack/make.sh dev      install the system packages pydock needs, create .venv, pip install -e .[test]
-#   hack/make.sh test     the whole suite: the host tier, then the device-mapper tier in User-Mode Linux
+#   hack/make.sh dev      what running pydock needs: its system packages, .venv, pip install -e .
+#   hack/make.sh test     installs what the tests use, then the whole suite: the host tier, then the
+#                         device-mapper tier in User-Mode Linux
 #   hack/make.sh binary   (see hack/make/binary)   hack/make.sh deb   (see hack/make/deb)
+#
+# Both install only what is missing (a dpkg-query check, a stamp for the pip install), so a second
+# run costs well under a second before the tests. No package postinst may start a service while we
+# install: see apt_install.
 set -euo pipefail
 
-cd "$(dirname "$0")/.."
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
 SRC=$PWD
 VENV=${PYDOCK_VENV:-$SRC/.venv}
 PY=$VENV/bin/python
 
-# Debian packages: runtime (lxc iptables e2fsprogs util-linux busybox-static xz-utils bzip2),
-# the dm-thin test kernel (user-mode-linux), python-prctl's build (libcap-dev), and dmsetup,
-# an independent device-mapper implementation the tests cross-check ours against, and Debian's
-# own python3 libraries the .deb depends on (its install test runs pydock on them).
-DEB_PACKAGES="lxc iptables e2fsprogs util-linux busybox-static user-mode-linux libcap-dev xz-utils bzip2 dmsetup iproute2 procps python3-venv python3-dev gcc python3-click python3-tabulate python3-pyroute2 python3-prctl"
+# What running pydock needs: lxc (containers are launched with lxc-execute), the tools the runtime runs
+# (iptables, mkfs.ext4 from e2fsprogs, mount/losetup/nsenter from util-linux, ip, ps), busybox-static
+# (the embedded busybox image), xz-utils and bzip2 (compressed imports), and the venv and compiler that
+# `pip install -e .` needs (python-prctl is built from source against libcap).
+RUN_PACKAGES="lxc iptables e2fsprogs util-linux busybox-static xz-utils bzip2 iproute2 procps python3-venv python3-dev gcc libcap-dev"
+# What only the tests use: the dm-thin test kernel (user-mode-linux, for hack/dmkernel.sh), dmsetup (an
+# independent device-mapper implementation the tests cross-check ours against) and Debian's own python3
+# libraries the .deb depends on (its install test runs pydock on them). The docker CLI that `pydock serve`
+# is tested with comes from Debian's docker.io, only when no `docker` is on PATH.
+TEST_PACKAGES="user-mode-linux dmsetup python3-click python3-tabulate python3-pyroute2 python3-prctl"
 
-bundle_dev() {
-	local missing=()
-	for p in $DEB_PACKAGES; do
-		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+# policy-rc.d (Debian's invoke-rc.d/deb-systemd-invoke ask it before starting a service): while we
+# install, ours answers 101 ("action forbidden") to every postinst, so docker.io's dockerd, containerd
+# or lxc-net's dnsmasq are installed but never started. A policy already there is put back afterwards.
+POLICY_RC_D=${PYDOCK_POLICY_RC_D:-/usr/sbin/policy-rc.d}
+POLICY_SAVED=$POLICY_RC_D.pydock-saved
+POLICY_MARK="# written by pydock's hack/make.sh while it installs packages; removed when it is done"
+LOCK=${PYDOCK_MAKE_LOCK:-/run/lock/pydock-make.lock}
+
+# missing_packages PKG...: those of PKG not installed, one per line.
+missing_packages() {
+	local installed
+	installed=$(dpkg-query -W -f='${Package} ${Status}\n' "$@" 2>/dev/null | awk '$NF == "installed" { print $1 }' || true)
+	local p
+	for p in "$@"; do
+		grep -qxF "$p" <<<"$installed" || echo "$p"
 	done
-	if [ ${#missing[@]} -gt 0 ]; then
-		echo "+ apt-get install ${missing[*]}"
-		[ "$(id -u)" = 0 ] || { echo "hack/make.sh dev: run as root to install ${missing[*]}" >&2; exit 1; }
-		apt-get update -qq
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# restore_policy: remove our policy-rc.d and put back the one we moved aside, if any. Also run before
+# installing, to repair what a run killed with SIGKILL left behind. A policy that is not ours is left alone.
+restore_policy() {
+	if { [ -e "$POLICY_RC_D" ] || [ -L "$POLICY_RC_D" ]; } && ! grep -qsF "$POLICY_MARK" "$POLICY_RC_D"; then
+		if [ -e "$POLICY_SAVED" ]; then
+			echo "hack/make.sh: both $POLICY_RC_D (not ours) and $POLICY_SAVED (from an interrupted run) exist;" \
+				"keep the right one and delete the other" >&2
+			return 1
+		fi
+		return 0
 	fi
-	# `pydock serve` is tested with the real docker CLI; Debian's docker.io brings one (its daemon
-	# is not started).
-	if ! command -v docker >/dev/null; then
-		echo "+ apt-get install docker.io (for the docker CLI)"
-		apt-get update -qq
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker.io >/dev/null
+	rm -f "$POLICY_RC_D"
+	if [ -e "$POLICY_SAVED" ] || [ -L "$POLICY_SAVED" ]; then
+		mv -f "$POLICY_SAVED" "$POLICY_RC_D"
 	fi
+}
+
+# apt_install PKG...: apt-get install with no recommends, without letting any package start a service.
+# Runs in a subshell whose EXIT trap restores the policy on every way out (error, Ctrl-C, SIGTERM);
+# a lock keeps two concurrent runs from juggling the policy file at once.
+apt_install() {
+	[ "$(id -u)" = 0 ] || { echo "hack/make.sh: run as root to install $*" >&2; exit 1; }
+	echo "+ apt-get install $*"
+	mkdir -p "$(dirname "$LOCK")"
+	(
+		flock 9
+		restore_policy
+		trap restore_policy EXIT
+		trap 'exit 129' HUP
+		trap 'exit 130' INT
+		trap 'exit 143' TERM
+		if [ -e "$POLICY_RC_D" ] || [ -L "$POLICY_RC_D" ]; then
+			mv -f "$POLICY_RC_D" "$POLICY_SAVED"
+		fi
+		printf '#!/bin/sh\n%s\nexit 101\n' "$POLICY_MARK" > "$POLICY_RC_D.tmp"
+		chmod 755 "$POLICY_RC_D.tmp"
+		mv -f "$POLICY_RC_D.tmp" "$POLICY_RC_D"
+		export DEBIAN_FRONTEND=noninteractive
+		apt-get update -qq
+		apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+	) 9>"$LOCK"
+}
+
+# ensure_packages PKG...: install those that are missing.
+ensure_packages() {
+	local missing
+	missing=$(missing_packages "$@")
+	[ -z "$missing" ] || apt_install $missing
+}
+
+# pip_install dev|test: `pip install -e .` (for test: `.[test]`) into the venv, made first if missing.
+# A stamp in the venv remembers the checkout and pyproject.toml it was done for, so an unchanged
+# checkout skips pip (and its download of setuptools for the isolated build); a `test` install also
+# does for `dev`.
+pip_install() {
+	local kind=$1 want extras=
+	[ "$kind" = test ] && extras="[test]"
 	if [ ! -x "$PY" ]; then
 		echo "+ python3 -m venv $VENV"
 		python3 -m venv "$VENV"
 	fi
-	echo "+ pip install -e .[test]"
-	"$PY" -m pip install -q --disable-pip-version-check -e "$SRC[test]"
+	want="$SRC $(sha256sum <"$SRC/pyproject.toml" | cut -d' ' -f1)"
+	if [ -x "$VENV/bin/pydock" ]; then
+		if [ "$(cat "$VENV/.pydock-pip-test" 2>/dev/null)" = "$want" ] \
+			|| { [ "$kind" = dev ] && [ "$(cat "$VENV/.pydock-pip-dev" 2>/dev/null)" = "$want" ]; }; then
+			return 0
+		fi
+	fi
+	echo "+ pip install -e .$extras"
+	rm -f "$VENV/.pydock-pip-dev" "$VENV/.pydock-pip-test"
+	"$PY" -m pip install -q --disable-pip-version-check -e "$SRC$extras"
+	echo "$want" >"$VENV/.pydock-pip-$kind"
+}
+
+bundle_dev() {
+	ensure_packages $RUN_PACKAGES
+	pip_install dev
 }
 
 bundle_test() {
-	[ -x "$PY" ] || bundle_dev
+	local docker=
+	command -v docker >/dev/null || docker=docker.io
+	ensure_packages $RUN_PACKAGES $TEST_PACKAGES $docker
+	pip_install test
 	local status=0
 	echo "=== host tier: pytest -m 'not dm' ==="
 	export PYDOCK_STRICT_SKIPS=1 PYDOCK_LEAKCHECK=1
@@ -53,6 +137,9 @@ bundle_test() {
 	PYDOCK_REQUIRE_DM=1 hack/dmkernel.sh -m "${PYDOCK_UML_MEM:-4G}" -- "$PY" -m pytest -v -m dm -p no:cacheprovider ${TESTFLAGS:-} tests || status=$((status ? status : $?))
 	return $status
 }
+
+# sourced (by tests/hack): define the functions only
+[ "${BASH_SOURCE[0]}" = "$0" ] || return 0
 
 if [ $# -eq 0 ]; then
 	echo "usage: $0 BUNDLE... (dev test binary deb)" >&2

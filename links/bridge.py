@@ -33,7 +33,7 @@ def ifindex(name: str) -> int:
     """The interface index, 0 if there is no such interface."""
     try:
         return socket.if_nametoindex(name)
-    except OSError:
+    except OSError:  # ENODEV: the answer to "is there one?", not a failure
         return 0
 
 
@@ -69,7 +69,7 @@ def is_up(name: str) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
         try:
             res = fcntl.ioctl(sock.fileno(), SIOCGIFFLAGS, struct.pack("16s16x", name.encode()))
-        except OSError:
+        except OSError:  # no such interface (ENODEV): not up
             return False
     return bool(struct.unpack_from("H", res, 16)[0] & IFF_UP)
 
@@ -138,7 +138,10 @@ def write_sysctl(key: str, value: str) -> None:
 
 
 def read_sysctl(key: str) -> str | None:
+    """The value of `key`, or None when this kernel has no such key (e.g. br_netfilter not loaded)."""
     try:
         return (Path("/proc/sys") / key.replace(".", "/")).read_text().strip()
-    except OSError:
+    except FileNotFoundError:
         return None
+    except OSError as err:
+        raise NetworkError(f"Cannot read {key}: {err.strerror}") from None

@@ -89,7 +89,7 @@ class GraphDB:
             try:
                 os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
             except FileExistsError:
-                pass
+                pass  # another process created it first (with the same mode): what we wanted
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, so each public call is exactly
         # one transaction; check_same_thread=False: a Runtime may be used from helper threads.
         conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000,

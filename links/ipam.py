@@ -109,8 +109,9 @@ def host_routes() -> list[ipaddress.IPv4Network]:
     routes = []
     try:
         lines = Path("/proc/net/route").read_text().splitlines()[1:]
-    except OSError:
-        return routes
+    except OSError as err:  # choosing blind could put the bridge on a network the host already routes
+        raise NetworkError(f"Cannot read this namespace's routes to choose a free IP range for the bridge "
+                           f"(/proc/net/route: {err.strerror}); give one with --bip") from None
     for line in lines:
         fields = line.split()
         if len(fields) < 8:

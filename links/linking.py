@@ -7,13 +7,15 @@ Container facts (is it running, what is its primary name) come in as callables f
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from pydock.links.graphdb import GraphDB, normalize_path, split_path
 from pydock.links.names import generate_name, parse_link, validate_name
-from pydock.utils.errors import Conflict, NotFound
+from pydock.utils.errors import Conflict, InvalidArgument, NotFound
 
+log = logging.getLogger(__package__)
 
 @dataclass(frozen=True)
 class LinkRef:
@@ -49,7 +51,7 @@ def assign_name(names: GraphDB, container_id: str, requested: str | None = None)
             names.set(path, container_id)
             return path
         except Conflict:
-            continue
+            log.debug("generated name %s was taken meanwhile: trying another", path)
     path = "/" + container_id[:12]
     names.set(path, container_id)
     return path
@@ -103,8 +105,8 @@ def register_links(names: GraphDB, parent_name: str, parent_id: str, link_specs:
         for link in done:
             try:
                 names.delete(link.path)
-            except NotFound:
-                pass
+            except NotFound:  # what we undo is gone already (removed concurrently): nothing left to undo
+                log.debug("rolling back link %s: already gone", link.path)
         raise
     return planned
 
@@ -125,7 +127,7 @@ def remove_link(names: GraphDB, path: str) -> LinkRef:
     """`rm --link /parent/alias`: delete that name only (the child is untouched); the caller disables its rules."""
     try:
         full = normalize_path(path)
-    except Exception:
+    except InvalidArgument:
         raise NotFound(f"No such link: {path}") from None
     child_id = names.get(full)
     if child_id is None or full == "/":

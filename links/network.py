@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import logging
 import os
 import socket
 from collections.abc import Iterable, Mapping
@@ -25,6 +26,7 @@ from pydock.links.veth import delete_leftover_veth, host_veth_name
 from pydock.utils.errors import Conflict, KernelFeatureMissing, NetworkError, NotFound
 from pydock.utils.paths import RootLayout
 
+log = logging.getLogger(__package__)
 DISABLED = "none"
 DEFAULT_BRIDGE = "pydock0"
 EPHEMERAL_START = 49153  # Docker 0.7's first automatically chosen host port
@@ -95,8 +97,12 @@ class NetworkSettings:
                    tuple(sorted(mappings)))
 
     def lxc_config(self, *, gateway: bool = False) -> list[tuple[str, str]]:
-        """lxc 5 `lxc.net.0.*` keys for a veth on the bridge with a static address (gateway line optional:
-        dockerinit may add the default route itself, as in Docker 0.7)."""
+        """lxc 5 `lxc.net.0.*` keys for a veth on the bridge with a static address.
+
+        With `gateway`, `lxc.net.0.ipv4.gateway` makes lxc add the container's default route via the
+        bridge's address; the launcher always asks for it. Nothing else sets a route (dockerinit only
+        isolates mounts), so without it the container reaches its subnet only.
+        """
         lines = [("lxc.net.0.type", "veth"), ("lxc.net.0.link", self.bridge), ("lxc.net.0.flags", "up"),
                  ("lxc.net.0.name", "eth0"), ("lxc.net.0.mtu", str(MTU))]
         if self.mac_address:
@@ -127,7 +133,8 @@ def _setup_key(bridge: str, icc: bool) -> str:
     """Identifies the kernel state the shared rules were made in: boot, network namespace, bridge instance."""
     try:
         boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
+    except OSError as err:  # the key then changes only with the namespace or the bridge
+        log.debug("no boot id (%s): a reboot goes unnoticed unless the bridge is new", err.strerror)
         boot = "?"
     return f"{boot}:{os.stat('/proc/self/ns/net').st_ino}:{br.ifindex(bridge)}:icc={int(icc)}"
 
@@ -303,11 +310,16 @@ class NetworkManager:
 
     @staticmethod
     def _delete_rules(recorded: Iterable[list[str]]) -> None:
+        """Delete each rule (a missing one is fine); one that fails is reported and the rest still go.
+
+        Best effort, like Docker's Disable(): a release must not stop half-way. iptables.delete already
+        treats an absent rule as done, so a NetworkError here means the rule may still be in the kernel.
+        """
         for data in recorded:
             try:
                 iptables.delete(iptables.Rule.from_json(data))
-            except NetworkError:
-                pass  # best effort, like Docker's Disable(): a rule that cannot be deleted is not there
+            except NetworkError as err:
+                log.warning("iptables rule not removed, it may still be in place: %s", err)
 
     # -- published ports --------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import os
 import tarfile
 
@@ -53,13 +54,18 @@ def test_whiteout_removes_whole_directory(tmp_path):
     assert os.stat(dest / "var").st_mtime == 1000
 
 
-def test_whiteout_of_missing_entry_is_ignored(tmp_path):
+def test_whiteout_of_missing_entry_is_ignored(tmp_path, caplog):
     dest = tmp_path / "rootfs"
     dest.mkdir()
     _lower(dest)
-    _apply(dest, [E("etc/.wh.nothing"), E("nodir/.wh.x")])
+    with caplog.at_level(logging.DEBUG, logger="pydock.archive"):
+        _apply(dest, [E("etc/.wh.nothing"), E("nodir/.wh.x")])
     assert sorted(os.listdir(dest / "etc")) == ["passwd", "shadow"]
     assert not (dest / "nodir").exists()
+    # ignored, but said so at debug level (pydock -D), on the package's logger
+    said = [(r.name, r.levelno, r.getMessage()) for r in caplog.records]
+    assert ("pydock.archive", logging.DEBUG, "layer: whiteout 'etc/.wh.nothing' hides nothing (no such path below)") in said
+    assert ("pydock.archive", logging.DEBUG, "layer: whiteout 'nodir/.wh.x' hides nothing (no such path below)") in said
 
 
 def test_opaque_directory_keeps_only_this_layers_entries(tmp_path):

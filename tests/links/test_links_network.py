@@ -100,6 +100,38 @@ def test_bip_parsing_and_choice() -> None:
         choose_bip([net("0.0.0.0/1"), net("128.0.0.0/1")])
 
 
+def test_unreadable_routes_refuse_to_choose_blind(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the routing table a default subnet could shadow a host network: an error naming --bip."""
+    from pydock.links import ipam
+
+    class NoProc(type(Path())):
+        def read_text(self, *args, **kwargs):
+            raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(ipam, "Path", NoProc)
+    with pytest.raises(NetworkError, match=r"/proc/net/route: Permission denied\); give one with --bip"):
+        choose_bip()
+
+
+def test_a_rule_that_cannot_be_deleted_is_reported_and_the_rest_still_go(monkeypatch: pytest.MonkeyPatch,
+                                                                          caplog: pytest.LogCaptureFixture) -> None:
+    deleted = []
+
+    def delete(rule: Rule) -> bool:
+        if rule.chain == "BROKEN":
+            raise NetworkError("iptables -t filter -C BROKEN: Resource temporarily unavailable")
+        deleted.append(rule.chain)
+        return True
+
+    monkeypatch.setattr(iptables, "delete", delete)
+    rules_ = [Rule(Table.FILTER, "BROKEN", ("-j", "ACCEPT")), Rule(Table.FILTER, "FORWARD", ("-j", "ACCEPT"))]
+    NetworkManager._delete_rules([r.to_json() for r in rules_])
+    assert deleted == ["FORWARD"]
+    assert [(r.name, r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("pydock.links", "WARNING", "iptables rule not removed, it may still be in place: "
+                                    "iptables -t filter -C BROKEN: Resource temporarily unavailable")]
+
+
 def test_settings_json_and_lxc_keys() -> None:
     s = NetworkSettings("10.0.42.2", 16, "10.0.42.1", "pydock0", "02:42:0a:00:2a:02", "vethabcdef12",
                         (PortMapping(Port(80), "0.0.0.0", 49153),))

@@ -30,7 +30,7 @@ def test_checkout_has_no_generated_buildinfo() -> None:
     """utils/buildinfo.py is written into bundles only; one left in the tree would pose as a release build."""
     assert locate.build_identity() is None
     src = Path(locate.__file__).resolve().parents[1]
-    assert not (src / "runtime" / "buildinfo.py").exists()
+    assert not (src / "utils" / "buildinfo.py").exists()
 
 
 def test_dev_shim_is_written_once_with_this_interpreter(layout: RootLayout) -> None:
@@ -75,3 +75,21 @@ def test_dev_shim_runs_pydock_dockerinit(layout: RootLayout) -> None:
     assert res.returncode != 0
     assert "No module named" not in res.stderr, res.stderr
     assert "Traceback" not in res.stderr, res.stderr
+
+
+def test_a_candidate_that_cannot_be_read_is_named_in_the_error(layout: RootLayout, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A built pydock: missing candidates are only listed as looked at, one that fails to read says why."""
+    monkeypatch.setattr(locate, "build_identity", lambda: locate.BuildIdentity(VERSION, "abc1234", "0" * 64))
+    unreadable = tmp_path / "a-directory"
+    unreadable.mkdir()
+    monkeypatch.setenv(locate.ENV_PATH, str(unreadable))
+    (layout.init).mkdir(parents=True)
+    (layout.init / f"dockerinit-{VERSION}").mkdir()  # the pinned copy unreadable too
+    with pytest.raises(LaunchError) as caught:
+        locate.dockerinit_path(layout)
+    message = str(caught.value)
+    assert f"rejected {layout.init / f'dockerinit-{VERSION}'} (Is a directory), {unreadable} (Is a directory);" \
+        in message
+    assert "/usr/libexec/pydock/dockerinit" in message  # missing: looked at, not rejected
+    assert "/usr/libexec/pydock/dockerinit (" not in message

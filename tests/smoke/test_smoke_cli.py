@@ -72,3 +72,45 @@ def test_storage_options_are_checked_before_anything_is_made(tmp_path) -> None:
     out = pydock("-g", str(tmp_path / "root"), "--storage-opt", "dm.fs=xfs", "ps")
     assert out.returncode == 2 and out.stderr.startswith("Error: unknown storage option 'dm.fs=xfs'")
     assert not (tmp_path / "root").exists()
+
+
+def test_a_D_in_the_container_command_is_not_pydocks_debug_flag(tmp_path) -> None:
+    """`grep -D skip` after the image is the command's own option: the error that follows is one line."""
+    for flag in ("-D", "--debug"):
+        out = pydock("-g", str(tmp_path / "root"), "run", "no-such-image", "grep", flag, "skip", "x")
+        assert out.returncode == 1
+        assert out.stderr == "Error: Unable to find image 'no-such-image'\n"
+
+
+@pytest.mark.parametrize("flag", ["-D", "--debug"])
+def test_the_debug_flag_logs_debug_lines_and_the_errors_traceback(tmp_path, flag: str) -> None:
+    out = pydock("-g", str(tmp_path / "root"), flag, "run", "no-such-image", "grep", "x")
+    assert out.returncode == 1
+    lines = out.stderr.splitlines()
+    assert lines[0].startswith("DEBUG pydock.cli: pid "), out.stderr
+    assert "DEBUG pydock.cli: NotFound: Unable to find image 'no-such-image'" in lines
+    assert "Traceback (most recent call last):" in lines
+    assert lines[-1] == "Error: Unable to find image 'no-such-image'"
+
+
+def test_library_records_reach_stderr_one_line_each_at_the_cli_level(capsys) -> None:
+    """The CLI's logging set-up: the pydock tree on stderr, DEBUG only with -D."""
+    import logging
+
+    from pydock.cli.main import configure_logging
+
+    tree = logging.getLogger("pydock")
+    level, handlers = tree.level, list(tree.handlers)
+    try:
+        configure_logging(debug=False)
+        configure_logging(debug=False)  # again (another in-process main()): still one handler
+        logging.getLogger("pydock.links").debug("hidden")
+        logging.getLogger("pydock.links").warning("a rule could not be deleted")
+        assert capsys.readouterr().err.splitlines() == ["WARNING pydock.links: a rule could not be deleted"]
+        configure_logging(debug=True)
+        logging.getLogger("pydock.archive").debug("shown with -D")
+        assert capsys.readouterr().err == "DEBUG pydock.archive: shown with -D\n"
+        assert len(tree.handlers) == len(handlers) + (0 if handlers else 1)
+    finally:
+        tree.setLevel(level)
+        tree.handlers[:] = handlers
