@@ -24,7 +24,7 @@ RUN_PACKAGES="lxc iptables e2fsprogs util-linux busybox-static xz-utils bzip2 ip
 # What only the tests use: the dm-thin test kernel (user-mode-linux, for hack/dmkernel.sh), dmsetup (an
 # independent device-mapper implementation the tests cross-check ours against) and Debian's own python3
 # libraries the .deb depends on (its install test runs pydock on them). The docker CLI that `pydock serve`
-# is tested with comes from Debian's docker.io, only when no `docker` is on PATH.
+# is tested with: see ensure_docker_cli.
 TEST_PACKAGES="user-mode-linux dmsetup python3-click python3-tabulate python3-pyroute2 python3-prctl"
 
 # policy-rc.d (Debian's invoke-rc.d/deb-systemd-invoke ask it before starting a service): while we
@@ -119,16 +119,34 @@ pip_install() {
 	echo "$want" >"$VENV/.pydock-pip-$kind"
 }
 
+# ensure_docker_cli: the docker CLI the `pydock serve` tests drive: the one on PATH, else the client
+# binary alone, taken out of Debian's docker.io package into the venv. Installing docker.io itself would
+# enable dockerd and containerd at boot on a systemd machine, a daemon the user never asked for.
+ensure_docker_cli() {
+	command -v docker >/dev/null && return 0
+	[ -x "$VENV/bin/docker" ] && return 0
+	echo "+ docker CLI from Debian's docker.io into $VENV/bin (the package itself is not installed)"
+	local tmp
+	tmp=$(mktemp -d)
+	if ! (cd "$tmp" && apt-get download -qq docker.io >/dev/null 2>&1); then
+		apt-get update -qq
+		(cd "$tmp" && apt-get download -qq docker.io >/dev/null)
+	fi
+	dpkg-deb --fsys-tarfile "$tmp"/docker.io_*.deb | tar -x -C "$tmp" ./usr/bin/docker
+	install -m 755 "$tmp/usr/bin/docker" "$VENV/bin/docker"
+	rm -rf "$tmp"
+}
+
 bundle_dev() {
 	ensure_packages $RUN_PACKAGES
 	pip_install dev
 }
 
 bundle_test() {
-	local docker=
-	command -v docker >/dev/null || docker=docker.io
-	ensure_packages $RUN_PACKAGES $TEST_PACKAGES $docker
+	ensure_packages $RUN_PACKAGES $TEST_PACKAGES
 	pip_install test
+	ensure_docker_cli
+	export PATH="$PATH:$VENV/bin"  # the docker CLI, when it had to be put there
 	local status=0
 	echo "=== host tier: pytest -m 'not dm' ==="
 	export PYDOCK_STRICT_SKIPS=1 PYDOCK_LEAKCHECK=1

@@ -20,7 +20,7 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[2]
 MAKE = SRC / "hack/make.sh"
-TEST_ONLY = {"docker.io", "user-mode-linux", "dmsetup", "python3-click", "python3-tabulate", "python3-pyroute2",
+TEST_ONLY = {"user-mode-linux", "dmsetup", "python3-click", "python3-tabulate", "python3-pyroute2",
              "python3-prctl"}
 
 FAKE_APT_GET = r"""#!/bin/sh
@@ -109,7 +109,8 @@ def test_dev_packages_are_what_pydock_runs_on_and_builds_with() -> None:
     assert {"lxc", "iptables", "e2fsprogs", "util-linux", "busybox-static", "xz-utils", "bzip2", "iproute2", "procps",
             "python3-venv", "gcc", "libcap-dev"} <= run
     assert not run & TEST_ONLY, "test-only packages belong to hack/make.sh test"
-    assert TEST_ONLY - {"docker.io"} <= packages("TEST_PACKAGES")
+    assert TEST_ONLY <= packages("TEST_PACKAGES")
+    assert "docker.io" not in packages("RUN_PACKAGES") | packages("TEST_PACKAGES")  # it would enable dockerd at boot
 
 
 def test_dev_installs_only_the_missing_runtime_packages(fake: Fake) -> None:
@@ -216,3 +217,29 @@ def test_a_dangling_symlink_policy_is_the_machines_too(fake: Fake) -> None:
     assert fake.calls()[-1].endswith("=> policy 101")
     assert os.readlink(fake.policy) == str(fake.policy.parent / "nowhere")
     assert not fake.saved.exists() and not fake.saved.is_symlink()
+
+
+def test_the_docker_cli_is_taken_out_of_docker_io_without_installing_the_package(fake: Fake, tmp_path: Path) -> None:
+    """No `docker` on PATH: only the client binary of Debian's docker.io lands in the venv."""
+    pkg = tmp_path / "pkg"
+    (pkg / "DEBIAN").mkdir(parents=True)
+    (pkg / "DEBIAN" / "control").write_text("Package: docker.io\nVersion: 1\nArchitecture: all\n"
+                                            "Maintainer: t <t@t>\nDescription: fake\n")
+    for rel, text in (("usr/bin/docker", "#!/bin/sh\necho fake docker client\n"), ("usr/sbin/dockerd", "#!/bin/sh\n")):
+        (pkg / rel).parent.mkdir(parents=True, exist_ok=True)
+        (pkg / rel).write_text(text)
+        (pkg / rel).chmod(0o755)
+    deb = tmp_path / "docker.io_1_all.deb"
+    subprocess.run(["dpkg-deb", "--root-owner-group", "-b", str(pkg), str(deb)], check=True, capture_output=True)
+    (fake.bin / "apt-get").write_text(f"#!/bin/sh\necho \"apt-get $*\" >> \"$FAKE_LOG\"\n"
+                                      f"[ \"$1\" = download ] && cp {deb} .\nexit 0\n")
+    env = {"PATH": f"{fake.bin}:/usr/sbin:/usr/bin:/sbin:/bin"}  # no docker on it
+    res = fake.run("ensure_docker_cli", **env)
+    assert res.returncode == 0, res.stderr
+    venv_bin = Path(fake.env["PYDOCK_VENV"]) / "bin"
+    client = subprocess.run([str(venv_bin / "docker")], capture_output=True, text=True)
+    assert client.stdout == "fake docker client\n"
+    assert not (venv_bin / "dockerd").exists()
+    assert [c for c in fake.calls() if "install" in c] == []  # nothing installed system-wide
+    fake.log.unlink()
+    assert fake.run("ensure_docker_cli", **env).returncode == 0 and fake.calls() == []  # there already
