@@ -143,15 +143,15 @@ def open_decompressed(stream: BinaryIO, compression: Compression) -> BinaryIO:
     if compression is Compression.NONE:
         return stream
     if compression is Compression.GZIP:
-        import gzip
+        import gzip  # lazy: only the codec a stream uses is loaded
 
         return gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[return-value]
     if compression is Compression.BZIP2:
-        import bz2
+        import bz2  # lazy: only the codec a stream uses is loaded
 
         return bz2.BZ2File(stream, "rb")  # type: ignore[return-value]
     try:
-        import lzma
+        import lzma  # lazy: only the codec a stream uses is loaded
     except ImportError:  # pragma: no cover - a Python built without liblzma
         raise ArchiveError("xz-compressed data, but this Python has no lzma module") from None
 
@@ -193,16 +193,16 @@ def compress_stream(out: BinaryIO, compression: Compression) -> BinaryIO:
     if compression is Compression.NONE:
         raw = _NoClose(out)
     elif compression is Compression.GZIP:
-        import gzip
+        import gzip  # lazy: only the codec a stream uses is loaded
 
         # level 6 like gzip(1)'s default; GzipFile's own default (9) is ~3x slower for ~1% size.
         raw = gzip.GzipFile(fileobj=out, mode="wb", compresslevel=6, mtime=0)
     elif compression is Compression.BZIP2:
-        import bz2
+        import bz2  # lazy: only the codec a stream uses is loaded
 
         raw = bz2.BZ2File(out, "wb")
     else:
-        import lzma
+        import lzma  # lazy: only the codec a stream uses is loaded
 
         raw = lzma.LZMAFile(out, "wb", preset=6)
     # The codecs (and a bare pipe) pay per call; tar writes 512-byte headers, so batch them.
@@ -212,12 +212,12 @@ def compress_stream(out: BinaryIO, compression: Compression) -> BinaryIO:
 # Exceptions the codecs raise on corrupt or truncated data; callers map them to ArchiveError.
 def codec_errors() -> tuple[type[BaseException], ...]:
     """Exception types meaning "the compressed data is corrupt or truncated"."""
-    import gzip
-    import zlib
+    import gzip  # lazy: only the codec a stream uses is loaded
+    import zlib  # lazy: only the codec a stream uses is loaded
 
     errors: list[type[BaseException]] = [EOFError, zlib.error, gzip.BadGzipFile]
     try:
-        import lzma
+        import lzma  # lazy: only the codec a stream uses is loaded
     except ImportError:  # pragma: no cover - no lzma: open_decompressed refuses xz data, none reaches a codec
         return tuple(errors)
     errors.append(lzma.LZMAError)

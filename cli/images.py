@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import click
+
+from pydock.graph.tags import parse_reference, split_reference, validate_tag
+from pydock.utils.errors import InvalidArgument, NotFound, PydockError
+from pydock.utils.humanize import ago, human_size
 
 if TYPE_CHECKING:
     from pydock.graph.image import Image
@@ -28,7 +34,7 @@ def _notrunc_alias(f: Any) -> Any:
 
 
 def _table(rows: list[list[str]], headers: list[str]) -> str:
-    from tabulate import tabulate
+    from tabulate import tabulate  # lazy: table rendering, only for the listing commands
 
     return tabulate(rows, headers=headers, tablefmt="plain", disable_numparse=True)
 
@@ -60,11 +66,6 @@ class _ProgressReader:
 @click.pass_context
 def import_(ctx: click.Context, source: str, reference: str | None) -> None:
     """Create a base image from a tarball (plain, gzip, bzip2 or xz); `-` reads stdin. Prints the image id."""
-    import os
-
-    from pydock.graph.tags import parse_reference, split_reference
-    from pydock.utils.errors import InvalidArgument, NotFound
-
     repo = tag = None
     if reference:
         repo, tag = parse_reference(reference)
@@ -126,10 +127,6 @@ def _virtual_sizes(images: dict[str, Image]) -> dict[str, int]:
 def images(ctx: click.Context, all_: bool, quiet: bool, no_trunc: bool, notrunc_alias: bool,
            name: str | None) -> None:
     """List images: REPOSITORY TAG IMAGE ID CREATED VIRTUAL SIZE (NAME filters repositories, globs allowed)."""
-    from fnmatch import fnmatchcase
-
-    from pydock.utils.humanize import ago, human_size
-
     no_trunc = no_trunc or notrunc_alias
     store = image_store(ctx)
     listing = {img.id: img for img in store.graph.list()}
@@ -170,8 +167,6 @@ def images(ctx: click.Context, all_: bool, quiet: bool, no_trunc: bool, notrunc_
 @click.pass_context
 def rmi(ctx: click.Context, refs: tuple[str, ...]) -> None:
     """Remove images: untag, then delete layers nothing else uses. Continues past failures; exit 1 if any failed."""
-    from pydock.utils.errors import PydockError
-
     store = image_store(ctx)
     failed = False
     for ref in refs:
@@ -193,8 +188,6 @@ def rmi(ctx: click.Context, refs: tuple[str, ...]) -> None:
 @click.pass_context
 def history(ctx: click.Context, quiet: bool, no_trunc: bool, notrunc_alias: bool, ref: str) -> None:
     """Show an image's layers, newest first: IMAGE CREATED CREATED BY SIZE."""
-    from pydock.utils.humanize import ago, human_size
-
     no_trunc = no_trunc or notrunc_alias
     store = image_store(ctx)
     chain = store.graph.history(store.get(ref))
@@ -221,9 +214,6 @@ def history(ctx: click.Context, quiet: bool, no_trunc: bool, notrunc_alias: bool
 @click.pass_context
 def tag(ctx: click.Context, force: bool, ref: str, reference: str, legacy_tag: str | None) -> None:
     """Tag an image into a repository (`tag IMAGE REPO[:TAG]`; Docker 0.7's `tag IMAGE REPO TAG` too)."""
-    from pydock.graph.tags import parse_reference, split_reference, validate_tag
-    from pydock.utils.errors import InvalidArgument
-
     repo, tag_name = parse_reference(reference)
     if legacy_tag is not None:
         if split_reference(reference)[1] is not None:

@@ -7,22 +7,23 @@ from typing import Any
 
 import click
 
+from pydock.links.graphdb import normalize_path, split_path
+from pydock.links.names import validate_name
+from pydock.utils.errors import InvalidArgument, NotFound
+
 log = logging.getLogger(__package__)
 
 ID_WIDTH = 12
 
 
 def _table(rows: list[list[str]], headers: list[str]) -> str:
-    from tabulate import tabulate
+    from tabulate import tabulate  # lazy: table rendering, only for the listing commands
 
     return tabulate(rows, headers=headers, tablefmt="plain", disable_numparse=True)
 
 
 def _entity_of(rt: Any, ref: str) -> str:
     """A name path (`/db`, `/web/db`, `db`) first, then anything the runtime resolves (id prefix)."""
-    from pydock.links.graphdb import normalize_path
-    from pydock.utils.errors import InvalidArgument, NotFound
-
     try:
         found = rt.names.get(normalize_path(ref))
     except InvalidArgument:
@@ -41,9 +42,6 @@ def _entity_of(rt: Any, ref: str) -> str:
 def link(ctx: click.Context, current: str, new: str) -> None:
     """Give a container another name: `link /db /web/database` (a link from web), or rename a link path
     (`link /web/db /web/database`). A new link's env vars appear when the parent next starts."""
-    from pydock.links.graphdb import normalize_path, split_path
-    from pydock.links.names import validate_name
-
     rt = ctx.obj.runtime()
     new_path = normalize_path(new)
     parent, leaf = split_path(new_path)
@@ -76,8 +74,6 @@ def _image_label(rt: Any, image_id: str, cache: dict[str, str]) -> str:
 @click.pass_context
 def ls(ctx: click.Context, show_all: bool) -> None:
     """List every name in the name graph (primary names and link paths) with its container and image."""
-    from pydock.utils.errors import NotFound
-
     rt = ctx.obj.runtime()
     rows = []
     images: dict[str, str] = {}

@@ -73,11 +73,11 @@ class Settings:
     def runtime(self) -> Any:
         """The Runtime for this invocation (opened once, closed when the command ends)."""
         if self._runtime is None:
-            from pydock.runtime.runtime import Runtime
+            from pydock.runtime.runtime import Runtime  # lazy: `pydock --help` and usage errors never load it
 
             options = {}
             if self.storage_opts:
-                from pydock.devmapper.drivers import parse_storage_opts
+                from pydock.devmapper.drivers import parse_storage_opts  # lazy: only with --storage-opt
 
                 options = parse_storage_opts(self.storage_opts)
             self._runtime = Runtime(self.root, driver=self.driver, bridge=self.bridge, bip=self.bip, icc=self.icc,

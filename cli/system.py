@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 import logging
+import os
+import platform
+import subprocess
+from pathlib import Path
 
 import click
+
+from pydock.runtime.kernelcheck import check_features
+from pydock.utils.version import API_VERSION, VERSION, build_info
 
 log = logging.getLogger(__package__)
 
 
 def _git_commit() -> str:
     """The commit pydock was built from: baked in by hack/make.sh binary/deb, else read from a checkout."""
-    import subprocess
-    from pathlib import Path
-
-    try:
-        from pydock.utils import buildinfo  # type: ignore[attr-defined]
-
-        return buildinfo.GIT_COMMIT
-    except ImportError:
-        pass  # a development checkout: buildinfo is generated into bundles only; ask git
+    info = build_info()
+    if info is not None:
+        return info.GIT_COMMIT
     src = Path(__file__).resolve().parent.parent
     try:
         out = subprocess.run(["git", "-C", str(src), "rev-parse", "--short", "HEAD"], capture_output=True,
@@ -36,10 +37,6 @@ def _git_commit() -> str:
 @click.command()
 def version() -> None:
     """Show the pydock version, git commit and Python version."""
-    import platform
-
-    from pydock.utils.version import API_VERSION, VERSION
-
     click.echo(f"Client version: {VERSION}")
     click.echo(f"API version: {API_VERSION}")
     click.echo(f"Python version: {platform.python_version()}")
@@ -51,8 +48,6 @@ def version() -> None:
 @click.pass_obj
 def info(settings) -> None:
     """Show the root, storage driver and its status, counts, and kernel features found or missing."""
-    from pydock.runtime.kernelcheck import check_features
-
     rt = settings.runtime()
     containers = rt.containers(all=True)
     running = sum(1 for c in containers if c.state.running)
@@ -68,6 +63,4 @@ def info(settings) -> None:
         mark = "found" if feature.found else "missing"
         click.echo(f" {feature.name}: {mark} ({feature.detail})")
     if settings.debug:
-        import os
-
         click.echo(f"Debug mode: true\nPID: {os.getpid()}")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from pydock.devmapper.deviceset import BASE_HASH, DeviceSet
 from pydock.devmapper.dirstore import MountCounter
-from pydock.utils.errors import Conflict, InvalidArgument, PydockError
+from pydock.utils.errors import Conflict, InvalidArgument, NotFound, PydockError
 
 log = logging.getLogger(__package__)
 
@@ -101,6 +101,10 @@ class PrefixedDeviceSet:
             for _ in range(count):
                 try:
                     self.unmount_device(hash, Path(path), deactivate=True)
+                except NotFound as err:  # unmounted (or removed) by another process, e.g. a forked monitor
+                    log.debug("prefixed %s: %s (%s) already gone at shutdown: %s", self.prefix, path, hash, err)
+                    self._mounts.drop(hash, os.path.realpath(path))
+                    break
                 except PydockError as err:
                     log.warning("prefixed %s: shutdown could not unmount %s (%s): %s", self.prefix, path, hash, err)
                     break

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from pydock.utils.errors import LaunchError
 from pydock.utils.paths import RootLayout
-from pydock.utils.version import VERSION
+from pydock.utils.version import VERSION, build_info
 
 log = logging.getLogger(__package__)
 ENV_PATH = "PYDOCK_DOCKERINIT"
@@ -41,9 +41,8 @@ class BuildIdentity:
 
 def build_identity() -> BuildIdentity | None:
     """The identity baked in by hack/make.sh binary/deb; None in a development checkout."""
-    try:
-        from pydock.utils import buildinfo  # type: ignore[attr-defined]
-    except ImportError:  # a development checkout: buildinfo is generated into bundles only
+    buildinfo = build_info()
+    if buildinfo is None:  # a development checkout
         return None
     sha = getattr(buildinfo, "INIT_SHA256", None)
     if not sha:
@@ -69,7 +68,7 @@ def _embedded_helper() -> bytes | None:
     archive = _running_archive()
     if archive is None:
         return None
-    import zipfile
+    import zipfile  # lazy: only when pydock runs from its zipapp
 
     try:
         with zipfile.ZipFile(archive) as zf:

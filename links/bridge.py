@@ -83,8 +83,8 @@ def _kind(ipr: object, index: int) -> str | None:
 
 def create_bridge(name: str, bip: str) -> None:
     """Make sure bridge `name` exists, carries `bip` (e.g. 172.17.42.1/16) and is up."""
-    from pyroute2 import IPRoute
-    from pyroute2.netlink.exceptions import NetlinkError
+    from pyroute2 import IPRoute  # lazy: pyroute2 is heavy; only creating or deleting a link needs it
+    from pyroute2.netlink.exceptions import NetlinkError  # lazy: pyroute2 is heavy; only creating or deleting a link needs it
 
     validate_ifname(name)
     iface = ipaddress.IPv4Interface(bip)
@@ -114,8 +114,8 @@ def delete_link(name: str) -> bool:
     """Delete interface `name` (bridge or veth); True if it was there, a missing one is not an error."""
     if not link_exists(name):
         return False
-    from pyroute2 import IPRoute
-    from pyroute2.netlink.exceptions import NetlinkError
+    from pyroute2 import IPRoute  # lazy: pyroute2 is heavy; only creating or deleting a link needs it
+    from pyroute2.netlink.exceptions import NetlinkError  # lazy: pyroute2 is heavy; only creating or deleting a link needs it
 
     try:
         with IPRoute() as ipr:

@@ -141,10 +141,12 @@ def pydock_runtime(pydock_store: SharedStore, tmp_path: Path) -> Iterator[Any]:
             for image in rt.images.graph.list():
                 rt.images.graph.delete(image.id)
         finally:
-            rt.close()
-            for hash_ in deviceset.list():
-                deviceset.remove_device(hash_)
-            deviceset.shutdown()
+            try:
+                for hash_ in deviceset.list():
+                    rt.driver.remove(hash_)  # a shared device only leaves this view
+            finally:
+                rt.driver.shutdown()  # this runtime's mounts, then the view's own devices; the pool stays
+                rt.close()
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
