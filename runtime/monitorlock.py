@@ -15,7 +15,7 @@ import threading
 import time
 from pathlib import Path
 
-from pydock.utils.errors import Conflict
+from pydock.utils.errors import Conflict, NotFound
 from pydock.utils.fileutil import try_flock
 
 #: how long a start waits for the previous run's supervisor to finish its cleanup and let go.
@@ -24,8 +24,12 @@ MONITOR_EXIT_GRACE = 10.0
 
 def acquire(path: Path, is_running: object, what: str) -> int:
     """The lock's fd, held exclusively; `is_running()` True while waiting means another run is live:
-    Conflict. A supervisor that already recorded its exit is only cleaning up: wait for it, briefly."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    Conflict. A supervisor that already recorded its exit is only cleaning up: wait for it, briefly.
+    NotFound if the container was removed meanwhile."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except FileNotFoundError:  # its directory is gone: removed (a --rm container's own monitor did it)
+        raise NotFound(f"No such container: {what}") from None
     deadline = time.monotonic() + MONITOR_EXIT_GRACE
     while True:
         try:
