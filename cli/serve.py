@@ -63,8 +63,8 @@ def serve(ctx: click.Context, hosts: tuple[str, ...]) -> None:
 
 def _commit() -> str:
     try:
-        from pydock.cli.system import _git_commit
+        from pydock.cli.system import git_commit
 
-        return _git_commit()
+        return git_commit()
     except Exception:  # noqa: BLE001 - the version endpoint must not fail on this
         return ""

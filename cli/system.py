@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 
-def _git_commit() -> str:
+def git_commit() -> str:
     """The commit pydock was built from: baked in by hack/make.sh binary/deb, else read from a checkout."""
     import subprocess
     from pathlib import Path
@@ -35,7 +35,7 @@ def version() -> None:
     click.echo(f"Client version: {VERSION}")
     click.echo(f"API version: {API_VERSION}")
     click.echo(f"Python version: {platform.python_version()}")
-    click.echo(f"Git commit: {_git_commit()}")
+    click.echo(f"Git commit: {git_commit()}")
     click.echo(f"Kernel: {platform.release()}")
 
 
