@@ -17,6 +17,7 @@ def serve(ctx: click.Context, hosts: tuple[str, ...]) -> None:
     import threading  # lazy: see above
 
     from pydock.cli.system import git_commit  # lazy: see above
+    from pydock.devmapper.drivers import parse_storage_opts  # lazy: see above
     from pydock.runtime.api import httpd  # lazy: see above
     from pydock.runtime.api.router import Router  # lazy: see above
     from pydock.runtime.api.services import RuntimePool, Services  # lazy: see above
@@ -25,8 +26,10 @@ def serve(ctx: click.Context, hosts: tuple[str, ...]) -> None:
 
     settings = ctx.obj
     listens = [httpd.parse_host(h) for h in hosts or (httpd.DEFAULT_HOST,)]
-    # the Runtime's keyword arguments (the starter's helpers get them as JSON)
-    options = {"root": str(settings.root), "driver": settings.driver}
+    # the Runtime's keyword arguments, as the CLI opens it (the starter's helpers get them as JSON)
+    options = {"root": str(settings.root), "driver": settings.driver, "bridge": settings.bridge,
+               "bip": settings.bip, "icc": settings.icc,
+               "storage_options": parse_storage_opts(settings.storage_opts)}
     # a bad root or driver fails here, before anything listens; dead monitors are repaired first
     with Runtime(**options) as rt:
         reason = rt.driver_reason
