@@ -3,7 +3,6 @@ containers from a single-threaded helper, and the commit the server was built fr
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -17,10 +16,10 @@ from pydock.runtime.api.starter import Starter
 from pydock.runtime.runtime import Runtime
 from pydock.utils.paths import RootLayout
 
-log = logging.getLogger(__package__)
-
 #: a pooled Runtime is replaced after this long (a fresh one sees the storage driver as it is now).
 RUNTIME_MAX_AGE = 60.0
+#: idle Runtimes kept; more are closed when given back (a burst of attaches must not leave them all).
+MAX_IDLE = 8
 
 
 class RuntimePool:
@@ -57,7 +56,11 @@ class RuntimePool:
             yield taken[1]
         finally:
             with self._lock:
-                self._idle.append(taken)
+                keep = len(self._idle) < MAX_IDLE
+                if keep:
+                    self._idle.append(taken)
+            if not keep:
+                taken[1].close()
 
     def close(self) -> None:
         with self._lock:
