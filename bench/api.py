@@ -3,8 +3,8 @@ on one root (overlay unless --driver says otherwise), both with `--net none`.
 
     .venv/bin/python bench/api.py [-n ROUNDS] [--driver overlay]
 
-- api: the real docker CLI (28.x) over the unix socket: ping, create, attach, wait(removed), start, and
-       the server's auto-remove - the containers start from the same detached monitors as the CLI's.
+- api: the real docker CLI (28.x) over the unix socket: ping, create, attach, wait(removed), start - the
+       containers start from the same detached monitors as the CLI's, which also remove them (--rm).
 - cli: the pydock CLI end to end (Python start-up, create, run in the foreground, remove).
 Target: api median <= 1.3x cli median. Prints both medians and the ratio.
 """

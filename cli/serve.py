@@ -3,11 +3,7 @@ docker CLI and SDK, over the same Runtime and detached monitors as the pydock CL
 
 from __future__ import annotations
 
-import logging
-
 import click
-
-log = logging.getLogger(__package__)
 
 
 @click.command()
@@ -16,38 +12,43 @@ log = logging.getLogger(__package__)
 @click.pass_context
 def serve(ctx: click.Context, hosts: tuple[str, ...]) -> None:
     """Serve the Docker Engine API until SIGINT/SIGTERM (`DOCKER_HOST=unix:///var/run/pydock.sock docker ps`)."""
-    import faulthandler
-    import signal
-    import threading
+    import faulthandler  # lazy: this and below only when serving, not for `pydock --help`
+    import signal  # lazy: see above
+    import threading  # lazy: see above
 
-    from pydock.runtime.api.routes import Api
-    from pydock.runtime.api.httpd import DEFAULT_HOST, Serving, bind, close, parse_host
-    from pydock.runtime.api.starter import Starter
-    from pydock.runtime.runtime import Runtime
+    from pydock.cli.system import git_commit  # lazy: see above
+    from pydock.devmapper.drivers import parse_storage_opts  # lazy: see above
+    from pydock.runtime.api import httpd  # lazy: see above
+    from pydock.runtime.api.router import Router  # lazy: see above
+    from pydock.runtime.api.services import RuntimePool, Services  # lazy: see above
+    from pydock.runtime.api.starter import Starter  # lazy: see above
+    from pydock.runtime.runtime import Runtime  # lazy: see above
 
     settings = ctx.obj
-    listens = [parse_host(h) for h in hosts or (DEFAULT_HOST,)]
-    root = str(settings.root)
+    listens = [httpd.parse_host(h) for h in hosts or (httpd.DEFAULT_HOST,)]
+    # the Runtime's keyword arguments, as the CLI opens it (the starter's helpers get them as JSON)
+    options = {"root": str(settings.root), "driver": settings.driver, "bridge": settings.bridge,
+               "bip": settings.bip, "icc": settings.icc,
+               "storage_options": parse_storage_opts(settings.storage_opts)}
     # a bad root or driver fails here, before anything listens; dead monitors are repaired first
-    with Runtime(root, settings.driver) as rt:
+    with Runtime(**options) as rt:
         reason = rt.driver_reason
         rt.reconcile()
     servers: list = []
-    starter = api = None
+    services = None
     try:
         # bind first: a socket another server holds is refused before any helper is spawned
         for listen in listens:
-            servers.append(bind(listen, None, debug=settings.debug))
-        starter = Starter(root, settings.driver)
-        api = Api(root, settings.driver, starter, git_commit=_commit())
-        api.sweep_auto_remove()
+            servers.append(httpd.bind(listen, None, debug=settings.debug))
+        services = Services(pool=RuntimePool(options), starter=Starter(options), git_commit=git_commit())
+        router = Router(services)
         for s in servers:
-            s.router = api
+            s.router = router
         done = threading.Event()
         old = {sig: signal.signal(sig, lambda _s, _f: done.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
         faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 <pid>`: every thread's stack
         try:
-            with Serving(servers):
+            with httpd.Serving(servers):
                 servers = []  # Serving closes them (and unlinks the sockets) from here on
                 for listen in listens:
                     click.echo(f"API listening on {listen}", err=True)
@@ -58,18 +59,7 @@ def serve(ctx: click.Context, hosts: tuple[str, ...]) -> None:
             for sig, handler in old.items():
                 signal.signal(sig, handler)
     finally:
-        close(servers)  # only those bound but never served (an error on the way up)
-        if starter is not None:
-            starter.close()
-        if api is not None:
-            api.pool.close()
+        httpd.close(servers)  # only those bound but never served (an error on the way up)
+        if services is not None:
+            services.close()
 
-
-def _commit() -> str:
-    try:
-        from pydock.cli.system import _git_commit
-
-        return _git_commit()
-    except Exception as err:  # noqa: BLE001 - the version endpoint must not fail on this
-        log.debug("serve: no git commit for the version endpoint: %s: %s", type(err).__name__, err)
-        return ""

@@ -16,7 +16,7 @@ from pydock.utils.version import API_VERSION, VERSION, build_info
 log = logging.getLogger(__package__)
 
 
-def _git_commit() -> str:
+def git_commit() -> str:
     """The commit pydock was built from: baked in by hack/make.sh binary/deb, else read from a checkout."""
     info = build_info()
     if info is not None:
@@ -40,7 +40,7 @@ def version() -> None:
     click.echo(f"Client version: {VERSION}")
     click.echo(f"API version: {API_VERSION}")
     click.echo(f"Python version: {platform.python_version()}")
-    click.echo(f"Git commit: {_git_commit()}")
+    click.echo(f"Git commit: {git_commit()}")
     click.echo(f"Kernel: {platform.release()}")
 
 

@@ -15,7 +15,7 @@ import threading
 import time
 from pathlib import Path
 
-from pydock.utils.errors import Conflict
+from pydock.utils.errors import Conflict, NotFound
 from pydock.utils.fileutil import try_flock
 
 #: how long a start waits for the previous run's supervisor to finish its cleanup and let go.
@@ -24,8 +24,12 @@ MONITOR_EXIT_GRACE = 10.0
 
 def acquire(path: Path, is_running: object, what: str) -> int:
     """The lock's fd, held exclusively; `is_running()` True while waiting means another run is live:
-    Conflict. A supervisor that already recorded its exit is only cleaning up: wait for it, briefly."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    Conflict. A supervisor that already recorded its exit is only cleaning up: wait for it, briefly.
+    NotFound if the container was removed meanwhile."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except FileNotFoundError:  # its directory is gone: removed (a --rm container's own monitor did it)
+        raise NotFound(f"No such container: {what}") from None
     deadline = time.monotonic() + MONITOR_EXIT_GRACE
     while True:
         try:
@@ -70,15 +74,23 @@ class RunWatch:
     then read the exit code it left (also after the container was removed)."""
 
     def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+        self._pending: threading.Event | None = None
+        self._open()
+
+    def _open(self) -> None:
         try:
-            self._fd: int | None = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            self._fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
-            self._fd = None  # never started, or already removed: nothing to wait for
+            self._fd = None  # never started (the first start makes it), or already removed
 
     def released(self, timeout: float | None = None) -> bool:
         """Block until no process holds the lock (True), or `timeout` seconds pass (False)."""
         if self._fd is None:
-            return True
+            self._open()  # a waiter that came before the first start catches up with its run here
+            if self._fd is None:
+                return True
         try:
             fcntl.flock(self._fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -91,20 +103,22 @@ class RunWatch:
             fcntl.flock(self._fd, fcntl.LOCK_SH)
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             return True
-        # flock has no timeout: a helper thread blocks on its own descriptor (it ends with the run)
+        # flock has no timeout: a helper thread blocks on its own descriptor (it ends with the run),
+        # one per run however often a follower asks with a short timeout
         # (its own open file, not a dup: a lock taken through a dup would outlive the thread's close)
-        done = threading.Event()
-        fd = os.open(f"/proc/self/fd/{self._fd}", os.O_RDONLY | os.O_CLOEXEC)
+        if self._pending is None or self._pending.is_set():
+            done = self._pending = threading.Event()
+            fd = os.open(f"/proc/self/fd/{self._fd}", os.O_RDONLY | os.O_CLOEXEC)
 
-        def block() -> None:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_SH)
-            finally:
-                os.close(fd)  # the only descriptor of that open file: the shared lock goes with it
-                done.set()
+            def block() -> None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_SH)
+                finally:
+                    os.close(fd)  # the only descriptor of that open file: the shared lock goes with it
+                    done.set()
 
-        threading.Thread(target=block, name="monitor-lock-wait", daemon=True).start()
-        return done.wait(timeout)
+            threading.Thread(target=block, name="monitor-lock-wait", daemon=True).start()
+        return self._pending.wait(timeout)
 
     def exit_code(self) -> int | None:
         """The exit code the last supervisor recorded, or None (none recorded, or no lock file)."""

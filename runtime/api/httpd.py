@@ -1,9 +1,10 @@
 """HTTP plumbing of `pydock serve`: unix/tcp listeners, request parsing (chunked bodies too), JSON and
-streamed responses, and the hijack (101 UPGRADED) that `docker run`'s attach needs.
+streamed responses, the hijack (101 UPGRADED) that `docker run`'s attach needs, and telling whether
+a client went away.
 
 Standard library only: a threading socketserver with `BaseHTTPRequestHandler` speaking HTTP/1.1 with
-keep-alive (the SDK pools connections; wait/attach/follow-logs block their thread). What the routes do
-lives in api_routes.py; the JSON shapes in api_models.py.
+keep-alive (the SDK pools connections; wait/attach/follow-logs block their thread). Nothing here knows
+Docker's JSON or pydock's containers: the server hands every parsed `Request` to its router.
 """
 
 from __future__ import annotations
@@ -11,12 +12,15 @@ from __future__ import annotations
 import errno
 import ipaddress
 import json
+import logging
 import os
 import re
+import select
 import socket
 import socketserver
 import stat
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
@@ -38,6 +42,10 @@ _REASONS = {101: "UPGRADED", 200: "OK", 201: "Created", 204: "No Content", 304: 
 _COMMON = (f"Api-Version: {API_VERSION}\r\nDocker-Experimental: false\r\nOstype: linux\r\n"
            f"Server: pydock/{VERSION} (linux)\r\n").encode()
 _DRAIN_LIMIT = 1 << 20
+#: how long an ended attach reads what its client still sends (so our close is not a reset).
+HIJACK_LINGER = 2.0
+
+log = logging.getLogger(__package__)
 
 
 @dataclass(frozen=True)
@@ -132,8 +140,7 @@ class BodyReader:
             except ValueError:
                 raise InvalidArgument("Malformed chunked request body") from None
             if size == 0:
-                while self._rfile.readline(1024) not in (b"\r\n", b"\n", b""):
-                    pass  # trailers
+                self._skip_trailers()
                 self.done = True
                 return b""
             self._chunk_left = size
@@ -144,6 +151,11 @@ class BodyReader:
         if self._chunk_left == 0:
             self._rfile.readline(8)  # CRLF after the chunk
         return data
+
+    def _skip_trailers(self) -> None:
+        line = self._rfile.readline(1024)
+        while line not in (b"\r\n", b"\n", b""):
+            line = self._rfile.readline(1024)
 
     def readinto(self, buf: Any) -> int:
         data = self.read(len(buf))
@@ -227,6 +239,59 @@ class ChunkedWriter:
             self._wfile.write(b"0\r\n\r\n")
 
 
+def peer_gone(sock: socket.socket, half_close_is_gone: bool) -> bool:
+    """Whether the client closed its connection (POLLHUP; with `half_close_is_gone`, also when it only
+    shut down its sending side, POLLRDHUP)."""
+    mask = select.POLLHUP | select.POLLERR
+    if half_close_is_gone:
+        mask |= getattr(select, "POLLRDHUP", 0x2000)
+    try:
+        p = select.poll()
+        p.register(sock, mask)
+        return any(ev & mask for _, ev in p.poll(0))
+    except (OSError, ValueError) as err:
+        log.debug("poll of a client connection failed (%s): taking the client for gone", err)
+        return True
+
+
+class Hijacked:
+    """The raw connection after `101 UPGRADED`: bytes out as they come, until `close()` sends EOF."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    def write(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def gone(self) -> bool:
+        """Whether the client closed the connection. An attaching client half-closes at once (it has no
+        stdin to send), so only a full close counts."""
+        return peer_gone(self.sock, False)
+
+    def close(self, linger: float = HIJACK_LINGER) -> None:
+        """EOF to the client, then read (and drop) what it still sends for a moment: bytes left unread
+        would turn our close into a reset, and the client would lose the output's tail."""
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError as err:
+            log.debug("hijacked connection already closed by the client (%s)", err)
+            return
+        deadline = time.monotonic() + linger
+        try:
+            while (left := deadline - time.monotonic()) > 0:
+                self.sock.settimeout(left)
+                if not self.sock.recv(65536):
+                    return
+        except OSError as err:
+            log.debug("hijacked connection ended while draining (%s)", err)
+
+    def __enter__(self) -> Hijacked:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 class Handler(BaseHTTPRequestHandler):
     """Parses each request and hands it to the server's router; writes what the route returns."""
 
@@ -238,8 +303,8 @@ class Handler(BaseHTTPRequestHandler):
     def handle(self) -> None:
         try:
             super().handle()
-        except (ConnectionResetError, BrokenPipeError):
-            pass  # a client dropping a kept-alive connection is normal
+        except (ConnectionResetError, BrokenPipeError) as err:
+            log.debug("client dropped its connection (%s)", err)  # normal for a kept-alive connection
 
     def address_string(self) -> str:
         return str(self.client_address[0]) if self.client_address else "unix"
@@ -302,10 +367,11 @@ class Handler(BaseHTTPRequestHandler):
         lines.append(b"\r\n")
         return b"".join(lines)
 
-    def send_bytes(self, status: int, body: bytes, content_type: str = "application/json") -> None:
+    def send_bytes(self, status: int, body: bytes, content_type: str = "application/json",
+                   headers: tuple[tuple[str, str], ...] = ()) -> None:
+        """A whole response; HEAD gets the same headers without the body."""
         self.responded = True
-        headers = [("Content-Type", content_type), ("Content-Length", str(len(body)))]
-        out = self._head(status, headers)
+        out = self._head(status, [("Content-Type", content_type), ("Content-Length", str(len(body))), *headers])
         if self.command != "HEAD":
             out += body
         self.wfile.write(out)
@@ -328,7 +394,11 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(self._head(status, [("Content-Type", content_type), ("Transfer-Encoding", "chunked")]))
         return ChunkedWriter(self.wfile)
 
-    def hijack(self, content_type: str) -> socket.socket:
+    def client_gone(self) -> bool:
+        """Whether the client of a request still unanswered closed (or half-closed) its connection."""
+        return peer_gone(self.connection, True)
+
+    def hijack(self, content_type: str) -> Hijacked:
         """Answer `101 UPGRADED` (or 200 for clients that did not ask to upgrade) and own the raw socket."""
         self.responded = True
         self.close_connection = True
@@ -339,7 +409,7 @@ class Handler(BaseHTTPRequestHandler):
         else:
             head = b"HTTP/1.1 200 OK\r\nContent-Type: " + content_type.encode() + b"\r\n" + _COMMON + b"\r\n"
         self.wfile.write(head)
-        return self.connection
+        return Hijacked(self.connection)
 
 
 # ---- servers ----------------------------------------------------------------------------------
@@ -424,7 +494,7 @@ def close(servers: list[socketserver.BaseServer]) -> None:
             try:
                 os.unlink(spec.path)
             except FileNotFoundError:
-                pass
+                log.debug("socket %s was already removed", spec.path)
 
 
 class Serving:

@@ -1,5 +1,5 @@
-"""JSON shapes of the Docker Engine API (v1.24-1.44) built from pydock's records: container summary and
-inspect, image summary and inspect, version, info, and the error body.
+"""JSON shapes of the Docker Engine API (v1.24-1.44) built from pydock's records: container summary,
+inspect, changes and wait result; image summary, inspect, history and deletion; version and info.
 
 Types follow what the real clients decode (see shared/reference/engine_api.md): `Created` is an int in
 summaries and an RFC 3339 string in inspect, image ids carry `sha256:`, every name starts with `/`.
@@ -7,6 +7,7 @@ summaries and an RFC 3339 string in inspect, image ids carry `sha256:`, every na
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 from datetime import datetime
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
     from pydock.graph.image import Image
     from pydock.runtime.container import Container
 
+log = logging.getLogger(__package__)
+
 MIN_API_VERSION = "1.24"
 #: `Kind` of a change in `GET /containers/{id}/changes`.
 CHANGE_KINDS = {"C": 0, "A": 1, "D": 2}
@@ -27,21 +30,9 @@ _GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386
             "s390x": "s390x"}
 
 
-def error_body(message: str) -> dict[str, str]:
-    """The only error shape both clients decode: `{"message": ...}`."""
-    return {"message": message}
-
-
 def image_ref(image_id: str) -> str:
+    """An image id as the API shows it: `sha256:<hex>` (the SDK splits it at the colon)."""
     return f"sha256:{image_id}"
-
-
-def strip_registry(ref: str) -> str:
-    """`docker.io/library/busybox` -> `busybox` (the CLI sends references normalised)."""
-    for prefix in ("docker.io/library/", "index.docker.io/library/", "docker.io/", "index.docker.io/"):
-        if ref.startswith(prefix):
-            return ref[len(prefix):]
-    return ref
 
 
 def go_arch() -> str:
@@ -180,6 +171,20 @@ def container_inspect(c: Container, image_name: str) -> dict[str, Any]:
     }
 
 
+def changes(lines: list[object]) -> list[dict[str, Any]]:
+    """`GET /containers/{id}/changes` from `A|C|D /path` lines."""
+    out = []
+    for change in lines:
+        kind, _, path = str(change).partition(" ")
+        out.append({"Path": path, "Kind": CHANGE_KINDS.get(kind, 0)})
+    return out
+
+
+def wait_result(code: int, error: str | None = None) -> dict[str, Any]:
+    """The body of `POST /containers/{id}/wait`; `Error` says why an auto-remove failed."""
+    return {"StatusCode": code, "Error": {"Message": error} if error else None}
+
+
 def _port_bindings(hc: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, list[dict[str, str]]] = {}
     for spec in hc.get("PortSpecs") or []:
@@ -217,6 +222,26 @@ def image_inspect(image: Image, tags: list[str], virtual_size: int, driver: str)
     }
 
 
+def image_history(layers: list[Image], names_for: Any) -> list[dict[str, Any]]:
+    """`GET /images/{name}/history`: the image, then its parents; `names_for(id)` gives a layer's tags."""
+    out = []
+    for layer in layers:
+        cmd = (layer.container_config or {}).get("Cmd") or []
+        out.append({"Id": image_ref(layer.id), "Created": _unix(layer.created),
+                    "CreatedBy": " ".join(cmd) if isinstance(cmd, list) else str(cmd),
+                    "Tags": names_for(layer.id) or None, "Size": layer.size, "Comment": layer.comment})
+    return out
+
+
+def image_deleted(lines: list[str]) -> list[dict[str, str]]:
+    """`DELETE /images/{name}` from the store's `Untagged: x` / `Deleted: <id>` lines."""
+    out = []
+    for line in lines:
+        key, _, value = line.partition(": ")
+        out.append({"Untagged": value} if key == "Untagged" else {"Deleted": image_ref(value)})
+    return out
+
+
 def version_info(git_commit: str = "") -> dict[str, Any]:
     """`GET /version` (also unversioned: the SDK reads `ApiVersion` from it to negotiate)."""
     details = {"ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION, "GitCommit": git_commit,
@@ -237,8 +262,8 @@ def _mem_total() -> int:
             for line in f:
                 if line.startswith("MemTotal:"):
                     return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
+    except (OSError, ValueError, IndexError) as err:
+        log.debug("MemTotal unreadable (%s): reporting 0", err)
     return 0
 
 
@@ -272,6 +297,6 @@ def _os_name() -> str:
             for line in f:
                 if line.startswith("PRETTY_NAME="):
                     return line.split("=", 1)[1].strip().strip('"')
-    except OSError:
-        pass
+    except OSError as err:
+        log.debug("/etc/os-release unreadable (%s): reporting Linux", err)
     return "Linux"

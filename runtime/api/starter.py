@@ -8,11 +8,14 @@ inherited fds - to start the container; the monitor is forked from there, exactl
 
 Protocol: one JSON line per request (`{"id": cid}`) on the helper's stdin, one JSON line per answer
 (`{"ok": true}` or `{"error": "LaunchError", "message": ..., "exit_code": 127}`) on its stdout.
+
+A start made in the helper is announced to this process's waiters (`notify.changed()`) once answered.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import queue
 import subprocess
@@ -20,8 +23,12 @@ import sys
 import threading
 from typing import Any
 
-from pydock.utils import errors as _errors
+from pydock.runtime import notify
+from pydock.runtime.runtime import Runtime
+from pydock.utils import errors as error_types
 from pydock.utils.errors import PydockError
+
+log = logging.getLogger(__package__)
 
 #: helpers kept alive; more concurrent starts than this wait for one to be free.
 MAX_HELPERS = 4
@@ -30,10 +37,9 @@ MAX_HELPERS = 4
 class _Helper:
     """One helper process and its pipes."""
 
-    def __init__(self, root: str, driver: str | None) -> None:
-        env = dict(os.environ)
-        self.proc = subprocess.Popen([sys.executable, "-m", "pydock.runtime.api.starter", root, driver or ""],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, close_fds=True)
+    def __init__(self, options: dict[str, Any]) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "pydock.runtime.api.starter", json.dumps(options)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
 
     def call(self, request: dict[str, Any]) -> dict[str, Any]:
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -59,44 +65,50 @@ class _Helper:
 class Starter:
     """A small pool of helper processes that run `Runtime.start` for the server."""
 
-    def __init__(self, root: str, driver: str | None, prestart: int = 1) -> None:
-        self.root = root
-        self.driver = driver
+    def __init__(self, options: dict[str, Any], prestart: int = 1) -> None:
+        """`options`: the Runtime's keyword arguments (JSON-able), for the helpers to open theirs with."""
+        self.options = options
         self._idle: queue.LifoQueue[_Helper] = queue.LifoQueue()
         self._count = 0
         self._lock = threading.Lock()
-        self._closed = False
         for _ in range(prestart):
             self._idle.put(self._spawn())
 
     def _spawn(self) -> _Helper:
         with self._lock:
             self._count += 1
-        return _Helper(self.root, self.driver)
+        return _Helper(self.options)
 
     def _take(self) -> _Helper:
-        try:
-            return self._idle.get_nowait()
-        except queue.Empty:
-            pass
-        with self._lock:
-            can_spawn = self._count < MAX_HELPERS
-        return self._spawn() if can_spawn else self._idle.get()
+        """An idle helper; else a new one while fewer than MAX_HELPERS live; else the next one freed
+        (looking again now and then: a helper that died is never given back)."""
+        while True:
+            with self._lock:
+                can_spawn = self._idle.empty() and self._count < MAX_HELPERS
+            if can_spawn:
+                return self._spawn()
+            try:
+                return self._idle.get(timeout=0.5)
+            except queue.Empty:
+                log.debug("all %d starter helpers busy; still waiting", MAX_HELPERS)
 
     def start(self, container_id: str) -> None:
         """Start the container under a detached monitor; raises the runtime's error as it was raised."""
         helper = self._take()
         try:
             answer = helper.call({"id": container_id})
-        except (OSError, EOFError, ValueError):
+        except (OSError, EOFError, ValueError) as err:
+            log.debug("starter helper %s failed: %s", helper.proc.pid, err)
             helper.close()
             with self._lock:
                 self._count -= 1
             raise PydockError("pydock's container starter exited unexpectedly; try again") from None
+        finally:
+            notify.changed()  # started, or failed (a failed --rm start removed the container)
         self._idle.put(helper)
         if answer.get("ok"):
             return
-        cls = getattr(_errors, str(answer.get("error")), None)
+        cls = getattr(error_types, str(answer.get("error")), None)
         if not (isinstance(cls, type) and issubclass(cls, PydockError)):
             cls = PydockError
         err = cls(answer.get("message") or "start failed")
@@ -106,7 +118,6 @@ class Starter:
         raise err
 
     def close(self) -> None:
-        self._closed = True
         while True:
             try:
                 self._idle.get_nowait().close()
@@ -114,7 +125,7 @@ class Starter:
                 return
 
 
-def _serve(root: str, driver: str | None) -> int:  # pragma: no cover - runs in the helper
+def _serve(options: dict[str, Any]) -> int:  # pragma: no cover - runs in the helper
     """The helper: answer start requests until the server closes our stdin."""
     proto_in = os.fdopen(os.dup(0), "rb")
     proto_out = os.fdopen(os.dup(1), "wb")
@@ -128,24 +139,23 @@ def _serve(root: str, driver: str | None) -> int:  # pragma: no cover - runs in 
     def forget_protocol() -> None:
         # once, in the first child: later forks (Popen's preexec) must not close reused fd numbers
         while open_fds:
+            fd = open_fds.pop()
             try:
-                os.close(open_fds.pop())
-            except OSError:
-                pass
+                os.close(fd)
+            except OSError as err:
+                log.debug("protocol fd %d was not open in the child (%s)", fd, err)
 
     os.register_at_fork(after_in_child=forget_protocol)
-    from pydock.runtime.runtime import Runtime
-
     for line in proto_in:
         try:
             request = json.loads(line)
-            with Runtime(root, driver or None) as rt:
+            with Runtime(**options) as rt:
                 rt.start(rt.get(request["id"]))
             answer: dict[str, Any] = {"ok": True}
         except PydockError as err:
             answer = {"error": type(err).__name__, "message": str(err), "exit_code": err.exit_code}
             for base in type(err).__mro__:
-                if base.__module__ == _errors.__name__:
+                if base.__module__ == error_types.__name__:
                     answer["error"] = base.__name__
                     break
         except Exception as err:  # noqa: BLE001 - every failure goes back to the server as a message
@@ -156,4 +166,4 @@ def _serve(root: str, driver: str | None) -> int:  # pragma: no cover - runs in 
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(_serve(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None))
+    sys.exit(_serve(json.loads(sys.argv[1])))

@@ -89,12 +89,15 @@ def teardown_root(root: Path, driver: str = "overlay") -> None:
     try:
         for c in rt.containers(all=True):
             rt.remove(c, force=True, volumes=True)
-        for _ in range(3):
+        failed: dict[str, Exception] = {}
+        for _ in range(3):  # a parent goes once its children have: retried
+            failed.clear()
             for image in rt.images.graph.list():
                 try:
                     rt.images.graph.delete(image.id)
-                except Exception:  # noqa: BLE001 - children first; retried
-                    pass
+                except Exception as err:  # noqa: BLE001 - said below if it never succeeds
+                    failed[image.id] = err
+        assert not failed, f"images left in {root}: {failed}"
     finally:
         try:
             rt.driver.shutdown()  # before close(): a closed devicemapper set no longer removes its pool

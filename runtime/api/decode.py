@@ -1,0 +1,205 @@
+"""Docker's request values -> pydock's: the create body as a `CreateOptions`, image references,
+filters, query values (timestamps, tail, streams, wait conditions, signals, timeouts).
+
+Pure functions of the request: nothing here touches a container or an image.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from typing import Any
+
+from pydock.graph.tags import split_reference
+from pydock.runtime.api.httpd import Request
+from pydock.runtime.options import CreateOptions
+from pydock.runtime.runtime import DEFAULT_STOP_TIMEOUT, WAIT_CONDITIONS, parse_signal
+from pydock.utils.errors import InvalidArgument
+
+_REGISTRY_PREFIXES = ("docker.io/library/", "index.docker.io/library/", "docker.io/", "index.docker.io/")
+_HEX_ID = re.compile(r"[0-9a-f]{12,64}")
+
+
+# ---- references ---------------------------------------------------------------------------------
+
+def strip_registry(ref: str) -> str:
+    """`docker.io/library/busybox` -> `busybox` (the CLI sends references normalised)."""
+    for prefix in _REGISTRY_PREFIXES:
+        if ref.startswith(prefix):
+            return ref[len(prefix):]
+    return ref
+
+
+def image_ref(ref: str) -> str:
+    """An image named in a path or query: `sha256:<hex>` -> `<hex>`, else the registry-less name."""
+    return ref[len("sha256:"):] if ref.startswith("sha256:") else strip_registry(ref)
+
+
+def shown_ref(ref: str) -> str:
+    """A reference as dockerd shows it in "No such image": with `:latest` unless tagged or an id."""
+    if ":" in ref.rsplit("/", 1)[-1] or _HEX_ID.fullmatch(ref):
+        return ref
+    return ref + ":latest"
+
+
+def repo_tag(repo: str | None, tag: str | None) -> tuple[str | None, str | None]:
+    """`repo=`/`tag=` of commit and import: the tag may also come inside `repo` (`repo=name%3A1.0`)."""
+    name = strip_registry(repo or "") or None
+    tag = tag or None
+    if name and tag is None:
+        name, tag = split_reference(name)
+    return name, tag
+
+
+# ---- query values -------------------------------------------------------------------------------
+
+def filters(text: str | None) -> dict[str, list[str]]:
+    """`filters={"name":["web"]}` (or the old `{"name":{"web":true}}` form) -> {key: [values]}."""
+    if not text:
+        return {}
+    try:
+        raw = json.loads(text)
+    except ValueError:
+        raise InvalidArgument(f"Invalid filters: {text}") from None
+    if not isinstance(raw, dict):
+        raise InvalidArgument(f"Invalid filters: {text}")
+    out: dict[str, list[str]] = {}
+    for key, value in raw.items():
+        if isinstance(value, dict):
+            out[key] = [k for k, v in value.items() if v]
+        elif isinstance(value, list):
+            out[key] = [str(v) for v in value]
+        else:
+            out[key] = [str(value)]
+    return out
+
+
+def timestamp(text: str | None) -> float | None:
+    """`since=`/`until=`: seconds since the epoch (the CLI converts durations and dates to that)."""
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise InvalidArgument(f"Invalid timestamp: {text}") from None
+
+
+def tail(text: str | None) -> int | None:
+    """`tail=all|N`: None for all (also for what dockerd would read as all: junk, negative numbers)."""
+    if not text or text == "all":
+        return None
+    try:
+        n = int(text)
+    except ValueError:
+        return None
+    return n if n >= 0 else None
+
+
+def output_streams(req: Request) -> tuple[str, ...]:
+    """The `stdout=1`/`stderr=1` streams a logs or attach request asks for."""
+    return tuple(s for s in ("stdout", "stderr") if req.flag(s))
+
+
+def wait_condition(text: str | None) -> str:
+    condition = text or "not-running"
+    if condition not in WAIT_CONDITIONS:
+        raise InvalidArgument(f'invalid condition: "{condition}"')
+    return condition
+
+
+def stop_timeout(req: Request) -> float:
+    """`t=` of stop and restart: seconds before SIGKILL (a negative or missing one: the default)."""
+    t = req.int_arg("t", None)
+    return DEFAULT_STOP_TIMEOUT if t is None or t < 0 else t
+
+
+def signal_number(text: str | None) -> int:
+    """`signal=KILL|SIGKILL|9` (default KILL) -> 9."""
+    return parse_signal(text or "KILL")
+
+
+# ---- bodies -------------------------------------------------------------------------------------
+
+def create_options(body: Any, name: str | None) -> CreateOptions:
+    """The `POST /containers/create?name=` request (flat Config + HostConfig) as a CreateOptions."""
+    if not isinstance(body, dict):
+        raise InvalidArgument("Config cannot be empty in order to create a container")
+    image = strip_registry(str(body.get("Image") or ""))
+    if not image:
+        raise InvalidArgument("No image was specified (Config.Image is empty)")
+    if body.get("OpenStdin") or body.get("AttachStdin"):
+        raise InvalidArgument("stdin (docker run -i) is not supported by pydock serve: containers started "
+                              "through the API read /dev/null; use `pydock run -i`")
+    hc = body.get("HostConfig") or {}
+    mode = hc.get("NetworkMode") or "default"
+    if mode not in ("default", "bridge", "none"):
+        raise InvalidArgument(f"Network mode {mode} is not supported (use bridge or none)")
+    cmd = body.get("Cmd")
+    if isinstance(cmd, str):
+        cmd = shlex.split(cmd)
+    entrypoint = body.get("Entrypoint")
+    if entrypoint == [""]:
+        entrypoint = ""  # `--entrypoint ""`: clear the image's
+    hostname = body.get("Hostname") or None
+    if hostname and body.get("Domainname"):
+        hostname = f"{hostname}.{body['Domainname']}"
+    memory = hc.get("Memory") or body.get("Memory") or None
+    cpu = hc.get("CpuShares") or body.get("CpuShares") or None
+    return CreateOptions(
+        image=image,
+        cmd=tuple(cmd) if cmd else None,
+        entrypoint=entrypoint,
+        name=name.lstrip("/") if name else None,
+        env=tuple(body.get("Env") or ()),
+        workdir=body.get("WorkingDir") or None,
+        user=body.get("User") or None,
+        hostname=hostname,
+        volumes=_volumes(body, hc),
+        memory=int(memory) if memory else None,
+        cpu_shares=int(cpu) if cpu else None,
+        links=tuple(hc.get("Links") or ()),
+        ports=_ports(hc),
+        publish_all=bool(hc.get("PublishAllPorts")),
+        expose=tuple(body.get("ExposedPorts") or {}),
+        network=mode != "none" and not body.get("NetworkDisabled"),
+        dns=tuple(hc.get("Dns") or ()),
+        auto_remove=bool(hc.get("AutoRemove")),
+        tty=bool(body.get("Tty")),
+        stdin_open=bool(body.get("OpenStdin")),
+    )
+
+
+def _volumes(body: dict[str, Any], hc: dict[str, Any]) -> tuple[str, ...]:
+    """`-v` specs: fresh volumes from `Volumes`, bind mounts from `HostConfig.Binds`. The SDK lists a
+    bind's target in `Volumes` too: one mount per target."""
+    binds = [str(b) for b in hc.get("Binds") or ()]
+    bound = {b.split(":")[1] for b in binds if ":" in b}
+    return tuple([str(v) for v in body.get("Volumes") or {} if str(v) not in bound] + binds)
+
+
+def _ports(hc: dict[str, Any]) -> tuple[str, ...]:
+    """`-p` specs from `PortBindings` (`{"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}`)."""
+    out = []
+    for private, bindings in (hc.get("PortBindings") or {}).items():
+        for b in bindings or [{}]:
+            host_ip, host_port = (b or {}).get("HostIp") or "", (b or {}).get("HostPort") or ""
+            if host_ip:
+                out.append(f"{host_ip}:{host_port}:{private}")
+            elif host_port:
+                out.append(f"{host_port}:{private}")
+            else:
+                out.append(str(private))
+    return tuple(out)
+
+
+def commit_config(req: Request) -> dict[str, Any] | None:
+    """The Config a commit's JSON body overrides (empty fields dropped); `changes=` is refused."""
+    if any(x.strip() for x in req.args("changes")):
+        raise InvalidArgument("commit --change is not supported by pydock")
+    if not (req.headers.get("Content-Type") or "").startswith("application/json"):
+        return None
+    config = req.json()
+    if not isinstance(config, dict):
+        raise InvalidArgument("The commit body must be a JSON object (a container Config)")
+    return {k: v for k, v in config.items() if v not in (None, "", [], {})} or None

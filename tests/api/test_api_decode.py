@@ -1,0 +1,109 @@
+"""Request decoding and stream framing of `pydock serve`, without a server: what the docker CLI's and
+SDK's create bodies become as CreateOptions, query values, and Docker's 8-byte frames."""
+
+from __future__ import annotations
+
+import struct
+from datetime import datetime, timezone
+from email.message import Message
+from urllib.parse import parse_qs
+
+import pytest
+
+from pydock.runtime.api import decode, streams
+from pydock.runtime.api.httpd import Request
+from pydock.runtime.jsonlog import LogRecord
+from pydock.runtime.options import CreateOptions
+from pydock.utils.errors import InvalidArgument
+
+#: what `docker run --rm --name web --link db:db -e A=1 -p 8080:80 alpine echo hi` sends (trimmed).
+CLI_BODY = {
+    "Hostname": "", "User": "", "AttachStdin": False, "AttachStdout": True, "AttachStderr": True, "Tty": False,
+    "OpenStdin": False, "Env": ["A=1"], "Cmd": ["echo", "hi"], "Image": "docker.io/library/alpine",
+    "Volumes": {}, "WorkingDir": "", "Entrypoint": None, "Labels": {}, "ExposedPorts": {"80/tcp": {}},
+    "HostConfig": {"Binds": None, "LogConfig": {"Type": "", "Config": {}}, "NetworkMode": "default",
+                   "PortBindings": {"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}, "AutoRemove": True,
+                   "Links": ["db:db"]},
+    "NetworkingConfig": {"EndpointsConfig": {"default": {}}},
+}
+
+
+def request(query: str = "") -> Request:
+    """A parsed request with that query string, no headers and no body."""
+    return Request(method="GET", path="/", api_version=(1, 44), query=parse_qs(query, keep_blank_values=True),
+                   headers=Message(), body=None)  # type: ignore[arg-type]
+
+
+def test_cli_create_body_is_one_create_options():
+    opts = decode.create_options(CLI_BODY, "/web")
+    assert opts == CreateOptions(image="alpine", cmd=("echo", "hi"), name="web", env=("A=1",), links=("db:db",),
+                                 ports=("8080:80/tcp",), expose=("80/tcp",), auto_remove=True)
+
+
+def test_sdk_create_body_string_command_binds_and_no_network():
+    opts = decode.create_options({"Image": "busybox", "Cmd": "sh -c 'echo a b'", "Volumes": {"/m": {}, "/v": {}},
+                                  "Entrypoint": [""], "Hostname": "h", "Domainname": "example.org",
+                                  "HostConfig": {"NetworkMode": "none", "Binds": ["/src:/m:ro"], "Memory": 8 << 20}},
+                                 None)
+    assert opts.cmd == ("sh", "-c", "echo a b")
+    assert opts.volumes == ("/v", "/src:/m:ro")  # the SDK lists a bind's target in Volumes too
+    assert (opts.entrypoint, opts.hostname, opts.network, opts.memory) == ("", "h.example.org", False, 8 << 20)
+
+
+@pytest.mark.parametrize("body, message", [
+    ([], "Config cannot be empty"),
+    ({"Cmd": ["true"]}, "No image was specified"),
+    ({"Image": "busybox", "OpenStdin": True}, "stdin (docker run -i) is not supported"),
+    ({"Image": "busybox", "HostConfig": {"NetworkMode": "host"}}, "Network mode host is not supported"),
+])
+def test_create_bodies_refused(body, message):
+    with pytest.raises(InvalidArgument, match=message.replace("(", r"\(").replace(")", r"\)")):
+        decode.create_options(body, None)
+
+
+def test_references():
+    assert decode.image_ref("sha256:" + "a" * 64) == "a" * 64
+    assert decode.image_ref("docker.io/library/busybox:1") == "busybox:1"
+    assert decode.shown_ref("alpine") == "alpine:latest"
+    assert decode.shown_ref("alpine:3.10") == "alpine:3.10"
+    assert decode.shown_ref("localhost:5000/x") == "localhost:5000/x:latest"
+    assert decode.repo_tag("docker.io/library/myimg", "v1") == ("myimg", "v1")
+    assert decode.repo_tag("myroot:1.0", None) == ("myroot", "1.0")
+    assert decode.repo_tag("", None) == (None, None)
+
+
+def test_query_values():
+    assert decode.filters('{"name":["web"],"status":{"exited":true,"running":false}}') == \
+        {"name": ["web"], "status": ["exited"]}
+    with pytest.raises(InvalidArgument):
+        decode.filters("[1]")
+    assert [decode.tail(t) for t in (None, "all", "3", "0", "-1", "x")] == [None, None, 3, 0, None, None]
+    assert decode.timestamp("1700000000.5") == 1700000000.5
+    with pytest.raises(InvalidArgument, match="Invalid timestamp"):
+        decode.timestamp("yesterday")
+    assert decode.wait_condition(None) == "not-running"
+    with pytest.raises(InvalidArgument, match='invalid condition: "soon"'):
+        decode.wait_condition("soon")
+    assert decode.signal_number(None) == 9 and decode.signal_number("SIGTERM") == 15
+    assert decode.stop_timeout(request("t=-1")) == 10 and decode.stop_timeout(request("t=2")) == 2
+    assert decode.output_streams(request("stdout=1&stderr=0")) == ("stdout",)
+
+
+def test_commit_config_only_from_json_bodies():
+    assert decode.commit_config(request("changes=")) is None
+    with pytest.raises(InvalidArgument, match="--change"):
+        decode.commit_config(request("changes=CMD%20x"))
+
+
+def test_frames_and_timestamps():
+    when = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=timezone.utc)
+    rec = LogRecord("stderr", "oops\n", when)
+    assert streams.encode(rec, tty=False) == struct.pack(">BxxxL", 2, 5) + b"oops\n"
+    assert streams.encode(rec, tty=True) == b"oops\n"
+    assert streams.encode(rec, tty=True, timestamps=True) == b"2024-05-06T07:08:09.123456000Z oops\n"
+    writes: list[bytes] = []
+    streams.copy([rec] * 3, writes.append, tty=True, live=False)
+    assert writes == [b"oops\n" * 3]
+    writes.clear()
+    streams.copy([rec] * 3, writes.append, tty=True)
+    assert writes == [b"oops\n"] * 3
