@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydock.links.linking import assign_name, register_links
 from pydock.links.ports import parse_port, parse_publish
-from pydock.runtime import etcfiles, removal
+from pydock.runtime import etcfiles, monitorlock, removal
 from pydock.runtime.container import Container
 from pydock.runtime.jsonlog import create_log
 from pydock.runtime.options import CreateOptions, Volume, merge_env, parse_env, parse_memory, parse_volume, \
@@ -80,6 +80,7 @@ def create_container(rt: Runtime, opts: CreateOptions) -> Container:
         atomic_write(c.hostname_path, (config["Hostname"] + "\n").encode(), 0o644, durable=False)
         atomic_write(c.resolv_conf_path, etcfiles.resolv_conf(opts.dns).encode(), 0o644, durable=False)
         create_log(c.log_path)
+        monitorlock.create(c.monitor_lock_path)
         c.save()
         if opts.cidfile:
             with open(opts.cidfile, "x") as f:

@@ -22,6 +22,12 @@ from pydock.utils.fileutil import try_flock
 MONITOR_EXIT_GRACE = 10.0
 
 
+def create(path: Path) -> None:
+    """Make the (unheld) lock file at create time, so a wait begun before the first start holds it open
+    and reads the exit code of that run even if an auto-remove deletes the container at its end."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+
+
 def acquire(path: Path, is_running: object, what: str) -> int:
     """The lock's fd, held exclusively; `is_running()` True while waiting means another run is live:
     Conflict. A supervisor that already recorded its exit is only cleaning up: wait for it, briefly.
