@@ -30,7 +30,7 @@ echo "apt-get $* => policy $?" >> "$FAKE_LOG"
 [ "$1" = update ] && exit 0
 if [ -n "${FAKE_APT_SLEEP:-}" ]; then
     touch "$FAKE_LOG.installing"
-    sleep "$FAKE_APT_SLEEP"
+    exec sleep "$FAKE_APT_SLEEP"  # exec: a signal to the group can't fall between this shell and a child
 fi
 exit "${FAKE_APT_STATUS:-0}"
 """
