@@ -44,6 +44,8 @@ class CreateOptions:
     tty: bool = False                            # -t
     stdin_open: bool = False                     # -i
     cidfile: str | None = None                   # --cidfile
+    init: bool = False                           # --init (HostConfig.Init)
+    security_opt: tuple[str, ...] = ()           # --security-opt (HostConfig.SecurityOpt)
 
     def __post_init__(self) -> None:
         for f in fields(self):
