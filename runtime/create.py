@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydock.links.linking import assign_name, register_links
 from pydock.links.ports import parse_port, parse_publish
-from pydock.runtime import etcfiles, monitorlock, removal
+from pydock.runtime import confinement, etcfiles, monitorlock, removal
 from pydock.runtime.container import Container
 from pydock.runtime.jsonlog import create_log
 from pydock.runtime.options import CreateOptions, Volume, merge_env, parse_env, parse_memory, parse_volume, \
@@ -33,6 +33,7 @@ def create_container(rt: Runtime, opts: CreateOptions) -> Container:
     host, domain = split_hostname(opts.hostname)
     vols = [parse_volume(v) for v in opts.volumes]
     user_env = parse_env(list(opts.env))
+    confinement.parse(opts.security_opt)  # refuse what can't be honoured before anything is made
     if opts.cidfile and os.path.exists(opts.cidfile):
         raise Conflict(f"Container ID file found, make sure the other container isn't running or delete {opts.cidfile}")
     img = rt.images.resolve(opts.image)
@@ -64,7 +65,8 @@ def create_container(rt: Runtime, opts: CreateOptions) -> Container:
     hostconfig = {"Binds": [spec for spec in opts.volumes if ":" in spec] or None,
                   "ContainerIDFile": opts.cidfile or "", "LxcConf": None, "Privileged": False,
                   "PortBindings": {}, "PortSpecs": list(opts.ports), "Links": list(opts.links) or None,
-                  "PublishAllPorts": opts.publish_all, "AutoRemove": opts.auto_remove}
+                  "PublishAllPorts": opts.publish_all, "AutoRemove": opts.auto_remove,
+                  "Init": True if opts.init else None, "SecurityOpt": list(opts.security_opt) or None}
     argv = ep + command
     c = Container(id=cid, dir=cdir, image=img.id, path=argv[0], args=argv[1:], config=config,
                   hostconfig=hostconfig, driver=rt.driver.name)
