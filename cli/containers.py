@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from pydock.runtime.confinement import read_profile_files
 from pydock.runtime.options import CreateOptions
 from pydock.runtime.runtime import parse_signal
 from pydock.runtime.state import Status, format_time, utcnow
@@ -59,6 +60,10 @@ def _container_options(f: Any) -> Any:
                      help="Networking: bridge (default) or none."),
         click.option("--dns", multiple=True, help="Custom DNS server."),
         _alias("-dns", "dns", multiple=True),
+        click.option("--init", "init", is_flag=True,
+                     help="Run a reaping init (the host's static tini) as PID 1 in front of the command."),
+        click.option("--security-opt", "security_opt", multiple=True,
+                     help="no-new-privileges, seccomp=unconfined or seccomp=PROFILE.json (Docker's format)."),
     ]
     for d in reversed(decorators):
         f = d(f)
@@ -89,6 +94,8 @@ def _create_options(image: str, cmd: tuple[str, ...], o: dict[str, Any], auto_re
         stdin_open=bool(o.get("interactive")),
         dns=tuple(o.get("dns") or ()) + tuple(o.get("dns_alias") or ()),
         auto_remove=auto_remove,
+        init=bool(o.get("init")),
+        security_opt=tuple(read_profile_files(o.get("security_opt") or ())),
     )
 
 
