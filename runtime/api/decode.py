@@ -167,7 +167,19 @@ def create_options(body: Any, name: str | None) -> CreateOptions:
         auto_remove=bool(hc.get("AutoRemove")),
         tty=bool(body.get("Tty")),
         stdin_open=bool(body.get("OpenStdin")),
+        init=bool(hc.get("Init")),
+        security_opt=_security_opt(hc.get("SecurityOpt")),
     )
+
+
+def _security_opt(value: Any) -> tuple[str, ...]:
+    """HostConfig.SecurityOpt: a list of strings (a seccomp profile comes as its JSON text); the
+    values themselves are judged by Runtime.create."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidArgument("HostConfig.SecurityOpt must be a list of strings")
+    return tuple(value)
 
 
 def _volumes(body: dict[str, Any], hc: dict[str, Any]) -> tuple[str, ...]:
