@@ -8,9 +8,12 @@ import os
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 
-#: Docker 0.7's device allowlist (lxc_template.go): null, zero, consoles/ttys, random, pts, ptmx, tun.
-ALLOWED_DEVICES = ("c 1:3 rwm", "c 1:5 rwm", "c 5:1 rwm", "c 5:0 rwm", "c 4:0 rwm", "c 4:1 rwm",
-                   "c 1:9 rwm", "c 1:8 rwm", "c 136:* rwm", "c 5:2 rwm", "c 10:200 rwm")
+#: Docker's default device allowlist (runc's specconv.AllowedDevices): mknod of any node (but no
+#: access to it), null, zero, full, random, urandom, /dev/tty, pts, ptmx and tun. Unlike Docker 0.7's
+#: list there is no c 5:1 (the host's /dev/console) nor c 4:0/4:1 (its virtual terminals): a node for
+#: them carried by an image can't be opened. The container's /dev/console is a pty (136:*).
+ALLOWED_DEVICES = ("c *:* m", "b *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm",
+                   "c 5:0 rwm", "c 136:* rwm", "c 5:2 rwm", "c 10:200 rwm")
 
 
 class Hierarchy(enum.Enum):
@@ -61,6 +64,6 @@ def limit_keys(memory: int | None, cpu_shares: int | None) -> list[tuple[str, st
 
 
 def device_keys() -> list[tuple[str, str]]:
-    """Deny every device, then allow Docker 0.7's list."""
+    """Deny every device, then allow Docker's list."""
     prefix = "lxc.cgroup2" if hierarchy() is Hierarchy.V2 else "lxc.cgroup"
     return [(f"{prefix}.devices.deny", "a"), *((f"{prefix}.devices.allow", d) for d in ALLOWED_DEVICES)]

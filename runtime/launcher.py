@@ -1,14 +1,18 @@
-"""Launching a container with `lxc-execute`, finding its processes, signalling them, and owning its exit status.
+"""Launching a container with `lxc-start -F`, finding its processes, signalling them, and owning its exit status.
 
-lxc-execute runs the command under lxc's static init (PID 1 of the container, which reaps and forwards
-signals) and returns the command's status (128+N when killed by signal N). pydock makes that status
-exact: 127/126 are decided before launch (rootpath.look_path), 125 when lxc itself failed (an ERROR in
-its log file), 137 whenever pydock delivered SIGKILL itself.
+The command is the container's PID 1, as in Docker: lxc-start clones the container's init and that
+child execs the command itself (an application container with no init in between), so
+`/proc/1/exe` is the image's binary and `stop` signals the command directly. lxc-start exits 0
+whatever the command's status; lxc logs the status it reaped (`Child <pid> ended on error (N)` /
+`... on signal NAME(N)`, INFO) and pydock reads it from the launch's log. pydock makes that status
+exact: 127/126 are decided before launch (rootpath.look_path), 125 when lxc itself failed (lxc-start
+exits non-zero, its first ERROR line is the message), 137 whenever pydock delivered SIGKILL itself.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -21,7 +25,7 @@ from pydock.utils.errors import LaunchError
 from pydock.runtime.state import EXIT_KILLED
 from pydock.utils.process import proc_start_time
 
-LXC_EXECUTE = "lxc-execute"
+LXC_START = "lxc-start"
 EXIT_LAUNCH_FAILED = 125
 #: 1: launch through the separately shipped dockerinit helper (located and identity-checked by
 #: dockerinit.locate); 0: the in-process pre-exec step. Unset: the helper for packaged builds only.
@@ -30,25 +34,27 @@ HELPER_ENV = "PYDOCK_DOCKERINIT_EXEC"
 
 @dataclass(frozen=True)
 class LaunchSpec:
-    """One lxc-execute invocation: container name, lxcpath, config file, log file, command."""
+    """One lxc-start invocation: container name, lxcpath, config file, log file, command."""
 
     name: str
     lxcpath: Path
     config: Path
     log: Path
     argv: tuple[str, ...]
-    #: the dockerinit helper to exec lxc-execute through, or None for the in-process pre-exec step
+    #: the dockerinit helper to exec lxc-start through, or None for the in-process pre-exec step
     helper: Path | None = None
 
     def command(self) -> list[str]:
-        lxc = [LXC_EXECUTE, "-q", "-n", self.name, "-P", str(self.lxcpath), "-f", str(self.config),
-               "-o", str(self.log), "-l", "ERROR", "--", *self.argv]
+        # -F: lxc-start stays in the foreground as the container's monitor (and our child);
+        # INFO: the level of the line that carries the command's exit status
+        lxc = [LXC_START, "-q", "-F", "-n", self.name, "-P", str(self.lxcpath), "-f", str(self.config),
+               "-o", str(self.log), "-l", "INFO", "--", *self.argv]
         return [str(self.helper), "--", *lxc] if self.helper is not None else lxc
 
 
 def spawn(spec: LaunchSpec, *, stdin: Any = subprocess.DEVNULL, stdout: Any = None,
           stderr: Any = None) -> subprocess.Popen:
-    """Start lxc-execute through the dockerinit pre-exec step (own session, private rslave mounts, no fds)."""
+    """Start lxc-start through the dockerinit pre-exec step (own session, private rslave mounts, no fds)."""
     spec.lxcpath.mkdir(parents=True, exist_ok=True)
     spec.log.unlink(missing_ok=True)
     try:
@@ -56,9 +62,9 @@ def spawn(spec: LaunchSpec, *, stdin: Any = subprocess.DEVNULL, stdout: Any = No
                                 preexec_fn=None if spec.helper is not None else child_setup,
                                 env={"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")})
     except FileNotFoundError:
-        raise LaunchError("lxc-execute not found: install lxc") from None
+        raise LaunchError("lxc-start not found: install lxc") from None
     except (OSError, subprocess.SubprocessError) as err:
-        raise LaunchError(f"Cannot start lxc-execute: {err}") from None
+        raise LaunchError(f"Cannot start lxc-start: {err}") from None
 
 
 def children(pid: int) -> list[int]:
@@ -71,22 +77,30 @@ def children(pid: int) -> list[int]:
 
 
 def container_init(lxc_pid: int) -> int | None:
-    """Host pid of the container's PID 1 (lxc's init), the child of lxc-execute."""
+    """Host pid of the container's PID 1: the child lxc-start cloned (lxc's setup code until it execs)."""
     kids = children(lxc_pid)
     return kids[0] if kids else None
 
 
+def _same_file(a: str, b: str) -> bool:
+    try:
+        sa, sb = os.stat(a), os.stat(b)
+    except OSError:  # either process is gone
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
 def container_command(lxc_pid: int) -> int | None:
-    """Host pid of the container's command: the child of lxc's init."""
+    """Host pid of the container's PID 1 once it runs the container's program (it has exec'd and is no
+    longer lxc-start's clone), else None."""
     init = container_init(lxc_pid)
-    if init is None:
+    if init is None or _same_file(f"/proc/{init}/exe", f"/proc/{lxc_pid}/exe"):
         return None
-    kids = children(init)
-    return kids[0] if kids else None
+    return init
 
 
 def container_processes(lxc_pid: int) -> list[int]:
-    """Host pids of every process in the container: its init and all descendants."""
+    """Host pids of every process in the container: its PID 1 and all descendants."""
     init = container_init(lxc_pid)
     pids: list[int] = []
     todo = [init] if init else []
@@ -99,8 +113,8 @@ def container_processes(lxc_pid: int) -> list[int]:
 
 def stray_processes(name: str) -> list[int]:
     """Host pids of processes lxc left in container `name`'s cgroups (`lxc.payload.<name>`,
-    `lxc.monitor.<name>`) with no lxc-execute above them: e.g. a child orphaned mid-setup when
-    lxc-execute was killed. Scans /proc, so only crash recovery calls it."""
+    `lxc.monitor.<name>`) with no lxc-start above them: e.g. a child orphaned mid-setup when
+    lxc-start was killed. Scans /proc, so only crash recovery calls it."""
     marks = (f"/lxc.payload.{name}".encode(), f"/lxc.monitor.{name}".encode())
     found = []
     for entry in os.listdir("/proc"):
@@ -117,29 +131,25 @@ def stray_processes(name: str) -> list[int]:
 
 
 def signal_container(lxc_pid: int, lxc_start: int, sig: int, *, wait_command: float = 2.0) -> bool:
-    """Deliver `sig` to the container's command (init.lxc forwards nothing for SIGKILL, and
-    SIGKILL to init would end with status 1). Waits briefly for the command to exist right after a
-    start. When the command is gone but init lingers, init gets SIGKILL. False if nothing ran.
+    """Deliver `sig` to the container's PID 1, the command (or `--init`'s init, which passes it on).
+
+    The kernel delivers a signal from outside the container to its PID 1 only if PID 1 handles it
+    (SIGKILL always): a command with no SIGTERM handler ignores `stop`'s SIGTERM, as under Docker.
+    Right after a start, waits up to `wait_command` for PID 1 to have exec'd the command; SIGKILL
+    does not wait (it ends lxc's set-up as well). False if nothing was signalled.
     """
     deadline = time.monotonic() + wait_command
     while True:
         if proc_start_time(lxc_pid) != lxc_start:
             return False
-        target = container_command(lxc_pid)
+        target = container_init(lxc_pid) if sig == signal.SIGKILL else container_command(lxc_pid)
         if target is not None:
             try:
                 os.kill(target, sig)
                 return True
             except ProcessLookupError:
-                pass  # the command just ended: look again (lxc's init may still be there)
+                pass  # PID 1 just ended: look again
         if time.monotonic() >= deadline:
-            init = container_init(lxc_pid)
-            if init is not None and sig == signal.SIGKILL:
-                try:
-                    os.kill(init, signal.SIGKILL)
-                    return True
-                except ProcessLookupError:
-                    pass  # the whole container is gone: nothing was signalled
             return False
         time.sleep(0.01)
 
@@ -154,27 +164,43 @@ def lxc_failure(log: Path) -> str | None:
     if not errors:
         return None
     first = errors[0]
-    # "lxc-execute <name> <time> ERROR    <cat> - <file>:<func>:<line> - <message>"
+    # "lxc-start <name> <time> ERROR    <cat> - <file>:<func>:<line> - <message>"
     message = first.rsplit(" - ", 1)[-1].strip()
     return message or first
 
 
+#: lxc's record of the status it reaped from the container's PID 1 (src/lxc/error.c, level INFO)
+_CHILD_STATUS = re.compile(rb"Child <\d+> ended on (?:error \((\d+)\)|signal \w*\((\d+)\))")
+
+
+def command_status(log: Path) -> int:
+    """The command's exit code as lxc logged it: N, 128+N for signal N, 0 when lxc logged none (lxc
+    logs only non-zero statuses)."""
+    try:
+        text = log.read_bytes()
+    except FileNotFoundError:
+        return 0
+    found = _CHILD_STATUS.findall(text)
+    if not found:
+        return 0
+    code, signo = found[-1]
+    return int(code) if code else 128 + int(signo)
+
+
 def exit_status(returncode: int, log: Path, killed_by_pydock: bool) -> tuple[int, str | None]:
-    """The container's exit code from lxc-execute's status, lxc's log and whether pydock sent SIGKILL."""
+    """The container's exit code from lxc-start's status, lxc's log and whether pydock sent SIGKILL."""
     if killed_by_pydock:
         return EXIT_KILLED, None
-    if returncode != 0:
-        failure = lxc_failure(log)
-        if failure is not None:
-            return EXIT_LAUNCH_FAILED, failure
-    if returncode < 0:  # lxc-execute itself died by a signal
+    if returncode < 0:  # lxc-start itself died by a signal
         return 128 - returncode, None
-    return returncode, None
+    if returncode != 0:  # lxc-start failed: the container never ran its command
+        return EXIT_LAUNCH_FAILED, lxc_failure(log) or f"lxc-start exited with status {returncode}"
+    return command_status(log), None
 
 
 def is_lxc_noise(line: bytes, name: str) -> bool:
-    """lxc also prints its errors on stderr, prefixed `lxc-execute: <name>: `; they are not the command's output."""
-    return line.startswith(f"lxc-execute: {name}: ".encode())
+    """lxc also prints its errors on stderr, prefixed `lxc-start: <name>: `; they are not the command's output."""
+    return line.startswith(f"lxc-start: {name}: ".encode())
 
 
 def wait_gone(pid: int, start: int, timeout: float) -> bool:

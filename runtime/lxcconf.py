@@ -8,18 +8,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydock.runtime import cgroups
+from pydock.runtime import caps, cgroups
 from pydock.utils.errors import InvalidArgument
 
-#: Docker 0.7's list (lxc_template.go) plus sys_boot and setfcap from the later template.
-CAP_DROP = ("audit_control audit_write mac_admin mac_override mknod setfcap setpcap sys_admin sys_boot "
-            "sys_module sys_nice sys_pacct sys_rawio sys_resource sys_time sys_tty_config")
 #: /proc files hidden behind /dev/null (runc's maskedPaths); `optional` because not every kernel has each.
 MASKED_PROC_FILES = ("kcore", "keys", "timer_list", "timer_stats", "sched_debug", "latency_stats")
 #: directories hidden behind an empty read-only tmpfs (runc's maskedPaths).
 MASKED_DIRS = ("proc/acpi", "proc/asound", "proc/scsi", "sys/firmware", "sys/devices/virtual/powercap")
 #: /proc directories made read-only (runc's readonlyPaths; /proc/sys and sysrq-trigger come from proc:mixed).
 READONLY_PROC_DIRS = ("bus", "fs", "irq")
+#: where `--init`'s binary appears in the container (on lxc's /dev tmpfs: nothing lands in the image's tree)
+INIT_PATH = "/dev/init"
 
 
 @dataclass(frozen=True)
@@ -47,6 +46,14 @@ class LxcSpec:
     cwd: str = "/"
     memory: int | None = None
     cpu_shares: int | None = None
+    #: PR_SET_NO_NEW_PRIVS for the command (`--security-opt no-new-privileges`)
+    no_new_privs: bool = False
+    #: lxc's seccomp policy file (seccomp.to_lxc), None: unconfined
+    seccomp: Path | None = None
+    #: a pty slave (host devpts) bind-mounted as the container's /dev/console
+    console: Path | None = None
+    #: `--init`: the init binary bind-mounted read-only at /dev/init
+    init: Path | None = None
     extra: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
 
@@ -80,7 +87,9 @@ def render(spec: LxcSpec) -> str:
         ("lxc.console.path", "none"),
         ("lxc.tty.max", "0"),
         ("lxc.pty.max", "1024"),
-        ("lxc.cap.drop", CAP_DROP),
+        # Docker's capabilities stay in the bounding set, every other one goes; a root command has
+        # exactly these effective and permitted, inheritable and ambient stay empty
+        ("lxc.cap.keep", " ".join(caps.DEFAULT_CAPS)),
         ("lxc.mount.entry", "shm dev/shm tmpfs size=65536k,nosuid,nodev,noexec,create=dir 0 0"),
     ]
     for name in MASKED_PROC_FILES:
@@ -89,10 +98,20 @@ def render(spec: LxcSpec) -> str:
         lines.append(("lxc.mount.entry", f"/proc/{name} proc/{name} none bind,ro,optional 0 0"))
     for path in MASKED_DIRS:
         lines.append(("lxc.mount.entry", f"tmpfs {path} tmpfs ro,nosuid,nodev,noexec,size=0,optional 0 0"))
+    if spec.console is not None:  # a pty of pydock's, never the host's console (lxc.console.path is none)
+        lines.append(("lxc.mount.entry", _bind_line(Bind(spec.console, "/dev/console", readonly=False))))
+    if spec.init is not None:
+        lines.append(("lxc.mount.entry", _bind_line(Bind(spec.init, INIT_PATH))))
     for b in spec.binds:
         lines.append(("lxc.mount.entry", _bind_line(b)))
     lines += cgroups.device_keys()
     lines += cgroups.limit_keys(spec.memory, spec.cpu_shares)
+    if spec.no_new_privs:
+        lines.append(("lxc.no_new_privs", "1"))
+    if spec.seccomp is not None:
+        # allow_nesting: stack on a filter pydock itself may run under instead of silently loading none
+        lines += [("lxc.seccomp.profile", _value(str(spec.seccomp), "seccomp profile path")),
+                  ("lxc.seccomp.allow_nesting", "1")]
     lines += [("lxc.init.uid", str(spec.uid)), ("lxc.init.gid", str(spec.gid))]
     if spec.groups:
         lines.append(("lxc.init.groups", ",".join(str(g) for g in spec.groups)))

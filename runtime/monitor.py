@@ -25,18 +25,25 @@ log = logging.getLogger(__package__)
 
 
 def pump(proc: subprocess.Popen, lxc_name: str, output: JsonLog, sinks: dict[str, BinaryIO | None],
-         collect: dict[str, bytearray] | None = None) -> None:
+         collect: dict[str, bytearray] | None = None, console: int | None = None) -> None:
     """Copy the process's stdout/stderr to the `output` log, to `sinks` (as they come) and to `collect`, until EOF.
 
-    lxc's own error lines on stderr (`lxc-execute: <name>: ...`) are dropped: they are reported as
-    pydock's error (exit 125), not as the command's output.
+    lxc's own error lines on stderr (`lxc-start: <name>: ...`) are dropped: they are reported as
+    pydock's error (exit 125), not as the command's output. What the container writes to its
+    /dev/console (the master end of that pty is `console`) counts as stdout; it is drained, not
+    waited for: the pump ends with the command's stdout and stderr.
     """
     sel = selectors.DefaultSelector()
     pending_err = b""
+    pipes = 0
     for stream, pipe in (("stdout", proc.stdout), ("stderr", proc.stderr)):
         if pipe is not None:
             os.set_blocking(pipe.fileno(), False)
             sel.register(pipe.fileno(), selectors.EVENT_READ, stream)
+            pipes += 1
+    if console is not None:
+        os.set_blocking(console, False)
+        sel.register(console, selectors.EVENT_READ, "console")
 
     def emit(stream: str, data: bytes) -> None:
         if not data:
@@ -52,15 +59,29 @@ def pump(proc: subprocess.Popen, lxc_name: str, output: JsonLog, sinks: dict[str
         if collect is not None:
             collect[stream] += data
 
+    def drain_console() -> None:
+        while True:
+            try:
+                data = os.read(console, _CHUNK)  # type: ignore[arg-type]
+            except OSError:  # EAGAIN: nothing more; EIO: no writer left
+                return
+            if not data:
+                return
+            emit("stdout", data)
+
     try:
-        while sel.get_map():
+        while pipes:
             for key, _ in sel.select():
+                if key.data == "console":
+                    drain_console()
+                    continue
                 try:
                     data = os.read(key.fd, _CHUNK)
                 except BlockingIOError:
                     continue
                 if not data:
                     sel.unregister(key.fd)
+                    pipes -= 1
                     if key.data == "stderr" and pending_err:
                         if not is_lxc_noise(pending_err, lxc_name):
                             emit("stderr", pending_err)
@@ -73,6 +94,8 @@ def pump(proc: subprocess.Popen, lxc_name: str, output: JsonLog, sinks: dict[str
                 *lines, pending_err = pending_err.split(b"\n")
                 keep = b"".join(line + b"\n" for line in lines if not is_lxc_noise(line, lxc_name))
                 emit("stderr", keep)
+        if console is not None:
+            drain_console()
     finally:
         sel.close()
 

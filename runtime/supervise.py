@@ -1,5 +1,5 @@
 """Starting a container and seeing it through to its exit: prepare (rootfs, network, user, command,
-config.lxc), launch lxc-execute, pump output, then `finish`: record the exit, clean up and, for a
+config.lxc), launch lxc-start, pump output, then `finish`: record the exit, clean up and, for a
 `--rm` container, remove it. The supervisor is the foreground `run` process or a detached monitor
 forked for `start`/`run -d`; it holds the monitor lock (monitorlock.py) from before the launch
 until `finish` is done.
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from pydock.runtime import lxcconf, monitorlock, notify, removal
+from pydock.runtime import confinement, initbin, lxcconf, monitorlock, notify, removal
 from pydock.runtime.container import Container
 from pydock.runtime.etcfiles import hosts_file
 from pydock.runtime.jsonlog import JsonLog
@@ -36,11 +36,43 @@ if TYPE_CHECKING:
 log = logging.getLogger(__package__)
 
 
+@dataclass
+class Console:
+    """The pty the container sees as /dev/console: with `-t` also its terminal (stdin, stdout,
+    stderr); without, what is written to it goes to the log as stdout. Host ttys never reach it.
+    An fd is set to -1 once closed, so that no fd number is closed twice."""
+
+    master: int
+    slave: int
+    path: Path
+
+    @classmethod
+    def open(cls, raw: bool) -> Console:
+        master, slave = os.openpty()
+        if raw:  # no terminal: bytes pass unchanged (no \n -> \r\n, no echo)
+            import tty  # lazy: small, and only here
+
+            tty.setraw(slave)
+        return cls(master, slave, Path(os.ttyname(slave)))
+
+    def close_slave(self) -> None:
+        if self.slave >= 0:
+            os.close(self.slave)
+            self.slave = -1
+
+    def close(self) -> None:
+        self.close_slave()
+        if self.master >= 0:
+            os.close(self.master)
+            self.master = -1
+
+
 @dataclass(frozen=True)
 class Prepared:
-    """A container ready to launch: its lxc-execute invocation."""
+    """A container ready to launch: its lxc-start invocation and its console."""
 
     spec: LaunchSpec
+    console: Console
 
 
 def acquire_monitor_lock(c: Container) -> int:
@@ -107,10 +139,30 @@ def _prepare(rt: Runtime, c: Container) -> Prepared:
         from pydock.links.network import lxc_network_config  # lazy: networking only (pyroute2 is heavy)
 
         network = tuple(lxc_network_config(settings, gateway=True))
-    spec = lxcconf.LxcSpec(hostname=cfg.get("Hostname") or c.short_id, rootfs=rootfs, network=network,
-                           binds=tuple(binds), env=tuple(env), uid=user.uid, gid=user.gid, groups=user.groups,
-                           cwd=cwd, memory=cfg.get("Memory") or None, cpu_shares=cfg.get("CpuShares") or None)
-    atomic_write(c.lxc_config_path, lxcconf.render(spec).encode(), 0o600, durable=False)
+    conf = confinement.parse(c.hostconfig.get("SecurityOpt"))
+    policy = confinement.lxc_policy(conf)
+    seccomp_path = None
+    if policy is not None:
+        seccomp_path = c.lxc_config_path.with_name("seccomp.lxc")
+        atomic_write(seccomp_path, policy.encode(), 0o600, durable=False)
+    init = initbin.init_binary(rt.layout) if c.hostconfig.get("Init") else None
+    argv = (argv0, *c.args)
+    console = Console.open(raw=not cfg.get("Tty"))
+    try:
+        spec = lxcconf.LxcSpec(hostname=cfg.get("Hostname") or c.short_id, rootfs=rootfs, network=network,
+                               binds=tuple(binds), env=tuple(env), uid=user.uid, gid=user.gid,
+                               groups=user.groups, cwd=cwd, memory=cfg.get("Memory") or None,
+                               cpu_shares=cfg.get("CpuShares") or None, no_new_privs=conf.no_new_privileges,
+                               seccomp=seccomp_path, console=console.path, init=init)
+        atomic_write(c.lxc_config_path, lxcconf.render(spec).encode(), 0o600, durable=False)
+        return _launch_spec(rt, c, settings, initbin.init_argv(argv) if init else argv, console)
+    except BaseException:
+        console.close()
+        raise
+
+
+def _launch_spec(rt: Runtime, c: Container, settings: Any, argv: tuple[str, ...], console: Console) -> Prepared:
+    """Record the network in the state, locate the helper, and put the launch together."""
     if settings is not None:
         with c.locked():
             c.network = settings.to_json()
@@ -121,7 +173,7 @@ def _prepare(rt: Runtime, c: Container) -> Prepared:
 
         helper = dockerinit_path(rt.layout)
     return Prepared(LaunchSpec(name=c.id, lxcpath=rt.layout.lxc, config=c.lxc_config_path,
-                               log=c.lxc_log_path, argv=(argv0, *c.args), helper=helper))
+                               log=c.lxc_log_path, argv=argv, helper=helper), console)
 
 
 def _launch_through_helper() -> bool:
@@ -184,7 +236,7 @@ def finish(rt: Runtime, c: Container, code: int, lock: int) -> None:
 
 
 def launched(c: Container, proc: subprocess.Popen) -> None:
-    """Record the running state with lxc-execute's pid and the supervising process."""
+    """Record the running state with lxc-start's pid and the supervising process."""
     me, me_start = self_identity()
     with c.locked():
         state = c.state.started(pid=proc.pid, pid_start=proc_start_time(proc.pid) or 0, monitor_pid=me,
@@ -193,7 +245,7 @@ def launched(c: Container, proc: subprocess.Popen) -> None:
 
 
 def finished(rt: Runtime, c: Container, returncode: int, lock: int) -> tuple[int, str | None]:
-    """Finish with lxc-execute's status made exact (137 if pydock sent SIGKILL; 125 if lxc failed)."""
+    """Finish with lxc-start's status made exact (137 if pydock sent SIGKILL; 125 if lxc failed)."""
     code, failure = exit_status(returncode, c.lxc_log_path, c.killed_marker.exists())
     finish(rt, c, code, lock)
     return code, failure
@@ -207,76 +259,80 @@ def run_foreground(rt: Runtime, c: Container, *, stdin: Any = None, stdout: Bina
     our terminal goes raw while it runs, and `stdin` (if given) is copied into the pty.
     """
     lock = acquire_monitor_lock(c)
-    master = None
     try:
         prepared = prepare(rt, c, lock)
-        collect: dict[str, bytearray] | None = None
-        if stdout is None and stderr is None:
-            collect = {"stdout": bytearray(), "stderr": bytearray()}
-        output = JsonLog(c.log_path)
-        tty = bool(c.config.get("Tty"))
-        stdin_fd = stdin.fileno() if stdin is not None and hasattr(stdin, "fileno") else None
+        console = prepared.console
         try:
-            if tty:
-                import pty  # lazy: `run -t` only
-
-                master, slave = pty.openpty()
-                copy_winsize(stdin_fd if stdin_fd is not None else 0, master)
-                try:
-                    proc = spawn(prepared.spec, stdin=slave, stdout=slave, stderr=slave)
-                finally:
-                    os.close(slave)
-            else:
-                proc = spawn(prepared.spec, stdin=stdin if stdin is not None else subprocess.DEVNULL,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        except BaseException:
-            output.close()
-            finished(rt, c, 255, lock)
-            raise
-        launched(c, proc)
-        start = proc_start_time(proc.pid) or 0
-
-        def deliver(sig: int) -> None:
-            signal_container(proc.pid, start, sig, wait_command=0)
-
-        def supervise_output() -> int:
-            if master is not None:
-                with RawTerminal(stdin_fd):
-                    pump_tty(master, stdin_fd, output, stdout, collect)
-            else:
-                pump(proc, prepared.spec.name, output, {"stdout": stdout, "stderr": stderr}, collect)
-            return proc.wait()
-
-        try:
-            if proxy_signals:
-                with SignalProxy(deliver):
-                    returncode = supervise_output()
-            else:
-                returncode = supervise_output()
-        except BaseException:
-            # interrupted (KeyboardInterrupt in a library caller): don't leave the container behind
-            c.killed_marker.touch()
-            signal_container(proc.pid, start, 9, wait_command=0)
-            returncode = proc.wait()
-            output.close()
-            finished(rt, c, returncode, lock)
-            raise
+            return _supervise(rt, c, prepared, lock, stdin, stdout, stderr, proxy_signals)
         finally:
-            for pipe in (proc.stdout, proc.stderr):
-                if pipe is not None:
-                    pipe.close()
-            if master is not None:
-                os.close(master)
-                master = None
-        output.close()
-        code, failure = finished(rt, c, returncode, lock)
-        if failure is not None:
-            raise LaunchError(f"Cannot start container {c.short_id}: {failure}")
-        if collect is not None:
-            return code, bytes(collect["stdout"]), bytes(collect["stderr"])
-        return code, b"", b""
+            console.close()
     finally:
         os.close(lock)
+
+
+def _supervise(rt: Runtime, c: Container, prepared: Prepared, lock: int, stdin: Any, stdout: BinaryIO | None,
+               stderr: BinaryIO | None, proxy_signals: bool) -> tuple[int, bytes, bytes]:
+    """Launch, pump until the command's output ends, finish: `run_foreground` past `prepare`."""
+    collect: dict[str, bytearray] | None = None
+    if stdout is None and stderr is None:
+        collect = {"stdout": bytearray(), "stderr": bytearray()}
+    output = JsonLog(c.log_path)
+    console = prepared.console
+    tty = bool(c.config.get("Tty"))
+    stdin_fd = stdin.fileno() if stdin is not None and hasattr(stdin, "fileno") else None
+    try:
+        if tty:
+            copy_winsize(stdin_fd if stdin_fd is not None else 0, console.master)
+            proc = spawn(prepared.spec, stdin=console.slave, stdout=console.slave, stderr=console.slave)
+            # the container's processes hold the terminal now: its end reads EIO when they are gone
+            console.close_slave()
+        else:
+            proc = spawn(prepared.spec, stdin=stdin if stdin is not None else subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except BaseException:
+        output.close()
+        finished(rt, c, 255, lock)
+        raise
+    launched(c, proc)
+    start = proc_start_time(proc.pid) or 0
+
+    def deliver(sig: int) -> None:
+        signal_container(proc.pid, start, sig, wait_command=0)
+
+    def supervise_output() -> int:
+        if tty:
+            with RawTerminal(stdin_fd):
+                pump_tty(console.master, stdin_fd, output, stdout, collect)
+        else:
+            pump(proc, prepared.spec.name, output, {"stdout": stdout, "stderr": stderr}, collect,
+                 console=console.master)
+        return proc.wait()
+
+    try:
+        if proxy_signals:
+            with SignalProxy(deliver):
+                returncode = supervise_output()
+        else:
+            returncode = supervise_output()
+    except BaseException:
+        # interrupted (KeyboardInterrupt in a library caller): don't leave the container behind
+        c.killed_marker.touch()
+        signal_container(proc.pid, start, 9, wait_command=0)
+        returncode = proc.wait()
+        output.close()
+        finished(rt, c, returncode, lock)
+        raise
+    finally:
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+    output.close()
+    code, failure = finished(rt, c, returncode, lock)
+    if failure is not None:
+        raise LaunchError(f"Cannot start container {c.short_id}: {failure}")
+    if collect is not None:
+        return code, bytes(collect["stdout"]), bytes(collect["stderr"])
+    return code, b"", b""
 
 
 def start_detached(rt: Runtime, c: Container) -> None:
@@ -288,13 +344,16 @@ def start_detached(rt: Runtime, c: Container) -> None:
     lock = acquire_monitor_lock(c)
     try:
         prepared = prepare(rt, c, lock)
-        rfd, wfd = os.pipe2(os.O_CLOEXEC)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - runs in the child
-            os.close(rfd)
-            _monitor_child(rt, c, prepared, wfd, lock)
+        try:
+            rfd, wfd = os.pipe2(os.O_CLOEXEC)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - runs in the child
+                os.close(rfd)
+                _monitor_child(rt, c, prepared, wfd, lock)
+        finally:
+            prepared.console.close()  # the monitor has its own copy
         os.close(wfd)
         os.waitpid(pid, 0)
         with os.fdopen(rfd, "rb") as r:
@@ -332,7 +391,7 @@ def _monitor_child(rt: Runtime, c: Container, prepared: Prepared, wfd: int, lock
         os.write(wfd, b"ok")
         os.close(wfd)
         try:
-            pump(proc, prepared.spec.name, output, {}, None)
+            pump(proc, prepared.spec.name, output, {}, None, console=prepared.console.master)
         finally:
             returncode = proc.wait()
             output.close()

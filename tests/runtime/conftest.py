@@ -19,14 +19,14 @@ from typing import Any
 
 import pytest
 
-HAVE_LXC = shutil.which("lxc-execute") is not None
+HAVE_LXC = shutil.which("lxc-start") is not None
 DRIVERS = ["overlay", pytest.param("devicemapper", marks=pytest.mark.dm)]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if HAVE_LXC:
         return
-    skip = pytest.mark.skip(reason="lxc-execute is not installed (apt-get install lxc)")
+    skip = pytest.mark.skip(reason="lxc-start is not installed (apt-get install lxc)")
     for item in items:
         if item.get_closest_marker("lxc") and "tests/runtime/" in str(item.fspath):
             item.add_marker(skip)

@@ -1,0 +1,34 @@
+"""Docker's default capability set: the only capabilities a container's processes may ever hold.
+
+lxc keeps exactly these in the bounding set (`lxc.cap.keep`); a root command then has them effective
+and permitted, and inheritable and ambient stay empty (as in Docker since CVE-2022-24769, where a
+non-empty inheritable set let file capabilities raise a process above the container's).
+"""
+
+from __future__ import annotations
+
+#: capability numbers (linux/capability.h) of the names pydock uses
+CAP_NUMBERS = {
+    "chown": 0, "dac_override": 1, "dac_read_search": 2, "fowner": 3, "fsetid": 4, "kill": 5, "setgid": 6,
+    "setuid": 7, "setpcap": 8, "linux_immutable": 9, "net_bind_service": 10, "net_broadcast": 11,
+    "net_admin": 12, "net_raw": 13, "ipc_lock": 14, "ipc_owner": 15, "sys_module": 16, "sys_rawio": 17,
+    "sys_chroot": 18, "sys_ptrace": 19, "sys_pacct": 20, "sys_admin": 21, "sys_boot": 22, "sys_nice": 23,
+    "sys_resource": 24, "sys_time": 25, "sys_tty_config": 26, "mknod": 27, "lease": 28, "audit_write": 29,
+    "audit_control": 30, "setfcap": 31, "mac_override": 32, "mac_admin": 33, "syslog": 34, "wake_alarm": 35,
+    "block_suspend": 36, "audit_read": 37, "perfmon": 38, "bpf": 39, "checkpoint_restore": 40,
+}
+
+#: Docker's default (moby oci/caps/defaults.go), in its order
+DEFAULT_CAPS = ("chown", "dac_override", "fowner", "fsetid", "kill", "setgid", "setuid", "setpcap",
+                "net_bind_service", "net_raw", "sys_chroot", "mknod", "audit_write", "setfcap")
+
+
+def mask(names: tuple[str, ...] | list[str] | set[str]) -> int:
+    """The bit mask of capability `names` (as /proc/<pid>/status prints it in hex)."""
+    bits = 0
+    for name in names:
+        bits |= 1 << CAP_NUMBERS[name]
+    return bits
+
+
+DEFAULT_MASK = mask(DEFAULT_CAPS)  # 0xa80425fb
