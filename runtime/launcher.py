@@ -135,14 +135,15 @@ def signal_container(lxc_pid: int, lxc_start: int, sig: int, *, wait_command: fl
 
     The kernel delivers a signal from outside the container to its PID 1 only if PID 1 handles it
     (SIGKILL always): a command with no SIGTERM handler ignores `stop`'s SIGTERM, as under Docker.
-    Right after a start, waits up to `wait_command` for PID 1 to have exec'd the command; SIGKILL
-    does not wait (it ends lxc's set-up as well). False if nothing was signalled.
+    Right after a start, waits up to `wait_command` for PID 1 to have exec'd the command: lxc-start
+    hangs if its child dies during set-up, so a SIGKILL still due then goes to lxc-start itself
+    (lxc gave its child PR_SET_PDEATHSIG, so both end). False if nothing was signalled.
     """
     deadline = time.monotonic() + wait_command
     while True:
         if proc_start_time(lxc_pid) != lxc_start:
             return False
-        target = container_init(lxc_pid) if sig == signal.SIGKILL else container_command(lxc_pid)
+        target = container_command(lxc_pid)
         if target is not None:
             try:
                 os.kill(target, sig)
@@ -150,7 +151,13 @@ def signal_container(lxc_pid: int, lxc_start: int, sig: int, *, wait_command: fl
             except ProcessLookupError:
                 pass  # PID 1 just ended: look again
         if time.monotonic() >= deadline:
-            return False
+            if sig != signal.SIGKILL:
+                return False
+            try:
+                os.kill(lxc_pid, signal.SIGKILL)
+                return True
+            except ProcessLookupError:
+                return False  # it ended meanwhile: nothing was signalled
         time.sleep(0.01)
 
 

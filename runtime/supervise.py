@@ -317,7 +317,7 @@ def _supervise(rt: Runtime, c: Container, prepared: Prepared, lock: int, stdin: 
     except BaseException:
         # interrupted (KeyboardInterrupt in a library caller): don't leave the container behind
         c.killed_marker.touch()
-        signal_container(proc.pid, start, 9, wait_command=0)
+        signal_container(proc.pid, start, 9)  # waits for the exec: see signal_container
         returncode = proc.wait()
         output.close()
         finished(rt, c, returncode, lock)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pydock.runtime import cgroups, lxcconf
+from pydock.runtime import caps, cgroups, lxcconf
 from pydock.utils.errors import InvalidArgument, LaunchError
 from pydock.runtime.options import merge_env, parse_env, parse_memory, parse_volume, split_hostname
 from pydock.runtime.rootpath import CommandNotExecutable, CommandNotFound, look_path, resolve_in_root
@@ -93,7 +93,8 @@ def test_lxc_config_render(tmp_path):
     assert f"lxc.rootfs.path = dir:{tmp_path}" in lines
     assert "lxc.net.0.type = empty" in lines
     assert "lxc.mount.auto = proc:mixed sys:ro" in lines
-    assert f"lxc.cap.drop = {lxcconf.CAP_DROP}" in lines
+    assert "lxc.cap.keep = " + " ".join(caps.DEFAULT_CAPS) in lines
+    assert not any(line.startswith(("lxc.cap.drop", "lxc.seccomp", "lxc.no_new_privs")) for line in lines)
     assert "lxc.mount.entry = /host\\040dir ctr none bind,rw,create=dir 0 0" in lines
     assert ["lxc.init.uid = 5", "lxc.init.gid = 6", "lxc.init.groups = 7,8", "lxc.init.cwd = /w"] == \
         [l for l in lines if l.startswith("lxc.init.")]
@@ -110,6 +111,8 @@ def test_cgroup_keys_follow_the_hierarchy(monkeypatch):
     monkeypatch.setattr(cgroups, "hierarchy", lambda: cgroups.Hierarchy.V1)
     assert ("lxc.cgroup.cpu.shares", "1024") in cgroups.limit_keys(None, 1024)
     assert ("lxc.cgroup.devices.allow", "c 1:3 rwm") in cgroups.device_keys()
+    allowed = [v for k, v in cgroups.device_keys() if k.endswith("allow")]
+    assert not {"c 5:1 rwm", "c 4:0 rwm", "c 4:1 rwm"} & set(allowed)  # the host's console and ttys
     assert cgroups.shares_to_weight(2) == 1 and cgroups.shares_to_weight(262144) == 10000
 
 
