@@ -176,8 +176,9 @@ def lxc_failure(log: Path) -> str | None:
     return message or first
 
 
-#: lxc's record of the status it reaped from the container's PID 1 (src/lxc/error.c, level INFO)
-_CHILD_STATUS = re.compile(rb"Child <\d+> ended on (?:error \((\d+)\)|signal \w*\((\d+)\))")
+#: lxc's record of the status it reaped from the container's PID 1 (src/lxc/error.c, level INFO); the
+#: signal's name is strsignal()'s text ("Bad system call(31)") or SIGNAME, depending on the build
+_CHILD_STATUS = re.compile(rb"Child <\d+> ended on (?:error \((\d+)\)|signal [^(\n]*\((\d+)\))$", re.MULTILINE)
 
 
 def command_status(log: Path) -> int:
