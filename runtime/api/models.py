@@ -284,10 +284,10 @@ def system_info(*, containers: list[Container], images: int, driver: str, driver
         "OperatingSystem": _os_name(), "OSVersion": "", "OSType": "linux", "Architecture": platform.machine(),
         "IndexServerAddress": "", "RegistryConfig": None, "NCPU": os.cpu_count() or 1, "MemTotal": _mem_total(),
         "GenericResources": None, "HttpProxy": "", "HttpsProxy": "", "NoProxy": "", "Name": platform.node(),
-        "Labels": [], "ExperimentalBuild": False, "ServerVersion": VERSION, "Runtimes": {"lxc": {"path": "lxc-execute"}},
+        "Labels": [], "ExperimentalBuild": False, "ServerVersion": VERSION, "Runtimes": {"lxc": {"path": "lxc-start"}},
         "DefaultRuntime": "lxc", "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive",
                                            "ControlAvailable": False, "Error": "", "RemoteManagers": None},
-        "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": "", "SecurityOptions": [], "Warnings": None,
+        "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": "docker-init", "SecurityOptions": ["name=seccomp,profile=builtin"], "Warnings": None,
     }
 
 
