@@ -264,9 +264,9 @@ def _cycles_body(root: str, cycles: int) -> dict:
                 out["drift"] = (i, state)
                 break
         out["containers_left"] = [c.id for c in rt.containers(all=True)]
-        deadline = time.monotonic() + 10  # a SIGKILLed lxc-execute may take a moment to be reaped
+        deadline = time.monotonic() + 10  # a SIGKILLed lxc-start may take a moment to be reaped
         while True:
-            left = subprocess.run(["pgrep", "-a", "-x", "lxc-execute"], capture_output=True, text=True).stdout
+            left = subprocess.run(["pgrep", "-a", "-x", "lxc-start"], capture_output=True, text=True).stdout
             if not left or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
