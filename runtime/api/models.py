@@ -287,7 +287,8 @@ def system_info(*, containers: list[Container], images: int, driver: str, driver
         "Labels": [], "ExperimentalBuild": False, "ServerVersion": VERSION, "Runtimes": {"lxc": {"path": "lxc-start"}},
         "DefaultRuntime": "lxc", "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive",
                                            "ControlAvailable": False, "Error": "", "RemoteManagers": None},
-        "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": "docker-init", "SecurityOptions": ["name=seccomp,profile=builtin"], "Warnings": None,
+        "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": "docker-init",
+        "SecurityOptions": ["name=seccomp,profile=builtin"], "Warnings": None,
     }
 
 

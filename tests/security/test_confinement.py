@@ -95,7 +95,8 @@ def test_a_profile_in_dockers_format(pydock_runtime, probe):
 
 def test_a_signal_death_of_pid_1_is_128_plus_n(pydock_runtime):
     # SCMP_ACT_KILL ends the command (PID 1) with SIGSYS: the status lxc reaped is reported exactly
-    profile = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_KILL"}]}
+    profile = {"defaultAction": "SCMP_ACT_ALLOW",
+               "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_KILL"}]}
     result = pydock_runtime.run("busybox", ["mkdir", "/tmp/x"], security_opt=(f"seccomp={json.dumps(profile)}",))
     assert result.exit_code == 128 + 31
 
