@@ -1,10 +1,12 @@
 """`pydock run --rm busybox true` against its floor and a production peer, interleaved, same rootfs.
 
-    .venv/bin/python bench/run.py [-n ROUNDS] [--driver overlay]
+    .venv/bin/python bench/run.py [-n ROUNDS] [--driver overlay] [--baseline SRC]
 
-- pydock: the CLI end to end (Python start-up, create, init layer, mount, lxc-execute, remove).
-- floor:  `lxc-execute` alone on an already extracted copy of the same busybox rootfs, with the
-          config.lxc pydock writes (what no wrapper can beat).
+- pydock: the CLI end to end (Python start-up, create, init layer, mount, lxc-start, remove).
+- floor:  `lxc-start -F` alone on an already extracted copy of the same busybox rootfs, with the
+          config.lxc pydock writes and its seccomp policy (what no wrapper can beat).
+- baseline (`--baseline SRC`): the same CLI from another pydock source tree (e.g. `git archive
+          main | tar -x -C SRC`), on the same root, to compare a change before/after.
 - podman: `podman --runtime runc|crun run --rm --network none` of the same tarball imported into
           podman (runc if installed, else podman's default crun — the faster of the two).
 Prints medians, ratios (target: pydock <= 0.5x podman on overlay) and the import-time profile of
@@ -63,10 +65,11 @@ def main() -> int:
     ap.add_argument("-n", "--rounds", type=int, default=15)
     ap.add_argument("--driver", default="overlay")
     ap.add_argument("--no-podman", action="store_true")
+    ap.add_argument("--baseline", type=Path, default=None, help="another pydock source tree to time too")
     args = ap.parse_args()
 
     from pydock.graph.busybox import busybox_tar_bytes
-    from pydock.runtime import lxcconf
+    from pydock.runtime import confinement, lxcconf
     from pydock.runtime.runtime import Runtime
 
     work = Path(tempfile.mkdtemp(prefix="pydock-bench-run-"))
@@ -84,7 +87,9 @@ def main() -> int:
     for d in ("proc", "sys", "dev", "etc"):
         (rootfs / d).mkdir(exist_ok=True)
     conf = work / "floor.lxc"
-    conf.write_text(lxcconf.render(lxcconf.LxcSpec(hostname="floor", rootfs=rootfs,
+    policy = work / "floor.seccomp"
+    policy.write_text(confinement.lxc_policy(confinement.parse(())) or "")
+    conf.write_text(lxcconf.render(lxcconf.LxcSpec(hostname="floor", rootfs=rootfs, seccomp=policy,
                                                    env=("PATH=/bin:/usr/bin",))))
     lxcpath = work / "lxc"
     lxcpath.mkdir()
@@ -100,8 +105,16 @@ def main() -> int:
         compileall.compile_dir(src / package, quiet=1)
     pydock_cmd = [sys.executable, "-m", "pydock.cli.main", "-g", str(root), "-s", args.driver,
                   "run", "--rm", "--net", "none", "busybox", "true"]
-    floor_cmd = ["lxc-execute", "-q", "-n", "floor-" + uuid.uuid4().hex[:8], "-P", str(lxcpath), "-f", str(conf),
-                 "--", "/bin/true"]
+    floor_cmd = ["lxc-start", "-q", "-F", "-n", "floor-" + uuid.uuid4().hex[:8], "-P", str(lxcpath), "-f", str(conf),
+                 "-o", str(work / "floor.log"), "-l", "INFO", "--", "/bin/true"]
+    baseline_env = None
+    if args.baseline is not None:  # a directory holding only a `pydock` link to the other tree
+        link = work / "baseline"
+        link.mkdir()
+        (link / "pydock").symlink_to(args.baseline.resolve())
+        for package in ("runtime", "graph", "devmapper", "links", "archive", "dockerinit", "cli"):
+            compileall.compile_dir(args.baseline / package, quiet=1)
+        baseline_env = {**env, "PYTHONPATH": str(link)}
     podman_tag = f"localhost/pydock-bench-busybox-{uuid.uuid4().hex[:8]}:latest"
     runtime_name = "runc" if shutil.which("runc") else "crun"
     podman_cmd = None
@@ -110,17 +123,23 @@ def main() -> int:
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         podman_cmd = ["podman", "--runtime", runtime_name, "run", "--rm", "--network", "none", *PODMAN_ULIMITS,
                       podman_tag, "/bin/true"]
-    samples: dict[str, list[float]] = {"pydock": [], "lxc-execute": []}
+    samples: dict[str, list[float]] = {"pydock": [], "lxc-start": []}
+    if baseline_env is not None:
+        samples["baseline"] = []
     if podman_cmd:
         samples[f"podman/{runtime_name}"] = []
     try:
         timed(pydock_cmd, env)  # warm caches once each
         timed(floor_cmd)
+        if baseline_env is not None:
+            timed(pydock_cmd, baseline_env)
         if podman_cmd:
             timed(podman_cmd)
         for _ in range(args.rounds):
             samples["pydock"].append(timed(pydock_cmd, env))
-            samples["lxc-execute"].append(timed(floor_cmd))
+            samples["lxc-start"].append(timed(floor_cmd))
+            if baseline_env is not None:
+                samples["baseline"].append(timed(pydock_cmd, baseline_env))
             if podman_cmd:
                 samples[f"podman/{runtime_name}"].append(timed(podman_cmd))
         total, slowest, loaded = import_profile(pydock_cmd, env)
@@ -141,7 +160,9 @@ def main() -> int:
     for name, med in medians.items():
         vals = samples[name]
         print(f"  {name:<14} median {med * 1000:7.1f} ms   (min {min(vals) * 1000:.1f}, max {max(vals) * 1000:.1f})")
-    print(f"  pydock / lxc-execute floor = {medians['pydock'] / medians['lxc-execute']:.2f}x")
+    print(f"  pydock / lxc-start floor = {medians['pydock'] / medians['lxc-start']:.2f}x")
+    if "baseline" in medians:
+        print(f"  pydock / baseline ({args.baseline}) = {medians['pydock'] / medians['baseline']:.2f}x")
     peer = next((k for k in medians if k.startswith("podman")), None)
     if peer:
         ratio = medians["pydock"] / medians[peer]
