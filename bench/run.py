@@ -66,6 +66,8 @@ def main() -> int:
     ap.add_argument("--driver", default="overlay")
     ap.add_argument("--no-podman", action="store_true")
     ap.add_argument("--baseline", type=Path, default=None, help="another pydock source tree to time too")
+    ap.add_argument("--run-opt", action="append", default=[],
+                    help="an option for this tree's `run` only (e.g. --run-opt=--security-opt=seccomp=unconfined)")
     args = ap.parse_args()
 
     from pydock.graph.busybox import busybox_tar_bytes
@@ -103,8 +105,9 @@ def main() -> int:
     src = Path(__file__).resolve().parents[1]
     for package in ("runtime", "graph", "devmapper", "links", "archive", "dockerinit", "cli"):
         compileall.compile_dir(src / package, quiet=1)
-    pydock_cmd = [sys.executable, "-m", "pydock.cli.main", "-g", str(root), "-s", args.driver,
-                  "run", "--rm", "--net", "none", "busybox", "true"]
+    base_cmd = [sys.executable, "-m", "pydock.cli.main", "-g", str(root), "-s", args.driver,
+                "run", "--rm", "--net", "none", "busybox", "true"]
+    pydock_cmd = [*base_cmd[:-2], *args.run_opt, *base_cmd[-2:]]
     floor_cmd = ["lxc-start", "-q", "-F", "-n", "floor-" + uuid.uuid4().hex[:8], "-P", str(lxcpath), "-f", str(conf),
                  "-o", str(work / "floor.log"), "-l", "INFO", "--", "/bin/true"]
     baseline_env = None
@@ -132,14 +135,14 @@ def main() -> int:
         timed(pydock_cmd, env)  # warm caches once each
         timed(floor_cmd)
         if baseline_env is not None:
-            timed(pydock_cmd, baseline_env)
+            timed(base_cmd, baseline_env)
         if podman_cmd:
             timed(podman_cmd)
         for _ in range(args.rounds):
             samples["pydock"].append(timed(pydock_cmd, env))
             samples["lxc-start"].append(timed(floor_cmd))
             if baseline_env is not None:
-                samples["baseline"].append(timed(pydock_cmd, baseline_env))
+                samples["baseline"].append(timed(base_cmd, baseline_env))
             if podman_cmd:
                 samples[f"podman/{runtime_name}"].append(timed(podman_cmd))
         total, slowest, loaded = import_profile(pydock_cmd, env)
@@ -156,7 +159,7 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
 
     medians = {k: statistics.median(v) for k, v in samples.items()}
-    print(f"run --rm busybox true, {args.rounds} interleaved rounds; storage: {driver_reason}")
+    print(f"run --rm {' '.join(args.run_opt)} busybox true, {args.rounds} interleaved rounds; storage: {driver_reason}")
     for name, med in medians.items():
         vals = samples[name]
         print(f"  {name:<14} median {med * 1000:7.1f} ms   (min {min(vals) * 1000:.1f}, max {max(vals) * 1000:.1f})")
