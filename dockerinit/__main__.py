@@ -1,4 +1,4 @@
-"""`python -m pydock.dockerinit -- lxc-execute ARGS...`: the separately shipped helper.
+"""`python -m pydock.dockerinit -- lxc-start ARGS...`: the separately shipped helper.
 
 Does exactly what pydock does in-process before launching a container (`preexec.child_setup`:
 setsid, private rslave mount namespace), closes every inherited fd above stderr, then execs the

@@ -1,4 +1,4 @@
-"""What runs between fork and exec of `lxc-execute`: Docker 0.7's `unshare -m; mount --make-rslave /` without the shell.
+"""What runs between fork and exec of `lxc-start`: Docker 0.7's `unshare -m; mount --make-rslave /` without the shell.
 
 In the child: a private mount namespace whose `/` is a recursive slave (host mounts still propagate
 in, nothing lxc mounts propagates out, so the host mount table is the same before and after a run),
