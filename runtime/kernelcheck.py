@@ -91,6 +91,6 @@ def check_features() -> list[Feature]:
                                   ("iptables nat", "CONFIG_NF_NAT", "nf_nat")):
         found, detail = _config_or_module(option, module)
         features.append(Feature(label, found, detail))
-    for tool in ("lxc-execute", "iptables", "mkfs.ext4"):
+    for tool in ("lxc-start", "iptables", "mkfs.ext4"):
         features.append(_tool(tool))
     return features

@@ -1,7 +1,7 @@
 """Crash recovery: a container marked running whose supervising process is gone (kill -9, host crash).
 
 Liveness is the monitor lock (monitorlock.py); the recorded (pid, start time) pairs only say which
-lxc-execute to finish off.
+lxc-start to finish off.
 
 Policy (documented in README/`ps`): when the monitor is gone, a container still running is killed
 (there is no one left to collect its output or status) and recorded as `Exit 137`; one that had
@@ -38,8 +38,8 @@ INCOMPLETE_AGE = 60.0
 
 
 def kill_leftover(name: str, pid: int, pid_start: int) -> bool:
-    """SIGKILL the container's init (ending its whole pid namespace), then lxc-execute, then anything
-    lxc left in the container's cgroups without them; True if lxc-execute still ran."""
+    """SIGKILL the container's PID 1 (ending its whole pid namespace), then lxc-start, then anything
+    lxc left in the container's cgroups without them; True if lxc-start still ran."""
     ran = pid > 0 and proc_start_time(pid) == pid_start
     if ran:
         init = container_init(pid)
