@@ -61,7 +61,7 @@ class State:
     #: the process supervising the container (detached monitor or foreground `run`) and its start time
     monitor_pid: int = 0
     monitor_start: int = 0
-    #: start time of `pid` (lxc-execute), to tell it from a reused pid
+    #: start time of `pid` (lxc-start), to tell it from a reused pid
     pid_start: int = 0
     #: why the last run's auto-remove failed (Docker's State.Error), "" otherwise
     error: str = ""
