@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from pydock.runtime import confinement, initbin, lxcconf, monitorlock, notify, removal
+from pydock.runtime import confinement, lxcconf, monitorlock, notify, removal
 from pydock.runtime.container import Container
 from pydock.runtime.etcfiles import hosts_file
 from pydock.runtime.jsonlog import JsonLog
@@ -145,8 +145,13 @@ def _prepare(rt: Runtime, c: Container) -> Prepared:
     if policy is not None:
         seccomp_path = c.lxc_config_path.with_name("seccomp.lxc")
         atomic_write(seccomp_path, policy.encode(), 0o600, durable=False)
-    init = initbin.init_binary(rt.layout) if c.hostconfig.get("Init") else None
     argv = (argv0, *c.args)
+    init = None
+    if c.hostconfig.get("Init"):
+        from pydock.runtime import initbin  # lazy: --init only (hashlib, shutil: ~10 ms of every run)
+
+        init = initbin.init_binary(rt.layout)
+        argv = initbin.init_argv(argv)
     console = Console.open(raw=not cfg.get("Tty"))
     try:
         spec = lxcconf.LxcSpec(hostname=cfg.get("Hostname") or c.short_id, rootfs=rootfs, network=network,
@@ -155,7 +160,7 @@ def _prepare(rt: Runtime, c: Container) -> Prepared:
                                cpu_shares=cfg.get("CpuShares") or None, no_new_privs=conf.no_new_privileges,
                                seccomp=seccomp_path, console=console.path, init=init)
         atomic_write(c.lxc_config_path, lxcconf.render(spec).encode(), 0o600, durable=False)
-        return _launch_spec(rt, c, settings, initbin.init_argv(argv) if init else argv, console)
+        return _launch_spec(rt, c, settings, argv, console)
     except BaseException:
         console.close()
         raise
