@@ -14,7 +14,6 @@ from typing import Any
 
 import click
 
-from pydock.runtime.confinement import read_profile_files
 from pydock.runtime.options import CreateOptions
 from pydock.runtime.runtime import parse_signal
 from pydock.runtime.state import Status, format_time, utcnow
@@ -95,8 +94,17 @@ def _create_options(image: str, cmd: tuple[str, ...], o: dict[str, Any], auto_re
         dns=tuple(o.get("dns") or ()) + tuple(o.get("dns_alias") or ()),
         auto_remove=auto_remove,
         init=bool(o.get("init")),
-        security_opt=tuple(read_profile_files(o.get("security_opt") or ())),
+        security_opt=_security_opt(o.get("security_opt") or ()),
     )
+
+
+def _security_opt(values: tuple[str, ...]) -> tuple[str, ...]:
+    """`--security-opt` values, a `seccomp=PATH` profile read here and sent as JSON (as the docker CLI does)."""
+    if not values:
+        return ()
+    from pydock.runtime.confinement import read_profile_files  # lazy: only with --security-opt
+
+    return tuple(read_profile_files(values))
 
 
 @click.command(context_settings={"allow_interspersed_args": False})
