@@ -16,17 +16,17 @@ SRC=$PWD
 VENV=${PYDOCK_VENV:-$SRC/.venv}
 PY=$VENV/bin/python
 
-# What running pydock needs: lxc (containers are launched with lxc-execute), the tools the runtime runs
+# What running pydock needs: lxc (containers are launched with lxc-start), the tools the runtime runs
 # (iptables, mkfs.ext4 from e2fsprogs, mount/losetup/nsenter from util-linux, ip, ps), busybox-static
-# (the embedded busybox image), xz-utils and bzip2 (compressed imports), and the venv and compiler that
+# (the embedded busybox image), xz-utils and bzip2 (compressed imports), tini (`run --init`), and the venv and compiler that
 # `pip install -e .` needs (python-prctl is built from source against libcap).
-RUN_PACKAGES="lxc iptables e2fsprogs util-linux busybox-static xz-utils bzip2 iproute2 procps python3-venv python3-dev gcc libcap-dev"
+RUN_PACKAGES="lxc iptables e2fsprogs util-linux busybox-static xz-utils bzip2 iproute2 procps tini python3-venv python3-dev gcc libcap-dev"
 # What only the tests use: the dm-thin test kernel (user-mode-linux, for hack/dmkernel.sh), dmsetup (an
 # independent device-mapper implementation the tests cross-check ours against) and Debian's own python3
 # libraries the .deb depends on (its install test runs pydock on them), tini (the static init `run --init`
 # uses) and libc6-dev (tests/security compiles a static probe). The docker CLI that `pydock serve`
 # is tested with: see ensure_docker_cli.
-TEST_PACKAGES="user-mode-linux dmsetup python3-click python3-tabulate python3-pyroute2 python3-prctl tini libc6-dev"
+TEST_PACKAGES="user-mode-linux dmsetup python3-click python3-tabulate python3-pyroute2 python3-prctl libc6-dev"
 
 # policy-rc.d (Debian's invoke-rc.d/deb-systemd-invoke ask it before starting a service): while we
 # install, ours answers 101 ("action forbidden") to every postinst, so docker.io's dockerd, containerd

@@ -38,7 +38,7 @@ EMBEDDED_HELPER = "pydock-dockerinit"  # same name as pydock.dockerinit.locate.E
 
 DEB_DEPENDS = ("python3 (>= 3.11)", "python3-click (>= 8.0)", "python3-tabulate (>= 0.8)",
                "python3-pyroute2 (>= 0.7)", "python3-prctl (>= 1.7)", "lxc", "iptables", "e2fsprogs",
-               "util-linux", "procps", "tar", "xz-utils", "busybox-static")
+               "util-linux", "procps", "tar", "xz-utils", "busybox-static", "tini")
 MAINTAINER = "pydock developers <pydock@localhost>"
 
 _VERSION_CHECK = (f"import sys\nif sys.version_info < {MIN_PYTHON!r}:\n"
