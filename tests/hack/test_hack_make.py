@@ -29,8 +29,8 @@ FAKE_APT_GET = r"""#!/bin/sh
 echo "apt-get $* => policy $?" >> "$FAKE_LOG"
 [ "$1" = update ] && exit 0
 if [ -n "${FAKE_APT_SLEEP:-}" ]; then
-    touch "$FAKE_LOG.installing"
-    exec sleep "$FAKE_APT_SLEEP"  # exec: a signal to the group can't fall between this shell and a child
+    echo $$ > "$FAKE_LOG.installing"  # a builtin: no child a Ctrl-C could miss (see the test)
+    exec sleep "$FAKE_APT_SLEEP"
 fi
 exit "${FAKE_APT_STATUS:-0}"
 """
@@ -161,6 +161,13 @@ def test_a_failed_install_fails_and_still_puts_the_policy_back(fake: Fake) -> No
     fake.assert_original_policy_back()
 
 
+def _comm_is(pid: str, name: str) -> bool:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip() == name
+    except (OSError, ValueError):
+        return False
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_an_interrupted_install_puts_the_policy_back(fake: Fake, sig: signal.Signals) -> None:
     fake.with_original_policy()
@@ -168,7 +175,10 @@ def test_an_interrupted_install_puts_the_policy_back(fake: Fake, sig: signal.Sig
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     try:
         deadline = time.monotonic() + 20
-        while not Path(f"{fake.log}.installing").exists():
+        marker = Path(f"{fake.log}.installing")
+        # wait until the fake apt-get *is* sleep: a signal that came while its shell waited for another
+        # child would be taken as handled by that child, and the shell would go on to sleep for real
+        while not marker.exists() or not _comm_is(marker.read_text().strip(), "sleep"):
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "the fake apt-get never started"
             time.sleep(0.02)

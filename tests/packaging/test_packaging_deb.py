@@ -26,7 +26,7 @@ SRC = Path(__file__).resolve().parents[2]
 SYSTEM_PYTHON = "/usr/bin/python3"
 DEPENDS = ["python3 (>= 3.11)", "python3-click (>= 8.0)", "python3-tabulate (>= 0.8)", "python3-pyroute2 (>= 0.7)",
            "python3-prctl (>= 1.7)", "lxc", "iptables", "e2fsprogs", "util-linux", "procps", "tar",
-           "xz-utils", "busybox-static"]
+           "xz-utils", "busybox-static", "tini"]
 DIST = "usr/lib/python3/dist-packages/pydock"
 pytestmark = pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs dpkg-deb (Debian)")
 
