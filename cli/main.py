@@ -32,6 +32,8 @@ COMMANDS: dict[str, str] = {
     "rmi": "pydock.cli.images:rmi",
     "history": "pydock.cli.images:history",
     "tag": "pydock.cli.images:tag",
+    "save": "pydock.cli.registry:save",
+    "load": "pydock.cli.registry:load",
     # containers
     "run": "pydock.cli.containers:run",
     "create": "pydock.cli.containers:create",

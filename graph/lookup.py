@@ -10,6 +10,8 @@ from collections.abc import Callable
 from typing import Any, BinaryIO
 
 from pydock.devmapper.driver import Driver
+from pydock.graph import assemble
+from pydock.graph.distribution import reference
 from pydock.graph.graph import Graph
 from pydock.graph.image import Image
 from pydock.graph.tags import DEFAULT_TAG, TagStore, split_reference, validate_repo, validate_tag
@@ -32,15 +34,46 @@ class ImageStore:
 
     # ---- lookup -------------------------------------------------------------------------
 
-    def lookup(self, ref: str) -> Image | None:
-        """The image `ref` names via tags then id prefix, or None; never builds anything."""
+    def _tagged(self, ref: str) -> tuple[str, str, str] | None:
+        """(repo, tag, image id) when `ref` names a tag here, as typed or in its familiar form
+        (`docker.io/library/busybox` is `busybox`)."""
         repo, tag = split_reference(ref)
         image_id = self.tags.get(repo, tag or DEFAULT_TAG)
-        if image_id and self.graph.exists(image_id):
-            return self.graph.get(image_id)
-        if tag is None:
+        if image_id:
+            return repo, tag or DEFAULT_TAG, image_id
+        if "@" in ref:
+            return None
+        try:
+            parsed = reference.parse(ref)
+        except InvalidArgument:
+            return None
+        if parsed.familiar != repo and parsed.tag:
+            image_id = self.tags.get(parsed.familiar, parsed.tag)
+            if image_id:
+                return parsed.familiar, parsed.tag, image_id
+        return None
+
+    def tag_named(self, ref: str) -> str | None:
+        """`repo:tag` when `ref` names a tag (not an id or digest), else None."""
+        found = self._tagged(ref)
+        return f"{found[0]}:{found[1]}" if found else None
+
+    def lookup(self, ref: str) -> Image | None:
+        """The image `ref` names via tags, `repo@sha256:digest`, then id prefix, or None; never builds anything."""
+        found = self._tagged(ref)
+        if found and self.graph.exists(found[2]):
+            return self.graph.get(found[2])
+        if "@" in ref:
             try:
-                return self.graph.get(ref)
+                parsed = reference.parse(ref)
+            except InvalidArgument:
+                return None
+            image_id = assemble.find_by_repo_digest(self.graph, f"{parsed.familiar}@{parsed.digest}")
+            return self.graph.get(image_id) if image_id else None
+        repo, tag = split_reference(ref)
+        if tag is None or (ref.startswith("sha256:") and ref.count(":") == 1):
+            try:
+                return self.graph.get(ref.removeprefix("sha256:"))
             except NotFound as err:
                 if "ambiguous" in str(err):
                     raise
@@ -69,6 +102,27 @@ class ImageStore:
     def name_of(self, image_id: str) -> str:
         """`repo:tag` of the image if tagged, else its short id (for `ps` IMAGE column)."""
         return self.tags.image_name(image_id)
+
+    def diff_ids(self, image: Image) -> list[str]:
+        """RootFS.Layers: the diff ids of the image's layers, bottom first (as far as they are recorded)."""
+        out = []
+        for img in reversed(self.graph.history(image)):
+            info = self.graph.layer_info(img.id)
+            if info is not None and info.diff_id:
+                out.append(info.diff_id)
+        return out
+
+    def repo_digests(self, image_id: str) -> list[str]:
+        return assemble.repo_digests(self.graph, image_id)
+
+    def inspect(self, ref: str) -> dict[str, Any]:
+        """`inspect IMAGE`: Docker 0.7's json plus RepoTags, RepoDigests and RootFS.Layers."""
+        image = self.get(ref)
+        out = image.to_dict()
+        out["RepoTags"] = self.tags.names_for(image.id)
+        out["RepoDigests"] = self.repo_digests(image.id)
+        out["RootFS"] = {"Type": "layers", "Layers": self.diff_ids(image)}
+        return out
 
     # ---- changes ------------------------------------------------------------------------
 

@@ -1,0 +1,106 @@
+"""Helpers for the image tests: pydock as a user runs it, podman/buildah/skopeo as independent peers with
+stores of their own, file trees to compare, and a registry on loopback inside a namespace the test makes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+PYDOCK = str(Path(sys.executable).with_name("pydock"))
+#: podman on this host (ecosystem.md): runc (crun refuses the hybrid cgroups), rlimits it may set.
+PODMAN_RUN = ["--runtime", "runc", "--network", "none", "--ulimit", "nofile=1024:1024",
+              "--ulimit", "nproc=1024:1024"]
+
+
+class Proc(subprocess.CompletedProcess):
+    out: str
+    err: str
+
+
+def run(argv: list[str], *, stdin: bytes | None = None, ok: bool | None = None, timeout: float = 300,
+        env: dict[str, str] | None = None) -> Proc:
+    proc = subprocess.run(argv, input=stdin, capture_output=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+    proc.out = proc.stdout.decode(errors="replace")  # type: ignore[attr-defined]
+    proc.err = proc.stderr.decode(errors="replace")  # type: ignore[attr-defined]
+    if ok is True:
+        assert proc.returncode == 0, f"{argv}: {proc.err}"
+    return proc  # type: ignore[return-value]
+
+
+class Podman:
+    """podman with a store of its own (vfs, so nothing is mounted once a command ends)."""
+
+    def __init__(self, base: Path, prefix: list[str] | None = None) -> None:
+        self.base = base
+        self.prefix = prefix or []
+        for d in ("root", "run", "tmp"):
+            (base / d).mkdir(parents=True, exist_ok=True)
+        self.globals = ["--root", str(base / "root"), "--runroot", str(base / "run"), "--tmpdir", str(base / "tmp"),
+                        "--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "file",
+                        "--runtime", "runc"]
+
+    def __call__(self, *args: str, ok: bool | None = True, stdin: bytes | None = None) -> Proc:
+        return run([*self.prefix, "podman", *self.globals, *args], ok=ok, stdin=stdin)
+
+    def build(self, context: Path, tag: str, containerfile: str) -> str:
+        context.mkdir(parents=True, exist_ok=True)
+        (context / "Containerfile").write_text(containerfile)
+        self("build", "--network", "none", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
+             "-q", "-t", tag, str(context))
+        return self("image", "inspect", "--format", "{{.Id}}", tag).out.strip()
+
+    def close(self) -> None:
+        proc = self("ps", "-aq", ok=False)
+        leftover = proc.out.split()
+        self("rm", "-af", ok=False)
+        self("image", "unmount", "-a", ok=False)
+        shutil.rmtree(self.base, ignore_errors=True)
+        assert leftover == [], f"podman containers left behind: {leftover}"
+
+
+def tree_of_tar(path: Path, skip: tuple[str, ...] = ()) -> dict[str, tuple]:
+    """{path: (kind, mode, content or link target)} of a rootfs tar (what a user sees in the rootfs)."""
+    out: dict[str, tuple] = {}
+    with tarfile.open(path) as tar:
+        for m in tar:
+            name = m.name.lstrip("./").rstrip("/")
+            if not name or name.split("/")[0] in skip:
+                continue
+            if m.isfile():
+                f = tar.extractfile(m)
+                out[name] = ("f", m.mode & 0o7777, f.read() if f else b"")
+            elif m.isdir():
+                out[name] = ("d", m.mode & 0o7777, None)
+            elif m.issym():
+                out[name] = ("l", 0, m.linkname)
+            elif m.islnk():
+                out[name] = ("h", m.mode & 0o7777, m.linkname.lstrip("./"))
+            else:
+                out[name] = ("o", m.mode & 0o7777, None)
+    return out
+
+
+def tree_of_dir(root: Path, skip: tuple[str, ...] = ()) -> dict[str, tuple]:
+    """The same view as tree_of_tar, of a mounted rootfs (hard links shown as files)."""
+    out: dict[str, tuple] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            full = Path(dirpath) / name
+            rel = str(full.relative_to(root))
+            if rel.split("/")[0] in skip:
+                continue
+            st = full.lstat()
+            if full.is_symlink():
+                out[rel] = ("l", 0, os.readlink(full))
+            elif full.is_dir():
+                out[rel] = ("d", st.st_mode & 0o7777, None)
+            elif full.is_file():
+                out[rel] = ("f", st.st_mode & 0o7777, full.read_bytes())
+            else:
+                out[rel] = ("o", st.st_mode & 0o7777, None)
+    return out
