@@ -237,12 +237,17 @@ def export_image(graph: Graph, image: Image, workdir: Path) -> tuple[bytes, list
     layers = []
     for n, layer in enumerate(imageconfig.layer_chain(graph, image)):
         layers.append(export_layer(graph, layer, workdir / f"layer-{n}.tar"))
-    actual = [l.diff_id for l in layers]
+    return config_for(graph, image, [l.diff_id for l in layers]), layers
+
+
+def config_for(graph: Graph, image: Image, diff_ids: list[str]) -> bytes:
+    """The config blob to save or push `image` with: the stored one verbatim when its diff ids are
+    `diff_ids`, else the stored one with them, else (an image made here) one built from its history."""
     stored = imageconfig.stored_config(graph, image)
-    if stored is not None:
-        config = imageconfig.parse_config(stored)
-        if imageconfig.diff_ids(config) == actual:
-            return stored, layers
-        config["rootfs"] = {"type": "layers", "diff_ids": actual}
-        return json.dumps(config, separators=(",", ":")).encode(), layers
-    return imageconfig.build_config(graph, image, actual), layers
+    if stored is None:
+        return imageconfig.build_config(graph, image, diff_ids)
+    config = imageconfig.parse_config(stored)
+    if imageconfig.diff_ids(config) == diff_ids:
+        return stored
+    config["rootfs"] = {"type": "layers", "diff_ids": diff_ids}
+    return json.dumps(config, separators=(",", ":")).encode()
