@@ -7,10 +7,12 @@ tags are looked up first, like Docker. `busybox[:latest]` is built from the host
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, BinaryIO
 
 from pydock.devmapper.driver import Driver
-from pydock.graph import assemble
+from pydock.graph import assemble, imageconfig
 from pydock.graph.distribution import reference
 from pydock.graph.graph import Graph
 from pydock.graph.image import Image
@@ -19,6 +21,17 @@ from pydock.utils.errors import Conflict, InvalidArgument, NotFound
 from pydock.utils.paths import RootLayout
 
 InUse = Callable[[str], "str | None"]
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    """One line of `history`: the graph image holding the layer (None for an empty config step)."""
+
+    id: str | None
+    created: datetime | None
+    created_by: str
+    size: int
+    comment: str
 
 
 class ImageStore:
@@ -114,6 +127,31 @@ class ImageStore:
 
     def repo_digests(self, image_id: str) -> list[str]:
         return assemble.repo_digests(self.graph, image_id)
+
+    def history(self, image: Image) -> list[HistoryRow]:
+        """`history`, newest first: an image with a config shows the config's history (empty layers with
+        no id), each layer with the graph image that holds it; an image made here shows its chain."""
+        raw = imageconfig.stored_config(self.graph, image)
+        chain = self.graph.history(image)
+        if raw is not None:
+            entries = imageconfig.history(imageconfig.parse_config(raw))
+            layers = imageconfig.layer_chain(self.graph, image)
+            if entries and sum(not e.empty_layer for e in entries) == len(layers):
+                rows: list[HistoryRow] = []
+                it = iter(layers)
+                for e in entries:
+                    layer = None if e.empty_layer else next(it)
+                    rows.append(HistoryRow(layer.id if layer else None, e.created, e.created_by,
+                                           layer.size if layer else 0, e.comment))
+                rows.reverse()
+                rows[0] = HistoryRow(image.id, rows[0].created, rows[0].created_by, rows[0].size, rows[0].comment)
+                return rows
+        out = []
+        for img in chain:
+            cmd = (img.container_config or {}).get("Cmd") or []
+            out.append(HistoryRow(img.id, img.created, " ".join(cmd) if isinstance(cmd, list) else str(cmd),
+                                  img.size, img.comment))
+        return out
 
     def inspect(self, ref: str) -> dict[str, Any]:
         """`inspect IMAGE`: Docker 0.7's json plus RepoTags, RepoDigests and RootFS.Layers."""

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from images_helpers import PYDOCK, Podman, run
+from images_helpers import PYDOCK, Podman, Registry, run
 
 HOST_DRIVERS = ["overlay", "vfs"]
 
@@ -26,15 +26,21 @@ def busybox_rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 class Pydock:
-    """`pydock -g ROOT -s DRIVER -b none ...` as a user runs it."""
+    """`pydock -g ROOT -s DRIVER -b none ...` as a user runs it; `prefix` (nsenter) to run it elsewhere."""
 
-    def __init__(self, root: Path, driver: str, extra: list[str] | None = None) -> None:
-        self.root, self.driver, self.extra = root, driver, extra or []
+    def __init__(self, root: Path, driver: str, extra: list[str] | None = None, prefix: list[str] | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        self.root, self.driver, self.extra, self.prefix = root, driver, extra or [], prefix or []
+        self.env = env or {}
 
     def __call__(self, *args: str, ok: bool | None = True, stdin: bytes | None = None, timeout: float = 300,
                  env: dict[str, str] | None = None):
-        return run([PYDOCK, "-g", str(self.root), "-s", self.driver, "-b", "none", *self.extra, *args],
-                   ok=ok, stdin=stdin, timeout=timeout, env=env)
+        return run([*self.prefix, PYDOCK, "-g", str(self.root), "-s", self.driver, "-b", "none", *self.extra, *args],
+                   ok=ok, stdin=stdin, timeout=timeout, env={**self.env, **(env or {})})
+
+    def inside(self, prefix: list[str]) -> "Pydock":
+        """The same pydock root, commands run under `prefix` (e.g. in the registry's namespace)."""
+        return Pydock(self.root, self.driver, self.extra, prefix, self.env)
 
     @contextmanager
     def mounted(self, image_id: str) -> Iterator[Path]:
@@ -57,7 +63,7 @@ class Pydock:
 
 @pytest.fixture(params=HOST_DRIVERS)
 def pydock(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Pydock]:
-    p = Pydock(tmp_path / "pydock", request.param)
+    p = Pydock(tmp_path / "pydock", request.param, env={"DOCKER_CONFIG": str(tmp_path / "docker-config")})
     yield p
     from pydock.utils.mount import mounts_under
 
@@ -72,6 +78,22 @@ def podman(tmp_path: Path) -> Iterator[Podman]:
     p = Podman(Path(tempfile.mkdtemp(prefix="pdk-pm-")))  # podman wants a runroot under 50 characters
     yield p
     p.close()
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[Registry]:
+    if shutil.which("docker-registry") is None:
+        pytest.fail("docker-registry is missing: hack/make.sh test installs it (TEST_PACKAGES)")
+    reg = Registry(tmp_path / "registry")
+    yield reg
+    reg.close()
+
+
+@pytest.fixture
+def auth_registry(tmp_path: Path) -> Iterator[Registry]:
+    reg = Registry(tmp_path / "registry", users={"alice": "s3cret"})
+    yield reg
+    reg.close()
 
 
 @pytest.fixture

@@ -104,3 +104,56 @@ def tree_of_dir(root: Path, skip: tuple[str, ...] = ()) -> dict[str, tuple]:
             else:
                 out[rel] = ("o", st.st_mode & 0o7777, None)
     return out
+
+
+class Registry:
+    """Debian's docker-registry on 127.0.0.1:5000 inside a network namespace of the test's own,
+    optionally with htpasswd basic auth. `ns` prefixes a command to run it in that namespace."""
+
+    def __init__(self, base: Path, users: dict[str, str] | None = None) -> None:
+        import time
+        import uuid
+
+        self.base = base
+        self.netns = "pdkreg" + uuid.uuid4().hex[:8]
+        self.host = "127.0.0.1:5000"
+        self.storage = base / "data"
+        base.mkdir(parents=True, exist_ok=True)
+        config = ["version: 0.1", "log:", "  level: error", "storage:", "  filesystem:",
+                  f"    rootdirectory: {self.storage}", "  delete:", "    enabled: true",
+                  "http:", f"  addr: {self.host}"]
+        if users:
+            htpasswd = base / "htpasswd"
+            for n, (user, password) in enumerate(users.items()):
+                run(["htpasswd", "-B", "-b"] + (["-c"] if n == 0 else []) + [str(htpasswd), user, password], ok=True)
+            config += ["auth:", "  htpasswd:", "    realm: pydock-test", f"    path: {htpasswd}"]
+        (base / "config.yml").write_text("\n".join(config) + "\n")
+        run(["ip", "netns", "add", self.netns], ok=True)
+        self.ns = ["nsenter", f"--net=/run/netns/{self.netns}"]
+        run([*self.ns, "ip", "link", "set", "lo", "up"], ok=True)
+        self.log = open(base / "registry.log", "wb")
+        self.proc = subprocess.Popen([*self.ns, "docker-registry", "serve", str(base / "config.yml")],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            probe = run([*self.ns, "python3", "-c", "import socket; socket.create_connection(('127.0.0.1', 5000), 1)"])
+            if probe.returncode == 0:
+                return
+            time.sleep(0.1)
+        self.close()
+        raise AssertionError(f"docker-registry did not start: {(base / 'registry.log').read_text()}")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        run(["ip", "netns", "delete", self.netns])
+
+    def blob_path(self, digest: str) -> Path:
+        hexd = digest.split(":", 1)[1]
+        return self.storage / "docker/registry/v2/blobs/sha256" / hexd[:2] / hexd / "data"
