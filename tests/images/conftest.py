@@ -110,6 +110,7 @@ ENV FOO=bar
 WORKDIR /data
 LABEL org.example.kind=test
 EXPOSE 8080/tcp
+VOLUME /vol
 STOPSIGNAL SIGINT
 CMD ["cat", "/data/one"]
 """

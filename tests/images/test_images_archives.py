@@ -10,6 +10,7 @@ import json
 import lzma
 import os
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -180,3 +181,26 @@ def test_bad_archives(pydock, tmp_path: Path, case: str):
     assert len(lines) == 1 and lines[0].startswith("Error: "), proc.err
     _nothing_registered(pydock)
     assert not (tmp_path / "escaped").exists()
+
+
+def test_image_config_honoured_by_run(pydock, podman, peer_image, tmp_path: Path):
+    """Env, Cmd, WorkingDir (above), and ExposedPorts, Volumes, Labels, StopSignal from the image config."""
+    archive = tmp_path / "multi.tar"
+    podman("save", "-o", str(archive), "localhost/multi:1")
+    pydock("load", "-i", str(archive))
+    cid = pydock("run", "-d", "localhost/multi:1", "sh", "-c",
+                 'trap "exit 7" INT; echo ready; while true; do sleep 0.1; done').out.strip()
+    try:
+        info = pydock.inspect(cid)
+        config = info.get("Config") or info.get("config")
+        assert config["Labels"]["org.example.kind"] == "test"
+        assert "8080/tcp" in config["ExposedPorts"] and config["StopSignal"] == "SIGINT"
+        assert "/vol" in (info.get("Volumes") or {})
+        for _ in range(100):
+            if pydock("logs", cid).out == "ready\n":
+                break
+            time.sleep(0.1)
+        pydock("stop", "-t", "20", cid)
+        assert pydock("wait", cid).out.strip() == "7"  # the image's STOPSIGNAL (SIGINT), not SIGTERM
+    finally:
+        pydock("rm", "-f", cid, ok=None)
