@@ -15,7 +15,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import posixpath
+import stat
 import tarfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -150,39 +152,91 @@ def _add_blob(tar: tarfile.TarFile, digest: str, data: bytes, written: set[str])
 
 # ---- load ---------------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class _Member:
+    """Where a member's bytes are: a file and a byte range in it."""
+
+    path: Path
+    offset: int
+    size: int
+
+
+class _Slice(io.RawIOBase):
+    """A read-only stream over `size` bytes at `offset` of an open file (pread: no shared position)."""
+
+    def __init__(self, fd: int, offset: int, size: int) -> None:
+        self.fd, self.pos, self.end = fd, offset, offset + size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        n = min(len(buf), self.end - self.pos)
+        if n <= 0:
+            return 0
+        got = os.preadv(self.fd, [memoryview(buf)[:n]], self.pos)
+        if not got:
+            raise ArchiveError("invalid image archive: it is truncated")
+        self.pos += got
+        return got
+
+
 class _Spool:
-    """The archive's members as private files: regular files by index, symlinks resolved by name."""
+    """The archive's members, addressed by name (symlinks resolved), never by their names on disk: an
+    uncompressed archive file is read in place; a pipe or a compressed archive is spooled to private
+    files named by index first."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.files: dict[str, Path] = {}
+        self.files: dict[str, _Member] = {}
         self.links: dict[str, str] = {}
 
     def fill(self, stream: BinaryIO) -> None:
-        from pydock.archive.compression import codec_errors, decompress_stream  # lazy: only a load reads archives
+        from pydock.archive.compression import Compression, codec_errors, decompress_stream, detect, read_head  # lazy: only a load reads archives
 
         try:
+            in_place = _seekable_path(stream)
+            if in_place is not None:
+                head, _ = read_head(stream)
+                stream.seek(0)
+                if detect(head) is Compression.NONE:
+                    self._index(stream, in_place)
+                    return
             with tarfile.open(fileobj=decompress_stream(stream), mode="r|") as tar:
                 for n, member in enumerate(tar):
                     name = _norm(member.name)
-                    if not name:
-                        continue
-                    if member.isfile():
+                    if name and member.isfile():
                         path = self.root / f"m{n}"
                         src = tar.extractfile(member)
                         assert src is not None
                         with open(path, "wb") as f:
                             _copy_exact(src, f, member.size, name)
-                        self.files[name] = path
-                    elif member.issym() or member.islnk():
-                        target = member.linkname
-                        if member.issym():
-                            target = posixpath.join(posixpath.dirname(name), target)
-                        self.links[name] = _norm(target)
+                        self.files[name] = _Member(path, 0, member.size)
+                    elif name:
+                        self._link(name, member)
         except (tarfile.TarError, EOFError, OSError, ValueError) + codec_errors() as err:  # type: ignore[operator]
             raise ArchiveError(f"invalid image archive: {err}") from None
 
-    def path(self, name: str) -> Path:
+    def _index(self, stream: BinaryIO, path: Path) -> None:
+        size = os.fstat(stream.fileno()).st_size
+        with tarfile.open(fileobj=stream, mode="r:") as tar:
+            for member in tar:
+                name = _norm(member.name)
+                if name and member.isfile():
+                    if member.offset_data + member.size > size:
+                        raise ArchiveError(f"invalid image archive: {name} is truncated")
+                    self.files[name] = _Member(path, member.offset_data, member.size)
+                elif name:
+                    self._link(name, member)
+
+    def _link(self, name: str, member: tarfile.TarInfo) -> None:
+        if member.issym() or member.islnk():
+            target = member.linkname
+            if member.issym():
+                target = posixpath.join(posixpath.dirname(name), target)
+            self.links[name] = _norm(target)
+
+    def member(self, name: str) -> _Member:
         name = _norm(name)
         for _ in range(_MAX_LINK_HOPS):
             if name in self.files:
@@ -192,20 +246,41 @@ class _Spool:
             name = self.links[name]
         raise ArchiveError(f"invalid image archive: it names {name!r} but has no such file")
 
+    @contextmanager
+    def open(self, name: str) -> Iterator[BinaryIO]:
+        m = self.member(name)
+        fd = os.open(m.path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            yield io.BufferedReader(_Slice(fd, m.offset, m.size), 1 << 20)  # type: ignore[misc]
+        finally:
+            os.close(fd)
+
     def has(self, name: str) -> bool:
         return _norm(name) in self.files or _norm(name) in self.links
 
     def read(self, name: str, limit: int = _METADATA_LIMIT) -> bytes:
-        path = self.path(name)
-        if path.stat().st_size > limit:
+        m = self.member(name)
+        if m.size > limit:
             raise ArchiveError(f"invalid image archive: {name} is larger than {limit} bytes")
-        return path.read_bytes()
+        with self.open(name) as f:
+            return f.read()
 
     def json(self, name: str) -> Any:
         try:
             return json.loads(self.read(name))
         except ValueError as err:
             raise ArchiveError(f"invalid image archive: {name} is not JSON: {err}") from None
+
+
+def _seekable_path(stream: BinaryIO) -> Path | None:
+    """The path of `stream` when it is a regular file opened for reading (read in place), else None."""
+    try:
+        fd = stream.fileno()
+        if not stat.S_ISREG(os.fstat(fd).st_mode) or stream.tell() != 0:
+            return None
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        return None
+    return Path(f"/proc/self/fd/{fd}")
 
 
 def _norm(name: str) -> str:
@@ -339,7 +414,7 @@ def _open_layer_file(spool: _Spool, todo: _ToLoad, i: int) -> Iterator[BinaryIO]
     media = todo.layer_media_types[i]
     if "zstd" in media:
         raise ArchiveError(f"layer {todo.layer_names[i]} is zstd-compressed ({media}): not supported")
-    with open(spool.path(todo.layer_names[i]), "rb") as f:
+    with spool.open(todo.layer_names[i]) as f:
         expected = todo.layer_digests[i]
         if expected is None:
             yield f

@@ -73,9 +73,17 @@ class HashingReader:
         return data
 
     def readinto(self, buf: memoryview | bytearray) -> int:
-        data = self.read(len(buf))
-        buf[: len(data)] = data
-        return len(data)
+        readinto = getattr(self.raw, "readinto", None)
+        if readinto is None:
+            data = self.read(len(buf))
+            buf[: len(data)] = data
+            return len(data)
+        n = readinto(buf) or 0
+        if n:
+            view = memoryview(buf)[:n]
+            self.hasher.update(view)
+            self.size += n
+        return n
 
     def readable(self) -> bool:
         return True

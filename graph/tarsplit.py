@@ -100,9 +100,10 @@ class Recorder:
         return data
 
     def readinto(self, buf: memoryview | bytearray) -> int:
-        data = self.read(len(buf))
-        buf[: len(data)] = data
-        return len(data)
+        n = self.raw.readinto(buf)  # type: ignore[attr-defined]
+        if n:
+            self._feed(memoryview(buf)[:n])
+        return n or 0
 
     def readable(self) -> bool:
         return True

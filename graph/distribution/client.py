@@ -125,21 +125,21 @@ class Registry:
         self._local.conns = {}
 
     def scheme(self) -> str:
-        """https, or http where it is allowed and https fails (decided once per client)."""
+        """https; for a host that may use http (loopback, --insecure-registry) whichever it speaks,
+        probed once per client with a plain-http `GET /v2/` (a TLS server refuses it)."""
         if self._scheme is None:
             if not self.may_use_http:
                 self._scheme = "https"
             else:
                 try:
-                    self._send("https", self.host, "GET", "/v2/", {}, None)
-                    self._scheme = "https"
-                except (ssl.SSLError, ConnectionResetError, http.client.BadStatusLine) as err:
-                    log.debug("registry %s: https failed (%s), using http", self.host, err)
-                    self._drop("https", self.host)
-                    self._scheme = "http"
-                except OSError:
-                    self._drop("https", self.host)
-                    self._scheme = "http"
+                    resp = self._send("http", self.host, "GET", "/v2/", {}, None)
+                    speaks_http = resp.status in (200, 401) or bool(resp.getheader("Docker-Distribution-Api-Version"))
+                except (http.client.HTTPException, ConnectionResetError) as err:
+                    log.debug("registry %s: plain http failed (%s), using https", self.host, err)
+                    speaks_http = False
+                self._scheme = "http" if speaks_http else "https"
+                if not speaks_http:
+                    self._drop("http", self.host)
         return self._scheme
 
     def _send(self, scheme: str, host: str, method: str, path: str, headers: dict[str, str],
