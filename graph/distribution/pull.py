@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, BinaryIO, Iterator
 from pydock.graph import assemble, imageconfig
 from pydock.graph.digest import check_digest, hex_of, sha256_digest
 from pydock.graph.distribution import auth, manifest
-from pydock.graph.distribution.client import Registry, RegistryError, pull_scope
+from pydock.graph.distribution.client import Registry, pull_scope
 from pydock.graph.distribution.reference import Reference, parse
 from pydock.graph.image import Image
 from pydock.graph.scratch import scratch_dir
@@ -67,9 +67,11 @@ class Cancelled(PydockError):
     """A download stopped because the pull was interrupted or another layer failed."""
 
 
-def registry_for(ref: Reference, insecure: tuple[str, ...] = ()) -> Registry:
+def registry_for(ref: Reference, insecure: tuple[str, ...] = (), credentials: auth.Credentials | None = None
+                 ) -> Registry:
+    """A client for `ref`'s registry with `credentials`, else those stored by `login` for it."""
     host = ref.api_host
-    return Registry(host, auth.lookup(ref.domain), insecure=ref.domain in insecure or host in insecure)
+    return Registry(host, credentials or auth.lookup(ref.domain), insecure=ref.domain in insecure or host in insecure)
 
 
 def fetch_manifest(reg: Registry, ref: Reference, name: str | None = None) -> tuple[str, str, dict]:
@@ -157,11 +159,11 @@ class _Downloads:
 
 
 def pull(store: ImageStore, text: str, *, progress: ProgressFn | None = None,
-         insecure: tuple[str, ...] = ()) -> PullResult:
+         insecure: tuple[str, ...] = (), credentials: auth.Credentials | None = None) -> PullResult:
     """Pull `text` (Docker's reference grammar) into the store, tag it, and record its repo digest."""
     say = progress or (lambda p: None)
     ref = parse(text)
-    reg = registry_for(ref, insecure)
+    reg = registry_for(ref, insecure, credentials)
     try:
         return _pull(store, ref, reg, say)
     finally:
@@ -170,8 +172,8 @@ def pull(store: ImageStore, text: str, *, progress: ProgressFn | None = None,
 
 def _pull(store: ImageStore, ref: Reference, reg: Registry, say: ProgressFn) -> PullResult:
     graph = store.graph
+    digest, _media, doc = fetch_manifest(reg, ref)  # before any progress: a missing image fails plainly
     say(Progress("", f"{ref.tag or ref.digest}: Pulling from {ref.path}"))
-    digest, _media, doc = fetch_manifest(reg, ref)
     m = manifest.image_manifest(_media, doc, f"manifest for {ref}")
     image_id = hex_of(m.config.digest)
     if graph.exists(image_id):
@@ -215,10 +217,43 @@ def _pull(store: ImageStore, ref: Reference, reg: Registry, say: ProgressFn) -> 
     return PullResult(image, ref, digest, len(wanted))
 
 
+@dataclass(frozen=True)
+class Description:
+    """What `GET /distribution/{name}/json` tells: the top manifest's descriptor and its platforms."""
+
+    media_type: str
+    digest: str
+    size: int
+    platforms: list[dict[str, str]]
+
+
+def describe(text: str, *, insecure: tuple[str, ...] = (), credentials: auth.Credentials | None = None
+             ) -> Description:
+    ref = parse(text)
+    reg = registry_for(ref, insecure, credentials)
+    try:
+        resp = reg.request("GET", f"/v2/{ref.path}/manifests/{ref.ref}", scope=pull_scope(ref.path),
+                           headers={"Accept": manifest.ACCEPT}, what=f"manifest for {ref}")
+        raw: bytes = resp.body  # type: ignore[attr-defined]
+        digest = sha256_digest(raw)
+        if ref.digest:
+            check_digest(digest, ref.digest, f"manifest for {ref}")
+        media, doc = manifest.parse_document(raw, resp.getheader("Content-Type") or "", f"manifest for {ref}")
+        if media in manifest.INDEX_TYPES:
+            platforms = [{k: str(v) for k, v in (e.get("platform") or {}).items() if isinstance(v, str)}
+                         for e in doc.get("manifests") or [] if isinstance(e, dict)]
+        else:
+            m = manifest.image_manifest(media, doc, f"manifest for {ref}")
+            with reg.get_blob(ref.path, m.config.digest) as blob:
+                config = imageconfig.parse_config(blob.read(manifest.MAX_MANIFEST + 1), f"config of {ref}")
+            platforms = [{"architecture": str(config.get("architecture") or ""), "os": str(config.get("os") or "")}]
+        return Description(media, digest, len(raw), platforms)
+    finally:
+        reg.close()
+
+
 def _finish(store: ImageStore, ref: Reference, image: Image, digest: str) -> None:
     if ref.tag and not ref.digest:
         store.tags.set(ref.familiar, ref.tag, image.id, force=True)
     assemble.add_repo_digest(store.graph, image.id, f"{ref.familiar}@{digest}")
 
-
-__all__ = ["pull", "Progress", "PullResult", "RegistryError"]

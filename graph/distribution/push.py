@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from pydock.graph import assemble, imageconfig
 from pydock.graph.digest import hex_of, sha256_digest
-from pydock.graph.distribution import manifest
+from pydock.graph.distribution import auth, manifest
 from pydock.graph.distribution.client import Registry, RegistryError, push_scope
 from pydock.graph.distribution.pull import Progress, ProgressFn, registry_for, short
 from pydock.graph.distribution.reference import Reference, parse
@@ -130,14 +130,14 @@ def _location(reg: Registry, name: str, header: str | None) -> str:
 
 
 def push(store: ImageStore, text: str, *, progress: ProgressFn | None = None,
-         insecure: tuple[str, ...] = ()) -> PushResult:
+         insecure: tuple[str, ...] = (), credentials: auth.Credentials | None = None) -> PushResult:
     """Push the local image `text` names to the registry its name says (tag defaults to latest)."""
     say = progress or (lambda p: None)
     ref = parse(text)
     if ref.digest:
         raise InvalidArgument(f"cannot push by digest ({text}): push a tag")
     image = store.get(text)
-    reg = registry_for(ref, insecure)
+    reg = registry_for(ref, insecure, credentials)
     try:
         return _push(store, ref, image, reg, say)
     finally:
