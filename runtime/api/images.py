@@ -54,7 +54,7 @@ def list_images(svc: Services, req: Request, h: Handler) -> None:
                 continue
             if dangling and bool_value(dangling[-1]) == bool(tags):
                 continue
-            out.append(models.image_summary(img, tags, rt.graph.virtual_size(img)))
+            out.append(models.image_summary(img, tags, rt.graph.virtual_size(img), rt.images.repo_digests(img.id)))
     h.send_json(200, out)
 
 
@@ -62,13 +62,14 @@ def inspect(svc: Services, req: Request, h: Handler, name: str) -> None:
     with svc.pool.runtime() as rt:
         img = _image(rt, name)
         tags = sorted(rt.images.tags.names_for(img.id))
-        h.send_json(200, models.image_inspect(img, tags, rt.graph.virtual_size(img), rt.driver.name))
+        h.send_json(200, models.image_inspect(img, tags, rt.graph.virtual_size(img), rt.driver.name,
+                                              rt.images.repo_digests(img.id), rt.images.diff_ids(img)))
 
 
 def history(svc: Services, req: Request, h: Handler, name: str) -> None:
     with svc.pool.runtime() as rt:
-        layers = rt.graph.history(_image(rt, name))
-        h.send_json(200, models.image_history(layers, rt.images.tags.names_for))
+        rows = rt.images.history(_image(rt, name))
+        h.send_json(200, models.image_history(rows, rt.images.tags.names_for))
 
 
 def tag(svc: Services, req: Request, h: Handler, name: str) -> None:

@@ -55,6 +55,11 @@ def test_docker_cli_pull_push_save_load(serve, podman, registry, peer_image, tmp
     assert "Pull complete" in pulled.out and f"Status: Downloaded newer image for {registry.host}/multi:1" in pulled.out
     assert serve("image", "inspect", "--format", "{{.Id}}", f"{registry.host}/multi:1").out.strip() == \
         f"sha256:{peer_image}"
+    info = json.loads(serve("image", "inspect", f"{registry.host}/multi:1").out)[0]
+    assert len(info["RootFS"]["Layers"]) == 3
+    assert info["RepoDigests"][0].startswith(f"{registry.host}/multi@sha256:")
+    history = serve("history", "--no-trunc", "--format", "{{.CreatedBy}}", f"{registry.host}/multi:1").out
+    assert "echo two > /data/two" in history and 'CMD ["cat", "/data/one"]' in history
     missing = serve("pull", f"{registry.host}/nope:1", ok=False)
     assert missing.returncode != 0 and "repository does not exist" in missing.err
     serve("tag", f"{registry.host}/multi:1", f"{registry.host}/copy:2")
