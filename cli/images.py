@@ -61,21 +61,33 @@ class _ProgressReader:
 
 
 @click.command("import")
-@click.argument("source", metavar="FILE|-")
+@click.option("-c", "--change", "changes", multiple=True, metavar="INSTRUCTION",
+              help="A Dockerfile instruction for the image's config: CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, USER, "
+                   "VOLUME, WORKDIR, STOPSIGNAL (repeatable).")
+@click.argument("source", metavar="URL|-|FILE")
 @click.argument("reference", metavar="[REPOSITORY[:TAG]]", required=False)
 @click.pass_context
-def import_(ctx: click.Context, source: str, reference: str | None) -> None:
-    """Create a base image from a tarball (plain, gzip, bzip2 or xz); `-` reads stdin. Prints the image id."""
+def import_(ctx: click.Context, changes: tuple[str, ...], source: str, reference: str | None) -> None:
+    """Create a base image from a tarball (plain, gzip, bzip2 or xz): a file, `-` for stdin, or an http(s) URL
+    (streamed, with progress). Prints the image id."""
     repo = tag = None
     if reference:
         repo, tag = parse_reference(reference)
         if split_reference(reference)[1] is None:
             tag = None
-    if source.startswith(("http://", "https://")):
-        raise InvalidArgument(f"Importing from a URL is not supported: download {source} and import the file")
     store = image_store(ctx)
-    if source == "-":
-        image = store.import_(click.get_binary_stream("stdin"), repo, tag, source="-")
+    kwargs = {"source": source, "changes": list(changes)}
+    if source.startswith(("http://", "https://")):
+        from pydock.graph.urlsource import open_url  # lazy: URL imports only
+
+        with open_url(source) as (stream, length):
+            if length and length > PROGRESS_MIN_BYTES and sys.stderr.isatty():
+                with click.progressbar(length=length, label="Downloading", file=sys.stderr) as bar:
+                    image = store.import_(_ProgressReader(stream, bar), repo, tag, **kwargs)  # type: ignore[arg-type]
+            else:
+                image = store.import_(stream, repo, tag, **kwargs)
+    elif source == "-":
+        image = store.import_(click.get_binary_stream("stdin"), repo, tag, **kwargs)
     else:
         try:
             f = open(source, "rb")  # noqa: SIM115 - closed below
@@ -89,9 +101,9 @@ def import_(ctx: click.Context, source: str, reference: str | None) -> None:
             size = os.fstat(f.fileno()).st_size
             if size > PROGRESS_MIN_BYTES and sys.stderr.isatty():
                 with click.progressbar(length=size, label="Importing", file=sys.stderr) as bar:
-                    image = store.import_(_ProgressReader(f, bar), repo, tag, source=source)  # type: ignore[arg-type]
+                    image = store.import_(_ProgressReader(f, bar), repo, tag, **kwargs)  # type: ignore[arg-type]
             else:
-                image = store.import_(f, repo, tag, source=source)
+                image = store.import_(f, repo, tag, **kwargs)
     click.echo(image.id)
 
 

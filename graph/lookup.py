@@ -16,6 +16,7 @@ from pydock.graph import assemble, imageconfig
 from pydock.graph.distribution import reference
 from pydock.graph.graph import Graph
 from pydock.graph.image import Image
+from pydock.graph.instructions import apply_changes
 from pydock.graph.tags import DEFAULT_TAG, TagStore, split_reference, validate_repo, validate_tag
 from pydock.utils.errors import Conflict, InvalidArgument, NotFound
 from pydock.utils.paths import RootLayout
@@ -165,15 +166,17 @@ class ImageStore:
     # ---- changes ------------------------------------------------------------------------
 
     def import_(self, stream: BinaryIO, repo: str | None = None, tag: str | None = None, *,
-                source: str = "-") -> Image:
-        """Register a (possibly compressed) tarball as a parentless image, tagging it when asked."""
+                source: str = "-", changes: list[str] | None = None) -> Image:
+        """Register a (possibly compressed) tarball as a parentless image, tagging it when asked; `changes`
+        are Dockerfile instructions (CMD, ENV, ...) for its config."""
         if repo is None and tag is not None:
             raise InvalidArgument("A tag needs a repository name")
         if repo is not None:
             validate_repo(repo)
             if tag is not None:
                 validate_tag(tag)
-        image = self.graph.register(stream, comment=f"Imported from {source}")
+        config = apply_changes(None, list(changes or []))  # bad instructions fail before the layer is read
+        image = self.graph.register(stream, comment=f"Imported from {source}", config=config)
         if repo is not None:
             self.tags.set(repo, tag or DEFAULT_TAG, image.id, force=True)
         return image

@@ -101,14 +101,22 @@ def create(svc: Services, req: Request, h: Handler) -> None:
 
 
 def _import(svc: Services, req: Request, h: Handler) -> None:
-    """The tar body (chunked from the CLI) as a new image; errors go in the stream, as dockerd's do."""
+    """The tar body (chunked from the CLI), or an http(s) URL (`fromSrc=URL`), as a new image with the
+    `changes=` instructions; errors go in the stream, as dockerd's do."""
+    from pydock.graph.urlsource import is_url, open_url  # lazy: only imports need it
+
     src = req.arg("fromSrc") or "-"
-    if src != "-":
-        raise InvalidArgument(f"Importing from a URL is not supported: download {src} and import the file")
+    if src != "-" and not is_url(src):
+        raise InvalidArgument(f"fromSrc must be - or an http(s) URL, not {src!r}")
     repo, tag_ = decode.repo_tag(req.arg("repo"), req.arg("tag"))
+    changes = req.args("changes")
     try:
         with svc.pool.runtime() as rt:
-            image = rt.images.import_(req.body, repo, tag_, source="-")
+            if src == "-":
+                image = rt.images.import_(req.body, repo, tag_, source="-", changes=changes)
+            else:
+                with open_url(src) as (stream, _length):
+                    image = rt.images.import_(stream, repo, tag_, source=src, changes=changes)
     except PydockError as err:
         h.close_connection = not req.body.done  # the rest of a bad body is not worth reading
         h.send_bytes(200, _progress({"errorDetail": {"message": str(err)}, "error": str(err)}))
