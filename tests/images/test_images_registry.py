@@ -149,3 +149,30 @@ def test_ctrl_c_mid_pull(pydock, podman, registry, busybox_rootfs: Path, tmp_pat
     # the retry completes and reuses what was finished
     pydock.inside(registry.ns)("pull", f"{registry.host}/big:1")
     assert pydock("run", "--rm", f"{registry.host}/big:1", "sh", "-c", "wc -c < /big2").out.strip() == "120000000"
+
+
+def test_manifest_list_platforms(pydock, podman, registry, peer_image):
+    """An index is resolved to this host's platform; an index without it fails in one line."""
+    store = ["--root", str(podman.base / "root"), "--runroot", str(podman.base / "run"), "--storage-driver", "vfs"]
+    ctr = run(["buildah", *store, "from", "scratch"], ok=True).out.strip()
+    run(["buildah", *store, "config", "--arch", "arm64", "--cmd", '["/x"]', ctr], ok=True)
+    run(["buildah", *store, "commit", "-q", ctr, "localhost/arm:1"], ok=True)
+    run(["buildah", *store, "rm", ctr], ok=True)
+    podman("manifest", "create", "localhost/both:1")
+    podman("manifest", "add", "localhost/both:1", "containers-storage:localhost/multi:1")
+    podman("manifest", "add", "localhost/both:1", "containers-storage:localhost/arm:1")
+    podman("manifest", "create", "localhost/armonly:1")
+    podman("manifest", "add", "localhost/armonly:1", "containers-storage:localhost/arm:1")
+    pm = podman.__class__(podman.base, registry.ns)
+    pm.globals = podman.globals
+    for name in ("both", "armonly"):
+        pm("manifest", "push", "--all", "--tls-verify=false", f"localhost/{name}:1", f"docker://{registry.host}/{name}:1")
+    p = pydock.inside(registry.ns)
+    pulled = p("pull", f"{registry.host}/both:1").out
+    assert pydock.image_id(f"{registry.host}/both:1") == peer_image  # the amd64 entry
+    index_digest = next(l.split()[1] for l in pulled.splitlines() if l.startswith("Digest: "))
+    assert pydock.inspect(f"{registry.host}/both:1")["RepoDigests"] == [f"{registry.host}/both@{index_digest}"]
+    refused = p("pull", f"{registry.host}/armonly:1", ok=False)
+    assert refused.returncode != 0 and refused.err.count("\n") == 1
+    assert "no manifest for platform linux/amd64 (the index offers: linux/arm64)" in refused.err
+    assert f"{registry.host}/armonly" not in pydock("images").out
