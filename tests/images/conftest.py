@@ -97,6 +97,13 @@ def auth_registry(tmp_path: Path) -> Iterator[Registry]:
 
 
 @pytest.fixture
+def token_registry(tmp_path: Path) -> Iterator[Registry]:
+    reg = Registry(tmp_path / "registry", users={"alice": "s3cret"}, token=True)
+    yield reg
+    reg.close()
+
+
+@pytest.fixture
 def peer_image(podman: Podman, busybox_rootfs: Path, tmp_path: Path) -> str:
     """`localhost/multi:1` built by podman: busybox plus two layers (a whiteout, a symlink), a config."""
     podman("import", str(busybox_rootfs), "localhost/bbase:latest")

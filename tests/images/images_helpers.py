@@ -110,7 +110,7 @@ class Registry:
     """Debian's docker-registry on 127.0.0.1:5000 inside a network namespace of the test's own,
     optionally with htpasswd basic auth. `ns` prefixes a command to run it in that namespace."""
 
-    def __init__(self, base: Path, users: dict[str, str] | None = None) -> None:
+    def __init__(self, base: Path, users: dict[str, str] | None = None, token: bool = False) -> None:
         import time
         import uuid
 
@@ -122,15 +122,28 @@ class Registry:
         config = ["version: 0.1", "log:", "  level: error", "storage:", "  filesystem:",
                   f"    rootdirectory: {self.storage}", "  delete:", "    enabled: true",
                   "http:", f"  addr: {self.host}"]
-        if users:
+        if users and not token:
             htpasswd = base / "htpasswd"
             for n, (user, password) in enumerate(users.items()):
                 run(["htpasswd", "-B", "-b"] + (["-c"] if n == 0 else []) + [str(htpasswd), user, password], ok=True)
             config += ["auth:", "  htpasswd:", "    realm: pydock-test", f"    path: {htpasswd}"]
+        if token:  # Bearer: a token service on :5001 (token_server.py) whose JWTs the registry verifies
+            key, cert, pub = base / "key.pem", base / "cert.pem", base / "pub.der"
+            run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                 "-days", "1", "-subj", "/CN=pydock-token"], ok=True)
+            pem = run(["openssl", "x509", "-in", str(cert), "-pubkey", "-noout"], ok=True).stdout
+            pub.write_bytes(run(["openssl", "pkey", "-pubin", "-outform", "DER"], stdin=pem, ok=True).stdout)
+            config += ["auth:", "  token:", "    realm: http://127.0.0.1:5001/token", "    service: pydock-registry",
+                       "    issuer: pydock-issuer", f"    rootcertbundle: {cert}"]
         (base / "config.yml").write_text("\n".join(config) + "\n")
         run(["ip", "netns", "add", self.netns], ok=True)
         self.ns = ["nsenter", f"--net=/run/netns/{self.netns}"]
         run([*self.ns, "ip", "link", "set", "lo", "up"], ok=True)
+        self.token_proc = None
+        if token:
+            self.token_proc = subprocess.Popen(
+                [*self.ns, sys.executable, str(Path(__file__).with_name("token_server.py")), "5001", str(key),
+                 str(pub), *next(iter((users or {"alice": "s3cret"}).items())), "pydock-issuer"])
         self.log = open(base / "registry.log", "wb")
         self.proc = subprocess.Popen([*self.ns, "docker-registry", "serve", str(base / "config.yml")],
                                      stdout=self.log, stderr=subprocess.STDOUT)
@@ -144,6 +157,9 @@ class Registry:
         raise AssertionError(f"docker-registry did not start: {(base / 'registry.log').read_text()}")
 
     def close(self) -> None:
+        if self.token_proc is not None:
+            self.token_proc.terminate()
+            self.token_proc.wait(timeout=10)
         if self.proc.poll() is None:
             self.proc.terminate()
             try:

@@ -176,3 +176,21 @@ def test_manifest_list_platforms(pydock, podman, registry, peer_image):
     assert refused.returncode != 0 and refused.err.count("\n") == 1
     assert "no manifest for platform linux/amd64 (the index offers: linux/arm64)" in refused.err
     assert f"{registry.host}/armonly" not in pydock("images").out
+
+
+def test_bearer_token_realm_flow(pydock, podman, token_registry, peer_image):
+    """The registry answers 401 with `Bearer realm=...`; pydock fetches a token from the realm (with the
+    stored credentials), per repository scope, for pull and for push."""
+    reg = token_registry
+    _podman_push(podman, reg, "localhost/multi:1", "tok/multi:1", "--creds", "alice:s3cret")
+    p = pydock.inside(reg.ns)
+    denied = p("pull", f"{reg.host}/tok/multi:1", ok=False)
+    assert denied.returncode != 0 and denied.err.count("\n") == 1 and "unauthorized" in denied.err, denied.err
+    p("login", "-u", "alice", "--password-stdin", reg.host, stdin=b"s3cret\n")
+    p("pull", f"{reg.host}/tok/multi:1")
+    assert pydock.image_id(f"{reg.host}/tok/multi:1") == peer_image
+    p("tag", f"{reg.host}/tok/multi:1", f"{reg.host}/tok/copy:2")
+    assert "2: digest: sha256:" in p("push", f"{reg.host}/tok/copy:2").out
+    inspected = run([*reg.ns, "skopeo", "inspect", "--tls-verify=false", "--creds", "alice:s3cret",
+                     f"docker://{reg.host}/tok/copy:2"], ok=True)
+    assert json.loads(inspected.out)["Name"] == f"{reg.host}/tok/copy"
