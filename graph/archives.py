@@ -25,13 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from pydock.archive.apply import clean_name
 from pydock.graph import assemble, imageconfig
 from pydock.graph.digest import HashingReader, check_digest, hex_of, is_digest, sha256_digest
 from pydock.graph.distribution import reference
 from pydock.graph.distribution.manifest import (MT_DOCKER_LIST, MT_OCI_CONFIG, MT_OCI_INDEX, MT_OCI_LAYER,
                                                MT_OCI_MANIFEST, choose_platform)
 from pydock.graph.scratch import scratch_dir
-from pydock.utils.errors import ArchiveError, InvalidArgument
+from pydock.utils.errors import ArchiveError, InvalidArgument, UnsafeArchive
 
 if TYPE_CHECKING:
     from pydock.graph.lookup import ImageStore
@@ -284,18 +285,11 @@ def _seekable_path(stream: BinaryIO) -> Path | None:
 
 
 def _norm(name: str) -> str:
-    """A member name as a clean relative key (`./a//b` -> `a/b`); escaping names become ''."""
-    parts: list[str] = []
-    for part in name.split("/"):
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if not parts:
-                return ""
-            parts.pop()
-            continue
-        parts.append(part)
-    return "/".join(parts)
+    """A member name as a clean relative key (`./a//b` -> `a/b`); names that escape become ''."""
+    try:
+        return "/".join(clean_name(name))
+    except UnsafeArchive:
+        return ""
 
 
 def _copy_exact(src: BinaryIO, dst: BinaryIO, size: int, name: str) -> None:
@@ -384,13 +378,7 @@ def _blob(spool: _Spool, desc: dict[str, Any]) -> bytes:
 
 
 def _json_doc(raw: bytes, digest: str) -> dict[str, Any]:
-    try:
-        doc = json.loads(raw)
-    except ValueError as err:
-        raise ArchiveError(f"invalid image archive: blob {digest} is not JSON: {err}") from None
-    if not isinstance(doc, dict):
-        raise ArchiveError(f"invalid image archive: blob {digest} is not a JSON object")
-    return doc
+    return imageconfig.json_object(raw, f"invalid image archive: blob {digest}", ArchiveError)
 
 
 def _tag_from_annotations(annotations: dict[str, Any]) -> str | None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydock.graph.image import Image, format_time, parse_time
 from pydock.graph.layerinfo import CONFIG_FILE
-from pydock.utils.errors import InvalidArgument
+from pydock.utils.errors import InvalidArgument, PydockError
 
 if TYPE_CHECKING:
     from pydock.graph.graph import Graph
@@ -37,14 +37,20 @@ def go_arch(arch: str) -> str:
     return _GO_ARCH.get(arch, arch)
 
 
-def parse_config(raw: bytes, what: str = "image config") -> dict[str, Any]:
-    """The config blob as a dict, checked for the parts pydock relies on."""
+def json_object(raw: bytes, what: str, error: type[PydockError] = InvalidArgument) -> dict[str, Any]:
+    """`raw` parsed as a JSON object (configs, manifests, indexes); `error` naming `what` otherwise."""
     try:
         data = json.loads(raw)
     except ValueError as err:
-        raise InvalidArgument(f"{what} is not JSON: {err}") from None
+        raise error(f"{what} is not JSON: {err}") from None
     if not isinstance(data, dict):
-        raise InvalidArgument(f"{what} is not a JSON object")
+        raise error(f"{what} is not a JSON object")
+    return data
+
+
+def parse_config(raw: bytes, what: str = "image config") -> dict[str, Any]:
+    """The config blob as a dict, checked for the parts pydock relies on."""
+    data = json_object(raw, what)
     rootfs = data.get("rootfs")
     if not isinstance(rootfs, dict) or not isinstance(rootfs.get("diff_ids", []), list):
         raise InvalidArgument(f"{what} has no rootfs.diff_ids")

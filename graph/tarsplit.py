@@ -19,6 +19,9 @@ import struct
 from pathlib import Path
 from typing import BinaryIO
 
+from pydock.archive.apply import clean_name
+from pydock.utils.errors import UnsafeArchive
+
 log = logging.getLogger(__package__)
 
 BLOCK = 512
@@ -66,12 +69,6 @@ def _pax_fields(data: bytes) -> dict[str, str]:
             out[key.decode()] = value.decode("utf-8", "surrogateescape")
         pos += length
     return out
-
-
-def clean_name(name: str) -> str:
-    """A tar entry's name as a path relative to the rootfs (no leading `./` or `/`, no trailing `/`)."""
-    parts = [p for p in name.split("/") if p not in ("", ".")]
-    return "/".join(parts)
 
 
 class Recorder:
@@ -210,7 +207,12 @@ class Recorder:
 
 def _open_in(root_fd: int, rel: str) -> int:
     """An fd of regular file `rel` under the rootfs, never following a symlink on the way."""
-    parts = clean_name(rel).split("/")
+    try:
+        parts = list(clean_name(rel))
+    except UnsafeArchive as err:
+        raise NotReproducible(str(err)) from None
+    if not parts:
+        raise NotReproducible(f"{rel!r} names no file")
     fd = os.dup(root_fd)
     try:
         for part in parts[:-1]:

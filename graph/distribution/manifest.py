@@ -6,12 +6,12 @@ Schema 1 manifests (signed, v1-compatible) are refused by name: registries conve
 
 from __future__ import annotations
 
-import json
 import platform
 from dataclasses import dataclass
 from typing import Any
 
 from pydock.graph.digest import is_digest
+from pydock.graph.imageconfig import json_object
 from pydock.utils.errors import InvalidArgument, NotFound
 
 MT_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
@@ -76,12 +76,7 @@ def descriptor(data: Any, what: str) -> Descriptor:
 
 def parse_document(raw: bytes, content_type: str, what: str) -> tuple[str, dict[str, Any]]:
     """(media type, document) of a manifest or index; the type from the document when it names one."""
-    try:
-        doc = json.loads(raw)
-    except ValueError as err:
-        raise InvalidArgument(f"{what}: manifest is not JSON: {err}") from None
-    if not isinstance(doc, dict):
-        raise InvalidArgument(f"{what}: manifest is not a JSON object")
+    doc = json_object(raw, f"{what}: the manifest")
     media = doc.get("mediaType") or content_type.split(";")[0].strip()
     if media in MT_SCHEMA1 or doc.get("schemaVersion") == 1:
         raise InvalidArgument(f"{what}: schema 1 manifests are not supported")

@@ -3,15 +3,13 @@ busybox rootfs tar pydock builds (the base every peer image is made from; nothin
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from images_helpers import PYDOCK, Podman, Registry, run
+from images_helpers import Podman, Pydock, Registry
 
 HOST_DRIVERS = ["overlay", "vfs"]
 
@@ -23,42 +21,6 @@ def busybox_rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("busybox") / "rootfs.tar"
     path.write_bytes(busybox_tar_bytes())
     return path
-
-
-class Pydock:
-    """`pydock -g ROOT -s DRIVER -b none ...` as a user runs it; `prefix` (nsenter) to run it elsewhere."""
-
-    def __init__(self, root: Path, driver: str, extra: list[str] | None = None, prefix: list[str] | None = None,
-                 env: dict[str, str] | None = None) -> None:
-        self.root, self.driver, self.extra, self.prefix = root, driver, extra or [], prefix or []
-        self.env = env or {}
-
-    def __call__(self, *args: str, ok: bool | None = True, stdin: bytes | None = None, timeout: float = 300,
-                 env: dict[str, str] | None = None):
-        return run([*self.prefix, PYDOCK, "-g", str(self.root), "-s", self.driver, "-b", "none", *self.extra, *args],
-                   ok=ok, stdin=stdin, timeout=timeout, env={**self.env, **(env or {})})
-
-    def inside(self, prefix: list[str]) -> "Pydock":
-        """The same pydock root, commands run under `prefix` (e.g. in the registry's namespace)."""
-        return Pydock(self.root, self.driver, self.extra, prefix, self.env)
-
-    @contextmanager
-    def mounted(self, image_id: str) -> Iterator[Path]:
-        """The image's rootfs, read-only, through pydock's own driver."""
-        from pydock.devmapper.drivers import open_driver
-
-        driver, _ = open_driver(self.root, self.driver)
-        try:
-            with driver.mounted(image_id, readonly=True) as rootfs:
-                yield rootfs
-        finally:
-            driver.close()
-
-    def inspect(self, ref: str) -> dict:
-        return json.loads(self("inspect", ref).out)[0]
-
-    def image_id(self, ref: str) -> str:
-        return self.inspect(ref)["id"]
 
 
 @pytest.fixture(params=HOST_DRIVERS)

@@ -3,11 +3,14 @@ stores of their own, file trees to compare, and a registry on loopback inside a 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tarfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 PYDOCK = str(Path(sys.executable).with_name("pydock"))
@@ -30,6 +33,42 @@ def run(argv: list[str], *, stdin: bytes | None = None, ok: bool | None = None, 
     if ok is True:
         assert proc.returncode == 0, f"{argv}: {proc.err}"
     return proc  # type: ignore[return-value]
+
+
+class Pydock:
+    """`pydock -g ROOT -s DRIVER -b none ...` as a user runs it; `prefix` (nsenter) to run it elsewhere."""
+
+    def __init__(self, root: Path, driver: str, extra: list[str] | None = None, prefix: list[str] | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        self.root, self.driver, self.extra, self.prefix = root, driver, extra or [], prefix or []
+        self.env = env or {}
+
+    def __call__(self, *args: str, ok: bool | None = True, stdin: bytes | None = None, timeout: float = 300,
+                 env: dict[str, str] | None = None):
+        return run([*self.prefix, PYDOCK, "-g", str(self.root), "-s", self.driver, "-b", "none", *self.extra, *args],
+                   ok=ok, stdin=stdin, timeout=timeout, env={**self.env, **(env or {})})
+
+    def inside(self, prefix: list[str]) -> "Pydock":
+        """The same pydock root, commands run under `prefix` (e.g. in the registry's namespace)."""
+        return Pydock(self.root, self.driver, self.extra, prefix, self.env)
+
+    @contextmanager
+    def mounted(self, image_id: str) -> Iterator[Path]:
+        """The image's rootfs, read-only, through pydock's own driver."""
+        from pydock.devmapper.drivers import open_driver
+
+        driver, _ = open_driver(self.root, self.driver)
+        try:
+            with driver.mounted(image_id, readonly=True) as rootfs:
+                yield rootfs
+        finally:
+            driver.close()
+
+    def inspect(self, ref: str) -> dict:
+        return json.loads(self("inspect", ref).out)[0]
+
+    def image_id(self, ref: str) -> str:
+        return self.inspect(ref)["id"]
 
 
 class Podman:
@@ -104,6 +143,19 @@ def tree_of_dir(root: Path, skip: tuple[str, ...] = ()) -> dict[str, tuple]:
             else:
                 out[rel] = ("o", st.st_mode & 0o7777, None)
     return out
+
+
+def tar_bytes(members: dict[str, bytes]) -> bytes:
+    """A tar of regular files {name: content} (archives and layers for the load tests)."""
+    import io
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
 
 
 class Registry:

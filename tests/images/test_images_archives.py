@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from images_helpers import PODMAN_RUN, tree_of_dir
+from images_helpers import PODMAN_RUN, tar_bytes, tree_of_dir
 
 pytestmark = pytest.mark.lxc
 
@@ -41,7 +41,10 @@ def _podman_tree(podman, ref: str) -> dict:
 def test_podman_save_pydock_load_run(pydock, podman, peer_image, tmp_path: Path, fmt: str):
     archive = tmp_path / "multi.tar"
     podman("save", "--format", fmt, "-o", str(archive), "localhost/multi:1")
-    loaded = pydock("load", "-i", str(archive))
+    if fmt == "oci-archive":  # compressed archives load too, from a pipe
+        loaded = pydock("load", stdin=lzma.compress(archive.read_bytes()))
+    else:
+        loaded = pydock("load", "-i", str(archive))
     assert loaded.out == "Loaded image: localhost/multi:1\n"
     # the image id is the config's digest: the one podman shows
     assert pydock.image_id("localhost/multi:1") == peer_image
@@ -110,6 +113,13 @@ def test_load_shares_layers(pydock, podman, peer_image, busybox_rootfs: Path, tm
     pydock("load", "-i", str(tmp_path / "b.tar"))
     after = set(pydock("images", "-a", "-q", "--no-trunc").out.split())
     assert len(after - before) == 2  # one new layer, one new image: the three shared layers are reused
+    # the tree shows the sharing: both images under the same three layers
+    tree = pydock("images", "--tree").out.splitlines()
+    assert [l[: l.index("─") + 1] for l in tree] == ["└─", "  └─", "    └─", "      ├─", "      └─", "        └─"]
+    assert tree[3].endswith("Tags: localhost/multi:1") and tree[5].endswith("Tags: localhost/other:1")
+    viz = pydock("images", "--viz").out
+    assert viz.startswith("digraph docker {\n") and viz.endswith(" base [style=invisible]\n}\n")
+    assert viz.count(" -> ") == 6 and "localhost/other:1" in viz
     # loading the same archive again registers nothing
     pydock("load", "-i", str(tmp_path / "b.tar"))
     assert set(pydock("images", "-a", "-q", "--no-trunc").out.split()) == after
@@ -123,14 +133,7 @@ def test_load_shares_layers(pydock, podman, peer_image, busybox_rootfs: Path, tm
 
 # ---- bad archives ------------------------------------------------------------------------------
 
-def _tar(members: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
+_tar = tar_bytes
 
 
 def _sha(data: bytes) -> str:

@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -194,3 +195,19 @@ def test_bearer_token_realm_flow(pydock, podman, token_registry, peer_image):
     inspected = run([*reg.ns, "skopeo", "inspect", "--tls-verify=false", "--creds", "alice:s3cret",
                      f"docker://{reg.host}/tok/copy:2"], ok=True)
     assert json.loads(inspected.out)["Name"] == f"{reg.host}/tok/copy"
+
+
+def test_chunked_push(pydock, registry, busybox_rootfs: Path):
+    """A layer bigger than the chunk size goes up in PATCH chunks (the size lowered here to make it so)."""
+    pydock("import", str(busybox_rootfs), f"{registry.host}/chunked:1")
+    code = (
+        "import sys; import pydock.graph.distribution.push as push; push.CHUNK = 256 * 1024\n"
+        "from pydock.runtime.runtime import Runtime\n"
+        f"with Runtime({str(pydock.root)!r}, {pydock.driver!r}, bridge='none') as rt:\n"
+        f"    r = push.push(rt.images, {registry.host + '/chunked:1'!r})\n"
+        "    print(r.uploaded)\n")
+    out = run([*registry.ns, sys.executable, "-c", code], ok=True).out
+    assert out.strip() == "2"  # the layer (in chunks) and the config
+    inspected = json.loads(run([*registry.ns, "skopeo", "inspect", "--config", "--tls-verify=false",
+                                f"docker://{registry.host}/chunked:1"], ok=True).out)
+    assert inspected["rootfs"]["diff_ids"] == pydock.inspect(f"{registry.host}/chunked:1")["RootFS"]["Layers"]
