@@ -368,7 +368,7 @@ def inspect(ctx: click.Context, refs: tuple[str, ...]) -> None:
         except NotFound:
             pass
         try:
-            found.append(rt.images.get(ref).to_dict())
+            found.append(rt.images.inspect(ref))
         except PydockError:
             click.echo(f"Error: No such image or container: {ref}", err=True)
             failed = True

@@ -61,21 +61,33 @@ class _ProgressReader:
 
 
 @click.command("import")
-@click.argument("source", metavar="FILE|-")
+@click.option("-c", "--change", "changes", multiple=True, metavar="INSTRUCTION",
+              help="A Dockerfile instruction for the image's config: CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, USER, "
+                   "VOLUME, WORKDIR, STOPSIGNAL (repeatable).")
+@click.argument("source", metavar="URL|-|FILE")
 @click.argument("reference", metavar="[REPOSITORY[:TAG]]", required=False)
 @click.pass_context
-def import_(ctx: click.Context, source: str, reference: str | None) -> None:
-    """Create a base image from a tarball (plain, gzip, bzip2 or xz); `-` reads stdin. Prints the image id."""
+def import_(ctx: click.Context, changes: tuple[str, ...], source: str, reference: str | None) -> None:
+    """Create a base image from a tarball (plain, gzip, bzip2 or xz): a file, `-` for stdin, or an http(s) URL
+    (streamed, with progress). Prints the image id."""
     repo = tag = None
     if reference:
         repo, tag = parse_reference(reference)
         if split_reference(reference)[1] is None:
             tag = None
-    if source.startswith(("http://", "https://")):
-        raise InvalidArgument(f"Importing from a URL is not supported: download {source} and import the file")
     store = image_store(ctx)
-    if source == "-":
-        image = store.import_(click.get_binary_stream("stdin"), repo, tag, source="-")
+    kwargs = {"source": source, "changes": list(changes)}
+    if source.startswith(("http://", "https://")):
+        from pydock.graph.urlsource import open_url  # lazy: URL imports only
+
+        with open_url(source) as (stream, length):
+            if length and length > PROGRESS_MIN_BYTES and sys.stderr.isatty():
+                with click.progressbar(length=length, label="Downloading", file=sys.stderr) as bar:
+                    image = store.import_(_ProgressReader(stream, bar), repo, tag, **kwargs)  # type: ignore[arg-type]
+            else:
+                image = store.import_(stream, repo, tag, **kwargs)
+    elif source == "-":
+        image = store.import_(click.get_binary_stream("stdin"), repo, tag, **kwargs)
     else:
         try:
             f = open(source, "rb")  # noqa: SIM115 - closed below
@@ -89,9 +101,9 @@ def import_(ctx: click.Context, source: str, reference: str | None) -> None:
             size = os.fstat(f.fileno()).st_size
             if size > PROGRESS_MIN_BYTES and sys.stderr.isatty():
                 with click.progressbar(length=size, label="Importing", file=sys.stderr) as bar:
-                    image = store.import_(_ProgressReader(f, bar), repo, tag, source=source)  # type: ignore[arg-type]
+                    image = store.import_(_ProgressReader(f, bar), repo, tag, **kwargs)  # type: ignore[arg-type]
             else:
-                image = store.import_(f, repo, tag, source=source)
+                image = store.import_(f, repo, tag, **kwargs)
     click.echo(image.id)
 
 
@@ -121,16 +133,25 @@ def _virtual_sizes(images: dict[str, Image]) -> dict[str, int]:
 @click.command()
 @click.option("-a", "--all", "all_", is_flag=True, help="Show all images (including intermediate layers).")
 @click.option("-q", "--quiet", is_flag=True, help="Only show image ids.")
+@click.option("--digests", is_flag=True, help="Show the registry digest of each image.")
+@click.option("--tree", is_flag=True, help="Show the layer tree as text (Docker 0.7's images --tree).")
+@click.option("--viz", is_flag=True, help="Show the layer graph in Graphviz dot (Docker 0.7's images --viz).")
 @_notrunc_alias
 @click.argument("name", required=False)
 @click.pass_context
-def images(ctx: click.Context, all_: bool, quiet: bool, no_trunc: bool, notrunc_alias: bool,
-           name: str | None) -> None:
+def images(ctx: click.Context, all_: bool, quiet: bool, digests: bool, tree: bool, viz: bool, no_trunc: bool,
+           notrunc_alias: bool, name: str | None) -> None:
     """List images: REPOSITORY TAG IMAGE ID CREATED VIRTUAL SIZE (NAME filters repositories, globs allowed)."""
     no_trunc = no_trunc or notrunc_alias
+    if tree and viz:
+        raise InvalidArgument("--tree and --viz are mutually exclusive")
     store = image_store(ctx)
     listing = {img.id: img for img in store.graph.list()}
     vsizes = _virtual_sizes(listing)
+    if tree or viz:
+        by_image = store.tags.by_image()
+        click.echo(_viz(listing, by_image) if viz else _tree(listing, by_image, vsizes, no_trunc), nl=False)
+        return
     parents = {img.parent for img in listing.values() if img.parent}
     rows: list[tuple[Image, str, str]] = []
     shown: set[str] = set()
@@ -157,9 +178,59 @@ def images(ctx: click.Context, all_: bool, quiet: bool, no_trunc: bool, notrunc_
                 seen.add(img.id)
                 click.echo(show_id(img.id))
         return
+    if digests:
+        def digest_of(img: Image, repo: str) -> str:
+            for rd in store.repo_digests(img.id):
+                if rd.rpartition("@")[0] == repo:
+                    return rd.rpartition("@")[2]
+            return "<none>"
+
+        table = [[repo, tag, digest_of(img, repo), show_id(img.id), ago(img.created),
+                  human_size(vsizes.get(img.id, img.size))] for img, repo, tag in rows]
+        click.echo(_table(table, ["REPOSITORY", "TAG", "DIGEST", "IMAGE ID", "CREATED", "VIRTUAL SIZE"]))
+        return
     table = [[repo, tag, show_id(img.id), ago(img.created), human_size(vsizes.get(img.id, img.size))]
              for img, repo, tag in rows]
     click.echo(_table(table, ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "VIRTUAL SIZE"]))
+
+
+def _tree(listing: dict[str, Image], by_image: dict[str, list[str]], vsizes: dict[str, int], no_trunc: bool) -> str:
+    """Docker 0.7's `images --tree`: every layer under its parent, `└─`/`├─` branches."""
+    children: dict[str | None, list[Image]] = {}
+    for img in sorted(listing.values(), key=lambda i: (i.created, i.id)):
+        parent = img.parent if img.parent in listing else None
+        children.setdefault(parent, []).append(img)
+    out: list[str] = []
+    stack: list[tuple[Image, str, bool]] = [(img, "", i == len(children.get(None, [])) - 1)
+                                            for i, img in enumerate(children.get(None, []))][::-1]
+    while stack:
+        img, indent, last = stack.pop()
+        line = f"{indent}{'└─' if last else '├─'}{img.id if no_trunc else img.id[:12]} " \
+               f"Virtual Size: {human_size(vsizes.get(img.id, img.size))}"
+        if by_image.get(img.id):
+            line += " Tags: " + ", ".join(by_image[img.id])
+        out.append(line)
+        kids = children.get(img.id, [])
+        sub = indent + ("  " if last else "│ ")
+        stack.extend((kid, sub, i == len(kids) - 1) for i, kid in reversed(list(enumerate(kids))))
+    return "".join(line + "\n" for line in out)
+
+
+def _viz(listing: dict[str, Image], by_image: dict[str, list[str]]) -> str:
+    """Docker 0.7's `images --viz`: the layer graph in Graphviz dot, tagged images as boxes."""
+    lines = ["digraph docker {"]
+    for img in sorted(listing.values(), key=lambda i: (i.created, i.id)):
+        if img.parent and img.parent in listing:
+            lines.append(f' "{img.parent[:12]}" -> "{img.id[:12]}"')
+        else:
+            lines.append(f' base -> "{img.id[:12]}" [style=invis]')
+        if by_image.get(img.id):
+            label = "\\n".join([img.id[:12], *by_image[img.id]])
+            lines.append(f' "{img.id[:12]}" [label="{label}",shape=box,fillcolor="paleturquoise",'
+                         'style="filled,rounded"];')
+    lines.append(" base [style=invisible]")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
 
 
 @click.command()
@@ -190,20 +261,19 @@ def history(ctx: click.Context, quiet: bool, no_trunc: bool, notrunc_alias: bool
     """Show an image's layers, newest first: IMAGE CREATED CREATED BY SIZE."""
     no_trunc = no_trunc or notrunc_alias
     store = image_store(ctx)
-    chain = store.graph.history(store.get(ref))
-    ids = [img.id if no_trunc else img.id[:12] for img in chain]
+    rows = store.history(store.get(ref))
+    ids = [(r.id if no_trunc else r.id[:12]) if r.id else "<missing>" for r in rows]
     if quiet:
         for i in ids:
             click.echo(i)
         return
-    rows = []
-    for shown, img in zip(ids, chain):
-        cmd = (img.container_config or {}).get("Cmd") or []
-        created_by = " ".join(cmd) if isinstance(cmd, list) else str(cmd)
+    table = []
+    for shown, r in zip(ids, rows):
+        created_by = r.created_by
         if not no_trunc and len(created_by) > CREATED_BY_WIDTH:
             created_by = created_by[: CREATED_BY_WIDTH - 3] + "..."
-        rows.append([shown, ago(img.created), created_by, human_size(img.size)])
-    click.echo(_table(rows, ["IMAGE", "CREATED", "CREATED BY", "SIZE"]))
+        table.append([shown, ago(r.created) if r.created else "N/A", created_by, human_size(r.size)])
+    click.echo(_table(table, ["IMAGE", "CREATED", "CREATED BY", "SIZE"]))
 
 
 @click.command()

@@ -32,6 +32,12 @@ COMMANDS: dict[str, str] = {
     "rmi": "pydock.cli.images:rmi",
     "history": "pydock.cli.images:history",
     "tag": "pydock.cli.images:tag",
+    "save": "pydock.cli.registry:save",
+    "load": "pydock.cli.registry:load",
+    "pull": "pydock.cli.registry:pull",
+    "push": "pydock.cli.registry:push",
+    "login": "pydock.cli.registry:login",
+    "logout": "pydock.cli.registry:logout",
     # containers
     "run": "pydock.cli.containers:run",
     "create": "pydock.cli.containers:create",
@@ -68,6 +74,7 @@ class Settings:
     bip: str | None = None
     icc: bool = True
     storage_opts: tuple[str, ...] = ()
+    insecure_registries: tuple[str, ...] = ()
     _runtime: Any = field(default=None, repr=False)
 
     def runtime(self) -> Any:
@@ -140,9 +147,12 @@ class LazyGroup(click.Group):
               help="The bridge's address and subnet, e.g. 10.42.0.1/16 (default: a free 172.17/10.x range).")
 @click.option("--icc", envvar="PYDOCK_ICC", type=click.BOOL, default=True, show_default=True,
               help="Inter-container communication; with false only linked ports pass.")
+@click.option("--insecure-registry", "insecure_registries", multiple=True, metavar="HOST:PORT",
+              envvar="PYDOCK_INSECURE_REGISTRY",
+              help="A registry reached over plain http (loopback registries always may be).")
 @click.pass_context
 def cli(ctx: click.Context, root: Path, driver: str | None, storage_opts: tuple[str, ...], debug: bool,
-        bridge: str, bip: str | None, icc: bool) -> None:
+        bridge: str, bip: str | None, icc: bool, insecure_registries: tuple[str, ...]) -> None:
     """pydock: a container runtime in the shape of Docker 0.7.
 
     There is no daemon: every command works on the root directly, and the network options
@@ -151,7 +161,7 @@ def cli(ctx: click.Context, root: Path, driver: str | None, storage_opts: tuple[
     """
     configure_logging(debug)
     ctx.obj = Settings(root=root.absolute(), driver=driver, debug=debug, bridge=bridge, bip=bip, icc=icc,
-                       storage_opts=storage_opts)
+                       storage_opts=storage_opts, insecure_registries=insecure_registries)
     log.debug("pid %d: %s, root %s, storage driver %s, bridge %s", os.getpid(), ctx.invoked_subcommand,
               ctx.obj.root, driver or "(best available)", bridge)
 

@@ -17,9 +17,12 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from pydock.devmapper.driver import Driver
-from pydock.utils.fileutil import flocked, fsync_dir, write_new
+from pydock.utils.fileutil import atomic_write, flocked, fsync_dir, write_new
+from pydock.graph.digest import HashingReader, chain_id, check_digest
 from pydock.graph.image import Image, utcnow
+from pydock.graph.layerinfo import LAYER_FILE, SPLIT_FILE, LayerInfo
 from pydock.graph.scratch import clean_stale, scratch_dir
+from pydock.graph.tarsplit import Recorder
 from pydock.utils.errors import Conflict, NotFound, PydockError, StorageError
 from pydock.utils.ids import generate_id, is_valid_id, resolve_prefix, truncate_id, validate_id
 from pydock.utils.paths import RootLayout
@@ -138,23 +141,32 @@ class Graph:
 
     # ---- register -----------------------------------------------------------------------
 
-    def register(self, stream: BinaryIO, *, parent: str | None = None, comment: str = "",
+    def register(self, stream: BinaryIO | None, *, parent: str | None = None, comment: str = "",
                  author: str = "", config: dict[str, Any] | None = None, container: str | None = None,
                  container_config: dict[str, Any] | None = None, image_id: str | None = None,
-                 created: datetime | None = None) -> Image:
-        """Apply the layer tar `stream` on top of `parent` as a new image; all-or-nothing."""
+                 created: datetime | None = None, diff_id: str | None = None,
+                 architecture: str | None = None, files: dict[str, bytes] | None = None) -> Image:
+        """Apply the layer tar `stream` on top of `parent` as a new image; all-or-nothing.
+
+        `stream` None makes an empty layer (an image that only adds a config). The layer's diff id is
+        computed as it is applied (and must equal `diff_id` when given), its tar-split recorded, and
+        `files` (e.g. the config blob) are published with the image's metadata.
+        """
         from pydock.archive.apply import apply_layer  # lazy: the archive package, only when a layer is registered
         from pydock.archive.changes import changes, changes_size, tree_size  # lazy: the archive package, only when a layer is registered
         from pydock.archive.compression import decompress_stream  # lazy: the archive package, only when a layer is registered
 
         image_id = validate_id(image_id) if image_id is not None else generate_id()
+        parent_info: LayerInfo | None = None
         if parent:
             parent_img = self.get(validate_id(parent))
             parent = parent_img.id
+            parent_info = self.layer_info(parent)
         else:
             parent = None
         if container:
             validate_id(container)
+        parent_chain = parent_info.chain_id if parent_info is not None else None
 
         with scratch_dir(self.tmp) as work:
             with flocked(self._lock_path):
@@ -167,23 +179,43 @@ class Graph:
                 write_new(work / _DEVICE_MARKER, image_id.encode())
                 self.driver.create(image_id, parent)
             try:
-                with self.driver.mounted(image_id) as rootfs:
-                    apply_layer(rootfs, decompress_stream(stream))
-                    if parent is None:
-                        size = tree_size(rootfs)
-                    else:
-                        with self.driver.mounted(parent, readonly=True) as parent_root:
-                            size = changes_size(rootfs, changes(rootfs, parent_root))
+                if stream is None:
+                    size = 0
+                    info = LayerInfo(diff_id=None, chain_id=parent_chain, empty=True)
+                else:
+                    with self.driver.mounted(image_id) as rootfs:
+                        hashed = HashingReader(decompress_stream(stream))
+                        recorder = Recorder(hashed, work / SPLIT_FILE)
+                        try:
+                            apply_layer(rootfs, recorder)  # type: ignore[arg-type]
+                            while recorder.read(1 << 20):  # the padding after the end marker is part of the diff
+                                pass
+                        finally:
+                            recorder.close()
+                        if diff_id is not None:
+                            check_digest(hashed.digest, diff_id, f"layer of image {truncate_id(image_id)}")
+                        if parent is None:
+                            size = tree_size(rootfs)
+                        else:
+                            with self.driver.mounted(parent, readonly=True) as parent_root:
+                                size = changes_size(rootfs, changes(rootfs, parent_root))
+                    known_chain = parent is None or parent_chain is not None
+                    info = LayerInfo(diff_id=hashed.digest,
+                                     chain_id=chain_id(parent_chain, hashed.digest) if known_chain else None,
+                                     tar_size=hashed.size, reproducible=recorder.reproducible)
                 self.driver.set_initialized(image_id)
                 image = Image(
                     id=image_id, parent=parent, created=created or utcnow(), comment=comment,
                     author=author, container=container or "", container_config=container_config,
-                    config=config, size=size,
+                    config=config, size=size, **({"architecture": architecture} if architecture else {}),
                 )
                 raw = image.to_json().encode()
                 image = Image.from_json(raw, size=size)  # exactly what get() will return
                 write_new(work / "json", raw)
                 write_new(work / "layersize", str(size).encode())
+                write_new(work / LAYER_FILE, info.to_json())
+                for name, data in (files or {}).items():
+                    write_new(work / name, data)
                 (work / _DEVICE_MARKER).unlink()
                 os.rename(work, self.root / image_id)
             except BaseException as err:
@@ -193,6 +225,57 @@ class Graph:
                 raise
         fsync_dir(self.root)
         return image
+
+    # ---- layer identity -----------------------------------------------------------------
+
+    def layer_info(self, image_id: str) -> LayerInfo | None:
+        """The image's layer record, or None for an image registered before pydock kept one."""
+        path = self.root / validate_id(image_id) / LAYER_FILE
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        return LayerInfo.from_json(raw, str(path))
+
+    def update_layer_info(self, image_id: str, change: Callable[[LayerInfo], LayerInfo]) -> None:
+        """Rewrite an image's layer record (e.g. a blob it is now known under), under the graph lock."""
+        with flocked(self._lock_path):
+            info = self.layer_info(image_id)
+            if info is not None:
+                atomic_write(self.root / image_id / LAYER_FILE, change(info).to_json())
+
+    def find_layer(self, chain: str) -> str | None:
+        """The id of an image whose layer stack is `chain` (a non-empty layer), or None."""
+        by_name = chain.split(":", 1)[1]
+        candidates = [by_name] if self.exists(by_name) else []
+        candidates += [i for i in self.ids() if i != by_name]
+        for image_id in candidates:
+            try:
+                info = self.layer_info(image_id)
+            except StorageError as err:
+                log.debug("graph: skipping %s while looking for layer %s: %s", image_id, chain, err)
+                continue
+            if info is not None and not info.empty and info.chain_id == chain:
+                return image_id
+        return None
+
+    def meta_file(self, image_id: str, name: str) -> bytes | None:
+        """A metadata file published with the image (`config.json`, `repodigests.json`), or None."""
+        try:
+            return (self.root / validate_id(image_id) / name).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def write_meta_file(self, image_id: str, name: str, data: bytes) -> None:
+        """Replace a metadata file of an existing image atomically (under the graph lock)."""
+        with flocked(self._lock_path):
+            if not (self.root / validate_id(image_id) / "json").is_file():
+                raise NotFound(f"No such image: {image_id}")
+            atomic_write(self.root / image_id / name, data)
+
+    def split_record(self, image_id: str) -> Path | None:
+        path = self.root / validate_id(image_id) / SPLIT_FILE
+        return path if path.is_file() else None
 
     def _discard_device(self, image_id: str) -> None:
         """Best-effort removal of a device no image owns (the driver unmounts it first, even one held

@@ -7,16 +7,32 @@ tags are looked up first, like Docker. `busybox[:latest]` is built from the host
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, BinaryIO
 
 from pydock.devmapper.driver import Driver
+from pydock.graph import assemble, imageconfig
+from pydock.graph.distribution import reference
 from pydock.graph.graph import Graph
 from pydock.graph.image import Image
+from pydock.graph.instructions import apply_changes
 from pydock.graph.tags import DEFAULT_TAG, TagStore, split_reference, validate_repo, validate_tag
 from pydock.utils.errors import Conflict, InvalidArgument, NotFound
 from pydock.utils.paths import RootLayout
 
 InUse = Callable[[str], "str | None"]
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    """One line of `history`: the graph image holding the layer (None for an empty config step)."""
+
+    id: str | None
+    created: datetime | None
+    created_by: str
+    size: int
+    comment: str
 
 
 class ImageStore:
@@ -32,15 +48,46 @@ class ImageStore:
 
     # ---- lookup -------------------------------------------------------------------------
 
-    def lookup(self, ref: str) -> Image | None:
-        """The image `ref` names via tags then id prefix, or None; never builds anything."""
+    def _tagged(self, ref: str) -> tuple[str, str, str] | None:
+        """(repo, tag, image id) when `ref` names a tag here, as typed or in its familiar form
+        (`docker.io/library/busybox` is `busybox`)."""
         repo, tag = split_reference(ref)
         image_id = self.tags.get(repo, tag or DEFAULT_TAG)
-        if image_id and self.graph.exists(image_id):
-            return self.graph.get(image_id)
-        if tag is None:
+        if image_id:
+            return repo, tag or DEFAULT_TAG, image_id
+        if "@" in ref:
+            return None
+        try:
+            parsed = reference.parse(ref)
+        except InvalidArgument:
+            return None
+        if parsed.familiar != repo and parsed.tag:
+            image_id = self.tags.get(parsed.familiar, parsed.tag)
+            if image_id:
+                return parsed.familiar, parsed.tag, image_id
+        return None
+
+    def tag_named(self, ref: str) -> str | None:
+        """`repo:tag` when `ref` names a tag (not an id or digest), else None."""
+        found = self._tagged(ref)
+        return f"{found[0]}:{found[1]}" if found else None
+
+    def lookup(self, ref: str) -> Image | None:
+        """The image `ref` names via tags, `repo@sha256:digest`, then id prefix, or None; never builds anything."""
+        found = self._tagged(ref)
+        if found and self.graph.exists(found[2]):
+            return self.graph.get(found[2])
+        if "@" in ref:
             try:
-                return self.graph.get(ref)
+                parsed = reference.parse(ref)
+            except InvalidArgument:
+                return None
+            image_id = assemble.find_by_repo_digest(self.graph, f"{parsed.familiar}@{parsed.digest}")
+            return self.graph.get(image_id) if image_id else None
+        repo, tag = split_reference(ref)
+        if tag is None or (ref.startswith("sha256:") and ref.count(":") == 1):
+            try:
+                return self.graph.get(ref.removeprefix("sha256:"))
             except NotFound as err:
                 if "ambiguous" in str(err):
                     raise
@@ -70,18 +117,66 @@ class ImageStore:
         """`repo:tag` of the image if tagged, else its short id (for `ps` IMAGE column)."""
         return self.tags.image_name(image_id)
 
+    def diff_ids(self, image: Image) -> list[str]:
+        """RootFS.Layers: the diff ids of the image's layers, bottom first (as far as they are recorded)."""
+        out = []
+        for img in reversed(self.graph.history(image)):
+            info = self.graph.layer_info(img.id)
+            if info is not None and info.diff_id:
+                out.append(info.diff_id)
+        return out
+
+    def repo_digests(self, image_id: str) -> list[str]:
+        return assemble.repo_digests(self.graph, image_id)
+
+    def history(self, image: Image) -> list[HistoryRow]:
+        """`history`, newest first: an image with a config shows the config's history (empty layers with
+        no id), each layer with the graph image that holds it; an image made here shows its chain."""
+        raw = imageconfig.stored_config(self.graph, image)
+        chain = self.graph.history(image)
+        if raw is not None:
+            entries = imageconfig.history(imageconfig.parse_config(raw))
+            layers = imageconfig.layer_chain(self.graph, image)
+            if entries and sum(not e.empty_layer for e in entries) == len(layers):
+                rows: list[HistoryRow] = []
+                it = iter(layers)
+                for e in entries:
+                    layer = None if e.empty_layer else next(it)
+                    rows.append(HistoryRow(layer.id if layer else None, e.created, e.created_by,
+                                           layer.size if layer else 0, e.comment))
+                rows.reverse()
+                rows[0] = HistoryRow(image.id, rows[0].created, rows[0].created_by, rows[0].size, rows[0].comment)
+                return rows
+        out = []
+        for img in chain:
+            cmd = (img.container_config or {}).get("Cmd") or []
+            out.append(HistoryRow(img.id, img.created, " ".join(cmd) if isinstance(cmd, list) else str(cmd),
+                                  img.size, img.comment))
+        return out
+
+    def inspect(self, ref: str) -> dict[str, Any]:
+        """`inspect IMAGE`: Docker 0.7's json plus RepoTags, RepoDigests and RootFS.Layers."""
+        image = self.get(ref)
+        out = image.to_dict()
+        out["RepoTags"] = self.tags.names_for(image.id)
+        out["RepoDigests"] = self.repo_digests(image.id)
+        out["RootFS"] = {"Type": "layers", "Layers": self.diff_ids(image)}
+        return out
+
     # ---- changes ------------------------------------------------------------------------
 
     def import_(self, stream: BinaryIO, repo: str | None = None, tag: str | None = None, *,
-                source: str = "-") -> Image:
-        """Register a (possibly compressed) tarball as a parentless image, tagging it when asked."""
+                source: str = "-", changes: list[str] | None = None) -> Image:
+        """Register a (possibly compressed) tarball as a parentless image, tagging it when asked; `changes`
+        are Dockerfile instructions (CMD, ENV, ...) for its config."""
         if repo is None and tag is not None:
             raise InvalidArgument("A tag needs a repository name")
         if repo is not None:
             validate_repo(repo)
             if tag is not None:
                 validate_tag(tag)
-        image = self.graph.register(stream, comment=f"Imported from {source}")
+        config = apply_changes(None, list(changes or []))  # bad instructions fail before the layer is read
+        image = self.graph.register(stream, comment=f"Imported from {source}", config=config)
         if repo is not None:
             self.tags.set(repo, tag or DEFAULT_TAG, image.id, force=True)
         return image

@@ -23,10 +23,11 @@ PY=$VENV/bin/python
 RUN_PACKAGES="lxc iptables e2fsprogs util-linux busybox-static xz-utils bzip2 iproute2 procps tini python3-venv python3-dev gcc libcap-dev"
 # What only the tests use: the dm-thin test kernel (user-mode-linux, for hack/dmkernel.sh), dmsetup (an
 # independent device-mapper implementation the tests cross-check ours against) and Debian's own python3
-# libraries the .deb depends on (its install test runs pydock on them), tini (the static init `run --init`
-# uses) and libc6-dev (tests/security compiles a static probe). The docker CLI that `pydock serve`
-# is tested with: see ensure_docker_cli.
-TEST_PACKAGES="user-mode-linux dmsetup python3-click python3-tabulate python3-pyroute2 python3-prctl libc6-dev"
+# libraries the .deb depends on (its install test runs pydock on them), libc6-dev (tests/security compiles
+# a static probe), and the image tests' independent producers and consumers: podman, buildah, skopeo, runc,
+# and docker-registry with apache2-utils (htpasswd); the registry's service is never started (see
+# apt_install). The docker CLI that `pydock serve` is tested with: see ensure_docker_cli.
+TEST_PACKAGES="user-mode-linux dmsetup python3-click python3-tabulate python3-pyroute2 python3-prctl libc6-dev podman buildah skopeo runc docker-registry apache2-utils"
 
 # policy-rc.d (Debian's invoke-rc.d/deb-systemd-invoke ask it before starting a service): while we
 # install, ours answers 101 ("action forbidden") to every postinst, so docker.io's dockerd, containerd

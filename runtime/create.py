@@ -39,6 +39,8 @@ def create_container(rt: Runtime, opts: CreateOptions) -> Container:
     img = rt.images.resolve(opts.image)
     rt.graph.check_depth(img)
     img_cfg = dict(img.config or {})
+    given = {v.target for v in vols}  # the image's VOLUMEs become anonymous volumes unless -v names them
+    vols += [v for v in map(parse_volume, sorted(img_cfg.get("Volumes") or {})) if v.target not in given]
     ep, command = merge_command(img_cfg, opts.entrypoint, opts.cmd)
     if not ep + command:
         raise InvalidArgument("No command specified")
@@ -61,6 +63,7 @@ def create_container(rt: Runtime, opts: CreateOptions) -> Container:
         "Volumes": {v.target: {} for v in vols} or None, "VolumesFrom": "",
         "WorkingDir": workdir if workdir is not None else img_cfg.get("WorkingDir", ""),
         "Entrypoint": ep or None, "NetworkDisabled": not opts.network,
+        "Labels": dict(img_cfg.get("Labels") or {}), "StopSignal": img_cfg.get("StopSignal") or None,
     }
     hostconfig = {"Binds": [spec for spec in opts.volumes if ":" in spec] or None,
                   "ContainerIDFile": opts.cidfile or "", "LxcConf": None, "Privileged": False,

@@ -328,12 +328,12 @@ class Runtime:
                 raise Conflict(f"Container {c.short_id} is still starting; try again")
 
     def stop(self, c: Container | str, timeout: float = DEFAULT_STOP_TIMEOUT) -> None:
-        """SIGTERM, then SIGKILL after `timeout` seconds (Docker's stop)."""
+        """The image's StopSignal (default SIGTERM), then SIGKILL after `timeout` seconds (Docker's stop)."""
         c = self._current(c)
         if not c.state.running:
             return
         try:
-            self.kill(c, signal.SIGTERM)
+            self.kill(c, c.config.get("StopSignal") or signal.SIGTERM)
         except Conflict as err:
             log.debug("stop %s: %s; the SIGKILL below retries", c.short_id, err)  # still starting
         try:

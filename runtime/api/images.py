@@ -1,13 +1,13 @@
-"""Image routes: list, inspect, history, tag, delete, and `POST /images/create` (import a tar body; a
-pull, with no registry, only finds what is here or builds the embedded busybox)."""
+"""Image routes: list, inspect, history, tag, delete; `POST /images/create` (import a tar body, or pull
+from a registry), push, save (`get`), load, and the registry's view of a reference (`distribution`)."""
 
 from __future__ import annotations
 
 import json
 from fnmatch import fnmatchcase
+from typing import Any
 
 from pydock.graph.image import Image
-from pydock.graph.tags import split_reference
 from pydock.runtime.api import decode, models
 from pydock.runtime.api.httpd import Handler, Request, bool_value
 from pydock.runtime.api.services import Services
@@ -54,7 +54,7 @@ def list_images(svc: Services, req: Request, h: Handler) -> None:
                 continue
             if dangling and bool_value(dangling[-1]) == bool(tags):
                 continue
-            out.append(models.image_summary(img, tags, rt.graph.virtual_size(img)))
+            out.append(models.image_summary(img, tags, rt.graph.virtual_size(img), rt.images.repo_digests(img.id)))
     h.send_json(200, out)
 
 
@@ -62,13 +62,14 @@ def inspect(svc: Services, req: Request, h: Handler, name: str) -> None:
     with svc.pool.runtime() as rt:
         img = _image(rt, name)
         tags = sorted(rt.images.tags.names_for(img.id))
-        h.send_json(200, models.image_inspect(img, tags, rt.graph.virtual_size(img), rt.driver.name))
+        h.send_json(200, models.image_inspect(img, tags, rt.graph.virtual_size(img), rt.driver.name,
+                                              rt.images.repo_digests(img.id), rt.images.diff_ids(img)))
 
 
 def history(svc: Services, req: Request, h: Handler, name: str) -> None:
     with svc.pool.runtime() as rt:
-        layers = rt.graph.history(_image(rt, name))
-        h.send_json(200, models.image_history(layers, rt.images.tags.names_for))
+        rows = rt.images.history(_image(rt, name))
+        h.send_json(200, models.image_history(rows, rt.images.tags.names_for))
 
 
 def tag(svc: Services, req: Request, h: Handler, name: str) -> None:
@@ -100,14 +101,22 @@ def create(svc: Services, req: Request, h: Handler) -> None:
 
 
 def _import(svc: Services, req: Request, h: Handler) -> None:
-    """The tar body (chunked from the CLI) as a new image; errors go in the stream, as dockerd's do."""
+    """The tar body (chunked from the CLI), or an http(s) URL (`fromSrc=URL`), as a new image with the
+    `changes=` instructions; errors go in the stream, as dockerd's do."""
+    from pydock.graph.urlsource import is_url, open_url  # lazy: only imports need it
+
     src = req.arg("fromSrc") or "-"
-    if src != "-":
-        raise InvalidArgument(f"Importing from a URL is not supported: download {src} and import the file")
+    if src != "-" and not is_url(src):
+        raise InvalidArgument(f"fromSrc must be - or an http(s) URL, not {src!r}")
     repo, tag_ = decode.repo_tag(req.arg("repo"), req.arg("tag"))
+    changes = req.args("changes")
     try:
         with svc.pool.runtime() as rt:
-            image = rt.images.import_(req.body, repo, tag_, source="-")
+            if src == "-":
+                image = rt.images.import_(req.body, repo, tag_, source="-", changes=changes)
+            else:
+                with open_url(src) as (stream, _length):
+                    image = rt.images.import_(stream, repo, tag_, source=src, changes=changes)
     except PydockError as err:
         h.close_connection = not req.body.done  # the rest of a bad body is not worth reading
         h.send_bytes(200, _progress({"errorDetail": {"message": str(err)}, "error": str(err)}))
@@ -116,20 +125,179 @@ def _import(svc: Services, req: Request, h: Handler) -> None:
 
 
 def _pull(svc: Services, req: Request, h: Handler) -> None:
-    """No registry: the embedded busybox is built; an image already here is 'up to date'; else 404."""
-    repo, tag_ = split_reference(decode.strip_registry(req.arg("fromImage") or ""))
-    ref = f"{repo}:{req.arg('tag') or tag_ or 'latest'}"
+    """A registry pull with Docker's JSON progress stream; `busybox:latest` is the embedded image, built
+    here. Errors before the first layer (no such image, 401) are HTTP errors; later ones are in the stream."""
+    from pydock.graph.distribution import manifest  # lazy: the distribution client, only for registry routes
+    from pydock.graph.distribution.client import Unauthorized  # lazy: the distribution client, only for registry routes
+    from pydock.graph.distribution.pull import pull  # lazy: the distribution client, only for registry routes
+
+    text = _reference(req.arg("fromImage") or "", req.arg("tag"))
+    platform = req.arg("platform")
+    host = "/".join(p for p in manifest.host_platform() if p)
+    if platform and platform not in (host, host.split("/", 1)[1]):
+        raise InvalidArgument(f"platform {platform} is not supported: only {host} can be pulled")
+    if decode.strip_registry(text) == BUSYBOX:
+        with svc.pool.runtime() as rt:
+            rt.images.resolve(BUSYBOX)
+        h.send_bytes(200, _progress({"status": f"Status: Image is up to date for {BUSYBOX}"}))
+        return
+    creds = registry_auth(req)
+    stream = _ProgressStream(h)
+    try:
+        with svc.pool.runtime() as rt:
+            pull(rt.images, text, progress=stream, credentials=creds)
+    except PydockError as err:
+        if not stream.started:
+            if isinstance(err, (NotFound, Unauthorized)):
+                raise NotFound(f"pull access denied for {text}, repository does not exist or may require "
+                               f"'docker login': {err}") from None
+            raise
+        stream.error(str(err))
+    stream.close()
+
+
+def _reference(name: str, tag: str | None) -> str:
+    """`fromImage`/push name plus `tag=` (a tag, or a digest) as one reference."""
+    if not name:
+        raise InvalidArgument("an image name is required")
+    if tag:
+        return f"{name}@{tag}" if tag.startswith("sha256:") else f"{name}:{tag}"
+    return name
+
+
+def registry_auth(req: Request) -> Any:
+    """The credentials of `X-Registry-Auth` (base64url JSON: username, password), or None."""
+    import base64  # lazy: only registry routes decode auth
+    from pydock.graph.distribution.auth import Credentials  # lazy: the distribution client, only for registry routes
+
+    header = req.headers.get("X-Registry-Auth")
+    if not header:
+        return None
+    try:
+        data = json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)) or b"{}")
+    except (ValueError, TypeError) as err:
+        raise InvalidArgument(f"X-Registry-Auth is not base64 JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise InvalidArgument("X-Registry-Auth is not a JSON object")
+    if data.get("identitytoken") or data.get("registrytoken"):
+        raise InvalidArgument("X-Registry-Auth: identity and registry tokens are not supported, only username "
+                              "and password")
+    if not data.get("username"):
+        return None
+    return Credentials(str(data["username"]), str(data.get("password") or ""))
+
+
+class _ProgressStream:
+    """Docker's JSON progress messages, one per line; the response starts with the first message."""
+
+    def __init__(self, h: Handler) -> None:
+        import threading  # lazy: only registry routes stream progress from download threads
+
+        self.h = h
+        self.writer: Any = None
+        self.lock = threading.Lock()
+
+    @property
+    def started(self) -> bool:
+        return self.writer is not None
+
+    def _write(self, message: dict[str, object]) -> None:
+        with self.lock:
+            if self.writer is None:
+                self.writer = self.h.start_stream("application/json")
+            self.writer.write(_progress(message))
+
+    def __call__(self, p: Any) -> None:
+        if not p.id:
+            self._write({"status": p.status})
+            return
+        message: dict[str, object] = {"status": p.status, "id": p.id}
+        if p.total:
+            message["progressDetail"] = {"current": p.current, "total": p.total}
+        self._write(message)
+
+    def error(self, text: str) -> None:
+        self._write({"errorDetail": {"message": text}, "error": text})
+
+    def close(self) -> None:
+        with self.lock:
+            if self.writer is None:
+                self.writer = self.h.start_stream("application/json")
+            self.writer.close()
+
+
+def push(svc: Services, req: Request, h: Handler, name: str) -> None:
+    """`POST /images/{name}/push?tag=`: push with Docker's JSON progress stream."""
+    from pydock.graph.distribution.push import push as push_image  # lazy: the distribution client, only for registry routes
+
+    text = _reference(name, req.arg("tag"))
+    creds = registry_auth(req)
     with svc.pool.runtime() as rt:
-        found = rt.images.resolve(ref) if ref == BUSYBOX else rt.images.lookup(ref)
-    if found is None:
-        raise NotFound(f"pull access denied for {repo}, repository does not exist or may require "
-                       "'docker login': pydock has no registry (import the image instead)")
-    h.send_bytes(200, _progress({"status": f"Status: Image is up to date for {ref}"}))
+        rt.images.get(text)  # a missing image is a 404, before the stream starts
+        stream = _ProgressStream(h)
+        try:
+            result = push_image(rt.images, text, progress=stream, credentials=creds)
+            stream._write({"progressDetail": {}, "aux": {"Tag": result.reference.tag, "Digest": result.digest,
+                                                          "Size": result.size}})
+        except PydockError as err:
+            stream.error(str(err))
+    stream.close()
+
+
+def _save(svc: Services, h: Handler, names: list[str]) -> None:
+    from pydock.graph.archives import save  # lazy: archive writing, only for the export routes
+
+    if not names:
+        raise InvalidArgument("names is required")
+    with svc.pool.runtime() as rt:
+        for n in names:
+            _image(rt, n)  # every name checked before the archive starts
+        writer = h.start_stream("application/x-tar")
+        save(rt.images, [decode.strip_registry(n) for n in names], writer)  # type: ignore[arg-type]
+        writer.close()
+
+
+def get_one(svc: Services, req: Request, h: Handler, name: str) -> None:
+    """`GET /images/{name}/get`: docker save's archive of one image."""
+    _save(svc, h, [name])
+
+
+def get_many(svc: Services, req: Request, h: Handler) -> None:
+    """`GET /images/get?names=a&names=b`."""
+    _save(svc, h, req.args("names"))
+
+
+def load(svc: Services, req: Request, h: Handler) -> None:
+    """`POST /images/load`: the body is an archive (docker save, podman save, OCI; compressed or not)."""
+    from pydock.graph.archives import load as load_archive  # lazy: archive reading, only for the load route
+
+    with svc.pool.runtime() as rt:
+        try:
+            lines = load_archive(rt.images, req.body)  # type: ignore[arg-type]
+        except PydockError:
+            h.close_connection = not req.body.done
+            raise
+    body = b"".join(_progress({"stream": line + "\n"}) for line in lines)
+    h.send_bytes(200, body)
+
+
+def distribution(svc: Services, req: Request, h: Handler, name: str) -> None:
+    """`GET /distribution/{name}/json`: the registry's descriptor of a reference and its platforms."""
+    from pydock.graph.distribution.pull import describe  # lazy: the distribution client, only for registry routes
+
+    d = describe(name, credentials=registry_auth(req))
+    h.send_json(200, {"Descriptor": {"mediaType": d.media_type, "digest": d.digest, "size": d.size},
+                      "Platforms": d.platforms})
 
 
 ROUTES = [
     ("GET", r"/images/json", list_images),
     ("POST", r"/images/create", create),
+    ("GET", r"/images/get", get_many),
+    ("POST", r"/images/load", load),
+    ("GET", r"/images/(?P<name>.+)/get", get_one),
+    ("POST", r"/images/(?P<name>.+)/push", push),
+    ("GET", r"/distribution/(?P<name>.+)/json", distribution),
     ("GET", r"/images/(?P<name>.+)/json", inspect),
     ("GET", r"/images/(?P<name>.+)/history", history),
     ("POST", r"/images/(?P<name>.+)/tag", tag),

@@ -196,40 +196,42 @@ def _port_bindings(hc: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def image_summary(image: Image, tags: list[str], virtual_size: int) -> dict[str, Any]:
+def image_summary(image: Image, tags: list[str], virtual_size: int, digests: list[str] | None = None
+                  ) -> dict[str, Any]:
     """One element of `GET /images/json`."""
     return {
         "Id": image_ref(image.id), "ParentId": image_ref(image.parent) if image.parent else "",
-        "RepoTags": tags, "RepoDigests": [], "Created": _unix(image.created), "Size": virtual_size,
+        "RepoTags": tags, "RepoDigests": list(digests or []), "Created": _unix(image.created), "Size": virtual_size,
         "VirtualSize": virtual_size, "SharedSize": -1, "Labels": dict((image.config or {}).get("Labels") or {}),
         "Containers": -1,
     }
 
 
-def image_inspect(image: Image, tags: list[str], virtual_size: int, driver: str) -> dict[str, Any]:
+def image_inspect(image: Image, tags: list[str], virtual_size: int, driver: str, digests: list[str] | None = None,
+                  layers: list[str] | None = None) -> dict[str, Any]:
     """`GET /images/{name}/json`; `Config` is always an object (the SDK reads `Config.Labels`)."""
     config = dict(image.config or {})
     config.setdefault("Labels", None)
     return {
-        "Id": image_ref(image.id), "RepoTags": tags, "RepoDigests": [],
+        "Id": image_ref(image.id), "RepoTags": tags, "RepoDigests": list(digests or []),
         "Parent": image_ref(image.parent) if image.parent else "", "Comment": image.comment,
         "Created": format_time(image.created), "Container": image.container or "",
         "ContainerConfig": image.container_config or {}, "DockerVersion": image.docker_version,
         "Author": image.author, "Config": config, "Architecture": image.architecture or go_arch(),
         "Os": "linux", "Size": virtual_size, "VirtualSize": virtual_size,
-        "GraphDriver": {"Name": driver, "Data": {}}, "RootFS": {"Type": "layers", "Layers": []},
+        "GraphDriver": {"Name": driver, "Data": {}}, "RootFS": {"Type": "layers", "Layers": list(layers or [])},
         "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
     }
 
 
-def image_history(layers: list[Image], names_for: Any) -> list[dict[str, Any]]:
-    """`GET /images/{name}/history`: the image, then its parents; `names_for(id)` gives a layer's tags."""
+def image_history(rows: list[Any], names_for: Any) -> list[dict[str, Any]]:
+    """`GET /images/{name}/history` from the store's history rows (newest first; a row without an id is a
+    config-only step, `<missing>` as dockerd shows it); `names_for(id)` gives a layer's tags."""
     out = []
-    for layer in layers:
-        cmd = (layer.container_config or {}).get("Cmd") or []
-        out.append({"Id": image_ref(layer.id), "Created": _unix(layer.created),
-                    "CreatedBy": " ".join(cmd) if isinstance(cmd, list) else str(cmd),
-                    "Tags": names_for(layer.id) or None, "Size": layer.size, "Comment": layer.comment})
+    for row in rows:
+        out.append({"Id": image_ref(row.id) if row.id else "<missing>", "Created": _unix(row.created),
+                    "CreatedBy": row.created_by, "Tags": (names_for(row.id) if row.id else None) or None,
+                    "Size": row.size, "Comment": row.comment})
     return out
 
 

@@ -48,7 +48,8 @@ def test_run_unknown_image_is_125_with_pull_failure(server):
     p = server.docker("run", "--rm", "--net", "none", "nosuchimage-" + uuid.uuid4().hex[:6], "true")
     assert p.returncode == 125
     assert "Unable to find image" in err(p)
-    assert "pull access denied" in err(p)
+    # a real pull now: Docker Hub denies an unknown name, or (offline, as in CI) cannot be reached
+    assert "pull access denied" in err(p) or "registry-1.docker.io is unreachable" in err(p)
 
 
 def test_run_missing_command_is_127(server):

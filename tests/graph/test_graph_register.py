@@ -31,7 +31,7 @@ def test_graph_import_round_trip(store, layout, driver, driver_name):
     assert image.size == 5000 + 1000 + len("base\n") + len("tool")  # files + symlink target length
     # metadata on disk, 0600, Docker's json keys, layersize alongside
     d = layout.graph / image.id
-    assert sorted(os.listdir(d)) == ["json", "layersize"]
+    assert sorted(os.listdir(d)) == ["json", "layer.json", "layersize", "tar-split.gz"]
     for f in ("json", "layersize"):
         assert (d / f).stat().st_mode & 0o777 == 0o600
     data = json.loads((d / "json").read_text())
