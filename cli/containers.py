@@ -21,6 +21,8 @@ from pydock.utils.errors import InvalidArgument, NotFound, PydockError
 from pydock.utils.humanize import ago, human_duration, human_size
 
 COMMAND_WIDTH = 20
+#: images pydock builds itself instead of pulling them.
+BUILT_IN_IMAGES = ("busybox", "busybox:latest")
 
 log = logging.getLogger(__package__)
 
@@ -58,6 +60,8 @@ def _container_options(f: Any) -> Any:
         click.option("--net", "net", type=click.Choice(["bridge", "none"]), default="bridge",
                      help="Networking: bridge (default) or none."),
         click.option("--dns", multiple=True, help="Custom DNS server."),
+        click.option("--pull", type=click.Choice(["missing", "always", "never"]), default="missing",
+                     show_default=True, help="Pull the image before creating the container."),
         _alias("-dns", "dns", multiple=True),
         click.option("--init", "init", is_flag=True,
                      help="Run a reaping init (the host's static tini) as PID 1 in front of the command."),
@@ -124,6 +128,7 @@ def run(ctx: click.Context, detach: bool, rm: bool, rm_alias: bool, image: str, 
         raise InvalidArgument("Conflicting options: --rm and -d")
     opts = _create_options(image, cmd, options, auto_remove=rm)
     rt = ctx.obj.runtime()
+    _pull_as_asked(ctx, rt, image, options["pull"])
     if detach:
         c = rt.create(opts)
         rt.start(c)
@@ -142,9 +147,24 @@ def run(ctx: click.Context, detach: bool, rm: bool, rm_alias: bool, image: str, 
 @click.pass_context
 def create(ctx: click.Context, image: str, cmd: tuple[str, ...], **options: Any) -> None:
     """Create a container (not started) and print its id."""
+    opts = _create_options(image, cmd, options)
     rt = ctx.obj.runtime()
-    c = rt.create(_create_options(image, cmd, options))
+    _pull_as_asked(ctx, rt, image, options["pull"])
+    c = rt.create(opts)
     click.echo(c.id)
+
+
+def _pull_as_asked(ctx: click.Context, rt: Any, image: str, policy: str) -> None:
+    """Docker's `--pull`: `missing` (the default) pulls an image that is not here first (the built-in
+    busybox is built instead), `always` pulls every time, `never` leaves a missing image an error."""
+    if policy == "never" or policy == "missing" and (image in BUILT_IN_IMAGES or rt.images.lookup(image)):
+        return
+    from pydock.cli.registry import ProgressDisplay, pull_reference  # lazy: the distribution client, only for a pull
+
+    if policy == "missing":
+        click.echo(f"Unable to find image '{image if ':' in image.rpartition('/')[2] or '@' in image else image + ':latest'}'"
+                   " locally", err=True)
+    pull_reference(ctx, image, ProgressDisplay(sys.stderr))
 
 
 def _status(c: Any) -> str:

@@ -130,19 +130,25 @@ def _insecure(ctx: click.Context) -> tuple[str, ...]:
 def pull(ctx: click.Context, quiet: bool, platform: str | None, name: str) -> None:
     """Pull an image from a registry (Docker Hub by default)."""
     from pydock.graph.distribution import manifest  # lazy: the distribution client, only for registry commands
-    from pydock.graph.distribution.pull import pull as pull_image  # lazy: the distribution client, only for registry commands
 
     if platform is not None and platform != "/".join(p for p in manifest.host_platform() if p):
         raise InvalidArgument(f"--platform {platform}: only this host's platform "
                               f"({'/'.join(p for p in manifest.host_platform() if p)}) can be pulled")
-    store = _store(ctx)
+    result = pull_reference(ctx, name, None if quiet else ProgressDisplay())
+    click.echo(result.reference.name + (f":{result.reference.tag}" if result.reference.tag and not
+                                        result.reference.digest else f"@{result.digest}"))
+
+
+def pull_reference(ctx: click.Context, name: str, progress: Any) -> Any:
+    """Pull `name` into this invocation's image store (for `pull`, and `run`/`create` of a missing image);
+    Ctrl-C ends the command with 130 and nothing half-registered."""
+    from pydock.graph.distribution.pull import pull as pull_image  # lazy: the distribution client, only for registry commands
+
     try:
-        result = pull_image(store, name, progress=None if quiet else ProgressDisplay(), insecure=_insecure(ctx))
+        return pull_image(_store(ctx), name, progress=progress, insecure=_insecure(ctx))
     except KeyboardInterrupt:
         click.echo(f"Error: pull of {name} interrupted: nothing was registered for the layers in progress", err=True)
         ctx.exit(130)
-    click.echo(result.reference.name + (f":{result.reference.tag}" if result.reference.tag and not
-                                        result.reference.digest else f"@{result.digest}"))
 
 
 @click.command()

@@ -211,3 +211,23 @@ def test_chunked_push(pydock, registry, busybox_rootfs: Path):
     inspected = json.loads(run([*registry.ns, "skopeo", "inspect", "--config", "--tls-verify=false",
                                 f"docker://{registry.host}/chunked:1"], ok=True).out)
     assert inspected["rootfs"]["diff_ids"] == pydock.inspect(f"{registry.host}/chunked:1")["RootFS"]["Layers"]
+
+
+def test_run_pulls_a_missing_image_as_docker_run_does(pydock, podman, registry, peer_image):
+    """`run` of an image that is not here pulls it first (`--pull missing`, the default); `--pull never`
+    leaves it an error; `create --pull always` pulls even when it is here."""
+    _podman_push(podman, registry, "localhost/multi:1", "team/auto:1")
+    inside = pydock.inside(registry.ns)
+    ref = f"{registry.host}/team/auto:1"
+    refused = inside("run", "--pull", "never", "--rm", ref, ok=False)
+    assert refused.returncode != 0 and refused.err.strip() == f"Error: Unable to find image '{ref}'"
+    first = inside("run", "--rm", ref)
+    assert first.out == "one\n"
+    assert first.err.splitlines()[0] == f"Unable to find image '{ref}' locally"
+    assert "Pull complete" in first.err and pydock.image_id(ref) == peer_image
+    again = inside("run", "--rm", ref)
+    assert again.out == "one\n" and "Unable to find image" not in again.err  # here now: no pull
+    always = inside("create", "--pull", "always", ref)
+    assert "Image is up to date" in always.err and len(always.out.strip()) == 64
+    pydock("rm", always.out.strip())
+    _no_partials(pydock)
