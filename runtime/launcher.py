@@ -172,9 +172,13 @@ def exit_status(returncode: int, log: Path, killed_by_pydock: bool) -> tuple[int
     return returncode, None
 
 
-def is_lxc_noise(line: bytes, name: str) -> bool:
+def lxc_noise_prefix(name: str) -> bytes:
     """lxc also prints its errors on stderr, prefixed `lxc-execute: <name>: `; they are not the command's output."""
-    return line.startswith(f"lxc-execute: {name}: ".encode())
+    return f"lxc-execute: {name}: ".encode()
+
+
+def is_lxc_noise(line: bytes, name: str) -> bool:
+    return line.startswith(lxc_noise_prefix(name))
 
 
 def wait_gone(pid: int, start: int, timeout: float) -> bool:
