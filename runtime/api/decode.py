@@ -163,11 +163,21 @@ def create_options(body: Any, name: str | None) -> CreateOptions:
         publish_all=bool(hc.get("PublishAllPorts")),
         expose=tuple(body.get("ExposedPorts") or {}),
         network=mode != "none" and not body.get("NetworkDisabled"),
-        dns=tuple(hc.get("Dns") or ()),
+        dns=_strings(hc, "Dns"),
         auto_remove=bool(hc.get("AutoRemove")),
         tty=bool(body.get("Tty")),
         stdin_open=bool(body.get("OpenStdin")),
     )
+
+
+def _strings(hc: dict[str, Any], field: str) -> tuple[str, ...]:
+    """A list-of-strings field of HostConfig (a bare string would be taken apart letter by letter)."""
+    value = hc.get(field)
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidArgument(f"HostConfig.{field} must be a list of strings, not {json.dumps(value)[:100]}")
+    return tuple(value)
 
 
 def _volumes(body: dict[str, Any], hc: dict[str, Any]) -> tuple[str, ...]:
