@@ -7,15 +7,17 @@ keep-alive (the SDK pools connections; wait/attach/follow-logs block their threa
 Docker's JSON or pydock's containers: the server hands every parsed `Request` to its router.
 
 Every client is bounded (the API gives root, but a stuck or hostile client must not take the server
-down): at most MAX_CONNECTIONS at once (503 past it), a request head within HEAD_TIMEOUT and
-MAX_HEAD_BYTES (408, 431), a body that keeps coming (BODY_IDLE_TIMEOUT), at most MAX_JSON_BODY read
-into memory (413/400), strict Content-Length and chunk sizes (400). On TCP, requests a web browser
-sends (an Origin or Sec-Fetch-* header, a Host that is not a loopback name) are refused with 403, so
-a page cannot POST a container that bind-mounts the host's /.
+down; see `Limits`, tunable with PYDOCK_API_LIMITS="head_timeout=10,max_connections=64"): a number
+of connections at once (503 past it), a request head within a time and a size (408, 431), a body
+that keeps coming (400 and closed when it stalls), a JSON body of bounded size (413/400), strict
+Content-Length and chunk sizes (400). On TCP, requests a web browser sends (an Origin or Sec-Fetch-*
+header, a Host that is not a loopback name) are refused with 403, so a page cannot POST a container
+that bind-mounts the host's /.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import http.client
 import io
@@ -54,20 +56,7 @@ _REASONS = {101: "UPGRADED", 200: "OK", 201: "Created", 204: "No Content", 304: 
 _COMMON = (f"Api-Version: {API_VERSION}\r\nDocker-Experimental: false\r\nOstype: linux\r\n"
            f"Server: pydock/{VERSION} (linux)\r\n").encode()
 _DRAIN_LIMIT = 1 << 20
-#: connections served at once per listener (each is a thread; `docker run` opens a few, every attached
-#: or waited-for container holds one); past it a client gets 503 and the connection is closed
-MAX_CONNECTIONS = 512
-#: a kept-alive connection may sit idle this long between requests
-IDLE_TIMEOUT = 300.0
-#: the request line and headers must arrive within this (from their first byte)
-HEAD_TIMEOUT = 60.0
-#: a request body may pause this long between two reads (uploads of big images are slow, not stalled)
-BODY_IDLE_TIMEOUT = 300.0
-#: bytes of header lines per request (Go's net/http DefaultMaxHeaderBytes); the request line has
-#: BaseHTTPRequestHandler's own 64 KiB limit (414)
-MAX_HEAD_BYTES = 1 << 20
-#: a body read whole (JSON) may be at most this big; streamed bodies (image tars) are not limited here
-MAX_JSON_BODY = 4 << 20
+LIMITS_ENV = "PYDOCK_API_LIMITS"
 _MAX_REQUEST_LINE = 65536
 _DIGITS = re.compile(r"[0-9]{1,20}")
 _HEX = re.compile(r"[0-9a-fA-F]{1,16}")
@@ -75,6 +64,48 @@ _HEX = re.compile(r"[0-9a-fA-F]{1,16}")
 HIJACK_LINGER = 2.0
 
 log = logging.getLogger(__package__)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one client may cost the server."""
+
+    #: connections served at once per listener (each is a thread; `docker run` opens a few, every
+    #: attached or waited-for container holds one); past it a client gets 503 and is disconnected
+    max_connections: int = 512
+    #: a kept-alive connection may sit idle this long between requests (then it is closed)
+    idle_timeout: float = 300.0
+    #: the request line and headers must arrive within this, from their first byte (408)
+    head_timeout: float = 60.0
+    #: a request body may pause this long between two reads (uploads of big images are slow, not stalled)
+    body_idle_timeout: float = 300.0
+    #: bytes of header lines per request (Go's net/http DefaultMaxHeaderBytes; 431); the request line
+    #: has BaseHTTPRequestHandler's own 64 KiB limit (414)
+    max_head_bytes: int = 1 << 20
+    #: a body read whole (JSON) may be at most this big (413); streamed bodies (image tars) are not
+    #: limited here, the layer limits bound what they cost
+    max_json_body: int = 4 << 20
+
+    @classmethod
+    def from_env(cls) -> Limits:
+        """The defaults, with `name=value` overrides from PYDOCK_API_LIMITS (comma-separated)."""
+        text = os.environ.get(LIMITS_ENV, "").strip()
+        if not text:
+            return cls()
+        known = {f.name: f.type for f in dataclasses.fields(cls)}
+        values: dict[str, Any] = {}
+        for item in text.split(","):
+            name, _, value = item.strip().partition("=")
+            if name not in known:
+                raise InvalidArgument(f"{LIMITS_ENV}: unknown limit {name!r} (known: {', '.join(known)})")
+            try:
+                number = float(value) if known[name] == "float" else int(value)
+            except ValueError:
+                raise InvalidArgument(f"{LIMITS_ENV}: {name}={value!r} is not a number") from None
+            if number <= 0:
+                raise InvalidArgument(f"{LIMITS_ENV}: {name} must be positive")
+            values[name] = number
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -149,8 +180,9 @@ def bool_value(text: str | None) -> bool:
 class BodyReader:
     """The request body as a stream: Content-Length bounded, or de-chunked (`docker import` sends chunked)."""
 
-    def __init__(self, rfile: Any, headers: Any) -> None:
+    def __init__(self, rfile: Any, headers: Any, max_whole: int = Limits.max_json_body) -> None:
         self._rfile = rfile
+        self.max_whole = max_whole
         self.chunked = "chunked" in (headers.get("Transfer-Encoding") or "").lower()
         lengths = {v.strip() for v in headers.get_all("Content-Length") or ()}
         if len(lengths) > 1:
@@ -164,8 +196,8 @@ class BodyReader:
         self.done = not self.chunked and self._left == 0
 
     def read(self, n: int = -1) -> bytes:
-        """Up to `n` bytes of the body; all of it with n < 0, but then at most MAX_JSON_BODY (InvalidArgument
-        past it: a body read whole is held in memory)."""
+        """Up to `n` bytes of the body; all of it with n < 0, but then at most `max_whole` (BodyTooLarge past
+        it: a body read whole is held in memory)."""
         if self.done:
             return b""
         if n is None or n < 0:
@@ -176,8 +208,8 @@ class BodyReader:
                 if not part:
                     return b"".join(parts)
                 total += len(part)
-                if total > MAX_JSON_BODY:
-                    raise BodyTooLarge(f"Request body too large: more than {MAX_JSON_BODY} bytes")
+                if total > self.max_whole:
+                    raise BodyTooLarge(f"Request body too large: more than {self.max_whole} bytes")
                 parts.append(part)
         if not self.chunked:
             data = self._rfile.read(min(n, self._left))
@@ -232,7 +264,7 @@ class BodyReader:
 
 
 class BodyTooLarge(InvalidArgument):
-    """A body to be read whole is larger than MAX_JSON_BODY."""
+    """A body to be read whole is larger than the server allows (Limits.max_json_body)."""
 
 
 @dataclass
@@ -350,7 +382,7 @@ class Hijacked:
 
 
 class _HeadTooLarge(http.client.HTTPException):
-    """The header lines of one request passed MAX_HEAD_BYTES (BaseHTTPRequestHandler answers 431)."""
+    """The header lines of one request passed Limits.max_head_bytes (BaseHTTPRequestHandler answers 431)."""
 
 
 @dataclass
@@ -360,14 +392,20 @@ class _ReadPolicy:
     idle: float | None = None  # per read
     deadline: float | None = None  # time.monotonic() by which the current phase must be done
     head_left: int | None = None  # header bytes left while a head is read, else None
+    timed_out: bool = False  # the client let a read time out: the connection is not worth keeping
 
     def timeout(self) -> float | None:
         if self.deadline is None:
             return self.idle
         left = self.deadline - time.monotonic()
         if left <= 0:
-            raise TimeoutError("the client took too long to send its request")
+            self.timed_out = True
+            raise ClientTimeout("the client took too long to send its request")
         return left if self.idle is None else min(left, self.idle)
+
+
+class ClientTimeout(InvalidArgument):
+    """A client stopped sending in the middle of a request (a route answers 400 and the connection closes)."""
 
 
 class _TimedSocketReader(io.RawIOBase):
@@ -383,9 +421,13 @@ class _TimedSocketReader(io.RawIOBase):
         return True
 
     def readinto(self, b: Any) -> int:  # type: ignore[override]
-        self._sock.settimeout(self._policy.timeout())
+        wait = self._policy.timeout()
+        self._sock.settimeout(wait)
         try:
             return self._sock.recv_into(b)
+        except TimeoutError:
+            self._policy.timed_out = True
+            raise ClientTimeout(f"the client sent nothing for {wait:g} s") from None
         finally:
             self._sock.settimeout(None)  # writes (streams, attach) are never cut short
 
@@ -405,7 +447,7 @@ class _RequestReader(io.BufferedReader):
         line = super().readline(cap)
         self._policy.head_left = left - len(line)
         if self._policy.head_left < 0:
-            raise _HeadTooLarge(f"the request's headers take more than {MAX_HEAD_BYTES} bytes")
+            raise _HeadTooLarge("the request's headers are too large")
         return line
 
 
@@ -428,6 +470,7 @@ class Handler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         super().setup()
         self.rfile.close()  # the plain makefile(); reads go through the timed, budgeted reader
+        self.limits: Limits = getattr(self.server, "limits", None) or Limits()
         self.policy = _ReadPolicy()
         self.rfile = _RequestReader(_TimedSocketReader(self.connection, self.policy), self.policy)
 
@@ -438,40 +481,38 @@ class Handler(BaseHTTPRequestHandler):
             log.debug("client dropped its connection (%s)", err)  # normal for a kept-alive connection
 
     def handle_one_request(self) -> None:
-        """One request off the connection, each phase bounded: waiting for it (IDLE_TIMEOUT, then closed
-        quietly), its head (HEAD_TIMEOUT and MAX_HEAD_BYTES: 408/431), its body (BODY_IDLE_TIMEOUT)."""
-        self.policy.idle, self.policy.deadline, self.policy.head_left = IDLE_TIMEOUT, None, None
+        """One request off the connection, each phase bounded (Limits): waiting for it (idle_timeout, then
+        closed quietly), its head (head_timeout, max_head_bytes: 408/431), its body (body_idle_timeout)."""
+        lim = self.limits
+        self.policy.idle, self.policy.deadline, self.policy.head_left = lim.idle_timeout, None, None
         try:
             if not self.rfile.peek(1):
                 self.close_connection = True
                 return
-        except (TimeoutError, OSError) as err:
+        except (ClientTimeout, OSError) as err:
             log.debug("idle connection closed (%s)", err)
             self.close_connection = True
             return
-        self.policy.idle, self.policy.deadline = HEAD_TIMEOUT, time.monotonic() + HEAD_TIMEOUT
+        self.policy.idle, self.policy.deadline = lim.head_timeout, time.monotonic() + lim.head_timeout
         try:
             self.raw_requestline = self.rfile.readline(_MAX_REQUEST_LINE + 1)
             if len(self.raw_requestline) > _MAX_REQUEST_LINE:
                 self.send_error(414, f"the request line is longer than {_MAX_REQUEST_LINE} bytes")
                 return
-            self.policy.head_left = MAX_HEAD_BYTES
+            self.policy.head_left = lim.max_head_bytes
             if not self.parse_request():
                 return
-        except TimeoutError:
-            self.send_error(408, f"the request's head did not arrive within {HEAD_TIMEOUT:g} s")
+        except ClientTimeout:
+            self.send_error(408, f"the request's head did not arrive within {lim.head_timeout:g} s")
             return
-        self.policy.idle, self.policy.deadline, self.policy.head_left = BODY_IDLE_TIMEOUT, None, None
+        self.policy.idle, self.policy.deadline, self.policy.head_left = lim.body_idle_timeout, None, None
         method = getattr(self, "do_" + self.command, None)
         if method is None:
             self.send_error(501, f"unsupported method {self.command!r}")
             return
-        try:
-            method()
-        except TimeoutError as err:  # a body that stopped coming: nothing sensible left to answer
-            log.debug("%s %s: the client stopped sending its body (%s)", self.command, self.path, err)
+        method()  # a body that stops coming raises ClientTimeout in the route: a 400, then the close below
+        if self.policy.timed_out:
             self.close_connection = True
-            return
         self.wfile.flush()
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
@@ -502,6 +543,8 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         finally:
             body = self._body
+            if self.policy.timed_out:
+                self.close_connection = True  # what is left of the body will not come in time either
             if body is not None and not self.close_connection and not body.done:
                 try:
                     if not body.drain():
@@ -524,15 +567,16 @@ class Handler(BaseHTTPRequestHandler):
             self.send_error(403, refusal)
             return
         try:
-            self._body = BodyReader(self.rfile, self.headers)
+            self._body = BodyReader(self.rfile, self.headers, self.limits.max_json_body)
         except PydockError as err:
             self.close_connection = True
             self.send_json(400, {"message": str(err)})
             return
         length = self._body.length
-        if length is not None and length > MAX_JSON_BODY and \
+        if length is not None and length > self.limits.max_json_body and \
                 (self.headers.get("Content-Type") or "").startswith("application/json"):
-            self.send_error(413, f"Request body too large: {length} bytes of JSON (at most {MAX_JSON_BODY})")
+            self.send_error(413, f"Request body too large: {length} bytes of JSON (at most "
+                                 f"{self.limits.max_json_body})")
             return
         if version > MAX_API:
             self.send_json(400, {"message": f"client version {m.group(1)}.{m.group(2)} is too new. "  # type: ignore[union-attr]
@@ -621,17 +665,21 @@ class Handler(BaseHTTPRequestHandler):
 # ---- servers ----------------------------------------------------------------------------------
 
 class _Bounded(socketserver.ThreadingMixIn):
-    """A thread per connection, at most MAX_CONNECTIONS of them: past that a client is answered 503 at
-    once and its connection closed, so no flood of clients can exhaust the server's threads."""
+    """A thread per connection, at most `limits.max_connections` of them: past that a client is answered
+    503 at once and its connection closed, so no flood of clients can exhaust the server's threads."""
 
     daemon_threads = True
     block_on_close = False
-    max_connections = MAX_CONNECTIONS
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._active = 0
         self._active_lock = threading.Lock()
+        self.limits = Limits()
         super().__init__(*args, **kwargs)
+
+    @property
+    def max_connections(self) -> int:
+        return self.limits.max_connections
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._active_lock:
@@ -698,6 +746,7 @@ def bind(listen: Listen, router: Callable[[Request, Handler], None], debug: bool
     """A bound, listening server for `listen`. A unix socket is born with its final owner (ours: root)
     and mode 0660 through the umask at bind(): nothing is changed by path afterwards, where a swapped
     path would make us chown or chmod something else."""
+    limits = Limits.from_env()
     server: socketserver.BaseServer
     if listen.kind == "unix":
         _check_stale(listen.path)
@@ -713,6 +762,7 @@ def bind(listen: Listen, router: Callable[[Request, Handler], None], debug: bool
             server = cls((listen.host, listen.port), Handler)
         except OSError as err:
             raise PydockError(f"Cannot listen on {listen}: {err.strerror}") from None
+    server.limits = limits  # type: ignore[attr-defined]
     server.router = router  # type: ignore[attr-defined]
     server.debug = debug  # type: ignore[attr-defined]
     server.listen_spec = listen  # type: ignore[attr-defined]
