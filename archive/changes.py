@@ -89,6 +89,15 @@ def _differs(a: os.stat_result, b: os.stat_result) -> bool:
     return not stat.S_ISDIR(a.st_mode) and a.st_size != b.st_size
 
 
+def _lstat(entry: os.DirEntry, rel: str) -> os.stat_result | None:
+    """An entry's lstat (an fstatat on its directory), or None if it vanished since the listing."""
+    try:
+        return entry.stat(follow_symlinks=False)
+    except FileNotFoundError:
+        log.debug("diff: %s/%s vanished while being compared", rel, entry.name)
+        return None
+
+
 def _size(st: os.stat_result) -> int:
     return 0 if stat.S_ISDIR(st.st_mode) else st.st_size
 
@@ -111,7 +120,9 @@ def _walk(new_root: int, old_root: int, out: list[Change]) -> None:
             if not both:
                 for name, entry in new.items():
                     child_rel = f"{rel}/{name}"
-                    st = entry.stat(follow_symlinks=False)
+                    st = _lstat(entry, rel)
+                    if st is None:
+                        continue
                     out.append(Change(A, child_rel, _size(st)))
                     if stat.S_ISDIR(st.st_mode):
                         stack.append((child_rel, False))
@@ -120,14 +131,21 @@ def _walk(new_root: int, old_root: int, out: list[Change]) -> None:
             for name, nentry in new.items():
                 child_rel = f"{rel}/{name}"
                 oentry = old.get(name)
-                nst = nentry.stat(follow_symlinks=False)
+                nst = _lstat(nentry, rel)
+                if nst is None:
+                    if oentry is not None:
+                        out.append(Change(D, child_rel))
+                    continue
                 is_dir = stat.S_ISDIR(nst.st_mode)
                 if oentry is None:
                     out.append(Change(A, child_rel, _size(nst)))
                     if is_dir:
                         stack.append((child_rel, False))
                     continue
-                ost = oentry.stat(follow_symlinks=False)
+                ost = _lstat(oentry, rel)
+                if ost is None:  # the old tree is an image layer: it does not change; count it as replaced
+                    out.append(Change(C, child_rel, _size(nst)))
+                    continue
                 if _differs(nst, ost):
                     out.append(Change(C, child_rel, _size(nst)))
                 if is_dir:
@@ -180,8 +198,10 @@ def changes_size(root: Path, changes: Iterable[Change]) -> int:
                 root_fd = _open_root(root)
             try:
                 st = lstat_beneath(root_fd, change.path.lstrip("/"))
-            except (FileNotFoundError, NotADirectoryError):  # gone since the diff (a running container)
-                log.debug("size: %s%s is gone since the diff", os.fspath(root), change.path)
+            except OSError as e:  # gone since the diff, or a symlink swapped in on its way (a running container)
+                if e.errno not in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EXDEV):
+                    raise
+                log.debug("size: %s%s changed since the diff (%s)", os.fspath(root), change.path, e.strerror)
                 continue
             total += _size(st)
     except OSError as e:
@@ -207,7 +227,9 @@ def tree_size(root: Path) -> int:
             fd = _open_dir(root_fd, rel)
             try:
                 for name, entry in _children(fd).items():
-                    st = entry.stat(follow_symlinks=False)
+                    st = _lstat(entry, rel)
+                    if st is None:
+                        continue
                     if stat.S_ISDIR(st.st_mode):
                         stack.append(f"{rel}/{name}")
                         continue
