@@ -172,3 +172,13 @@ def container_state(store: Store, cid: str) -> dict:
     import json
 
     return json.loads((store.root / "containers" / cid / "config.json").read_text())["State"]
+
+
+@pytest.fixture(scope="module")
+def dm_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    """A root on devicemapper (inside UML), busybox imported."""
+    s = make_store(tmp_path_factory.mktemp("hostile-dm") / "root", "devicemapper")
+    try:
+        yield s
+    finally:
+        teardown_store(s)
