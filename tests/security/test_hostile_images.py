@@ -114,3 +114,21 @@ def test_a_file_where_etc_should_be_is_a_clear_error(store: Store):
     p = store("create", "evil-etcfile", "true")
     assert p.returncode == 1 and b"mount points" in p.stderr, p.stderr.decode()
     assert store("ps", "-aq").stdout.strip() == b""
+
+
+def test_a_volume_nested_in_a_volume_the_container_filled_with_links(store: Store, watched: Path):
+    """The outer volume's contents are the container's: a link it leaves there must not take the inner
+    volume's mount point (made at the next start) out of the volume."""
+    target = str(watched)
+    cid = store.ok("create", "-v", "/data", "-v", "/data/sub/deep", "busybox", "sh", "-c",
+                   f"test -L /data/sub || (mv /data/sub /data/old && ln -s {target} /data/sub)").strip()
+    try:
+        for _ in range(2):  # the first run plants the link, the second start resolves through it
+            store.ok("start", cid)
+            assert store.ok("wait", cid).strip() == "0"
+            assert tree(watched) == []
+        state = json.loads(store.ok("inspect", cid))[0]
+        outer = Path(state["Volumes"]["/data"])
+        assert (outer / str(watched).lstrip("/") / "deep").is_dir()  # made inside the volume, under the link's path
+    finally:
+        store.ok("rm", "-v", cid)
