@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tarfile
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,14 +134,21 @@ def teardown_store(store: Store) -> None:
             rt.close()
 
 
-@pytest.fixture(scope="module", params=DRIVERS)
-def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
-    """A root per driver per module, busybox imported."""
-    s = make_store(tmp_path_factory.mktemp(f"hostile-{request.param}") / "root", request.param)
+@contextmanager
+def held_store(tmp_path_factory: pytest.TempPathFactory, driver: str) -> Iterator[Store]:
+    """A root on `driver`, busybox imported, torn down after the block."""
+    s = make_store(tmp_path_factory.mktemp(f"hostile-{driver}") / "root", driver)
     try:
         yield s
     finally:
         teardown_store(s)
+
+
+@pytest.fixture(scope="module", params=DRIVERS)
+def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    """A root per driver per module."""
+    with held_store(tmp_path_factory, request.param) as s:
+        yield s
 
 
 def tree(path: Path) -> list[str]:
@@ -159,12 +167,9 @@ def status_kib(pid: int, field: str) -> int:
 
 @pytest.fixture(scope="module")
 def overlay_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
-    """A root on overlay (for what does not depend on the storage driver), busybox imported."""
-    s = make_store(tmp_path_factory.mktemp("hostile-overlay") / "root", "overlay")
-    try:
+    """A root on overlay, for what does not depend on the storage driver."""
+    with held_store(tmp_path_factory, "overlay") as s:
         yield s
-    finally:
-        teardown_store(s)
 
 
 def container_state(store: Store, cid: str) -> dict:
@@ -176,9 +181,6 @@ def container_state(store: Store, cid: str) -> dict:
 
 @pytest.fixture(scope="module")
 def dm_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
-    """A root on devicemapper (inside UML), busybox imported."""
-    s = make_store(tmp_path_factory.mktemp("hostile-dm") / "root", "devicemapper")
-    try:
+    """A root on devicemapper (inside UML)."""
+    with held_store(tmp_path_factory, "devicemapper") as s:
         yield s
-    finally:
-        teardown_store(s)
