@@ -94,8 +94,12 @@ def _lstat(entry: os.DirEntry, rel: str) -> os.stat_result | None:
     try:
         return entry.stat(follow_symlinks=False)
     except FileNotFoundError:
-        log.debug("diff: %s/%s vanished while being compared", rel, entry.name)
+        _vanished(rel, entry.name)
         return None
+
+
+def _vanished(rel: str, name: str) -> None:
+    log.debug("diff: %s/%s vanished while being compared", rel, name)
 
 
 def _size(st: os.stat_result) -> int:
@@ -131,8 +135,10 @@ def _walk(new_root: int, old_root: int, out: list[Change]) -> None:
             for name, nentry in new.items():
                 child_rel = f"{rel}/{name}"
                 oentry = old.get(name)
-                nst = _lstat(nentry, rel)
-                if nst is None:
+                try:  # inline, not _lstat: this is the loop an unchanged tree costs
+                    nst = nentry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    _vanished(rel, name)
                     if oentry is not None:
                         out.append(Change(D, child_rel))
                     continue
@@ -142,8 +148,10 @@ def _walk(new_root: int, old_root: int, out: list[Change]) -> None:
                     if is_dir:
                         stack.append((child_rel, False))
                     continue
-                ost = _lstat(oentry, rel)
-                if ost is None:  # the old tree is an image layer: it does not change; count it as replaced
+                try:
+                    ost = oentry.stat(follow_symlinks=False)
+                except FileNotFoundError:  # the old tree is an image layer, it should not change: replaced
+                    _vanished(rel, name)
                     out.append(Change(C, child_rel, _size(nst)))
                     continue
                 if _differs(nst, ost):

@@ -17,6 +17,7 @@ mkdirat/openat(O_EXCL|O_NOFOLLOW) inside the directory fd it belongs to.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import stat
 from collections.abc import Iterator
@@ -50,8 +51,10 @@ class Found:
         return stat.S_ISDIR(self.mode)
 
 
+@functools.cache
 def kernel_resolution() -> bool:
-    """Whether lookups go through openat2 (else the walk): the kernel has it and PYDOCK_NO_OPENAT2 is unset."""
+    """Whether lookups go through openat2 (else the walk): the kernel has it and PYDOCK_NO_OPENAT2 is not 1.
+    Decided once per process (`kernel_resolution.cache_clear()` after changing the variable)."""
     return os.environ.get(NO_OPENAT2_ENV) != "1" and _o2.supported()
 
 
@@ -348,8 +351,7 @@ def open_beneath(dir_fd: int, rel: str, flags: int) -> int:
     """An fd for `rel` below `dir_fd` reached through real directories only: ELOOP if any component is a
     symlink (a trailing one is opened itself with O_PATH, else ELOOP), EXDEV if `..` climbs above."""
     flags |= os.O_NOFOLLOW
-    rel = "/".join(_split(rel)) or "."
-    fd = _kernel(dir_fd, rel, flags, _BENEATH)
+    fd = _kernel(dir_fd, rel.lstrip("/") or ".", flags, _BENEATH)  # the kernel takes `a//b`, `./a` as they are
     if fd is not None:
         return fd
     parts = _split(rel)

@@ -8,6 +8,7 @@ import errno
 import os
 import stat
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,10 +18,12 @@ from pydock.utils import openat2, safepath
 
 
 @pytest.fixture(params=["openat2", "walk"])
-def impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+def impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.setenv(safepath.NO_OPENAT2_ENV, "1" if request.param == "walk" else "0")
+    safepath.kernel_resolution.cache_clear()
     assert safepath.kernel_resolution() == (request.param == "openat2")
-    return request.param
+    yield request.param
+    safepath.kernel_resolution.cache_clear()
 
 
 @pytest.fixture

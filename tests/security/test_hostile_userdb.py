@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,15 +15,17 @@ from hostile_helpers import Extra, Store, image_tar, overlay_store  # noqa: F401
 
 from pydock.runtime.userdb import MAX_DB_SIZE, resolve_user
 from pydock.utils.errors import LaunchError
-from pydock.utils.safepath import NO_OPENAT2_ENV
+from pydock.utils.safepath import NO_OPENAT2_ENV, kernel_resolution
 
 PASSWD = b"root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n"
 
 
 @pytest.fixture(params=["openat2", "walk"])
-def resolver(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+def resolver(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.setenv(NO_OPENAT2_ENV, "1" if request.param == "walk" else "0")
-    return request.param
+    kernel_resolution.cache_clear()
+    yield request.param
+    kernel_resolution.cache_clear()
 
 
 @pytest.fixture
