@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import logging
 import os
 import stat
 from collections.abc import Iterator
@@ -26,6 +27,8 @@ from dataclasses import dataclass
 from typing import Union
 
 from pydock.utils import openat2 as _o2
+
+log = logging.getLogger(__package__)
 
 #: set to 1 to resolve with the walk even where the kernel has openat2 (old-kernel behaviour, tests)
 NO_OPENAT2_ENV = "PYDOCK_NO_OPENAT2"
@@ -154,7 +157,8 @@ class _Walk:
             else:
                 fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_NONBLOCK
                              | os.O_CLOEXEC, 0o600, dir_fd=self.cur)
-        except FileExistsError:
+        except FileExistsError:  # made (or a link put there) meanwhile: the caller looks at it again
+            log.debug("%s appeared while it was being created", name)
             return
         try:
             if uid != -1 or gid != -1:
