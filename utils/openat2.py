@@ -34,15 +34,15 @@ class OpenHow(ctypes.Structure):
 _syscall = libc()["syscall"]  # a private function pointer: its argtypes are ours alone
 _syscall.restype = ctypes.c_long
 _syscall.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_char_p, ctypes.POINTER(OpenHow), ctypes.c_size_t]
+_HOW_SIZE = ctypes.sizeof(OpenHow)
 
 
 def openat2(dirfd: int, path: str | bytes | os.PathLike, flags: int, mode: int = 0, resolve: int = 0) -> int:
     """The new fd; OSError with the kernel's errno (ENOSYS before 5.6, EXDEV for a RESOLVE_BENEATH
     escape, ELOOP for a refused symlink or magic link, EAGAIN when a concurrent rename or mount made
     an IN_ROOT/BENEATH lookup unverifiable: retry)."""
-    how = OpenHow(flags, mode, resolve)
-    raw = os.fsencode(path)
-    fd = _syscall(SYS_openat2, dirfd, raw, ctypes.byref(how), ctypes.sizeof(how))
+    raw = path if isinstance(path, bytes) else os.fsencode(path)
+    fd = _syscall(SYS_openat2, dirfd, raw, OpenHow(flags, mode, resolve), _HOW_SIZE)
     if fd < 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err), os.fsdecode(raw))
