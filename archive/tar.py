@@ -271,7 +271,13 @@ class _TarWriter:
             typeflag = tarfile.DIRTYPE
         elif stat.S_ISLNK(mode):
             typeflag = tarfile.SYMTYPE
-            linkname = os.readlink(name, dir_fd=dir_fd)
+            try:
+                linkname = os.readlink(name, dir_fd=dir_fd)
+            except OSError as e:  # removed or replaced since it was listed (a running container)
+                if e.errno not in (errno.ENOENT, errno.EINVAL):
+                    raise
+                log.debug("archive: symlink %r changed since it was listed (%s); not archived", arcname, e.strerror)
+                return False
         elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
             typeflag = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
             devmajor, devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
