@@ -60,12 +60,12 @@ def _real_dir(root: Path, rel: str) -> None:
         os.close(rfd)
     try:
         try:
-            st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+            st: os.stat_result | None = os.stat(name, dir_fd=pfd, follow_symlinks=False)
         except FileNotFoundError:
-            pass
-        else:
-            if stat.S_ISDIR(st.st_mode):
-                return
+            st = None  # not in the image: made below
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            return
+        if st is not None:
             log.debug("init layer: /%s is %s in the image; replaced by a directory", rel, kind_of(st.st_mode))
             os.unlink(name, dir_fd=pfd)
         os.mkdir(name, 0o755, dir_fd=pfd)
