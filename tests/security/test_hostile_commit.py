@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from hostile_helpers import DRIVERS, Store, make_store, teardown_store
+from hostile_helpers import DRIVERS, make_store, teardown_store
 
 pytestmark = pytest.mark.lxc
 
