@@ -17,10 +17,11 @@ import os
 import stat
 import tarfile
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator, Union
 
-from pydock.archive.compression import Compression, codec_errors, detect, open_decompressed, read_head
+from pydock.archive.compression import Compression, codec_errors, detect, open_once, read_head
 from pydock.archive.tar import (
     WHITEOUT_META_PREFIX,
     WHITEOUT_OPAQUE,
@@ -29,12 +30,12 @@ from pydock.archive.tar import (
     xattr_allowed,
 )
 from pydock.utils.errors import ArchiveError, UnsafeArchive
+from pydock.utils.humanize import human_size
 
 log = logging.getLogger(__package__)
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _MAX_SYMLINKS = 40  # like the kernel's MAXSYMLINKS
-_MAX_HEADER_READ = 16 << 20  # pax / GNU long-name payloads; anything bigger is an attack
 _COPY_CHUNK = 1 << 20
 _FD_CACHE = 64
 _MAX_ID = 0xFFFFFFFE  # 0xFFFFFFFF is chown's "leave unchanged"
@@ -48,18 +49,46 @@ class _Missing(Exception):
     """A path component does not exist (only raised when not creating)."""
 
 
+@dataclass(frozen=True)
+class LayerLimits:
+    """What one layer may make apply_layer spend; past any of these it fails with ArchiveError and the
+    caller discards the half-applied layer. The defaults are far above real layers (the largest
+    distribution and SDK layers have a few hundred thousand entries and names under 300 bytes)."""
+
+    #: bytes of header data per member: pax records, GNU long names, sparse maps (Go's archive/tar
+    #: limit since CVE-2022-2879); also bounds a GNU sparse map to ~43 000 extents
+    header_bytes: int = 1 << 20
+    #: extension headers (pax, global pax, GNU LongName/LongLink) chained before one member
+    header_chain: int = 32
+    #: members in the layer (whiteouts and repeated headers count)
+    entries: int = 1_000_000
+    #: bytes of one path or link target (PATH_MAX: what the kernel accepts in one call)
+    name_bytes: int = 4096
+    #: bytes of all member names together: what the applier remembers per entry is bounded by it
+    total_name_bytes: int = 256 << 20
+    #: free space the layer must leave on the destination filesystem: this fraction of it...
+    reserve_fraction: float = 0.05
+    #: ...but never more than this (big filesystems keep 1 GiB spare)
+    reserve_max: int = 1 << 30
+
+
+DEFAULT_LIMITS = LayerLimits()
+
+
 # --------------------------------------------------------------------------- reading
 
 
 class _Reader:
     """Position-counting reader over the decompressed layer; stream/codec failures become ArchiveError."""
 
-    def __init__(self, src: BinaryIO, label: str = "") -> None:
+    def __init__(self, src: BinaryIO, label: str = "", header_limit: int = DEFAULT_LIMITS.header_bytes) -> None:
         self.src = src
         self.label = label  # "gzip", "xz"...: named in codec errors
         self.pos = 0
         self.pending = b""  # a header block handed back for tarfile's parser to read again
         self.errors = codec_errors() + (OSError, ValueError)
+        self.header_limit = header_limit
+        self.header_bytes = 0  # read() bytes since the current member's first header block
 
     def _fail(self, e: BaseException) -> ArchiveError:
         msg = str(e) or type(e).__name__
@@ -67,9 +96,12 @@ class _Reader:
         return ArchiveError(f"invalid tar stream: {codec}{msg} (after {self.pos} bytes)")
 
     def read(self, n: int = -1) -> bytes:
-        """Exactly `n` bytes unless the stream ends (what tarfile's header parser expects)."""
-        if n < 0 or n > _MAX_HEADER_READ:
-            raise ArchiveError(f"invalid tar stream: header block of {n} bytes at offset {self.pos}")
+        """Exactly `n` bytes unless the stream ends (what tarfile's header parser expects). Only headers
+        are read this way (data goes through readinto), so this is where their budget is kept."""
+        if n < 0 or self.header_bytes + n > self.header_limit:
+            raise ArchiveError(f"invalid tar stream: the headers of the member at offset {self.pos} take more "
+                               f"than {self.header_limit} bytes (pax records, long names or sparse maps)")
+        self.header_bytes += n
         chunks = []
         got = 0
         if self.pending:
@@ -127,14 +159,29 @@ class _Reader:
 
 
 class _TarState:
-    """The few attributes `tarfile.TarInfo.fromtarfile` reads from a TarFile."""
+    """The few attributes `tarfile.TarInfo.fromtarfile` reads from a TarFile, plus our chain count."""
 
-    def __init__(self, fileobj: _Reader) -> None:
+    def __init__(self, fileobj: _Reader, max_chain: int) -> None:
         self.fileobj = fileobj
         self.encoding = "utf-8"
         self.errors = "surrogateescape"
         self.pax_headers: dict[str, str] = {}
         self.offset = 0
+        self.chain = 0
+        self.max_chain = max_chain
+
+
+class _TarInfo(tarfile.TarInfo):
+    """tarfile's parser, counting headers: pax and GNU long-name headers parse the next one by recursion
+    (`self.fromtarfile`), so 5000 chained ones would end in RecursionError instead of a clean refusal."""
+
+    @classmethod
+    def fromtarfile(cls, tarfile: _TarState) -> tarfile.TarInfo:  # type: ignore[override]
+        tarfile.chain += 1
+        if tarfile.chain > tarfile.max_chain:
+            raise ArchiveError(f"invalid tar stream: more than {tarfile.max_chain} extension headers chained "
+                               f"before one member (at offset {tarfile.fileobj.pos})")
+        return super().fromtarfile(tarfile)  # type: ignore[arg-type]
 
 
 class _Entry:
@@ -222,16 +269,18 @@ def _fast_header(buf: bytes) -> _Entry | None:
 Member = Union[_Entry, tarfile.TarInfo]
 
 
-def _members(reader: _Reader, scratch: memoryview) -> Iterator[Member]:
+def _members(reader: _Reader, scratch: memoryview, max_chain: int = DEFAULT_LIMITS.header_chain) -> Iterator[Member]:
     """Tar headers in stream order; the caller may consume each member's data before the next.
 
     Plain ustar headers (the bulk of any layer) are parsed here; pax, GNU long names, sparse
     files and anything odd go through `tarfile.TarInfo.fromtarfile`.
     """
-    state = _TarState(reader)
+    state = _TarState(reader, max_chain)
     while True:
         reader.skip_to(state.offset, scratch)
         at = reader.pos
+        reader.header_bytes = 0
+        state.chain = 0
         if not state.pax_headers:  # global pax headers would have to be merged: slow path
             block = reader.read(tarfile.BLOCKSIZE)
             entry = _fast_header(block) if len(block) == tarfile.BLOCKSIZE else None
@@ -243,7 +292,7 @@ def _members(reader: _Reader, scratch: memoryview) -> Iterator[Member]:
                 continue
             reader.unread(block)
         try:
-            member = tarfile.TarInfo.fromtarfile(state)  # type: ignore[arg-type]
+            member = _TarInfo.fromtarfile(state)
         except tarfile.EOFHeaderError:
             return
         except tarfile.EmptyHeaderError:
@@ -262,21 +311,43 @@ def _members(reader: _Reader, scratch: memoryview) -> Iterator[Member]:
             raise ArchiveError(f"invalid tar stream: corrupt header at offset {at}: {e}") from None
         except (ValueError, UnicodeError, IndexError) as e:
             raise ArchiveError(f"invalid tar stream: corrupt header at offset {at}: {e}") from None
+        if member.sparse is not None:
+            _check_sparse(member, state.offset - member.offset_data)
         yield member
+
+
+def _check_sparse(m: tarfile.TarInfo, stored: int) -> None:
+    """A sparse map must describe data inside the file, in order, and no more than the member stores;
+    otherwise copying it would read into the next headers or seek anywhere."""
+    end = 0
+    total = 0
+    for offset, numbytes in m.sparse:  # type: ignore[union-attr]
+        if offset < 0 or numbytes < 0 or offset + numbytes > m.size or (numbytes and offset < end):
+            raise ArchiveError(f"invalid tar stream: {m.name!r}: bad sparse map (extent {offset}+{numbytes} "
+                               f"of a {m.size}-byte file)")
+        if numbytes:  # GNU tar pads its map with empty extents: they carry no data, in any order
+            end = offset + numbytes
+            total += numbytes
+    if total > stored:
+        raise ArchiveError(f"invalid tar stream: {m.name!r}: the sparse map needs {total} bytes of data, "
+                           f"the member stores {stored}")
 
 
 # --------------------------------------------------------------------------- names and metadata
 
 
-def clean_name(name: str, entry: str | None = None) -> Parts:
+def clean_name(name: str, entry: str | None = None, limit: int = DEFAULT_LIMITS.name_bytes) -> Parts:
     """Components of a tar name (or, with `entry`, a link target) relative to the root.
 
-    UnsafeArchive if it contains NUL or its `..` components climb above the root.
+    UnsafeArchive if it contains NUL or its `..` components climb above the root; ArchiveError if it is
+    longer than `limit` bytes (PATH_MAX: no system call would take it).
     """
     shown = entry if entry is not None else name
     what = "path" if entry is None else f"link target {name!r}"
     if "\x00" in name:
         raise UnsafeArchive(f"unsafe layer entry {shown!r}: {what} contains NUL")
+    if len(name) > limit // 4 and len(name.encode("utf-8", "surrogateescape")) > limit:
+        raise ArchiveError(f"cannot extract {shown[:100]!r}...: {what} is longer than {limit} bytes")
     parts: list[str] = []
     for part in name.split("/"):
         if part in ("", "."):
@@ -467,44 +538,89 @@ class _Root:
 # --------------------------------------------------------------------------- the applier
 
 
-class _Applier:
-    """Extracts one layer under `root_fd`, then applies its whiteouts and directory times."""
+def _key(parts: Parts) -> str:
+    """A path as the applier remembers it: one string (a tuple per entry costs several times more)."""
+    return "/".join(parts)
 
-    def __init__(self, root_fd: int) -> None:
+
+def _unkey(key: str) -> Parts:
+    return tuple(key.split("/")) if key else ()
+
+
+class _Applier:
+    """Extracts one layer under `root_fd`, then applies its whiteouts and directory times.
+
+    Everything it remembers per entry is keyed by path, so repeating a header costs no memory, and the
+    number and total name length of the entries are capped (LayerLimits): its memory is bounded.
+    """
+
+    def __init__(self, root_fd: int, limits: LayerLimits = DEFAULT_LIMITS) -> None:
         self.root = _Root(root_fd)
         self.root_fd = root_fd
+        self.limits = limits
         self.buf = bytearray(_COPY_CHUNK)
         self.view = memoryview(self.buf)
-        self.written: set[Parts] = set()
-        self.dir_times: list[tuple[Parts, int, int]] = []
-        self.whiteouts: list[tuple[Parts, str]] = []
-        self.opaque: list[tuple[Parts, str]] = []
-        self.parent_times: dict[Parts, tuple[int, int]] = {}
+        self.written: set[str] = set()
+        self.dir_times: dict[str, tuple[int, int]] = {}
+        self.whiteouts: set[str] = set()
+        self.opaque: set[str] = set()
+        self.parent_times: dict[str, tuple[int, int]] = {}
         self.bytes = 0
+        self.entries = 0
+        self.name_bytes = 0
+        self.space_left, self.reserve, self.block = self._space_budget()
+
+    def _space_budget(self) -> tuple[int, int, int]:
+        """(bytes the layer may still use, the reserve it must leave, the block size) on the destination."""
+        st = os.fstatvfs(self.root_fd)
+        total = st.f_blocks * st.f_frsize
+        reserve = min(int(total * self.limits.reserve_fraction), self.limits.reserve_max)
+        return st.f_bavail * st.f_frsize - reserve, reserve, max(st.f_bsize, 512)
+
+    def _use_space(self, m: Member, nbytes: int) -> None:
+        """Charge `nbytes` of file data (whole blocks) against the free space; refuse past the reserve."""
+        self.space_left -= -(-nbytes // self.block) * self.block
+        if self.space_left < 0:
+            raise ArchiveError(f"cannot extract {m.name!r}: the layer needs more space than its filesystem has "
+                               f"free beyond a {human_size(self.reserve)} reserve")
+
+    def _count(self, m: Member) -> None:
+        self.entries += 1
+        if self.entries > self.limits.entries:
+            raise ArchiveError(f"invalid layer: more than {self.limits.entries} entries")
+        self.name_bytes += len(m.name) + len(m.linkname)
+        if self.name_bytes > self.limits.total_name_bytes:
+            raise ArchiveError(f"invalid layer: its entries' names take more than "
+                               f"{human_size(self.limits.total_name_bytes)}")
 
     # ---- driving
 
     def run(self, reader: _Reader) -> int:
-        for member in _members(reader, self.view):
+        limit = self.limits.name_bytes
+        for member in _members(reader, self.view, self.limits.header_chain):
+            self._count(member)
             if member.type == _GNU_VOLHDR:
                 log.debug("layer: skipping the volume label %r (`tar -V`; GNU tar skips it too)", member.name)
                 continue
             name = member.name
-            parts = clean_name(name)
-            if member.islnk():
-                clean_name(member.linkname, name)
+            parts = clean_name(name, limit=limit)
+            if member.islnk() or member.issym():
+                if member.islnk():
+                    clean_name(member.linkname, name, limit)
+                elif len(member.linkname) > limit // 4 and len(member.linkname.encode("utf-8", "surrogateescape")) > limit:
+                    raise ArchiveError(f"cannot extract {name[:100]!r}: its symlink target is longer than {limit} bytes")
             if parts and parts[0].startswith(WHITEOUT_META_PREFIX):
                 log.debug("layer: dropping aufs metadata %r (.wh..wh.aufs, .wh..wh.orph/, .wh..wh.plnk/)", name)
                 continue
             base = parts[-1] if parts else ""
             if base.startswith(WHITEOUT_PREFIX):
                 if base == WHITEOUT_OPAQUE:
-                    self.opaque.append((parts[:-1], name))
+                    self.opaque.add(_key(parts[:-1]))
                 elif not base.startswith(WHITEOUT_META_PREFIX):
                     victim = base[len(WHITEOUT_PREFIX):]
                     if victim in ("", ".", ".."):
                         raise UnsafeArchive(f"unsafe layer entry {name!r}: invalid whiteout")
-                    self.whiteouts.append((parts[:-1] + (victim,), name))
+                    self.whiteouts.add(_key(parts[:-1] + (victim,)))
                 continue
             try:
                 self.extract(member, parts, reader)
@@ -537,12 +653,11 @@ class _Applier:
             os.fchown(self.root_fd, uid, gid)
             os.fchmod(self.root_fd, mode)
             _set_xattrs(self.root_fd, _xattrs(m))
-            self.dir_times.append(((),) + _times(m))
-            self.written.add(())
+            self.dir_times[""] = _times(m)
+            self.written.add("")
             return
         pfd, pcanon = self.root.dir(parts[:-1], True, m.name)
-        if pcanon not in self.parent_times:
-            self._note_parent(pfd, pcanon)  # so a lower dir we only add to keeps its mtime
+        self._note_parent(pfd, pcanon)  # so a lower dir we only add to keeps its mtime
         name = parts[-1]
         canon = pcanon + (name,)
         if m.isreg():
@@ -558,7 +673,7 @@ class _Applier:
             self._node(m, pfd, name, uid, gid, mode)
         else:
             raise ArchiveError(f"cannot extract {m.name!r}: unsupported tar entry type {m.type!r}")
-        self.written.add(canon)
+        self.written.add(_key(canon))
 
     def _clear_slot(self, pfd: int, name: str, keep_dir: bool) -> bool:
         """Remove whatever is at `name` (never following it); True if an existing dir was kept."""
@@ -587,6 +702,7 @@ class _Applier:
             if m.sparse is not None:
                 self._copy_sparse(m, fd, reader)
             else:
+                self._use_space(m, m.size)
                 self._copy(m, fd, m.size, reader)
             os.fchown(fd, uid, gid)
             os.fchmod(fd, mode)  # after chown: chown clears setuid/setgid
@@ -612,6 +728,7 @@ class _Applier:
         self.bytes += size
 
     def _copy_sparse(self, m: Member, fd: int, reader: _Reader) -> None:
+        self._use_space(m, sum(n for _, n in m.sparse))  # the holes cost nothing
         for offset, numbytes in m.sparse:
             os.lseek(fd, offset, os.SEEK_SET)
             self._copy(m, fd, numbytes, reader)
@@ -629,7 +746,7 @@ class _Applier:
             os.close(dfd)
             raise
         self.root.remember(parts, dfd, canon)  # the next entries most likely go inside it
-        self.dir_times.append((canon,) + _times(m))
+        self.dir_times[_key(canon)] = _times(m)  # a repeated header: the last one's times win
 
     def _symlink(self, m: Member, pfd: int, name: str, uid: int, gid: int) -> None:
         target = m.linkname
@@ -681,9 +798,10 @@ class _Applier:
     # ---- whiteouts and times
 
     def _note_parent(self, pfd: int, pcanon: Parts) -> None:
-        if pcanon not in self.parent_times:
+        key = _key(pcanon)
+        if key not in self.parent_times:
             st = os.stat(pfd)
-            self.parent_times[pcanon] = (st.st_atime_ns, st.st_mtime_ns)
+            self.parent_times[key] = (st.st_atime_ns, st.st_mtime_ns)
 
     def _remove(self, pfd: int, name: str) -> None:
         st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
@@ -696,11 +814,13 @@ class _Applier:
                 self.root.invalidate()
 
     def apply_whiteouts(self) -> None:
-        for parts, entry in self.whiteouts:
+        for key in self.whiteouts:
+            parts = _unkey(key)
+            entry = f"{key.rpartition('/')[0]}/{WHITEOUT_PREFIX}{parts[-1]}".lstrip("/")
             try:
                 pfd, pcanon = self.root.dir(parts[:-1], False, entry)
                 canon = pcanon + (parts[-1],)
-                if canon in self.written:
+                if _key(canon) in self.written:
                     continue  # this layer's own entry wins over its whiteout
                 os.stat(parts[-1], dir_fd=pfd, follow_symlinks=False)
             except (_Missing, FileNotFoundError):
@@ -714,11 +834,16 @@ class _Applier:
                 os.close(pfd)
                 self.root.release()
         if self.opaque:
-            keep_under: set[Parts] = set()
+            keep_under: set[str] = set()  # the directories above what this layer wrote
             for path in self.written:
-                for i in range(len(path)):
-                    keep_under.add(path[:i])
-            for parts, entry in self.opaque:
+                pos = path.find("/")
+                keep_under.add("")
+                while pos >= 0:
+                    keep_under.add(path[:pos])
+                    pos = path.find("/", pos + 1)
+            for key in self.opaque:
+                parts = _unkey(key)
+                entry = f"{key}/{WHITEOUT_OPAQUE}".lstrip("/")
                 try:
                     dfd, dcanon = self.root.dir(parts, False, entry)
                 except _Missing:  # a whiteout of this layer removed the directory again
@@ -727,7 +852,7 @@ class _Applier:
                 self._note_parent(dfd, dcanon)
                 self._clear_opaque(dcanon, keep_under)
 
-    def _clear_opaque(self, dcanon: Parts, keep_under: set[Parts]) -> None:
+    def _clear_opaque(self, dcanon: Parts, keep_under: set[str]) -> None:
         """Remove everything under an opaque dir that this layer did not itself write."""
         todo = [dcanon]
         while todo:  # explicit stack: the layer decides how deep this goes
@@ -739,11 +864,12 @@ class _Applier:
             try:
                 for name in os.listdir(dfd):
                     canon = canon_dir + (name,)
+                    key = _key(canon)
                     st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
                     is_dir = stat.S_ISDIR(st.st_mode)
-                    if canon in self.written and not is_dir:
+                    if key in self.written and not is_dir:
                         continue
-                    if is_dir and (canon in self.written or canon in keep_under):
+                    if is_dir and (key in self.written or key in keep_under):
                         todo.append(canon)
                         continue
                     self._remove(dfd, name)
@@ -757,10 +883,10 @@ class _Applier:
         Docker 0.7 restored only whiteout parents; also restoring dirs that merely gained or
         replaced an entry makes `commit` then `diff` against the image report nothing.
         """
-        layer_dirs = {canon for canon, _, _ in self.dir_times}
-        todo = [(c, a, m) for c, (a, m) in self.parent_times.items() if c not in layer_dirs]
-        todo.extend(self.dir_times)
-        for canon, atime, mtime in todo:
+        todo = [(key, times) for key, times in self.parent_times.items() if key not in self.dir_times]
+        todo.extend(self.dir_times.items())
+        for key, (atime, mtime) in todo:
+            canon = _unkey(key)
             if not canon:
                 os.utime(self.root_fd, ns=(atime, mtime))
                 continue
@@ -821,31 +947,35 @@ def _chmod_at(pfd: int, name: str, mode: int) -> None:
             os.close(fd)
 
 
-def apply_layer(dest: Path, stream: BinaryIO) -> int:
+def apply_layer(dest: Path, stream: BinaryIO, limits: LayerLimits = DEFAULT_LIMITS) -> int:
     """Extract the (optionally compressed) layer `stream` onto rootfs `dest`, then apply its whiteouts.
 
     Returns the number of regular-file data bytes written. Raises ArchiveError for an unreadable
-    stream and UnsafeArchive (naming the entry) for one that tries to leave `dest`; in both
-    cases nothing outside `dest` has been written.
+    stream or one past `limits` (headers, entries, names, free space), and UnsafeArchive (naming the
+    entry) for one that tries to leave `dest`; in every case nothing outside `dest` has been written.
     """
     try:
         root_fd = os.open(os.fspath(dest), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as e:
         raise ArchiveError(f"cannot apply layer to {os.fspath(dest)}: {e.strerror}") from None
-    applier = _Applier(root_fd)
     try:
-        return applier.run(_open_layer(stream))
+        applier = _Applier(root_fd, limits)
+    except OSError as e:  # statvfs
+        os.close(root_fd)
+        raise ArchiveError(f"cannot apply layer to {os.fspath(dest)}: {e.strerror}") from None
+    try:
+        return applier.run(_open_layer(stream, limits))
     finally:
         applier.close()
         os.close(root_fd)
 
 
-def _open_layer(stream: BinaryIO) -> _Reader:
-    """A reader of the layer's tar bytes, decompressing in-process whatever was sniffed."""
+def _open_layer(stream: BinaryIO, limits: LayerLimits = DEFAULT_LIMITS) -> _Reader:
+    """A reader of the layer's tar bytes, decompressing in-process whatever was sniffed (once)."""
     try:
         head, rest = read_head(stream)
         comp = detect(head)
         label = "" if comp is Compression.NONE else comp.name.lower()
-        return _Reader(open_decompressed(rest, comp), label)
+        return _Reader(open_once(rest, comp), label, limits.header_bytes)
     except (OSError, ValueError) + codec_errors() as e:  # type: ignore[operator]
         raise ArchiveError(f"invalid tar stream: {e}") from None

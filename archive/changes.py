@@ -4,6 +4,10 @@ Docker 0.7's archive/changes.go rules: an entry in both trees is Changed when mo
 rdev, size (non-directories only) or the full mtime differ; inode, ctime and blksize are
 deliberately ignored because they change on copy. File contents are never read, so an
 unchanged tree costs one scandir per directory and one lstat per entry on each side.
+
+The trees may belong to a running container: every directory is opened from the root through real
+directories only (utils/safepath.open_beneath), so a symlink swapped in on the way is never followed
+out of the tree; what vanishes or changes type meanwhile is skipped.
 """
 
 from __future__ import annotations
@@ -13,11 +17,12 @@ import errno
 import logging
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
 from pydock.utils.errors import ArchiveError
+from pydock.utils.safepath import lstat_beneath, open_beneath
 
 log = logging.getLogger(__package__)
 
@@ -38,6 +43,8 @@ class Change:
 
     kind: ChangeKind
     path: str
+    #: bytes of an A/C non-directory as the diff saw it (what changes_size adds up without a second look)
+    size: int | None = field(default=None, compare=False, repr=False)
 
     def __str__(self) -> str:
         return f"{self.kind.value} {self.path}"
@@ -46,16 +53,17 @@ class Change:
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def _open_dir(path: str) -> int:
-    """A directory fd, or -1 if it vanished or is no longer a directory (a live container changes)."""
+def _open_dir(root_fd: int, rel: str) -> int:
+    """Directory `rel` below the root through real directories only, or -1 if it vanished, is no longer
+    a directory, or a symlink was swapped in on the way (a live container changes)."""
     try:
-        return os.open(path, _DIR_FLAGS)
+        return open_beneath(root_fd, rel, _DIR_FLAGS)
     except (FileNotFoundError, NotADirectoryError) as e:
-        log.debug("diff: %s changed while being compared (%s): nothing below it is listed", path, e.strerror)
+        log.debug("diff: %s changed while being compared (%s): nothing below it is listed", rel, e.strerror)
         return -1
     except OSError as e:
-        if e.errno == errno.ELOOP:  # swapped for a symlink since it was listed
-            log.debug("diff: %s became a symlink while being compared: nothing below it is listed", path)
+        if e.errno in (errno.ELOOP, errno.EXDEV):  # a symlink swapped in since it was listed
+            log.debug("diff: %s became a symlink while being compared: nothing below it is listed", rel)
             return -1
         raise
 
@@ -81,45 +89,75 @@ def _differs(a: os.stat_result, b: os.stat_result) -> bool:
     return not stat.S_ISDIR(a.st_mode) and a.st_size != b.st_size
 
 
-def _walk(new_root: str, old_root: str, out: list[Change]) -> None:
+def _lstat(entry: os.DirEntry, rel: str) -> os.stat_result | None:
+    """An entry's lstat (an fstatat on its directory), or None if it vanished since the listing."""
+    try:
+        return entry.stat(follow_symlinks=False)
+    except FileNotFoundError:
+        _vanished(rel, entry.name)
+        return None
+
+
+def _vanished(rel: str, name: str) -> None:
+    log.debug("diff: %s/%s vanished while being compared", rel, name)
+
+
+def _size(st: os.stat_result) -> int:
+    return 0 if stat.S_ISDIR(st.st_mode) else st.st_size
+
+
+def _walk(new_root: int, old_root: int, out: list[Change]) -> None:
     """Compare both trees directory by directory (explicit stack: depth is unbounded).
 
     Directories are opened once and scanned by fd, so each lstat is an fstatat() relative to
     its directory rather than a walk of the full path: about a fifth cheaper on deep trees.
     """
     A, C, D = ChangeKind.A, ChangeKind.C, ChangeKind.D
-    # (new dir, old dir or None when everything below is Added, path relative to the roots)
-    stack: list[tuple[str, str | None, str]] = [(new_root, old_root, "")]
+    # (path relative to the roots, whether the old tree has it too: else everything below is Added)
+    stack: list[tuple[str, bool]] = [("", True)]
     while stack:
-        new_dir, old_dir, rel = stack.pop()
-        nfd = _open_dir(new_dir)
-        ofd = _open_dir(old_dir) if old_dir is not None else -1
+        rel, both = stack.pop()
+        nfd = _open_dir(new_root, rel)
+        ofd = _open_dir(old_root, rel) if both else -1
         try:
             new = _children(nfd)
-            if old_dir is None:
+            if not both:
                 for name, entry in new.items():
                     child_rel = f"{rel}/{name}"
-                    out.append(Change(A, child_rel))
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append((f"{new_dir}/{name}", None, child_rel))
+                    st = _lstat(entry, rel)
+                    if st is None:
+                        continue
+                    out.append(Change(A, child_rel, _size(st)))
+                    if stat.S_ISDIR(st.st_mode):
+                        stack.append((child_rel, False))
                 continue
             old = _children(ofd)
             for name, nentry in new.items():
                 child_rel = f"{rel}/{name}"
                 oentry = old.get(name)
-                nst = nentry.stat(follow_symlinks=False)
+                try:  # inline, not _lstat: this is the loop an unchanged tree costs
+                    nst = nentry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    _vanished(rel, name)
+                    if oentry is not None:
+                        out.append(Change(D, child_rel))
+                    continue
                 is_dir = stat.S_ISDIR(nst.st_mode)
                 if oentry is None:
-                    out.append(Change(A, child_rel))
+                    out.append(Change(A, child_rel, _size(nst)))
                     if is_dir:
-                        stack.append((f"{new_dir}/{name}", None, child_rel))
+                        stack.append((child_rel, False))
                     continue
-                ost = oentry.stat(follow_symlinks=False)
+                try:
+                    ost = oentry.stat(follow_symlinks=False)
+                except FileNotFoundError:  # the old tree is an image layer, it should not change: replaced
+                    _vanished(rel, name)
+                    out.append(Change(C, child_rel, _size(nst)))
+                    continue
                 if _differs(nst, ost):
-                    out.append(Change(C, child_rel))
+                    out.append(Change(C, child_rel, _size(nst)))
                 if is_dir:
-                    both = stat.S_ISDIR(ost.st_mode)
-                    stack.append((f"{new_dir}/{name}", f"{old_dir}/{name}" if both else None, child_rel))
+                    stack.append((child_rel, stat.S_ISDIR(ost.st_mode)))
             for name in old.keys() - new.keys():
                 out.append(Change(D, f"{rel}/{name}"))
         finally:
@@ -129,39 +167,56 @@ def _walk(new_root: str, old_root: str, out: list[Change]) -> None:
                 os.close(ofd)
 
 
+def _open_root(root: Path) -> int:
+    """The root itself (pydock's own mountpoint, so reaching it through symlinks is fine)."""
+    return os.open(root, _DIR_FLAGS & ~os.O_NOFOLLOW)
+
+
 def changes(new_root: Path, old_root: Path) -> list[Change]:
     """Changes that turn `old_root` into `new_root`, sorted by path (roots themselves are never listed)."""
     out: list[Change] = []
+    fds: list[int] = []
     try:
-        roots = []
-        for root in (new_root, old_root):  # the roots themselves may be reached through symlinks
-            real = os.path.realpath(root)
-            os.close(os.open(real, _DIR_FLAGS))  # must exist and be a directory
-            roots.append(real)
-        _walk(roots[0], roots[1], out)
+        for root in (new_root, old_root):
+            fds.append(_open_root(root))
+        _walk(fds[0], fds[1], out)
     except OSError as e:
         raise ArchiveError(f"cannot compare {os.fspath(new_root)} with {os.fspath(old_root)}: "
                            f"{e.strerror or e}: {e.filename}") from None
+    finally:
+        for fd in fds:
+            os.close(fd)
     out.sort(key=lambda c: c.path)
     return out
 
 
 def changes_size(root: Path, changes: Iterable[Change]) -> int:
-    """Bytes the A/C non-directory entries take in `root` (the size of a committed layer)."""
-    base = os.fspath(root)
+    """Bytes the A/C non-directory entries take in `root` (the size of a committed layer): the sizes the
+    diff saw, or for a change without one a look through real directories only."""
     total = 0
-    for change in changes:
-        if change.kind is ChangeKind.D:
-            continue
-        try:
-            st = os.lstat(base + change.path)
-        except FileNotFoundError:  # removed since the diff (a running container): it adds nothing
-            log.debug("size: %s%s is gone since the diff", base, change.path)
-            continue
-        except OSError as e:
-            raise ArchiveError(f"cannot size {base}{change.path}: {e.strerror or e}") from None
-        if not stat.S_ISDIR(st.st_mode):
-            total += st.st_size
+    root_fd = -1
+    try:
+        for change in changes:
+            if change.kind is ChangeKind.D:
+                continue
+            if change.size is not None:
+                total += change.size
+                continue
+            if root_fd < 0:
+                root_fd = _open_root(root)
+            try:
+                st = lstat_beneath(root_fd, change.path.lstrip("/"))
+            except OSError as e:  # gone since the diff, or a symlink swapped in on its way (a running container)
+                if e.errno not in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EXDEV):
+                    raise
+                log.debug("size: %s%s changed since the diff (%s)", os.fspath(root), change.path, e.strerror)
+                continue
+            total += _size(st)
+    except OSError as e:
+        raise ArchiveError(f"cannot size {os.fspath(root)}: {e.strerror or e}: {e.filename}") from None
+    finally:
+        if root_fd >= 0:
+            os.close(root_fd)
     return total
 
 
@@ -169,15 +224,22 @@ def tree_size(root: Path) -> int:
     """Bytes of all non-directory entries under `root`, counting each hard-linked inode once."""
     total = 0
     seen: set[tuple[int, int]] = set()
-    stack = [os.fspath(root)]
+    stack = [""]
+    try:
+        root_fd = _open_root(root)
+    except OSError as e:
+        raise ArchiveError(f"cannot size {os.fspath(root)}: {e.strerror or e}") from None
     try:
         while stack:
-            path = stack.pop()
-            with os.scandir(path) as it:
-                for entry in it:
-                    st = entry.stat(follow_symlinks=False)
+            rel = stack.pop()
+            fd = _open_dir(root_fd, rel)
+            try:
+                for name, entry in _children(fd).items():
+                    st = _lstat(entry, rel)
+                    if st is None:
+                        continue
                     if stat.S_ISDIR(st.st_mode):
-                        stack.append(entry.path)
+                        stack.append(f"{rel}/{name}")
                         continue
                     if st.st_nlink > 1:
                         key = (st.st_dev, st.st_ino)
@@ -185,6 +247,11 @@ def tree_size(root: Path) -> int:
                             continue
                         seen.add(key)
                     total += st.st_size
+            finally:
+                if fd >= 0:
+                    os.close(fd)
     except OSError as e:
         raise ArchiveError(f"cannot size {os.fspath(root)}: {e.strerror or e}: {e.filename}") from None
+    finally:
+        os.close(root_fd)
     return total

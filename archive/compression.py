@@ -129,13 +129,31 @@ def read_head(fileobj: BinaryIO, size: int = HEAD_SIZE) -> tuple[bytes, BinaryIO
 
 
 def decompress_stream(fileobj: BinaryIO) -> BinaryIO:
-    """A reader of the uncompressed bytes of `fileobj`, whatever its (sniffed) compression.
+    """A reader of the uncompressed bytes of `fileobj`, whatever its (sniffed) compression; ArchiveError
+    for data compressed twice (see open_once).
 
     Works on non-seekable streams (pipes, stdin). Corrupt compressed data raises the codec's
     own error when read (see `codec_errors()`); apply_layer turns those into ArchiveError.
     """
     head, stream = read_head(fileobj)
-    return open_decompressed(stream, detect(head))
+    return open_once(stream, detect(head))
+
+
+def open_once(stream: BinaryIO, compression: Compression) -> BinaryIO:
+    """open_decompressed, refusing what decompresses to compressed data again: a layer is compressed
+    once, and a gzip inside a gzip (or any such pair) only multiplies what a small upload expands to."""
+    out = open_decompressed(stream, compression)
+    if compression is Compression.NONE:
+        return out
+    try:
+        inner, out = read_head(out)
+    except codec_errors() + (OSError, ValueError) as e:  # type: ignore[operator]
+        raise ArchiveError(f"invalid tar stream: {compression.name.lower()}: {e or type(e).__name__}") from None
+    nested = detect(inner)
+    if nested is not Compression.NONE:
+        raise ArchiveError(f"invalid layer: {nested.name.lower()} data inside {compression.name.lower()} data "
+                           "(a layer is compressed once)")
+    return out
 
 
 def open_decompressed(stream: BinaryIO, compression: Compression) -> BinaryIO:

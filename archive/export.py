@@ -24,4 +24,5 @@ def export_changes(root: Path, changes: Iterable[Change], out: BinaryIO) -> None
             whiteouts.append(whiteout_path(change.path))
         else:
             includes.append(change.path.lstrip("/"))
-    write_tar(root, out, includes=includes, recursive=False, whiteouts=whiteouts)
+    # the changes may come from a running container: what it removed since the diff is left out
+    write_tar(root, out, includes=includes, recursive=False, whiteouts=whiteouts, missing_ok=True)

@@ -3,7 +3,9 @@ links, devices, xattrs, nanosecond mtimes, plus synthetic whiteout files.
 
 Replaces Docker 0.7's `tar --numeric-owner -T - -c` (archive.go TarFilter). The tree is read
 through directory fds opened with O_NOFOLLOW, so a symlink swapped into the tree (e.g. by a
-running container) is archived as a symlink and never followed to host files.
+running container) is archived as a symlink and never followed to host files; files are opened
+O_NONBLOCK and checked with fstat, so a fifo or device swapped in for a file is archived as what
+it is, never read (a fifo would block a commit forever).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ WHITEOUT_MODE = 0o600
 _COPY_CHUNK = 1 << 20
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NOATIME = getattr(os, "O_NOATIME", 0)  # archiving must not look like the container read its files
-_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | _NOATIME
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC | _NOATIME
 _ZERO_BLOCK = bytes(BLOCKSIZE)
 
 
@@ -203,13 +205,45 @@ class _TarWriter:
             self._write(bytes(RECORDSIZE - rem))
 
     def add(self, dir_fd: int, name: str, arcname: str, st: os.stat_result) -> bool:
-        """Archive entry `name` of `dir_fd` as `arcname`; True if it is a directory to descend into."""
-        mode = st.st_mode
-        perm = stat.S_IMODE(mode)
+        """Archive entry `name` of `dir_fd` as `arcname`; True if it is a directory to descend into.
+
+        `st` is its lstat from the listing. The tree may be a running container's: a file is opened
+        without following or blocking and archived from its fstat, and whatever took its place
+        meanwhile (a fifo, a device, a symlink, nothing) is archived as what it is now, never read.
+        """
+        if not stat.S_ISREG(st.st_mode):
+            return self._add_other(dir_fd, name, arcname, st)
+        try:
+            try:
+                fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
+            except PermissionError:  # O_NOATIME needs ownership or CAP_FOWNER
+                fd = os.open(name, _FILE_FLAGS & ~_NOATIME, dir_fd=dir_fd)
+        except FileNotFoundError:
+            log.debug("archive: %r vanished since it was listed; not archived", arcname)
+            return False
+        except OSError as e:
+            if e.errno != errno.ELOOP:
+                raise
+            log.debug("archive: %r became a symlink since it was listed; archived as one", arcname)
+            try:
+                now = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                return False
+            return False if stat.S_ISREG(now.st_mode) else self._add_other(dir_fd, name, arcname, now)
+        now = os.fstat(fd)
+        if not stat.S_ISREG(now.st_mode):
+            os.close(fd)
+            log.debug("archive: %r is no longer a regular file; archived as what it is", arcname)
+            return self._add_other(dir_fd, name, arcname, now)
+        return self._add_file(fd, arcname, now)
+
+    def _add_file(self, fd: int, arcname: str, st: os.stat_result) -> bool:
+        """Archive the open regular file `fd` (closed here) with the metadata of its fstat."""
+        perm = stat.S_IMODE(st.st_mode)
         uid, gid = st.st_uid, st.st_gid
         sec, ns = divmod(st.st_mtime_ns, 1_000_000_000)
         pax: dict[str, str] = {"mtime": _pax_mtime(st.st_mtime_ns)} if ns else {}
-        if stat.S_ISREG(mode):
+        try:
             if st.st_nlink > 1:
                 key = (st.st_dev, st.st_ino)
                 first = self.links.get(key)
@@ -217,24 +251,33 @@ class _TarWriter:
                     self._write(header(arcname, tarfile.LNKTYPE, perm, uid, gid, 0, sec, first, pax=pax))
                     return False
                 self.links[key] = arcname
-            try:
-                fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
-            except PermissionError:  # O_NOATIME needs ownership or CAP_FOWNER
-                fd = os.open(name, _FILE_FLAGS & ~_NOATIME, dir_fd=dir_fd)
-            try:
-                self._xattrs(fd, pax)
-                self._write(header(arcname, tarfile.REGTYPE, perm, uid, gid, st.st_size, sec, pax=pax))
-                self._copy(fd, st.st_size, arcname)
-            finally:
-                os.close(fd)
-            return False
+            self._xattrs(fd, pax)
+            self._write(header(arcname, tarfile.REGTYPE, perm, uid, gid, st.st_size, sec, pax=pax))
+            self._copy(fd, st.st_size, arcname)
+        finally:
+            os.close(fd)
+        return False
+
+    def _add_other(self, dir_fd: int, name: str, arcname: str, st: os.stat_result) -> bool:
+        """Archive a non-regular entry (directory, symlink, device, fifo) from its stat; never opened."""
+        mode = st.st_mode
+        perm = stat.S_IMODE(mode)
+        uid, gid = st.st_uid, st.st_gid
+        sec, ns = divmod(st.st_mtime_ns, 1_000_000_000)
+        pax: dict[str, str] = {"mtime": _pax_mtime(st.st_mtime_ns)} if ns else {}
         linkname = ""
         devmajor = devminor = 0
         if stat.S_ISDIR(mode):
             typeflag = tarfile.DIRTYPE
         elif stat.S_ISLNK(mode):
             typeflag = tarfile.SYMTYPE
-            linkname = os.readlink(name, dir_fd=dir_fd)
+            try:
+                linkname = os.readlink(name, dir_fd=dir_fd)
+            except OSError as e:  # removed or replaced since it was listed (a running container)
+                if e.errno not in (errno.ENOENT, errno.EINVAL):
+                    raise
+                log.debug("archive: symlink %r changed since it was listed (%s); not archived", arcname, e.strerror)
+                return False
         elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
             typeflag = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
             devmajor, devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
@@ -338,13 +381,21 @@ def _walk(writer: _TarWriter, dir_fd: int, prefix: str, rel: str, excludes: tupl
             child_rel = f"{rel}/{name}" if rel else name
             if _excluded(child_rel, excludes):
                 continue
-            st = entry.stat(follow_symlinks=False)
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:  # removed since the listing (a running container)
+                log.debug("archive: %r vanished since it was listed; not archived", child_rel)
+                continue
             arcname = f"{prefix}/{name}" if prefix else name
             if writer.add(fd, name, arcname, st):
                 try:
                     sub = os.open(name, _DIR_FLAGS, dir_fd=fd)
                 except OSError as e:
-                    raise ArchiveError(f"cannot archive {child_rel!r}: {e.strerror}") from None
+                    if e.errno not in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
+                        raise ArchiveError(f"cannot archive {child_rel!r}: {e.strerror}") from None
+                    log.debug("archive: directory %r changed since it was listed (%s); its contents are "
+                              "not archived", child_rel, e.strerror)
+                    continue
                 try:
                     stack.append((sub, listing(sub), arcname, child_rel))
                 except BaseException:
@@ -380,11 +431,14 @@ def write_tar(
     recursive: bool = True,
     compression: Compression = Compression.NONE,
     whiteouts: Iterable[str] = (),
+    missing_ok: bool = False,
 ) -> None:
     """Stream `root` (or `includes` relative to it) as a tar into `out`, optionally compressed.
 
     `whiteouts` are extra empty 0600 root-owned files ("dir/.wh.name") that exist only in the
-    stream. Names in the archive are relative ("./..." when including the root itself).
+    stream. Names in the archive are relative ("./..." when including the root itself). An include
+    that is missing (or has a symlink on its way) is an ArchiveError unless `missing_ok` (the includes
+    come from a diff of a running container, which may have removed them since).
     """
     excl = tuple(excludes)
     try:
@@ -393,7 +447,7 @@ def write_tar(
         raise ArchiveError(f"cannot archive {os.fspath(root)}: {e.strerror}") from None
     sink = compress_stream(out, compression)
     try:
-        _write_all(root_fd, sink, includes, excl, recursive, whiteouts)
+        _write_all(root_fd, sink, includes, excl, recursive, whiteouts, missing_ok)
     except OSError as e:
         raise ArchiveError(f"cannot archive {os.fspath(root)}: {e.strerror or e}") from None
     finally:
@@ -402,7 +456,7 @@ def write_tar(
 
 
 def _write_all(root_fd: int, sink: BinaryIO, includes: list[str] | None, excl: tuple[str, ...],
-               recursive: bool, whiteouts: Iterable[str]) -> None:
+               recursive: bool, whiteouts: Iterable[str], missing_ok: bool) -> None:
     """Emit the includes (walked through O_NOFOLLOW fds), the synthetic whiteouts and the end marker."""
     writer = _TarWriter(sink)
     for inc in includes if includes is not None else ["."]:
@@ -418,11 +472,17 @@ def _write_all(root_fd: int, sink: BinaryIO, includes: list[str] | None, excl: t
         try:
             dfd, name = _open_parent(root_fd, rel)
         except OSError as e:
+            if missing_ok and e.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
+                log.debug("archive: %r is gone (%s); not archived", inc, e.strerror)
+                continue
             raise ArchiveError(f"cannot archive {inc!r}: {e.strerror}") from None
         try:
             try:
                 st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
             except OSError as e:
+                if missing_ok and e.errno == errno.ENOENT:
+                    log.debug("archive: %r is gone; not archived", inc)
+                    continue
                 raise ArchiveError(f"cannot archive {inc!r}: {e.strerror}") from None
             if writer.add(dfd, name, rel, st) and recursive:
                 sub = os.open(name, _DIR_FLAGS, dir_fd=dfd)

@@ -15,7 +15,7 @@ from pydock.runtime.container import Container
 from pydock.runtime.jsonlog import create_log
 from pydock.runtime.options import CreateOptions, Volume, merge_env, parse_env, parse_memory, parse_volume, \
     split_hostname
-from pydock.runtime.rootpath import container_path
+from pydock.runtime.rootpath import check_workdir
 from pydock.utils.errors import Conflict, InvalidArgument
 from pydock.utils.fileutil import atomic_write
 from pydock.utils.ids import generate_id
@@ -29,7 +29,8 @@ def create_container(rt: Runtime, opts: CreateOptions) -> Container:
     memory_bytes = parse_memory(opts.memory)
     if opts.cpu_shares is not None and opts.cpu_shares < 0:
         raise InvalidArgument("CPU shares must be a positive number")
-    workdir = container_path(opts.workdir, "working directory") if opts.workdir else opts.workdir
+    workdir = check_workdir(opts.workdir) if opts.workdir else opts.workdir
+    dns = etcfiles.check_dns(opts.dns)
     host, domain = split_hostname(opts.hostname)
     vols = [parse_volume(v) for v in opts.volumes]
     user_env = parse_env(list(opts.env))
@@ -41,6 +42,8 @@ def create_container(rt: Runtime, opts: CreateOptions) -> Container:
     img_cfg = dict(img.config or {})
     given = {v.target for v in vols}  # the image's VOLUMEs become anonymous volumes unless -v names them
     vols += [v for v in map(parse_volume, sorted(img_cfg.get("Volumes") or {})) if v.target not in given]
+    if workdir is None and img_cfg.get("WorkingDir"):
+        workdir = check_workdir(str(img_cfg["WorkingDir"]))  # the image's is checked like the user's
     ep, command = merge_command(img_cfg, opts.entrypoint, opts.cmd)
     if not ep + command:
         raise InvalidArgument("No command specified")
@@ -59,7 +62,7 @@ def create_container(rt: Runtime, opts: CreateOptions) -> Container:
         "AttachStdin": opts.stdin_open, "AttachStdout": True, "AttachStderr": True, "PortSpecs": None,
         "ExposedPorts": exposed or None, "Tty": opts.tty, "OpenStdin": opts.stdin_open,
         "StdinOnce": opts.stdin_open, "Env": merge_env(list(img_cfg.get("Env") or []), user_env),
-        "Cmd": command, "Dns": list(opts.dns) or None, "Image": opts.image,
+        "Cmd": command, "Dns": list(dns) or None, "Image": opts.image,
         "Volumes": {v.target: {} for v in vols} or None, "VolumesFrom": "",
         "WorkingDir": workdir if workdir is not None else img_cfg.get("WorkingDir", ""),
         "Entrypoint": ep or None, "NetworkDisabled": not opts.network,
@@ -83,7 +86,7 @@ def create_container(rt: Runtime, opts: CreateOptions) -> Container:
             register_links(rt.names, c.name, cid, opts.links, resolve=lambda n: rt.get(n).id,
                            is_running=lambda i: rt.load(i).state.running)
         atomic_write(c.hostname_path, (config["Hostname"] + "\n").encode(), 0o644, durable=False)
-        atomic_write(c.resolv_conf_path, etcfiles.resolv_conf(opts.dns).encode(), 0o644, durable=False)
+        atomic_write(c.resolv_conf_path, etcfiles.resolv_conf(dns).encode(), 0o644, durable=False)
         create_log(c.log_path)
         monitorlock.create(c.monitor_lock_path)
         c.save()
@@ -108,19 +111,31 @@ def _make_devices(rt: Runtime, c: Container, image_id: str, made: list[str]) -> 
 
 
 def _make_volumes(rt: Runtime, vols: list[Volume]) -> tuple[dict[str, str], dict[str, bool]]:
-    """(container path -> host dir, container path -> writable): anonymous volumes are made fresh."""
+    """(container path -> host dir, container path -> writable): anonymous volumes are made fresh.
+
+    `volumes/` is 0700 like `containers/` (no host user reaches a volume's contents); each volume is
+    0755 like Docker's `_data`, so the container's own non-root users can enter it.
+    """
     paths: dict[str, str] = {}
     rw: dict[str, bool] = {}
     for v in vols:
         if v.source is None:
+            _private_dir(rt.layout.volumes)
             source = rt.layout.volumes / generate_id()
-            source.mkdir(parents=True, mode=0o755)
+            source.mkdir(mode=0o700)
+            os.chmod(source, 0o755)  # exactly, whatever the umask
         else:
             source = Path(v.source)
             source.mkdir(parents=True, exist_ok=True)
         paths[v.target] = str(source)
         rw[v.target] = not v.readonly
     return paths, rw
+
+
+def _private_dir(path: Path) -> None:
+    """Make `path` 0700 (root only), or make an existing one so."""
+    path.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(path, 0o700)
 
 
 def merge_command(img_cfg: dict[str, Any], entrypoint: str | Sequence[str] | None,

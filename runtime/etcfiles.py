@@ -3,32 +3,91 @@ of /etc/hosts and /etc/resolv.conf (bind-mounted from the container's directory,
 
 from __future__ import annotations
 
+import ipaddress
+import logging
+import os
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 
-#: init-layer stubs: mount points lxc and pydock bind onto (Docker 0.7's setupInitLayer).
-INIT_DIRS = ("dev/pts", "dev/shm", "proc", "sys", "etc")
+from pydock.utils.errors import InvalidArgument, PydockError
+from pydock.utils.safepath import kind_of, make_dirs_in_root, make_file_in_root, open_beneath
+
+log = logging.getLogger(__package__)
+
+#: mount points lxc itself mounts on, by these very paths (autodev, proc, sysfs): real directories in
+#: the init layer whatever the image has there, so no symlink of the image ever takes a kernel mount
+#: somewhere else.
+RUNTIME_DIRS = ("dev", "dev/pts", "dev/shm", "proc", "sys")
+#: init-layer stubs pydock binds onto (Docker 0.7's setupInitLayer): made inside the rootfs, symlinks on
+#: the way resolved inside it (the binds are rewritten to the same canonical paths at start).
+INIT_DIRS = ("etc",)
 INIT_FILES = (".dockerenv", "etc/resolv.conf", "etc/hosts", "etc/hostname")
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 HOSTS_TAIL = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n"
               "ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")
 
 
 def write_init_layer(root: Path) -> None:
-    """The directories and empty files that must exist in every container for the binds to land on."""
-    for d in INIT_DIRS:
-        (root / d).mkdir(parents=True, exist_ok=True)
-    for f in INIT_FILES:
-        p = root / f
-        if p.is_symlink() or p.is_dir():
-            continue  # never follow an image's symlink out of the layer
-        if not p.exists():
-            p.touch(mode=0o644)
+    """The directories and empty files that must exist in every container for the mounts to land on.
+
+    Nothing is ever written through a symlink of the image: the runtime's own mount points are made
+    real directories (an image's `dev -> /somewhere` is replaced in this layer), the stubs are made
+    where the image's symlinks lead *inside* the rootfs.
+    """
+    try:
+        for d in RUNTIME_DIRS:
+            _real_dir(root, d)
+        for d in INIT_DIRS:
+            make_dirs_in_root(root, d)
+        for f in INIT_FILES:
+            found = make_file_in_root(root, f)
+            if found.is_dir:
+                log.debug("init layer: the image has a directory at /%s (%s): left as it is", f, found.path)
+    except OSError as err:
+        where = f" ({err.filename})" if err.filename else ""
+        raise PydockError(f"Cannot prepare the container's mount points: {err.strerror or err}{where}") from None
+
+
+def _real_dir(root: Path, rel: str) -> None:
+    """Make `rel` (whose parent is already a real directory) a directory of the layer: a symlink or any
+    other non-directory the image has there is replaced, never followed."""
+    parent, _, name = rel.rpartition("/")
+    rfd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        pfd = open_beneath(rfd, parent or ".", _DIR_FLAGS)
+    finally:
+        os.close(rfd)
+    try:
+        try:
+            st: os.stat_result | None = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+        except FileNotFoundError:
+            st = None  # not in the image: made below
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            return
+        if st is not None:
+            log.debug("init layer: /%s is %s in the image; replaced by a directory", rel, kind_of(st.st_mode))
+            os.unlink(name, dir_fd=pfd)
+        os.mkdir(name, 0o755, dir_fd=pfd)
+    finally:
+        os.close(pfd)
+
+
+def check_dns(dns: Sequence[str]) -> tuple[str, ...]:
+    """`--dns` values: IP addresses only, as Docker validates them (they become resolv.conf lines)."""
+    out = []
+    for d in dns:
+        try:
+            out.append(str(ipaddress.ip_address(str(d).strip())))
+        except ValueError:
+            raise InvalidArgument(f"Invalid DNS server {d!r}: it must be an IP address") from None
+    return tuple(out)
 
 
 def resolv_conf(dns: Sequence[str]) -> str:
     """Custom DNS, else the host's resolv.conf, else (only local nameservers) Google's, like Docker 0.7."""
     if dns:
-        return "".join(f"nameserver {d}\n" for d in dns)
+        return "".join(f"nameserver {d}\n" for d in check_dns(dns))
     try:
         text = Path("/etc/resolv.conf").read_text()
     except OSError:

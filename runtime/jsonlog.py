@@ -16,8 +16,9 @@ from typing import BinaryIO
 
 from pydock.runtime.state import format_time, parse_time, utcnow
 
-#: longest log record kept in memory waiting for its newline.
-MAX_LINE = 1 << 20
+#: longest record (newline excluded): a longer line is split into records of this size, the way
+#: Docker's json-file logger splits at 16 KiB. Also all the writer ever holds waiting for a newline.
+MAX_LINE = 16 << 10
 
 
 @dataclass(frozen=True)
@@ -51,20 +52,35 @@ def create_log(path: Path) -> None:
 
 
 class JsonLog:
-    """Appends one record per output line, like Docker's json-file logger."""
+    """Appends one record per output line, like Docker's json-file logger: lines longer than MAX_LINE
+    become several records (only the last ends with the newline). Memory stays at most MAX_LINE per
+    stream whatever the output, and every byte is scanned once."""
 
     def __init__(self, path: Path) -> None:
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-        self._partial: dict[str, bytes] = {"stdout": b"", "stderr": b""}
+        self._partial: dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
 
     def feed(self, stream: str, data: bytes) -> None:
-        buf = self._partial[stream] + data
-        *lines, rest = buf.split(b"\n")
-        out = [line + b"\n" for line in lines]
-        if len(rest) >= MAX_LINE:  # a newline-less flood becomes records, not unbounded memory
-            out.append(rest)
-            rest = b""
-        self._partial[stream] = rest
+        pending = self._partial[stream]
+        out: list[bytes] = []
+        pos, end = 0, len(data)
+        while pos < end:
+            room = MAX_LINE - len(pending)
+            nl = data.find(b"\n", pos, pos + room + 1)
+            if nl >= 0:  # a line ends within the record's room
+                stop = nl + 1
+            elif end - pos >= room:  # a full record without newline
+                stop = pos + room
+            else:  # the start of a line: wait for the rest
+                pending += data[pos:]
+                break
+            if pending:
+                pending += data[pos:stop]
+                out.append(bytes(pending))
+                pending.clear()
+            else:
+                out.append(data[pos:stop])
+            pos = stop
         if out:
             self._write(stream, out)
 
@@ -77,8 +93,8 @@ class JsonLog:
     def close(self) -> None:
         for stream, rest in self._partial.items():
             if rest:
-                self._write(stream, [rest])
-        self._partial = {"stdout": b"", "stderr": b""}
+                self._write(stream, [bytes(rest)])
+            rest.clear()
         os.close(self._fd)
 
 

@@ -206,9 +206,13 @@ def exit_status(returncode: int, log: Path, killed_by_pydock: bool) -> tuple[int
     return command_status(log), None
 
 
-def is_lxc_noise(line: bytes, name: str) -> bool:
+def lxc_noise_prefix(name: str) -> bytes:
     """lxc also prints its errors on stderr, prefixed `lxc-start: <name>: `; they are not the command's output."""
-    return line.startswith(f"lxc-start: {name}: ".encode())
+    return f"lxc-start: {name}: ".encode()
+
+
+def is_lxc_noise(line: bytes, name: str) -> bool:
+    return line.startswith(lxc_noise_prefix(name))
 
 
 def wait_gone(pid: int, start: int, timeout: float) -> bool:

@@ -70,7 +70,9 @@ def _bind_line(b: Bind) -> str:
         # lxc.mount.entry is fstab syntax: escape whitespace as octal like /etc/fstab
         source = source.replace(" ", "\\040").replace("\t", "\\011")
         target = target.replace(" ", "\\040").replace("\t", "\\011")
-    opts = ["bind", "ro" if b.readonly else "rw", "create=file" if b.is_file else "create=dir"]
+    # no create=: pydock made the target inside the rootfs (rootpath.prepare_binds); lxc's mkdir -p would
+    # follow the image's symlinks out of it
+    opts = ["bind", "ro" if b.readonly else "rw"]
     return f"{source} {target} none {','.join(opts)} 0 0"
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import BinaryIO
 
 from pydock.runtime.jsonlog import JsonLog
-from pydock.runtime.launcher import is_lxc_noise
+from pydock.runtime.launcher import lxc_noise_prefix
 
 #: signals a foreground `run` forwards to the container's command (never SIGCHLD, like Docker 0.6.7).
 PROXIED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
@@ -34,7 +34,7 @@ def pump(proc: subprocess.Popen, lxc_name: str, output: JsonLog, sinks: dict[str
     waited for: the pump ends with the command's stdout and stderr.
     """
     sel = selectors.DefaultSelector()
-    pending_err = b""
+    noise = LxcNoiseFilter(lxc_noise_prefix(lxc_name))
     pipes = 0
     for stream, pipe in (("stdout", proc.stdout), ("stderr", proc.stderr)):
         if pipe is not None:
@@ -82,22 +82,68 @@ def pump(proc: subprocess.Popen, lxc_name: str, output: JsonLog, sinks: dict[str
                 if not data:
                     sel.unregister(key.fd)
                     pipes -= 1
-                    if key.data == "stderr" and pending_err:
-                        if not is_lxc_noise(pending_err, lxc_name):
-                            emit("stderr", pending_err)
-                        pending_err = b""
+                    if key.data == "stderr":
+                        emit("stderr", noise.flush())
                     continue
                 if key.data == "stdout":
                     emit("stdout", data)
                     continue
-                pending_err += data
-                *lines, pending_err = pending_err.split(b"\n")
-                keep = b"".join(line + b"\n" for line in lines if not is_lxc_noise(line, lxc_name))
-                emit("stderr", keep)
+                emit("stderr", noise.feed(data))
         if console is not None:
             drain_console()
     finally:
         sel.close()
+
+
+class LxcNoiseFilter:
+    """Drops lxc's own error lines (they start with `prefix`) from the stderr stream and passes the rest
+    on as it comes. It holds at most the first len(prefix) bytes of a line while deciding, so neither a
+    newline-less flood nor a long line makes it buffer, and each byte is looked at once."""
+
+    def __init__(self, prefix: bytes) -> None:
+        self.prefix = prefix
+        self.held = bytearray()  # the start of the current line, while undecided
+        self.mode = "start"  # "start" (undecided), "pass" or "drop" until the next newline
+
+    def feed(self, data: bytes) -> bytes:
+        out = bytearray()
+        pos, end = 0, len(data)
+        while pos < end:
+            if self.mode != "start":
+                nl = data.find(b"\n", pos)
+                stop = end if nl < 0 else nl + 1
+                if self.mode == "pass":
+                    out += data[pos:stop]
+                if nl >= 0:
+                    self.mode = "start"
+                pos = stop
+                continue
+            chunk = data[pos:pos + len(self.prefix) - len(self.held)]
+            nl = chunk.find(b"\n")
+            if nl >= 0:  # the line ended before it could be lxc's
+                out += self.held
+                out += chunk[:nl + 1]
+                self.held.clear()
+                pos += nl + 1
+                continue
+            self.held += chunk
+            pos += len(chunk)
+            if self.held == self.prefix:
+                self.mode = "drop"
+            elif not self.prefix.startswith(self.held):
+                self.mode = "pass"
+                out += self.held
+            else:
+                continue
+            self.held.clear()
+        return bytes(out)
+
+    def flush(self) -> bytes:
+        """What is still held at the end of the stream (an unfinished line start: the command's)."""
+        rest = b"" if self.mode == "drop" else bytes(self.held)
+        self.held.clear()
+        self.mode = "start"
+        return rest
 
 
 class SignalProxy:

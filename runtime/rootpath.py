@@ -1,19 +1,28 @@
-"""Paths inside a container rootfs, resolved on the host as the container would see them.
+"""Paths inside a container rootfs, resolved on the host as the container would see them: the command
+(PATH search, its interpreter), the working directory and the bind-mount targets.
 
-Symlinks are followed inside the root (an absolute link target is relative to the rootfs, `..` stops
-at the root), so a hostile image can never make pydock look at, create or bind over a host path.
+Every lookup goes through utils/safepath.py: symlinks are followed inside the root (an absolute link
+target is relative to the rootfs, `..` stops at the root), so a hostile image can never make pydock
+look at, create or bind over a host path.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import errno
+import logging
 import os
 import stat
 import struct
+from collections.abc import Sequence
 from pathlib import Path
+from typing import BinaryIO
 
+from pydock.runtime.lxcconf import Bind
 from pydock.utils.errors import InvalidArgument, LaunchError
+from pydock.utils.safepath import lookup_in_root, make_dirs_in_root, make_file_in_root, open_in_root, reopen
 
-MAX_SYMLINKS = 40
+log = logging.getLogger(__package__)
 
 
 class CommandNotFound(LaunchError):
@@ -28,38 +37,18 @@ class CommandNotExecutable(LaunchError):
     exit_code = 126
 
 
-def resolve_in_root(root: Path, path: str, *, follow_last: bool = True) -> Path:
-    """The host path of container path `path` under `root`, symlinks resolved within the root."""
-    root = Path(root)
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    resolved: list[str] = []
-    links = 0
-    while parts:
-        part = parts.pop(0)
-        if part == "..":
-            if resolved:
-                resolved.pop()
-            continue
-        candidate = root.joinpath(*resolved, part)
-        if follow_last or parts:
-            try:
-                st = os.lstat(candidate)
-            except FileNotFoundError:
-                resolved.append(part)
-                continue
-            except NotADirectoryError:
-                raise ValueError(f"{path}: not a directory") from None
-            if stat.S_ISLNK(st.st_mode):
-                links += 1
-                if links > MAX_SYMLINKS:
-                    raise ValueError(f"{path}: too many levels of symbolic links")
-                target = os.readlink(candidate)
-                if target.startswith("/"):
-                    resolved = []
-                parts = [p for p in target.split("/") if p not in ("", ".")] + parts
-                continue
-        resolved.append(part)
-    return root.joinpath(*resolved)
+def resolve_in_root(root: Path, path: str) -> Path:
+    """The host path of container path `path` under `root`, symlinks resolved within the root (a missing
+    tail kept as written). ValueError for a symlink loop or a non-directory in the middle."""
+    try:
+        canonical = lookup_in_root(root, path)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise ValueError(f"{path}: too many levels of symbolic links") from None
+        if err.errno == errno.ENOTDIR:
+            raise ValueError(f"{path}: not a directory") from None
+        raise
+    return Path(root).joinpath(canonical.lstrip("/"))
 
 
 def _executable_by(st: os.stat_result, uid: int, gids: tuple[int, ...]) -> bool:
@@ -88,13 +77,16 @@ def look_path(root: Path, argv0: str, env_path: str, uid: int = 0, gids: tuple[i
     denied = None
     for cand in candidates:
         try:
-            host = resolve_in_root(root, cand)
-            st = os.stat(host)
-        except (OSError, ValueError):
+            fd = open_in_root(root, cand, os.O_PATH)
+        except OSError:
             continue
-        if stat.S_ISREG(st.st_mode) and _executable_by(st, uid, gids):
-            check_interpreter(root, host, cand)
-            return cand
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISREG(st.st_mode) and _executable_by(st, uid, gids):
+                check_interpreter(root, fd, cand)
+                return cand
+        finally:
+            os.close(fd)
         denied = denied or cand
     if denied is not None:
         raise CommandNotExecutable(f"{denied}: permission denied (not an executable file)")
@@ -102,7 +94,7 @@ def look_path(root: Path, argv0: str, env_path: str, uid: int = 0, gids: tuple[i
                           else f"{argv0}: no such file or directory")
 
 
-def _elf_interpreter(head: bytes, f) -> str | None:
+def _elf_interpreter(head: bytes, f: BinaryIO) -> str | None:
     """PT_INTERP of a 64/32-bit little/big-endian ELF file (the dynamic loader it needs), or None."""
     if len(head) < 52:
         return None
@@ -136,11 +128,12 @@ def _elf_interpreter(head: bytes, f) -> str | None:
     return None
 
 
-def check_interpreter(root: Path, host: Path, path: str) -> None:
+def check_interpreter(root: Path, fd: int, path: str) -> None:
     """Refuse before launch what the kernel would refuse with ENOENT at exec (which lxc reports as an
-    ambiguous 255): a `#!` interpreter or an ELF loader missing from the rootfs -> 127."""
+    ambiguous 255): a `#!` interpreter or an ELF loader missing from the rootfs -> 127. `fd` is an O_PATH
+    fd of the regular file `path`."""
     try:
-        with open(host, "rb") as f:
+        with os.fdopen(reopen(fd, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY), "rb") as f:
             head = f.read(128)
             if head.startswith(b"#!"):
                 line = head[2:].split(b"\n", 1)[0].strip()
@@ -149,15 +142,20 @@ def check_interpreter(root: Path, host: Path, path: str) -> None:
                 interp = _elf_interpreter(head, f) or ""
             else:
                 return
-    except OSError:
+    except OSError as err:  # unreadable: exec decides
+        log.debug("%s: its header could not be read (%s); the kernel decides at exec", path, err)
         return
     if not interp or not interp.startswith("/"):
         return
     try:
-        target = resolve_in_root(root, interp)
-        ok = target.is_file()
-    except (OSError, ValueError):
+        ifd = open_in_root(root, interp, os.O_PATH)
+    except OSError:
         ok = False
+    else:
+        try:
+            ok = stat.S_ISREG(os.fstat(ifd).st_mode)
+        finally:
+            os.close(ifd)
     if not ok:
         raise CommandNotFound(f"{path}: no such file or directory (its interpreter {interp} is missing)")
 
@@ -169,22 +167,72 @@ def container_path(path: str, what: str) -> str:
     return os.path.normpath(path)
 
 
-def ensure_dir_in_root(root: Path, path: str, uid: int = 0, gid: int = 0) -> Path:
-    """mkdir -p a container path inside the rootfs (symlinks resolved in the root), as Docker does for -w."""
-    host = resolve_in_root(root, path)
-    if host.exists() and not host.is_dir():
-        raise LaunchError(f"Cannot use {path} as the working directory: not a directory")
-    if not host.exists():
-        host.mkdir(parents=True, mode=0o755)
-        if uid or gid:
-            os.chown(host, uid, gid)
-    return host
+def in_proc(path: str) -> bool:
+    """Whether a (normalized, absolute) container path is /proc or below it: never a working directory
+    or a mount target (`/proc/self/fd/N` reaches whatever fd the runtime leaked, CVE-2024-21626)."""
+    return path == "/proc" or path.startswith("/proc/")
 
 
-def ensure_file_in_root(root: Path, path: str) -> Path:
-    """Create an empty file (and parents) at a container path, as a bind-mount target."""
-    host = resolve_in_root(root, path)
-    if not host.exists():
-        host.parent.mkdir(parents=True, exist_ok=True)
-        host.touch()
-    return host
+def check_workdir(path: str) -> str:
+    """A working directory as given by the user or the image: absolute, normalized, not in /proc."""
+    workdir = container_path(path, "working directory")
+    if in_proc(workdir):
+        raise InvalidArgument(f"The working directory {path} is invalid: it is inside /proc")
+    return workdir
+
+
+def ensure_dir_in_root(root: Path, path: str, uid: int = 0, gid: int = 0) -> str:
+    """mkdir -p the working directory inside the rootfs as Docker does for -w (symlinks resolved in the
+    root, the directories made owned by uid:gid); returns its canonical container path, the one lxc
+    should chdir to (no symlink left for anything to follow)."""
+    try:
+        found = make_dirs_in_root(root, check_workdir(path), 0o755, uid, gid)
+    except InvalidArgument as err:
+        raise LaunchError(str(err)) from None
+    except OSError as err:
+        raise LaunchError(f"Cannot use {path} as the working directory: {err.strerror or err}") from None
+    if in_proc(found.path):
+        raise LaunchError(f"Cannot use {path} as the working directory: it leads into /proc ({found.path})")
+    return found.path
+
+
+def prepare_binds(root: Path, binds: Sequence[Bind]) -> tuple[Bind, ...]:
+    """The binds with their targets made inside the rootfs and rewritten to canonical container paths.
+
+    A target below an earlier directory bind is made inside that bind's source (what lxc will find
+    there once it is mounted). lxc then finds every target in place with no symlink on the way, so it
+    neither creates anything (it would follow an image's symlinks out of the rootfs) nor refuses.
+    """
+    done: list[tuple[str, Bind]] = []  # (canonical target, bind) of the directory binds so far
+    out = []
+    for b in binds:
+        target = container_path(b.target, f"mount target {b.target!r}")
+        if in_proc(target):
+            raise LaunchError(f"Cannot mount {b.source} on {b.target}: the target is inside /proc")
+        try:
+            canonical = _prepare_target(root, target, b, done)
+        except OSError as err:
+            raise LaunchError(f"Cannot mount {b.source} on {b.target}: {err.strerror or err}") from None
+        if in_proc(canonical):
+            raise LaunchError(f"Cannot mount {b.source} on {b.target}: it leads into /proc ({canonical})")
+        if not b.is_file:
+            done.append((canonical, b))
+        out.append(dataclasses.replace(b, target=canonical))
+    return tuple(out)
+
+
+def _prepare_target(root: Path, target: str, b: Bind, done: list[tuple[str, Bind]]) -> str:
+    """Make the mount point of `b` and return its canonical path (see prepare_binds)."""
+    where = lookup_in_root(root, target)
+    base, inner, rest = "", root, target
+    for canonical, outer in reversed(done):  # the most recent enclosing bind is what lxc will see
+        if where == canonical or where.startswith(canonical.rstrip("/") + "/"):
+            base, inner, rest = canonical.rstrip("/"), outer.source, where[len(canonical):]
+            break
+    if b.is_file:
+        found = make_file_in_root(inner, rest)
+        if found.is_dir:
+            raise OSError(errno.EISDIR, f"{target} is a directory in the image, the source a file")
+    else:
+        found = make_dirs_in_root(inner, rest)
+    return (base + found.path) if found.path != "/" else (base or "/")

@@ -34,7 +34,7 @@ from pydock.runtime.launcher import container_processes, signal_container
 from pydock.runtime.options import CreateOptions
 from pydock.utils.errors import Conflict, InvalidArgument, NotFound, PydockError, RemovalFailed
 from pydock.utils.ids import is_valid_id, resolve_prefix
-from pydock.utils.paths import RootLayout
+from pydock.utils.paths import RootLayout, check_private_root
 
 log = logging.getLogger(__package__)
 
@@ -64,6 +64,7 @@ class Runtime:
         pool); `names` an open name database to share (the API server's threads share one)."""
         self.layout = RootLayout(Path(root).absolute())
         self.layout.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        check_private_root(self.layout.root)
         self.layout.containers.mkdir(mode=0o700, exist_ok=True)
         if deviceset is None:
             options = dict(storage_options or {})

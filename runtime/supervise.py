@@ -23,7 +23,7 @@ from pydock.runtime.jsonlog import JsonLog
 from pydock.runtime.launcher import HELPER_ENV, LaunchSpec, exit_status, signal_container, spawn
 from pydock.runtime.monitor import RawTerminal, SignalProxy, copy_winsize, detach_stdio, pump, pump_tty
 from pydock.runtime.options import DEFAULT_PATH, env_value, merge_env
-from pydock.runtime.rootpath import ensure_dir_in_root, look_path
+from pydock.runtime.rootpath import ensure_dir_in_root, look_path, prepare_binds
 from pydock.utils.process import proc_start_time, self_identity
 from pydock.utils.version import build_info
 from pydock.runtime.userdb import resolve_user
@@ -122,8 +122,7 @@ def _prepare(rt: Runtime, c: Container) -> Prepared:
     env = merge_env(
         ["HOME=/", f"PATH={DEFAULT_PATH}", "container=lxc", f"HOSTNAME={cfg.get('Hostname') or c.short_id}"],
         ["TERM=xterm"] if cfg.get("Tty") else [], link_env, c.env())
-    cwd = cfg.get("WorkingDir") or "/"
-    ensure_dir_in_root(rootfs, cwd, user.uid, user.gid)
+    cwd = ensure_dir_in_root(rootfs, cfg.get("WorkingDir") or "/", user.uid, user.gid)  # canonical, no symlinks
     argv0 = look_path(rootfs, c.path, env_value(env, "PATH", DEFAULT_PATH), user.uid, (user.gid, *user.groups))
     ip = settings.ip_address if settings is not None else None
     atomic_write(c.hosts_path, hosts_file(ip, cfg.get("Hostname", ""), cfg.get("Domainname", ""),
@@ -134,6 +133,7 @@ def _prepare(rt: Runtime, c: Container) -> Prepared:
     for target, source in sorted(c.volumes.items()):
         binds.append(lxcconf.Bind(Path(source), target, readonly=not c.volumes_rw.get(target, True),
                                   is_file=not Path(source).is_dir()))
+    binds = list(prepare_binds(rootfs, binds))  # targets made inside the rootfs: lxc creates nothing
     network = (("lxc.net.0.type", "empty"),)
     if settings is not None:
         from pydock.links.network import lxc_network_config  # lazy: networking only (pyroute2 is heavy)

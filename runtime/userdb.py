@@ -1,15 +1,25 @@
 """Resolve `-u user[:group]` against the container's own /etc/passwd and /etc/group, read as text.
 
-Never NSS or the `pwd` module: those read the host's databases, not the container's.
+Never NSS or the `pwd` module: those read the host's databases, not the container's. The files come
+from the image, so they are read like any hostile input: resolved inside the rootfs, regular files
+only (a fifo would hang the start, /dev/zero never ends), at most MAX_DB_SIZE bytes.
 """
 
 from __future__ import annotations
 
+import errno
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydock.utils.errors import LaunchError
-from pydock.runtime.rootpath import resolve_in_root
+from pydock.utils.humanize import human_size
+from pydock.utils.safepath import read_in_root
+
+log = logging.getLogger(__package__)
+
+#: larger than any real passwd/group (100 000 users are ~6 MiB); bigger ones are refused, not read.
+MAX_DB_SIZE = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -27,10 +37,27 @@ ROOT = User(0, 0, (), "/root", "root")
 
 
 def _read_db(rootfs: Path, name: str) -> list[list[str]]:
+    """The rows of /etc/`name` in the rootfs; none when it is missing (then only numeric ids and root
+    resolve). LaunchError when it exists but is not something to read: a fifo, a device, a directory,
+    a symlink loop, or larger than MAX_DB_SIZE."""
+    path = f"/etc/{name}"
     try:
-        text = resolve_in_root(rootfs, f"/etc/{name}").read_text(errors="replace")
-    except (OSError, ValueError):
+        data = read_in_root(rootfs, path, MAX_DB_SIZE)
+    except FileNotFoundError:
+        log.debug("the container has no %s: only numeric ids and root resolve", path)
         return []
+    except OSError as err:
+        if err.errno == errno.EFBIG:
+            reason = f"larger than {human_size(MAX_DB_SIZE)}"
+        elif err.errno == errno.EINVAL:
+            reason = err.strerror
+        elif err.errno == errno.ENOTDIR:
+            log.debug("%s: a non-directory on the way; the container has none", path)
+            return []
+        else:
+            reason = err.strerror or str(err)
+        raise LaunchError(f"Cannot read {path} in the container: {reason}") from None
+    text = data.decode("utf-8", "replace")
     rows = []
     for line in text.splitlines():
         line = line.strip()

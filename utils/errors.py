@@ -52,6 +52,10 @@ class UnsafeArchive(ArchiveError):
     """A layer tried to write outside its root or carried a forbidden entry."""
 
 
+class UnsafeRoot(PydockError):
+    """pydock's state root is not private to root (another user could plant or swap what pydock trusts)."""
+
+
 class LaunchError(PydockError):
     """pydock failed to start a container before the command ran (exit status 125)."""
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 from dataclasses import dataclass
+
+from pydock.utils.libc import libc
 
 MS_RDONLY = 1
 MS_NOSUID = 2
@@ -27,15 +28,7 @@ CLONE_NEWNS = 0x00020000
 CLONE_NEWNET = 0x40000000
 
 
-def _load_libc() -> ctypes.CDLL:
-    # glibc's soname first: ctypes.util.find_library runs `ldconfig -p` (~70 ms on every pydock start)
-    try:
-        return ctypes.CDLL("libc.so.6", use_errno=True)
-    except OSError:
-        return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-
-
-_libc = _load_libc()
+_libc = libc()
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _libc.unshare.argtypes = [ctypes.c_int]

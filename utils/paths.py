@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
+
+from pydock.utils.errors import UnsafeRoot
 
 DEFAULT_ROOT = "/var/lib/pydock"
 ROOT_ENV = "PYDOCK_ROOT"
@@ -69,3 +73,22 @@ class RootLayout:
     def lock(self) -> Path:
         """Lock file serialising whole-root operations (reconcile, create/remove) across processes."""
         return self.root / ".lock"
+
+
+def check_private_root(root: Path) -> None:
+    """Refuse a state root another user could write into: it must be a directory owned by us (root)
+    and not writable by group or others. Everything below it (images, containers' config, the names
+    database, lxc configs) is trusted as pydock's own."""
+    fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+    finally:
+        os.close(fd)
+    me = os.geteuid()
+    if st.st_uid != me:
+        owner = "root" if me == 0 else f"uid {me}"
+        raise UnsafeRoot(f"Refusing to use {root} as pydock's root: it is owned by uid {st.st_uid}, not {owner} "
+                         f"(chown {owner} {root})")
+    if st.st_mode & 0o022:
+        raise UnsafeRoot(f"Refusing to use {root} as pydock's root: it is writable by group or others "
+                         f"(mode {stat.S_IMODE(st.st_mode):04o}; chmod go-w {root})")

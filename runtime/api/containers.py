@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import signal
 from contextlib import closing
 
@@ -16,6 +15,7 @@ from pydock.runtime.api.services import Services
 from pydock.runtime.container import Container
 from pydock.runtime.jsonlog import LogReader
 from pydock.runtime.runtime import Runtime
+from pydock.utils import saferegex
 from pydock.utils.errors import Conflict, InvalidArgument, NotFound, PydockError, RemovalFailed
 
 log = logging.getLogger(__package__)
@@ -42,10 +42,12 @@ def _size(rt: Runtime, c: Container) -> tuple[int, int]:
 
 
 def _matches(c: Container, names: list[str], filters: dict[str, list[str]]) -> bool:
-    """Whether a container passes `docker ps --filter` id=, name= (a regexp) and status=."""
+    """Whether a container passes `docker ps --filter` id=, name= (a regexp, matched in linear time like
+    Docker's RE2: a client's pattern cannot make the server backtrack for minutes) and status=."""
     if not all(c.id.startswith(value) for value in filters.get("id", [])):
         return False
-    if filters.get("name") and not any(re.search(p, n.lstrip("/")) for p in filters["name"] for n in names):
+    patterns = [saferegex.compile(p) for p in filters.get("name", [])]
+    if patterns and not any(p.search(n.lstrip("/")) for p in patterns for n in names):
         return False
     return not filters.get("status") or models.state_name(c) in filters["status"]
 
@@ -69,6 +71,8 @@ def create(svc: Services, req: Request, h: Handler) -> None:
 def list_containers(svc: Services, req: Request, h: Handler) -> None:
     limit = req.int_arg("limit", -1) or -1
     filters = decode.filters(req.arg("filters"))
+    for pattern in filters.get("name", []):
+        saferegex.compile(pattern)  # a bad pattern is a 400 even when there is nothing to match
     out = []
     with svc.pool.runtime() as rt:
         for c in rt.containers(all=req.flag("all") or limit > 0):

@@ -163,22 +163,22 @@ def create_options(body: Any, name: str | None) -> CreateOptions:
         publish_all=bool(hc.get("PublishAllPorts")),
         expose=tuple(body.get("ExposedPorts") or {}),
         network=mode != "none" and not body.get("NetworkDisabled"),
-        dns=tuple(hc.get("Dns") or ()),
+        dns=_strings(hc, "Dns"),
         auto_remove=bool(hc.get("AutoRemove")),
         tty=bool(body.get("Tty")),
         stdin_open=bool(body.get("OpenStdin")),
         init=bool(hc.get("Init")),
-        security_opt=_security_opt(hc.get("SecurityOpt")),
+        security_opt=_strings(hc, "SecurityOpt"),  # the values are judged by Runtime.create
     )
 
 
-def _security_opt(value: Any) -> tuple[str, ...]:
-    """HostConfig.SecurityOpt: a list of strings (a seccomp profile comes as its JSON text); the
-    values themselves are judged by Runtime.create."""
+def _strings(hc: dict[str, Any], field: str) -> tuple[str, ...]:
+    """A list-of-strings field of HostConfig (a bare string would be taken apart letter by letter)."""
+    value = hc.get(field)
     if value is None:
         return ()
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise InvalidArgument("HostConfig.SecurityOpt must be a list of strings")
+        raise InvalidArgument(f"HostConfig.{field} must be a list of strings, not {json.dumps(value)[:100]}")
     return tuple(value)
 
 

@@ -1,0 +1,17 @@
+"""The C library, loaded once, for the thin kernel wrappers in utils (mount(2), openat2(2))."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+
+
+@functools.cache
+def libc() -> ctypes.CDLL:
+    """glibc with errno kept (`ctypes.get_errno()`); its soname first, because ctypes.util.find_library
+    runs `ldconfig -p` (~70 ms on every pydock start)."""
+    try:
+        return ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
