@@ -29,6 +29,9 @@ class Bind:
     target: str
     readonly: bool = True
     is_file: bool = True
+    #: let lxc create the target: only for targets in lxc's own fresh /dev (autodev), where no image
+    #: symlink can lead it out; every other target pydock makes inside the rootfs (rootpath.prepare_binds)
+    lxc_creates: bool = False
 
 
 @dataclass(frozen=True)
@@ -70,9 +73,11 @@ def _bind_line(b: Bind) -> str:
         # lxc.mount.entry is fstab syntax: escape whitespace as octal like /etc/fstab
         source = source.replace(" ", "\\040").replace("\t", "\\011")
         target = target.replace(" ", "\\040").replace("\t", "\\011")
-    # no create=: pydock made the target inside the rootfs (rootpath.prepare_binds); lxc's mkdir -p would
-    # follow the image's symlinks out of it
+    # no create= unless asked: pydock made the target inside the rootfs (rootpath.prepare_binds); lxc's
+    # mkdir -p would follow the image's symlinks out of it
     opts = ["bind", "ro" if b.readonly else "rw"]
+    if b.lxc_creates:
+        opts.append("create=file" if b.is_file else "create=dir")
     return f"{source} {target} none {','.join(opts)} 0 0"
 
 
@@ -101,9 +106,10 @@ def render(spec: LxcSpec) -> str:
     for path in MASKED_DIRS:
         lines.append(("lxc.mount.entry", f"tmpfs {path} tmpfs ro,nosuid,nodev,noexec,size=0,optional 0 0"))
     if spec.console is not None:  # a pty of pydock's, never the host's console (lxc.console.path is none)
-        lines.append(("lxc.mount.entry", _bind_line(Bind(spec.console, "/dev/console", readonly=False))))
+        lines.append(("lxc.mount.entry", _bind_line(Bind(spec.console, "/dev/console", readonly=False,
+                                                          lxc_creates=True))))
     if spec.init is not None:
-        lines.append(("lxc.mount.entry", _bind_line(Bind(spec.init, INIT_PATH))))
+        lines.append(("lxc.mount.entry", _bind_line(Bind(spec.init, INIT_PATH, lxc_creates=True))))
     for b in spec.binds:
         lines.append(("lxc.mount.entry", _bind_line(b)))
     lines += cgroups.device_keys()

@@ -83,6 +83,17 @@ def test_resolve_user_from_the_containers_files(rootfs):
     assert resolve_user(rootfs, "").uid == 0
 
 
+def test_only_lxcs_own_dev_targets_are_created_by_lxc(tmp_path):
+    """The console pty and --init's binary land on lxc's fresh /dev tmpfs, which only lxc can populate:
+    lxc creates those two targets; every bind into the image's tree has its target made by pydock."""
+    spec = lxcconf.LxcSpec(hostname="h", rootfs=tmp_path, console=Path("/dev/pts/9"), init=Path("/r/init/tini"),
+                           binds=(lxcconf.Bind(Path("/v"), "/data", readonly=False, is_file=False),))
+    entries = [l for l in lxcconf.render(spec).splitlines() if l.startswith("lxc.mount.entry = /")]
+    assert "lxc.mount.entry = /dev/pts/9 dev/console none bind,rw,create=file 0 0" in entries
+    assert "lxc.mount.entry = /r/init/tini dev/init none bind,ro,create=file 0 0" in entries
+    assert "lxc.mount.entry = /v data none bind,rw 0 0" in entries
+
+
 def test_lxc_config_render(tmp_path):
     spec = lxcconf.LxcSpec(hostname="h", rootfs=tmp_path, env=("A=1", "B=two words"), uid=5, gid=6, groups=(7, 8),
                            cwd="/w", memory=1 << 20, cpu_shares=100,
