@@ -126,5 +126,10 @@ def build(ctx: click.Context, tags: tuple[str, ...], dockerfile: str | None, bui
     except PydockError:
         out.replay()
         raise
+    except KeyboardInterrupt:
+        out.replay()
+        click.echo("Error: build interrupted: its container is removed; the images of finished steps stay",
+                   err=True)
+        ctx.exit(130)
     if quiet:
         click.echo(f"sha256:{image_id}")

@@ -67,13 +67,17 @@ class SourceTree:
         return os.path.relpath(host, self.root) if host != self.root else ""
 
     def stat(self, rel: str) -> os.stat_result | None:
-        """lstat of a resolved path, None if it is missing or excluded."""
-        if rel and self.excluded(rel):
-            return None
+        """lstat of a resolved path, None if it is missing or excluded (a directory a `!` line re-includes
+        something under is there)."""
         try:
-            return os.lstat(self.root / rel)
+            st = os.lstat(self.root / rel)
         except (FileNotFoundError, NotADirectoryError):
             return None
+        if rel and self.excluded(rel):
+            if not (stat.S_ISDIR(st.st_mode) and self.ignore is not None and self.ignore.has_exclusions
+                    and next(iter(self.walk(rel)), None) is not None):
+                return None
+        return st
 
     def open(self, rel: str) -> int:
         """A read fd of regular file `rel` (resolved), opened without following a symlink swapped in."""

@@ -134,7 +134,7 @@ def collect(tree: SourceTree, paths: list[str], keyword: str, unpack: bool = Fal
 
 def _source(tree: SourceTree, rel: str, name: str, keyword: str, unpack: bool) -> Source:
     resolved = tree.resolve(rel) if rel else ""
-    st = None if rel and tree.excluded(rel) else tree.stat(resolved)
+    st = tree.stat(resolved) if resolved == rel or tree.stat(rel) is not None or not tree.excluded(rel) else None
     if st is None or stat.S_ISLNK(st.st_mode):
         where = "build context or excluded by .dockerignore" if tree.ignore is not None or tree.what == "build context" \
             else tree.what
