@@ -48,6 +48,27 @@ stat -c '%U:%G %a %n' config config/app.conf /usr/local/bin/run.sh
 find /ctx -type f | sort
 """
 
+#: what the app prints (its CMD) when built with these build args
+APP_OUTPUT = """\
+hello world from /opt/app as app
+version={version} flavor={flavor}
+2
+VERSION
+file000.txt
+file001.txt
+lines
+app:app 755 config
+app:app 644 config/app.conf
+app:app 755 /usr/local/bin/run.sh
+/ctx/.dockerignore
+/ctx/Dockerfile
+/ctx/config/app.conf
+/ctx/docs/keep.md
+/ctx/scripts/run.sh
+/ctx/src/file000.txt
+/ctx/src/file001.txt
+"""
+
 APP_IGNORE = "*.log\nsecrets/\ndocs\n!docs/keep.md\n"
 
 
@@ -124,3 +145,29 @@ def tar_of(path: Path, gz: bool = False) -> bytes:
         for item in sorted(path.rglob("*")):
             tar.add(item, arcname=str(item.relative_to(path)), recursive=False)
     return buf.getvalue()
+
+
+def teardown_root(root: Path, driver: str = "overlay") -> None:
+    """Every container and image of a root gone (a build's chains are deep: leaves first, until none is
+    left), then its store shut down (no mounts or devices left)."""
+    from pydock.runtime.runtime import Runtime
+
+    if not root.exists():
+        return
+    rt = Runtime(root, driver, bridge="none")
+    try:
+        for c in rt.containers(all=True):
+            rt.remove(c, force=True, volumes=True)
+        images = rt.images.graph.list()
+        while images:
+            parents = {i.parent for i in images}
+            leaves = [i for i in images if i.id not in parents]
+            assert leaves, f"images left in {root}: {[i.id for i in images]}"
+            for image in leaves:
+                rt.images.graph.delete(image.id)
+            images = rt.images.graph.list()
+    finally:
+        try:
+            rt.driver.shutdown()  # before close(): a closed devicemapper set no longer removes its pool
+        finally:
+            rt.close()

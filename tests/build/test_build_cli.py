@@ -12,29 +12,9 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from build_helpers import ONBUILD_BASE, ONBUILD_CHILD, app_context, tar_of, tools_context, write
+from build_helpers import APP_OUTPUT, ONBUILD_BASE, ONBUILD_CHILD, app_context, tar_of, tools_context, write
 
 pytestmark = pytest.mark.lxc
-
-APP_OUTPUT = """\
-hello world from /opt/app as app
-version={version} flavor={flavor}
-2
-VERSION
-file000.txt
-file001.txt
-lines
-app:app 755 config
-app:app 644 config/app.conf
-app:app 755 /usr/local/bin/run.sh
-/ctx/.dockerignore
-/ctx/Dockerfile
-/ctx/config/app.conf
-/ctx/docs/keep.md
-/ctx/scripts/run.sh
-/ctx/src/file000.txt
-/ctx/src/file001.txt
-"""
 
 
 def _steps(out: str) -> list[str]:
