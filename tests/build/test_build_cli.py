@@ -313,3 +313,61 @@ def test_saved_image_carries_the_build_config(pydock, tmp_path: Path):
         config = json.load(tar.extractfile(manifest["Config"]))["config"]  # type: ignore[arg-type]
     assert config["Healthcheck"] == {"Test": ["CMD-SHELL", "true"]} and config["OnBuild"] == ["RUN true"]
     assert config["Shell"] == ["/bin/sh", "-xc"] and config["Cmd"] == ["true"]
+
+
+def test_ignore_file_can_name_the_dockerfile(pydock, tmp_path: Path):
+    """The Dockerfile and .dockerignore are read whatever .dockerignore says, but COPY sees them only if
+    it does not name them (as with Docker, where the CLI sends them and the daemon drops them)."""
+    ctx = tmp_path / "ctx"
+    write(ctx / "Dockerfile", "FROM localhost/bbase:latest\nCOPY . /c/\nCMD [\"ls\", \"-A\", \"/c\"]\n")
+    write(ctx / "keep.txt", "k\n")
+    write(ctx / "notes.md", "n\n")
+    write(ctx / ".dockerignore", "Dockerfile\n.dockerignore\n*.md\n")
+    pydock("build", "-t", "ign:1", str(ctx))
+    assert pydock("run", "--rm", "ign:1").out == "keep.txt\n"
+    (ctx / ".dockerignore").write_text("*.md\n")
+    pydock("build", "-t", "ign:2", str(ctx))
+    assert pydock("run", "--rm", "ign:2").out == ".dockerignore\nDockerfile\nkeep.txt\n"
+
+
+@pytest.mark.network
+def test_add_url_in_a_namespace(pydock, tmp_path: Path):
+    """ADD of an http URL (a server on loopback in a namespace made here): a file of mode 0600 with the
+    server's Last-Modified, never unpacked, cached by its content."""
+    import sys
+    import time
+    import uuid
+
+    ns = "pdkbuild" + uuid.uuid4().hex[:6]
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    prefix = ["nsenter", f"--net=/run/netns/{ns}"]
+    server = None
+    try:
+        subprocess.run([*prefix, "ip", "link", "set", "lo", "up"], check=True)
+        www = tmp_path / "www"
+        write(www / "file.txt", "downloaded\n")
+        os.utime(www / "file.txt", (1_500_000_000, 1_500_000_000))
+        write(www / "pkg.tar.gz", tar_of(www, gz=True))
+        server = subprocess.Popen([*prefix, sys.executable, "-m", "http.server", "-b", "127.0.0.1", "8000"], cwd=www,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while subprocess.run([*prefix, sys.executable, "-c", "import socket; socket.create_connection"
+                              "(('127.0.0.1', 8000), 1)"], capture_output=True).returncode:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        write(tmp_path / "ctx/Dockerfile", "FROM localhost/bbase:latest\n"
+                                           "ADD http://127.0.0.1:8000/file.txt http://127.0.0.1:8000/pkg.tar.gz /dl/\n"
+                                           "RUN stat -c '%a %Y %n' /dl/* && cat /dl/file.txt\n")
+        p = pydock.inside(prefix)
+        out = p("build", str(tmp_path / "ctx")).out
+        assert "600 1500000000 /dl/file.txt\n" in out and "/dl/pkg.tar.gz\n" in out and "downloaded\n" in out
+        assert "Running in" not in p("build", str(tmp_path / "ctx")).out
+        (www / "file.txt").write_text("changed\n")
+        assert "changed\n" in p("build", str(tmp_path / "ctx")).out
+        missing = p("build", "-", stdin=b"FROM localhost/bbase:latest\nADD http://127.0.0.1:8000/nope /x\n", ok=False)
+        assert missing.returncode != 0 and "ADD failed: http://127.0.0.1:8000/nope: 404 Not Found" in missing.err
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=10)
+        subprocess.run(["ip", "netns", "delete", ns], check=False)
