@@ -15,7 +15,6 @@ Needs root and podman. Prints medians and ratios; never asserts.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import subprocess
@@ -24,10 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from images import drop_podman_store, podman, podman_store, sh, timed  # the podman store helpers (same dir)
+
 PYDOCK = str(Path(sys.executable).with_name("pydock"))
-ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-PODMAN_GLOBALS = ["--storage-driver", "overlay", "--cgroup-manager", "cgroupfs", "--events-backend", "file",
-                  "--runtime", "runc"]
 PODMAN_BUILD = ["--network", "none", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
                 "--format", "docker", "-q"]
 BASE = "localhost/bbase:latest"
@@ -51,10 +49,6 @@ CMD ["cat", "/app/sum"]
 """
 
 
-def sh(argv: list[str], **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(argv, check=True, capture_output=True, env=ENV, **kw)
-
-
 def make_context(path: Path, files: int) -> None:
     (path / "config").mkdir(parents=True)
     (path / "config" / "app.conf").write_text("port=8080\n")
@@ -65,34 +59,14 @@ def make_context(path: Path, files: int) -> None:
     (path / "Dockerfile").write_text(DOCKERFILE)
 
 
-def podman(store: Path, *args: str) -> subprocess.CompletedProcess:
-    return sh(["podman", "--root", str(store / "root"), "--runroot", str(store / "run"), "--tmpdir",
-               str(store / "tmp"), *PODMAN_GLOBALS, *args])
-
-
-def podman_store(base: Path, rootfs: Path) -> Path:
-    path = Path(tempfile.mkdtemp(prefix="pdkb-", dir=base))
-    for d in ("root", "run", "tmp"):
-        (path / d).mkdir()
-    podman(path, "import", str(rootfs), BASE)
-    return path
-
-
-def drop_podman_store(store: Path) -> None:
-    subprocess.run(["podman", "--root", str(store / "root"), "--runroot", str(store / "run"), *PODMAN_GLOBALS,
-                    "system", "reset", "-f"], capture_output=True, check=False)
-    subprocess.run(["umount", "-R", str(store / "root" / "overlay")], capture_output=True, check=False)
-    shutil.rmtree(store, ignore_errors=True)
+def seeded_podman_store(base: Path, rootfs: Path) -> Path:
+    store = podman_store(base)
+    podman(store, "import", str(rootfs), BASE)
+    return store
 
 
 def pydock(root: Path, *args: str) -> list[str]:
     return [PYDOCK, "-g", str(root), "-s", "overlay", "-b", "none", *args]
-
-
-def timed(argv: list[str]) -> float:
-    start = time.perf_counter()
-    sh(argv)
-    return time.perf_counter() - start
 
 
 def drop_pydock_root(root: Path) -> None:
@@ -123,7 +97,7 @@ def main() -> None:
                 cached.append(timed(pydock(root, "build", "-q", "-t", "bench:1", str(ctx))))
             out = sh(pydock(root, "run", "--rm", "bench:1")).stdout
             drop_pydock_root(root)
-            store = podman_store(base, rootfs)
+            store = seeded_podman_store(base, rootfs)
             start = time.perf_counter()
             podman(store, "build", *PODMAN_BUILD, "-t", "bench:1", str(ctx))
             cold["podman"].append(time.perf_counter() - start)

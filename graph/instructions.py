@@ -73,43 +73,25 @@ def parse_words(rest: str, escape: str = "\\") -> list[str]:
     substitution removes them later)."""
     words: list[str] = []
     buf: list[str] = []
-    blank_ok = False
+    blank_ok = in_word = False
     quote = ""
-    in_word = False
-    i = 0
-    n = len(rest)
+    i, n = 0, len(rest)
     while i < n:
         ch = rest[i]
-        if not in_word and not quote:
-            if ch.isspace():
-                i += 1
-                continue
-            in_word = True
-        if quote:
-            if ch == quote:
-                quote = ""
-            elif ch == escape and quote != "'":
-                if i + 1 == n:
-                    i += 1
-                    continue
-                buf.append(ch)
-                i += 1
-                ch = rest[i]
-            buf.append(ch)
-            i += 1
-            continue
-        if ch.isspace():
-            if blank_ok or buf:
+        if not quote and ch.isspace():
+            if in_word and (blank_ok or buf):
                 words.append("".join(buf))
             buf, blank_ok, in_word = [], False, False
             i += 1
             continue
-        if ch in "'\"":
+        in_word = True
+        if quote and ch == quote:
+            quote = ""
+        elif not quote and ch in "'\"":
             quote, blank_ok = ch, True
-        if ch == escape:
+        elif ch == escape and quote != "'":
             if i + 1 == n:
-                i += 1
-                continue
+                break  # an escape at the very end is dropped
             buf.append(ch)
             i += 1
             ch = rest[i]

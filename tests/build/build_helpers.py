@@ -148,26 +148,21 @@ def tar_of(path: Path, gz: bool = False) -> bytes:
 
 
 def teardown_root(root: Path, driver: str = "overlay") -> None:
-    """Every container and image of a root gone (a build's chains are deep: leaves first, until none is
-    left), then its store shut down (no mounts or devices left)."""
+    """Every container and image of a root gone, then its store shut down (api_helpers' teardown; a
+    build's image chains are deeper than its rounds, so images go here first, leaves until none left)."""
+    from api.api_helpers import teardown_root as shut_down
     from pydock.runtime.runtime import Runtime
 
-    if not root.exists():
-        return
-    rt = Runtime(root, driver, bridge="none")
-    try:
-        for c in rt.containers(all=True):
-            rt.remove(c, force=True, volumes=True)
-        images = rt.images.graph.list()
-        while images:
-            parents = {i.parent for i in images}
-            leaves = [i for i in images if i.id not in parents]
-            assert leaves, f"images left in {root}: {[i.id for i in images]}"
-            for image in leaves:
-                rt.images.graph.delete(image.id)
+    if root.exists():
+        with Runtime(root, driver, bridge="none") as rt:
+            for c in rt.containers(all=True):
+                rt.remove(c, force=True, volumes=True)
             images = rt.images.graph.list()
-    finally:
-        try:
-            rt.driver.shutdown()  # before close(): a closed devicemapper set no longer removes its pool
-        finally:
-            rt.close()
+            while images:
+                parents = {i.parent for i in images}
+                leaves = [i for i in images if i.id not in parents]
+                assert leaves, f"images left in {root}: {[i.id for i in images]}"
+                for image in leaves:
+                    rt.images.graph.delete(image.id)
+                images = rt.images.graph.list()
+    shut_down(root, driver)
