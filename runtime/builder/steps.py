@@ -30,9 +30,9 @@ from pydock.utils.errors import InvalidArgument, LaunchError, NotFound, PydockEr
 
 log = logging.getLogger(__package__)
 
-#: the config keys an image made by a build always carries (None when unset), so a commit replaces the
-#: RUN container's own values with the build's
-_IMAGE_KEYS = (*CONFIG_FIELDS, "Labels", "StopSignal", "Healthcheck", "OnBuild", "Shell")
+#: keys an image made by a build always carries besides Docker 0.7's Config fields (None when unset), so
+#: a commit replaces every value of the RUN container's own config with the build's
+_EXTRA_KEYS = ("Labels", "StopSignal", "Healthcheck", "OnBuild", "Shell")
 
 
 def go_list(values: list[str]) -> str:
@@ -42,8 +42,7 @@ def go_list(values: list[str]) -> str:
 
 def image_config(state: StageState) -> dict[str, Any]:
     """The config an image of this stage gets (the stage's run config; its parent as `Image`)."""
-    cfg = {k: state.config.get(k) for k in _IMAGE_KEYS}
-    cfg.update({k: v for k, v in state.config.items() if k not in cfg})
+    cfg: dict[str, Any] = {**CONFIG_FIELDS, **dict.fromkeys(_EXTRA_KEYS), **state.config}
     cfg["Image"] = state.image_id or ""
     return cfg
 

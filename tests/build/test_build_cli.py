@@ -190,6 +190,16 @@ RUN ls /d1 /d2 /glob /existing-dir-is-kept /w/rel && readlink /d1/link && cat /r
             "/glob:\none.txt\ntwo.txt\n\n/w/rel:\ntwo.txt\na.txt\none\na\n600 1\n644 2\n") in out
 
 
+def test_from_scratch(pydock, tmp_path: Path):
+    """FROM scratch: an empty image ( ---> with no id) filled by a COPY of a whole image's rootfs."""
+    write(tmp_path / "ctx/Dockerfile", "FROM --platform=$BUILDPLATFORM scratch\n"
+                                       "COPY --from=localhost/bbase:latest / /\nCMD [\"echo\", \"from scratch\"]\n")
+    out = pydock("build", "-t", "scratch:1", str(tmp_path / "ctx")).out
+    assert "Step 1/3 : FROM --platform=$BUILDPLATFORM scratch\n ---> \nStep 2/3" in out
+    assert pydock("run", "--rm", "scratch:1").out == "from scratch\n"
+    assert len(pydock("history", "-q", "scratch:1").out.split()) == 2  # the COPY layer, the CMD: no base
+
+
 def test_failed_run_and_intermediate_containers(pydock, tmp_path: Path):
     write(tmp_path / "ctx/Dockerfile", "FROM localhost/bbase:latest\nRUN echo made > /made\n"
                                        "RUN echo out; echo err >&2; exit 3\nRUN echo never\n")
@@ -229,6 +239,8 @@ def test_failed_run_and_intermediate_containers(pydock, tmp_path: Path):
     ("FROM localhost/bbase:latest\nADD http://127.0.0.1:9/file /x\n", {}, "ADD failed: cannot download"),
     ("FROM localhost/bbase:latest\nRUN nosuchcommand-xyz\n", {}, "returned a non-zero code: 127"),
     ("FROM localhost/bbase:latest\nWORKDIR /etc/passwd/x\n", {}, "not a directory"),
+    ("FROM --platform=linux/s390x localhost/bbase:latest\n", {}, "only this host's platform"),
+    ("FROM localhost/bbase:latest\nCOPY --from=1 /x /x\n", {}, "invalid from flag value 1: index out of bounds"),
 ])
 def test_bad_input_one_error_nothing_left(pydock, tmp_path: Path, dockerfile: str, files: dict, message: str):
     ctx = tmp_path / "ctx"
