@@ -11,6 +11,7 @@ image config (Docker's dispatchers); `expand` does the variable substitution bet
 from __future__ import annotations
 
 import json
+import posixpath
 import re
 import signal
 from collections.abc import Mapping
@@ -362,8 +363,6 @@ def command_line(inst: Instruction, config: dict[str, Any]) -> list[str]:
 
 def normalize_workdir(current: str, requested: str) -> str:
     """WORKDIR: an absolute path as given, a relative one on top of the current one; cleaned."""
-    import posixpath  # lazy: tiny, only WORKDIR needs it
-
     path = requested if requested.startswith("/") else posixpath.join("/", current or "/", requested)
     return posixpath.normpath(path).replace("//", "/")
 

@@ -99,6 +99,26 @@ def test_build_args_and_unused_warning(pydock, tmp_path: Path):
     assert "Using cache" in other[6] and "Using cache" not in other[7]
 
 
+def test_proxy_args_volumes_and_maintainer(pydock, tmp_path: Path):
+    """Proxy args reach RUN without an ARG yet stay out of the history and the cache; a RUN's writes under
+    a VOLUME are discarded (it is a volume during the build too); MAINTAINER is the author."""
+    write(tmp_path / "ctx/Dockerfile", "FROM localhost/bbase:latest\nMAINTAINER Jane <jane@example.org>\n"
+                                       "RUN echo \"proxy=$http_proxy\" > /proxy\nVOLUME /data\n"
+                                       "RUN echo lost > /data/f && echo kept > /kept\n")
+    out = pydock("build", "-t", "vol:1", "--build-arg", "http_proxy=http://proxy:3128", str(tmp_path / "ctx")).out
+    assert "[Warning]" not in out
+    info = pydock.inspect("vol:1")
+    assert info["author"] == "Jane <jane@example.org>" and info["config"]["Volumes"] == {"/data": {}}
+    assert "proxy:3128" not in pydock("history", "--no-trunc", "vol:1").out
+    with pydock.mounted(info["id"]) as rootfs:
+        assert (rootfs / "proxy").read_text() == "proxy=http://proxy:3128\n" and (rootfs / "kept").exists()
+        assert not (rootfs / "data" / "f").exists()
+    # another proxy is not another image: the RUN is cached
+    again = pydock("build", "--build-arg", "http_proxy=http://other:3128", str(tmp_path / "ctx")).out
+    assert "Running in" not in again
+    assert pydock("ps", "-aq").out == ""
+
+
 def test_tools_add_archives_shell_and_metadata(pydock, tmp_path: Path):
     ctx = tools_context(tmp_path / "tools")
     pydock("build", "-t", "tools:1", str(ctx))
