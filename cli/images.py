@@ -62,8 +62,8 @@ class _ProgressReader:
 
 @click.command("import")
 @click.option("-c", "--change", "changes", multiple=True, metavar="INSTRUCTION",
-              help="A Dockerfile instruction for the image's config: CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, USER, "
-                   "VOLUME, WORKDIR, STOPSIGNAL (repeatable).")
+              help="A Dockerfile instruction for the image's config: CMD, ENTRYPOINT, ENV, EXPOSE, HEALTHCHECK, "
+                   "LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME, WORKDIR (repeatable).")
 @click.argument("source", metavar="URL|-|FILE")
 @click.argument("reference", metavar="[REPOSITORY[:TAG]]", required=False)
 @click.pass_context

@@ -38,6 +38,7 @@ COMMANDS: dict[str, str] = {
     "push": "pydock.cli.registry:push",
     "login": "pydock.cli.registry:login",
     "logout": "pydock.cli.registry:logout",
+    "build": "pydock.cli.build:build",
     # containers
     "run": "pydock.cli.containers:run",
     "create": "pydock.cli.containers:create",

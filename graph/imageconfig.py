@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 #: the config keys `run`/`create` honour, as Docker's image config spells them.
 RUN_KEYS = ("User", "ExposedPorts", "Env", "Entrypoint", "Cmd", "Volumes", "WorkingDir", "Labels", "StopSignal")
+#: the keys an image config carries between tools: what run honours and what a build reads from its base.
+CONFIG_KEYS = (*RUN_KEYS, "Healthcheck", "OnBuild", "Shell")
 _GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}
 
 
@@ -68,7 +70,7 @@ def run_config(config: dict[str, Any]) -> dict[str, Any]:
     inner = config.get("config") or {}
     if not isinstance(inner, dict):
         raise InvalidArgument("image config: `config` is not an object")
-    return {k: inner[k] for k in RUN_KEYS if inner.get(k) not in (None, "", [], {})}
+    return {k: inner[k] for k in CONFIG_KEYS if inner.get(k) not in (None, "", [], {})}
 
 
 def history(config: dict[str, Any]) -> list[HistoryEntry]:
@@ -123,7 +125,7 @@ def build_config(graph: Graph, image: Image, diff_ids_: list[str]) -> bytes:
         if info is not None and info.empty:
             entry["empty_layer"] = True
         hist.append(entry)
-    cfg = {k: v for k, v in (image.config or {}).items() if k in RUN_KEYS and v not in (None, "", [], {})}
+    cfg = {k: v for k, v in (image.config or {}).items() if k in CONFIG_KEYS and v not in (None, "", [], {})}
     data: dict[str, Any] = {
         "architecture": go_arch(image.architecture), "os": "linux", "created": format_time(image.created),
         "config": cfg, "rootfs": {"type": "layers", "diff_ids": diff_ids_}, "history": hist,

@@ -255,15 +255,21 @@ class Runtime:
             proxy_signals: bool = False, **options: Any) -> RunResult:
         """Create and run a container in this process (it is its own monitor); collect or stream its
         output. With `remove` (or CreateOptions.auto_remove) it is removed when it ends, as `run --rm`."""
-        from pydock.runtime import supervise  # lazy: see start
-
         if isinstance(image, CreateOptions):
             opts = dataclasses.replace(image, auto_remove=image.auto_remove or remove)
             if cmd is not None or options:
                 raise InvalidArgument("run: give either a CreateOptions or an image with options, not both")
         else:
             opts = CreateOptions.of(image, cmd, auto_remove=remove, **options)
-        c = self.create(opts)
+        return self.run_created(self.create(opts), stdin=stdin, stdout=stdout, stderr=stderr,
+                                proxy_signals=proxy_signals)
+
+    def run_created(self, c: Container, *, stdin: Any = None, stdout: BinaryIO | None = None,
+                    stderr: BinaryIO | None = None, proxy_signals: bool = False) -> RunResult:
+        """Run created container `c` in this process, as `run` does once it has made it (the builder
+        names the container before its RUN step's output starts)."""
+        from pydock.runtime import supervise  # lazy: see start
+
         code, out, err = supervise.run_foreground(self, c, stdin=stdin, stdout=stdout, stderr=stderr,
                                                   proxy_signals=proxy_signals)
         return RunResult(code, out, err)
@@ -487,8 +493,10 @@ class Runtime:
         return rw, rw + virtual
 
     def commit(self, c: Container | str, repo: str | None = None, tag: str | None = None, *,
-               comment: str = "", author: str = "", config: dict[str, Any] | None = None) -> Any:
-        """A new image from the container's changes on its image (whiteouts for deletions)."""
+               comment: str = "", author: str = "", config: dict[str, Any] | None = None,
+               container_config: dict[str, Any] | None = None) -> Any:
+        """A new image from the container's changes on its image (whiteouts for deletions); its
+        container_config is the container's own unless given (the builder records its step there)."""
         from pydock.runtime.layers import export_changes_to  # lazy: see diff
 
         c = self._current(c)
@@ -499,7 +507,8 @@ class Runtime:
             export_changes_to(self.driver, c, buf)
             buf.seek(0)
             return self.images.create(buf, parent=c.image, repo=repo, tag=tag, comment=comment, author=author,
-                                      config=merged, container=c.id, container_config=c.config)
+                                      config=merged, container=c.id,
+                                      container_config=c.config if container_config is None else container_config)
 
     def export(self, c: Container | str, out: BinaryIO) -> None:
         """The container's whole filesystem as a tar stream."""

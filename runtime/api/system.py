@@ -7,11 +7,13 @@ from pydock.runtime.api.httpd import Handler, Request
 from pydock.runtime.api.services import Services
 
 _NO_CACHE = (("Cache-Control", "no-cache, no-store, must-revalidate"), ("Pragma", "no-cache"))
+#: the builder `POST /build` is: the classic one ("1"); the docker CLI picks its legacy builder by it
+_BUILDER = (("Builder-Version", "1"),)
 
 
 def ping(svc: Services, req: Request, h: Handler) -> None:
     """`OK`; the CLI reads the version headers every response carries (HEAD: headers only)."""
-    h.send_bytes(200, b"OK", "text/plain; charset=utf-8", headers=_NO_CACHE)
+    h.send_bytes(200, b"OK", "text/plain; charset=utf-8", headers=_NO_CACHE + _BUILDER)
 
 
 def version(svc: Services, req: Request, h: Handler) -> None:
