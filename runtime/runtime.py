@@ -321,17 +321,19 @@ class Runtime:
                 notify.wait(seen, delay if left is None else min(delay, left))
                 delay = min(delay * 2, _POLL_CAP)
 
-    def kill(self, c: Container | str, sig: int | str = signal.SIGKILL) -> None:
-        """Send `sig` to the container's command; SIGKILL is recorded as exit 137 whatever lxc reports."""
+    def kill(self, c: Container | str, sig: int | str = signal.SIGKILL, *, start_wait: float = 2.0) -> None:
+        """Send `sig` to the container's command; SIGKILL is recorded as exit 137 whatever lxc reports.
+        A container still being set up gets it once its command runs, if that is within `start_wait`
+        seconds; Conflict ("still starting") otherwise."""
         c = self._current(c)
         signum = parse_signal(sig)
         if not c.state.running:
             raise Conflict(f"Container {c.short_id} is not running")
         if signum == signal.SIGKILL:
             c.killed_marker.touch()
-        if not signal_container(c.state.pid, c.state.pid_start, signum):
+        if not signal_container(c.state.pid, c.state.pid_start, signum, wait_command=start_wait):
             c.reload()
-            if c.state.running and c.state.pid == 0:
+            if c.state.running:
                 raise Conflict(f"Container {c.short_id} is still starting; try again")
 
     def stop(self, c: Container | str, timeout: float = DEFAULT_STOP_TIMEOUT) -> None:
@@ -339,12 +341,13 @@ class Runtime:
         c = self._current(c)
         if not c.state.running:
             return
-        try:
-            self.kill(c, c.config.get("StopSignal") or signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        try:  # a container still being set up gets the signal once its command runs, within the timeout
+            self.kill(c, c.config.get("StopSignal") or signal.SIGTERM, start_wait=timeout)
         except Conflict as err:
-            log.debug("stop %s: %s; the SIGKILL below retries", c.short_id, err)  # still starting
+            log.debug("stop %s: %s; the SIGKILL below retries", c.short_id, err)
         try:
-            self.wait(c, timeout=timeout)
+            self.wait(c, timeout=max(0.0, deadline - time.monotonic()))
             return
         except TimeoutError:
             log.debug("stop %s: still running after %ss; killing it", c.short_id, timeout)

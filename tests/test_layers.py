@@ -129,3 +129,17 @@ def test_imports_inside_functions_say_why(folder):
                 if isinstance(node, (ast.Import, ast.ImportFrom)) and "# lazy:" not in lines[node.lineno - 1]:
                     bare.append(f"{path.relative_to(SRC)}:{node.lineno}: {lines[node.lineno - 1].strip()}")
     assert not bare, "function-level imports without a `# lazy: <reason>` comment:\n" + "\n".join(sorted(set(bare)))
+
+
+def test_every_package_folder_is_installed():
+    """A folder with an __init__.py that pyproject.toml does not list would be missing from the wheel,
+    the binary and the .deb (they are built from that list)."""
+    import tomllib
+
+    listed = set(tomllib.loads((SRC / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = set()
+    for folder in FOLDERS:
+        for init in (SRC / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(SRC / folder)
+            found.add(".".join(["pydock", folder, *rel.parts]))
+    assert found == listed

@@ -66,10 +66,15 @@ def _lxc_processes() -> frozenset[str]:
             continue
         try:
             comm = Path(f"/proc/{pid}/comm").read_text().strip()
+            if comm not in _LXC_COMMS:
+                continue
+            stat = Path(f"/proc/{pid}/stat").read_bytes()
         except OSError:
-            continue
-        if comm in _LXC_COMMS:
-            found.add(f"{pid} {comm}")
+            continue  # ended meanwhile
+        state, ppid = stat[stat.rindex(b")") + 2:].split()[:2]
+        if state == b"Z" and ppid == b"1":
+            continue  # exited, orphaned, waiting for the machine's init to reap it: nothing is left running
+        found.add(f"{pid} {comm}")
     return frozenset(found)
 
 

@@ -199,10 +199,11 @@ def test_image_config_honoured_by_run(pydock, podman, peer_image, tmp_path: Path
         assert config["Labels"]["org.example.kind"] == "test"
         assert "8080/tcp" in config["ExposedPorts"] and config["StopSignal"] == "SIGINT"
         assert "/vol" in (info.get("Volumes") or {})
-        for _ in range(100):
+        for _ in range(300):
             if pydock("logs", cid).out == "ready\n":
                 break
             time.sleep(0.1)
+        assert pydock("logs", cid).out == "ready\n"  # its trap is set
         pydock("stop", "-t", "20", cid)
         assert pydock("wait", cid).out.strip() == "7"  # the image's STOPSIGNAL (SIGINT), not SIGTERM
     finally:

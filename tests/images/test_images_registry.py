@@ -134,6 +134,10 @@ def test_ctrl_c_mid_pull(pydock, podman, registry, busybox_rootfs: Path, tmp_pat
     podman.build(tmp_path / "big", "localhost/big:1", "FROM localhost/bbase:latest\n"
                  "RUN head -c 120000000 /dev/urandom > /big1\nRUN head -c 120000000 /dev/urandom > /big2\n")
     _podman_push(podman, registry, "localhost/big:1", "big:1")
+    # loopback throttled to 100 Mbit/s: 240 MB take ~20 s, so the Ctrl-C surely lands mid-download
+    # however loaded the machine is (unthrottled, the pull could end before the signal)
+    shaping = ["ip", "netns", "exec", registry.netns, "tc", "qdisc"]
+    run([*shaping, "add", "dev", "lo", "root", "tbf", "rate", "100mbit", "burst", "256kb", "latency", "50ms"], ok=True)
     argv = [*registry.ns, PYDOCK, "-g", str(pydock.root), "-s", pydock.driver, "pull", f"{registry.host}/big:1"]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env={**os.environ, **pydock.env}, start_new_session=True)
@@ -147,6 +151,7 @@ def test_ctrl_c_mid_pull(pydock, podman, registry, busybox_rootfs: Path, tmp_pat
     assert err.decode().count("\n") == 1 and "interrupted" in err.decode()
     assert f"{registry.host}/big" not in pydock("images").out
     _no_partials(pydock)
+    run([*shaping, "del", "dev", "lo", "root"], ok=True)
     # the retry completes and reuses what was finished
     pydock.inside(registry.ns)("pull", f"{registry.host}/big:1")
     assert pydock("run", "--rm", f"{registry.host}/big:1", "sh", "-c", "wc -c < /big2").out.strip() == "120000000"

@@ -32,8 +32,8 @@ def test_conflicting_options_and_usage_errors(cli):
     assert p.returncode == 2 and p.stderr.strip() == b"Error: Conflicting options: --rm and -d"
     p = cli("run", "-w", "relative", "busybox", "true")
     assert p.returncode == 2 and b"It needs to be an absolute path" in p.stderr
-    p = cli("run", "--net", "none", "nosuchimage", "true")
-    assert p.returncode == 1 and b"Unable to find image 'nosuchimage'" in p.stderr
+    p = cli("run", "--pull", "never", "--net", "none", "nosuchimage", "true")
+    assert p.returncode == 1 and p.stderr == b"Error: Unable to find image 'nosuchimage'\n"
 
 
 def test_command_options_after_the_image_belong_to_the_command(cli):

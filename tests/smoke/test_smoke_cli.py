@@ -77,14 +77,14 @@ def test_storage_options_are_checked_before_anything_is_made(tmp_path) -> None:
 def test_a_D_in_the_container_command_is_not_pydocks_debug_flag(tmp_path) -> None:
     """`grep -D skip` after the image is the command's own option: the error that follows is one line."""
     for flag in ("-D", "--debug"):
-        out = pydock("-g", str(tmp_path / "root"), "run", "no-such-image", "grep", flag, "skip", "x")
+        out = pydock("-g", str(tmp_path / "root"), "run", "--pull", "never", "no-such-image", "grep", flag, "skip", "x")
         assert out.returncode == 1
         assert out.stderr == "Error: Unable to find image 'no-such-image'\n"
 
 
 @pytest.mark.parametrize("flag", ["-D", "--debug"])
 def test_the_debug_flag_logs_debug_lines_and_the_errors_traceback(tmp_path, flag: str) -> None:
-    out = pydock("-g", str(tmp_path / "root"), flag, "run", "no-such-image", "grep", "x")
+    out = pydock("-g", str(tmp_path / "root"), flag, "run", "--pull", "never", "no-such-image", "grep", "x")
     assert out.returncode == 1
     lines = out.stderr.splitlines()
     assert lines[0].startswith("DEBUG pydock.cli: pid "), out.stderr
