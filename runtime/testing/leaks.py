@@ -35,8 +35,14 @@ class HostSnapshot:
         return found
 
 
+#: iproute2's `ip netns add` makes this directory a shared mount the first time and keeps it for good
+#: (each namespace is a mount below it, and those do count)
+_PERSISTENT_MOUNTS = {"/run/netns", "/var/run/netns"}
+
+
 def _mounts() -> frozenset[str]:
-    return frozenset(f"{e.mountpoint} ({e.fstype} {e.source})" for e in mountinfo())
+    return frozenset(f"{e.mountpoint} ({e.fstype} {e.source})" for e in mountinfo()
+                     if e.mountpoint not in _PERSISTENT_MOUNTS)
 
 
 def _loops() -> frozenset[str]:

@@ -26,6 +26,34 @@ def _started(rt, cmd: list[str], **options):
     return c
 
 
+def _wait_until(check, what: str, timeout: float = 30):
+    """Poll `check()` until it is true: the container got there, however slow the kernel (UML) is."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def _ready(rt, c) -> None:
+    """Wait for the command's `ready` line: it printed it after installing its trap."""
+    _wait_until(lambda: any(r.log.strip() == "ready" for r in rt.logs(c)), "the ready line")
+
+
+TRAP_TERM = ["sh", "-c", "trap 'exit 7' TERM; echo ready; while :; do sleep 0.1; done"]
+
+
+def _cmdlines(rt, c) -> list[str]:
+    """argv[0] of every process in the container, read from the host."""
+    names = []
+    for pid in container_processes(rt.load(c.id).state.pid):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                names.append(f.read().split(b"\0")[0].decode())
+        except FileNotFoundError:
+            continue  # ended meanwhile
+    return names
+
+
 def _states(rt, c) -> list[str]:
     """The state letter (R, S, Z...) of every process in the container, read from the host."""
     states = []
@@ -55,8 +83,8 @@ def test_the_command_is_pid_1_and_no_host_binary_is_in_view(pydock_runtime, tier
 
 @pytest.mark.parametrize("tier", TIERS)
 def test_stop_reaches_pid_1_with_a_trap_and_kills_one_without(pydock_runtime, tier):
-    c = _started(pydock_runtime, ["sh", "-c", "trap 'exit 7' TERM; while :; do sleep 0.1; done"])
-    time.sleep(0.3)  # let the shell install its trap
+    c = _started(pydock_runtime, TRAP_TERM)
+    _ready(pydock_runtime, c)
     t0 = time.monotonic()
     pydock_runtime.stop(c, timeout=10)
     assert pydock_runtime.load(c.id).state.exit_code == 7
@@ -70,8 +98,8 @@ def test_stop_reaches_pid_1_with_a_trap_and_kills_one_without(pydock_runtime, ti
 
 
 def test_kill_with_other_signals_reaches_pid_1(pydock_runtime):
-    c = _started(pydock_runtime, ["sh", "-c", "trap 'exit 10' USR1; while :; do sleep 0.1; done"])
-    time.sleep(0.3)
+    c = _started(pydock_runtime, ["sh", "-c", "trap 'exit 10' USR1; echo ready; while :; do sleep 0.1; done"])
+    _ready(pydock_runtime, c)
     pydock_runtime.kill(c, "USR1")
     assert pydock_runtime.wait(c, timeout=10) == 10
     c = _started(pydock_runtime, ["sleep", "60"])
@@ -88,16 +116,16 @@ ORPHAN = ["sh", "-c", "(sleep 0.2 &); exec sleep 30"]  # the orphan's parent bec
 @pytest.mark.parametrize("tier", TIERS)
 def test_init_reaps_orphans_and_passes_signals(pydock_runtime, tier):
     c = _started(pydock_runtime, ORPHAN)  # without --init: a zombie nobody reaps (the contrast)
-    time.sleep(1)
-    assert "Z" in _states(pydock_runtime, c)
+    _wait_until(lambda: "Z" in _states(pydock_runtime, c), "the orphan to end unreaped")
     pydock_runtime.kill(c)
     c = _started(pydock_runtime, ORPHAN, init=True)
-    time.sleep(1)
-    assert "Z" not in _states(pydock_runtime, c) and len(_states(pydock_runtime, c)) == 2
+    # tini reaped the orphan: what is left is tini and `sleep 30`, no zombie
+    _wait_until(lambda: sorted(_cmdlines(pydock_runtime, c)) == ["/dev/init", "sleep"], "the orphan to be reaped")
+    assert "Z" not in _states(pydock_runtime, c)
     pydock_runtime.kill(c)
     assert pydock_runtime.wait(c, timeout=10) == 137
-    c = _started(pydock_runtime, ["sh", "-c", "trap 'exit 7' TERM; while :; do sleep 0.1; done"], init=True)
-    time.sleep(0.3)
+    c = _started(pydock_runtime, TRAP_TERM, init=True)
+    _ready(pydock_runtime, c)
     pydock_runtime.stop(c, timeout=10)  # tini passes SIGTERM to the command
     assert pydock_runtime.load(c.id).state.exit_code == 7
 
