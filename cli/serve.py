@@ -40,7 +40,8 @@ def serve(ctx: click.Context, hosts: tuple[str, ...]) -> None:
         # bind first: a socket another server holds is refused before any helper is spawned
         for listen in listens:
             servers.append(httpd.bind(listen, None, debug=settings.debug))
-        services = Services(pool=RuntimePool(options), starter=Starter(options), git_commit=git_commit())
+        services = Services(pool=RuntimePool(options), starter=Starter(options), git_commit=git_commit(),
+                            insecure_registries=tuple(settings.insecure_registries))
         router = Router(services)
         for s in servers:
             s.router = router

@@ -187,6 +187,11 @@ class Registry:
                     resp = self._send(url.scheme, url.netloc, method, target, dict(headers or {}), None, stream)
         except socket.timeout:
             raise Unreachable(f"registry {self.host}: no answer within {self.timeout:g}s ({what})") from None
+        except ssl.SSLError as err:
+            if getattr(err, "reason", "") == "WRONG_VERSION_NUMBER" and not self.may_use_http:
+                raise Unreachable(f"registry {self.host} answered https with plain http: to use it anyway, "
+                                  f"name it with --insecure-registry {self.host}") from None
+            raise Unreachable(f"registry {self.host} is unreachable: {err}") from None
         except (OSError, http.client.HTTPException) as err:
             raise Unreachable(f"registry {self.host} is unreachable: {err}") from None
         if resp.status not in ok:

@@ -107,7 +107,7 @@ def _json_map(req: Request, name: str) -> dict[str, Any]:
     return value
 
 
-def _options(req: Request) -> Any:
+def _options(req: Request, insecure_registries: tuple[str, ...] = ()) -> Any:
     """BuildOptions from the query; a field pydock's builder does not do is refused by name."""
     from pydock.runtime.builder.state import BuildOptions  # lazy: the builder, only for /build
 
@@ -139,7 +139,8 @@ def _options(req: Request) -> Any:
     return BuildOptions(tags=tuple(decode.strip_registry(t) for t in req.args("t") if t),
                         build_args=_json_map(req, "buildargs"), no_cache=req.flag("nocache"),
                         target=req.arg("target") or None, labels=_json_map(req, "labels"),
-                        remove=force_rm or req.flag("rm", True), force_remove=force_rm, network=network != "none")
+                        remove=force_rm or req.flag("rm", True), force_remove=force_rm, network=network != "none",
+                        insecure_registries=insecure_registries)
 
 
 def build(svc: Services, req: Request, h: Handler) -> None:
@@ -147,7 +148,7 @@ def build(svc: Services, req: Request, h: Handler) -> None:
     from pydock.runtime.builder.builder import build as run_build, check_tags  # lazy: the builder
     from pydock.runtime.builder.context import BuildContext  # lazy: the builder
 
-    options = _options(req)
+    options = _options(req, svc.insecure_registries)
     check_tags(options.tags)
     quiet = bool_value(req.arg("q"))
     with svc.pool.runtime() as rt, scratch_dir(rt.layout.graph_tmp) as scratch:

@@ -145,7 +145,7 @@ def _pull(svc: Services, req: Request, h: Handler) -> None:
     stream = _ProgressStream(h)
     try:
         with svc.pool.runtime() as rt:
-            pull(rt.images, text, progress=stream, credentials=creds)
+            pull(rt.images, text, progress=stream, credentials=creds, insecure=svc.insecure_registries)
     except PydockError as err:
         if not stream.started:
             if isinstance(err, (NotFound, Unauthorized)):
@@ -236,7 +236,8 @@ def push(svc: Services, req: Request, h: Handler, name: str) -> None:
         rt.images.get(text)  # a missing image is a 404, before the stream starts
         stream = _ProgressStream(h)
         try:
-            result = push_image(rt.images, text, progress=stream, credentials=creds)
+            result = push_image(rt.images, text, progress=stream, credentials=creds,
+                                insecure=svc.insecure_registries)
             stream._write({"progressDetail": {}, "aux": {"Tag": result.reference.tag, "Digest": result.digest,
                                                           "Size": result.size}})
         except PydockError as err:
@@ -285,7 +286,7 @@ def distribution(svc: Services, req: Request, h: Handler, name: str) -> None:
     """`GET /distribution/{name}/json`: the registry's descriptor of a reference and its platforms."""
     from pydock.graph.distribution.pull import describe  # lazy: the distribution client, only for registry routes
 
-    d = describe(name, credentials=registry_auth(req))
+    d = describe(name, credentials=registry_auth(req), insecure=svc.insecure_registries)
     h.send_json(200, {"Descriptor": {"mediaType": d.media_type, "digest": d.digest, "size": d.size},
                       "Platforms": d.platforms})
 

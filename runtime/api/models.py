@@ -269,8 +269,17 @@ def _mem_total() -> int:
     return 0
 
 
+def registry_config(insecure: tuple[str, ...]) -> dict[str, Any]:
+    """`RegistryConfig` of /info: loopback and the --insecure-registry hosts may use plain http
+    (`docker info` lists them as Insecure Registries)."""
+    indexes = {"docker.io": {"Name": "docker.io", "Mirrors": [], "Secure": True, "Official": True}}
+    indexes.update({h: {"Name": h, "Mirrors": [], "Secure": False, "Official": False} for h in insecure})
+    return {"AllowNondistributableArtifactsCIDRs": None, "AllowNondistributableArtifactsHostnames": None,
+            "InsecureRegistryCIDRs": ["127.0.0.0/8", "::1/128"], "IndexConfigs": indexes, "Mirrors": None}
+
+
 def system_info(*, containers: list[Container], images: int, driver: str, driver_status: list[tuple[str, str]],
-                root: str) -> dict[str, Any]:
+                root: str, insecure_registries: tuple[str, ...] = ()) -> dict[str, Any]:
     """`GET /info`: counts, storage, kernel; `Swarm` is what `docker inspect` looks at."""
     running = sum(1 for c in containers if c.state.running)
     return {
@@ -284,7 +293,8 @@ def system_info(*, containers: list[Container], images: int, driver: str, driver
         "SystemTime": format_time(utcnow()), "LoggingDriver": "json-file", "CgroupDriver": "cgroupfs",
         "CgroupVersion": "1", "NEventsListener": 0, "KernelVersion": platform.release(),
         "OperatingSystem": _os_name(), "OSVersion": "", "OSType": "linux", "Architecture": platform.machine(),
-        "IndexServerAddress": "", "RegistryConfig": None, "NCPU": os.cpu_count() or 1, "MemTotal": _mem_total(),
+        "IndexServerAddress": "https://index.docker.io/v1/",
+        "RegistryConfig": registry_config(insecure_registries), "NCPU": os.cpu_count() or 1, "MemTotal": _mem_total(),
         "GenericResources": None, "HttpProxy": "", "HttpsProxy": "", "NoProxy": "", "Name": platform.node(),
         "Labels": [], "ExperimentalBuild": False, "ServerVersion": VERSION, "Runtimes": {"lxc": {"path": "lxc-start"}},
         "DefaultRuntime": "lxc", "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive",

@@ -77,6 +77,8 @@ class Services:
     pool: RuntimePool
     starter: Starter
     git_commit: str = ""
+    #: registries beside loopback that may be spoken to over plain http (the global --insecure-registry)
+    insecure_registries: tuple[str, ...] = ()
 
     def close(self) -> None:
         self.starter.close()

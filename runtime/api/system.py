@@ -25,7 +25,8 @@ def info(svc: Services, req: Request, h: Handler) -> None:
         containers = rt.containers(all=True)
         images = len(rt.images.graph.list())
         h.send_json(200, models.system_info(containers=containers, images=images, driver=rt.driver.name,
-                                            driver_status=list(rt.driver.status()), root=str(rt.layout.root)))
+                                            driver_status=list(rt.driver.status()), root=str(rt.layout.root),
+                                            insecure_registries=svc.insecure_registries))
 
 
 ROUTES = [

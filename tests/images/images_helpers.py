@@ -160,15 +160,19 @@ def tar_bytes(members: dict[str, bytes]) -> bytes:
 
 class Registry:
     """Debian's docker-registry on 127.0.0.1:5000 inside a network namespace of the test's own,
-    optionally with htpasswd basic auth. `ns` prefixes a command to run it in that namespace."""
+    optionally with htpasswd basic auth. `ns` prefixes a command to run it in that namespace.
+    `address`: another IPv4 address to serve on instead, put on the namespace's own `lo` (not a
+    loopback address to the client, yet no packet leaves the namespace)."""
 
-    def __init__(self, base: Path, users: dict[str, str] | None = None, token: bool = False) -> None:
+    def __init__(self, base: Path, users: dict[str, str] | None = None, token: bool = False,
+                 address: str = "127.0.0.1") -> None:
         import time
         import uuid
 
         self.base = base
         self.netns = "pdkreg" + uuid.uuid4().hex[:8]
-        self.host = "127.0.0.1:5000"
+        self.address = address
+        self.host = f"{address}:5000"
         self.storage = base / "data"
         base.mkdir(parents=True, exist_ok=True)
         config = ["version: 0.1", "log:", "  level: error", "storage:", "  filesystem:",
@@ -191,6 +195,8 @@ class Registry:
         run(["ip", "netns", "add", self.netns], ok=True)
         self.ns = ["nsenter", f"--net=/run/netns/{self.netns}"]
         run([*self.ns, "ip", "link", "set", "lo", "up"], ok=True)
+        if address != "127.0.0.1":
+            run([*self.ns, "ip", "addr", "add", f"{address}/32", "dev", "lo"], ok=True)
         self.token_proc = None
         if token:
             self.token_proc = subprocess.Popen(
@@ -201,7 +207,7 @@ class Registry:
                                      stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            probe = run([*self.ns, "python3", "-c", "import socket; socket.create_connection(('127.0.0.1', 5000), 1)"])
+            probe = run([*self.ns, "python3", "-c", f"import socket; socket.create_connection(('{address}', 5000), 1)"])
             if probe.returncode == 0:
                 return
             time.sleep(0.1)

@@ -9,10 +9,11 @@ import shutil
 import signal
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from images_helpers import PYDOCK, run
+from images_helpers import PYDOCK, Registry, run
 
 pytestmark = [pytest.mark.lxc, pytest.mark.network]
 DOCKER = shutil.which("docker")
@@ -20,11 +21,19 @@ DOCKER = shutil.which("docker")
 
 @pytest.fixture
 def serve(registry, tmp_path: Path):
+    with serving(registry, tmp_path) as docker:
+        yield docker
+
+
+@contextmanager
+def serving(registry, tmp_path: Path, *global_options: str):
+    """`pydock [global_options] serve` in the registry's namespace; yields the docker CLI pointed at it."""
     if DOCKER is None:
         pytest.fail("the docker CLI is missing: hack/make.sh test provides it")
+    tmp_path.mkdir(parents=True, exist_ok=True)
     root, sock = tmp_path / "serve-root", tmp_path / "d.sock"
-    proc = subprocess.Popen([*registry.ns, PYDOCK, "-g", str(root), "-s", "overlay", "-b", "none", "serve",
-                             "-H", f"unix://{sock}"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([*registry.ns, PYDOCK, "-g", str(root), "-s", "overlay", "-b", "none", *global_options,
+                             "serve", "-H", f"unix://{sock}"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
     deadline = time.monotonic() + 30
     while not sock.exists():
@@ -111,3 +120,29 @@ def test_sdk_pull_with_auth_header_and_distribution(auth_registry, podman, peer_
     assert mounts_under(root) == []
 
 
+
+
+def test_insecure_registry_is_honoured_by_the_cli_and_by_serve(podman, peer_image, tmp_path: Path):
+    """A registry speaking plain http on a non-loopback address: refused until it is named with the
+    global --insecure-registry, by `pydock pull` and by `pydock serve` (whose /info lists it)."""
+    reg = Registry(tmp_path / "registry", address="10.213.0.1")
+    try:
+        podman.__class__(podman.base, reg.ns)("push", "--tls-verify=false", "localhost/multi:1",
+                                              f"docker://{reg.host}/multi:1")
+        cli = [*reg.ns, PYDOCK, "-g", str(tmp_path / "cli-root"), "-s", "overlay", "-b", "none"]
+        refused = run([*cli, "pull", f"{reg.host}/multi:1"])
+        assert refused.returncode == 1 and refused.err == (f"Error: registry {reg.host} answered https with plain http: "
+                                                            f"to use it anyway, name it with --insecure-registry {reg.host}\n")
+        run([*cli, "--insecure-registry", reg.host, "pull", f"{reg.host}/multi:1"], ok=True)
+        run([*cli, "rmi", f"{reg.host}/multi:1"], ok=True)
+        with serving(reg, tmp_path / "secure") as docker:
+            assert f"--insecure-registry {reg.host}" in docker("pull", f"{reg.host}/multi:1", ok=False).err
+        with serving(reg, tmp_path / "insecure", "--insecure-registry", reg.host) as docker:
+            assert f"Downloaded newer image for {reg.host}/multi:1" in docker("pull", f"{reg.host}/multi:1").out
+            info = json.loads(docker("info", "--format", "{{json .RegistryConfig}}").out)
+            assert info["IndexConfigs"][reg.host]["Secure"] is False
+            docker("tag", f"{reg.host}/multi:1", f"{reg.host}/again:2")
+            docker("push", f"{reg.host}/again:2")
+            assert run([*reg.ns, "skopeo", "inspect", "--tls-verify=false", f"docker://{reg.host}/again:2"]).returncode == 0
+    finally:
+        reg.close()
