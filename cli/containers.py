@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
 import click
 
-from pydock.runtime.options import CreateOptions
+from pydock.runtime.options import CreateOptions, parse_env
 from pydock.runtime.runtime import parse_signal
 from pydock.runtime.state import Status, format_time, utcnow
 from pydock.utils.errors import InvalidArgument, NotFound, PydockError
@@ -79,7 +80,7 @@ def _create_options(image: str, cmd: tuple[str, ...], o: dict[str, Any], auto_re
         image=image,
         cmd=cmd or None,
         name=o.get("name") or o.get("name_alias"),
-        env=o.get("env") or (),
+        env=parse_env(o.get("env") or (), os.environ),
         workdir=o.get("workdir"),
         user=o.get("user"),
         hostname=o.get("hostname"),

@@ -61,7 +61,7 @@ def create_container(rt: Runtime, opts: CreateOptions) -> Container:
         "Memory": memory_bytes or 0, "MemorySwap": 0, "CpuShares": opts.cpu_shares or 0,
         "AttachStdin": opts.stdin_open, "AttachStdout": True, "AttachStderr": True, "PortSpecs": None,
         "ExposedPorts": exposed or None, "Tty": opts.tty, "OpenStdin": opts.stdin_open,
-        "StdinOnce": opts.stdin_open, "Env": merge_env(list(img_cfg.get("Env") or []), user_env),
+        "StdinOnce": opts.stdin_open, "Env": merge_env(list(img_cfg.get("Env") or []), user_env, keep_unset=True),
         "Cmd": command, "Dns": list(dns) or None, "Image": opts.image,
         "Volumes": {v.target: {} for v in vols} or None, "VolumesFrom": "",
         "WorkingDir": workdir if workdir is not None else img_cfg.get("WorkingDir", ""),

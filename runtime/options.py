@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 
 from pydock.utils.errors import InvalidArgument
@@ -120,30 +120,37 @@ def split_hostname(value: str | None) -> tuple[str, str]:
     return host, domain
 
 
-def parse_env(items: list[str] | tuple[str, ...], client_env: dict[str, str] | None = None) -> list[str]:
-    """`K=V` items; a bare `K` copies the client's value (dropped when the client has none)."""
+def parse_env(items: list[str] | tuple[str, ...], client_env: Mapping[str, str] | None = None) -> list[str]:
+    """Checked `K=V` items. A bare `K`: with `client_env` (the CLI's own environment, as the docker CLI
+    does) it copies the client's value, dropped when the client has none; without (an API body) it is
+    kept, and unsets K in the container as under dockerd."""
     out = []
     for item in items:
         key, sep, _value = item.partition("=")
         if not key or not _ENV_KEY_RE.match(key) or "\n" in item or "\0" in item:
             raise InvalidArgument(f"Invalid environment variable: {item!r}")
-        if not sep:
-            env = os.environ if client_env is None else client_env
-            if key in env:
-                out.append(f"{key}={env[key]}")
+        if not sep and client_env is not None:
+            if key in client_env:
+                out.append(f"{key}={client_env[key]}")
             continue
         out.append(item)
     return out
 
 
-def merge_env(*layers: list[str]) -> list[str]:
-    """Later `K=V` entries override earlier ones; first-seen order is kept."""
-    merged: dict[str, str] = {}
+def merge_env(*layers: list[str], keep_unset: bool = False) -> list[str]:
+    """Later `K=V` entries override earlier ones; first-seen order is kept. A bare `K` unsets K: it is
+    dropped, or with `keep_unset` (a container's configuration, merged from its image's) kept bare."""
+    merged: dict[str, str | None] = {}
     for layer in layers:
         for item in layer:
-            key, _, value = item.partition("=")
-            merged[key] = value
-    return [f"{k}={v}" for k, v in merged.items()]
+            key, sep, value = item.partition("=")
+            if sep:
+                merged[key] = value
+            elif keep_unset:
+                merged[key] = None
+            else:
+                merged.pop(key, None)
+    return [k if v is None else f"{k}={v}" for k, v in merged.items()]
 
 
 def env_value(env: list[str], key: str, default: str = "") -> str:

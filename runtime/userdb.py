@@ -66,6 +66,19 @@ def _read_db(rootfs: Path, name: str) -> list[list[str]]:
     return rows
 
 
+#: the largest uid or gid the kernel takes (2^32 - 1 is the "no id" value)
+MAX_ID = (1 << 31) - 1
+
+
+def _is_id(spec: str) -> bool:
+    """A numeric uid or gid the kernel accepts."""
+    if not spec.isdigit() or not spec.isascii():
+        return False
+    if int(spec) > MAX_ID:
+        raise LaunchError(f"uids and gids must be in range 0-{MAX_ID}: {spec}")
+    return True
+
+
 def _find_group(groups: list[list[str]], spec: str) -> int | None:
     for row in groups:
         if len(row) >= 3 and (row[0] == spec or row[2] == spec):
@@ -73,14 +86,15 @@ def _find_group(groups: list[list[str]], spec: str) -> int | None:
                 return int(row[2])
             except ValueError:
                 continue
-    return int(spec) if spec.isdigit() else None
+    return int(spec) if _is_id(spec) else None
 
 
 def resolve_user(rootfs: Path, spec: str | None) -> User:
     """`name`, `uid`, `name:group` or `uid:gid` -> User with supplementary groups from /etc/group.
 
-    A name (or uid) missing from the container's passwd raises LaunchError("Unable to find user X"),
-    like Docker 0.7's dockerinit; an empty spec means root.
+    A name missing from the container's passwd raises LaunchError("Unable to find user X"); a uid
+    missing from it runs as that uid with gid 0 and home `/`, as Docker does (so do a gid missing from
+    /etc/group and a group name that is not there is an error); an empty spec means root.
     """
     if not spec:
         spec = "0"
@@ -95,6 +109,8 @@ def resolve_user(rootfs: Path, spec: str | None) -> User:
     if entry is None:
         if user_part == "0" or user_part == "root":
             entry = ["root", "x", "0", "0", "", "/root"]
+        elif _is_id(user_part):
+            entry = ["", "x", user_part, "0", "", "/"]
         else:
             raise LaunchError(f"Unable to find user {user_part}")
     try:
@@ -108,7 +124,7 @@ def resolve_user(rootfs: Path, spec: str | None) -> User:
         gid = found
     name = entry[0]
     supplementary = []
-    for row in groups:
+    for row in groups if name else ():
         if len(row) >= 4 and name in row[3].split(","):
             try:
                 g = int(row[2])

@@ -16,7 +16,7 @@ from pydock.runtime.options import merge_env, parse_env, parse_memory, parse_vol
 from pydock.runtime.rootpath import CommandNotExecutable, CommandNotFound, look_path, resolve_in_root
 from pydock.runtime.state import State, format_time, parse_time, utcnow
 from pydock.utils.process import proc_start_time, same_process
-from pydock.runtime.userdb import resolve_user
+from pydock.runtime.userdb import User, resolve_user
 
 
 @pytest.fixture
@@ -75,8 +75,14 @@ def test_resolve_user_from_the_containers_files(rootfs):
     assert resolve_user(rootfs, "app:4242").gid == 4242
     with pytest.raises(LaunchError, match="Unable to find user nobody"):
         resolve_user(rootfs, "nobody")  # the host has one; the container does not
-    with pytest.raises(LaunchError, match="Unable to find user 4242"):
-        resolve_user(rootfs, "4242")
+    # a uid the image does not know runs as itself, gid 0, home /, as under Docker
+    assert resolve_user(rootfs, "4242") == User(4242, 0, (), "/", "")
+    assert resolve_user(rootfs, "4242:4343") == User(4242, 4343, (), "/", "")
+    assert resolve_user(rootfs, "4242:staff").gid == 50
+    with pytest.raises(LaunchError, match="uids and gids must be in range 0-2147483647: 4294967295"):
+        resolve_user(rootfs, "4294967295")
+    with pytest.raises(LaunchError, match="Unable to find user ４２"):
+        resolve_user(rootfs, "４２")  # digits, but not ASCII ones
     with pytest.raises(LaunchError, match="Unable to find group nogroup"):
         resolve_user(rootfs, "app:nogroup")
     (rootfs / "etc" / "passwd").unlink()
@@ -151,6 +157,10 @@ def test_option_parsing():
     with pytest.raises(InvalidArgument):
         parse_env(["=x"])
     assert merge_env(["A=1", "B=2"], ["A=3"]) == ["A=3", "B=2"]
+    # an API body's bare K (the CLI resolves its own first): kept in the configuration, unsets K at run
+    assert parse_env(["A=1", "UNSET"]) == ["A=1", "UNSET"]
+    assert merge_env(["A=1", "B=2"], ["B"], keep_unset=True) == ["A=1", "B"]
+    assert merge_env(["HOME=/", "B=2"], ["A=1", "B", "HOME"]) == ["A=1"]
 
 
 def test_state_roundtrip_and_process_identity():
