@@ -119,8 +119,23 @@ def configure_logging(debug: bool) -> None:
         tree.addHandler(_StderrHandler())
 
 
+#: commands whose own failures exit 125, as `docker run`'s do: their callers tell pydock's failure
+#: from the container command's exit status by it
+CONTAINER_RUNNERS = frozenset({"run"})  # `docker create` exits 1 on its errors
+#: Docker's status for its own usage errors (an unknown flag, a bad value, a missing argument)
+USAGE_EXIT = 125
+
+
 class LazyGroup(click.Group):
     """A click group whose sub-commands are imported on demand from COMMANDS."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PydockError as err:
+            if ctx.invoked_subcommand in CONTAINER_RUNNERS and err.exit_code < 125:  # 126, 127 stay
+                err.exit_code = 125
+            raise
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(super().list_commands(ctx)) | set(COMMANDS))
@@ -182,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
         return err.exit_code
     except click.exceptions.Exit as err:
         return err.exit_code
+    except click.UsageError as err:
+        err.show()
+        return USAGE_EXIT
     except click.ClickException as err:
         err.show()
         return err.exit_code

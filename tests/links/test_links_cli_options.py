@@ -51,7 +51,7 @@ def test_network_options_shape_the_bridge_and_bad_values_fail_cleanly(in_netns, 
     rc, _, err = out["bad_bip"]
     assert rc != 0 and err.startswith("Error: ") and len(err.strip().splitlines()) == 1, err
     rc, _, err = out["bad_icc"]
-    assert rc == 2 and "'maybe' is not a valid boolean" in err
+    assert rc == 125 and "'maybe' is not a valid boolean" in err
 
     rc, err = out["icc_run"]
     assert rc == 0, err

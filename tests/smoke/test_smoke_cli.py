@@ -23,7 +23,7 @@ def test_version_names_version_commit_and_python() -> None:
 
 def test_unknown_command_is_a_usage_error() -> None:
     out = pydock("frobnicate")
-    assert out.returncode == 2
+    assert out.returncode == 125
     assert "No such command 'frobnicate'" in out.stderr
 
 
@@ -78,14 +78,14 @@ def test_a_D_in_the_container_command_is_not_pydocks_debug_flag(tmp_path) -> Non
     """`grep -D skip` after the image is the command's own option: the error that follows is one line."""
     for flag in ("-D", "--debug"):
         out = pydock("-g", str(tmp_path / "root"), "run", "--pull", "never", "no-such-image", "grep", flag, "skip", "x")
-        assert out.returncode == 1
+        assert out.returncode == 125
         assert out.stderr == "Error: Unable to find image 'no-such-image'\n"
 
 
 @pytest.mark.parametrize("flag", ["-D", "--debug"])
 def test_the_debug_flag_logs_debug_lines_and_the_errors_traceback(tmp_path, flag: str) -> None:
     out = pydock("-g", str(tmp_path / "root"), flag, "run", "--pull", "never", "no-such-image", "grep", "x")
-    assert out.returncode == 1
+    assert out.returncode == 125
     lines = out.stderr.splitlines()
     assert lines[0].startswith("DEBUG pydock.cli: pid "), out.stderr
     assert "DEBUG pydock.cli: NotFound: Unable to find image 'no-such-image'" in lines
