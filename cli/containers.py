@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from pydock.runtime.options import CreateOptions, parse_env
-from pydock.runtime.runtime import parse_signal
+from pydock.utils.signals import parse_signal
 from pydock.runtime.state import Status, format_time, utcnow
 from pydock.utils.errors import InvalidArgument, NotFound, PydockError
 from pydock.utils.humanize import ago, human_duration, human_size

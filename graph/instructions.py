@@ -13,13 +13,13 @@ from __future__ import annotations
 import json
 import posixpath
 import re
-import signal
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydock.graph.shellwords import env_map, expand_word, expand_words
 from pydock.utils.errors import InvalidArgument
+from pydock.utils.signals import parse_signal
 
 #: every instruction Docker knows.
 KEYWORDS = ("ADD", "ARG", "CMD", "COPY", "ENTRYPOINT", "ENV", "EXPOSE", "FROM", "HEALTHCHECK", "LABEL",
@@ -368,17 +368,9 @@ def normalize_workdir(current: str, requested: str) -> str:
 
 
 def check_signal(text: str) -> str:
-    """STOPSIGNAL's value when it names a signal (`SIGTERM`, `TERM`, `15`, `SIGRTMIN+3`)."""
-    name = text.strip().upper()
-    if name.isdigit():
-        if 0 < int(name) <= signal.SIGRTMAX:
-            return text
-    else:
-        bare = name.removeprefix("SIG")
-        m = re.fullmatch(r"RTM(IN|AX)([+-]\d+)?", bare)
-        if m or hasattr(signal.Signals, "SIG" + bare) and bare not in ("", "_DFL", "_IGN"):
-            return text
-    raise InvalidArgument(f"Invalid signal: {text}")
+    """STOPSIGNAL's value, kept as written, when it names a signal (`SIGTERM`, `TERM`, `15`, `SIGRTMIN+3`)."""
+    parse_signal(text)
+    return text
 
 
 def expose_ports(specs: list[str]) -> list[str]:

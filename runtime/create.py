@@ -19,6 +19,7 @@ from pydock.runtime.rootpath import check_workdir
 from pydock.utils.errors import Conflict, InvalidArgument
 from pydock.utils.fileutil import atomic_write
 from pydock.utils.ids import generate_id
+from pydock.utils.signals import parse_signal
 
 if TYPE_CHECKING:
     from pydock.runtime.runtime import Runtime
@@ -34,6 +35,11 @@ def create_container(rt: Runtime, opts: CreateOptions) -> Container:
     host, domain = split_hostname(opts.hostname)
     vols = [parse_volume(v) for v in opts.volumes]
     user_env = parse_env(list(opts.env))
+    if opts.stop_signal is not None:
+        parse_signal(opts.stop_signal)
+    labels = dict(label.partition("=")[::2] for label in opts.labels)
+    if "" in labels:
+        raise InvalidArgument("Invalid label: a label needs a name (K=V)")
     confinement.parse(opts.security_opt)  # refuse what can't be honoured before anything is made
     if opts.cidfile and os.path.exists(opts.cidfile):
         raise Conflict(f"Container ID file found, make sure the other container isn't running or delete {opts.cidfile}")
@@ -66,7 +72,8 @@ def create_container(rt: Runtime, opts: CreateOptions) -> Container:
         "Volumes": {v.target: {} for v in vols} or None, "VolumesFrom": "",
         "WorkingDir": workdir if workdir is not None else img_cfg.get("WorkingDir", ""),
         "Entrypoint": ep or None, "NetworkDisabled": not opts.network,
-        "Labels": dict(img_cfg.get("Labels") or {}), "StopSignal": img_cfg.get("StopSignal") or None,
+        "Labels": {**(img_cfg.get("Labels") or {}), **labels},
+        "StopSignal": opts.stop_signal or img_cfg.get("StopSignal") or None,
     }
     hostconfig = {"Binds": [spec for spec in opts.volumes if ":" in spec] or None,
                   "ContainerIDFile": opts.cidfile or "", "LxcConf": None, "Privileged": False,

@@ -46,6 +46,8 @@ class CreateOptions:
     cidfile: str | None = None                   # --cidfile
     init: bool = False                           # --init (HostConfig.Init)
     security_opt: tuple[str, ...] = ()           # --security-opt (HostConfig.SecurityOpt)
+    labels: tuple[str, ...] = ()                 # --label K=V (K alone: an empty value), over the image's
+    stop_signal: str | None = None               # --stop-signal (None: the image's, else SIGTERM)
 
     def __post_init__(self) -> None:
         for f in fields(self):

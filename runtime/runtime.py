@@ -33,6 +33,7 @@ from pydock.runtime.jsonlog import LogReader, LogRecord
 from pydock.runtime.launcher import container_processes, signal_container
 from pydock.runtime.options import CreateOptions
 from pydock.utils.errors import Conflict, InvalidArgument, NotFound, PydockError, RemovalFailed
+from pydock.utils.signals import parse_signal
 from pydock.utils.ids import is_valid_id, resolve_prefix
 from pydock.utils.paths import RootLayout, check_private_root
 
@@ -535,15 +536,3 @@ class Runtime:
         return header, [line.split(None, len(header) - 1) for line in out[1:]]
 
 
-def parse_signal(sig: int | str) -> int:
-    """`KILL`, `SIGKILL`, `9` or 9 -> 9; unknown names raise InvalidArgument."""
-    if isinstance(sig, int):
-        return int(sig)
-    text = sig.strip().upper()
-    if text.isdigit():
-        return int(text)
-    name = text if text.startswith("SIG") else "SIG" + text
-    try:
-        return int(getattr(signal.Signals, name))
-    except AttributeError:
-        raise InvalidArgument(f"Invalid signal: {sig}") from None

@@ -12,9 +12,11 @@ import shlex
 from typing import Any
 
 from pydock.graph.tags import split_reference
+from pydock.runtime.api.createfields import refuse_unsupported
 from pydock.runtime.api.httpd import Request
 from pydock.runtime.options import CreateOptions
-from pydock.runtime.runtime import DEFAULT_STOP_TIMEOUT, WAIT_CONDITIONS, parse_signal
+from pydock.runtime.runtime import DEFAULT_STOP_TIMEOUT, WAIT_CONDITIONS
+from pydock.utils.signals import parse_signal
 from pydock.utils.errors import InvalidArgument
 
 _REGISTRY_PREFIXES = ("docker.io/library/", "index.docker.io/library/", "docker.io/", "index.docker.io/")
@@ -131,6 +133,7 @@ def create_options(body: Any, name: str | None) -> CreateOptions:
     if body.get("OpenStdin") or body.get("AttachStdin"):
         raise InvalidArgument("stdin (docker run -i) is not supported by pydock serve: containers started "
                               "through the API read /dev/null; use `pydock run -i`")
+    refuse_unsupported(body)
     hc = body.get("HostConfig") or {}
     mode = hc.get("NetworkMode") or "default"
     if mode not in ("default", "bridge", "none"):
@@ -169,7 +172,18 @@ def create_options(body: Any, name: str | None) -> CreateOptions:
         stdin_open=bool(body.get("OpenStdin")),
         init=bool(hc.get("Init")),
         security_opt=_strings(hc, "SecurityOpt"),  # the values are judged by Runtime.create
+        labels=_labels(body.get("Labels")),
+        stop_signal=body.get("StopSignal") or None,
     )
+
+
+def _labels(value: Any) -> tuple[str, ...]:
+    """`Config.Labels`, an object of strings, as `K=V` items."""
+    if value is None:
+        return ()
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise InvalidArgument(f"Labels must be an object of strings, not {json.dumps(value)[:100]}")
+    return tuple(f"{k}={v}" for k, v in value.items())
 
 
 def _strings(hc: dict[str, Any], field: str) -> tuple[str, ...]:

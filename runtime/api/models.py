@@ -140,6 +140,8 @@ def container_inspect(c: Container, image_name: str) -> dict[str, Any]:
         "Volumes": cfg.get("Volumes") or None, "WorkingDir": cfg.get("WorkingDir", ""),
         "Entrypoint": cfg.get("Entrypoint") or None, "OnBuild": None, "Labels": dict(cfg.get("Labels") or {}),
     }
+    if cfg.get("StopSignal"):
+        config["StopSignal"] = cfg["StopSignal"]  # omitted when unset, as dockerd does
     host_config = {
         "Binds": binds, "ContainerIDFile": hc.get("ContainerIDFile", ""),
         "LogConfig": {"Type": "json-file", "Config": {}}, "NetworkMode": network_mode(c),

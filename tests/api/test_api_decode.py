@@ -3,6 +3,7 @@ SDK's create bodies become as CreateOptions, query values, and Docker's 8-byte f
 
 from __future__ import annotations
 
+import json
 import struct
 from datetime import datetime, timezone
 from email.message import Message
@@ -26,6 +27,10 @@ CLI_BODY = {
                    "Links": ["db:db"]},
     "NetworkingConfig": {"EndpointsConfig": {"default": {}}},
 }
+
+
+#: what `docker create busybox true` (docker CLI 28.2) sends: every HostConfig field, zeroed
+DOCKER_CLI_ZEROED = json.loads('{"AttachStderr": true, "AttachStdin": false, "AttachStdout": true, "Cmd": ["true"], "Domainname": "", "Entrypoint": null, "Env": null, "HostConfig": {"AutoRemove": false, "Binds": null, "BlkioDeviceReadBps": [], "BlkioDeviceReadIOps": [], "BlkioDeviceWriteBps": [], "BlkioDeviceWriteIOps": [], "BlkioWeight": 0, "BlkioWeightDevice": [], "CapAdd": null, "CapDrop": null, "Cgroup": "", "CgroupParent": "", "CgroupnsMode": "", "ConsoleSize": [0, 0], "ContainerIDFile": "", "CpuCount": 0, "CpuPercent": 0, "CpuPeriod": 0, "CpuQuota": 0, "CpuRealtimePeriod": 0, "CpuRealtimeRuntime": 0, "CpuShares": 0, "CpusetCpus": "", "CpusetMems": "", "DeviceCgroupRules": null, "DeviceRequests": null, "Devices": [], "Dns": [], "DnsOptions": [], "DnsSearch": [], "ExtraHosts": null, "GroupAdd": null, "IOMaximumBandwidth": 0, "IOMaximumIOps": 0, "IpcMode": "", "Isolation": "", "Links": null, "LogConfig": {"Config": {}, "Type": ""}, "MaskedPaths": null, "Memory": 0, "MemoryReservation": 0, "MemorySwap": 0, "MemorySwappiness": -1, "NanoCpus": 0, "NetworkMode": "default", "OomKillDisable": false, "OomScoreAdj": 0, "PidMode": "", "PidsLimit": 0, "PortBindings": {}, "Privileged": false, "PublishAllPorts": false, "ReadonlyPaths": null, "ReadonlyRootfs": false, "RestartPolicy": {"MaximumRetryCount": 0, "Name": "no"}, "SecurityOpt": null, "ShmSize": 0, "UTSMode": "", "Ulimits": [], "UsernsMode": "", "VolumeDriver": "", "VolumesFrom": null}, "Hostname": "", "Image": "busybox", "Labels": {}, "NetworkingConfig": {"EndpointsConfig": {"default": {"Aliases": null, "DNSNames": null, "DriverOpts": null, "EndpointID": "", "Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "GwPriority": 0, "IPAMConfig": null, "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "Links": null, "MacAddress": "", "NetworkID": ""}}}, "OnBuild": null, "OpenStdin": false, "StdinOnce": false, "Tty": false, "User": "", "Volumes": {}, "WorkingDir": ""}')
 
 
 def request(query: str = "") -> Request:
@@ -107,3 +112,36 @@ def test_frames_and_timestamps():
     writes.clear()
     streams.copy([rec] * 3, writes.append, tty=True)
     assert writes == [b"oops\n"] * 3
+
+
+def test_the_docker_clis_zeroed_body_asks_for_nothing_refused():
+    assert decode.create_options(DOCKER_CLI_ZEROED, None) == CreateOptions(image="busybox", cmd=("true",))
+
+
+@pytest.mark.parametrize("where, field, value", [
+    ("HostConfig", "RestartPolicy", {"Name": "always", "MaximumRetryCount": 0}),
+    ("HostConfig", "RestartPolicy", {"Name": "on-failure", "MaximumRetryCount": 3}),
+    ("HostConfig", "LogConfig", {"Type": "none", "Config": {}}),
+    ("HostConfig", "LogConfig", {"Type": "json-file", "Config": {"max-size": "1m"}}),
+    ("HostConfig", "GroupAdd", ["audio"]),
+    ("HostConfig", "Mounts", [{"Type": "tmpfs", "Target": "/t"}]),
+    ("HostConfig", "Privileged", True),
+    ("HostConfig", "PidsLimit", 100),
+    ("HostConfig", "IpcMode", "host"),
+    ("HostConfig", "CapAdd", ["NET_ADMIN"]),
+    ("Config", "Healthcheck", {"Test": ["CMD", "true"]}),
+    ("Config", "StopTimeout", 3),
+])
+def test_a_field_asking_for_what_pydock_does_not_do_is_refused_by_name(where, field, value):
+    body = json.loads(json.dumps(DOCKER_CLI_ZEROED))
+    (body["HostConfig"] if where == "HostConfig" else body)[field] = value
+    with pytest.raises(InvalidArgument, match=rf"^{where}\.{field} is not supported by pydock \(got "):
+        decode.create_options(body, None)
+
+
+def test_labels_and_stop_signal_are_carried():
+    body = {**DOCKER_CLI_ZEROED, "Labels": {"a": "b"}, "StopSignal": "SIGRTMIN+3"}
+    opts = decode.create_options(body, None)
+    assert (opts.labels, opts.stop_signal) == (("a=b",), "SIGRTMIN+3")
+    with pytest.raises(InvalidArgument, match="Labels must be an object of strings"):
+        decode.create_options({**body, "Labels": {"a": 1}}, None)

@@ -4,6 +4,8 @@ numeric user the image's passwd does not list (runs as that uid, gid 0)."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 pytestmark = pytest.mark.lxc
@@ -23,3 +25,29 @@ image.remove()
 result = [image.id.startswith('sha256:'), out.decode(), 'FOO' in env, 'KEEP=kept' in env]
 """)
     assert r == [True, "unset kept 1\n4242\n0\n", True, True]
+
+
+def _docker_ok(server, *args: str) -> str:
+    p = server.docker(*args)
+    assert p.returncode == 0, p.stderr.decode()
+    return p.stdout.decode()
+
+
+def test_labels_and_stop_signal_are_honoured_and_a_restart_policy_is_refused(server):
+    cid = _docker_ok(server, "run", "-d", "--net", "none", "--label", "team=qa", "--stop-signal", "USR1", "busybox",
+                     "sh", "-c", "trap 'exit 5' USR1; echo ready; while :; do sleep 0.1; done").strip()
+    deadline = time.monotonic() + 30
+    while "ready" not in _docker_ok(server, "logs", cid):
+        assert time.monotonic() < deadline, "the container never got ready"
+        time.sleep(0.05)
+    _docker_ok(server, "stop", cid)
+    shown = _docker_ok(server, "inspect", "--format", "{{.State.ExitCode}} {{.Config.StopSignal}} {{.Config.Labels}}", cid)
+    assert shown.strip() == "5 USR1 map[team:qa]"
+    assert cid in _docker_ok(server, "ps", "-aq", "--no-trunc", "--filter", "label=team=qa")
+    _docker_ok(server, "rm", cid)
+    # asked for, not done: refused by name, nothing made
+    p = server.docker("run", "--restart", "always", "--net", "none", "busybox", "true")
+    assert p.returncode == 125
+    assert "HostConfig.RestartPolicy is not supported by pydock (got {\"MaximumRetryCount\": 0, \"Name\": \"always\"})" \
+        in p.stderr.decode()
+    assert _docker_ok(server, "ps", "-aq") == ""

@@ -4,6 +4,7 @@ cgroup keys, option parsing, state records, and the dockerinit helper's mount is
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -245,3 +246,13 @@ def test_missing_interpreter_or_loader_is_127_before_launch(rootfs):
     static = rootfs / "bin" / "static"
     _shutil.copy2(_shutil.which("busybox"), static)  # busybox-static has no PT_INTERP
     assert look_path(rootfs, "static", "/bin") == "/bin/static"
+
+
+def test_signal_names_as_docker_takes_them():
+    from pydock.utils.signals import parse_signal
+
+    assert [parse_signal(s) for s in ("KILL", "SIGKILL", "9", "term", 15)] == [9, 9, 9, 15, 15]
+    assert parse_signal("SIGRTMIN+3") == signal.SIGRTMIN + 3 and parse_signal("RTMAX-1") == signal.SIGRTMAX - 1
+    for bad in ("0", "65", "SIGRTMAX+1", "NOPE", "", "SIG_DFL", "-1", 0):
+        with pytest.raises(InvalidArgument, match="Invalid signal"):
+            parse_signal(bad)
