@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from pydock.cli.table import table
 from pydock.links.graphdb import normalize_path, split_path
 from pydock.links.names import validate_name
 from pydock.utils.errors import InvalidArgument, NotFound
@@ -14,12 +15,6 @@ from pydock.utils.errors import InvalidArgument, NotFound
 log = logging.getLogger(__package__)
 
 ID_WIDTH = 12
-
-
-def _table(rows: list[list[str]], headers: list[str]) -> str:
-    from tabulate import tabulate  # lazy: table rendering, only for the listing commands
-
-    return tabulate(rows, headers=headers, tablefmt="plain", disable_numparse=True)
 
 
 def _entity_of(rt: Any, ref: str) -> str:
@@ -84,7 +79,7 @@ def ls(ctx: click.Context, show_all: bool) -> None:
         except NotFound:
             image = "<missing container>"
         rows.append([path, entity if show_all else entity[:ID_WIDTH], image])
-    click.echo(_table(rows, ["NAME", "ID", "IMAGE"]))
+    click.echo(table(rows, ["NAME", "ID", "IMAGE"]))
 
 
 @click.command(context_settings={"help_option_names": ["--help"]})

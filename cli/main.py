@@ -55,6 +55,7 @@ COMMANDS: dict[str, str] = {
     "diff": "pydock.cli.containers:diff",
     "commit": "pydock.cli.containers:commit",
     "export": "pydock.cli.containers:export",
+    "volume": "pydock.cli.volumes:volume",
     # names, links, ports
     "link": "pydock.cli.links:link",
     "ls": "pydock.cli.links:ls",

@@ -13,6 +13,7 @@ from pydock.links.ports import parse_port, parse_publish
 from pydock.runtime import confinement, etcfiles, monitorlock, removal
 from pydock.runtime.container import Container
 from pydock.runtime.jsonlog import create_log
+from pydock.runtime.volumes import copy_up
 from pydock.runtime.options import CreateOptions, Volume, merge_env, parse_env, parse_memory, parse_volume, \
     split_hostname
 from pydock.runtime.rootpath import check_workdir
@@ -88,7 +89,7 @@ def create_container(rt: Runtime, opts: CreateOptions) -> Container:
         c.name = assign_name(rt.names, cid, opts.name)
         made.append("name")
         _make_devices(rt, c, img.id, made)
-        c.volumes, c.volumes_rw = _make_volumes(rt, vols)
+        c.volumes, c.volumes_rw = _make_volumes(rt, c, vols, made)
         if opts.links:
             register_links(rt.names, c.name, cid, opts.links, resolve=lambda n: rt.get(n).id,
                            is_running=lambda i: rt.load(i).state.running)
@@ -117,32 +118,32 @@ def _make_devices(rt: Runtime, c: Container, image_id: str, made: list[str]) -> 
     made.append("device")
 
 
-def _make_volumes(rt: Runtime, vols: list[Volume]) -> tuple[dict[str, str], dict[str, bool]]:
-    """(container path -> host dir, container path -> writable): anonymous volumes are made fresh.
-
-    `volumes/` is 0700 like `containers/` (no host user reaches a volume's contents); each volume is
-    0755 like Docker's `_data`, so the container's own non-root users can enter it.
-    """
+def _make_volumes(rt: Runtime, c: Container, vols: list[Volume], made: list[str]) -> tuple[dict[str, str], dict[str, bool]]:
+    """(container path -> host dir, container path -> writable). Anonymous volumes are made fresh, named
+    ones when missing; each new or empty one gets the image's content at its mount point (copy-up).
+    The anonymous ones made are listed in `made` so a failed create removes them."""
     paths: dict[str, str] = {}
     rw: dict[str, bool] = {}
+    fill: list[tuple[str, Path]] = []
     for v in vols:
-        if v.source is None:
-            _private_dir(rt.layout.volumes)
-            source = rt.layout.volumes / generate_id()
-            source.mkdir(mode=0o700)
-            os.chmod(source, 0o755)  # exactly, whatever the umask
+        if v.name is not None:
+            source = rt.volumes.create(v.name)[0].mountpoint
+            fill.append((v.target, source))
+        elif v.source is None:
+            source = rt.volumes.anonymous()
+            made.append(f"volume:{source}")
+            fill.append((v.target, source))
         else:
             source = Path(v.source)
             source.mkdir(parents=True, exist_ok=True)
         paths[v.target] = str(source)
         rw[v.target] = not v.readonly
+    fill = [(target, source) for target, source in fill if not any(source.iterdir())]
+    if fill:
+        with rt.driver.mounted(c.id, readonly=True) as rootfs:
+            for target, source in fill:
+                copy_up(rootfs, target, source)
     return paths, rw
-
-
-def _private_dir(path: Path) -> None:
-    """Make `path` 0700 (root only), or make an existing one so."""
-    path.mkdir(mode=0o700, exist_ok=True)
-    os.chmod(path, 0o700)
 
 
 def merge_command(img_cfg: dict[str, Any], entrypoint: str | Sequence[str] | None,

@@ -8,6 +8,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 
+from pydock.runtime.volumes import check_name
 from pydock.utils.errors import InvalidArgument
 
 MIN_MEMORY = 512 * 1024
@@ -63,11 +64,13 @@ class CreateOptions:
 
 @dataclass(frozen=True)
 class Volume:
-    """`-v /ctr` (host None: a fresh volume dir) or `-v /host:/ctr[:ro|rw]`."""
+    """`-v /ctr` (host None: a fresh anonymous volume), `-v /host:/ctr[:ro|rw]` (a bind mount) or
+    `-v NAME:/ctr[:ro|rw]` (the named volume NAME, made when missing)."""
 
     target: str
     source: str | None
     readonly: bool = False
+    name: str | None = None
 
 
 def parse_memory(value: str | int | None) -> int | None:
@@ -100,16 +103,17 @@ def parse_volume(spec: str) -> Volume:
         raise InvalidArgument(f"Invalid volume mode {mode!r} in {spec} (use ro or rw)")
     if not target.startswith("/"):
         raise InvalidArgument(f"Invalid volume specification: {spec} (the container path must be absolute)")
+    name = None
+    if source is not None and not source.startswith("/"):
+        name, source = check_name(source), None
     if source is not None:
-        if not source.startswith("/"):
-            raise InvalidArgument(f"Invalid volume specification: {spec} (the host path must be absolute)")
         if os.path.normpath(source) == "/":
             raise InvalidArgument("Invalid bind mount: source can't be '/'")
         source = os.path.normpath(source)
     target = os.path.normpath(target)
     if target == "/":
         raise InvalidArgument("Invalid volume specification: the container path can't be '/'")
-    return Volume(target, source, mode == "ro")
+    return Volume(target, source, mode == "ro", name)
 
 
 def split_hostname(value: str | None) -> tuple[str, str]:

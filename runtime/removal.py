@@ -12,7 +12,6 @@ import logging
 import shutil
 from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydock.runtime.container import Container
@@ -37,6 +36,9 @@ def destroy(rt: Runtime, c: Container, made: Sequence[str] = ("name", "init", "d
             rt.names.purge(c.id)
         except PydockError as err:
             log.warning("container %s: could not drop its names: %s", c.short_id, err)
+    for entry in made:
+        if entry.startswith("volume:"):  # an anonymous volume this create made
+            shutil.rmtree(entry.removeprefix("volume:"), ignore_errors=True)
     shutil.rmtree(c.dir, ignore_errors=True)
     shutil.rmtree(rt.layout.lxc / c.id, ignore_errors=True)
 
@@ -56,11 +58,11 @@ def remove_stopped(rt: Runtime, c: Container, volumes: bool) -> None:
     """Remove `c`, which is not running; the caller holds its monitor lock (no run can begin meanwhile)."""
     release_address(rt, c)
     destroy(rt, c)
-    if volumes:
-        anonymous = rt.layout.volumes
+    if volumes:  # its anonymous volumes; named ones stay, as under Docker
         for path in c.volumes.values():
-            if Path(path).parent == anonymous:
-                shutil.rmtree(path, ignore_errors=True)
+            info = rt.volumes.owner_of(path)
+            if info is not None and info.anonymous:
+                rt.volumes.delete(info)
 
 
 def auto_remove(rt: Runtime, c: Container) -> None:

@@ -32,6 +32,7 @@ from pydock.runtime.container import Container
 from pydock.runtime.jsonlog import LogReader, LogRecord
 from pydock.runtime.launcher import container_processes, signal_container
 from pydock.runtime.options import CreateOptions
+from pydock.runtime.volumes import VolumeStore
 from pydock.utils.errors import Conflict, InvalidArgument, NotFound, PydockError, RemovalFailed
 from pydock.utils.signals import parse_signal
 from pydock.utils.ids import is_valid_id, resolve_prefix
@@ -99,6 +100,11 @@ class Runtime:
     @property
     def graph(self) -> Any:
         return self.images.graph
+
+    @property
+    def volumes(self) -> VolumeStore:
+        """The root's named and anonymous volumes (`<root>/volumes`)."""
+        return VolumeStore(self.layout.volumes)
 
     @property
     def names(self) -> Any:

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydock.utils.humanize import human_duration
 from pydock.runtime.state import Status, format_time, utcnow
+from pydock.runtime.volumes import VolumeStore
+from pydock.utils.paths import RootLayout
 from pydock.utils.version import API_VERSION, VERSION
 
 if TYPE_CHECKING:
@@ -89,10 +91,18 @@ def network_mode(c: Container) -> str:
 
 
 def mounts(c: Container) -> list[dict[str, Any]]:
+    """The container's volumes (`Type: volume`, named) and bind mounts, as dockerd lists them."""
+    store = VolumeStore(RootLayout(c.dir.parents[1]).volumes)  # <root>/containers/<id>
     out = []
     for target, source in sorted(c.volumes.items()):
-        out.append({"Type": "bind", "Source": source, "Destination": target, "Mode": "",
-                    "RW": bool(c.volumes_rw.get(target, True)), "Propagation": "rprivate"})
+        rw = bool(c.volumes_rw.get(target, True))
+        volume = store.owner_of(source)
+        if volume is not None:
+            out.append({"Type": "volume", "Name": volume.name, "Source": source, "Destination": target,
+                        "Driver": "local", "Mode": "" if rw else "ro", "RW": rw, "Propagation": ""})
+        else:
+            out.append({"Type": "bind", "Source": source, "Destination": target, "Mode": "", "RW": rw,
+                        "Propagation": "rprivate"})
     return out
 
 

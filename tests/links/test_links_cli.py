@@ -88,9 +88,9 @@ def test_cli_names_links_and_ports(in_netns, tmp_path: Path) -> None:
     assert out["link_missing"][0] == 1 and "No such name: /nope/x" in out["link_missing"][2]
     assert out["link_bad_name"][0] == 2 and "Invalid container name (bad name)" in out["link_bad_name"][2]
     assert out["ps_names_after_link"][db_id[:12]] == "db,dbalias,web/cache,web/database"
-    assert out["conflict"][0] == 1 and out["conflict"][2].startswith(
+    assert out["conflict"][0] == 125 and out["conflict"][2].startswith(
         f"Error: Conflict, The name /db is already assigned to {db_id[:12]}.")
-    assert out["bad_link"][0] == 2 and out["bad_link"][2] == "Error: Invalid link format: db (expected name:alias)\n"
+    assert out["bad_link"][0] == 125 and out["bad_link"][2] == "Error: Invalid link format: db (expected name:alias)\n"
     assert out["link_unknown"][0] != 0 and "nosuch" in out["link_unknown"][2]
     assert out["rm_default"][0] == 1 and "Conflict, cannot remove the default name of the container" in \
         out["rm_default"][2]

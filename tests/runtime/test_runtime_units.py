@@ -13,7 +13,7 @@ import pytest
 
 from pydock.runtime import caps, cgroups, lxcconf
 from pydock.utils.errors import InvalidArgument, LaunchError
-from pydock.runtime.options import merge_env, parse_env, parse_memory, parse_volume, split_hostname
+from pydock.runtime.options import Volume, merge_env, parse_env, parse_memory, parse_volume, split_hostname
 from pydock.runtime.rootpath import CommandNotExecutable, CommandNotFound, look_path, resolve_in_root
 from pydock.runtime.state import State, format_time, parse_time, utcnow
 from pydock.utils.process import proc_start_time, same_process
@@ -148,7 +148,8 @@ def test_option_parsing():
     assert parse_volume("/data").source is None
     v = parse_volume("/h/./x:/c/:ro")
     assert (v.source, v.target, v.readonly) == ("/h/x", "/c", True)
-    for bad in ("/:/c", "rel:/c", "/h:rel", "/h:/c:rx", "a:b:c:d"):
+    assert parse_volume("cache:/c:ro") == Volume("/c", None, True, "cache")  # a name, not a path: a named volume
+    for bad in ("/:/c", "./rel:/c", "rel/x:/c", "x:/c", "/h:rel", "/h:/c:rx", "a:b:c:d"):
         with pytest.raises(InvalidArgument):
             parse_volume(bad)
     assert split_hostname("web.example.com") == ("web", "example.com")
