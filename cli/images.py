@@ -290,3 +290,24 @@ def tag(ctx: click.Context, force: bool, ref: str, reference: str, legacy_tag: s
             raise InvalidArgument("Give the tag either as REPOSITORY:TAG or as a separate argument, not both")
         tag_name = validate_tag(legacy_tag)
     image_store(ctx).tag(ref, repo, tag_name, force=force)
+
+
+@click.group(context_settings={"help_option_names": ["--help"]})
+def image() -> None:
+    """Manage images (`image prune`; the other image commands are top-level, as in Docker 0.7)."""
+
+
+@image.command()
+@click.option("-a", "--all", "all_", is_flag=True, help="Every image no container uses, not only dangling ones.")
+@click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def prune(ctx: click.Context, all_: bool, force: bool) -> None:
+    """Remove dangling images (untagged, no child, no container), with -a every unused image."""
+    if not force:
+        click.confirm("WARNING! This will remove all " + ("images without at least one container associated to them"
+                      if all_ else "dangling images") + ".\nAre you sure you want to continue?", abort=True)
+    lines, freed = image_store(ctx).prune(every_unused=all_)
+    if lines:
+        click.echo("Deleted Images:\n" + "".join(line.replace("Untagged: ", "untagged: ").replace(
+            "Deleted: ", "deleted: sha256:") + "\n" for line in lines))
+    click.echo(f"Total reclaimed space: {human_size(freed)}")

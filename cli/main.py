@@ -39,6 +39,7 @@ COMMANDS: dict[str, str] = {
     "login": "pydock.cli.registry:login",
     "logout": "pydock.cli.registry:logout",
     "build": "pydock.cli.build:build",
+    "image": "pydock.cli.images:image",
     # containers
     "run": "pydock.cli.containers:run",
     "create": "pydock.cli.containers:create",

@@ -237,6 +237,28 @@ class ImageStore:
         lines.extend(self._delete_chain(image, in_use))
         return lines
 
+    def prune(self, *, every_unused: bool = False, in_use: InUse | None = None) -> tuple[list[str], int]:
+        """Docker's `image prune`: delete the dangling images (untagged, childless, used by no container),
+        each with the untagged parents nothing else needs; with `every_unused` also tagged images no
+        container uses. Returns (the `Untagged: ...`/`Deleted: <id>` lines, bytes freed)."""
+        in_use = in_use or self.in_use
+        lines: list[str] = []
+        freed = 0
+        while True:
+            images = self.graph.list()
+            sizes = {i.id: i.size for i in images}
+            by_image = self.tags.by_image()
+            parents = {i.parent for i in images if i.parent}
+            leaves = [i for i in images if i.id not in parents and (every_unused or not by_image.get(i.id))
+                      and not (in_use is not None and in_use(i.id))]
+            if not leaves:
+                return lines, freed
+            for image in leaves:
+                lines.extend(f"Untagged: {name}" for name in self.tags.remove_image(image.id))
+                deleted = self._delete_chain(image, in_use)
+                lines.extend(deleted)
+                freed += sum(sizes.get(line.removeprefix("Deleted: "), 0) for line in deleted)
+
     def _check_deletable(self, image: Image, ref: str, in_use: InUse | None, by_name: bool) -> None:
         if in_use is not None:
             holder = in_use(image.id)

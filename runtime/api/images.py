@@ -291,8 +291,23 @@ def distribution(svc: Services, req: Request, h: Handler, name: str) -> None:
                       "Platforms": d.platforms})
 
 
+def prune(svc: Services, req: Request, h: Handler) -> None:
+    """`POST /images/prune`: dangling images; with `dangling=false` every image no container uses."""
+    filters = decode.filters(req.arg("filters"))
+    unknown = set(filters) - {"dangling"}
+    if unknown:
+        raise InvalidArgument(f"invalid filter '{sorted(unknown)[0]}' (pydock prunes by dangling=true|false only)")
+    every_unused = any(not bool_value(v) for v in filters.get("dangling", []))
+    with svc.pool.runtime() as rt:
+        lines, freed = rt.images.prune(every_unused=every_unused)
+    deleted = [{"Untagged": line.removeprefix("Untagged: ")} if line.startswith("Untagged: ")
+               else {"Deleted": models.image_ref(line.removeprefix("Deleted: "))} for line in lines]
+    h.send_json(200, {"ImagesDeleted": deleted or None, "SpaceReclaimed": freed})
+
+
 ROUTES = [
     ("GET", r"/images/json", list_images),
+    ("POST", r"/images/prune", prune),
     ("POST", r"/images/create", create),
     ("GET", r"/images/get", get_many),
     ("POST", r"/images/load", load),

@@ -51,3 +51,25 @@ def test_labels_and_stop_signal_are_honoured_and_a_restart_policy_is_refused(ser
     assert "HostConfig.RestartPolicy is not supported by pydock (got {\"MaximumRetryCount\": 0, \"Name\": \"always\"})" \
         in p.stderr.decode()
     assert _docker_ok(server, "ps", "-aq") == ""
+
+
+def test_image_prune_through_the_sdk(server):
+    r = server.sdk("""
+import io
+client.images.pull('busybox', tag='latest')
+first, _ = client.images.build(fileobj=io.BytesIO(b'FROM busybox\\nLABEL v=1\\n'), tag='pruned:1', rm=True)
+second, _ = client.images.build(fileobj=io.BytesIO(b'FROM busybox\\nLABEL v=2\\n'), tag='pruned:1', rm=True)
+dangling = client.images.prune()
+every = client.images.prune(filters={'dangling': False})
+try:
+    client.images.prune(filters={'until': '24h'})
+    refused = None
+except docker.errors.APIError as e:
+    refused = [e.status_code, e.explanation]
+result = [dangling['ImagesDeleted'], sorted(d.get('Untagged', '') for d in every['ImagesDeleted']), refused,
+          client.images.list(all=True), first.id]
+""")
+    first = r[4]
+    assert r[0] == [{"Deleted": first}]  # the build the tag moved away from
+    assert r[1][-2:] == ["busybox:latest", "pruned:1"] and r[3] == []
+    assert r[2] == [400, "invalid filter 'until' (pydock prunes by dangling=true|false only)"]
