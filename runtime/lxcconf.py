@@ -15,8 +15,22 @@ from pydock.utils.errors import InvalidArgument
 MASKED_PROC_FILES = ("kcore", "keys", "timer_list", "timer_stats", "sched_debug", "latency_stats")
 #: directories hidden behind an empty read-only tmpfs (runc's maskedPaths).
 MASKED_DIRS = ("proc/acpi", "proc/asound", "proc/scsi", "sys/firmware", "sys/devices/virtual/powercap")
+#: every container's /dev/shm, Docker's default --shm-size
+SHM_SIZE = 64 << 20
 #: /proc directories made read-only (runc's readonlyPaths; /proc/sys and sysrq-trigger come from proc:mixed).
 READONLY_PROC_DIRS = ("bus", "fs", "irq")
+
+
+def masked_paths() -> list[str]:
+    """What `inspect` shows as HostConfig.MaskedPaths: the paths hidden from every container."""
+    return [f"/proc/{name}" for name in MASKED_PROC_FILES] + [f"/{path}" for path in MASKED_DIRS]
+
+
+def readonly_paths() -> list[str]:
+    """HostConfig.ReadonlyPaths: the paths every container sees read-only."""
+    return [f"/proc/{name}" for name in READONLY_PROC_DIRS] + ["/proc/sys", "/proc/sysrq-trigger"]
+
+
 #: where `--init`'s binary appears in the container (on lxc's /dev tmpfs: nothing lands in the image's tree)
 INIT_PATH = "/dev/init"
 
@@ -97,7 +111,7 @@ def render(spec: LxcSpec) -> str:
         # Docker's capabilities stay in the bounding set, every other one goes; a root command has
         # exactly these effective and permitted, inheritable and ambient stay empty
         ("lxc.cap.keep", " ".join(caps.DEFAULT_CAPS)),
-        ("lxc.mount.entry", "shm dev/shm tmpfs size=65536k,nosuid,nodev,noexec,create=dir 0 0"),
+        ("lxc.mount.entry", f"shm dev/shm tmpfs size={SHM_SIZE // 1024}k,nosuid,nodev,noexec,create=dir 0 0"),
     ]
     for name in MASKED_PROC_FILES:
         lines.append(("lxc.mount.entry", f"/dev/null proc/{name} none bind,ro,optional 0 0"))

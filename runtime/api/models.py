@@ -13,9 +13,10 @@ import platform
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from pydock.utils.humanize import human_duration
+from pydock.runtime import lxcconf
 from pydock.runtime.state import Status, format_time, utcnow
 from pydock.runtime.volumes import VolumeStore
+from pydock.utils.humanize import human_duration
 from pydock.utils.paths import RootLayout
 from pydock.utils.version import API_VERSION, VERSION
 
@@ -157,15 +158,28 @@ def container_inspect(c: Container, image_name: str) -> dict[str, Any]:
         "LogConfig": {"Type": "json-file", "Config": {}}, "NetworkMode": network_mode(c),
         "PortBindings": _port_bindings(hc), "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
         "AutoRemove": bool(hc.get("AutoRemove")), "VolumeDriver": "", "VolumesFrom": None,
-        "Links": _links_for_inspect(c), "Dns": cfg.get("Dns") or [], "Privileged": bool(hc.get("Privileged")),
-        "PublishAllPorts": bool(hc.get("PublishAllPorts")), "ReadonlyRootfs": False,
-        "Memory": int(cfg.get("Memory") or 0), "CpuShares": int(cfg.get("CpuShares") or 0),
+        "ConsoleSize": [0, 0], "CapAdd": None, "CapDrop": None, "CgroupnsMode": "private",
+        "Dns": cfg.get("Dns") or [], "DnsOptions": [], "DnsSearch": [], "ExtraHosts": None, "GroupAdd": None,
+        "IpcMode": "private", "Cgroup": "", "Links": _links_for_inspect(c), "OomScoreAdj": 0, "PidMode": "",
+        "Privileged": bool(hc.get("Privileged")), "PublishAllPorts": bool(hc.get("PublishAllPorts")),
+        "ReadonlyRootfs": False, "SecurityOpt": hc.get("SecurityOpt") or None, "UTSMode": "", "UsernsMode": "",
+        "ShmSize": lxcconf.SHM_SIZE, "Runtime": "lxc", "Isolation": "", "CpuShares": int(cfg.get("CpuShares") or 0),
+        "Memory": int(cfg.get("Memory") or 0), "NanoCpus": 0, "CgroupParent": "", "BlkioWeight": 0,
+        "BlkioWeightDevice": [], "BlkioDeviceReadBps": [], "BlkioDeviceWriteBps": [], "BlkioDeviceReadIOps": [],
+        "BlkioDeviceWriteIOps": [], "CpuPeriod": 0, "CpuQuota": 0, "CpuRealtimePeriod": 0,
+        "CpuRealtimeRuntime": 0, "CpusetCpus": "", "CpusetMems": "", "Devices": [], "DeviceCgroupRules": None,
+        "DeviceRequests": None, "MemoryReservation": 0, "MemorySwap": 0, "MemorySwappiness": None,
+        "OomKillDisable": False, "PidsLimit": None, "Ulimits": None, "CpuCount": 0, "CpuPercent": 0,
+        "IOMaximumIOps": 0, "IOMaximumBandwidth": 0, "MaskedPaths": lxcconf.masked_paths(),
+        "ReadonlyPaths": lxcconf.readonly_paths(),
     }
+    if hc.get("Init"):
+        host_config["Init"] = True  # omitted unless set, as dockerd does
     return {
         "Id": c.id, "Created": format_time(c.created), "Path": c.path, "Args": list(c.args),
         "State": {
             "Status": state_name(c), "Running": st.running and not st.ghost, "Paused": False, "Restarting": False,
-            "OOMKilled": False, "Dead": st.ghost, "Pid": st.pid, "ExitCode": st.exit_code, "Error": "",
+            "OOMKilled": False, "Dead": st.ghost, "Pid": st.pid, "ExitCode": st.exit_code, "Error": st.error,
             "StartedAt": format_time(st.started_at), "FinishedAt": format_time(st.finished_at),
         },
         "Image": image_ref(c.image), "ResolvConfPath": str(c.resolv_conf_path),
@@ -179,6 +193,9 @@ def container_inspect(c: Container, image_name: str) -> dict[str, Any]:
             "Ports": net.get("Ports") or {}, "IPAddress": net.get("IPAddress", ""),
             "IPPrefixLen": int(net.get("IPPrefixLen") or 0), "Gateway": net.get("Gateway", ""),
             "MacAddress": net.get("MacAddress", ""), "Networks": {},
+            "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0, "SecondaryIPAddresses": None,
+            "SecondaryIPv6Addresses": None, "EndpointID": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+            "IPv6Gateway": "",
         },
     }
 

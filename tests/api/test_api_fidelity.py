@@ -73,3 +73,22 @@ result = [dangling['ImagesDeleted'], sorted(d.get('Untagged', '') for d in every
     assert r[0] == [{"Deleted": first}]  # the build the tag moved away from
     assert r[1][-2:] == ["busybox:latest", "pruned:1"] and r[3] == []
     assert r[2] == [400, "invalid filter 'until' (pydock prunes by dangling=true|false only)"]
+
+
+def test_inspect_has_dockers_keys_with_what_pydock_does(server):
+    r = server.sdk("""
+c = client.containers.create('busybox', 'true', network_mode='none', init=True)
+hc, state = c.attrs['HostConfig'], c.attrs['State']
+keys = ['CgroupnsMode', 'PidMode', 'Init', 'Isolation', 'MemorySwap', 'MemorySwappiness', 'UTSMode', 'CpusetCpus',
+        'Runtime', 'LogConfig', 'VolumeDriver', 'IpcMode', 'ShmSize', 'MaskedPaths', 'ReadonlyPaths', 'CapAdd']
+result = [{k: hc[k] for k in keys}, sorted(state), sorted(c.attrs['NetworkSettings'])]
+c.remove()
+""")
+    hc, state, net = r
+    assert hc["CgroupnsMode"] == "private" and hc["IpcMode"] == "private" and hc["Init"] is True
+    assert hc["Runtime"] == "lxc" and hc["LogConfig"] == {"Type": "json-file", "Config": {}}
+    assert hc["ShmSize"] == 64 << 20  # the /dev/shm every container gets
+    assert "/proc/kcore" in hc["MaskedPaths"] and "/proc/sys" in hc["ReadonlyPaths"] and hc["CapAdd"] is None
+    assert state == sorted(["Status", "Running", "Paused", "Restarting", "OOMKilled", "Dead", "Pid", "ExitCode",
+                            "Error", "StartedAt", "FinishedAt"])
+    assert {"IPAddress", "Gateway", "MacAddress", "Networks", "EndpointID", "SandboxKey"} <= set(net)
