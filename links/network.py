@@ -117,10 +117,8 @@ class NetworkSettings:
         return lines
 
 
-def lxc_network_config(settings: NetworkSettings | None, *, gateway: bool = False) -> list[tuple[str, str]]:
-    """The lxc network keys for a container: a veth on the bridge, or an empty network when disabled."""
-    if settings is None:
-        return [("lxc.net.0.type", "empty")]
+def lxc_network_config(settings: NetworkSettings, *, gateway: bool = False) -> list[tuple[str, str]]:
+    """The lxc network keys for a container's veth on the bridge (without one: lxcconf.EMPTY_NETWORK)."""
     return settings.lxc_config(gateway=gateway)
 
 

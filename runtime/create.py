@@ -4,6 +4,7 @@ device, files. All or nothing: any failure takes apart what was made."""
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,7 @@ def create_container(rt: Runtime, opts: CreateOptions) -> Container:
     dns = etcfiles.check_dns(opts.dns)
     host, domain = split_hostname(opts.hostname)
     vols = [parse_volume(v) for v in opts.volumes]
+    net_mode = network_mode(rt, opts)
     user_env = parse_env(list(opts.env))
     if opts.stop_signal is not None:
         parse_signal(opts.stop_signal)
@@ -63,7 +65,7 @@ def create_container(rt: Runtime, opts: CreateOptions) -> Container:
     cdir = rt.layout.container(cid)
     cdir.mkdir(mode=0o700)
     config = {
-        "Hostname": host or cid[:12], "Domainname": domain,
+        "Hostname": host or _default_hostname(rt, net_mode) or cid[:12], "Domainname": domain,
         "User": opts.user if opts.user is not None else img_cfg.get("User", ""),
         "Memory": memory_bytes or 0, "MemorySwap": 0, "CpuShares": opts.cpu_shares or 0,
         "AttachStdin": opts.stdin_open, "AttachStdout": True, "AttachStderr": True, "PortSpecs": None,
@@ -72,13 +74,14 @@ def create_container(rt: Runtime, opts: CreateOptions) -> Container:
         "Cmd": command, "Dns": list(dns) or None, "Image": opts.image,
         "Volumes": {v.target: {} for v in vols} or None, "VolumesFrom": "",
         "WorkingDir": workdir if workdir is not None else img_cfg.get("WorkingDir", ""),
-        "Entrypoint": ep or None, "NetworkDisabled": not opts.network,
+        "Entrypoint": ep or None, "NetworkDisabled": net_mode == "none",
         "Labels": {**(img_cfg.get("Labels") or {}), **labels},
         "StopSignal": opts.stop_signal or img_cfg.get("StopSignal") or None,
     }
     hostconfig = {"Binds": [spec for spec in opts.volumes if ":" in spec] or None,
                   "ContainerIDFile": opts.cidfile or "", "LxcConf": None, "Privileged": False,
                   "PortBindings": {}, "PortSpecs": list(opts.ports), "Links": list(opts.links) or None,
+                  "NetworkMode": net_mode,
                   "PublishAllPorts": opts.publish_all, "AutoRemove": opts.auto_remove,
                   "Init": True if opts.init else None, "SecurityOpt": list(opts.security_opt) or None}
     argv = ep + command
@@ -144,6 +147,45 @@ def _make_volumes(rt: Runtime, c: Container, vols: list[Volume], made: list[str]
             for target, source in fill:
                 copy_up(rootfs, target, source)
     return paths, rw
+
+
+def network_mode(rt: Runtime, opts: CreateOptions) -> str:
+    """`--net` as HostConfig.NetworkMode: default (the bridge), none, host (the host's own network
+    namespace) or container:<id> (another container's). What cannot go with a shared namespace is
+    refused with Docker's messages."""
+    value = opts.network
+    if value is True or value in ("bridge", "default"):
+        return "default"
+    if value is False or value == "none":
+        return "none"
+    kind = "host" if value == "host" else "container" if isinstance(value, str) and value.startswith("container:") \
+        else None
+    if kind is None:
+        raise InvalidArgument(f"network {value} not found (pydock has bridge, none, host and container:NAME)")
+    if opts.ports or opts.publish_all:
+        raise InvalidArgument(f"Conflicting options: port publishing and the {kind} network mode")
+    if opts.links:
+        raise InvalidArgument(f"Conflicting options: {kind} type networking can't be used with links. "
+                              "This would result in undefined behavior")
+    if kind == "host":
+        return "host"
+    if opts.hostname:
+        raise InvalidArgument("Conflicting options: hostname and the network mode")
+    if opts.dns:
+        raise InvalidArgument("Conflicting options: dns and the network mode")
+    ref = str(value).partition(":")[2]
+    if not ref:
+        raise InvalidArgument("Invalid network mode: invalid container format container:<name|id>")
+    return "container:" + rt.get(ref).id
+
+
+def _default_hostname(rt: Runtime, net_mode: str) -> str:
+    """The host's name with its network, the other container's with its; else none (the short id)."""
+    if net_mode == "host":
+        return socket.gethostname()
+    if net_mode.startswith("container:"):
+        return str(rt.load(net_mode.partition(":")[2]).config.get("Hostname") or "")
+    return ""
 
 
 def merge_command(img_cfg: dict[str, Any], entrypoint: str | Sequence[str] | None,

@@ -15,6 +15,8 @@ from pydock.utils.errors import InvalidArgument
 MASKED_PROC_FILES = ("kcore", "keys", "timer_list", "timer_stats", "sched_debug", "latency_stats")
 #: directories hidden behind an empty read-only tmpfs (runc's maskedPaths).
 MASKED_DIRS = ("proc/acpi", "proc/asound", "proc/scsi", "sys/firmware", "sys/devices/virtual/powercap")
+#: a network namespace of the container's own with only `lo`, up (`--net none`, as under Docker)
+EMPTY_NETWORK = (("lxc.net.0.type", "empty"), ("lxc.net.0.flags", "up"))
 #: every container's /dev/shm, Docker's default --shm-size
 SHM_SIZE = 64 << 20
 #: /proc directories made read-only (runc's readonlyPaths; /proc/sys and sysrq-trigger come from proc:mixed).
@@ -54,7 +56,7 @@ class LxcSpec:
 
     hostname: str
     rootfs: Path
-    network: tuple[tuple[str, str], ...] = (("lxc.net.0.type", "empty"),)
+    network: tuple[tuple[str, str], ...] = ()    # (): EMPTY_NETWORK
     binds: tuple[Bind, ...] = ()
     env: tuple[str, ...] = ()
     uid: int = 0
@@ -100,7 +102,7 @@ def render(spec: LxcSpec) -> str:
     lines: list[tuple[str, str]] = [
         ("lxc.uts.name", _value(spec.hostname, "hostname")),
         ("lxc.rootfs.path", f"dir:{spec.rootfs}"),
-        *spec.network,
+        *(spec.network or EMPTY_NETWORK),
         ("lxc.apparmor.profile", "unconfined"),
         # proc rw but /proc/sys and /proc/sysrq-trigger read-only; sysfs read-only
         ("lxc.mount.auto", "proc:mixed sys:ro"),

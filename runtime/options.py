@@ -39,7 +39,7 @@ class CreateOptions:
     ports: tuple[str, ...] = ()                  # -p [ip:][hostPort:]containerPort
     publish_all: bool = False                    # -P
     expose: tuple[str, ...] = ()                 # --expose
-    network: bool = True                         # --net bridge|none
+    network: bool | str = True                   # --net bridge (True)|none (False)|host|container:NAME
     dns: tuple[str, ...] = ()                    # --dns
     auto_remove: bool = False                    # --rm
     tty: bool = False                            # -t

@@ -231,7 +231,8 @@ class Runtime:
 
     def uses_network(self, c: Container) -> bool:
         """Whether `c` gets (and so must give back) an address on the bridge."""
-        return self.networking and not c.config.get("NetworkDisabled")
+        return self.networking and not c.config.get("NetworkDisabled") \
+            and (c.hostconfig.get("NetworkMode") or "default") == "default"
 
     # ---- create / start / run -------------------------------------------------------------
     def create(self, image: str | CreateOptions, cmd: Sequence[str] | None = None, **options: Any) -> Container:

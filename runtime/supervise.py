@@ -20,7 +20,7 @@ from pydock.runtime import confinement, lxcconf, monitorlock, notify, removal
 from pydock.runtime.container import Container
 from pydock.runtime.etcfiles import hosts_file
 from pydock.runtime.jsonlog import JsonLog
-from pydock.runtime.launcher import HELPER_ENV, LaunchSpec, exit_status, signal_container, spawn
+from pydock.runtime.launcher import HELPER_ENV, LaunchSpec, container_init, exit_status, signal_container, spawn
 from pydock.runtime.monitor import RawTerminal, SignalProxy, copy_winsize, detach_stdio, pump, pump_tty
 from pydock.runtime.options import DEFAULT_PATH, env_value, merge_env
 from pydock.runtime.rootpath import ensure_dir_in_root, look_path, prepare_binds
@@ -134,7 +134,7 @@ def _prepare(rt: Runtime, c: Container) -> Prepared:
         binds.append(lxcconf.Bind(Path(source), target, readonly=not c.volumes_rw.get(target, True),
                                   is_file=not Path(source).is_dir()))
     binds = list(prepare_binds(rootfs, binds))  # targets made inside the rootfs: lxc creates nothing
-    network = (("lxc.net.0.type", "empty"),)
+    network = _shared_network(rt, c)
     if settings is not None:
         from pydock.links.network import lxc_network_config  # lazy: networking only (pyroute2 is heavy)
 
@@ -164,6 +164,21 @@ def _prepare(rt: Runtime, c: Container) -> Prepared:
     except BaseException:
         console.close()
         raise
+
+
+def _shared_network(rt: Runtime, c: Container) -> tuple[tuple[str, str], ...]:
+    """lxc's network keys for a container without a bridge address: the host's namespace (`--net host`),
+    another running container's (`--net container:X`), else a namespace with only `lo`."""
+    mode = c.hostconfig.get("NetworkMode") or "default"
+    if mode == "host":
+        return (("lxc.net.0.type", "none"),)
+    if mode.startswith("container:"):
+        other = rt.load(mode.partition(":")[2])
+        init = container_init(other.state.pid) if other.state.running else None
+        if init is None:
+            raise LaunchError(f"cannot join network of a non running container: {other.short_id}")
+        return (("lxc.namespace.share.net", str(init)),)
+    return lxcconf.EMPTY_NETWORK
 
 
 def _launch_spec(rt: Runtime, c: Container, settings: Any, argv: tuple[str, ...], console: Console) -> Prepared:

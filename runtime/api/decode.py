@@ -136,8 +136,8 @@ def create_options(body: Any, name: str | None) -> CreateOptions:
     refuse_unsupported(body)
     hc = body.get("HostConfig") or {}
     mode = hc.get("NetworkMode") or "default"
-    if mode not in ("default", "bridge", "none"):
-        raise InvalidArgument(f"Network mode {mode} is not supported (use bridge or none)")
+    if mode not in ("default", "bridge", "none", "host") and not mode.startswith("container:"):
+        raise InvalidArgument(f"Network mode {mode} is not supported (use bridge, none, host or container:NAME)")
     cmd = body.get("Cmd")
     if isinstance(cmd, str):
         cmd = shlex.split(cmd)
@@ -165,7 +165,8 @@ def create_options(body: Any, name: str | None) -> CreateOptions:
         ports=_ports(hc),
         publish_all=bool(hc.get("PublishAllPorts")),
         expose=tuple(body.get("ExposedPorts") or {}),
-        network=mode != "none" and not body.get("NetworkDisabled"),
+        network=False if mode == "none" or body.get("NetworkDisabled") else
+        mode if mode == "host" or mode.startswith("container:") else True,
         dns=_strings(hc, "Dns"),
         auto_remove=bool(hc.get("AutoRemove")),
         tty=bool(body.get("Tty")),

@@ -88,7 +88,8 @@ def port_list(c: Container) -> list[dict[str, Any]]:
 
 
 def network_mode(c: Container) -> str:
-    return "none" if c.config.get("NetworkDisabled") else "default"
+    """HostConfig.NetworkMode: default, none, host or container:<id>."""
+    return "none" if c.config.get("NetworkDisabled") else c.hostconfig.get("NetworkMode") or "default"
 
 
 def mounts(c: Container) -> list[dict[str, Any]]:

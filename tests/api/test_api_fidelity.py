@@ -4,6 +4,7 @@ numeric user the image's passwd does not list (runs as that uid, gid 0)."""
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -92,3 +93,16 @@ c.remove()
     assert state == sorted(["Status", "Running", "Paused", "Restarting", "OOMKilled", "Dead", "Pid", "ExitCode",
                             "Error", "StartedAt", "FinishedAt"])
     assert {"IPAddress", "Gateway", "MacAddress", "Networks", "EndpointID", "SandboxKey"} <= set(net)
+
+
+def test_network_modes_through_the_docker_cli(server):
+    host_ns = _docker_ok(server, "run", "--rm", "--net", "host", "busybox", "stat", "-L", "-c", "%i", "/proc/self/ns/net")
+    assert int(host_ns) == os.stat("/proc/self/ns/net").st_ino
+    owner = _docker_ok(server, "run", "-d", "--net", "none", "busybox", "sleep", "30").strip()
+    joined = _docker_ok(server, "run", "--rm", "--net", f"container:{owner}", "busybox", "sh", "-c",
+                        "stat -L -c %i /proc/self/ns/net; hostname")
+    ns, hostname = joined.split()
+    assert hostname == owner[:12] and int(ns) != os.stat("/proc/self/ns/net").st_ino
+    mode = _docker_ok(server, "inspect", "--format", "{{.HostConfig.NetworkMode}}", owner).strip()
+    assert mode == "none"
+    _docker_ok(server, "rm", "-f", owner)

@@ -142,7 +142,6 @@ def test_settings_json_and_lxc_keys() -> None:
     keys = dict(lxc_network_config(s, gateway=True))
     assert keys["lxc.net.0.link"] == "pydock0" and keys["lxc.net.0.veth.pair"] == "vethabcdef12"
     assert keys["lxc.net.0.ipv4.address"] == "10.0.42.2/16 10.0.255.255" and keys["lxc.net.0.ipv4.gateway"] == "10.0.42.1"
-    assert lxc_network_config(None) == [("lxc.net.0.type", "empty")]
     assert str(s.ports[0]) == "0.0.0.0:49153->80/tcp"
 
 
