@@ -7,6 +7,10 @@ non-empty inheritable set let file capabilities raise a process above the contai
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from pydock.utils.errors import InvalidArgument
+
 #: capability numbers (linux/capability.h) of the names pydock uses
 CAP_NUMBERS = {
     "chown": 0, "dac_override": 1, "dac_read_search": 2, "fowner": 3, "fsetid": 4, "kill": 5, "setgid": 6,
@@ -32,3 +36,25 @@ def mask(names: tuple[str, ...] | list[str] | set[str]) -> int:
 
 
 DEFAULT_MASK = mask(DEFAULT_CAPS)  # 0xa80425fb
+
+
+def _name(text: str) -> str:
+    """`NET_ADMIN`, `cap_net_admin` or `CAP_NET_ADMIN` -> `net_admin`; `ALL` -> `all`."""
+    name = text.strip().lower().removeprefix("cap_")
+    if name != "all" and name not in CAP_NUMBERS:
+        raise InvalidArgument(f"unknown capability: \"{text}\"")
+    return name
+
+
+def resolve(add: Sequence[str] = (), drop: Sequence[str] = ()) -> tuple[str, ...]:
+    """The capabilities a container holds with `--cap-add`/`--cap-drop`, as Docker computes them:
+    the default set plus `add` minus `drop`; `ALL` in `add` starts from every capability, `ALL` in
+    `drop` from none (then `add` still adds). Unknown names raise InvalidArgument."""
+    added, dropped = [_name(n) for n in add], [_name(n) for n in drop]
+    if "all" in added:
+        base = list(CAP_NUMBERS)
+    elif "all" in dropped:
+        base = [n for n in CAP_NUMBERS if n in added]
+    else:
+        base = [*DEFAULT_CAPS, *(n for n in CAP_NUMBERS if n in added and n not in DEFAULT_CAPS)]
+    return tuple(n for n in base if n not in dropped or n in added and "all" in dropped)

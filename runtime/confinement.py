@@ -79,8 +79,9 @@ def read_profile_files(values: Iterable[str]) -> list[str]:
     return out
 
 
-def lxc_policy(conf: Confinement) -> str | None:
-    """The text of the seccomp policy lxc loads, or None when unconfined."""
+def lxc_policy(conf: Confinement, held: tuple[str, ...] = caps.DEFAULT_CAPS) -> str | None:
+    """The text of the seccomp policy lxc loads for a container holding capabilities `held` (Docker's
+    profile allows some syscalls only with a capability), or None when unconfined."""
     if conf.seccomp_profile is None:
         return None
-    return seccomp.to_lxc(conf.seccomp_profile, caps.DEFAULT_CAPS)
+    return seccomp.to_lxc(conf.seccomp_profile, held)

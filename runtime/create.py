@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydock.links.linking import assign_name, register_links
 from pydock.links.ports import parse_port, parse_publish
-from pydock.runtime import confinement, etcfiles, monitorlock, removal
+from pydock.runtime import caps, confinement, etcfiles, monitorlock, removal
 from pydock.runtime.container import Container
 from pydock.runtime.jsonlog import create_log
 from pydock.runtime.volumes import copy_up
@@ -37,6 +37,7 @@ def create_container(rt: Runtime, opts: CreateOptions) -> Container:
     host, domain = split_hostname(opts.hostname)
     vols = [parse_volume(v) for v in opts.volumes]
     net_mode = network_mode(rt, opts)
+    caps.resolve(opts.cap_add, opts.cap_drop)  # unknown names refused before anything is made
     user_env = parse_env(list(opts.env))
     if opts.stop_signal is not None:
         parse_signal(opts.stop_signal)
@@ -81,7 +82,8 @@ def create_container(rt: Runtime, opts: CreateOptions) -> Container:
     hostconfig = {"Binds": [spec for spec in opts.volumes if ":" in spec] or None,
                   "ContainerIDFile": opts.cidfile or "", "LxcConf": None, "Privileged": False,
                   "PortBindings": {}, "PortSpecs": list(opts.ports), "Links": list(opts.links) or None,
-                  "NetworkMode": net_mode,
+                  "NetworkMode": net_mode, "CapAdd": list(opts.cap_add) or None,
+                  "CapDrop": list(opts.cap_drop) or None,
                   "PublishAllPorts": opts.publish_all, "AutoRemove": opts.auto_remove,
                   "Init": True if opts.init else None, "SecurityOpt": list(opts.security_opt) or None}
     argv = ep + command

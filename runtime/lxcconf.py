@@ -73,6 +73,8 @@ class LxcSpec:
     console: Path | None = None
     #: `--init`: the init binary bind-mounted read-only at /dev/init
     init: Path | None = None
+    #: the capabilities kept (caps.resolve of --cap-add/--cap-drop); every other one is dropped
+    caps: tuple[str, ...] = caps.DEFAULT_CAPS
     extra: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
 
@@ -112,7 +114,7 @@ def render(spec: LxcSpec) -> str:
         ("lxc.pty.max", "1024"),
         # Docker's capabilities stay in the bounding set, every other one goes; a root command has
         # exactly these effective and permitted, inheritable and ambient stay empty
-        ("lxc.cap.keep", " ".join(caps.DEFAULT_CAPS)),
+        ("lxc.cap.keep", " ".join(spec.caps) or "none"),
         ("lxc.mount.entry", f"shm dev/shm tmpfs size={SHM_SIZE // 1024}k,nosuid,nodev,noexec,create=dir 0 0"),
     ]
     for name in MASKED_PROC_FILES:

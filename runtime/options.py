@@ -49,6 +49,8 @@ class CreateOptions:
     security_opt: tuple[str, ...] = ()           # --security-opt (HostConfig.SecurityOpt)
     labels: tuple[str, ...] = ()                 # --label K=V (K alone: an empty value), over the image's
     stop_signal: str | None = None               # --stop-signal (None: the image's, else SIGTERM)
+    cap_add: tuple[str, ...] = ()                # --cap-add NAME|ALL
+    cap_drop: tuple[str, ...] = ()               # --cap-drop NAME|ALL
 
     def __post_init__(self) -> None:
         for f in fields(self):

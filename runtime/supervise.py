@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from pydock.runtime import confinement, lxcconf, monitorlock, notify, removal
+from pydock.runtime import caps, confinement, lxcconf, monitorlock, notify, removal
 from pydock.runtime.container import Container
 from pydock.runtime.etcfiles import hosts_file
 from pydock.runtime.jsonlog import JsonLog
@@ -140,7 +140,8 @@ def _prepare(rt: Runtime, c: Container) -> Prepared:
 
         network = tuple(lxc_network_config(settings, gateway=True))
     conf = confinement.parse(c.hostconfig.get("SecurityOpt"))
-    policy = confinement.lxc_policy(conf)
+    held = caps.resolve(c.hostconfig.get("CapAdd") or (), c.hostconfig.get("CapDrop") or ())
+    policy = confinement.lxc_policy(conf, held)
     seccomp_path = None
     if policy is not None:
         seccomp_path = c.lxc_config_path.with_name("seccomp.lxc")
@@ -158,7 +159,7 @@ def _prepare(rt: Runtime, c: Container) -> Prepared:
                                binds=tuple(binds), env=tuple(env), uid=user.uid, gid=user.gid,
                                groups=user.groups, cwd=cwd, memory=cfg.get("Memory") or None,
                                cpu_shares=cfg.get("CpuShares") or None, no_new_privs=conf.no_new_privileges,
-                               seccomp=seccomp_path, console=console.path, init=init)
+                               seccomp=seccomp_path, console=console.path, init=init, caps=held)
         atomic_write(c.lxc_config_path, lxcconf.render(spec).encode(), 0o600, durable=False)
         return _launch_spec(rt, c, settings, argv, console)
     except BaseException:

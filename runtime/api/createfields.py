@@ -47,8 +47,6 @@ HOST_CONFIG: dict[str, Callable[[Any], bool]] = {
     "VolumeDriver": _one_of("local"),
     "VolumesFrom": _empty,
     "Annotations": _empty,
-    "CapAdd": _empty,
-    "CapDrop": _empty,
     "CgroupnsMode": _empty,
     "DnsOptions": _empty,
     "DnsSearch": _empty,

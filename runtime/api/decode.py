@@ -174,6 +174,8 @@ def create_options(body: Any, name: str | None) -> CreateOptions:
         init=bool(hc.get("Init")),
         security_opt=_strings(hc, "SecurityOpt"),  # the values are judged by Runtime.create
         labels=_labels(body.get("Labels")),
+        cap_add=_strings(hc, "CapAdd"),
+        cap_drop=_strings(hc, "CapDrop"),
         stop_signal=body.get("StopSignal") or None,
     )
 

@@ -159,7 +159,7 @@ def container_inspect(c: Container, image_name: str) -> dict[str, Any]:
         "LogConfig": {"Type": "json-file", "Config": {}}, "NetworkMode": network_mode(c),
         "PortBindings": _port_bindings(hc), "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
         "AutoRemove": bool(hc.get("AutoRemove")), "VolumeDriver": "", "VolumesFrom": None,
-        "ConsoleSize": [0, 0], "CapAdd": None, "CapDrop": None, "CgroupnsMode": "private",
+        "ConsoleSize": [0, 0], "CapAdd": hc.get("CapAdd"), "CapDrop": hc.get("CapDrop"), "CgroupnsMode": "private",
         "Dns": cfg.get("Dns") or [], "DnsOptions": [], "DnsSearch": [], "ExtraHosts": None, "GroupAdd": None,
         "IpcMode": "private", "Cgroup": "", "Links": _links_for_inspect(c), "OomScoreAdj": 0, "PidMode": "",
         "Privileged": bool(hc.get("Privileged")), "PublishAllPorts": bool(hc.get("PublishAllPorts")),

@@ -106,3 +106,12 @@ def test_network_modes_through_the_docker_cli(server):
     mode = _docker_ok(server, "inspect", "--format", "{{.HostConfig.NetworkMode}}", owner).strip()
     assert mode == "none"
     _docker_ok(server, "rm", "-f", owner)
+
+
+def test_capabilities_through_the_docker_cli(server):
+    out = _docker_ok(server, "run", "--rm", "--net", "none", "--cap-drop", "ALL", "--cap-add", "KILL", "busybox",
+                     "grep", "CapBnd", "/proc/self/status")
+    assert out.split() == ["CapBnd:", "0000000000000020"]  # CAP_KILL alone
+    cid = _docker_ok(server, "create", "--net", "none", "--cap-add", "NET_ADMIN", "busybox", "true").strip()
+    assert _docker_ok(server, "inspect", "--format", "{{.HostConfig.CapAdd}}", cid).strip() == "[CAP_NET_ADMIN]"
+    _docker_ok(server, "rm", cid)
