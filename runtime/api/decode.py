@@ -13,7 +13,7 @@ from typing import Any
 
 from pydock.graph.tags import split_reference
 from pydock.runtime.api.createfields import refuse_unsupported
-from pydock.runtime.api.httpd import Request
+from pydock.runtime.api.httpd import Request, bool_value
 from pydock.runtime.options import CreateOptions
 from pydock.runtime.runtime import DEFAULT_STOP_TIMEOUT, WAIT_CONDITIONS
 from pydock.utils.signals import parse_signal
@@ -101,6 +101,17 @@ def tail(text: str | None) -> int | None:
 def output_streams(req: Request) -> tuple[str, ...]:
     """The `stdout=1`/`stderr=1` streams a logs or attach request asks for."""
     return tuple(s for s in ("stdout", "stderr") if req.flag(s))
+
+
+def prune_flag(text: str | None, key: str) -> bool | None:
+    """The one filter a prune route takes (`dangling` for images, `all` for volumes) as a bool, None when
+    absent; any other filter (until, label) is refused by name rather than ignored."""
+    filters_given = filters(text)
+    unknown = sorted(set(filters_given) - {key})
+    if unknown:
+        raise InvalidArgument(f"invalid filter '{unknown[0]}' (pydock prunes by {key}=true|false only)")
+    values = filters_given.get(key)
+    return bool_value(values[-1]) if values else None
 
 
 def wait_condition(text: str | None) -> str:

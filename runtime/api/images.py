@@ -293,11 +293,7 @@ def distribution(svc: Services, req: Request, h: Handler, name: str) -> None:
 
 def prune(svc: Services, req: Request, h: Handler) -> None:
     """`POST /images/prune`: dangling images; with `dangling=false` every image no container uses."""
-    filters = decode.filters(req.arg("filters"))
-    unknown = set(filters) - {"dangling"}
-    if unknown:
-        raise InvalidArgument(f"invalid filter '{sorted(unknown)[0]}' (pydock prunes by dangling=true|false only)")
-    every_unused = any(not bool_value(v) for v in filters.get("dangling", []))
+    every_unused = decode.prune_flag(req.arg("filters"), "dangling") is False
     with svc.pool.runtime() as rt:
         lines, freed = rt.images.prune(every_unused=every_unused)
     deleted = [{"Untagged": line.removeprefix("Untagged: ")} if line.startswith("Untagged: ")

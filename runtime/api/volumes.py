@@ -51,11 +51,7 @@ def delete(svc: Services, req: Request, h: Handler, name: str) -> None:
 
 
 def prune(svc: Services, req: Request, h: Handler) -> None:
-    filters = decode.filters(req.arg("filters"))
-    unknown = set(filters) - {"all"}
-    if unknown:
-        raise InvalidArgument(f"invalid filter '{sorted(unknown)[0]}' (pydock prunes by all=true|false only)")
-    all_ = any(v.lower() in ("true", "1") for v in filters.get("all", []))
+    all_ = bool(decode.prune_flag(req.arg("filters"), "all"))
     with svc.pool.runtime() as rt:
         removed, freed = volume_ops.prune(rt, all_=all_)
     h.send_json(200, {"VolumesDeleted": removed or None, "SpaceReclaimed": freed})
