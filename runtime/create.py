@@ -14,10 +14,10 @@ from pydock.links.ports import parse_port, parse_publish
 from pydock.runtime import caps, confinement, etcfiles, monitorlock, removal
 from pydock.runtime.container import Container
 from pydock.runtime.jsonlog import create_log
-from pydock.runtime.volumes import copy_up
-from pydock.runtime.options import CreateOptions, Volume, merge_env, parse_env, parse_memory, parse_volume, \
-    split_hostname
+from pydock.runtime.options import CreateOptions, Volume, merge_env, parse_env, parse_memory, parse_tmpfs, \
+    parse_volume, split_hostname
 from pydock.runtime.rootpath import check_workdir
+from pydock.runtime.volumes import copy_up
 from pydock.utils.errors import Conflict, InvalidArgument
 from pydock.utils.fileutil import atomic_write
 from pydock.utils.ids import generate_id
@@ -38,6 +38,7 @@ def create_container(rt: Runtime, opts: CreateOptions) -> Container:
     vols = [parse_volume(v) for v in opts.volumes]
     net_mode = network_mode(rt, opts)
     caps.resolve(opts.cap_add, opts.cap_drop)  # unknown names refused before anything is made
+    tmpfs = {parse_tmpfs(spec)[0]: spec.partition(":")[2] for spec in opts.tmpfs}
     user_env = parse_env(list(opts.env))
     if opts.stop_signal is not None:
         parse_signal(opts.stop_signal)
@@ -83,7 +84,8 @@ def create_container(rt: Runtime, opts: CreateOptions) -> Container:
                   "ContainerIDFile": opts.cidfile or "", "LxcConf": None, "Privileged": False,
                   "PortBindings": {}, "PortSpecs": list(opts.ports), "Links": list(opts.links) or None,
                   "NetworkMode": net_mode, "CapAdd": list(opts.cap_add) or None,
-                  "CapDrop": list(opts.cap_drop) or None,
+                  "CapDrop": list(opts.cap_drop) or None, "Tmpfs": tmpfs or None,
+                  "ReadonlyRootfs": opts.read_only,
                   "PublishAllPorts": opts.publish_all, "AutoRemove": opts.auto_remove,
                   "Init": True if opts.init else None, "SecurityOpt": list(opts.security_opt) or None}
     argv = ep + command

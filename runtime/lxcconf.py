@@ -75,6 +75,10 @@ class LxcSpec:
     init: Path | None = None
     #: the capabilities kept (caps.resolve of --cap-add/--cap-drop); every other one is dropped
     caps: tuple[str, ...] = caps.DEFAULT_CAPS
+    #: `--read-only`: the rootfs mounted read-only (volumes, binds and tmpfs mounts stay as asked)
+    read_only: bool = False
+    #: `--tmpfs PATH[:OPTIONS]`: (container path, mount options) of fresh tmpfs mounts
+    tmpfs: tuple[tuple[str, str], ...] = ()
     extra: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
 
@@ -84,13 +88,14 @@ def _value(text: str, what: str) -> str:
     return text
 
 
+def _fstab_path(path: str) -> str:
+    """A path in lxc.mount.entry's fstab syntax: whitespace escaped as octal, like /etc/fstab."""
+    return _value(path, "mount path").replace(" ", "\\040").replace("\t", "\\011")
+
+
 def _bind_line(b: Bind) -> str:
-    source = _value(str(b.source), "volume path")
-    target = _value(b.target.lstrip("/"), "volume path")
-    if " " in source or " " in target or "\t" in source + target:
-        # lxc.mount.entry is fstab syntax: escape whitespace as octal like /etc/fstab
-        source = source.replace(" ", "\\040").replace("\t", "\\011")
-        target = target.replace(" ", "\\040").replace("\t", "\\011")
+    source = _fstab_path(str(b.source))
+    target = _fstab_path(b.target.lstrip("/"))
     # no create= unless asked: pydock made the target inside the rootfs (rootpath.prepare_binds); lxc's
     # mkdir -p would follow the image's symlinks out of it
     opts = ["bind", "ro" if b.readonly else "rw"]
@@ -104,6 +109,7 @@ def render(spec: LxcSpec) -> str:
     lines: list[tuple[str, str]] = [
         ("lxc.uts.name", _value(spec.hostname, "hostname")),
         ("lxc.rootfs.path", f"dir:{spec.rootfs}"),
+        *((("lxc.rootfs.options", "ro"),) if spec.read_only else ()),
         *(spec.network or EMPTY_NETWORK),
         ("lxc.apparmor.profile", "unconfined"),
         # proc rw but /proc/sys and /proc/sysrq-trigger read-only; sysfs read-only
@@ -130,6 +136,9 @@ def render(spec: LxcSpec) -> str:
         lines.append(("lxc.mount.entry", _bind_line(Bind(spec.init, INIT_PATH, lxc_creates=True))))
     for b in spec.binds:
         lines.append(("lxc.mount.entry", _bind_line(b)))
+    for target, options in spec.tmpfs:
+        lines.append(("lxc.mount.entry", f"tmpfs {_fstab_path(target.lstrip('/'))} tmpfs "
+                                          f"{_value(options, 'tmpfs options')} 0 0"))
     lines += cgroups.device_keys()
     lines += cgroups.limit_keys(spec.memory, spec.cpu_shares)
     if spec.no_new_privs:

@@ -51,6 +51,8 @@ class CreateOptions:
     stop_signal: str | None = None               # --stop-signal (None: the image's, else SIGTERM)
     cap_add: tuple[str, ...] = ()                # --cap-add NAME|ALL
     cap_drop: tuple[str, ...] = ()               # --cap-drop NAME|ALL
+    tmpfs: tuple[str, ...] = ()                  # --tmpfs /ctr[:OPTIONS]
+    read_only: bool = False                      # --read-only
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -116,6 +118,36 @@ def parse_volume(spec: str) -> Volume:
     if target == "/":
         raise InvalidArgument("Invalid volume specification: the container path can't be '/'")
     return Volume(target, source, mode == "ro", name)
+
+
+#: tmpfs options a container may ask for (mount(8)'s generic ones and tmpfs(5)'s)
+_TMPFS_FLAGS = {"rw", "ro", "exec", "noexec", "suid", "nosuid", "dev", "nodev", "atime", "noatime", "relatime",
+                "strictatime", "nodiratime"}
+_TMPFS_VALUES = {"size", "mode", "uid", "gid", "nr_inodes", "nr_blocks"}
+#: what Docker mounts a --tmpfs with unless told otherwise
+TMPFS_DEFAULTS = ("rw", "noexec", "nosuid", "nodev")
+_OPPOSITE = {"rw": "ro", "exec": "noexec", "suid": "nosuid", "dev": "nodev"}
+
+
+def parse_tmpfs(spec: str) -> tuple[str, str]:
+    """`/ctr[:opt,opt=value]` -> (normalized container path, mount options with Docker's defaults:
+    rw,noexec,nosuid,nodev unless the spec says otherwise)."""
+    target, _, given = spec.partition(":")
+    if not target.startswith("/"):
+        raise InvalidArgument(f"invalid mount path {target!r} for --tmpfs: mount path must be absolute")
+    target = os.path.normpath(target)
+    if target == "/":
+        raise InvalidArgument("invalid --tmpfs: the container path can't be '/'")
+    chosen = [o.strip() for o in given.split(",") if o.strip()] if given else []
+    for option in chosen:
+        key, sep, value = option.partition("=")
+        if (key not in _TMPFS_VALUES or not sep or not re.fullmatch(r"[0-9]+[kmgKMG%]?", value)) \
+                and not (option in _TMPFS_FLAGS and not sep):
+            raise InvalidArgument(f"invalid tmpfs option {option!r} in --tmpfs {spec}")
+    flags = {o for o in chosen if "=" not in o}
+    opposites = {**_OPPOSITE, **{v: k for k, v in _OPPOSITE.items()}}
+    defaults = [d for d in TMPFS_DEFAULTS if d not in flags and opposites[d] not in flags]
+    return target, ",".join([*defaults, *chosen])
 
 
 def split_hostname(value: str | None) -> tuple[str, str]:

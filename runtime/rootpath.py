@@ -181,6 +181,18 @@ def check_workdir(path: str) -> str:
     return workdir
 
 
+def mount_point_in_root(root: Path, path: str) -> str:
+    """mkdir -p a mount point (`--tmpfs`) inside the rootfs, symlinks resolved in the root; its canonical
+    container path, never under /proc."""
+    try:
+        found = make_dirs_in_root(root, path, 0o755)
+    except OSError as err:
+        raise LaunchError(f"Cannot mount at {path}: {err.strerror or err}") from None
+    if in_proc(found.path):
+        raise LaunchError(f"Cannot mount at {path}: it leads into /proc ({found.path})")
+    return found.path
+
+
 def ensure_dir_in_root(root: Path, path: str, uid: int = 0, gid: int = 0) -> str:
     """mkdir -p the working directory inside the rootfs as Docker does for -w (symlinks resolved in the
     root, the directories made owned by uid:gid); returns its canonical container path, the one lxc

@@ -22,8 +22,8 @@ from pydock.runtime.etcfiles import hosts_file
 from pydock.runtime.jsonlog import JsonLog
 from pydock.runtime.launcher import HELPER_ENV, LaunchSpec, container_init, exit_status, signal_container, spawn
 from pydock.runtime.monitor import RawTerminal, SignalProxy, copy_winsize, detach_stdio, pump, pump_tty
-from pydock.runtime.options import DEFAULT_PATH, env_value, merge_env
-from pydock.runtime.rootpath import ensure_dir_in_root, look_path, prepare_binds
+from pydock.runtime.options import DEFAULT_PATH, env_value, merge_env, parse_tmpfs
+from pydock.runtime.rootpath import ensure_dir_in_root, look_path, mount_point_in_root, prepare_binds
 from pydock.utils.process import proc_start_time, self_identity
 from pydock.utils.version import build_info
 from pydock.runtime.userdb import resolve_user
@@ -134,6 +134,8 @@ def _prepare(rt: Runtime, c: Container) -> Prepared:
         binds.append(lxcconf.Bind(Path(source), target, readonly=not c.volumes_rw.get(target, True),
                                   is_file=not Path(source).is_dir()))
     binds = list(prepare_binds(rootfs, binds))  # targets made inside the rootfs: lxc creates nothing
+    tmpfs = tuple((mount_point_in_root(rootfs, target), parse_tmpfs(f"{target}:{options}")[1])
+                  for target, options in sorted((c.hostconfig.get("Tmpfs") or {}).items()))
     network = _shared_network(rt, c)
     if settings is not None:
         from pydock.links.network import lxc_network_config  # lazy: networking only (pyroute2 is heavy)
@@ -159,7 +161,8 @@ def _prepare(rt: Runtime, c: Container) -> Prepared:
                                binds=tuple(binds), env=tuple(env), uid=user.uid, gid=user.gid,
                                groups=user.groups, cwd=cwd, memory=cfg.get("Memory") or None,
                                cpu_shares=cfg.get("CpuShares") or None, no_new_privs=conf.no_new_privileges,
-                               seccomp=seccomp_path, console=console.path, init=init, caps=held)
+                               seccomp=seccomp_path, console=console.path, init=init, caps=held,
+                               tmpfs=tmpfs, read_only=bool(c.hostconfig.get("ReadonlyRootfs")))
         atomic_write(c.lxc_config_path, lxcconf.render(spec).encode(), 0o600, durable=False)
         return _launch_spec(rt, c, settings, argv, console)
     except BaseException:

@@ -187,8 +187,19 @@ def create_options(body: Any, name: str | None) -> CreateOptions:
         labels=_labels(body.get("Labels")),
         cap_add=_strings(hc, "CapAdd"),
         cap_drop=_strings(hc, "CapDrop"),
+        tmpfs=_tmpfs(hc.get("Tmpfs")),
+        read_only=bool(hc.get("ReadonlyRootfs")),
         stop_signal=body.get("StopSignal") or None,
     )
+
+
+def _tmpfs(value: Any) -> tuple[str, ...]:
+    """`HostConfig.Tmpfs` (`{"/run": "size=64m"}`) as `--tmpfs` specs."""
+    if value is None:
+        return ()
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise InvalidArgument(f"HostConfig.Tmpfs must be an object of strings, not {json.dumps(value)[:100]}")
+    return tuple(f"{path}:{options}" if options else path for path, options in value.items())
 
 
 def _labels(value: Any) -> tuple[str, ...]:

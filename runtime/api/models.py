@@ -163,7 +163,7 @@ def container_inspect(c: Container, image_name: str) -> dict[str, Any]:
         "Dns": cfg.get("Dns") or [], "DnsOptions": [], "DnsSearch": [], "ExtraHosts": None, "GroupAdd": None,
         "IpcMode": "private", "Cgroup": "", "Links": _links_for_inspect(c), "OomScoreAdj": 0, "PidMode": "",
         "Privileged": bool(hc.get("Privileged")), "PublishAllPorts": bool(hc.get("PublishAllPorts")),
-        "ReadonlyRootfs": False, "SecurityOpt": hc.get("SecurityOpt") or None, "UTSMode": "", "UsernsMode": "",
+        "ReadonlyRootfs": bool(hc.get("ReadonlyRootfs")), "SecurityOpt": hc.get("SecurityOpt") or None, "UTSMode": "", "UsernsMode": "",
         "ShmSize": lxcconf.SHM_SIZE, "Runtime": "lxc", "Isolation": "", "CpuShares": int(cfg.get("CpuShares") or 0),
         "Memory": int(cfg.get("Memory") or 0), "NanoCpus": 0, "CgroupParent": "", "BlkioWeight": 0,
         "BlkioWeightDevice": [], "BlkioDeviceReadBps": [], "BlkioDeviceWriteBps": [], "BlkioDeviceReadIOps": [],
@@ -174,6 +174,8 @@ def container_inspect(c: Container, image_name: str) -> dict[str, Any]:
         "IOMaximumIOps": 0, "IOMaximumBandwidth": 0, "MaskedPaths": lxcconf.masked_paths(),
         "ReadonlyPaths": lxcconf.readonly_paths(),
     }
+    if hc.get("Tmpfs"):
+        host_config["Tmpfs"] = hc["Tmpfs"]  # omitted unless set, as dockerd does
     if hc.get("Init"):
         host_config["Init"] = True  # omitted unless set, as dockerd does
     return {

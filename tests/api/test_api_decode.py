@@ -128,7 +128,7 @@ def test_the_docker_clis_zeroed_body_asks_for_nothing_refused():
     ("HostConfig", "Privileged", True),
     ("HostConfig", "PidsLimit", 100),
     ("HostConfig", "IpcMode", "host"),
-    ("HostConfig", "Tmpfs", {"/run": ""}),
+    ("HostConfig", "Devices", [{"PathOnHost": "/dev/kvm", "PathInContainer": "/dev/kvm"}]),
     ("Config", "Healthcheck", {"Test": ["CMD", "true"]}),
     ("Config", "StopTimeout", 3),
 ])

@@ -115,3 +115,9 @@ def test_capabilities_through_the_docker_cli(server):
     cid = _docker_ok(server, "create", "--net", "none", "--cap-add", "NET_ADMIN", "busybox", "true").strip()
     assert _docker_ok(server, "inspect", "--format", "{{.HostConfig.CapAdd}}", cid).strip() == "[CAP_NET_ADMIN]"
     _docker_ok(server, "rm", cid)
+
+
+def test_read_only_and_tmpfs_through_the_docker_cli(server):
+    out = _docker_ok(server, "run", "--rm", "--net", "none", "--read-only", "--tmpfs", "/run:size=2m", "busybox",
+                     "sh", "-c", "touch /x 2>/dev/null || echo ro; touch /run/y && echo tmpfs-rw")
+    assert out == "ro\ntmpfs-rw\n"
