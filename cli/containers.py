@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from pydock.runtime.options import CreateOptions, parse_env
+from pydock.runtime.options import CreateOptions, parse_env, read_env_files
 from pydock.utils.signals import parse_signal
 from pydock.runtime.state import Status, format_time, utcnow
 from pydock.utils.errors import InvalidArgument, NotFound, PydockError
@@ -68,6 +68,14 @@ def _container_options(f: Any) -> Any:
         click.option("--tmpfs", multiple=True, metavar="PATH[:OPTIONS]",
                      help="Mount a fresh tmpfs (default options rw,noexec,nosuid,nodev)."),
         click.option("--read-only", "read_only", is_flag=True, help="Mount the container's root filesystem read-only."),
+        click.option("--add-host", "extra_hosts", multiple=True, metavar="NAME:IP", help="Add an /etc/hosts line."),
+        click.option("--dns-search", "dns_search", multiple=True, metavar="DOMAIN", help="DNS search domain."),
+        click.option("--group-add", "group_add", multiple=True, metavar="GROUP",
+                     help="Another group for the command (a name in the image's /etc/group, or a gid)."),
+        click.option("--ulimit", "ulimits", multiple=True, metavar="NAME=SOFT[:HARD]",
+                     help="A resource limit, e.g. nofile=1024:2048 (-1: unlimited)."),
+        click.option("--env-file", "env_files", multiple=True, type=click.Path(dir_okay=False),
+                     help="Read K=V lines (and bare K: copied from here) from a file; -e comes after."),
         click.option("--stop-signal", "stop_signal", metavar="SIGNAL",
                      help="The signal `stop` sends first (default: the image's, else SIGTERM)."),
         click.option("--pull", type=click.Choice(["missing", "always", "never"]), default="missing",
@@ -89,7 +97,7 @@ def _create_options(image: str, cmd: tuple[str, ...], o: dict[str, Any], auto_re
         image=image,
         cmd=cmd or None,
         name=o.get("name") or o.get("name_alias"),
-        env=parse_env(o.get("env") or (), os.environ),
+        env=parse_env([*read_env_files(o.get("env_files") or ()), *(o.get("env") or ())], os.environ),
         workdir=o.get("workdir"),
         user=o.get("user"),
         hostname=o.get("hostname"),
@@ -109,6 +117,10 @@ def _create_options(image: str, cmd: tuple[str, ...], o: dict[str, Any], auto_re
         stop_signal=o.get("stop_signal"),
         tmpfs=o.get("tmpfs") or (),
         read_only=bool(o.get("read_only")),
+        extra_hosts=o.get("extra_hosts") or (),
+        dns_search=o.get("dns_search") or (),
+        group_add=o.get("group_add") or (),
+        ulimits=o.get("ulimits") or (),
         tty=bool(o.get("tty")),
         stdin_open=bool(o.get("interactive")),
         dns=tuple(o.get("dns") or ()) + tuple(o.get("dns_alias") or ()),

@@ -15,7 +15,7 @@ from pydock.runtime import caps, confinement, etcfiles, monitorlock, removal
 from pydock.runtime.container import Container
 from pydock.runtime.jsonlog import create_log
 from pydock.runtime.options import CreateOptions, Volume, merge_env, parse_env, parse_memory, parse_tmpfs, \
-    parse_volume, split_hostname
+    parse_ulimit, parse_volume, split_hostname
 from pydock.runtime.rootpath import check_workdir
 from pydock.runtime.volumes import copy_up
 from pydock.utils.errors import Conflict, InvalidArgument
@@ -39,6 +39,13 @@ def create_container(rt: Runtime, opts: CreateOptions) -> Container:
     net_mode = network_mode(rt, opts)
     caps.resolve(opts.cap_add, opts.cap_drop)  # unknown names refused before anything is made
     tmpfs = {parse_tmpfs(spec)[0]: spec.partition(":")[2] for spec in opts.tmpfs}
+    ulimits = [parse_ulimit(spec).to_json() for spec in opts.ulimits]
+    for spec in opts.extra_hosts:
+        etcfiles.check_extra_host(spec)
+    etcfiles.check_dns_search(opts.dns_search)
+    for group in opts.group_add:
+        if not group or ":" in group or "\n" in group:
+            raise InvalidArgument(f"Invalid group {group!r} for --group-add")
     user_env = parse_env(list(opts.env))
     if opts.stop_signal is not None:
         parse_signal(opts.stop_signal)
@@ -85,7 +92,9 @@ def create_container(rt: Runtime, opts: CreateOptions) -> Container:
                   "PortBindings": {}, "PortSpecs": list(opts.ports), "Links": list(opts.links) or None,
                   "NetworkMode": net_mode, "CapAdd": list(opts.cap_add) or None,
                   "CapDrop": list(opts.cap_drop) or None, "Tmpfs": tmpfs or None,
-                  "ReadonlyRootfs": opts.read_only,
+                  "ReadonlyRootfs": opts.read_only, "ExtraHosts": list(opts.extra_hosts) or None,
+                  "DnsSearch": list(opts.dns_search) or None, "GroupAdd": list(opts.group_add) or None,
+                  "Ulimits": ulimits or None,
                   "PublishAllPorts": opts.publish_all, "AutoRemove": opts.auto_remove,
                   "Init": True if opts.init else None, "SecurityOpt": list(opts.security_opt) or None}
     argv = ep + command
@@ -101,7 +110,7 @@ def create_container(rt: Runtime, opts: CreateOptions) -> Container:
             register_links(rt.names, c.name, cid, opts.links, resolve=lambda n: rt.get(n).id,
                            is_running=lambda i: rt.load(i).state.running)
         atomic_write(c.hostname_path, (config["Hostname"] + "\n").encode(), 0o644, durable=False)
-        atomic_write(c.resolv_conf_path, etcfiles.resolv_conf(dns).encode(), 0o644, durable=False)
+        atomic_write(c.resolv_conf_path, etcfiles.resolv_conf(dns, opts.dns_search).encode(), 0o644, durable=False)
         create_log(c.log_path)
         monitorlock.create(c.monitor_lock_path)
         c.save()
@@ -125,7 +134,8 @@ def _make_devices(rt: Runtime, c: Container, image_id: str, made: list[str]) -> 
     made.append("device")
 
 
-def _make_volumes(rt: Runtime, c: Container, vols: list[Volume], made: list[str]) -> tuple[dict[str, str], dict[str, bool]]:
+def _make_volumes(rt: Runtime, c: Container, vols: list[Volume],
+                  made: list[str]) -> tuple[dict[str, str], dict[str, bool]]:
     """(container path -> host dir, container path -> writable). Anonymous volumes are made fresh, named
     ones when missing; each new or empty one gets the image's content at its mount point (copy-up).
     The anonymous ones made are listed in `made` so a failed create removes them."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import re
 import stat
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +25,8 @@ RUNTIME_DIRS = ("dev", "dev/pts", "dev/shm", "proc", "sys")
 INIT_DIRS = ("etc",)
 INIT_FILES = (".dockerenv", "etc/resolv.conf", "etc/hosts", "etc/hostname")
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+#: a host or domain name (RFC 1123 labels)
+_DOMAIN_RE = re.compile(r"[a-zA-Z0-9_]([a-zA-Z0-9_-]{0,62})(\.[a-zA-Z0-9_]([a-zA-Z0-9_-]{0,62}))*\.?")
 HOSTS_TAIL = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n"
               "ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")
 
@@ -84,19 +87,45 @@ def check_dns(dns: Sequence[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def resolv_conf(dns: Sequence[str]) -> str:
-    """Custom DNS, else the host's resolv.conf, else (only local nameservers) Google's, like Docker 0.7."""
+def check_dns_search(domains: Sequence[str]) -> tuple[str, ...]:
+    """`--dns-search` values: domain names (`.` alone: no search domain, as Docker takes it)."""
+    for d in domains:
+        if d != "." and (not _DOMAIN_RE.fullmatch(d) or len(d) > 253):
+            raise InvalidArgument(f"Invalid DNS search domain {d!r}")
+    return tuple(d for d in domains if d != ".")
+
+
+def resolv_conf(dns: Sequence[str], search: Sequence[str] = ()) -> str:
+    """Custom DNS, else the host's resolv.conf, else (only local nameservers) Google's, like Docker 0.7;
+    `search` (--dns-search) replaces the search domains."""
     if dns:
-        return "".join(f"nameserver {d}\n" for d in check_dns(dns))
-    try:
-        text = Path("/etc/resolv.conf").read_text()
-    except OSError:
-        text = ""
-    servers = [line.split()[1] for line in text.splitlines()
-               if line.startswith("nameserver") and len(line.split()) > 1]
-    if not servers or all(s.startswith("127.") or s == "::1" for s in servers):
-        return "nameserver 8.8.8.8\nnameserver 8.8.4.4\n"
+        text = "".join(f"nameserver {d}\n" for d in check_dns(dns))
+    else:
+        try:
+            text = Path("/etc/resolv.conf").read_text()
+        except OSError:
+            text = ""
+        servers = [line.split()[1] for line in text.splitlines()
+                   if line.startswith("nameserver") and len(line.split()) > 1]
+        if not servers or all(s.startswith("127.") or s == "::1" for s in servers):
+            text = "nameserver 8.8.8.8\nnameserver 8.8.4.4\n"
+    if search:
+        kept = "".join(line + "\n" for line in text.splitlines() if not line.split()[:1] in (["search"], ["domain"]))
+        domains = check_dns_search(search)
+        text = kept + (f"search {' '.join(domains)}\n" if domains else "")
     return text
+
+
+def check_extra_host(spec: str) -> str:
+    """`--add-host NAME:IP` -> its /etc/hosts line."""
+    name, sep, ip = spec.partition(":")
+    if not sep or not _DOMAIN_RE.fullmatch(name):
+        raise InvalidArgument(f"invalid argument {spec!r} for --add-host: expected NAME:IP")
+    try:
+        address = ipaddress.ip_address(ip.strip("[]"))
+    except ValueError:
+        raise InvalidArgument(f"invalid IP address in add-host: {ip!r}") from None
+    return f"{address}\t{name}"
 
 
 def hosts_file(ip: str | None, hostname: str, domain: str, extra: Sequence[str] = ()) -> str:

@@ -79,6 +79,8 @@ class LxcSpec:
     read_only: bool = False
     #: `--tmpfs PATH[:OPTIONS]`: (container path, mount options) of fresh tmpfs mounts
     tmpfs: tuple[tuple[str, str], ...] = ()
+    #: `--ulimit`: (name, soft, hard) resource limits of the command, -1 unlimited
+    ulimits: tuple[tuple[str, int, int], ...] = ()
     extra: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
 
@@ -147,6 +149,8 @@ def render(spec: LxcSpec) -> str:
         # allow_nesting: stack on a filter pydock itself may run under instead of silently loading none
         lines += [("lxc.seccomp.profile", _value(str(spec.seccomp), "seccomp profile path")),
                   ("lxc.seccomp.allow_nesting", "1")]
+    for name, soft, hard in spec.ulimits:
+        lines.append((f"lxc.prlimit.{name}", ":".join("unlimited" if v == -1 else str(v) for v in (soft, hard))))
     lines += [("lxc.init.uid", str(spec.uid)), ("lxc.init.gid", str(spec.gid))]
     if spec.groups:
         lines.append(("lxc.init.groups", ",".join(str(g) for g in spec.groups)))

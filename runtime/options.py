@@ -7,6 +7,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
+from typing import Any
 
 from pydock.runtime.volumes import check_name
 from pydock.utils.errors import InvalidArgument
@@ -53,6 +54,10 @@ class CreateOptions:
     cap_drop: tuple[str, ...] = ()               # --cap-drop NAME|ALL
     tmpfs: tuple[str, ...] = ()                  # --tmpfs /ctr[:OPTIONS]
     read_only: bool = False                      # --read-only
+    extra_hosts: tuple[str, ...] = ()            # --add-host NAME:IP
+    dns_search: tuple[str, ...] = ()             # --dns-search DOMAIN
+    group_add: tuple[str, ...] = ()              # --group-add GROUP (a name in the image's /etc/group, or a gid)
+    ulimits: tuple[str, ...] = ()                # --ulimit NAME=SOFT[:HARD]
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -150,6 +155,39 @@ def parse_tmpfs(spec: str) -> tuple[str, str]:
     return target, ",".join([*defaults, *chosen])
 
 
+#: the resource limits `--ulimit` may set (setrlimit(2)'s, as Docker names them)
+ULIMIT_NAMES = ("as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc",
+                "rss", "rtprio", "rttime", "sigpending", "stack")
+
+
+@dataclass(frozen=True)
+class Ulimit:
+    """One `--ulimit`, in Docker's HostConfig.Ulimits shape (-1: unlimited)."""
+
+    name: str
+    soft: int
+    hard: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"Name": self.name, "Soft": self.soft, "Hard": self.hard}
+
+
+def parse_ulimit(spec: str) -> Ulimit:
+    """`nofile=1024:2048`, `nproc=512` (hard = soft), `-1` for unlimited."""
+    name, sep, values = spec.partition("=")
+    if not sep or name not in ULIMIT_NAMES:
+        raise InvalidArgument(f"invalid ulimit argument: {spec!r} (NAME=SOFT[:HARD], NAME one of "
+                              f"{', '.join(ULIMIT_NAMES)})")
+    soft_text, _, hard_text = values.partition(":")
+    try:
+        soft, hard = int(soft_text), int(hard_text or soft_text)
+    except ValueError:
+        raise InvalidArgument(f"invalid ulimit argument: {spec!r} (the limits are numbers)") from None
+    if min(soft, hard) < -1 or (hard != -1 and (soft == -1 or soft > hard)):
+        raise InvalidArgument(f"ulimit soft limit must be less than or equal to hard limit: {spec}")
+    return Ulimit(name, soft, hard)
+
+
 def split_hostname(value: str | None) -> tuple[str, str]:
     """`-h host.domain` -> (Hostname, Domainname), split at the first dot like Docker 0.7."""
     if not value:
@@ -174,6 +212,25 @@ def parse_env(items: list[str] | tuple[str, ...], client_env: Mapping[str, str] 
                 out.append(f"{key}={client_env[key]}")
             continue
         out.append(item)
+    return out
+
+
+def read_env_files(paths: Sequence[str]) -> list[str]:
+    """`--env-file` lines in order: `K=V` or a bare `K`; blank lines and `#` comments skipped (Docker's
+    format: no quoting, the value is the rest of the line)."""
+    out = []
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read((1 << 20) + 1)
+        except (OSError, UnicodeDecodeError) as err:
+            raise InvalidArgument(f"open {path}: {getattr(err, 'strerror', None) or err}") from None
+        if len(text) > 1 << 20:
+            raise InvalidArgument(f"env file {path} is larger than 1 MiB")
+        for line in text.splitlines():
+            line = line.lstrip()
+            if line and not line.startswith("#"):
+                out.append(line)
     return out
 
 

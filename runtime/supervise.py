@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from pydock.runtime import caps, confinement, lxcconf, monitorlock, notify, removal
 from pydock.runtime.container import Container
-from pydock.runtime.etcfiles import hosts_file
+from pydock.runtime.etcfiles import check_extra_host, hosts_file
 from pydock.runtime.jsonlog import JsonLog
 from pydock.runtime.launcher import HELPER_ENV, LaunchSpec, container_init, exit_status, signal_container, spawn
 from pydock.runtime.monitor import RawTerminal, SignalProxy, copy_winsize, detach_stdio, pump, pump_tty
@@ -26,7 +26,7 @@ from pydock.runtime.options import DEFAULT_PATH, env_value, merge_env, parse_tmp
 from pydock.runtime.rootpath import ensure_dir_in_root, look_path, mount_point_in_root, prepare_binds
 from pydock.utils.process import proc_start_time, self_identity
 from pydock.utils.version import build_info
-from pydock.runtime.userdb import resolve_user
+from pydock.runtime.userdb import add_groups, resolve_user
 from pydock.utils.errors import Conflict, LaunchError, PydockError
 from pydock.utils.fileutil import atomic_write
 
@@ -118,7 +118,8 @@ def _prepare(rt: Runtime, c: Container) -> Prepared:
             settings = settings.with_ports(mappings) if hasattr(settings, "with_ports") else settings
         link_env, link_hosts = _links(rt, c, settings)
         c.network = settings.to_json() if settings is not None else None
-    user = resolve_user(rootfs, cfg.get("User") or "")
+    user = add_groups(rootfs, resolve_user(rootfs, cfg.get("User") or ""), c.hostconfig.get("GroupAdd") or ())
+    link_hosts = [*link_hosts, *(check_extra_host(h) for h in c.hostconfig.get("ExtraHosts") or ())]
     env = merge_env(
         ["HOME=/", f"PATH={DEFAULT_PATH}", "container=lxc", f"HOSTNAME={cfg.get('Hostname') or c.short_id}"],
         ["TERM=xterm"] if cfg.get("Tty") else [], link_env, c.env())
@@ -162,7 +163,9 @@ def _prepare(rt: Runtime, c: Container) -> Prepared:
                                groups=user.groups, cwd=cwd, memory=cfg.get("Memory") or None,
                                cpu_shares=cfg.get("CpuShares") or None, no_new_privs=conf.no_new_privileges,
                                seccomp=seccomp_path, console=console.path, init=init, caps=held,
-                               tmpfs=tmpfs, read_only=bool(c.hostconfig.get("ReadonlyRootfs")))
+                               tmpfs=tmpfs, read_only=bool(c.hostconfig.get("ReadonlyRootfs")),
+                               ulimits=tuple((u["Name"], u["Soft"], u["Hard"])
+                                             for u in c.hostconfig.get("Ulimits") or ()))
         atomic_write(c.lxc_config_path, lxcconf.render(spec).encode(), 0o600, durable=False)
         return _launch_spec(rt, c, settings, argv, console)
     except BaseException:

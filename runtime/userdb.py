@@ -89,6 +89,22 @@ def _find_group(groups: list[list[str]], spec: str) -> int | None:
     return int(spec) if _is_id(spec) else None
 
 
+def add_groups(rootfs: Path, user: User, extra: tuple[str, ...] | list[str]) -> User:
+    """`user` with the `--group-add` groups as supplementary ones: names looked up in the container's
+    /etc/group, numbers taken as gids (as Docker does)."""
+    if not extra:
+        return user
+    groups = _read_db(rootfs, "group")
+    added = list(user.groups)
+    for spec in extra:
+        gid = _find_group(groups, spec)
+        if gid is None:
+            raise LaunchError(f"Unable to find group {spec}")
+        if gid not in added:
+            added.append(gid)
+    return User(user.uid, user.gid, tuple(added), user.home, user.name)
+
+
 def resolve_user(rootfs: Path, spec: str | None) -> User:
     """`name`, `uid`, `name:group` or `uid:gid` -> User with supplementary groups from /etc/group.
 

@@ -189,8 +189,23 @@ def create_options(body: Any, name: str | None) -> CreateOptions:
         cap_drop=_strings(hc, "CapDrop"),
         tmpfs=_tmpfs(hc.get("Tmpfs")),
         read_only=bool(hc.get("ReadonlyRootfs")),
+        extra_hosts=_strings(hc, "ExtraHosts"),
+        dns_search=_strings(hc, "DnsSearch"),
+        group_add=_strings(hc, "GroupAdd"),
+        ulimits=_ulimits(hc.get("Ulimits")),
         stop_signal=body.get("StopSignal") or None,
     )
+
+
+def _ulimits(value: Any) -> tuple[str, ...]:
+    """`HostConfig.Ulimits` (`[{"Name": "nofile", "Soft": 1024, "Hard": 2048}]`) as `--ulimit` specs."""
+    if not value:
+        return ()
+    try:
+        return tuple(f"{u['Name']}={int(u['Soft'])}:{int(u['Hard'])}" for u in value)
+    except (TypeError, KeyError, ValueError):
+        raise InvalidArgument(f"HostConfig.Ulimits must be a list of {{Name, Soft, Hard}}, not "
+                              f"{json.dumps(value)[:100]}") from None
 
 
 def _tmpfs(value: Any) -> tuple[str, ...]:

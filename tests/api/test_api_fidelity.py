@@ -121,3 +121,12 @@ def test_read_only_and_tmpfs_through_the_docker_cli(server):
     out = _docker_ok(server, "run", "--rm", "--net", "none", "--read-only", "--tmpfs", "/run:size=2m", "busybox",
                      "sh", "-c", "touch /x 2>/dev/null || echo ro; touch /run/y && echo tmpfs-rw")
     assert out == "ro\ntmpfs-rw\n"
+
+
+def test_hosts_dns_search_groups_ulimits_and_env_file_through_the_docker_cli(server, tmp_path):
+    env_file = tmp_path / "app.env"
+    env_file.write_text("# settings\nMODE=test\n")
+    out = _docker_ok(server, "run", "--rm", "--net", "none", "--env-file", str(env_file), "--add-host", "db:10.9.8.7",
+                     "--dns-search", "example.com", "--group-add", "4242", "--ulimit", "nofile=64:128", "busybox",
+                     "sh", "-c", "echo $MODE; grep db /etc/hosts; grep search /etc/resolv.conf; id -G; ulimit -n")
+    assert out.splitlines() == ["test", "10.9.8.7\tdb", "search example.com", "0 4242", "64"]

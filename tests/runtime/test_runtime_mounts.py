@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from pydock.utils.errors import InvalidArgument
+from pydock.utils.errors import InvalidArgument, LaunchError
 
 pytestmark = pytest.mark.lxc
 
@@ -34,3 +34,33 @@ def test_bad_tmpfs_specs_are_refused(rt, spec, message):
     with pytest.raises(InvalidArgument, match=message):
         rt.create("busybox", ["true"], tmpfs=(spec,))
     assert rt.containers(all=True) == []
+
+
+def test_hosts_search_domains_groups_and_limits(rt):
+    result = rt.run("busybox", ["sh", "-c", "grep db /etc/hosts; grep search /etc/resolv.conf; id -G; "
+                                            "ulimit -n; ulimit -Hn"], remove=True,
+                    extra_hosts=("db:10.1.2.3",), dns_search=("example.com", "corp"), group_add=("nogroup", "4242"),
+                    ulimits=("nofile=100:200",))
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.decode().splitlines() == ["10.1.2.3\tdb", "search example.com corp", "0 4242 65534",
+                                                   "100", "200"]
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"extra_hosts": ("nocolon",)}, "expected NAME:IP"),
+    ({"extra_hosts": ("db:not-an-ip",)}, "invalid IP address in add-host"),
+    ({"dns_search": ("bad domain",)}, "Invalid DNS search domain"),
+    ({"ulimits": ("nofile=300:200",)}, "soft limit must be less than or equal to hard limit"),
+    ({"ulimits": ("files=1",)}, "invalid ulimit argument"),
+])
+def test_bad_host_dns_and_limit_options_are_refused(rt, options, message):
+    with pytest.raises(InvalidArgument, match=message):
+        rt.create("busybox", ["true"], **options)
+    assert rt.containers(all=True) == []
+
+
+def test_a_group_the_image_lacks_fails_the_start(rt):
+    c = rt.create("busybox", ["true"], group_add=("wheel",))
+    with pytest.raises(LaunchError, match="Unable to find group wheel"):
+        rt.start(c)
+    assert rt.load(c.id).state.exit_code == 125 and not rt.load(c.id).state.running
