@@ -6,6 +6,8 @@ import enum
 import functools
 import os
 
+from pydock.utils.errors import InvalidArgument
+
 CGROUP_ROOT = "/sys/fs/cgroup"
 
 #: Docker's default device allowlist (runc's specconv.AllowedDevices): mknod of any node (but no
@@ -45,10 +47,28 @@ def shares_to_weight(shares: int) -> int:
     return 1 + ((shares - 2) * 9999) // 262142
 
 
-def limit_keys(memory: int | None, cpu_shares: int | None) -> list[tuple[str, str]]:
-    """lxc keys for a memory limit (bytes) and cpu shares, in the running hierarchy's spelling."""
+#: the CFS period a `--cpus` quota is expressed in (Docker's, 100 ms)
+CPU_PERIOD_US = 100_000
+
+
+def limit_keys(memory: int | None, cpu_shares: int | None, *, pids_limit: int | None = None,
+               cpuset_cpus: str | None = None, nano_cpus: int | None = None) -> list[tuple[str, str]]:
+    """lxc keys for a memory limit (bytes), cpu shares, a process count (`--pids-limit`), the CPUs it may
+    run on (`--cpuset-cpus`) and a CPU quota in billionths of CPUs (`--cpus`), in the running hierarchy's
+    spelling."""
     v2 = hierarchy() is Hierarchy.V2
     keys: list[tuple[str, str]] = []
+    prefix = "lxc.cgroup2" if v2 else "lxc.cgroup"
+    if pids_limit and pids_limit > 0:
+        keys.append((f"{prefix}.pids.max", str(pids_limit)))
+    if cpuset_cpus:
+        keys.append((f"{prefix}.cpuset.cpus", cpuset_cpus))
+    if nano_cpus:
+        quota = max(1000, nano_cpus * CPU_PERIOD_US // 1_000_000_000)
+        if v2:
+            keys.append(("lxc.cgroup2.cpu.max", f"{quota} {CPU_PERIOD_US}"))
+        else:
+            keys += [("lxc.cgroup.cpu.cfs_period_us", str(CPU_PERIOD_US)), ("lxc.cgroup.cpu.cfs_quota_us", str(quota))]
     if memory:
         if v2:
             keys.append(("lxc.cgroup2.memory.max", str(memory)))
@@ -61,6 +81,49 @@ def limit_keys(memory: int | None, cpu_shares: int | None) -> list[tuple[str, st
         else:
             keys.append(("lxc.cgroup.cpu.shares", str(cpu_shares)))
     return keys
+
+
+def controller_available(name: str) -> bool:
+    """Whether the kernel offers cgroup controller `name` in the hierarchy lxc uses."""
+    if hierarchy() is Hierarchy.V2:
+        try:
+            with open(f"{CGROUP_ROOT}/cgroup.controllers") as f:
+                return name in f.read().split()
+        except OSError:
+            return False
+    return os.path.isdir(f"{CGROUP_ROOT}/{name}")
+
+
+def parse_cpuset(text: str, available: int | None = None) -> str:
+    """`--cpuset-cpus` (`0-2,4`): checked against the CPUs this machine has, as Docker does."""
+    if not controller_available("cpuset"):
+        raise InvalidArgument("--cpuset-cpus needs the cpuset cgroup controller, which this kernel does not offer")
+    count = available or os.cpu_count() or 1
+    try:
+        cpus: set[int] = set()
+        for part in text.split(","):
+            low, _, high = part.partition("-")
+            first, last = int(low), int(high or low)
+            if first > last or first < 0:
+                raise ValueError
+            cpus.update(range(first, last + 1))
+    except ValueError:
+        raise InvalidArgument(f"Invalid value {text} for cpuset cpus") from None
+    if max(cpus) >= count:
+        raise InvalidArgument(f"Requested CPUs are not available - requested {text}, available: 0-{count - 1}")
+    return text
+
+
+def parse_cpus(value: str | float, available: int | None = None) -> int:
+    """`--cpus 1.5` -> billionths of CPUs (Docker's NanoCpus), within what this machine has."""
+    count = available or os.cpu_count() or 1
+    try:
+        nano = round(float(value) * 1e9)
+    except ValueError:
+        raise InvalidArgument(f"invalid argument {value!r} for --cpus: a number of CPUs, e.g. 1.5") from None
+    if not 10_000_000 <= nano <= count * 1_000_000_000:
+        raise InvalidArgument(f"Range of CPUs is from 0.01 to {count:.2f}, as there are only {count} CPUs available")
+    return nano
 
 
 def device_keys() -> list[tuple[str, str]]:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydock.links.linking import assign_name, register_links
 from pydock.links.ports import parse_port, parse_publish
-from pydock.runtime import caps, confinement, etcfiles, monitorlock, removal
+from pydock.runtime import caps, cgroups, confinement, etcfiles, monitorlock, removal
 from pydock.runtime.container import Container
 from pydock.runtime.jsonlog import create_log
 from pydock.runtime.options import CreateOptions, Volume, merge_env, parse_env, parse_memory, parse_tmpfs, \
@@ -40,6 +40,10 @@ def create_container(rt: Runtime, opts: CreateOptions) -> Container:
     caps.resolve(opts.cap_add, opts.cap_drop)  # unknown names refused before anything is made
     tmpfs = {parse_tmpfs(spec)[0]: spec.partition(":")[2] for spec in opts.tmpfs}
     ulimits = [parse_ulimit(spec).to_json() for spec in opts.ulimits]
+    cpuset = cgroups.parse_cpuset(opts.cpuset_cpus) if opts.cpuset_cpus else ""
+    nano_cpus = cgroups.parse_cpus(opts.cpus) if opts.cpus not in (None, "", 0) else 0
+    if opts.pids_limit is not None and opts.pids_limit < -1:
+        raise InvalidArgument(f"Invalid PIDs limit {opts.pids_limit}: a count, or 0 or -1 for unlimited")
     for spec in opts.extra_hosts:
         etcfiles.check_extra_host(spec)
     etcfiles.check_dns_search(opts.dns_search)
@@ -94,7 +98,8 @@ def create_container(rt: Runtime, opts: CreateOptions) -> Container:
                   "CapDrop": list(opts.cap_drop) or None, "Tmpfs": tmpfs or None,
                   "ReadonlyRootfs": opts.read_only, "ExtraHosts": list(opts.extra_hosts) or None,
                   "DnsSearch": list(opts.dns_search) or None, "GroupAdd": list(opts.group_add) or None,
-                  "Ulimits": ulimits or None,
+                  "Ulimits": ulimits or None, "PidsLimit": opts.pids_limit if opts.pids_limit else None,
+                  "CpusetCpus": cpuset, "NanoCpus": nano_cpus,
                   "PublishAllPorts": opts.publish_all, "AutoRemove": opts.auto_remove,
                   "Init": True if opts.init else None, "SecurityOpt": list(opts.security_opt) or None}
     argv = ep + command

@@ -65,6 +65,9 @@ class LxcSpec:
     cwd: str = "/"
     memory: int | None = None
     cpu_shares: int | None = None
+    pids_limit: int | None = None                # --pids-limit (None, 0 or -1: unlimited)
+    cpuset_cpus: str | None = None               # --cpuset-cpus
+    nano_cpus: int | None = None                 # --cpus, in billionths
     #: PR_SET_NO_NEW_PRIVS for the command (`--security-opt no-new-privileges`)
     no_new_privs: bool = False
     #: lxc's seccomp policy file (seccomp.to_lxc), None: unconfined
@@ -142,7 +145,8 @@ def render(spec: LxcSpec) -> str:
         lines.append(("lxc.mount.entry", f"tmpfs {_fstab_path(target.lstrip('/'))} tmpfs "
                                           f"{_value(options, 'tmpfs options')} 0 0"))
     lines += cgroups.device_keys()
-    lines += cgroups.limit_keys(spec.memory, spec.cpu_shares)
+    lines += cgroups.limit_keys(spec.memory, spec.cpu_shares, pids_limit=spec.pids_limit,
+                                cpuset_cpus=spec.cpuset_cpus, nano_cpus=spec.nano_cpus)
     if spec.no_new_privs:
         lines.append(("lxc.no_new_privs", "1"))
     if spec.seccomp is not None:

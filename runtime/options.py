@@ -58,6 +58,9 @@ class CreateOptions:
     dns_search: tuple[str, ...] = ()             # --dns-search DOMAIN
     group_add: tuple[str, ...] = ()              # --group-add GROUP (a name in the image's /etc/group, or a gid)
     ulimits: tuple[str, ...] = ()                # --ulimit NAME=SOFT[:HARD]
+    pids_limit: int | None = None                # --pids-limit (0 or -1: unlimited)
+    cpuset_cpus: str | None = None               # --cpuset-cpus 0-2,4
+    cpus: str | float | None = None              # --cpus 1.5
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -165,7 +165,10 @@ def _prepare(rt: Runtime, c: Container) -> Prepared:
                                seccomp=seccomp_path, console=console.path, init=init, caps=held,
                                tmpfs=tmpfs, read_only=bool(c.hostconfig.get("ReadonlyRootfs")),
                                ulimits=tuple((u["Name"], u["Soft"], u["Hard"])
-                                             for u in c.hostconfig.get("Ulimits") or ()))
+                                             for u in c.hostconfig.get("Ulimits") or ()),
+                               pids_limit=c.hostconfig.get("PidsLimit"),
+                               cpuset_cpus=c.hostconfig.get("CpusetCpus") or None,
+                               nano_cpus=c.hostconfig.get("NanoCpus") or None)
         atomic_write(c.lxc_config_path, lxcconf.render(spec).encode(), 0o600, durable=False)
         return _launch_spec(rt, c, settings, argv, console)
     except BaseException:

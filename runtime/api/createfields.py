@@ -66,7 +66,6 @@ HOST_CONFIG: dict[str, Callable[[Any], bool]] = {
     "ReadonlyPaths": _empty,
     "LxcConf": _empty,
     # Resources (inlined in HostConfig); Memory and CpuShares are carried out
-    "NanoCpus": _empty,
     "CgroupParent": _empty,
     "BlkioWeight": _empty,
     "BlkioWeightDevice": _empty,
@@ -78,7 +77,6 @@ HOST_CONFIG: dict[str, Callable[[Any], bool]] = {
     "CpuQuota": _empty,
     "CpuRealtimePeriod": _empty,
     "CpuRealtimeRuntime": _empty,
-    "CpusetCpus": _empty,
     "CpusetMems": _empty,
     "Devices": _empty,
     "DeviceCgroupRules": _empty,
@@ -89,7 +87,6 @@ HOST_CONFIG: dict[str, Callable[[Any], bool]] = {
     "MemorySwap": _empty,
     "MemorySwappiness": _one_of(-1),
     "OomKillDisable": _empty,
-    "PidsLimit": _one_of(-1),
     "CpuCount": _empty,
     "CpuPercent": _empty,
     "IOMaximumIOps": _empty,

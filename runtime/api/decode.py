@@ -193,6 +193,9 @@ def create_options(body: Any, name: str | None) -> CreateOptions:
         dns_search=_strings(hc, "DnsSearch"),
         group_add=_strings(hc, "GroupAdd"),
         ulimits=_ulimits(hc.get("Ulimits")),
+        pids_limit=int(hc["PidsLimit"]) if hc.get("PidsLimit") else None,
+        cpuset_cpus=hc.get("CpusetCpus") or None,
+        cpus=int(hc["NanoCpus"]) / 1e9 if hc.get("NanoCpus") else None,
         stop_signal=body.get("StopSignal") or None,
     )
 

@@ -13,7 +13,7 @@ import platform
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from pydock.runtime import lxcconf
+from pydock.runtime import cgroups, lxcconf
 from pydock.runtime.state import Status, format_time, utcnow
 from pydock.runtime.volumes import VolumeStore
 from pydock.utils.humanize import human_duration
@@ -167,12 +167,12 @@ def container_inspect(c: Container, image_name: str) -> dict[str, Any]:
         "ReadonlyRootfs": bool(hc.get("ReadonlyRootfs")), "SecurityOpt": hc.get("SecurityOpt") or None,
         "UTSMode": "", "UsernsMode": "",
         "ShmSize": lxcconf.SHM_SIZE, "Runtime": "lxc", "Isolation": "", "CpuShares": int(cfg.get("CpuShares") or 0),
-        "Memory": int(cfg.get("Memory") or 0), "NanoCpus": 0, "CgroupParent": "", "BlkioWeight": 0,
+        "Memory": int(cfg.get("Memory") or 0), "NanoCpus": int(hc.get("NanoCpus") or 0), "CgroupParent": "", "BlkioWeight": 0,
         "BlkioWeightDevice": [], "BlkioDeviceReadBps": [], "BlkioDeviceWriteBps": [], "BlkioDeviceReadIOps": [],
         "BlkioDeviceWriteIOps": [], "CpuPeriod": 0, "CpuQuota": 0, "CpuRealtimePeriod": 0,
-        "CpuRealtimeRuntime": 0, "CpusetCpus": "", "CpusetMems": "", "Devices": [], "DeviceCgroupRules": None,
+        "CpuRealtimeRuntime": 0, "CpusetCpus": hc.get("CpusetCpus") or "", "CpusetMems": "", "Devices": [], "DeviceCgroupRules": None,
         "DeviceRequests": None, "MemoryReservation": 0, "MemorySwap": 0, "MemorySwappiness": None,
-        "OomKillDisable": False, "PidsLimit": None, "Ulimits": hc.get("Ulimits"), "CpuCount": 0, "CpuPercent": 0,
+        "OomKillDisable": False, "PidsLimit": hc.get("PidsLimit"), "Ulimits": hc.get("Ulimits"), "CpuCount": 0, "CpuPercent": 0,
         "IOMaximumIOps": 0, "IOMaximumBandwidth": 0, "MaskedPaths": lxcconf.masked_paths(),
         "ReadonlyPaths": lxcconf.readonly_paths(),
     }
@@ -321,8 +321,9 @@ def system_info(*, containers: list[Container], images: int, driver: str, driver
         "ContainersStopped": len(containers) - running, "Images": images, "Driver": driver,
         "DriverStatus": [[k, str(v)] for k, v in driver_status], "DockerRootDir": root, "SystemStatus": None,
         "Plugins": {"Volume": [], "Network": ["bridge", "none"], "Authorization": None, "Log": ["json-file"]},
-        "MemoryLimit": True, "SwapLimit": False, "CpuCfsPeriod": False, "CpuCfsQuota": False, "CPUShares": True,
-        "CPUSet": False, "PidsLimit": False, "IPv4Forwarding": True, "BridgeNfIptables": True,
+        "MemoryLimit": True, "SwapLimit": False, "CpuCfsPeriod": cgroups.controller_available("cpu"),
+        "CpuCfsQuota": cgroups.controller_available("cpu"), "CPUShares": True,
+        "CPUSet": cgroups.controller_available("cpuset"), "PidsLimit": cgroups.controller_available("pids"), "IPv4Forwarding": True, "BridgeNfIptables": True,
         "BridgeNfIp6tables": False, "Debug": False, "NFd": 0, "OomKillDisable": False, "NGoroutines": 0,
         "SystemTime": format_time(utcnow()), "LoggingDriver": "json-file", "CgroupDriver": "cgroupfs",
         "CgroupVersion": "1", "NEventsListener": 0, "KernelVersion": platform.release(),

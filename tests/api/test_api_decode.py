@@ -125,7 +125,6 @@ def test_the_docker_clis_zeroed_body_asks_for_nothing_refused():
     ("HostConfig", "LogConfig", {"Type": "json-file", "Config": {"max-size": "1m"}}),
     ("HostConfig", "Mounts", [{"Type": "tmpfs", "Target": "/t"}]),
     ("HostConfig", "Privileged", True),
-    ("HostConfig", "PidsLimit", 100),
     ("HostConfig", "IpcMode", "host"),
     ("HostConfig", "Devices", [{"PathOnHost": "/dev/kvm", "PathInContainer": "/dev/kvm"}]),
     ("Config", "Healthcheck", {"Test": ["CMD", "true"]}),

@@ -130,3 +130,13 @@ def test_hosts_dns_search_groups_ulimits_and_env_file_through_the_docker_cli(ser
                      "--dns-search", "example.com", "--group-add", "4242", "--ulimit", "nofile=64:128", "busybox",
                      "sh", "-c", "echo $MODE; grep db /etc/hosts; grep search /etc/resolv.conf; id -G; ulimit -n")
     assert out.splitlines() == ["test", "10.9.8.7\tdb", "search example.com", "0 4242", "64"]
+
+
+def test_pids_limit_and_cpus_through_the_docker_cli(server):
+    out = server.docker("run", "--rm", "--net", "none", "--pids-limit", "3", "--cpus", "0.5", "busybox", "sh", "-c",
+                        "for i in 1 2 3 4; do sleep 1 & done; wait")
+    assert b"can't fork" in out.stderr
+    cid = _docker_ok(server, "create", "--net", "none", "--pids-limit", "3", "--cpus", "1.5", "busybox", "true").strip()
+    shown = _docker_ok(server, "inspect", "--format", "{{.HostConfig.PidsLimit}} {{.HostConfig.NanoCpus}}", cid)
+    assert shown.split() == ["3", "1500000000"]
+    _docker_ok(server, "rm", cid)

@@ -3,8 +3,13 @@ options as Docker gives them (rw,noexec,nosuid,nodev unless asked otherwise), ba
 
 from __future__ import annotations
 
+import os
+import time
+
 import pytest
 
+from pydock.runtime.cgroups import controller_available
+from pydock.runtime.launcher import container_init
 from pydock.utils.errors import InvalidArgument, LaunchError
 
 pytestmark = pytest.mark.lxc
@@ -64,3 +69,49 @@ def test_a_group_the_image_lacks_fails_the_start(rt):
     with pytest.raises(LaunchError, match="Unable to find group wheel"):
         rt.start(c)
     assert rt.load(c.id).state.exit_code == 125 and not rt.load(c.id).state.running
+
+
+def _comm(pid: int) -> str:
+    try:
+        return open(f"/proc/{pid}/comm").read().strip()
+    except FileNotFoundError:
+        return ""
+
+
+def _cgroup_file(pid: int, controller: str, name: str) -> str:
+    """A cgroup file of process `pid`, read from the host (v1: the controller's tree; v2: the unified one)."""
+    for line in open(f"/proc/{pid}/cgroup").read().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if controller in controllers.split(",") or controllers == "" and os.path.exists(
+                "/sys/fs/cgroup/cgroup.controllers"):
+            base = f"/sys/fs/cgroup/{controllers}" if controllers else "/sys/fs/cgroup"
+            return open(f"{base}{path}/{name}").read().strip()
+    raise AssertionError(f"no {controller} cgroup for {pid}")
+
+
+def test_process_cpu_and_cpuset_limits(rt):
+    forked = rt.run("busybox", ["sh", "-c", "for i in 1 2 3 4 5 6; do sleep 1 & done; wait"], remove=True,
+                    pids_limit=4)
+    assert b"can't fork" in forked.stderr
+    if controller_available("cpuset"):
+        pinned = rt.run("busybox", ["grep", "Cpus_allowed_list", "/proc/self/status"], remove=True, cpuset_cpus="0")
+        assert pinned.stdout.split() == [b"Cpus_allowed_list:", b"0"]
+        with pytest.raises(InvalidArgument, match="Requested CPUs are not available"):
+            rt.create("busybox", ["true"], cpuset_cpus="64")
+    else:  # UML's kernel: refused up front, not a failed start
+        with pytest.raises(InvalidArgument, match="needs the cpuset cgroup controller"):
+            rt.create("busybox", ["true"], cpuset_cpus="0")
+    c = rt.create("busybox", ["sleep", "30"], cpus="0.5")
+    rt.start(c)
+    deadline = time.monotonic() + 30
+    while (init := container_init(rt.load(c.id).state.pid)) is None or _comm(init) != "sleep":
+        assert time.monotonic() < deadline, "the command never started"
+        time.sleep(0.05)
+    v2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+    if v2:
+        assert _cgroup_file(init, "cpu", "cpu.max") == "50000 100000"
+    else:
+        assert _cgroup_file(init, "cpu", "cpu.cfs_quota_us") == "50000"
+    rt.kill(c)
+    with pytest.raises(InvalidArgument, match="Range of CPUs is from 0.01"):
+        rt.create("busybox", ["true"], cpus="1000")
