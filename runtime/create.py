@@ -62,7 +62,11 @@ def create_container(rt: Runtime, opts: CreateOptions) -> Container:
     img = rt.images.resolve(opts.image)
     rt.graph.check_depth(img)
     img_cfg = dict(img.config or {})
-    given = {v.target for v in vols}  # the image's VOLUMEs become anonymous volumes unless -v names them
+    shared = _volumes_from(rt, opts.volumes_from)
+    given = {v.target for v in vols}
+    for target in given & set(shared):
+        raise InvalidArgument(f"Duplicate mount point: {target}")
+    given |= set(shared)  # the image's VOLUMEs become anonymous volumes unless -v or --volumes-from names them
     vols += [v for v in map(parse_volume, sorted(img_cfg.get("Volumes") or {})) if v.target not in given]
     if workdir is None and img_cfg.get("WorkingDir"):
         workdir = check_workdir(str(img_cfg["WorkingDir"]))  # the image's is checked like the user's
@@ -101,7 +105,8 @@ def create_container(rt: Runtime, opts: CreateOptions) -> Container:
                   "Ulimits": ulimits or None, "PidsLimit": opts.pids_limit if opts.pids_limit else None,
                   "CpusetCpus": cpuset, "NanoCpus": nano_cpus,
                   "PublishAllPorts": opts.publish_all, "AutoRemove": opts.auto_remove,
-                  "Init": True if opts.init else None, "SecurityOpt": list(opts.security_opt) or None}
+                  "Init": True if opts.init else None, "SecurityOpt": list(opts.security_opt) or None,
+                  "VolumesFrom": list(opts.volumes_from) or None}
     argv = ep + command
     c = Container(id=cid, dir=cdir, image=img.id, path=argv[0], args=argv[1:], config=config,
                   hostconfig=hostconfig, driver=rt.driver.name)
@@ -111,6 +116,8 @@ def create_container(rt: Runtime, opts: CreateOptions) -> Container:
         made.append("name")
         _make_devices(rt, c, img.id, made)
         c.volumes, c.volumes_rw = _make_volumes(rt, c, vols, made)
+        for target, (source, writable) in shared.items():
+            c.volumes[target], c.volumes_rw[target] = source, writable
         if opts.links:
             register_links(rt.names, c.name, cid, opts.links, resolve=lambda n: rt.get(n).id,
                            is_running=lambda i: rt.load(i).state.running)
@@ -137,6 +144,23 @@ def _make_devices(rt: Runtime, c: Container, image_id: str, made: list[str]) -> 
     rt.driver.set_initialized(c.init_id)
     rt.driver.create(c.id, c.init_id)
     made.append("device")
+
+
+def _volumes_from(rt: Runtime, specs: Sequence[str]) -> dict[str, tuple[str, bool]]:
+    """`--volumes-from CONTAINER[:ro|rw]`: container path -> (host path, writable) of every volume and
+    bind of those containers (their own mode unless `:ro`/`:rw` says otherwise), as Docker 0.7 did."""
+    out: dict[str, tuple[str, bool]] = {}
+    for spec in specs:
+        ref, _, mode = spec.partition(":")
+        if mode not in ("", "ro", "rw"):
+            raise InvalidArgument(f"Invalid mode for --volumes-from {spec}: use ro or rw")
+        source = rt.get(ref)
+        for target, path in source.volumes.items():
+            if target in out and out[target][0] != path:
+                raise InvalidArgument(f"Duplicate mount point: {target}")
+            writable = source.volumes_rw.get(target, True) if not mode else mode == "rw"
+            out[target] = (path, writable)
+    return out
 
 
 def _make_volumes(rt: Runtime, c: Container, vols: list[Volume],

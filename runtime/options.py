@@ -61,6 +61,7 @@ class CreateOptions:
     pids_limit: int | None = None                # --pids-limit (0 or -1: unlimited)
     cpuset_cpus: str | None = None               # --cpuset-cpus 0-2,4
     cpus: str | float | None = None              # --cpus 1.5
+    volumes_from: tuple[str, ...] = ()           # --volumes-from CONTAINER[:ro|rw]
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -58,11 +58,17 @@ def remove_stopped(rt: Runtime, c: Container, volumes: bool) -> None:
     """Remove `c`, which is not running; the caller holds its monitor lock (no run can begin meanwhile)."""
     release_address(rt, c)
     destroy(rt, c)
-    if volumes:  # its anonymous volumes; named ones stay, as under Docker
-        for path in c.volumes.values():
-            info = rt.volumes.owner_of(path)
-            if info is not None and info.anonymous:
-                rt.volumes.delete(info)
+    if volumes:  # its anonymous volumes, unless --volumes-from shares one; named ones stay, as under Docker
+        anonymous = [info for info in map(rt.volumes.owner_of, c.volumes.values()) if info and info.anonymous]
+        if anonymous:
+            from pydock.runtime.volumes import users  # lazy: only a container with anonymous volumes looks
+
+            used = users(rt)
+            for info in anonymous:
+                if info.name in used:
+                    log.info("volume %s stays: containers %s use it", info.name, ", ".join(used[info.name]))
+                else:
+                    rt.volumes.delete(info)
 
 
 def auto_remove(rt: Runtime, c: Container) -> None:

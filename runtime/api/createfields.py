@@ -45,7 +45,6 @@ HOST_CONFIG: dict[str, Callable[[Any], bool]] = {
     "RestartPolicy": _restart_policy,
     "LogConfig": _log_config,
     "VolumeDriver": _one_of("local"),
-    "VolumesFrom": _empty,
     "Annotations": _empty,
     "CgroupnsMode": _empty,
     "DnsOptions": _empty,

@@ -196,6 +196,7 @@ def create_options(body: Any, name: str | None) -> CreateOptions:
         pids_limit=int(hc["PidsLimit"]) if hc.get("PidsLimit") else None,
         cpuset_cpus=hc.get("CpusetCpus") or None,
         cpus=int(hc["NanoCpus"]) / 1e9 if hc.get("NanoCpus") else None,
+        volumes_from=_strings(hc, "VolumesFrom"),
         stop_signal=body.get("StopSignal") or None,
     )
 

@@ -158,7 +158,7 @@ def container_inspect(c: Container, image_name: str) -> dict[str, Any]:
         "Binds": binds, "ContainerIDFile": hc.get("ContainerIDFile", ""),
         "LogConfig": {"Type": "json-file", "Config": {}}, "NetworkMode": network_mode(c),
         "PortBindings": _port_bindings(hc), "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
-        "AutoRemove": bool(hc.get("AutoRemove")), "VolumeDriver": "", "VolumesFrom": None,
+        "AutoRemove": bool(hc.get("AutoRemove")), "VolumeDriver": "", "VolumesFrom": hc.get("VolumesFrom"),
         "ConsoleSize": [0, 0], "CapAdd": hc.get("CapAdd"), "CapDrop": hc.get("CapDrop"), "CgroupnsMode": "private",
         "Dns": cfg.get("Dns") or [], "DnsOptions": [], "DnsSearch": hc.get("DnsSearch") or [],
         "ExtraHosts": hc.get("ExtraHosts"), "GroupAdd": hc.get("GroupAdd"),

@@ -140,3 +140,12 @@ def test_pids_limit_and_cpus_through_the_docker_cli(server):
     shown = _docker_ok(server, "inspect", "--format", "{{.HostConfig.PidsLimit}} {{.HostConfig.NanoCpus}}", cid)
     assert shown.split() == ["3", "1500000000"]
     _docker_ok(server, "rm", cid)
+
+
+def test_volumes_from_through_the_docker_cli(server):
+    src = _docker_ok(server, "run", "-d", "--net", "none", "-v", "/data", "busybox", "sh", "-c",
+                     "echo from-src > /data/f").strip()
+    assert _docker_ok(server, "wait", src) == "0\n"
+    assert _docker_ok(server, "run", "--rm", "--net", "none", "--volumes-from", src, "busybox", "cat", "/data/f") == \
+        "from-src\n"
+    _docker_ok(server, "rm", "-v", src)

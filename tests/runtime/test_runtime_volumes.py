@@ -116,3 +116,22 @@ def test_the_volume_commands(cli):
     p = cli("run", "--rm", "--net", "none", "-v", "bad name:/d", "busybox", "true")
     assert p.returncode == 125 and b"includes invalid characters for a local volume name" in p.stderr
     assert ok("volume", "ls", "-q") == f"{anonymous}\n"
+
+
+def test_volumes_from_shares_another_containers_volumes(rt):
+    a = rt.create("busybox", ["sh", "-c", "echo shared > /data/f"], volumes=("/data", "named-a:/named"))
+    rt.start(a)
+    assert rt.wait(a, timeout=30) == 0
+    result = rt.run("busybox", ["sh", "-c", "cat /data/f; touch /data/g 2>/dev/null || echo read-only; ls /named"],
+                    remove=True, volumes_from=(f"{a.id[:12]}:ro",))
+    assert result.stdout == b"shared\nread-only\n"
+    b = rt.create("busybox", ["cat", "/data/f"], volumes_from=(a.id,))
+    assert b.volumes["/data"] == a.volumes["/data"] and b.volumes_rw["/data"]
+    with pytest.raises(InvalidArgument, match="Duplicate mount point: /data"):
+        rt.create("busybox", ["true"], volumes=("/data",), volumes_from=(a.id,))
+    anonymous = rt.volumes.owner_of(a.volumes["/data"])
+    rt.remove(a, volumes=True)  # b still uses the anonymous volume: it stays
+    assert rt.volumes.get(anonymous.name).anonymous
+    rt.remove(b, volumes=True)  # now nothing does
+    with pytest.raises(NotFound):
+        rt.volumes.get(anonymous.name)
