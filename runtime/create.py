@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydock.links.linking import assign_name, register_links
 from pydock.links.ports import parse_port, parse_publish
-from pydock.runtime import caps, cgroups, confinement, etcfiles, monitorlock, removal
+from pydock.runtime import caps, cgroups, confinement, etcfiles, lxcconf, monitorlock, removal
 from pydock.runtime.container import Container
 from pydock.runtime.jsonlog import create_log
 from pydock.runtime.options import CreateOptions, Volume, merge_env, parse_env, parse_memory, parse_tmpfs, \
@@ -63,6 +63,7 @@ def create_container(rt: Runtime, opts: CreateOptions) -> Container:
     rt.graph.check_depth(img)
     img_cfg = dict(img.config or {})
     shared = _volumes_from(rt, opts.volumes_from)
+    lxc_conf = [{"Key": k, "Value": v} for k, v in map(lxcconf.parse_lxc_conf, opts.lxc_conf)]
     given = {v.target for v in vols}
     for target in given & set(shared):
         raise InvalidArgument(f"Duplicate mount point: {target}")
@@ -96,7 +97,7 @@ def create_container(rt: Runtime, opts: CreateOptions) -> Container:
         "StopSignal": opts.stop_signal or img_cfg.get("StopSignal") or None,
     }
     hostconfig = {"Binds": [spec for spec in opts.volumes if ":" in spec] or None,
-                  "ContainerIDFile": opts.cidfile or "", "LxcConf": None, "Privileged": False,
+                  "ContainerIDFile": opts.cidfile or "", "LxcConf": lxc_conf or None, "Privileged": False,
                   "PortBindings": {}, "PortSpecs": list(opts.ports), "Links": list(opts.links) or None,
                   "NetworkMode": net_mode, "CapAdd": list(opts.cap_add) or None,
                   "CapDrop": list(opts.cap_drop) or None, "Tmpfs": tmpfs or None,

@@ -5,6 +5,7 @@ Pure function of a `LxcSpec`; knows nothing of images, storage or the CLI.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,7 +85,20 @@ class LxcSpec:
     tmpfs: tuple[tuple[str, str], ...] = ()
     #: `--ulimit`: (name, soft, hard) resource limits of the command, -1 unlimited
     ulimits: tuple[tuple[str, int, int], ...] = ()
+    #: `--lxc-conf KEY=VALUE` lines, after pydock's own (Docker 0.7's escape hatch)
     extra: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+
+_LXC_KEY = re.compile(r"lxc\.[a-z0-9_]+(\.[a-zA-Z0-9_]+)*")
+
+
+def parse_lxc_conf(spec: str) -> tuple[str, str]:
+    """`--lxc-conf lxc.key=value` -> (key, value), a key lxc's syntax allows and a one-line value."""
+    key, sep, value = spec.partition("=")
+    key, value = key.strip(), value.strip()
+    if not sep or not _LXC_KEY.fullmatch(key):
+        raise InvalidArgument(f"Invalid --lxc-conf {spec!r}: expected lxc.KEY=VALUE")
+    return key, _value(value, "--lxc-conf value")
 
 
 def _value(text: str, what: str) -> str:
@@ -161,5 +175,5 @@ def render(spec: LxcSpec) -> str:
     lines.append(("lxc.init.cwd", _value(spec.cwd, "working directory")))
     for item in spec.env:
         lines.append(("lxc.environment", _value(item, "environment variable")))
-    lines += list(spec.extra)
+    lines += [parse_lxc_conf(f"{k}={v}") for k, v in spec.extra]
     return "".join(f"{k} = {v}\n" for k, v in lines)

@@ -62,6 +62,7 @@ class CreateOptions:
     cpuset_cpus: str | None = None               # --cpuset-cpus 0-2,4
     cpus: str | float | None = None              # --cpus 1.5
     volumes_from: tuple[str, ...] = ()           # --volumes-from CONTAINER[:ro|rw]
+    lxc_conf: tuple[str, ...] = ()               # --lxc-conf lxc.KEY=VALUE (Docker 0.7)
 
     def __post_init__(self) -> None:
         for f in fields(self):

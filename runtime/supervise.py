@@ -168,7 +168,8 @@ def _prepare(rt: Runtime, c: Container) -> Prepared:
                                              for u in c.hostconfig.get("Ulimits") or ()),
                                pids_limit=c.hostconfig.get("PidsLimit"),
                                cpuset_cpus=c.hostconfig.get("CpusetCpus") or None,
-                               nano_cpus=c.hostconfig.get("NanoCpus") or None)
+                               nano_cpus=c.hostconfig.get("NanoCpus") or None,
+                               extra=tuple((d["Key"], d["Value"]) for d in c.hostconfig.get("LxcConf") or ()))
         atomic_write(c.lxc_config_path, lxcconf.render(spec).encode(), 0o600, durable=False)
         return _launch_spec(rt, c, settings, argv, console)
     except BaseException:

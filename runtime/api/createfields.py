@@ -63,7 +63,6 @@ HOST_CONFIG: dict[str, Callable[[Any], bool]] = {
     "Mounts": _empty,
     "MaskedPaths": _empty,
     "ReadonlyPaths": _empty,
-    "LxcConf": _empty,
     # Resources (inlined in HostConfig); Memory and CpuShares are carried out
     "CgroupParent": _empty,
     "BlkioWeight": _empty,

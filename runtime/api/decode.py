@@ -197,8 +197,18 @@ def create_options(body: Any, name: str | None) -> CreateOptions:
         cpuset_cpus=hc.get("CpusetCpus") or None,
         cpus=int(hc["NanoCpus"]) / 1e9 if hc.get("NanoCpus") else None,
         volumes_from=_strings(hc, "VolumesFrom"),
+        lxc_conf=_lxc_conf(hc.get("LxcConf")),
         stop_signal=body.get("StopSignal") or None,
     )
+
+
+def _lxc_conf(value: Any) -> tuple[str, ...]:
+    """Docker 0.7's `HostConfig.LxcConf`: `[{"Key": k, "Value": v}]` (or an object) as `--lxc-conf` specs."""
+    if not value:
+        return ()
+    items = value.items() if isinstance(value, dict) else [(d.get("Key"), d.get("Value")) for d in value
+                                                          if isinstance(d, dict)]
+    return tuple(f"{k}={v}" for k, v in items)
 
 
 def _ulimits(value: Any) -> tuple[str, ...]:

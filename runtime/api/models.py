@@ -176,6 +176,8 @@ def container_inspect(c: Container, image_name: str) -> dict[str, Any]:
         "IOMaximumIOps": 0, "IOMaximumBandwidth": 0, "MaskedPaths": lxcconf.masked_paths(),
         "ReadonlyPaths": lxcconf.readonly_paths(),
     }
+    if hc.get("LxcConf"):
+        host_config["LxcConf"] = hc["LxcConf"]  # Docker 0.7's field
     if hc.get("Tmpfs"):
         host_config["Tmpfs"] = hc["Tmpfs"]  # omitted unless set, as dockerd does
     if hc.get("Init"):

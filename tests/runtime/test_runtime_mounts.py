@@ -115,3 +115,13 @@ def test_process_cpu_and_cpuset_limits(rt):
     rt.kill(c)
     with pytest.raises(InvalidArgument, match="Range of CPUs is from 0.01"):
         rt.create("busybox", ["true"], cpus="1000")
+
+
+def test_lxc_conf_lines_reach_lxc_and_bad_ones_are_refused(rt):
+    result = rt.run("busybox", ["sh", "-c", "echo $FROM_LXC; ulimit -u"], remove=True,
+                    lxc_conf=("lxc.environment=FROM_LXC=yes", "lxc.prlimit.nproc = 77"))
+    assert result.stdout == b"yes\n77\n"
+    for bad in ("bogus=1", "lxc.environment", "lxc.bad key=1"):
+        with pytest.raises(InvalidArgument, match="Invalid --lxc-conf"):
+            rt.create("busybox", ["true"], lxc_conf=(bad,))
+    assert rt.containers(all=True) == []
