@@ -5,6 +5,8 @@ from __future__ import annotations
 import enum
 import functools
 import os
+import stat
+from dataclasses import dataclass
 
 from pydock.utils.errors import InvalidArgument
 
@@ -126,7 +128,48 @@ def parse_cpus(value: str | float, available: int | None = None) -> int:
     return nano
 
 
-def device_keys() -> list[tuple[str, str]]:
-    """Deny every device, then allow Docker's list."""
+def device_keys(extra: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+    """Deny every device, then allow Docker's list and `extra` (`c 10:229 rwm` rules of `--device`)."""
     prefix = "lxc.cgroup2" if hierarchy() is Hierarchy.V2 else "lxc.cgroup"
-    return [(f"{prefix}.devices.deny", "a"), *((f"{prefix}.devices.allow", d) for d in ALLOWED_DEVICES)]
+    return [(f"{prefix}.devices.deny", "a"), *((f"{prefix}.devices.allow", d) for d in (*ALLOWED_DEVICES, *extra))]
+
+
+@dataclass(frozen=True)
+class Device:
+    """`--device HOST[:CONTAINER][:PERMISSIONS]`: a host device node made usable in the container."""
+
+    host: str
+    container: str
+    permissions: str
+    kind: str      # "c" or "b"
+    major: int
+    minor: int
+
+    @property
+    def rule(self) -> str:
+        """Its device cgroup rule (`c 10:229 rwm`)."""
+        return f"{self.kind} {self.major}:{self.minor} {self.permissions}"
+
+    def to_json(self) -> dict[str, str]:
+        return {"PathOnHost": self.host, "PathInContainer": self.container, "CgroupPermissions": self.permissions}
+
+
+def parse_device(spec: str) -> Device:
+    """Check `--device` against the host: a character or block device node (not a directory of them)."""
+    parts = spec.split(":")
+    host = parts[0]
+    container = parts[1] if len(parts) > 1 and parts[1].startswith("/") else host
+    permissions = parts[-1] if len(parts) > 1 and not parts[-1].startswith("/") else "rwm"
+    if len(parts) > 3 or not host.startswith("/") or not permissions or set(permissions) - set("rwm"):
+        raise InvalidArgument(f"invalid device specification: {spec} (HOST[:CONTAINER][:rwm])")
+    try:
+        st = os.stat(host)
+    except OSError as err:
+        raise InvalidArgument(f"error gathering device information while adding custom device {host!r}: "
+                              f"{err.strerror}") from None
+    if not (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)):
+        raise InvalidArgument(f"{host} is not a device node (a directory of devices is not supported)")
+    if not os.path.normpath(container).startswith("/dev/"):
+        raise InvalidArgument(f"invalid device specification: {spec} (the container path must be under /dev)")
+    return Device(host, os.path.normpath(container), permissions, "c" if stat.S_ISCHR(st.st_mode) else "b",
+                  os.major(st.st_rdev), os.minor(st.st_rdev))

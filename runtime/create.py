@@ -64,6 +64,7 @@ def create_container(rt: Runtime, opts: CreateOptions) -> Container:
     img_cfg = dict(img.config or {})
     shared = _volumes_from(rt, opts.volumes_from)
     lxc_conf = [{"Key": k, "Value": v} for k, v in map(lxcconf.parse_lxc_conf, opts.lxc_conf)]
+    devices = [cgroups.parse_device(spec).to_json() for spec in opts.devices]
     given = {v.target for v in vols}
     for target in given & set(shared):
         raise InvalidArgument(f"Duplicate mount point: {target}")
@@ -107,7 +108,7 @@ def create_container(rt: Runtime, opts: CreateOptions) -> Container:
                   "CpusetCpus": cpuset, "NanoCpus": nano_cpus,
                   "PublishAllPorts": opts.publish_all, "AutoRemove": opts.auto_remove,
                   "Init": True if opts.init else None, "SecurityOpt": list(opts.security_opt) or None,
-                  "VolumesFrom": list(opts.volumes_from) or None}
+                  "VolumesFrom": list(opts.volumes_from) or None, "Devices": devices}
     argv = ep + command
     c = Container(id=cid, dir=cdir, image=img.id, path=argv[0], args=argv[1:], config=config,
                   hostconfig=hostconfig, driver=rt.driver.name)

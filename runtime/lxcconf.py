@@ -85,6 +85,8 @@ class LxcSpec:
     tmpfs: tuple[tuple[str, str], ...] = ()
     #: `--ulimit`: (name, soft, hard) resource limits of the command, -1 unlimited
     ulimits: tuple[tuple[str, int, int], ...] = ()
+    #: `--device`: (host node, container path under /dev, cgroup rule) of extra devices
+    devices: tuple[tuple[Path, str, str], ...] = ()
     #: `--lxc-conf KEY=VALUE` lines, after pydock's own (Docker 0.7's escape hatch)
     extra: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
@@ -158,7 +160,9 @@ def render(spec: LxcSpec) -> str:
     for target, options in spec.tmpfs:
         lines.append(("lxc.mount.entry", f"tmpfs {_fstab_path(target.lstrip('/'))} tmpfs "
                                           f"{_value(options, 'tmpfs options')} 0 0"))
-    lines += cgroups.device_keys()
+    lines += cgroups.device_keys(tuple(rule for _, _, rule in spec.devices))
+    for host, target, _rule in spec.devices:  # on lxc's own /dev, like the console
+        lines.append(("lxc.mount.entry", _bind_line(Bind(host, target, readonly=False, lxc_creates=True))))
     lines += cgroups.limit_keys(spec.memory, spec.cpu_shares, pids_limit=spec.pids_limit,
                                 cpuset_cpus=spec.cpuset_cpus, nano_cpus=spec.nano_cpus)
     if spec.no_new_privs:

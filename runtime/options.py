@@ -63,6 +63,7 @@ class CreateOptions:
     cpus: str | float | None = None              # --cpus 1.5
     volumes_from: tuple[str, ...] = ()           # --volumes-from CONTAINER[:ro|rw]
     lxc_conf: tuple[str, ...] = ()               # --lxc-conf lxc.KEY=VALUE (Docker 0.7)
+    devices: tuple[str, ...] = ()                # --device HOST[:CONTAINER][:rwm]
 
     def __post_init__(self) -> None:
         for f in fields(self):

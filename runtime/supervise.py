@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from pydock.runtime import caps, confinement, lxcconf, monitorlock, notify, removal
+from pydock.runtime import caps, cgroups, confinement, lxcconf, monitorlock, notify, removal
 from pydock.runtime.container import Container
 from pydock.runtime.etcfiles import check_extra_host, hosts_file
 from pydock.runtime.jsonlog import JsonLog
@@ -169,12 +169,22 @@ def _prepare(rt: Runtime, c: Container) -> Prepared:
                                pids_limit=c.hostconfig.get("PidsLimit"),
                                cpuset_cpus=c.hostconfig.get("CpusetCpus") or None,
                                nano_cpus=c.hostconfig.get("NanoCpus") or None,
-                               extra=tuple((d["Key"], d["Value"]) for d in c.hostconfig.get("LxcConf") or ()))
+                               extra=tuple((d["Key"], d["Value"]) for d in c.hostconfig.get("LxcConf") or ()),
+                               devices=_devices(c))
         atomic_write(c.lxc_config_path, lxcconf.render(spec).encode(), 0o600, durable=False)
         return _launch_spec(rt, c, settings, argv, console)
     except BaseException:
         console.close()
         raise
+
+
+def _devices(c: Container) -> tuple[tuple[Path, str, str], ...]:
+    """The `--device` nodes, looked at again now (a node may have changed since create)."""
+    out = []
+    for d in c.hostconfig.get("Devices") or ():
+        dev = cgroups.parse_device(f"{d['PathOnHost']}:{d['PathInContainer']}:{d['CgroupPermissions']}")
+        out.append((Path(dev.host), dev.container, dev.rule))
+    return tuple(out)
 
 
 def _shared_network(rt: Runtime, c: Container) -> tuple[tuple[str, str], ...]:

@@ -76,7 +76,6 @@ HOST_CONFIG: dict[str, Callable[[Any], bool]] = {
     "CpuRealtimePeriod": _empty,
     "CpuRealtimeRuntime": _empty,
     "CpusetMems": _empty,
-    "Devices": _empty,
     "DeviceCgroupRules": _empty,
     "DeviceRequests": _empty,
     "KernelMemory": _empty,

@@ -198,8 +198,21 @@ def create_options(body: Any, name: str | None) -> CreateOptions:
         cpus=int(hc["NanoCpus"]) / 1e9 if hc.get("NanoCpus") else None,
         volumes_from=_strings(hc, "VolumesFrom"),
         lxc_conf=_lxc_conf(hc.get("LxcConf")),
+        devices=_devices(hc.get("Devices")),
         stop_signal=body.get("StopSignal") or None,
     )
+
+
+def _devices(value: Any) -> tuple[str, ...]:
+    """`HostConfig.Devices` (`[{"PathOnHost", "PathInContainer", "CgroupPermissions"}]`) as `--device` specs."""
+    if not value:
+        return ()
+    try:
+        return tuple(f"{d['PathOnHost']}:{d.get('PathInContainer') or d['PathOnHost']}:"
+                     f"{d.get('CgroupPermissions') or 'rwm'}" for d in value)
+    except (TypeError, KeyError):
+        raise InvalidArgument(f"HostConfig.Devices must be a list of {{PathOnHost, PathInContainer, "
+                              f"CgroupPermissions}}, not {json.dumps(value)[:100]}") from None
 
 
 def _lxc_conf(value: Any) -> tuple[str, ...]:

@@ -170,7 +170,7 @@ def container_inspect(c: Container, image_name: str) -> dict[str, Any]:
         "Memory": int(cfg.get("Memory") or 0), "NanoCpus": int(hc.get("NanoCpus") or 0), "CgroupParent": "", "BlkioWeight": 0,
         "BlkioWeightDevice": [], "BlkioDeviceReadBps": [], "BlkioDeviceWriteBps": [], "BlkioDeviceReadIOps": [],
         "BlkioDeviceWriteIOps": [], "CpuPeriod": 0, "CpuQuota": 0, "CpuRealtimePeriod": 0,
-        "CpuRealtimeRuntime": 0, "CpusetCpus": hc.get("CpusetCpus") or "", "CpusetMems": "", "Devices": [], "DeviceCgroupRules": None,
+        "CpuRealtimeRuntime": 0, "CpusetCpus": hc.get("CpusetCpus") or "", "CpusetMems": "", "Devices": hc.get("Devices") or [], "DeviceCgroupRules": None,
         "DeviceRequests": None, "MemoryReservation": 0, "MemorySwap": 0, "MemorySwappiness": None,
         "OomKillDisable": False, "PidsLimit": hc.get("PidsLimit"), "Ulimits": hc.get("Ulimits"), "CpuCount": 0, "CpuPercent": 0,
         "IOMaximumIOps": 0, "IOMaximumBandwidth": 0, "MaskedPaths": lxcconf.masked_paths(),

@@ -126,7 +126,6 @@ def test_the_docker_clis_zeroed_body_asks_for_nothing_refused():
     ("HostConfig", "Mounts", [{"Type": "tmpfs", "Target": "/t"}]),
     ("HostConfig", "Privileged", True),
     ("HostConfig", "IpcMode", "host"),
-    ("HostConfig", "Devices", [{"PathOnHost": "/dev/kvm", "PathInContainer": "/dev/kvm"}]),
     ("Config", "Healthcheck", {"Test": ["CMD", "true"]}),
     ("Config", "StopTimeout", 3),
 ])
