@@ -60,7 +60,6 @@ HOST_CONFIG: dict[str, Callable[[Any], bool]] = {
     "Sysctls": _empty,
     "Runtime": _one_of("lxc"),
     "Isolation": _one_of("default"),
-    "Mounts": _empty,
     "MaskedPaths": _empty,
     "ReadonlyPaths": _empty,
     # Resources (inlined in HostConfig); Memory and CpuShares are carried out

@@ -169,7 +169,7 @@ def create_options(body: Any, name: str | None) -> CreateOptions:
         workdir=body.get("WorkingDir") or None,
         user=body.get("User") or None,
         hostname=hostname,
-        volumes=_volumes(body, hc),
+        volumes=_volumes(body, hc) + _mounts(hc.get("Mounts"))[0],
         memory=int(memory) if memory else None,
         cpu_shares=int(cpu) if cpu else None,
         links=tuple(hc.get("Links") or ()),
@@ -187,7 +187,7 @@ def create_options(body: Any, name: str | None) -> CreateOptions:
         labels=_labels(body.get("Labels")),
         cap_add=_strings(hc, "CapAdd"),
         cap_drop=_strings(hc, "CapDrop"),
-        tmpfs=_tmpfs(hc.get("Tmpfs")),
+        tmpfs=_tmpfs(hc.get("Tmpfs")) + _mounts(hc.get("Mounts"))[1],
         read_only=bool(hc.get("ReadonlyRootfs")),
         extra_hosts=_strings(hc, "ExtraHosts"),
         dns_search=_strings(hc, "DnsSearch"),
@@ -201,6 +201,41 @@ def create_options(body: Any, name: str | None) -> CreateOptions:
         devices=_devices(hc.get("Devices")),
         stop_signal=body.get("StopSignal") or None,
     )
+
+
+def _mounts(value: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """`HostConfig.Mounts` (the SDK's `mounts=`, compose's long syntax) as (`-v` specs, `--tmpfs` specs):
+    bind, volume (named, or anonymous without a Source) and tmpfs; an option pydock does not carry out
+    (propagation, nocopy, a volume driver, consistency) is refused by name."""
+    if not value:
+        return (), ()
+    if not isinstance(value, list) or not all(isinstance(m, dict) for m in value):
+        raise InvalidArgument("HostConfig.Mounts must be a list of objects")
+    volumes: list[str] = []
+    tmpfs: list[str] = []
+    for m in value:
+        kind, target, source = m.get("Type"), str(m.get("Target") or ""), str(m.get("Source") or "")
+        ro = ":ro" if m.get("ReadOnly") else ""
+        if m.get("Consistency") not in (None, "", "default"):
+            raise InvalidArgument("HostConfig.Mounts[].Consistency is not supported by pydock")
+        if kind == "bind":
+            if (m.get("BindOptions") or {}).get("Propagation") not in (None, "", "rprivate"):
+                raise InvalidArgument("HostConfig.Mounts[].BindOptions.Propagation is not supported by pydock")
+            volumes.append(f"{source}:{target}{ro}")
+        elif kind == "volume":
+            options = m.get("VolumeOptions") or {}
+            if options.get("NoCopy") or (options.get("DriverConfig") or {}).get("Name") not in (None, "", "local"):
+                raise InvalidArgument("HostConfig.Mounts[].VolumeOptions (NoCopy, DriverConfig) is not supported")
+            volumes.append(f"{source}:{target}{ro}" if source else target)
+        elif kind == "tmpfs":
+            options = m.get("TmpfsOptions") or {}
+            extra = [f"size={int(options['SizeBytes'])}"] if options.get("SizeBytes") else []
+            extra += [f"mode={int(options['Mode']):o}"] if options.get("Mode") else []
+            extra += ["ro"] if m.get("ReadOnly") else []
+            tmpfs.append(f"{target}:{','.join(extra)}" if extra else target)
+        else:
+            raise InvalidArgument(f"HostConfig.Mounts[].Type {kind!r} is not supported (bind, volume or tmpfs)")
+    return tuple(volumes), tuple(tmpfs)
 
 
 def _devices(value: Any) -> tuple[str, ...]:

@@ -123,7 +123,6 @@ def test_the_docker_clis_zeroed_body_asks_for_nothing_refused():
     ("HostConfig", "RestartPolicy", {"Name": "on-failure", "MaximumRetryCount": 3}),
     ("HostConfig", "LogConfig", {"Type": "none", "Config": {}}),
     ("HostConfig", "LogConfig", {"Type": "json-file", "Config": {"max-size": "1m"}}),
-    ("HostConfig", "Mounts", [{"Type": "tmpfs", "Target": "/t"}]),
     ("HostConfig", "Privileged", True),
     ("HostConfig", "IpcMode", "host"),
     ("Config", "Healthcheck", {"Test": ["CMD", "true"]}),

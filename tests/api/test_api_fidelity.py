@@ -149,3 +149,29 @@ def test_volumes_from_through_the_docker_cli(server):
     assert _docker_ok(server, "run", "--rm", "--net", "none", "--volumes-from", src, "busybox", "cat", "/data/f") == \
         "from-src\n"
     _docker_ok(server, "rm", "-v", src)
+
+
+def test_mounts_of_every_type_through_the_sdk(server, tmp_path):
+    (tmp_path / "bound").mkdir()
+    (tmp_path / "bound" / "in").write_text("from-host\n")
+    r = server.sdk(f"""
+from docker.types import Mount
+out = client.containers.run('busybox', "sh -c 'cat /b/in; touch /b/x 2>/dev/null || echo bind-ro; echo v > /v/f; "
+                            "grep \\" /t \\" /proc/mounts | cut -d\\" \\" -f4; ls /anon'",
+                            mounts=[Mount('/b', {str(tmp_path / 'bound')!r}, type='bind', read_only=True),
+                                    Mount('/v', 'mounted-vol', type='volume'),
+                                    Mount('/t', None, type='tmpfs', tmpfs_size=1 << 20),
+                                    Mount('/anon', None, type='volume')],
+                            remove=True, network_mode='none')
+try:
+    client.containers.create('busybox', 'true', mounts=[Mount('/b', '/tmp', type='bind', propagation='rshared')])
+    refused = None
+except docker.errors.APIError as e:
+    refused = e.explanation
+client.volumes.get('mounted-vol').remove()
+result = [out.decode(), refused]
+""")
+    out, refused = r
+    lines = out.splitlines()
+    assert lines[:2] == ["from-host", "bind-ro"] and "size=1024k" in lines[2].split(",")
+    assert refused == "HostConfig.Mounts[].BindOptions.Propagation is not supported by pydock"
