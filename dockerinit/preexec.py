@@ -9,6 +9,7 @@ Inherited fds are closed by the caller (`close_fds=True`); lxc refuses to run wi
 from __future__ import annotations
 
 import os
+import signal
 
 from pydock.utils.mount import CLONE_NEWNS, make_rslave, unshare
 
@@ -19,10 +20,27 @@ def isolate_mounts() -> None:
     make_rslave("/")
 
 
+def reset_signals() -> None:
+    """Every signal back to its default action and none blocked: a container's command must not inherit
+    what its launcher ignored (a shell's `&` ignores SIGINT, `nohup` SIGHUP), or `trap ... INT` in it
+    silently does nothing, as POSIX shells may not trap a signal ignored on entry. Docker's commands
+    start from a daemon, with every signal at its default."""
+    for sig in signal.valid_signals():
+        if sig in (signal.SIGKILL, signal.SIGSTOP):
+            continue
+        try:
+            signal.signal(sig, signal.SIG_DFL)
+        except (OSError, ValueError):
+            continue  # a signal the C library reserves (its real-time ones for threads)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
 def child_setup() -> None:
-    """The `preexec_fn` for subprocess: new session, private slave mount namespace.
+    """The `preexec_fn` for subprocess: new session, default signal dispositions, private slave mount
+    namespace.
 
     Runs in the forked child, so it may only raise (subprocess reports it to the parent).
     """
     os.setsid()
+    reset_signals()
     isolate_mounts()

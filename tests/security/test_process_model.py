@@ -144,3 +144,21 @@ def test_init_keeps_exit_codes_and_is_a_private_read_only_copy(pydock_runtime):
     assert one == f"{st.st_dev} {st.st_ino}"  # pydock's copy, not the host's tini
     host = os.stat(shutil.which("tini-static"))
     assert (host.st_dev, host.st_ino) != (st.st_dev, st.st_ino)
+
+
+def test_the_command_starts_with_every_signal_at_its_default(pydock_runtime):
+    """Whatever the launcher ignored (a shell's `&` ignores SIGINT, nohup SIGHUP) the command does not
+    inherit: a `trap ... INT` in it works, as under Docker, whose commands start from a daemon."""
+    import signal
+
+    old = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGHUP)}
+    try:
+        c = _started(pydock_runtime, ["sh", "-c", "grep SigIgn /proc/self/status; trap 'exit 7' INT; echo ready; "
+                                                  "while :; do sleep 0.1; done"])
+        _ready(pydock_runtime, c)
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    pydock_runtime.kill(c, "INT")
+    assert pydock_runtime.wait(c, timeout=10) == 7
+    assert [r.log for r in pydock_runtime.logs(c)][0].split() == ["SigIgn:", "0000000000000000"]
