@@ -171,8 +171,10 @@ def _comm_is(pid: str, name: str) -> bool:
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_an_interrupted_install_puts_the_policy_back(fake: Fake, sig: signal.Signals) -> None:
     fake.with_original_policy()
+    # a terminal's foreground job has SIGINT at its default even when this suite runs in the background
     proc = subprocess.Popen(fake.argv("apt_install pkg-a"), env={**fake.env, "FAKE_APT_SLEEP": "30"},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 20
         marker = Path(f"{fake.log}.installing")

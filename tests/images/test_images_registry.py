@@ -139,8 +139,10 @@ def test_ctrl_c_mid_pull(pydock, podman, registry, busybox_rootfs: Path, tmp_pat
     shaping = ["ip", "netns", "exec", registry.netns, "tc", "qdisc"]
     run([*shaping, "add", "dev", "lo", "root", "tbf", "rate", "100mbit", "burst", "256kb", "latency", "50ms"], ok=True)
     argv = [*registry.ns, PYDOCK, "-g", str(pydock.root), "-s", pydock.driver, "pull", f"{registry.host}/big:1"]
+    # a terminal's foreground job has SIGINT at its default even when this suite runs in the background
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**os.environ, **pydock.env}, start_new_session=True)
+                            env={**os.environ, **pydock.env}, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert proc.stdout is not None
     for line in proc.stdout:
         if b"Downloading" in line:
