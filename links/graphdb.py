@@ -181,19 +181,24 @@ class GraphDB:
     @staticmethod
     def _walk(edges: dict[str, list[tuple[str, str]]], start_id: str, start_path: str,
               depth: int) -> list[tuple[str, str]]:
-        """Depth-first (path, id) below start; depth 0 = direct children, -1 = unlimited; cycles cut."""
+        """Depth-first (path, id) below start; depth 0 = direct children, -1 = unlimited; cycles cut.
+
+        A stack of iterators, not recursion: a long chain of links must not hit Python's recursion limit."""
         out: list[tuple[str, str]] = []
-
-        def visit(entity: str, path: str, level: int, chain: frozenset[str]) -> None:
-            for name, child in edges.get(entity, ()):
-                if child in chain:
-                    continue  # /a/b -> b and /b/a -> a: that edge leads back up, do not loop
-                full = posixpath.join(path, name)
-                out.append((full, child))
-                if depth == -1 or level < depth:
-                    visit(child, full, level + 1, chain | {child})
-
-        visit(start_id, start_path, 0, frozenset({start_id}))
+        stack = [(iter(edges.get(start_id, ())), start_path, 0, frozenset({start_id}))]
+        while stack:
+            children, path, level, chain = stack[-1]
+            step = next(children, None)
+            if step is None:
+                stack.pop()
+                continue
+            name, child = step
+            if child in chain:
+                continue  # /a/b -> b and /b/a -> a: that edge leads back up, do not loop
+            full = posixpath.join(path, name)
+            out.append((full, child))
+            if depth == -1 or level < depth:
+                stack.append((iter(edges.get(child, ())), full, level + 1, chain | {child}))
         return out
 
     def _conflict(self, conn: sqlite3.Connection, parent_id: str, name: str, path: str) -> Conflict:
@@ -301,8 +306,23 @@ class GraphDB:
         return dict(self._walk(edges, ROOT_ID, "/", -1))
 
     def ref_paths(self, entity_id: str) -> list[str]:
-        """Every full path that names `entity_id`, sorted (primary `/x` before links `/p/x`)."""
-        return sorted((p for p, i in self.list().items() if i == entity_id), key=lambda p: (p.count("/"), p))
+        """Every full path that names `entity_id`, sorted (primary `/x` before links `/p/x`): the paths
+        `list()` gives it, found by walking up its edges (indexed) instead of reading the whole graph."""
+        if entity_id == ROOT_ID:
+            return []
+        found: list[str] = []
+        with self._tx(write=False) as conn:
+            # (entity, the names below it on the way down to entity_id, the entities on that way)
+            stack = [(entity_id, "", frozenset({entity_id}))]
+            while stack:
+                entity, tail, chain = stack.pop()
+                for parent_id, name in conn.execute(
+                        "SELECT parent_id, name FROM edge WHERE entity_id = ? AND parent_id IS NOT NULL", (entity,)):
+                    if parent_id == ROOT_ID:
+                        found.append("/" + name + tail)
+                    elif parent_id not in chain:  # a cycle: list() cuts it the same way
+                        stack.append((parent_id, "/" + name + tail, chain | {parent_id}))
+        return sorted(found, key=lambda p: (p.count("/"), p))
 
     def names_by_id(self) -> dict[str, list[str]]:
         """id -> all its paths (sorted as in ref_paths); one read for listings such as `ps` NAMES."""
