@@ -245,9 +245,9 @@ def ps(ctx: click.Context, all_: bool, quiet: bool, latest: bool, last: int | No
         if size:
             row.append(_size(rt, c))
         rows.append(row)
-    from tabulate import tabulate  # lazy: table rendering, only for the listing commands
+    from pydock.utils.table import plain_table  # lazy: table rendering, only for the listing commands
 
-    click.echo(tabulate(rows, headers=headers, tablefmt="plain", disable_numparse=True))
+    click.echo(plain_table(rows, headers))
 
 
 def _size(rt: Any, c: Any) -> str:
