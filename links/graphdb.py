@@ -16,7 +16,7 @@ import os
 import posixpath
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -179,13 +179,23 @@ class GraphDB:
         return out
 
     @staticmethod
-    def _walk(edges: dict[str, list[tuple[str, str]]], start_id: str, start_path: str,
-              depth: int) -> list[tuple[str, str]]:
+    def _edges_below(conn: sqlite3.Connection) -> Callable[[str], list[tuple[str, str]]]:
+        """entity id -> its [(name, child id)], each read when the walk gets there (indexed), not the whole graph."""
+        def below(entity_id: str) -> list[tuple[str, str]]:
+            return conn.execute("SELECT name, entity_id FROM edge WHERE parent_id = ? ORDER BY name",
+                                (entity_id,)).fetchall()
+        return below
+
+    @staticmethod
+    def _walk(edges: dict[str, list[tuple[str, str]]] | Callable[[str], list[tuple[str, str]]], start_id: str,
+              start_path: str, depth: int) -> list[tuple[str, str]]:
         """Depth-first (path, id) below start; depth 0 = direct children, -1 = unlimited; cycles cut.
+        `edges`: the whole graph as _edges reads it, or a function giving one entity's edges.
 
         A stack of iterators, not recursion: a long chain of links must not hit Python's recursion limit."""
+        below = edges if callable(edges) else (lambda e: edges.get(e, ()))  # type: ignore[union-attr]
         out: list[tuple[str, str]] = []
-        stack = [(iter(edges.get(start_id, ())), start_path, 0, frozenset({start_id}))]
+        stack = [(iter(below(start_id)), start_path, 0, frozenset({start_id}))]
         while stack:
             children, path, level, chain = stack[-1]
             step = next(children, None)
@@ -198,7 +208,7 @@ class GraphDB:
             full = posixpath.join(path, name)
             out.append((full, child))
             if depth == -1 or level < depth:
-                stack.append((iter(edges.get(child, ())), full, level + 1, chain | {child}))
+                stack.append((iter(below(child)), full, level + 1, chain | {child}))
         return out
 
     def _conflict(self, conn: sqlite3.Connection, parent_id: str, name: str, path: str) -> Conflict:
@@ -296,8 +306,9 @@ class GraphDB:
             start = self._resolve(conn, full)
             if start is None:
                 raise NotFound(f"No such name: {full}")
-            edges = self._edges(conn)
-        return self._walk(edges, start, full, depth)
+            # a container's links (depth 0) are a query; only a deep walk from the root reads everything
+            return self._walk(self._edges(conn) if depth == -1 and full == "/" else self._edges_below(conn),
+                              start, full, depth)
 
     def list(self) -> dict[str, str]:
         """Every path in the graph -> id (the root excluded)."""
