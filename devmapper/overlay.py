@@ -144,14 +144,16 @@ class OverlayDeviceSet(DirectoryDeviceSet[str]):
     def _collect_chain(self, lid: str) -> None:
         """After `lid`'s device went: delete it, then each parent, while no device names it and nothing
         else stacks on it (what a full collection would delete of this chain, without reading the others)."""
-        while lid != BASE_LAYER and not self._has_children(lid):
+        while lid != BASE_LAYER:
             try:
                 meta: dict | None = self._meta(lid)
             except (OSError, ValueError, StorageError) as err:
                 log.debug("overlay: layer %s has no readable meta.json: %s", lid, err)
                 meta = None
             if meta and meta.get("hash") and self._probe(meta["hash"]) == lid:
-                return  # still a device
+                return  # still a device (an image under many containers: its children are not listed)
+            if self._has_children(lid):
+                return
             parent = (meta or {}).get("parent") or BASE_LAYER
             try:
                 dirstore.remove_tree(self._layer_dir(lid))
