@@ -205,7 +205,7 @@ class GraphDB:
             name, child = step
             if child in chain:
                 continue  # /a/b -> b and /b/a -> a: that edge leads back up, do not loop
-            full = posixpath.join(path, name)
+            full = (path if path.endswith("/") else path + "/") + name  # posixpath.join, for names without /
             out.append((full, child))
             if depth == -1 or level < depth:
                 stack.append((iter(below(child)), full, level + 1, chain | {child}))
