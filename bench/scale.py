@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import compileall
-import io
 import os
 import shutil
 import statistics
@@ -35,18 +34,10 @@ from pathlib import Path
 from pydock.runtime.runtime import Runtime
 from pydock.runtime.state import State, utcnow
 
+from run import PODMAN_ULIMITS, timed  # bench/run.py: one command timed, podman's ulimits on this host
+
 PODMAN_FLAGS = ["--runtime", "runc"]
-PODMAN_ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
 PACKAGES = ("runtime", "graph", "devmapper", "links", "archive", "dockerinit", "cli", "utils")
-
-
-def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
-    t0 = time.perf_counter()
-    p = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    dt = time.perf_counter() - t0
-    if p.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed ({p.returncode}): {p.stderr.decode()[-500:]}")
-    return dt
 
 
 def populate(rt: Runtime, containers: int, images: int) -> list[str]:
