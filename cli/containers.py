@@ -270,6 +270,11 @@ def ps(ctx: click.Context, all_: bool, quiet: bool, latest: bool, last: int | No
         headers.append("SIZE")
     rows = []
     image_names: dict[str, str] = {}
+    try:
+        every_name = rt.names.names_by_id()  # one read of the name graph for all the rows
+    except PydockError as err:
+        log.debug("ps: names unreadable (%s); asking per container", err)
+        every_name = None
     for c in containers:
         if c.image not in image_names:
             try:
@@ -277,14 +282,15 @@ def ps(ctx: click.Context, all_: bool, quiet: bool, latest: bool, last: int | No
             except PydockError as err:  # a missing image must not break ps
                 log.debug("ps: image %s of %s: %s", c.image[:12], c.short_id, err)
                 image_names[c.image] = c.image[:12]
-        names = ",".join(p[1:] for p in rt.names_of(c))
+        paths = every_name.get(c.id, []) if every_name is not None else rt.names_of(c)
+        names = ",".join(p[1:] for p in paths)
         row = [cid(c), image_names[c.image], _command(c, no_trunc), ago(c.created), _status(c), _ports(c), names]
         if size:
             row.append(_size(rt, c))
         rows.append(row)
-    from tabulate import tabulate  # lazy: table rendering, only for the listing commands
+    from pydock.utils.table import plain_table  # lazy: table rendering, only for the listing commands
 
-    click.echo(tabulate(rows, headers=headers, tablefmt="plain", disable_numparse=True))
+    click.echo(plain_table(rows, headers))
 
 
 def _size(rt: Any, c: Any) -> str:

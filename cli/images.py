@@ -34,9 +34,9 @@ def _notrunc_alias(f: Any) -> Any:
 
 
 def _table(rows: list[list[str]], headers: list[str]) -> str:
-    from tabulate import tabulate  # lazy: table rendering, only for the listing commands
+    from pydock.utils.table import plain_table  # lazy: table rendering, only for the listing commands
 
-    return tabulate(rows, headers=headers, tablefmt="plain", disable_numparse=True)
+    return plain_table(rows, headers)
 
 
 class _ProgressReader:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import re
 import shutil
 import logging
 import threading
@@ -23,10 +24,14 @@ log = logging.getLogger(__package__)
 MAX_HASH_LENGTH = 200
 
 
+#: control characters, which no device name may hold.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def validate_hash(hash: str) -> str:
     """Return `hash` if it can name a device (it becomes a file name), else raise InvalidArgument."""
     if (not isinstance(hash, str) or not hash or hash.startswith(".") or "/" in hash
-            or any(ord(c) < 0x20 or ord(c) == 0x7F for c in hash) or len(hash) > MAX_HASH_LENGTH):
+            or _CONTROL.search(hash) or len(hash) > MAX_HASH_LENGTH):
         raise InvalidArgument(f"invalid device hash {hash!r}")
     return hash
 

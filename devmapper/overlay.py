@@ -7,7 +7,11 @@ On-disk layout of the driver home (one place for every path):
     layers/<lid>/diff           the layer's own files (the upperdir of its read-write mounts)
     layers/<lid>/work           overlayfs workdir for read-write mounts
     layers/<lid>/meta.json      {"hash", "parent" (parent's lid, "" for the base), "initialized"}
+    layers/<lid>/children/<c>   an empty file per layer <c> stacked on it (no directory: none), so
+                                removing a device checks its own chain, not every layer of the root
     devices/<hash> -> ../layers/<lid>   the device table; creating/removing this symlink is the commit point
+    pending/<lid>               a layer being made or removed; one left at open means a crash there
+    .children-indexed           every layer's children are recorded (written by the first full collection)
 
 The base device (hash "") is layer `base`, an empty directory. A read-write mount of device D is
 `lowerdir=<parent chain diffs>:empty,upperdir=D/diff,workdir=D/work`; a read-only mount is
@@ -39,6 +43,8 @@ from pydock.utils.errors import Conflict, NotFound, StorageError
 log = logging.getLogger(__package__)
 
 BASE_LAYER = "base"
+#: marker in the driver home: every layer's children are recorded in `layers/<lid>/children/`.
+_INDEXED = ".children-indexed"
 #: deepest chain accepted (overlayfs stacks at most 500 lowerdirs; older kernels far fewer), and the
 #: relative lowerdir list must fit in one page of mount data.
 MAX_DEPTH = 160
@@ -63,7 +69,12 @@ class OverlayDeviceSet(DirectoryDeviceSet[str]):
         if not (self._layers / BASE_LAYER / "meta.json").exists():
             dirstore.remove_tree(self._layer_dir(BASE_LAYER))  # a crash while creating it
             self._make_layer(BASE_LAYER, BASE_HASH, "", root_mode=(0o755, 0, 0), initialized=True)
-        self._collect_garbage()
+        self._pending = self.home / "pending"
+        self._pending.mkdir(exist_ok=True, mode=0o700)
+        # a full collection reads every layer's record: only when a crash may have left garbage (or
+        # once, to index the children of a root made before they were recorded)
+        if os.listdir(self._pending) or not (self.home / _INDEXED).exists():
+            self._collect_garbage()
 
     # ---- records -------------------------------------------------------------------------------
 
@@ -115,8 +126,46 @@ class OverlayDeviceSet(DirectoryDeviceSet[str]):
         fileutil.write_json_atomic(self._meta_file(lid),
                                    {"hash": hash, "parent": parent, "initialized": initialized})
 
+    def _children_dir(self, lid: str) -> Path:
+        return self._layer_dir(lid) / "children"
+
+    def _has_children(self, lid: str) -> bool:
+        """Whether a layer still stacks on `lid` (entries of layers that are gone are dropped)."""
+        try:
+            entries = os.listdir(self._children_dir(lid))
+        except FileNotFoundError:
+            return False
+        for child in entries:
+            if os.path.lexists(self._layer_dir(child)):
+                return True
+            _unlink(self._children_dir(lid) / child)
+        return False
+
+    def _collect_chain(self, lid: str) -> None:
+        """After `lid`'s device went: delete it, then each parent, while no device names it and nothing
+        else stacks on it (what a full collection would delete of this chain, without reading the others)."""
+        while lid != BASE_LAYER:
+            try:
+                meta: dict | None = self._meta(lid)
+            except (OSError, ValueError, StorageError) as err:
+                log.debug("overlay: layer %s has no readable meta.json: %s", lid, err)
+                meta = None
+            if meta and meta.get("hash") and self._probe(meta["hash"]) == lid:
+                return  # still a device (an image under many containers: its children are not listed)
+            if self._has_children(lid):
+                return
+            parent = (meta or {}).get("parent") or BASE_LAYER
+            try:
+                dirstore.remove_tree(self._layer_dir(lid))
+            except (Conflict, StorageError) as err:
+                log.warning("overlay: keeping unreferenced layer %s: %s", lid, err)
+                return
+            _unlink(self._children_dir(parent) / lid)
+            lid = parent
+
     def _collect_garbage(self) -> None:
-        """Delete layers no device names and no surviving layer builds on (crash leftovers, removed parents)."""
+        """Delete layers no device names and no surviving layer builds on (crash leftovers, removed parents),
+        record every survivor in its parent's children, and clear the pending marks."""
         metas: dict[str, dict | None] = {}
         for entry in os.listdir(self._layers):
             if entry == BASE_LAYER or entry.startswith("."):
@@ -131,13 +180,31 @@ class OverlayDeviceSet(DirectoryDeviceSet[str]):
             dead = [lid for lid, m in metas.items()
                     if lid not in parents and (m is None or not m.get("hash") or self._probe(m["hash"]) != lid)]
             if not dead:
-                return
+                break
             for lid in dead:
                 try:
                     dirstore.remove_tree(self._layer_dir(lid))
                 except (Conflict, StorageError) as err:
                     log.warning("overlay: keeping unreferenced layer %s: %s", lid, err)
                 metas.pop(lid)
+        expected: dict[str, set[str]] = {}
+        for lid, m in metas.items():
+            expected.setdefault((m or {}).get("parent") or BASE_LAYER, set()).add(lid)
+        for lid in [BASE_LAYER, *metas]:
+            kids = expected.get(lid, set())
+            try:
+                recorded = set(os.listdir(self._children_dir(lid)))
+            except FileNotFoundError:
+                recorded = set()
+            if kids - recorded:
+                self._children_dir(lid).mkdir(mode=0o700, exist_ok=True)
+            for child in kids - recorded:
+                _record(self._children_dir(lid) / child)
+            for child in recorded - kids:
+                _unlink(self._children_dir(lid) / child)
+        for entry in os.listdir(self._pending):
+            _unlink(self._pending / entry)
+        (self.home / _INDEXED).touch()
 
     # ---- mounts --------------------------------------------------------------------------------
 
@@ -201,6 +268,9 @@ class OverlayDeviceSet(DirectoryDeviceSet[str]):
                 if not os.path.lexists(self._layer_dir(lid)):
                     break
             try:
+                _record(self._pending / lid)  # a crash from here on: the next open collects
+                self._children_dir(parent).mkdir(mode=0o700, exist_ok=True)
+                _record(self._children_dir(parent) / lid)
                 self._make_layer(lid, hash, parent, root_mode=(st.st_mode & 0o7777, st.st_uid, st.st_gid),
                                  initialized=False)
                 os.symlink(f"../layers/{lid}", self._devices / hash)
@@ -208,20 +278,26 @@ class OverlayDeviceSet(DirectoryDeviceSet[str]):
             except BaseException as err:
                 try:
                     dirstore.remove_tree(self._layer_dir(lid))
+                    _unlink(self._children_dir(parent) / lid)
+                    _unlink(self._pending / lid)
                 except Exception as cleanup_err:  # noqa: BLE001 - the original error matters more; GC retries later
                     log.warning("overlay: could not clean up layer %s: %s", lid, cleanup_err)
                 if isinstance(err, OSError):
                     raise StorageError(f"cannot add device {hash}: {err.strerror or err}") from err
                 raise
+            _unlink(self._pending / lid)
 
     def _drop_record(self, hash: str, lid: str) -> None:
         """Unlink the device's name; its layer stays on disk only while descendants still stack on it."""
+        _record(self._pending / lid)  # a crash before the layer is gone: the next open collects
         try:
             os.unlink(self._devices / hash)
             fileutil.fsync_dir(self._devices)
         except OSError as err:
+            _unlink(self._pending / lid)
             raise StorageError(f"cannot remove device {hash}: {err.strerror}") from err
-        self._collect_garbage()
+        self._collect_chain(lid)
+        _unlink(self._pending / lid)
 
     def list(self) -> list[str]:
         return sorted(n for n in os.listdir(self._devices) if not n.startswith("."))
@@ -230,6 +306,20 @@ class OverlayDeviceSet(DirectoryDeviceSet[str]):
         layers = sum(1 for n in os.listdir(self._layers) if not n.startswith("."))
         return [("Root Dir", str(self.home)), ("Devices", str(len(self.list()))),
                 ("Layers on disk", str(layers)), ("Backing Filesystem", _fstype(self.home))]
+
+
+def _record(path: Path) -> None:
+    """Create the empty marker `path`, durably (its directory fsynced)."""
+    fileutil.write_new(path, b"", durable=False)
+    fileutil.fsync_dir(path.parent)
+
+
+def _unlink(path: Path) -> None:
+    """Remove a marker file that may already be gone."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        log.debug("overlay: %s was already gone", path)
 
 
 def _fstype(path: Path) -> str:

@@ -93,12 +93,20 @@ class Graph:
 
     def list(self) -> list[Image]:
         """Every image, oldest first."""
+        try:
+            names = os.listdir(self.root)
+        except FileNotFoundError:
+            return []
         out = []
-        for image_id in self.ids():
-            try:
-                out.append(self._load(image_id))
-            except NotFound:  # deleted meanwhile by another process
+        for image_id in names:  # as ids(), reading each json once instead of checking it is there first
+            if not is_valid_id(image_id):
                 continue
+            try:
+                image = self._load(image_id)
+            except NotFound:  # deleted meanwhile by another process, or never published
+                continue
+            if self.driver.exists(image_id):
+                out.append(image)
         return sorted(out, key=lambda i: (i.created, i.id))
 
     def children(self, image_id: str) -> list[Image]:

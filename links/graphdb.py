@@ -16,7 +16,7 @@ import os
 import posixpath
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -179,21 +179,36 @@ class GraphDB:
         return out
 
     @staticmethod
-    def _walk(edges: dict[str, list[tuple[str, str]]], start_id: str, start_path: str,
-              depth: int) -> list[tuple[str, str]]:
-        """Depth-first (path, id) below start; depth 0 = direct children, -1 = unlimited; cycles cut."""
+    def _edges_below(conn: sqlite3.Connection) -> Callable[[str], list[tuple[str, str]]]:
+        """entity id -> its [(name, child id)], each read when the walk gets there (indexed), not the whole graph."""
+        def below(entity_id: str) -> list[tuple[str, str]]:
+            return conn.execute("SELECT name, entity_id FROM edge WHERE parent_id = ? ORDER BY name",
+                                (entity_id,)).fetchall()
+        return below
+
+    @staticmethod
+    def _walk(edges: dict[str, list[tuple[str, str]]] | Callable[[str], list[tuple[str, str]]], start_id: str,
+              start_path: str, depth: int) -> list[tuple[str, str]]:
+        """Depth-first (path, id) below start; depth 0 = direct children, -1 = unlimited; cycles cut.
+        `edges`: the whole graph as _edges reads it, or a function giving one entity's edges.
+
+        A stack of iterators, not recursion: a long chain of links must not hit Python's recursion limit."""
+        below = edges if callable(edges) else (lambda e: edges.get(e, ()))  # type: ignore[union-attr]
         out: list[tuple[str, str]] = []
-
-        def visit(entity: str, path: str, level: int, chain: frozenset[str]) -> None:
-            for name, child in edges.get(entity, ()):
-                if child in chain:
-                    continue  # /a/b -> b and /b/a -> a: that edge leads back up, do not loop
-                full = posixpath.join(path, name)
-                out.append((full, child))
-                if depth == -1 or level < depth:
-                    visit(child, full, level + 1, chain | {child})
-
-        visit(start_id, start_path, 0, frozenset({start_id}))
+        stack = [(iter(below(start_id)), start_path, 0, frozenset({start_id}))]
+        while stack:
+            children, path, level, chain = stack[-1]
+            step = next(children, None)
+            if step is None:
+                stack.pop()
+                continue
+            name, child = step
+            if child in chain:
+                continue  # /a/b -> b and /b/a -> a: that edge leads back up, do not loop
+            full = (path if path.endswith("/") else path + "/") + name  # posixpath.join, for names without /
+            out.append((full, child))
+            if depth == -1 or level < depth:
+                stack.append((iter(below(child)), full, level + 1, chain | {child}))
         return out
 
     def _conflict(self, conn: sqlite3.Connection, parent_id: str, name: str, path: str) -> Conflict:
@@ -291,8 +306,9 @@ class GraphDB:
             start = self._resolve(conn, full)
             if start is None:
                 raise NotFound(f"No such name: {full}")
-            edges = self._edges(conn)
-        return self._walk(edges, start, full, depth)
+            # a container's links (depth 0) are a query; only a deep walk from the root reads everything
+            return self._walk(self._edges(conn) if depth == -1 and full == "/" else self._edges_below(conn),
+                              start, full, depth)
 
     def list(self) -> dict[str, str]:
         """Every path in the graph -> id (the root excluded)."""
@@ -301,8 +317,23 @@ class GraphDB:
         return dict(self._walk(edges, ROOT_ID, "/", -1))
 
     def ref_paths(self, entity_id: str) -> list[str]:
-        """Every full path that names `entity_id`, sorted (primary `/x` before links `/p/x`)."""
-        return sorted((p for p, i in self.list().items() if i == entity_id), key=lambda p: (p.count("/"), p))
+        """Every full path that names `entity_id`, sorted (primary `/x` before links `/p/x`): the paths
+        `list()` gives it, found by walking up its edges (indexed) instead of reading the whole graph."""
+        if entity_id == ROOT_ID:
+            return []
+        found: list[str] = []
+        with self._tx(write=False) as conn:
+            # (entity, the names below it on the way down to entity_id, the entities on that way)
+            stack = [(entity_id, "", frozenset({entity_id}))]
+            while stack:
+                entity, tail, chain = stack.pop()
+                for parent_id, name in conn.execute(
+                        "SELECT parent_id, name FROM edge WHERE entity_id = ? AND parent_id IS NOT NULL", (entity,)):
+                    if parent_id == ROOT_ID:
+                        found.append("/" + name + tail)
+                    elif parent_id not in chain:  # a cycle: list() cuts it the same way
+                        stack.append((parent_id, "/" + name + tail, chain | {parent_id}))
+        return sorted(found, key=lambda p: (p.count("/"), p))
 
     def names_by_id(self) -> dict[str, list[str]]:
         """id -> all its paths (sorted as in ref_paths); one read for listings such as `ps` NAMES."""

@@ -15,6 +15,28 @@ from pydock.utils.fileutil import atomic_write, flocked
 from pydock.runtime.state import State, format_time, parse_time, utcnow
 
 
+class _HostConfigField:
+    """`Container.hostconfig`, read from hostconfig.json on first use when the record was loaded without it:
+    listings (`ps -a`) never need it, and it is half of what loading a container reads."""
+
+    def __get__(self, obj: Container | None, owner: type) -> Any:
+        if obj is None:
+            return None  # the dataclass default: "not given", read from the container's directory on use
+        value = obj.__dict__.get("_hostconfig")
+        if value is None:
+            try:
+                value = json.loads((obj.dir / "hostconfig.json").read_bytes())
+            except (FileNotFoundError, ValueError):
+                value = {}
+            if not isinstance(value, dict):
+                value = {}
+            obj.__dict__["_hostconfig"] = value
+        return value
+
+    def __set__(self, obj: Container, value: dict[str, Any] | None) -> None:
+        obj.__dict__["_hostconfig"] = value
+
+
 @dataclass
 class Container:
     """One container: what it runs (Docker's Config), how (HostConfig), where (dir), and its State."""
@@ -25,7 +47,7 @@ class Container:
     path: str
     args: list[str]
     config: dict[str, Any]
-    hostconfig: dict[str, Any] = field(default_factory=dict)
+    hostconfig: dict[str, Any] = _HostConfigField()  # type: ignore[assignment]
     created: datetime = field(default_factory=utcnow)
     state: State = field(default_factory=State)
     name: str = ""
@@ -133,20 +155,17 @@ class Container:
     @classmethod
     def load(cls, directory: Path) -> Container:
         try:
-            data = json.loads((directory / "config.json").read_bytes())
+            with open(f"{directory}/config.json", "rb") as f:  # not Path's `/`: ps -a loads every container
+                data = json.loads(f.read())
         except FileNotFoundError:
             raise NotFound(f"No such container: {directory.name}") from None
         except ValueError as err:
             raise NotFound(f"Container {directory.name[:12]} has a corrupt config.json: {err}") from None
-        try:
-            hostconfig = json.loads((directory / "hostconfig.json").read_bytes())
-        except (FileNotFoundError, ValueError):
-            hostconfig = {}
         net = data.get("NetworkSettings") or None
         if net and not net.get("IPAddress"):
             net = None
         return cls(id=data["ID"], dir=directory, image=data.get("Image", ""), path=data.get("Path", ""),
-                   args=list(data.get("Args") or []), config=data.get("Config") or {}, hostconfig=hostconfig,
+                   args=list(data.get("Args") or []), config=data.get("Config") or {}, hostconfig=None,
                    created=parse_time(data.get("Created")) or utcnow(), state=State.from_json(data.get("State")),
                    name=data.get("Name", ""), driver=data.get("Driver", ""), network=net,
                    volumes=dict(data.get("Volumes") or {}), volumes_rw=dict(data.get("VolumesRW") or {}))
@@ -154,7 +173,7 @@ class Container:
     def reload(self) -> Container:
         """Re-read state from disk (another process — the monitor — may have changed it)."""
         fresh = Container.load(self.dir)
-        self.state, self.network, self.hostconfig = fresh.state, fresh.network, fresh.hostconfig
+        self.state, self.network, self.hostconfig = fresh.state, fresh.network, None  # hostconfig: re-read on use
         return self
 
     @contextmanager

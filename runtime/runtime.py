@@ -187,14 +187,17 @@ class Runtime:
     def containers(self, all: bool = False) -> list[Container]:
         """Containers, newest first (only running ones unless `all`); dead monitors are repaired on the way."""
         out = []
+        home = self.layout.containers
         for cid in self.container_ids():
             try:
-                c = self.refresh(self.load(cid))
+                c = Container.load(home / cid)
             except (NotFound, KeyError):
                 reconcile.sweep_incomplete(self, cid)  # being created/removed now, or left half-made by a crash
                 continue
-            if not c.dir.exists():
-                continue  # a --rm container whose dead monitor was just repaired: removed
+            if c.state.running:  # only a container recorded running can need a repair
+                self.refresh(c)
+                if not c.dir.exists():
+                    continue  # a --rm container whose dead monitor was just repaired: removed
             if all or c.state.running:
                 out.append(c)
         out.sort(key=lambda c: c.created, reverse=True)

@@ -33,9 +33,18 @@ def format_time(value: datetime | None) -> str:
 
 def parse_time(text: str | None) -> datetime | None:
     """Inverse of format_time (zero time -> None); tolerates fewer fraction digits. (No strptime: its
-    import costs more than a `pydock run` can spare.)"""
+    import costs more than a `pydock run` can spare; fromisoformat, in C, reads Go's nanoseconds and
+    `Z` since Python 3.11, several times faster than the fallback below: `ps -a` parses three a container.)"""
     if not text or text.startswith("0001-01-01"):
         return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        value = None
+    if value is not None:
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value if value.tzinfo is timezone.utc else value.astimezone(timezone.utc)
     main, _, frac = text.rstrip("Z").partition(".")
     date, _, clock = main.partition("T")
     y, mo, d = (int(x) for x in date.split("-"))

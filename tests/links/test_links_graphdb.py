@@ -166,6 +166,31 @@ def test_cycles_do_not_loop(db: GraphDB) -> None:
     assert db.children("/a", depth=-1) == [("/a/b", B)]
 
 
+def test_ref_paths_are_the_paths_list_gives_each_entity(db: GraphDB) -> None:
+    """ref_paths walks up from the entity; it must name exactly what the whole-graph walk names, cycles included."""
+    ids = [f"{i:064x}" for i in range(1, 7)]
+    for i, eid in enumerate(ids):
+        db.set(f"/n{i}", eid)
+    for parent, alias, child in ((0, "a", 1), (1, "b", 2), (2, "c", 0), (3, "d", 2), (0, "e", 2), (4, "f", 4 - 1)):
+        db.set(f"/n{parent}/{alias}", ids[child])
+    listing = db.list()
+    for eid in ids:
+        expected = sorted((p for p, i in listing.items() if i == eid), key=lambda p: (p.count("/"), p))
+        assert db.ref_paths(eid) == expected
+    assert db.ref_paths("0") == []
+
+
+def test_a_long_chain_of_links_is_walked_without_recursion(db: GraphDB) -> None:
+    ids = [f"{i:064x}" for i in range(1, 1502)]
+    for i, eid in enumerate(ids):
+        db.set(f"/c{i}", eid)
+        if i:
+            db.set(f"/c{i}/prev", ids[i - 1])
+    assert db.ref_paths(ids[0])[:2] == ["/c0", "/c1/prev"]
+    assert len(db.ref_paths(ids[0])) == 1501
+    assert len(db.children("/c1500", depth=-1)) == 1500
+
+
 def test_normalize_path() -> None:
     assert normalize_path("web//db/") == "/web/db"
     assert normalize_path("/") == "/"

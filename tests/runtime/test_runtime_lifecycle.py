@@ -118,6 +118,30 @@ def test_names_win_over_id_prefixes_and_conflicts_name_the_holder(rt):
     assert len(rt.containers(all=True)) == 2  # the refused create left nothing
 
 
+def test_an_id_prefix_naming_two_containers_is_ambiguous(rt):
+    made = [rt.create("busybox", ["true"]) for _ in range(17)]  # 17 ids: two share a first hex digit
+    by_digit: dict[str, list[str]] = {}
+    for c in made:
+        by_digit.setdefault(c.id[0], []).append(c.id)
+    shared = next(d for d, ids in by_digit.items() if len(ids) > 1)
+    with pytest.raises(NotFound, match="ambiguous"):
+        rt.get(shared)
+    one = made[0].id
+    assert rt.get(one[:12]).id == one
+
+
+def test_a_listed_container_reads_its_hostconfig_when_asked(rt):
+    c = rt.create("busybox", ["true"], ports=("8080:80",))
+    listed = next(x for x in rt.containers(all=True) if x.id == c.id)
+    assert listed.hostconfig["PortSpecs"] == ["8080:80"] and listed.auto_remove is False
+    assert rt.inspect(c.id)["HostConfig"]["PortSpecs"] == ["8080:80"]
+    # another process changes it: reload() sees the change
+    other = rt.load(c.id)
+    other.hostconfig["PortSpecs"] = ["9090:90"]
+    other.save()
+    assert listed.reload().hostconfig["PortSpecs"] == ["9090:90"]
+
+
 def test_containers_newest_first_and_running_filter(rt):
     first = rt.create("busybox", ["true"])
     second = rt.create("busybox", ["sleep", "60"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -68,11 +69,42 @@ def test_restart_collects_layers_left_by_a_crash(home: Path) -> None:
     stray = home / "layers" / "abcdefabcd"
     (stray / "diff").mkdir(parents=True)
     (stray / "meta.json").write_text('{"hash": "never-linked", "parent": "base", "initialized": false}')
+    for lid in ("0123456789", "abcdefabcd"):  # add_device marks a layer pending before making it
+        (home / "pending" / lid).touch()
     ds.shutdown()
     again = OverlayDeviceSet(home)
     assert again.list() == ["kept"]
     assert layer_count(home) == 2
     assert again.has_device("kept")
+    assert os.listdir(home / "pending") == []
+
+
+def test_a_crash_between_unnaming_a_device_and_deleting_its_layer_is_collected(home: Path) -> None:
+    ds = OverlayDeviceSet(home)
+    ds.add_device("kept", BASE_HASH)
+    ds.add_device("gone", "kept")
+    lid = ds._lookup("gone")
+    (home / "pending" / lid).touch()  # what remove_device marks before unlinking the name
+    os.unlink(home / "devices" / "gone")
+    ds.shutdown()
+    again = OverlayDeviceSet(home)
+    assert again.list() == ["kept"]
+    assert layer_count(home) == 2
+
+
+def test_a_root_made_before_children_were_recorded_is_indexed_on_first_open(home: Path) -> None:
+    ds = OverlayDeviceSet(home)
+    ds.add_device("p", BASE_HASH)
+    ds.add_device("c", "p")
+    ds.shutdown()
+    for children in (home / "layers").glob("*/children"):  # the older layout: no children recorded
+        shutil.rmtree(children)
+    (home / ".children-indexed").unlink()
+    again = OverlayDeviceSet(home)
+    again.remove_device("p")
+    assert layer_count(home) == 3  # c still stacks on p's layer: known from the rebuilt index
+    again.remove_device("c")
+    assert layer_count(home) == 1
 
 
 def test_a_crash_while_creating_the_base_layer_is_repaired(home: Path) -> None:
