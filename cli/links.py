@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from pydock.cli.table import table
+from pydock.utils.table import plain_table
 from pydock.links.graphdb import normalize_path, split_path
 from pydock.links.names import validate_name
 from pydock.utils.errors import InvalidArgument, NotFound
@@ -79,7 +79,7 @@ def ls(ctx: click.Context, show_all: bool) -> None:
         except NotFound:
             image = "<missing container>"
         rows.append([path, entity if show_all else entity[:ID_WIDTH], image])
-    click.echo(table(rows, ["NAME", "ID", "IMAGE"]))
+    click.echo(plain_table(rows, ["NAME", "ID", "IMAGE"]))
 
 
 @click.command(context_settings={"help_option_names": ["--help"]})

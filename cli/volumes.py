@@ -6,7 +6,7 @@ import json
 
 import click
 
-from pydock.cli.table import table
+from pydock.utils.table import plain_table
 from pydock.runtime import volumes as volume_ops
 from pydock.utils.errors import InvalidArgument, PydockError
 from pydock.utils.humanize import human_size
@@ -57,7 +57,7 @@ def ls(ctx: click.Context, quiet: bool, filters: tuple[str, ...]) -> None:
         for info in chosen:
             click.echo(info.name)
         return
-    click.echo(table([["local", info.name] for info in chosen], ["DRIVER", "VOLUME NAME"]))
+    click.echo(plain_table([["local", info.name] for info in chosen], ["DRIVER", "VOLUME NAME"]))
 
 
 @volume.command()
