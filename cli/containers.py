@@ -1,4 +1,5 @@
-"""Container commands: run, create, ps, rm, start, stop, restart, kill, wait, logs, inspect, top, diff, commit, export.
+"""Container commands: run, create, ps, rm, start, stop, restart, kill, wait, logs, inspect, top, diff, commit,
+export (attached sessions, attach and exec: interactive.py).
 
 Docker 0.7's single-dash long spellings (`-name`, `-rm`, `-link`, `-notrunc`, `-cidfile`, `-entrypoint`)
 are accepted as hidden aliases. Heavy modules are imported inside the commands.
@@ -6,6 +7,7 @@ are accepted as hidden aliases. Heavy modules are imported inside the commands.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sys
@@ -14,6 +16,7 @@ from typing import Any
 
 import click
 
+from pydock.cli.interactive import detach_keys_option, sig_proxy_option
 from pydock.runtime.options import CreateOptions
 from pydock.runtime.runtime import parse_signal
 from pydock.runtime.state import Status, format_time, utcnow
@@ -115,18 +118,27 @@ def _security_opt(values: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("-d", "--detach", is_flag=True, help="Run in the background and print the container id.")
 @click.option("--rm", "rm", is_flag=True, help="Remove the container when it exits.")
 @_alias("-rm", "rm", is_flag=True)
+@detach_keys_option
+@sig_proxy_option
 @_container_options
 @click.argument("image")
 @click.argument("cmd", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
-def run(ctx: click.Context, detach: bool, rm: bool, rm_alias: bool, image: str, cmd: tuple[str, ...],
-        **options: Any) -> None:
+def run(ctx: click.Context, detach: bool, rm: bool, rm_alias: bool, detach_keys: str | None, sig_proxy: bool,
+        image: str, cmd: tuple[str, ...], **options: Any) -> None:
     """Run a command in a new container; the exit status is the command's (125: pydock failed,
-    126: not executable, 127: not found)."""
+    126: not executable, 127: not found). With -t the container's terminal is this one: its size
+    follows, and the detach keys (ctrl-p ctrl-q) leave the container running."""
     rm = rm or rm_alias
     if rm and detach:
         raise InvalidArgument("Conflicting options: --rm and -d")
+    if detach_keys:
+        from pydock.runtime.detachkeys import parse  # lazy: only with --detach-keys
+
+        parse(detach_keys)  # a bad spelling is refused before anything is made
     opts = _create_options(image, cmd, options, auto_remove=rm)
+    if detach:
+        opts = dataclasses.replace(opts, stdin_once=False)  # nobody attached: later attaches share stdin
     rt = ctx.obj.runtime()
     _pull_as_asked(ctx, rt, image, options["pull"])
     if detach:
@@ -134,9 +146,15 @@ def run(ctx: click.Context, detach: bool, rm: bool, rm_alias: bool, image: str, 
         rt.start(c)
         click.echo(c.id)
         return
+    if opts.tty:  # the container's monitor holds the terminal; this process is its first client
+        from pydock.cli.interactive import start_attached  # lazy: sockets, the terminal loop
+
+        start_attached(ctx, rt, rt.create(opts), stdin=opts.stdin_open, detach_keys=detach_keys,
+                       sig_proxy=sig_proxy)
+        return
     stdin = sys.stdin.buffer if opts.stdin_open else None
     code, _out, _err = rt.run(opts, stdin=stdin, stdout=sys.stdout.buffer, stderr=sys.stderr.buffer,
-                              proxy_signals=True)
+                              proxy_signals=sig_proxy)
     ctx.exit(code)
 
 
@@ -292,19 +310,23 @@ def rm(ctx: click.Context, force: bool, volumes: bool, link: bool, link_alias: b
 
 @click.command()
 @click.option("-a", "--attach", is_flag=True, help="Attach stdout/stderr and exit with the container's status.")
-@click.option("-i", "--interactive", is_flag=True, help="Attach stdin (not supported for detached monitors).")
+@click.option("-i", "--interactive", is_flag=True, help="Attach stdin (the container must have been made with -i).")
+@detach_keys_option
 @click.argument("refs", metavar="CONTAINER...", nargs=-1, required=True)
 @click.pass_context
-def start(ctx: click.Context, attach: bool, interactive: bool, refs: tuple[str, ...]) -> None:
-    """Start stopped containers."""
+def start(ctx: click.Context, attach: bool, interactive: bool, detach_keys: str | None, refs: tuple[str, ...]) -> None:
+    """Start stopped containers; with -a, stay attached to one until it ends (or the detach keys)."""
     rt = ctx.obj.runtime()
-    if attach:
+    if attach or interactive:
         if len(refs) != 1:
             raise InvalidArgument("You cannot start and attach multiple containers at once.")
+        from pydock.cli.interactive import join_running, start_attached  # lazy: sockets, the terminal loop
+
         c = rt.get(refs[0])
-        rt.start(c)
-        _stream(rt.logs(c, follow=True), timestamps=False)
-        ctx.exit(rt.wait(c))
+        if c.state.running:  # as Docker: attach to it
+            join_running(ctx, rt, c, stdin=interactive, detach_keys=detach_keys, sig_proxy=True, on_detach="quiet")
+        start_attached(ctx, rt, c, stdin=interactive, detach_keys=detach_keys, sig_proxy=True)
+        return
     _each(refs, lambda ref: rt.start(rt.get(ref)), "failed to start one or more containers")
 
 

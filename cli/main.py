@@ -55,6 +55,7 @@ COMMANDS: dict[str, str] = {
     "diff": "pydock.cli.containers:diff",
     "commit": "pydock.cli.containers:commit",
     "export": "pydock.cli.containers:export",
+    "attach": "pydock.cli.interactive:attach",
     # names, links, ports
     "link": "pydock.cli.links:link",
     "ls": "pydock.cli.links:ls",

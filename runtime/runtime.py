@@ -28,6 +28,7 @@ from typing import Any, BinaryIO, NamedTuple
 from pydock.devmapper.driver import Driver
 from pydock.devmapper.drivers import open_driver
 from pydock.runtime import monitorlock, notify, reconcile, removal
+from pydock.runtime.attach import AttachSession, Hello
 from pydock.runtime.container import Container
 from pydock.runtime.jsonlog import LogReader, LogRecord
 from pydock.runtime.launcher import container_processes, signal_container
@@ -240,15 +241,38 @@ class Runtime:
 
     def start(self, c: Container | str) -> None:
         """Start `c` under a detached monitor process that outlives the caller; returns once launched."""
+        self._start(c, (), None)
+
+    def start_attached(self, c: Container | str, hello: Hello,
+                       winsize: tuple[int, int] | None = None) -> AttachSession:
+        """Start `c` with a session joined before the command runs (`start -a`, `run -it`, the API's
+        attach-then-start), so nothing it asked for is missed; `winsize`: a `-t` terminal's first size
+        (rows, columns)."""
+        (session,) = self._start(c, (hello,), winsize)
+        return session
+
+    def _start(self, c: Container | str, hellos: Sequence[Hello],
+               winsize: tuple[int, int] | None) -> list[AttachSession]:
         from pydock.runtime import supervise  # lazy: lxc launch machinery, off the path of `ps`
 
         c = self._current(c)
         try:
-            supervise.start_detached(self, c)
+            sessions = supervise.start_detached(self, c, hellos, winsize)
         finally:
             notify.changed()
         if c.dir.exists():
             c.reload()
+        return sessions
+
+    def attach(self, c: Container | str, hello: Hello) -> AttachSession:
+        """Join the running container's stdio through its supervisor's attach socket (the session's
+        WELCOME says whether it has a tty). Conflict if it is not running."""
+        from pydock.runtime.attach import connect  # lazy: sockets, only for attach
+
+        c = self._current(c)
+        if not c.state.running:
+            raise Conflict("You cannot attach to a stopped container, start it first")
+        return connect(c.dir, hello, f"Container {c.short_id}")
 
     def run(self, image: str | CreateOptions, cmd: Sequence[str] | None = None, *, remove: bool = False,
             stdin: Any = None, stdout: BinaryIO | None = None, stderr: BinaryIO | None = None,
