@@ -127,3 +127,28 @@ def attach(ctx: click.Context, no_stdin: bool, detach_keys: str | None, sig_prox
     rt = ctx.obj.runtime()
     join_running(ctx, rt, rt.get(ref), stdin=not no_stdin, detach_keys=detach_keys, sig_proxy=sig_proxy,
                  on_detach="error")
+
+
+@click.command("exec", context_settings={"allow_interspersed_args": False})
+@click.option("-d", "--detach", is_flag=True, help="Run the command in the background.")
+@click.option("-i", "--interactive", is_flag=True, help="Keep stdin open (the command reads this one).")
+@click.option("-t", "--tty", is_flag=True, help="Give the command a terminal of the container's (needs one here).")
+@click.option("-u", "--user", default=None, metavar="USER[:GROUP]", help="Run as this user (name or uid).")
+@click.option("-w", "--workdir", default=None, metavar="DIR", help="Working directory inside the container.")
+@click.option("-e", "--env", "env", multiple=True, metavar="KEY=VALUE", help="Set an environment variable.")
+@click.argument("ref", metavar="CONTAINER")
+@click.argument("cmd", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.pass_context
+def exec_(ctx: click.Context, detach: bool, interactive: bool, tty: bool, user: str | None, workdir: str | None,
+          env: tuple[str, ...], ref: str, cmd: tuple[str, ...]) -> None:
+    """Run a command in a running container; the exit status is the command's."""
+    import os  # lazy: only exec
+
+    from pydock.runtime.exec import ExecConfig  # lazy: only exec
+
+    if tty and not detach and not os.isatty(sys.stdin.fileno()):
+        raise PydockError("the input device is not a TTY")
+    rt = ctx.obj.runtime()
+    cfg = ExecConfig(cmd=cmd, user=user, workdir=workdir, env=env, tty=tty, stdin=interactive and not detach)
+    code = rt.exec(rt.get(ref), cfg, stdin=sys.stdin, stdout=sys.stdout, stderr=sys.stderr, detach=detach)
+    ctx.exit(code or 0)

@@ -56,6 +56,7 @@ COMMANDS: dict[str, str] = {
     "commit": "pydock.cli.containers:commit",
     "export": "pydock.cli.containers:export",
     "attach": "pydock.cli.interactive:attach",
+    "exec": "pydock.cli.interactive:exec_",
     # names, links, ports
     "link": "pydock.cli.links:link",
     "ls": "pydock.cli.links:ls",

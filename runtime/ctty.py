@@ -1,18 +1,19 @@
-"""`-t`: the container's terminal made the command's controlling terminal, as runc does before its exec.
+"""The first instructions of a container's processes that lxc cannot give them: a working directory for
+`exec`, and (`-t`) the terminal made the controlling one, as runc does before its exec.
 
-lxc-start puts the pty on the command's stdio but never makes it a controlling terminal, so a shell
-says "can't access tty; job control turned off" and ^C/^Z reach nobody. Only the process itself can
-take one (setsid + TIOCSCTTY), so PID 1 first runs a few instructions of pydock's own: a static x86-64
-program assembled here (no toolchain, no host binary) that does exactly that and execs its arguments.
-pydock writes it once to `<root>/init/pydock-ctty-<sha256>` and lxc bind-mounts it read-only at
-/dev/.ctty; after its exec the container's /proc/1/exe is the command, as without it.
+lxc-start puts the pty on the command's stdio but never makes it a controlling terminal (a shell
+says "can't access tty; job control turned off" and ^C reaches nobody), and lxc-attach has no
+working-directory option. Only the process itself can do either, so it first runs a static x86-64
+program assembled here (no toolchain, no host binary): `/dev/.ctty DIR CMD ARGS...` does chdir(DIR),
+setsid(), ioctl(0, TIOCSCTTY) (both harmless where they do not apply) and execs CMD. pydock writes it
+to `<root>/init/pydock-ctty` and lxc bind-mounts it read-only at /dev/.ctty in every
+container; after its exec /proc/self/exe is the command, as without it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import platform
+import os
 import struct
 from pathlib import Path
 
@@ -26,25 +27,31 @@ _BASE = 0x400000
 _EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
 _PHDR = struct.Struct("<IIQQQQQQ")
 
-#: setsid(); ioctl(0, TIOCSCTTY, 0); execve(argv[1], &argv[1], envp); exit_group(ENOENT ? 127 : 126)
+#: chdir(argv[1]) or exit 126; setsid(); ioctl(0, TIOCSCTTY, 0); execve(argv[2], &argv[2], envp);
+#: exit_group(ENOENT ? 127 : 126)
 _CODE = bytes.fromhex(
+    "488b7c2410"      # mov rdi, [rsp+16] (argv[1], the directory)
+    "b850000000"      # mov eax, 80 (chdir)
+    "0f05"            # syscall
+    "85c0"            # test eax, eax
+    "7539"            # jnz fail (to the 126 below)
     "b870000000"      # mov eax, 112 (setsid; fails harmlessly if lxc made us a session leader already)
     "0f05"            # syscall
     "31ff"            # xor edi, edi (fd 0, the pty)
-    "be0e540000"      # mov esi, 0x540e (TIOCSCTTY)
+    "be0e540000"      # mov esi, 0x540e (TIOCSCTTY; fails harmlessly without a terminal)
     "31d2"            # xor edx, edx (no steal)
     "b810000000"      # mov eax, 16 (ioctl)
     "0f05"            # syscall
     "488b0c24"        # mov rcx, [rsp] (argc)
-    "488d742410"      # lea rsi, [rsp+16] (&argv[1])
-    "488b3e"          # mov rdi, [rsi] (argv[1])
+    "488d742418"      # lea rsi, [rsp+24] (&argv[2])
+    "488b3e"          # mov rdi, [rsi] (argv[2])
     "488d54cc10"      # lea rdx, [rsp+rcx*8+16] (envp)
     "b83b000000"      # mov eax, 59 (execve)
     "0f05"            # syscall
     "bf7f000000"      # mov edi, 127
     "83f8fe"          # cmp eax, -ENOENT
     "7405"            # je exit
-    "bf7e000000"      # mov edi, 126
+    "bf7e000000"      # fail: mov edi, 126
     "b8e7000000"      # exit: mov eax, 231 (exit_group)
     "0f05"            # syscall
 )
@@ -62,7 +69,7 @@ def program() -> bytes:
 
 
 def supported() -> bool:
-    return platform.machine() == "x86_64"
+    return os.uname().machine == "x86_64"
 
 
 def ctty_binary(layout: RootLayout) -> Path | None:
@@ -70,15 +77,20 @@ def ctty_binary(layout: RootLayout) -> Path | None:
     then runs without a controlling terminal, as before)."""
     if not supported():
         log.debug("no controlling-terminal step for %s: job control stays off in -t containers",
-                  platform.machine())
+                  os.uname().machine)
         return None
     data = program()
-    dest = layout.init / f"pydock-ctty-{hashlib.sha256(data).hexdigest()[:16]}"
-    if not dest.exists():
+    dest = layout.init / "pydock-ctty"
+    try:
+        current = dest.read_bytes()
+    except FileNotFoundError:
+        current = None
+    if current != data:  # first use, or written by another version of pydock
         layout.init.mkdir(mode=0o700, parents=True, exist_ok=True)
         atomic_write(dest, data, 0o555, durable=False)
     return dest
 
 
-def ctty_argv(argv: tuple[str, ...]) -> tuple[str, ...]:
-    return (CTTY_PATH, *argv)
+def ctty_argv(argv: tuple[str, ...], workdir: str = ".") -> tuple[str, ...]:
+    """`argv` run through the program, in `workdir` (a container path; "." stays where it is)."""
+    return (CTTY_PATH, workdir, *argv)

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from tempfile import TemporaryFile
-from typing import Any, BinaryIO, NamedTuple
+from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 from pydock.devmapper.driver import Driver
 from pydock.devmapper.drivers import open_driver
@@ -36,6 +36,9 @@ from pydock.runtime.options import CreateOptions
 from pydock.utils.errors import Conflict, InvalidArgument, NotFound, PydockError, RemovalFailed
 from pydock.utils.ids import is_valid_id, resolve_prefix
 from pydock.utils.paths import RootLayout, check_private_root
+
+if TYPE_CHECKING:
+    from pydock.runtime.exec import ExecConfig
 
 log = logging.getLogger(__package__)
 
@@ -273,6 +276,18 @@ class Runtime:
         if not c.state.running:
             raise Conflict("You cannot attach to a stopped container, start it first")
         return connect(c.dir, hello, f"Container {c.short_id}")
+
+    def exec(self, c: Container | str, cfg: ExecConfig, *, stdin: Any = None, stdout: Any = None,
+             stderr: Any = None, detach: bool = False) -> int | None:
+        """Run `cfg.cmd` in the running container `c` (all its namespaces, cgroup, capabilities, seccomp
+        profile, environment): in the foreground on the given stdio, its exit status; or detached, None."""
+        from pydock.runtime import exec as execution  # lazy: lxc-attach machinery, only for exec
+
+        c = self._current(c)
+        if detach:
+            execution.start_detached(self, c, cfg)
+            return None
+        return execution.run(self, c, cfg, stdin=stdin, stdout=stdout, stderr=stderr)
 
     def run(self, image: str | CreateOptions, cmd: Sequence[str] | None = None, *, remove: bool = False,
             stdin: Any = None, stdout: BinaryIO | None = None, stderr: BinaryIO | None = None,

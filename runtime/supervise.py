@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from pydock.runtime import attach, confinement, lxcconf, monitorlock, notify, removal
+from pydock.runtime import attach, confinement, ctty, lxcconf, monitorlock, notify, removal
 from pydock.runtime.container import Container
 from pydock.runtime.etcfiles import hosts_file
 from pydock.runtime.jsonlog import JsonLog
@@ -155,12 +155,10 @@ def _prepare(rt: Runtime, c: Container) -> Prepared:
 
         init = initbin.init_binary(rt.layout)
         argv = initbin.init_argv(argv)
-    if cfg.get("Tty"):  # the pty becomes the command's controlling terminal (job control, ^C)
-        from pydock.runtime import ctty  # lazy: -t only
-
-        shim = ctty.ctty_binary(rt.layout)
-        if shim is not None:
-            binds.append(lxcconf.Bind(shim, ctty.CTTY_PATH, lxc_creates=True))
+    shim = ctty.ctty_binary(rt.layout)  # in every container: `exec` starts through it too
+    if shim is not None:
+        binds.append(lxcconf.Bind(shim, ctty.CTTY_PATH, lxc_creates=True))
+        if cfg.get("Tty"):  # the pty becomes the command's controlling terminal (job control, ^C)
             argv = ctty.ctty_argv(argv)
     console = Console.open(raw=not cfg.get("Tty"))
     try:
