@@ -482,3 +482,21 @@ def export(ctx: click.Context, ref: str) -> None:
     rt = ctx.obj.runtime()
     rt.export(rt.get(ref), out)
     out.flush()
+
+
+@click.command()
+@click.argument("refs", metavar="CONTAINER...", nargs=-1, required=True)
+@click.pass_context
+def pause(ctx: click.Context, refs: tuple[str, ...]) -> None:
+    """Freeze every process of running containers."""
+    rt = ctx.obj.runtime()
+    _each(refs, lambda ref: rt.pause(rt.get(ref)), "failed to pause one or more containers")
+
+
+@click.command()
+@click.argument("refs", metavar="CONTAINER...", nargs=-1, required=True)
+@click.pass_context
+def unpause(ctx: click.Context, refs: tuple[str, ...]) -> None:
+    """Thaw paused containers."""
+    rt = ctx.obj.runtime()
+    _each(refs, lambda ref: rt.unpause(rt.get(ref)), "failed to unpause one or more containers")

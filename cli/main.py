@@ -57,6 +57,8 @@ COMMANDS: dict[str, str] = {
     "export": "pydock.cli.containers:export",
     "attach": "pydock.cli.interactive:attach",
     "exec": "pydock.cli.interactive:exec_",
+    "pause": "pydock.cli.containers:pause",
+    "unpause": "pydock.cli.containers:unpause",
     # names, links, ports
     "link": "pydock.cli.links:link",
     "ls": "pydock.cli.links:ls",

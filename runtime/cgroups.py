@@ -67,3 +67,35 @@ def device_keys() -> list[tuple[str, str]]:
     """Deny every device, then allow Docker's list."""
     prefix = "lxc.cgroup2" if hierarchy() is Hierarchy.V2 else "lxc.cgroup"
     return [(f"{prefix}.devices.deny", "a"), *((f"{prefix}.devices.allow", d) for d in ALLOWED_DEVICES)]
+
+
+def process_cgroups(pid: int) -> dict[str, str]:
+    """Where process `pid` is: controller -> its cgroup directory (v1: one per mounted controller, the
+    v2 tree as "" ; v2 unified: "" only). Empty if the process is gone."""
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            lines = f.read().splitlines()
+    except (FileNotFoundError, ProcessLookupError):
+        return {}
+    unified = hierarchy() is Hierarchy.V2
+    out: dict[str, str] = {}
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if not controllers:  # the cgroup2 line
+            base = CGROUP_ROOT if unified else f"{CGROUP_ROOT}/unified"
+            out[""] = f"{base}{path}".rstrip("/")
+            continue
+        for controller in controllers.split(","):
+            name = controller.removeprefix("name=")
+            if os.path.isdir(f"{CGROUP_ROOT}/{name}"):
+                out[name] = f"{CGROUP_ROOT}/{name}{path}".rstrip("/")
+    return out
+
+
+def read_text(path: str) -> str | None:
+    """A cgroup file's content, or None when it (or its cgroup) does not exist."""
+    try:
+        with open(path) as f:
+            return f.read()
+    except (FileNotFoundError, ProcessLookupError, OSError):
+        return None

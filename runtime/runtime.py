@@ -31,7 +31,7 @@ from pydock.runtime import monitorlock, notify, reconcile, removal
 from pydock.runtime.attach import AttachSession, Hello
 from pydock.runtime.container import Container
 from pydock.runtime.jsonlog import LogReader, LogRecord
-from pydock.runtime.launcher import container_processes, signal_container
+from pydock.runtime.launcher import container_init, container_processes, signal_container
 from pydock.runtime.options import CreateOptions
 from pydock.utils.errors import Conflict, InvalidArgument, NotFound, PydockError, RemovalFailed
 from pydock.utils.ids import is_valid_id, resolve_prefix
@@ -269,12 +269,14 @@ class Runtime:
 
     def attach(self, c: Container | str, hello: Hello) -> AttachSession:
         """Join the running container's stdio through its supervisor's attach socket (the session's
-        WELCOME says whether it has a tty). Conflict if it is not running."""
+        WELCOME says whether it has a tty). Conflict if it is not running or paused."""
         from pydock.runtime.attach import connect  # lazy: sockets, only for attach
 
         c = self._current(c)
         if not c.state.running:
             raise Conflict("You cannot attach to a stopped container, start it first")
+        if self.paused(c):
+            raise Conflict("You cannot attach to a paused container, unpause it first")
         return connect(c.dir, hello, f"Container {c.short_id}")
 
     def exec(self, c: Container | str, cfg: ExecConfig, *, stdin: Any = None, stdout: Any = None,
@@ -284,6 +286,8 @@ class Runtime:
         from pydock.runtime import exec as execution  # lazy: lxc-attach machinery, only for exec
 
         c = self._current(c)
+        if self.paused(c):
+            raise Conflict(f"Container {c.short_id} is paused, unpause the container before exec")
         if detach:
             execution.start_detached(self, c, cfg)
             return None
@@ -374,6 +378,8 @@ class Runtime:
             c.reload()
             if c.state.running:
                 raise Conflict(f"Container {c.short_id} is still starting; try again")
+        if signum == signal.SIGKILL and self.paused(c):  # a frozen process dies only once thawed
+            self._thaw(c)
 
     def stop(self, c: Container | str, timeout: float = DEFAULT_STOP_TIMEOUT) -> None:
         """The image's StopSignal (default SIGTERM), then SIGKILL after `timeout` seconds (Docker's stop)."""
@@ -406,6 +412,45 @@ class Runtime:
             except TimeoutError:
                 if time.monotonic() >= deadline:
                     raise Conflict(f"Container {c.short_id} did not stop after SIGKILL") from None
+
+    # ---- pause ------------------------------------------------------------------------------
+    def paused(self, c: Container) -> bool:
+        """Whether the running container's processes are frozen (the kernel's word, not a record)."""
+        if not c.state.running:
+            return False
+        from pydock.runtime import freezer  # lazy: cgroup files, only where pause matters
+
+        init = container_init(c.state.pid)
+        return init is not None and freezer.is_frozen(init)
+
+    def pause(self, c: Container | str) -> None:
+        """Freeze every process of the running container (`pause`)."""
+        from pydock.runtime import freezer  # lazy: see paused
+
+        c = self._current(c)
+        init = self._init_pid(c)
+        if freezer.is_frozen(init):
+            raise Conflict(f"Container {c.short_id} is already paused")
+        freezer.set_frozen(init, True, f"Container {c.short_id}")
+
+    def unpause(self, c: Container | str) -> None:
+        """Thaw a paused container (`unpause`)."""
+        c = self._current(c)
+        if not self.paused(c):
+            raise Conflict(f"Container {c.short_id} is not paused")
+        self._thaw(c)
+
+    def _thaw(self, c: Container) -> None:
+        from pydock.runtime import freezer  # lazy: see paused
+
+        freezer.set_frozen(self._init_pid(c), False, f"Container {c.short_id}")
+
+    def _init_pid(self, c: Container) -> int:
+        """Host pid of the running container's PID 1; Conflict if it does not run (yet)."""
+        init = container_init(c.state.pid) if c.state.running else None
+        if init is None:
+            raise Conflict(f"Container {c.short_id} is not running")
+        return init
 
     def restart(self, c: Container | str, timeout: float = DEFAULT_STOP_TIMEOUT) -> None:
         c = self._current(c)
@@ -513,6 +558,8 @@ class Runtime:
         c = self._current(c)
         data = c.to_json()
         data["HostConfig"] = c.hostconfig
+        if isinstance(data.get("State"), dict):
+            data["State"]["Paused"] = self.paused(c)
         return data
 
     def diff(self, c: Container | str) -> list[Any]:
