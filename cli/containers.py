@@ -11,6 +11,7 @@ import dataclasses
 import json
 import logging
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -500,3 +501,71 @@ def unpause(ctx: click.Context, refs: tuple[str, ...]) -> None:
     """Thaw paused containers."""
     rt = ctx.obj.runtime()
     _each(refs, lambda ref: rt.unpause(rt.get(ref)), "failed to unpause one or more containers")
+
+
+@click.command()
+@click.argument("ref", metavar="CONTAINER")
+@click.argument("new_name", metavar="NEW_NAME")
+@click.pass_context
+def rename(ctx: click.Context, ref: str, new_name: str) -> None:
+    """Give a container another name (links to it follow)."""
+    rt = ctx.obj.runtime()
+    rt.rename(rt.get(ref), new_name)
+
+
+def _binary_size(size: float) -> str:
+    """Docker's memory figures: 1.5MiB (powers of 1024)."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.4g}{unit}" if unit != "B" else f"{int(size)}B"
+        size /= 1024
+    return f"{size:.4g}TiB"
+
+
+@click.command()
+@click.option("--no-stream", "no_stream", is_flag=True, help="Print one reading and exit.")
+@click.argument("refs", metavar="[CONTAINER...]", nargs=-1)
+@click.pass_context
+def stats(ctx: click.Context, no_stream: bool, refs: tuple[str, ...]) -> None:
+    """Live resource use of running containers (all of them without names): CPU, memory, network and
+    block I/O, processes. Each reading covers one second."""
+    from pydock.runtime.stats import cpu_percent  # lazy: only stats
+
+    rt = ctx.obj.runtime()
+    containers = [rt.get(ref) for ref in refs] if refs else [c for c in rt.containers() if c.state.running]
+    header = ("CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O", "BLOCK I/O", "PIDS")
+    before = {c.id: _reading(rt, c, bool(refs)) for c in containers}
+    while True:
+        time.sleep(1.0)  # the interval CPU % is measured over
+        rows = []
+        for c in containers:
+            now = _reading(rt, c, bool(refs))
+            prev = before.get(c.id)
+            before[c.id] = now
+            if now is None or prev is None:
+                continue
+            name = (rt.names_of(c) or [c.name])[0].lstrip("/")
+            rows.append((c.short_id, name, f"{cpu_percent(prev, now):.2f}%",
+                         f"{_binary_size(now.mem_usage)} / {_binary_size(now.mem_limit)}", f"{now.mem_percent:.2f}%",
+                         f"{human_size(now.net_rx)} / {human_size(now.net_tx)}",
+                         f"{human_size(now.blk_read)} / {human_size(now.blk_write)}", str(now.pids)))
+        if not no_stream:
+            click.echo("\033[2J\033[H", nl=False)
+        click.echo(_table(header, rows))
+        if no_stream:
+            return
+
+
+def _reading(rt: Any, c: Any, named: bool) -> Any:
+    try:
+        return rt.stats(c)
+    except PydockError as err:
+        if named and not rt.get(c.id).state.running:
+            raise
+        log.debug("no stats for %s: %s", c.short_id, err)
+        return None
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
+    return "\n".join("   ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in (header, *rows))

@@ -59,6 +59,9 @@ COMMANDS: dict[str, str] = {
     "exec": "pydock.cli.interactive:exec_",
     "pause": "pydock.cli.containers:pause",
     "unpause": "pydock.cli.containers:unpause",
+    "rename": "pydock.cli.containers:rename",
+    "stats": "pydock.cli.containers:stats",
+    "events": "pydock.cli.events:events",
     # names, links, ports
     "link": "pydock.cli.links:link",
     "ls": "pydock.cli.links:ls",

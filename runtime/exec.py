@@ -79,10 +79,10 @@ def command_line(rt: Runtime, c: Container, cfg: ExecConfig) -> list[str]:
     return [*out, "--", *ctty.ctty_argv((argv0, *cfg.cmd[1:]), workdir)]
 
 
-def run(rt: Runtime, c: Container, cfg: ExecConfig, *, stdin: Any, stdout: Any, stderr: Any) -> int:
-    """Run the exec in the foreground on the caller's own stdio (with -t a terminal: lxc-attach gives
-    the process a pty of the container's and relays it, raw mode and size included); its exit status."""
-    argv = command_line(rt, c, cfg)
+def run(argv: list[str], cfg: ExecConfig, *, stdin: Any, stdout: Any, stderr: Any) -> int:
+    """Run the exec (`argv`: its command_line) in the foreground on the caller's own stdio (with -t a
+    terminal: lxc-attach gives the process a pty of the container's and relays it, raw mode and size
+    included); its exit status."""
     try:
         proc = subprocess.Popen(argv, stdin=stdin if cfg.stdin else subprocess.DEVNULL, stdout=stdout,
                                 stderr=stderr, cwd="/", env=_host_env())
@@ -96,9 +96,9 @@ def run(rt: Runtime, c: Container, cfg: ExecConfig, *, stdin: Any, stdout: Any, 
         raise
 
 
-def start_detached(rt: Runtime, c: Container, cfg: ExecConfig) -> None:
-    """`exec -d`: the process runs on in the background (its output goes nowhere, as in Docker)."""
-    argv = command_line(rt, c, cfg)
+def start_detached(argv: list[str]) -> None:
+    """`exec -d` (`argv`: its command_line): the process runs on in the background (its output goes
+    nowhere, as in Docker)."""
     try:
         subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                          cwd="/", env=_host_env(), start_new_session=True)

@@ -39,6 +39,7 @@ from pydock.utils.paths import RootLayout, check_private_root
 
 if TYPE_CHECKING:
     from pydock.runtime.exec import ExecConfig
+    from pydock.runtime.stats import Sample
 
 log = logging.getLogger(__package__)
 
@@ -211,6 +212,12 @@ class Runtime:
             reconcile.recover(self, c)
         return c
 
+    def _event(self, c: Container, action: str, **attributes: Any) -> None:
+        """Record a container event in the root's journal (events.py)."""
+        from pydock.runtime.events import container_event  # lazy: json lines, only when something happens
+
+        container_event(self.layout.root, c, action, **attributes)
+
     def _current(self, c: Container | str) -> Container:
         if isinstance(c, str):
             return self.get(c)
@@ -240,7 +247,9 @@ class Runtime:
             image = CreateOptions.of(image, cmd, **options)
         elif cmd is not None or options:
             raise InvalidArgument("create: give either a CreateOptions or an image with options, not both")
-        return create_container(self, image)
+        c = create_container(self, image)
+        self._event(c, "create")
+        return c
 
     def start(self, c: Container | str) -> None:
         """Start `c` under a detached monitor process that outlives the caller; returns once launched."""
@@ -288,10 +297,16 @@ class Runtime:
         c = self._current(c)
         if self.paused(c):
             raise Conflict(f"Container {c.short_id} is paused, unpause the container before exec")
+        argv = execution.command_line(self, c, cfg)  # every error before anything runs
+        command = " ".join(cfg.cmd)
+        self._event(c, f"exec_create: {command}")
+        self._event(c, f"exec_start: {command}")
         if detach:
-            execution.start_detached(self, c, cfg)
+            execution.start_detached(argv)
             return None
-        return execution.run(self, c, cfg, stdin=stdin, stdout=stdout, stderr=stderr)
+        code = execution.run(argv, cfg, stdin=stdin, stdout=stdout, stderr=stderr)
+        self._event(c, "exec_die", exitCode=code)
+        return code
 
     def run(self, image: str | CreateOptions, cmd: Sequence[str] | None = None, *, remove: bool = False,
             stdin: Any = None, stdout: BinaryIO | None = None, stderr: BinaryIO | None = None,
@@ -372,6 +387,7 @@ class Runtime:
         signum = parse_signal(sig)
         if not c.state.running:
             raise Conflict(f"Container {c.short_id} is not running")
+        self._event(c, "kill", signal=signum)  # before it is sent, so before the die it may cause
         if signum == signal.SIGKILL:
             c.killed_marker.touch()
         if not signal_container(c.state.pid, c.state.pid_start, signum, wait_command=start_wait):
@@ -386,6 +402,10 @@ class Runtime:
         c = self._current(c)
         if not c.state.running:
             return
+        self._stop(c, timeout)
+        self._event(c, "stop")
+
+    def _stop(self, c: Container, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         try:  # a container still being set up gets the signal once its command runs, within the timeout
             self.kill(c, c.config.get("StopSignal") or signal.SIGTERM, start_wait=timeout)
@@ -432,6 +452,7 @@ class Runtime:
         if freezer.is_frozen(init):
             raise Conflict(f"Container {c.short_id} is already paused")
         freezer.set_frozen(init, True, f"Container {c.short_id}")
+        self._event(c, "pause")
 
     def unpause(self, c: Container | str) -> None:
         """Thaw a paused container (`unpause`)."""
@@ -439,18 +460,35 @@ class Runtime:
         if not self.paused(c):
             raise Conflict(f"Container {c.short_id} is not paused")
         self._thaw(c)
+        self._event(c, "unpause")
 
     def _thaw(self, c: Container) -> None:
         from pydock.runtime import freezer  # lazy: see paused
 
         freezer.set_frozen(self._init_pid(c), False, f"Container {c.short_id}")
 
-    def _init_pid(self, c: Container) -> int:
-        """Host pid of the running container's PID 1; Conflict if it does not run (yet)."""
-        init = container_init(c.state.pid) if c.state.running else None
-        if init is None:
+    def _init_pid(self, c: Container, start_wait: float = 2.0) -> int:
+        """Host pid of the running container's PID 1; Conflict if it does not run. Right after a start
+        lxc-start may not have cloned it yet: waits up to `start_wait` for it (as kill does)."""
+        deadline = time.monotonic() + start_wait
+        while c.state.running:
+            init = container_init(c.state.pid)
+            if init is not None:
+                return init
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.01)
+        raise Conflict(f"Container {c.short_id} is not running")
+
+    def stats(self, c: Container | str) -> Sample:
+        """A reading of the running container's resource counters (`stats`); Conflict if it does not run."""
+        from pydock.runtime import stats  # lazy: cgroup files, only for stats
+
+        c = self._current(c)
+        found = stats.sample(self._init_pid(c))
+        if found is None:
             raise Conflict(f"Container {c.short_id} is not running")
-        return init
+        return found
 
     def restart(self, c: Container | str, timeout: float = DEFAULT_STOP_TIMEOUT) -> None:
         c = self._current(c)
@@ -469,6 +507,7 @@ class Runtime:
         try:
             c.reload()  # NotFound if its own auto-remove got there first
             removal.remove_stopped(self, c, volumes)
+            self._event(c, "destroy")
         finally:
             os.close(lock)
             notify.changed()
@@ -553,6 +592,29 @@ class Runtime:
         finally:
             if watch is not None:
                 watch.close()
+
+    def rename(self, c: Container | str, new_name: str) -> None:
+        """Give the container another name (`rename`): its name in the graph moves, the links made to it
+        (edges to its id) stay, and its record says the new name."""
+        from pydock.links.names import validate_name  # lazy: only rename
+
+        c = self._current(c)
+        new = validate_name(new_name)
+        old = c.name
+        if not old:
+            raise Conflict(f"Container {c.short_id} has no name to change")
+        if old == new:
+            raise Conflict(f"Renaming a container with the same name as its current name: {new.lstrip('/')}")
+        self.names.rename(old, new)
+        try:
+            with c.locked():
+                c.name = new
+                c.save()
+        except BaseException:
+            self.names.rename(new, old)  # the record is the old one still: so is the name
+            raise
+        notify.changed()
+        self._event(c, "rename", oldName=old.lstrip("/"))
 
     def inspect(self, c: Container | str) -> dict[str, Any]:
         c = self._current(c)

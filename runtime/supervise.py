@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from pydock.runtime import attach, confinement, ctty, lxcconf, monitorlock, notify, removal
+from pydock.runtime import attach, confinement, ctty, events, lxcconf, monitorlock, notify, removal
 from pydock.runtime.container import Container
 from pydock.runtime.etcfiles import hosts_file
 from pydock.runtime.jsonlog import JsonLog
@@ -244,10 +244,12 @@ def finish(rt: Runtime, c: Container, code: int, lock: int) -> None:
     finally:
         with c.locked():
             c.save_state(c.state.stopped(code))
+        events.container_event(rt.layout.root, c, "die", exitCode=code)
         monitorlock.record_exit(lock, code)
         notify.changed()
     if c.auto_remove:
         removal.auto_remove(rt, c)
+        events.container_event(rt.layout.root, c, "destroy")
 
 
 def launched(c: Container, proc: subprocess.Popen) -> None:
@@ -345,6 +347,7 @@ def _supervise(rt: Runtime, c: Container, prepared: Prepared, lock: int, stdin: 
         finished(rt, c, 255, lock)
         raise
     launched(c, proc)
+    events.container_event(rt.layout.root, c, "start")
     start = proc_start_time(proc.pid) or 0
     local = Local(sinks={"stdout": stdout, "stderr": stderr}, collect=collect, stdin=stdin_fd if tty else None)
     relay = Relay(io, output, c.log_path, listener=listener, local=local)
@@ -460,6 +463,7 @@ def _monitor_child(rt: Runtime, c: Container, prepared: Prepared, wfd: int, lock
             os.write(wfd, f"{code}:{err}".encode())
             os._exit(1)
         launched(c, proc)
+        events.container_event(rt.layout.root, c, "start")
         relay = Relay(io, output, c.log_path, listener=listener)
         for sock in clients:
             relay.add_client(sock, wait_hello=5.0)
