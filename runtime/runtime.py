@@ -31,7 +31,7 @@ from pydock.runtime import monitorlock, notify, reconcile, removal
 from pydock.runtime.attach import AttachSession, Hello
 from pydock.runtime.container import Container
 from pydock.runtime.jsonlog import LogReader, LogRecord
-from pydock.runtime.launcher import container_init, container_processes, signal_container
+from pydock.runtime.launcher import container_command, container_processes, signal_container
 from pydock.runtime.options import CreateOptions
 from pydock.utils.errors import Conflict, InvalidArgument, NotFound, PydockError, RemovalFailed
 from pydock.utils.ids import is_valid_id, resolve_prefix
@@ -440,7 +440,7 @@ class Runtime:
             return False
         from pydock.runtime import freezer  # lazy: cgroup files, only where pause matters
 
-        init = container_init(c.state.pid)
+        init = container_command(c.state.pid)  # not yet exec'd: never paused (see _init_pid)
         return init is not None and freezer.is_frozen(init)
 
     def pause(self, c: Container | str) -> None:
@@ -468,15 +468,17 @@ class Runtime:
         freezer.set_frozen(self._init_pid(c), False, f"Container {c.short_id}")
 
     def _init_pid(self, c: Container, start_wait: float = 2.0) -> int:
-        """Host pid of the running container's PID 1; Conflict if it does not run. Right after a start
-        lxc-start may not have cloned it yet: waits up to `start_wait` for it (as kill does)."""
+        """Host pid of the running container's PID 1 once it runs the command (in the container's own
+        cgroups: before its exec lxc's clone is still in lxc's monitor cgroup, which must never be
+        frozen or measured); waits up to `start_wait` after a start (as kill does). Conflict if it
+        does not run."""
         deadline = time.monotonic() + start_wait
         while c.state.running:
-            init = container_init(c.state.pid)
+            init = container_command(c.state.pid)
             if init is not None:
                 return init
             if time.monotonic() >= deadline:
-                break
+                raise Conflict(f"Container {c.short_id} is still starting; try again")
             time.sleep(0.01)
         raise Conflict(f"Container {c.short_id} is not running")
 

@@ -9,7 +9,7 @@ import pytest
 from tty_helpers import pydock
 
 from pydock.runtime import freezer
-from pydock.runtime.launcher import container_init
+from pydock.runtime.launcher import container_command
 
 pytestmark = pytest.mark.lxc
 
@@ -18,7 +18,7 @@ COUNTER = 'i=0; while :; do i=$((i+1)); echo $i > /count; sleep 0.05; done'
 
 def _init_pid(root, name: str) -> int:
     state = json.loads(pydock(root, "inspect", name).stdout)[0]["State"]
-    init = container_init(state["Pid"])
+    init = container_command(state["Pid"])
     assert init is not None
     return init
 

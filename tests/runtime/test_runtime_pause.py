@@ -9,7 +9,7 @@ import pytest
 
 from pydock.runtime import freezer
 from pydock.runtime.exec import ExecConfig
-from pydock.runtime.launcher import container_init
+from pydock.runtime.launcher import container_command
 from pydock.runtime.options import CreateOptions
 from pydock.utils.errors import Conflict
 
@@ -40,7 +40,7 @@ def test_pause_unpause_and_kill_while_paused(rt):
 
     _progress(read)
     rt.pause(c)
-    init = container_init(rt.get(c.id).state.pid)
+    init = container_command(rt.get(c.id).state.pid)
     assert init is not None and freezer.is_frozen(init) and rt.paused(rt.get(c.id))
     with pytest.raises(Conflict, match="already paused"):
         rt.pause(c)
@@ -54,3 +54,13 @@ def test_pause_unpause_and_kill_while_paused(rt):
     assert rt.wait(c, timeout=60) == 137
     with pytest.raises(Conflict, match="not running"):
         rt.pause(c)
+
+
+def test_pause_right_after_start_freezes_the_command_not_lxc(rt):
+    """A pause that races the start waits for the command: lxc's own set-up (still in lxc's monitor
+    cgroup) is never frozen, so the container can still be killed and its exit recorded."""
+    c = rt.create(CreateOptions(image="busybox", cmd=("sh", "-c", COUNTER)))
+    rt.start(c)
+    rt.pause(c.id)
+    rt.kill(c.id)
+    assert rt.wait(c.id, timeout=60) == 137
