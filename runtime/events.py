@@ -16,7 +16,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -144,11 +144,12 @@ def read(root: Path, since_ns: int | None = None, until_ns: int | None = None,
 
 
 def follow(root: Path, offset: int, filters: dict[str, set[str]] | None = None,
-           until_ns: int | None = None, poll: float = 0.1) -> Iterator[Event]:
+           until_ns: int | None = None, poll: float = 0.1,
+           stop: Callable[[], bool] | None = None) -> Iterator[Event]:
     """Events appended after `offset`, as they come (a rotation starts the new journal from 0), until
-    `until_ns` passes (or forever)."""
+    `until_ns` passes or `stop()` says so (or forever)."""
     ino = _inode(root / JOURNAL)
-    while until_ns is None or time.time_ns() <= until_ns:
+    while (until_ns is None or time.time_ns() <= until_ns) and not (stop is not None and stop()):
         now_ino = _inode(root / JOURNAL)
         if now_ino != ino:  # rotated: the rest of the old one is events.1, then the new one from 0
             rest, _ = _lines(root / PREVIOUS, offset)
