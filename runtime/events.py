@@ -126,8 +126,8 @@ def matches(event: Event, filters: dict[str, set[str]]) -> bool:
         if key == "container" and (event.type != "container" or not any(
                 event.actor.startswith(v) or event.attributes.get("name") == v.lstrip("/") for v in values)):
             return False
-        if key == "image" and not any(event.attributes.get("image") == v or event.actor.startswith(v)
-                                      for v in values):
+        named = event.attributes.get("image" if event.type == "container" else "name")
+        if key == "image" and not any(named == v or event.actor.startswith(v) for v in values):
             return False
     return True
 

@@ -98,7 +98,14 @@ class Runtime:
             from pydock.graph.lookup import ImageStore  # lazy: the image graph, only for commands that use images
 
             self._images = ImageStore(self.layout, self.driver, in_use=self._image_user)
+            self._images.on_event = self._image_event
         return self._images
+
+    def _image_event(self, action: str, actor: str, attributes: dict[str, str]) -> None:
+        """Record an image event (the ImageStore's hook) in the root's journal (events.py)."""
+        from pydock.runtime.events import record  # lazy: json lines, only when something happens
+
+        record(self.layout.root, "image", action, actor, **attributes)
 
     @property
     def graph(self) -> Any:

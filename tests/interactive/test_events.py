@@ -48,7 +48,7 @@ def test_lifecycle_events_survive_the_processes_that_made_them(root):
     assert _actions(p.stdout) == ["die bg2"] and b"exitCode=137" in p.stdout
     p = pydock(root, "events", "--since", t0, "--until", "0s", "--filter", "event=start", "--filter", "event=destroy")
     assert _actions(p.stdout) == ["start once", "destroy once", "start bg", "destroy bg2"]
-    p = pydock(root, "events", "--since", "2000-01-01T00:00:00Z", "--until", t0)
+    p = pydock(root, "events", "--since", "2000-01-01T00:00:00Z", "--until", t0, "--filter", "type=container")
     assert p.stdout == b""
     p = pydock(root, "events", "--filter", "colour=red", "--until", "0s")
     assert p.returncode == 2 and b"Invalid filter" in p.stderr
@@ -89,3 +89,21 @@ def test_the_journal_is_bounded(tmp_path, monkeypatch):
     got, _ = events.read(tmp_path)
     assert got[-1].attributes["name"] == "c499"  # the newest are kept, in order
     assert [int(e.actor, 16) for e in got] == sorted(int(e.actor, 16) for e in got)
+
+
+def test_image_events(root, tmp_path):
+    t0 = str(time.time())
+    assert pydock(root, "tag", "busybox", "mine:v1").returncode == 0
+    assert pydock(root, "rmi", "mine:v1").returncode == 0
+    archive = tmp_path / "bb.tar"
+    with open(archive, "wb") as f:
+        assert subprocess.run(pydock_argv(root, "save", "busybox"), stdout=f).returncode == 0
+    assert pydock(root, "import", str(archive), "imp:1").returncode == 0
+    assert pydock(root, "rmi", "imp:1").returncode == 0
+    p = pydock(root, "events", "--since", t0, "--until", "0s", "--filter", "type=image")
+    lines = p.stdout.decode().splitlines()
+    actions = [(line.split()[2], line.rsplit("name=", 1)[1].rstrip(")")) for line in lines]
+    assert actions[:3] == [("tag", "mine:v1"), ("untag", "mine:v1"), ("save", "busybox")]
+    assert actions[3] == ("import", "imp:1") and actions[4] == ("untag", "imp:1") and actions[5][0] == "delete"
+    p = pydock(root, "events", "--since", t0, "--until", "0s", "--filter", "image=mine:v1")
+    assert [line.split()[2] for line in p.stdout.decode().splitlines()] == ["tag", "untag"]
