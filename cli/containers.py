@@ -1,4 +1,5 @@
-"""Container commands: run, create, ps, rm, start, stop, restart, kill, wait, logs, inspect, top, diff, commit, export.
+"""Container commands: run, create, ps, rm, start, stop, restart, kill, wait, logs, inspect, top, diff, commit,
+export (attached sessions, attach and exec: interactive.py).
 
 Docker 0.7's single-dash long spellings (`-name`, `-rm`, `-link`, `-notrunc`, `-cidfile`, `-entrypoint`)
 are accepted as hidden aliases. Heavy modules are imported inside the commands.
@@ -6,15 +7,18 @@ are accepted as hidden aliases. Heavy modules are imported inside the commands.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
 import click
 
+from pydock.cli.interactive import detach_keys_option, sig_proxy_option
 from pydock.runtime.options import CreateOptions, parse_env, read_env_files
 from pydock.utils.signals import parse_signal
 from pydock.runtime.state import Status, format_time, utcnow
@@ -158,18 +162,27 @@ def _security_opt(values: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("-d", "--detach", is_flag=True, help="Run in the background and print the container id.")
 @click.option("--rm", "rm", is_flag=True, help="Remove the container when it exits.")
 @_alias("-rm", "rm", is_flag=True)
+@detach_keys_option
+@sig_proxy_option
 @_container_options
 @click.argument("image")
 @click.argument("cmd", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
-def run(ctx: click.Context, detach: bool, rm: bool, rm_alias: bool, image: str, cmd: tuple[str, ...],
-        **options: Any) -> None:
+def run(ctx: click.Context, detach: bool, rm: bool, rm_alias: bool, detach_keys: str | None, sig_proxy: bool,
+        image: str, cmd: tuple[str, ...], **options: Any) -> None:
     """Run a command in a new container; the exit status is the command's (125: pydock failed,
-    126: not executable, 127: not found)."""
+    126: not executable, 127: not found). With -t the container's terminal is this one: its size
+    follows, and the detach keys (ctrl-p ctrl-q) leave the container running."""
     rm = rm or rm_alias
     if rm and detach:
         raise InvalidArgument("Conflicting options: --rm and -d")
+    if detach_keys:
+        from pydock.runtime.detachkeys import parse  # lazy: only with --detach-keys
+
+        parse(detach_keys)  # a bad spelling is refused before anything is made
     opts = _create_options(image, cmd, options, auto_remove=rm)
+    if detach:
+        opts = dataclasses.replace(opts, stdin_once=False)  # nobody attached: later attaches share stdin
     rt = ctx.obj.runtime()
     _pull_as_asked(ctx, rt, image, options["pull"])
     if detach:
@@ -177,9 +190,15 @@ def run(ctx: click.Context, detach: bool, rm: bool, rm_alias: bool, image: str, 
         rt.start(c)
         click.echo(c.id)
         return
+    if opts.tty:  # the container's monitor holds the terminal; this process is its first client
+        from pydock.cli.interactive import start_attached  # lazy: sockets, the terminal loop
+
+        start_attached(ctx, rt, rt.create(opts), stdin=opts.stdin_open, detach_keys=detach_keys,
+                       sig_proxy=sig_proxy)
+        return
     stdin = sys.stdin.buffer if opts.stdin_open else None
     code, _out, _err = rt.run(opts, stdin=stdin, stdout=sys.stdout.buffer, stderr=sys.stderr.buffer,
-                              proxy_signals=True)
+                              proxy_signals=sig_proxy)
     ctx.exit(code)
 
 
@@ -341,19 +360,23 @@ def rm(ctx: click.Context, force: bool, volumes: bool, link: bool, link_alias: b
 
 @click.command()
 @click.option("-a", "--attach", is_flag=True, help="Attach stdout/stderr and exit with the container's status.")
-@click.option("-i", "--interactive", is_flag=True, help="Attach stdin (not supported for detached monitors).")
+@click.option("-i", "--interactive", is_flag=True, help="Attach stdin (the container must have been made with -i).")
+@detach_keys_option
 @click.argument("refs", metavar="CONTAINER...", nargs=-1, required=True)
 @click.pass_context
-def start(ctx: click.Context, attach: bool, interactive: bool, refs: tuple[str, ...]) -> None:
-    """Start stopped containers."""
+def start(ctx: click.Context, attach: bool, interactive: bool, detach_keys: str | None, refs: tuple[str, ...]) -> None:
+    """Start stopped containers; with -a, stay attached to one until it ends (or the detach keys)."""
     rt = ctx.obj.runtime()
-    if attach:
+    if attach or interactive:
         if len(refs) != 1:
             raise InvalidArgument("You cannot start and attach multiple containers at once.")
+        from pydock.cli.interactive import join_running, start_attached  # lazy: sockets, the terminal loop
+
         c = rt.get(refs[0])
-        rt.start(c)
-        _stream(rt.logs(c, follow=True), timestamps=False)
-        ctx.exit(rt.wait(c))
+        if c.state.running:  # as Docker: attach to it
+            join_running(ctx, rt, c, stdin=interactive, detach_keys=detach_keys, sig_proxy=True, on_detach="quiet")
+        start_attached(ctx, rt, c, stdin=interactive, detach_keys=detach_keys, sig_proxy=True)
+        return
     _each(refs, lambda ref: rt.start(rt.get(ref)), "failed to start one or more containers")
 
 
@@ -509,3 +532,89 @@ def export(ctx: click.Context, ref: str) -> None:
     rt = ctx.obj.runtime()
     rt.export(rt.get(ref), out)
     out.flush()
+
+
+@click.command()
+@click.argument("refs", metavar="CONTAINER...", nargs=-1, required=True)
+@click.pass_context
+def pause(ctx: click.Context, refs: tuple[str, ...]) -> None:
+    """Freeze every process of running containers."""
+    rt = ctx.obj.runtime()
+    _each(refs, lambda ref: rt.pause(rt.get(ref)), "failed to pause one or more containers")
+
+
+@click.command()
+@click.argument("refs", metavar="CONTAINER...", nargs=-1, required=True)
+@click.pass_context
+def unpause(ctx: click.Context, refs: tuple[str, ...]) -> None:
+    """Thaw paused containers."""
+    rt = ctx.obj.runtime()
+    _each(refs, lambda ref: rt.unpause(rt.get(ref)), "failed to unpause one or more containers")
+
+
+@click.command()
+@click.argument("ref", metavar="CONTAINER")
+@click.argument("new_name", metavar="NEW_NAME")
+@click.pass_context
+def rename(ctx: click.Context, ref: str, new_name: str) -> None:
+    """Give a container another name (links to it follow)."""
+    rt = ctx.obj.runtime()
+    rt.rename(rt.get(ref), new_name)
+
+
+def _binary_size(size: float) -> str:
+    """Docker's memory figures: 1.5MiB (powers of 1024)."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.4g}{unit}" if unit != "B" else f"{int(size)}B"
+        size /= 1024
+    return f"{size:.4g}TiB"
+
+
+@click.command()
+@click.option("--no-stream", "no_stream", is_flag=True, help="Print one reading and exit.")
+@click.argument("refs", metavar="[CONTAINER...]", nargs=-1)
+@click.pass_context
+def stats(ctx: click.Context, no_stream: bool, refs: tuple[str, ...]) -> None:
+    """Live resource use of running containers (all of them without names): CPU, memory, network and
+    block I/O, processes. Each reading covers one second."""
+    from pydock.runtime.stats import cpu_percent  # lazy: only stats
+
+    rt = ctx.obj.runtime()
+    containers = [rt.get(ref) for ref in refs] if refs else [c for c in rt.containers() if c.state.running]
+    header = ("CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O", "BLOCK I/O", "PIDS")
+    before = {c.id: _reading(rt, c, bool(refs)) for c in containers}
+    while True:
+        time.sleep(1.0)  # the interval CPU % is measured over
+        rows = []
+        for c in containers:
+            now = _reading(rt, c, bool(refs))
+            prev = before.get(c.id)
+            before[c.id] = now
+            if now is None or prev is None:
+                continue
+            name = (rt.names_of(c) or [c.name])[0].lstrip("/")
+            rows.append((c.short_id, name, f"{cpu_percent(prev, now):.2f}%",
+                         f"{_binary_size(now.mem_usage)} / {_binary_size(now.mem_limit)}", f"{now.mem_percent:.2f}%",
+                         f"{human_size(now.net_rx)} / {human_size(now.net_tx)}",
+                         f"{human_size(now.blk_read)} / {human_size(now.blk_write)}", str(now.pids)))
+        if not no_stream:
+            click.echo("\033[2J\033[H", nl=False)
+        click.echo(_table(header, rows))
+        if no_stream:
+            return
+
+
+def _reading(rt: Any, c: Any, named: bool) -> Any:
+    try:
+        return rt.stats(c)
+    except PydockError as err:
+        if named and not rt.get(c.id).state.running:
+            raise
+        log.debug("no stats for %s: %s", c.short_id, err)
+        return None
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
+    return "\n".join("   ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in (header, *rows))

@@ -57,6 +57,13 @@ COMMANDS: dict[str, str] = {
     "commit": "pydock.cli.containers:commit",
     "export": "pydock.cli.containers:export",
     "volume": "pydock.cli.volumes:volume",
+    "attach": "pydock.cli.interactive:attach",
+    "exec": "pydock.cli.interactive:exec_",
+    "pause": "pydock.cli.containers:pause",
+    "unpause": "pydock.cli.containers:unpause",
+    "rename": "pydock.cli.containers:rename",
+    "stats": "pydock.cli.containers:stats",
+    "events": "pydock.cli.events:events",
     # names, links, ports
     "link": "pydock.cli.links:link",
     "ls": "pydock.cli.links:ls",

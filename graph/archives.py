@@ -124,6 +124,8 @@ def save(store: ImageStore, refs: list[str], out: BinaryIO, fmt: str = "docker")
                         repositories.setdefault(name, {})[t] = hex_of(s.layers[-1])
             if repositories:
                 _add_bytes(tar, "repositories", json.dumps(repositories, separators=(",", ":")).encode())
+    for ref, image in images:
+        store.event("save", image.id, name=ref)
 
 
 def _blob_path(digest: str) -> str:
@@ -445,6 +447,7 @@ def load(store: ImageStore, stream: BinaryIO) -> list[str]:
                 lines.append(f"Loaded image: {ref.familiar}:{ref.tag}")
             if not entry.tags:
                 lines.append(f"Loaded image ID: sha256:{image.id}")
+            store.event("load", image.id, name=", ".join(entry.tags) or image.id)
     return lines
 
 

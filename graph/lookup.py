@@ -45,6 +45,13 @@ class ImageStore:
         self.tags = TagStore(layout.repositories(driver.name))
         #: hook the runtime sets: image id -> id of a container using it (blocks `remove`).
         self.in_use = in_use
+        #: hook the runtime sets: (action, image id or name, attributes) for its events journal
+        self.on_event: Callable[[str, str, dict[str, str]], None] | None = None
+
+    def event(self, action: str, actor: str, **attributes: str) -> None:
+        """Report an image event (import, tag, untag, delete, pull, push, load, save) to the hook."""
+        if self.on_event is not None:
+            self.on_event(action, actor, attributes)
 
     # ---- lookup -------------------------------------------------------------------------
 
@@ -179,6 +186,7 @@ class ImageStore:
         image = self.graph.register(stream, comment=f"Imported from {source}", config=config)
         if repo is not None:
             self.tags.set(repo, tag or DEFAULT_TAG, image.id, force=True)
+        self.event("import", image.id, name=f"{repo}:{tag or DEFAULT_TAG}" if repo else image.id)
         return image
 
     def create(self, stream: BinaryIO, *, parent: str | None, repo: str | None = None, tag: str | None = None,
@@ -199,10 +207,15 @@ class ImageStore:
         """Point `repo:tag` at the image `ref` names."""
         image = self.get(ref)
         self.tags.set(repo, tag or DEFAULT_TAG, image.id, force=force)
+        self.event("tag", image.id, name=f"{repo}:{tag or DEFAULT_TAG}")
         return image
 
     def untag(self, repo: str, tag: str | None = None) -> bool:
-        return self.tags.delete(repo, tag or DEFAULT_TAG)
+        image_id = self.tags.get(repo, tag or DEFAULT_TAG)
+        done = self.tags.delete(repo, tag or DEFAULT_TAG)
+        if done and image_id is not None:
+            self.event("untag", image_id, name=f"{repo}:{tag or DEFAULT_TAG}")
+        return done
 
     def remove(self, ref: str, in_use: InUse | None = None) -> list[str]:
         """Docker's rmi: untag `ref`, then delete the image (and untagged unused parents) if nothing else names it.
@@ -220,6 +233,7 @@ class ImageStore:
                 self._check_deletable(image, ref, in_use, by_name=True)
             self.tags.delete(repo, tag or DEFAULT_TAG)
             lines.append(f"Untagged: {repo}:{tag or DEFAULT_TAG}")
+            self.event("untag", by_tag, name=f"{repo}:{tag or DEFAULT_TAG}")
             if image is None or self.tags.names_for(by_tag):
                 return lines
         else:
@@ -232,6 +246,7 @@ class ImageStore:
             self._check_deletable(image, ref, in_use, by_name=False)
             for name in self.tags.remove_image(image.id):
                 lines.append(f"Untagged: {name}")
+                self.event("untag", image.id, name=name)
         if self.graph.children(image.id):
             return lines  # still a parent: keep the layer, like Docker
         lines.extend(self._delete_chain(image, in_use))
@@ -275,6 +290,7 @@ class ImageStore:
         while current is not None:
             self.graph.delete(current.id, in_use=in_use)
             lines.append(f"Deleted: {current.id}")
+            self.event("delete", current.id, name=current.id)
             parent_id = current.parent
             current = None
             if parent_id and self.graph.exists(parent_id):

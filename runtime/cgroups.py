@@ -173,3 +173,35 @@ def parse_device(spec: str) -> Device:
         raise InvalidArgument(f"invalid device specification: {spec} (the container path must be under /dev)")
     return Device(host, os.path.normpath(container), permissions, "c" if stat.S_ISCHR(st.st_mode) else "b",
                   os.major(st.st_rdev), os.minor(st.st_rdev))
+
+
+def process_cgroups(pid: int) -> dict[str, str]:
+    """Where process `pid` is: controller -> its cgroup directory (v1: one per mounted controller, the
+    v2 tree as "" ; v2 unified: "" only). Empty if the process is gone."""
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            lines = f.read().splitlines()
+    except (FileNotFoundError, ProcessLookupError):
+        return {}
+    unified = hierarchy() is Hierarchy.V2
+    out: dict[str, str] = {}
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if not controllers:  # the cgroup2 line
+            base = CGROUP_ROOT if unified else f"{CGROUP_ROOT}/unified"
+            out[""] = f"{base}{path}".rstrip("/")
+            continue
+        for controller in controllers.split(","):
+            name = controller.removeprefix("name=")
+            if os.path.isdir(f"{CGROUP_ROOT}/{name}"):
+                out[name] = f"{CGROUP_ROOT}/{name}{path}".rstrip("/")
+    return out
+
+
+def read_text(path: str) -> str | None:
+    """A cgroup file's content, or None when it (or its cgroup) does not exist."""
+    try:
+        with open(path) as f:
+            return f.read()
+    except (FileNotFoundError, ProcessLookupError, OSError):
+        return None

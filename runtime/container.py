@@ -171,9 +171,10 @@ class Container:
                    volumes=dict(data.get("Volumes") or {}), volumes_rw=dict(data.get("VolumesRW") or {}))
 
     def reload(self) -> Container:
-        """Re-read state from disk (another process — the monitor — may have changed it)."""
+        """Re-read state from disk (another process — the monitor, a rename — may have changed it)."""
         fresh = Container.load(self.dir)
         self.state, self.network, self.hostconfig = fresh.state, fresh.network, None  # hostconfig: re-read on use
+        self.name = fresh.name
         return self
 
     @contextmanager

@@ -84,6 +84,10 @@ class JsonLog:
         if out:
             self._write(stream, out)
 
+    def pending(self, stream: str) -> bytes:
+        """The start of a line of `stream` not written yet (held until its newline or MAX_LINE)."""
+        return bytes(self._partial[stream])
+
     def _write(self, stream: str, lines: list[bytes]) -> None:
         now = format_time(utcnow())
         out = b"".join(json.dumps({"log": line.decode("utf-8", "replace"), "stream": stream,

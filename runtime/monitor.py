@@ -1,98 +1,20 @@
-"""The supervisor's tools for a running container: pump its stdout/stderr into the JSON log (and to a
-terminal or pipes), proxy signals, raw terminal mode, detaching from the caller's stdio."""
+"""The supervisor's tools for a running container: lxc's noise filtered out of stderr, signals proxied,
+raw terminal mode, terminal sizes, detaching from the caller's stdio (the I/O loop itself: relay.py)."""
 
 from __future__ import annotations
 
 import fcntl
 import logging
 import os
-import selectors
 import signal
-import subprocess
+import struct
 import termios
 import tty
 from collections.abc import Callable
-from typing import BinaryIO
-
-from pydock.runtime.jsonlog import JsonLog
-from pydock.runtime.launcher import lxc_noise_prefix
 
 #: signals a foreground `run` forwards to the container's command (never SIGCHLD, like Docker 0.6.7).
 PROXIED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
-_CHUNK = 65536
-
 log = logging.getLogger(__package__)
-
-
-def pump(proc: subprocess.Popen, lxc_name: str, output: JsonLog, sinks: dict[str, BinaryIO | None],
-         collect: dict[str, bytearray] | None = None, console: int | None = None) -> None:
-    """Copy the process's stdout/stderr to the `output` log, to `sinks` (as they come) and to `collect`, until EOF.
-
-    lxc's own error lines on stderr (`lxc-start: <name>: ...`) are dropped: they are reported as
-    pydock's error (exit 125), not as the command's output. What the container writes to its
-    /dev/console (the master end of that pty is `console`) counts as stdout; it is drained, not
-    waited for: the pump ends with the command's stdout and stderr.
-    """
-    sel = selectors.DefaultSelector()
-    noise = LxcNoiseFilter(lxc_noise_prefix(lxc_name))
-    pipes = 0
-    for stream, pipe in (("stdout", proc.stdout), ("stderr", proc.stderr)):
-        if pipe is not None:
-            os.set_blocking(pipe.fileno(), False)
-            sel.register(pipe.fileno(), selectors.EVENT_READ, stream)
-            pipes += 1
-    if console is not None:
-        os.set_blocking(console, False)
-        sel.register(console, selectors.EVENT_READ, "console")
-
-    def emit(stream: str, data: bytes) -> None:
-        if not data:
-            return
-        output.feed(stream, data)
-        sink = sinks.get(stream)
-        if sink is not None:
-            try:
-                sink.write(data)
-                sink.flush()
-            except (BrokenPipeError, ValueError):
-                sinks[stream] = None
-        if collect is not None:
-            collect[stream] += data
-
-    def drain_console() -> None:
-        while True:
-            try:
-                data = os.read(console, _CHUNK)  # type: ignore[arg-type]
-            except OSError:  # EAGAIN: nothing more; EIO: no writer left
-                return
-            if not data:
-                return
-            emit("stdout", data)
-
-    try:
-        while pipes:
-            for key, _ in sel.select():
-                if key.data == "console":
-                    drain_console()
-                    continue
-                try:
-                    data = os.read(key.fd, _CHUNK)
-                except BlockingIOError:
-                    continue
-                if not data:
-                    sel.unregister(key.fd)
-                    pipes -= 1
-                    if key.data == "stderr":
-                        emit("stderr", noise.flush())
-                    continue
-                if key.data == "stdout":
-                    emit("stdout", data)
-                    continue
-                emit("stderr", noise.feed(data))
-        if console is not None:
-            drain_console()
-    finally:
-        sel.close()
 
 
 class LxcNoiseFilter:
@@ -179,44 +101,6 @@ def detach_stdio() -> None:
         os.close(fd)
 
 
-def pump_tty(master: int, stdin: int | None, output: JsonLog, sink: BinaryIO | None,
-             collect: dict[str, bytearray] | None = None) -> None:
-    """`-t`: copy the pty's output to the `output` log and the sink (as stdout) and `stdin` into the pty, until the
-    container side of the pty is closed (read gives EIO)."""
-    sel = selectors.DefaultSelector()
-    sel.register(master, selectors.EVENT_READ, "pty")
-    if stdin is not None:
-        sel.register(stdin, selectors.EVENT_READ, "stdin")
-    try:
-        while True:
-            for key, _ in sel.select():
-                if key.data == "stdin":
-                    data = os.read(stdin, _CHUNK)
-                    if not data:
-                        sel.unregister(stdin)
-                        os.write(master, b"\x04")  # EOF for the reader on the terminal
-                        continue
-                    os.write(master, data)
-                    continue
-                try:
-                    data = os.read(master, _CHUNK)
-                except OSError:  # EIO: every holder of the slave side is gone
-                    data = b""
-                if not data:
-                    return
-                output.feed("stdout", data)
-                if sink is not None:
-                    try:
-                        sink.write(data)
-                        sink.flush()
-                    except (BrokenPipeError, ValueError):
-                        sink = None
-                if collect is not None:
-                    collect["stdout"] += data
-    finally:
-        sel.close()
-
-
 class RawTerminal:
     """Put a terminal in raw mode for the block (keys go to the container's tty, not to our line editor)."""
 
@@ -227,7 +111,7 @@ class RawTerminal:
     def __enter__(self) -> RawTerminal:
         if self.fd is not None:
             self._saved = termios.tcgetattr(self.fd)
-            tty.setraw(self.fd)
+            tty.setraw(self.fd, termios.TCSANOW)  # not TCSAFLUSH: keys typed ahead go to the container
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -244,3 +128,11 @@ def copy_winsize(src: int | None, dst: int) -> None:
         fcntl.ioctl(dst, termios.TIOCSWINSZ, size)
     except OSError as err:  # the container keeps the default size
         log.debug("could not copy the terminal size: %s", err)
+
+
+def set_winsize(fd: int, rows: int, cols: int) -> None:
+    """Give the terminal on `fd` (a pty's master) a size; the kernel signals SIGWINCH to its foreground."""
+    try:
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    except OSError as err:
+        log.debug("could not set the terminal size to %dx%d: %s", rows, cols, err)

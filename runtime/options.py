@@ -45,6 +45,7 @@ class CreateOptions:
     auto_remove: bool = False                    # --rm
     tty: bool = False                            # -t
     stdin_open: bool = False                     # -i
+    stdin_once: bool | None = None               # StdinOnce (None: as stdin_open, an attached `run -i`)
     cidfile: str | None = None                   # --cidfile
     init: bool = False                           # --init (HostConfig.Init)
     security_opt: tuple[str, ...] = ()           # --security-opt (HostConfig.SecurityOpt)

@@ -23,20 +23,25 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from tempfile import TemporaryFile
-from typing import Any, BinaryIO, NamedTuple
+from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 from pydock.devmapper.driver import Driver
 from pydock.devmapper.drivers import open_driver
 from pydock.runtime import monitorlock, notify, reconcile, removal
+from pydock.runtime.attach import AttachSession, Hello
 from pydock.runtime.container import Container
 from pydock.runtime.jsonlog import LogReader, LogRecord
-from pydock.runtime.launcher import container_processes, signal_container
+from pydock.runtime.launcher import container_command, container_processes, signal_container
 from pydock.runtime.options import CreateOptions
 from pydock.runtime.volumes import VolumeStore
 from pydock.utils.errors import Conflict, InvalidArgument, NotFound, PydockError, RemovalFailed
 from pydock.utils.signals import parse_signal
 from pydock.utils.ids import is_valid_id, resolve_prefix
 from pydock.utils.paths import RootLayout, check_private_root
+
+if TYPE_CHECKING:
+    from pydock.runtime.exec import ExecConfig
+    from pydock.runtime.stats import Sample
 
 log = logging.getLogger(__package__)
 
@@ -95,7 +100,14 @@ class Runtime:
             from pydock.graph.lookup import ImageStore  # lazy: the image graph, only for commands that use images
 
             self._images = ImageStore(self.layout, self.driver, in_use=self._image_user)
+            self._images.on_event = self._image_event
         return self._images
+
+    def _image_event(self, action: str, actor: str, attributes: dict[str, str]) -> None:
+        """Record an image event (the ImageStore's hook) in the root's journal (events.py)."""
+        from pydock.runtime.events import record  # lazy: json lines, only when something happens
+
+        record(self.layout.root, "image", action, actor, **attributes)
 
     @property
     def graph(self) -> Any:
@@ -217,6 +229,12 @@ class Runtime:
             reconcile.recover(self, c)
         return c
 
+    def _event(self, c: Container, action: str, **attributes: Any) -> None:
+        """Record a container event in the root's journal (events.py)."""
+        from pydock.runtime.events import container_event  # lazy: json lines, only when something happens
+
+        container_event(self.layout.root, c, action, **attributes)
+
     def _current(self, c: Container | str) -> Container:
         if isinstance(c, str):
             return self.get(c)
@@ -247,19 +265,66 @@ class Runtime:
             image = CreateOptions.of(image, cmd, **options)
         elif cmd is not None or options:
             raise InvalidArgument("create: give either a CreateOptions or an image with options, not both")
-        return create_container(self, image)
+        c = create_container(self, image)
+        self._event(c, "create")
+        return c
 
     def start(self, c: Container | str) -> None:
         """Start `c` under a detached monitor process that outlives the caller; returns once launched."""
+        self._start(c, (), None)
+
+    def start_attached(self, c: Container | str, hello: Hello,
+                       winsize: tuple[int, int] | None = None) -> AttachSession:
+        """Start `c` with a session joined before the command runs (`start -a`, `run -it`, the API's
+        attach-then-start), so nothing it asked for is missed; `winsize`: a `-t` terminal's first size
+        (rows, columns)."""
+        (session,) = self._start(c, (hello,), winsize)
+        return session
+
+    def _start(self, c: Container | str, hellos: Sequence[Hello],
+               winsize: tuple[int, int] | None) -> list[AttachSession]:
         from pydock.runtime import supervise  # lazy: lxc launch machinery, off the path of `ps`
 
         c = self._current(c)
         try:
-            supervise.start_detached(self, c)
+            sessions = supervise.start_detached(self, c, hellos, winsize)
         finally:
             notify.changed()
         if c.dir.exists():
             c.reload()
+        return sessions
+
+    def attach(self, c: Container | str, hello: Hello) -> AttachSession:
+        """Join the running container's stdio through its supervisor's attach socket (the session's
+        WELCOME says whether it has a tty). Conflict if it is not running or paused."""
+        from pydock.runtime.attach import connect  # lazy: sockets, only for attach
+
+        c = self._current(c)
+        if not c.state.running:
+            raise Conflict("You cannot attach to a stopped container, start it first")
+        if self.paused(c):
+            raise Conflict("You cannot attach to a paused container, unpause it first")
+        return connect(c.dir, hello, f"Container {c.short_id}")
+
+    def exec(self, c: Container | str, cfg: ExecConfig, *, stdin: Any = None, stdout: Any = None,
+             stderr: Any = None, detach: bool = False) -> int | None:
+        """Run `cfg.cmd` in the running container `c` (all its namespaces, cgroup, capabilities, seccomp
+        profile, environment): in the foreground on the given stdio, its exit status; or detached, None."""
+        from pydock.runtime import exec as execution  # lazy: lxc-attach machinery, only for exec
+
+        c = self._current(c)
+        if self.paused(c):
+            raise Conflict(f"Container {c.short_id} is paused, unpause the container before exec")
+        argv = execution.command_line(self, c, cfg)  # every error before anything runs
+        command = " ".join(cfg.cmd)
+        self._event(c, f"exec_create: {command}")
+        self._event(c, f"exec_start: {command}")
+        if detach:
+            execution.start_detached(argv)
+            return None
+        code = execution.run(argv, cfg, stdin=stdin, stdout=stdout, stderr=stderr)
+        self._event(c, "exec_die", exitCode=code)
+        return code
 
     def run(self, image: str | CreateOptions, cmd: Sequence[str] | None = None, *, remove: bool = False,
             stdin: Any = None, stdout: BinaryIO | None = None, stderr: BinaryIO | None = None,
@@ -340,18 +405,25 @@ class Runtime:
         signum = parse_signal(sig)
         if not c.state.running:
             raise Conflict(f"Container {c.short_id} is not running")
+        self._event(c, "kill", signal=signum)  # before it is sent, so before the die it may cause
         if signum == signal.SIGKILL:
             c.killed_marker.touch()
         if not signal_container(c.state.pid, c.state.pid_start, signum, wait_command=start_wait):
             c.reload()
             if c.state.running:
                 raise Conflict(f"Container {c.short_id} is still starting; try again")
+        if signum == signal.SIGKILL and self.paused(c):  # a frozen process dies only once thawed
+            self._thaw(c)
 
     def stop(self, c: Container | str, timeout: float = DEFAULT_STOP_TIMEOUT) -> None:
         """The image's StopSignal (default SIGTERM), then SIGKILL after `timeout` seconds (Docker's stop)."""
         c = self._current(c)
         if not c.state.running:
             return
+        self._stop(c, timeout)
+        self._event(c, "stop")
+
+    def _stop(self, c: Container, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         try:  # a container still being set up gets the signal once its command runs, within the timeout
             self.kill(c, c.config.get("StopSignal") or signal.SIGTERM, start_wait=timeout)
@@ -379,6 +451,65 @@ class Runtime:
                 if time.monotonic() >= deadline:
                     raise Conflict(f"Container {c.short_id} did not stop after SIGKILL") from None
 
+    # ---- pause ------------------------------------------------------------------------------
+    def paused(self, c: Container) -> bool:
+        """Whether the running container's processes are frozen (the kernel's word, not a record)."""
+        if not c.state.running:
+            return False
+        from pydock.runtime import freezer  # lazy: cgroup files, only where pause matters
+
+        init = container_command(c.state.pid)  # not yet exec'd: never paused (see _init_pid)
+        return init is not None and freezer.is_frozen(init)
+
+    def pause(self, c: Container | str) -> None:
+        """Freeze every process of the running container (`pause`)."""
+        from pydock.runtime import freezer  # lazy: see paused
+
+        c = self._current(c)
+        init = self._init_pid(c)
+        if freezer.is_frozen(init):
+            raise Conflict(f"Container {c.short_id} is already paused")
+        freezer.set_frozen(init, True, f"Container {c.short_id}")
+        self._event(c, "pause")
+
+    def unpause(self, c: Container | str) -> None:
+        """Thaw a paused container (`unpause`)."""
+        c = self._current(c)
+        if not self.paused(c):
+            raise Conflict(f"Container {c.short_id} is not paused")
+        self._thaw(c)
+        self._event(c, "unpause")
+
+    def _thaw(self, c: Container) -> None:
+        from pydock.runtime import freezer  # lazy: see paused
+
+        freezer.set_frozen(self._init_pid(c), False, f"Container {c.short_id}")
+
+    def _init_pid(self, c: Container, start_wait: float = 2.0) -> int:
+        """Host pid of the running container's PID 1 once it runs the command (in the container's own
+        cgroups: before its exec lxc's clone is still in lxc's monitor cgroup, which must never be
+        frozen or measured); waits up to `start_wait` after a start (as kill does). Conflict if it
+        does not run."""
+        deadline = time.monotonic() + start_wait
+        while c.state.running:
+            init = container_command(c.state.pid)
+            if init is not None:
+                return init
+            if time.monotonic() >= deadline:
+                raise Conflict(f"Container {c.short_id} is still starting; try again")
+            time.sleep(0.01)
+        raise Conflict(f"Container {c.short_id} is not running")
+
+    def stats(self, c: Container | str) -> Sample:
+        """A reading of the running container's resource counters (`stats`); Conflict if it does not run."""
+        from pydock.runtime import stats  # lazy: cgroup files, only for stats
+
+        c = self._current(c)
+        found = stats.sample(self._init_pid(c))
+        if found is None:
+            raise Conflict(f"Container {c.short_id} is not running")
+        return found
+
     def restart(self, c: Container | str, timeout: float = DEFAULT_STOP_TIMEOUT) -> None:
         c = self._current(c)
         self.stop(c, timeout)
@@ -396,6 +527,7 @@ class Runtime:
         try:
             c.reload()  # NotFound if its own auto-remove got there first
             removal.remove_stopped(self, c, volumes)
+            self._event(c, "destroy")
         finally:
             os.close(lock)
             notify.changed()
@@ -481,10 +613,35 @@ class Runtime:
             if watch is not None:
                 watch.close()
 
+    def rename(self, c: Container | str, new_name: str) -> None:
+        """Give the container another name (`rename`): its name in the graph moves, the links made to it
+        (edges to its id) stay, and its record says the new name."""
+        from pydock.links.names import validate_name  # lazy: only rename
+
+        c = self._current(c)
+        new = validate_name(new_name)
+        old = c.name
+        if not old:
+            raise Conflict(f"Container {c.short_id} has no name to change")
+        if old == new:
+            raise Conflict(f"Renaming a container with the same name as its current name: {new.lstrip('/')}")
+        self.names.rename(old, new)
+        try:
+            with c.locked():
+                c.name = new
+                c.save()
+        except BaseException:
+            self.names.rename(new, old)  # the record is the old one still: so is the name
+            raise
+        notify.changed()
+        self._event(c, "rename", oldName=old.lstrip("/"))
+
     def inspect(self, c: Container | str) -> dict[str, Any]:
         c = self._current(c)
         data = c.to_json()
         data["HostConfig"] = c.hostconfig
+        if isinstance(data.get("State"), dict):
+            data["State"]["Paused"] = self.paused(c)
         return data
 
     def diff(self, c: Container | str) -> list[Any]:

@@ -10,19 +10,23 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from pydock.runtime import caps, cgroups, confinement, lxcconf, monitorlock, notify, removal
+from pydock.runtime import attach, caps, cgroups, confinement, ctty, events, lxcconf, monitorlock, notify, removal
 from pydock.runtime.container import Container
 from pydock.runtime.etcfiles import check_extra_host, hosts_file
 from pydock.runtime.jsonlog import JsonLog
-from pydock.runtime.launcher import HELPER_ENV, LaunchSpec, container_init, exit_status, signal_container, spawn
-from pydock.runtime.monitor import RawTerminal, SignalProxy, copy_winsize, detach_stdio, pump, pump_tty
+from pydock.runtime.launcher import HELPER_ENV, LaunchSpec, container_init, exit_status, lxc_noise_prefix, \
+    signal_container, spawn
+from pydock.runtime.monitor import LxcNoiseFilter, RawTerminal, SignalProxy, copy_winsize, detach_stdio, set_winsize
 from pydock.runtime.options import DEFAULT_PATH, env_value, merge_env, parse_tmpfs
+from pydock.runtime.relay import CommandIO, Local, Relay
 from pydock.runtime.rootpath import ensure_dir_in_root, look_path, mount_point_in_root, prepare_binds
 from pydock.utils.process import proc_start_time, self_identity
 from pydock.utils.version import build_info
@@ -156,6 +160,11 @@ def _prepare(rt: Runtime, c: Container) -> Prepared:
 
         init = initbin.init_binary(rt.layout)
         argv = initbin.init_argv(argv)
+    shim = ctty.ctty_binary(rt.layout)  # in every container: `exec` starts through it too
+    if shim is not None:
+        binds.append(lxcconf.Bind(shim, ctty.CTTY_PATH, lxc_creates=True))
+        if cfg.get("Tty"):  # the pty becomes the command's controlling terminal (job control, ^C)
+            argv = ctty.ctty_argv(argv)
     console = Console.open(raw=not cfg.get("Tty"))
     try:
         spec = lxcconf.LxcSpec(hostname=cfg.get("Hostname") or c.short_id, rootfs=rootfs, network=network,
@@ -253,7 +262,9 @@ def _links(rt: Runtime, c: Container, settings: Any) -> tuple[list[str], list[st
 
 
 def cleanup(rt: Runtime, c: Container) -> None:
-    """After the command ended (or a launch failed): the address back, the rootfs put back."""
+    """After the command ended (or a launch failed): the attach socket gone, the address back, the rootfs
+    put back."""
+    attach.remove_socket(c.dir)
     removal.release_address(rt, c)
     try:
         rt.driver.put(c.id)
@@ -270,10 +281,12 @@ def finish(rt: Runtime, c: Container, code: int, lock: int) -> None:
     finally:
         with c.locked():
             c.save_state(c.state.stopped(code))
+        events.container_event(rt.layout.root, c, "die", exitCode=code)
         monitorlock.record_exit(lock, code)
         notify.changed()
     if c.auto_remove:
         removal.auto_remove(rt, c)
+        events.container_event(rt.layout.root, c, "destroy")
 
 
 def launched(c: Container, proc: subprocess.Popen) -> None:
@@ -292,12 +305,49 @@ def finished(rt: Runtime, c: Container, returncode: int, lock: int) -> tuple[int
     return code, failure
 
 
+def _launch(prepared: Prepared, c: Container, stdin: Any) -> tuple[subprocess.Popen, CommandIO]:
+    """lxc-start with the command's stdio: the pty (`-t`), or pipes for stdout and stderr and, for stdin,
+    the caller's `stdin`, else a pipe the supervisor holds for attach clients (`-i`), else /dev/null."""
+    cfg = c.config
+    console = prepared.console
+    open_stdin, stdin_once = bool(cfg.get("OpenStdin")), bool(cfg.get("StdinOnce"))
+    if cfg.get("Tty"):
+        proc = spawn(prepared.spec, stdin=console.slave, stdout=console.slave, stderr=console.slave)
+        # the container's processes hold the terminal now: its end reads EIO when they are gone
+        console.close_slave()
+        return proc, CommandIO(tty=True, pty=console.master, open_stdin=open_stdin, stdin_once=stdin_once)
+    held = None
+    if stdin is None and open_stdin:
+        stdin, held = os.pipe2(os.O_CLOEXEC)
+    try:
+        proc = spawn(prepared.spec, stdin=stdin if stdin is not None else subprocess.DEVNULL,
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except BaseException:
+        if held is not None:
+            os.close(held)
+        raise
+    finally:
+        if held is not None:
+            os.close(stdin)
+    assert proc.stdout is not None and proc.stderr is not None
+    return proc, CommandIO(tty=False, stdout=proc.stdout.fileno(), stderr=proc.stderr.fileno(),
+                           console=console.master, stdin=held, open_stdin=held is not None, stdin_once=stdin_once,
+                           noise=LxcNoiseFilter(lxc_noise_prefix(prepared.spec.name)))
+
+
+def _close_pipes(proc: subprocess.Popen) -> None:
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
+
+
 def run_foreground(rt: Runtime, c: Container, *, stdin: Any = None, stdout: BinaryIO | None = None,
                    stderr: BinaryIO | None = None, proxy_signals: bool = False) -> tuple[int, bytes, bytes]:
     """Run `c` with this process as its monitor: output to the log and to the sinks (or collected).
 
     With the container's `Tty` set, the command gets a pty (stdout and stderr merged, like Docker),
-    our terminal goes raw while it runs, and `stdin` (if given) is copied into the pty.
+    our terminal goes raw while it runs, and `stdin` (if given) is copied into the pty. Clients may
+    attach through the container's attach socket meanwhile.
     """
     lock = acquire_monitor_lock(c)
     try:
@@ -313,62 +363,62 @@ def run_foreground(rt: Runtime, c: Container, *, stdin: Any = None, stdout: Bina
 
 def _supervise(rt: Runtime, c: Container, prepared: Prepared, lock: int, stdin: Any, stdout: BinaryIO | None,
                stderr: BinaryIO | None, proxy_signals: bool) -> tuple[int, bytes, bytes]:
-    """Launch, pump until the command's output ends, finish: `run_foreground` past `prepare`."""
+    """Launch, relay until the command's output ends, finish: `run_foreground` past `prepare`."""
     collect: dict[str, bytearray] | None = None
     if stdout is None and stderr is None:
         collect = {"stdout": bytearray(), "stderr": bytearray()}
     output = JsonLog(c.log_path)
-    console = prepared.console
     tty = bool(c.config.get("Tty"))
     stdin_fd = stdin.fileno() if stdin is not None and hasattr(stdin, "fileno") else None
     try:
-        if tty:
-            copy_winsize(stdin_fd if stdin_fd is not None else 0, console.master)
-            proc = spawn(prepared.spec, stdin=console.slave, stdout=console.slave, stderr=console.slave)
-            # the container's processes hold the terminal now: its end reads EIO when they are gone
-            console.close_slave()
-        else:
-            proc = spawn(prepared.spec, stdin=stdin if stdin is not None else subprocess.DEVNULL,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        listener = attach.listen(c.dir)
+        try:
+            if tty:
+                copy_winsize(stdin_fd if stdin_fd is not None else 0, prepared.console.master)
+            proc, io = _launch(prepared, c, None if tty else stdin)
+        except BaseException:
+            listener.close()
+            raise
     except BaseException:
         output.close()
         finished(rt, c, 255, lock)
         raise
     launched(c, proc)
+    events.container_event(rt.layout.root, c, "start")
     start = proc_start_time(proc.pid) or 0
+    local = Local(sinks={"stdout": stdout, "stderr": stderr}, collect=collect, stdin=stdin_fd if tty else None)
+    relay = Relay(io, output, c.log_path, listener=listener, local=local)
 
     def deliver(sig: int) -> None:
         signal_container(proc.pid, start, sig, wait_command=0)
 
     def supervise_output() -> int:
-        if tty:
-            with RawTerminal(stdin_fd):
-                pump_tty(console.master, stdin_fd, output, stdout, collect)
-        else:
-            pump(proc, prepared.spec.name, output, {"stdout": stdout, "stderr": stderr}, collect,
-                 console=console.master)
+        with RawTerminal(stdin_fd if tty else None):
+            relay.run()
         return proc.wait()
 
+    code: int | None = None
     try:
-        if proxy_signals:
-            with SignalProxy(deliver):
+        try:
+            if proxy_signals:
+                with SignalProxy(deliver):
+                    returncode = supervise_output()
+            else:
                 returncode = supervise_output()
-        else:
-            returncode = supervise_output()
-    except BaseException:
-        # interrupted (KeyboardInterrupt in a library caller): don't leave the container behind
-        c.killed_marker.touch()
-        signal_container(proc.pid, start, 9)  # waits for the exec: see signal_container
-        returncode = proc.wait()
+        except BaseException:
+            # interrupted (KeyboardInterrupt in a library caller): don't leave the container behind
+            c.killed_marker.touch()
+            signal_container(proc.pid, start, 9)  # waits for the exec: see signal_container
+            returncode = proc.wait()
+            output.close()
+            code, _ = finished(rt, c, returncode, lock)
+            raise
+        finally:
+            _close_pipes(proc)
         output.close()
-        finished(rt, c, returncode, lock)
-        raise
+        code, failure = finished(rt, c, returncode, lock)
     finally:
-        for pipe in (proc.stdout, proc.stderr):
-            if pipe is not None:
-                pipe.close()
-    output.close()
-    code, failure = finished(rt, c, returncode, lock)
+        relay.close(code)
     if failure is not None:
         raise LaunchError(f"Cannot start container {c.short_id}: {failure}")
     if collect is not None:
@@ -376,33 +426,52 @@ def _supervise(rt: Runtime, c: Container, prepared: Prepared, lock: int, stdin: 
     return code, b"", b""
 
 
-def start_detached(rt: Runtime, c: Container) -> None:
+def start_detached(rt: Runtime, c: Container, attach_to: Sequence[attach.Hello] = (),
+                   winsize: tuple[int, int] | None = None) -> list[attach.AttachSession]:
     """Prepare here (errors reach the caller), then fork a monitor that launches and supervises.
 
+    `attach_to`: clients joined before the command runs (one connected session each is returned, so an
+    attach made by a start misses nothing); `winsize`: the terminal's first size (rows, columns).
     Double fork: the monitor is not our child (no zombie in a long-lived caller) and has its own
     session. Returns when the monitor reports the launch (or raises its error).
     """
     lock = acquire_monitor_lock(c)
     try:
         prepared = prepare(rt, c, lock)
+        pairs = []
         try:
+            for hello in attach_to:
+                ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+                pairs.append((ours, theirs))
+                ours.sendall(hello.encode())  # queued for the monitor, which reads it before the launch
+            if winsize is not None and c.config.get("Tty"):
+                set_winsize(prepared.console.master, *winsize)
             rfd, wfd = os.pipe2(os.O_CLOEXEC)
             sys.stdout.flush()
             sys.stderr.flush()
             pid = os.fork()
             if pid == 0:  # pragma: no cover - runs in the child
                 os.close(rfd)
-                _monitor_child(rt, c, prepared, wfd, lock)
+                _monitor_child(rt, c, prepared, wfd, lock, [theirs for _, theirs in pairs])
+        except BaseException:
+            for ours, _ in pairs:
+                ours.close()
+            raise
         finally:
-            prepared.console.close()  # the monitor has its own copy
+            prepared.console.close()  # the monitor has its own copies
+            for _, theirs in pairs:
+                theirs.close()
         os.close(wfd)
         os.waitpid(pid, 0)
         with os.fdopen(rfd, "rb") as r:
             report = r.read()
     finally:
         os.close(lock)
+    sessions = [attach.AttachSession(ours) for ours, _ in pairs]
     if report.startswith(b"ok"):
-        return
+        return sessions
+    for session in sessions:
+        session.close()
     message = report.decode(errors="replace") or "the monitor died before launching the container"
     code_text, _, text = message.partition(":")
     err = LaunchError(text or message)
@@ -411,7 +480,8 @@ def start_detached(rt: Runtime, c: Container) -> None:
     raise err
 
 
-def _monitor_child(rt: Runtime, c: Container, prepared: Prepared, wfd: int, lock: int) -> None:  # pragma: no cover
+def _monitor_child(rt: Runtime, c: Container, prepared: Prepared, wfd: int, lock: int,
+                   clients: list[socket.socket]) -> None:  # pragma: no cover
     """First child: new session, fork the monitor, exit. The monitor supervises until the command ends."""
     status = 0
     try:
@@ -421,7 +491,8 @@ def _monitor_child(rt: Runtime, c: Container, prepared: Prepared, wfd: int, lock
         detach_stdio()
         output = JsonLog(c.log_path)
         try:
-            proc = spawn(prepared.spec, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            listener = attach.listen(c.dir)
+            proc, io = _launch(prepared, c, None)
         except BaseException as err:
             output.close()
             finished(rt, c, 255, lock)
@@ -429,14 +500,23 @@ def _monitor_child(rt: Runtime, c: Container, prepared: Prepared, wfd: int, lock
             os.write(wfd, f"{code}:{err}".encode())
             os._exit(1)
         launched(c, proc)
+        events.container_event(rt.layout.root, c, "start")
+        relay = Relay(io, output, c.log_path, listener=listener)
+        for sock in clients:
+            relay.add_client(sock, wait_hello=5.0)
         os.write(wfd, b"ok")
         os.close(wfd)
+        code = None
         try:
-            pump(proc, prepared.spec.name, output, {}, None, console=prepared.console.master)
+            relay.run()
         finally:
             returncode = proc.wait()
+            _close_pipes(proc)
             output.close()
-            finished(rt, c, returncode, lock)
+            try:
+                code, _ = finished(rt, c, returncode, lock)
+            finally:
+                relay.close(code)
     except BaseException as err:
         status = 1
         try:

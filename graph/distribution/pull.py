@@ -165,9 +165,11 @@ def pull(store: ImageStore, text: str, *, progress: ProgressFn | None = None,
     ref = parse(text)
     reg = registry_for(ref, insecure, credentials)
     try:
-        return _pull(store, ref, reg, say)
+        result = _pull(store, ref, reg, say)
     finally:
         reg.close()
+    store.event("pull", result.image.id, name=str(result.reference))
+    return result
 
 
 def _pull(store: ImageStore, ref: Reference, reg: Registry, say: ProgressFn) -> PullResult:

@@ -213,6 +213,7 @@ def _push(store: ImageStore, ref: Reference, image, reg: Registry, say: Progress
     if hex_of(config_digest) == image.id:
         assemble.add_repo_digest(graph, image.id, f"{ref.familiar}@{digest}")
     say(Progress("", f"{ref.tag}: digest: {digest} size: {len(raw)}"))
+    store.event("push", image.id, name=str(ref))
     return PushResult(ref, digest, len(raw), uploaded)
 
 

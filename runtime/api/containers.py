@@ -90,6 +90,8 @@ def inspect(svc: Services, req: Request, h: Handler, name: str) -> None:
     with svc.pool.runtime() as rt:
         c = rt.get(name)
         data = models.container_inspect(c, _image_name(rt, c))
+        if rt.paused(c):  # the kernel's word, as `pydock inspect`
+            data["State"].update(Paused=True, Status="paused")
         if req.flag("size"):
             data["SizeRw"], data["SizeRootFs"] = _size(rt, c)
     h.send_json(200, data)

@@ -1,0 +1,154 @@
+"""`pydock exec CONTAINER true` against `podman exec CONTAINER true`, interleaved, each on a running busybox
+container of its own (the same tarball), `--net none`; and `pydock run -it` on a terminal until the
+shell's first prompt against `pydock run` of the same without a terminal until its first output.
+
+    .venv/bin/python bench/exec.py [-n ROUNDS] [--driver overlay]
+
+podman runs on a private store under the bench's temporary directory (runc if installed, else crun).
+Targets: exec median <= 0.5x podman's; run -it median <= 1.1x run's. Prints medians and ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pty
+import select
+import io
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PODMAN_ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
+LOOP = 'trap "exit 0" TERM; while :; do sleep 1; done'
+
+
+def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    dt = time.perf_counter() - t0
+    if p.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({p.returncode}): {p.stderr.decode()[-500:]}")
+    return dt
+
+
+def until_output(cmd: list[str], env: dict[str, str], text: bytes, terminal: bool) -> float:
+    """Seconds from launch until `text` is in the command's output (on a pty when `terminal`); the
+    command is then ended (an interactive shell gets `exit`)."""
+    t0 = time.perf_counter()
+    if terminal:
+        master, slave = pty.openpty()
+        proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True)
+        os.close(slave)
+        fd = master
+    else:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                env=env)
+        assert proc.stdout is not None
+        fd = proc.stdout.fileno()
+    seen = b""
+    try:
+        while text not in seen:
+            if not select.select([fd], [], [], 60)[0]:
+                raise SystemExit(f"{' '.join(cmd)}: no {text!r} within 60 s: {seen[-200:]!r}")
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                raise SystemExit(f"{' '.join(cmd)} ended before {text!r}: {seen[-200:]!r}")
+            seen += chunk
+        dt = time.perf_counter() - t0
+        if terminal:
+            os.write(master, b"exit\r")
+        proc.wait(timeout=60)
+        return dt
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if terminal:
+            os.close(master)
+        elif proc.stdout is not None:
+            proc.stdout.close()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-n", "--rounds", type=int, default=15)
+    ap.add_argument("--driver", default="overlay")
+    args = ap.parse_args()
+
+    from pydock.graph.busybox import busybox_tar_bytes
+    from pydock.runtime.runtime import Runtime
+
+    work = Path(tempfile.mkdtemp(prefix="pydock-bench-exec-"))
+    root = work / "root"
+    tar_bytes = busybox_tar_bytes()
+    (work / "busybox.tar").write_bytes(tar_bytes)
+    with Runtime(root, args.driver, bridge="none") as rt:
+        rt.images.import_(io.BytesIO(tar_bytes), repo="busybox", tag="latest")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYDOCK_")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # users run cached bytecode
+    pydock = [sys.executable, "-m", "pydock.cli.main", "-g", str(root), "-s", args.driver]
+    podman = None
+    if shutil.which("podman"):
+        runtime_name = "runc" if shutil.which("runc") else "crun"
+        podman = ["podman", "--root", str(work / "podman" / "root"), "--runroot", str(work / "podman" / "run"),
+                  "--runtime", runtime_name]
+    try:
+        out = subprocess.run([*pydock, "run", "-d", "--net", "none", "busybox", "sh", "-c", LOOP], env=env,
+                             check=True, capture_output=True).stdout.decode().strip()
+        pydock_cmd = [*pydock, "exec", out, "true"]
+        samples: dict[str, list[float]] = {"pydock": []}
+        podman_cmd = None
+        if podman is not None:
+            subprocess.run([*podman, "import", str(work / "busybox.tar"), "localhost/bench-busybox:latest"],
+                           check=True, capture_output=True)
+            pid = subprocess.run([*podman, "run", "-d", "--network", "none", *PODMAN_ULIMITS,
+                                  "localhost/bench-busybox:latest", "sh", "-c", LOOP],
+                                 check=True, capture_output=True).stdout.decode().strip()
+            podman_cmd = [*podman, "exec", pid, "/bin/true"]
+            samples["podman"] = []
+        timed(pydock_cmd, env)  # warm both paths
+        if podman_cmd:
+            timed(podman_cmd)
+        for _ in range(args.rounds):
+            samples["pydock"].append(timed(pydock_cmd, env))
+            if podman_cmd:
+                samples["podman"].append(timed(podman_cmd))
+        tty_cmd = [*pydock, "run", "-it", "--rm", "--net", "none", "busybox", "sh"]
+        plain_cmd = [*pydock, "run", "--rm", "--net", "none", "busybox", "sh", "-c", "echo '/ # '"]
+        until_output(tty_cmd, env, b"/ # ", True)  # warm
+        tty_times, plain_times = [], []
+        for _ in range(args.rounds):
+            tty_times.append(until_output(tty_cmd, env, b"/ # ", True))
+            plain_times.append(until_output(plain_cmd, env, b"/ # ", False))
+        print(f"driver: {args.driver}, rounds: {args.rounds}")
+        for name, values in samples.items():
+            print(f"{name + ' exec true:':20} median {statistics.median(values) * 1000:.1f} ms "
+                  f"(min {min(values) * 1000:.1f}, max {max(values) * 1000:.1f})")
+        if podman_cmd:
+            ratio = statistics.median(samples["pydock"]) / statistics.median(samples["podman"])
+            print(f"ratio pydock/podman: {ratio:.2f}x (target <= 0.50x: {'ok' if ratio <= 0.5 else 'OVER TARGET'})")
+        t, p = statistics.median(tty_times), statistics.median(plain_times)
+        print(f"{'run -it to prompt:':20} median {t * 1000:.1f} ms (min {min(tty_times) * 1000:.1f})")
+        print(f"{'run to first output:':20} median {p * 1000:.1f} ms (min {min(plain_times) * 1000:.1f})")
+        print(f"ratio run -it/run: {t / p:.2f}x (target <= 1.10x: {'ok' if t <= 1.1 * p else 'OVER TARGET'})")
+    finally:
+        with Runtime(root, args.driver, bridge="none") as rt:
+            for c in rt.containers(all=True):
+                rt.remove(c, force=True)
+            for image in rt.images.graph.list():
+                rt.images.graph.delete(image.id)
+            rt.driver.shutdown()
+        if podman is not None:
+            subprocess.run([*podman, "rm", "-f", "-a", "-t", "0"], capture_output=True)
+            subprocess.run([*podman, "system", "reset", "-f"], capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

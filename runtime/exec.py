@@ -1,0 +1,111 @@
+"""`exec`: another process in a running container, through lxc-attach.
+
+lxc-attach (given the container's own config file) enters every namespace of the container and its
+cgroup, and applies what the config says to the new process: the capabilities kept (lxc.cap.keep),
+the seccomp profile, no_new_privs; the process then starts through the container's /dev/.ctty
+(ctty.py), which moves it to its working directory and makes a terminal its controlling one before
+it execs the command, so /proc/self/exe is the image's binary. The command is looked up in the
+rootfs first, as for `run` (127 not found, 126 not executable); the environment is the container's
+(as its command got it) plus `-e`; the user is the container's unless `-u`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pydock.runtime import ctty
+from pydock.runtime.container import Container
+from pydock.runtime.options import DEFAULT_PATH, env_value, merge_env
+from pydock.runtime.rootpath import look_path
+from pydock.runtime.userdb import resolve_user
+from pydock.utils.errors import Conflict, InvalidArgument, LaunchError
+from pydock.utils.safepath import open_in_root
+
+if TYPE_CHECKING:
+    from pydock.runtime.runtime import Runtime
+
+log = logging.getLogger(__package__)
+
+LXC_ATTACH = "lxc-attach"
+
+
+@dataclass(frozen=True)
+class ExecConfig:
+    """One `exec`: the command and how it runs."""
+
+    cmd: tuple[str, ...]
+    user: str | None = None      # -u (default: the container's User)
+    workdir: str | None = None   # -w (default: the container's WorkingDir)
+    env: tuple[str, ...] = ()    # -e K=V
+    tty: bool = False            # -t
+    stdin: bool = False          # -i
+
+
+def command_line(rt: Runtime, c: Container, cfg: ExecConfig) -> list[str]:
+    """The lxc-attach invocation for `cfg` in the running container `c` (errors before anything runs)."""
+    if not cfg.cmd or not cfg.cmd[0]:
+        raise InvalidArgument("exec: no command given")
+    for item in cfg.env:
+        if "=" not in item or item.startswith("="):
+            raise InvalidArgument(f"exec: invalid environment variable {item!r} (use KEY=VALUE)")
+    if not c.state.running:
+        raise Conflict(f"Container {c.short_id} is not running")
+    if not ctty.supported():
+        raise LaunchError(f"exec needs an x86-64 host (this one is {os.uname().machine})")
+    try:
+        base_env = json.loads(c.env_path.read_text())
+    except (FileNotFoundError, ValueError):
+        raise Conflict(f"Container {c.short_id} is not running") from None
+    env = merge_env(list(base_env), ["TERM=xterm"] if cfg.tty else [], list(cfg.env))
+    rootfs = rt.driver.mountpoint(c.id)  # mounted while it runs; every path below resolved inside it
+    user = resolve_user(rootfs, cfg.user if cfg.user is not None else c.config.get("User") or "")
+    argv0 = look_path(rootfs, cfg.cmd[0], env_value(env, "PATH", DEFAULT_PATH), user.uid, (user.gid, *user.groups))
+    workdir = cfg.workdir if cfg.workdir else (c.config.get("WorkingDir") or "/")
+    if not workdir.startswith("/"):
+        raise InvalidArgument(f"exec: the working directory {workdir!r} must be an absolute path")
+    try:
+        os.close(open_in_root(rootfs, workdir, os.O_PATH | os.O_DIRECTORY))
+    except OSError as err:
+        raise LaunchError(f"Cannot use {workdir} as the working directory: {err.strerror or err}") from None
+    out = [LXC_ATTACH, "-q", "-n", c.id, "-P", str(rt.layout.lxc), "-f", str(c.lxc_config_path),
+           "--clear-env", "-u", str(user.uid), "-g", str(user.gid)]
+    for item in env:
+        out += ["-v", item]
+    return [*out, "--", *ctty.ctty_argv((argv0, *cfg.cmd[1:]), workdir)]
+
+
+def run(argv: list[str], cfg: ExecConfig, *, stdin: Any, stdout: Any, stderr: Any) -> int:
+    """Run the exec (`argv`: its command_line) in the foreground on the caller's own stdio (with -t a
+    terminal: lxc-attach gives the process a pty of the container's and relays it, raw mode and size
+    included); its exit status."""
+    try:
+        proc = subprocess.Popen(argv, stdin=stdin if cfg.stdin else subprocess.DEVNULL, stdout=stdout,
+                                stderr=stderr, cwd="/", env=_host_env())
+    except FileNotFoundError:
+        raise LaunchError("lxc-attach not found: install lxc") from None
+    try:
+        return proc.wait()
+    except BaseException:
+        proc.kill()  # interrupted: lxc-attach's end takes the process with it
+        proc.wait()
+        raise
+
+
+def start_detached(argv: list[str]) -> None:
+    """`exec -d` (`argv`: its command_line): the process runs on in the background (its output goes
+    nowhere, as in Docker)."""
+    try:
+        subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         cwd="/", env=_host_env(), start_new_session=True)
+    except FileNotFoundError:
+        raise LaunchError("lxc-attach not found: install lxc") from None
+
+
+def _host_env() -> dict[str, str]:
+    """lxc-attach's own environment (the process gets only the container's: --clear-env)."""
+    return {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")}
