@@ -106,7 +106,7 @@ def test_run_dit_then_attach_and_start_ai(root, term):
 
 def test_bad_detach_keys_are_refused_before_anything_is_made(root):
     p = pydock(root, "run", "-it", "--detach-keys", "ctrl-1", "busybox", "true")
-    assert p.returncode == 2 and b"Invalid detach keys" in p.stderr
+    assert p.returncode == 125 and b"Invalid detach keys" in p.stderr
     assert pydock(root, "ps", "-a", "-q").stdout == b""
 
 
