@@ -474,11 +474,11 @@ def inspect(ctx: click.Context, refs: tuple[str, ...]) -> None:
 @click.pass_context
 def top(ctx: click.Context, ref: str) -> None:
     """The processes running in a container (host view, `ps -f` columns)."""
-    from tabulate import tabulate  # lazy: table rendering, only for the listing commands
+    from pydock.utils.table import plain_table  # lazy: table rendering, only for the listing commands
 
     rt = ctx.obj.runtime()
     header, rows = rt.top(rt.get(ref))
-    click.echo(tabulate(rows, headers=header, tablefmt="plain", disable_numparse=True))
+    click.echo(plain_table(rows, header))
 
 
 @click.command()
