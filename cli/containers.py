@@ -229,13 +229,13 @@ def _pull_as_asked(ctx: click.Context, rt: Any, image: str, policy: str) -> None
     pull_reference(ctx, image, ProgressDisplay(sys.stderr))
 
 
-def _status(c: Any) -> str:
+def _status(c: Any, paused: bool = False) -> str:
     st = c.state.status
     if st is Status.GHOST:
         return "Ghost"
     if st is Status.RUNNING:
         started = c.state.started_at or utcnow()
-        return f"Up {human_duration((utcnow() - started).total_seconds())}"
+        return f"Up {human_duration((utcnow() - started).total_seconds())}" + (" (Paused)" if paused else "")
     if st is Status.CREATED:
         return "Created"
     return f"Exit {c.state.exit_code}"
@@ -303,7 +303,8 @@ def ps(ctx: click.Context, all_: bool, quiet: bool, latest: bool, last: int | No
                 image_names[c.image] = c.image[:12]
         paths = every_name.get(c.id, []) if every_name is not None else rt.names_of(c)
         names = ",".join(p[1:] for p in paths)
-        row = [cid(c), image_names[c.image], _command(c, no_trunc), ago(c.created), _status(c), _ports(c), names]
+        row = [cid(c), image_names[c.image], _command(c, no_trunc), ago(c.created),
+               _status(c, c.state.running and rt.paused(c)), _ports(c), names]
         if size:
             row.append(_size(rt, c))
         rows.append(row)

@@ -80,7 +80,8 @@ def list_containers(svc: Services, req: Request, h: Handler) -> None:
             if not _matches(c, names, filters):
                 continue
             size = _size(rt, c) if req.flag("size") else None
-            out.append(models.container_summary(c, names, _image_name(rt, c), size))
+            out.append(models.container_summary(c, names, _image_name(rt, c), size,
+                                                paused=c.state.running and rt.paused(c)))
             if 0 < limit <= len(out):
                 break
     h.send_json(200, out)

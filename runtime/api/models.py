@@ -55,11 +55,11 @@ def state_name(c: Container) -> str:
     return st.value
 
 
-def status_text(c: Container) -> str:
-    """The STATUS column: `Up 2 seconds`, `Exited (0) 3 minutes ago`, `Created`."""
+def status_text(c: Container, paused: bool = False) -> str:
+    """The STATUS column: `Up 2 seconds`, `Up 5 minutes (Paused)`, `Exited (0) 3 minutes ago`, `Created`."""
     st = c.state.status
     if st is Status.RUNNING:
-        return f"Up {human_duration(_since(c.state.started_at))}"
+        return f"Up {human_duration(_since(c.state.started_at))}" + (" (Paused)" if paused else "")
     if st is Status.CREATED:
         return "Created"
     if st is Status.GHOST:
@@ -108,14 +108,14 @@ def mounts(c: Container) -> list[dict[str, Any]]:
     return out
 
 
-def container_summary(c: Container, names: list[str], image_name: str, size: tuple[int, int] | None = None
-                      ) -> dict[str, Any]:
-    """One element of `GET /containers/json`."""
+def container_summary(c: Container, names: list[str], image_name: str, size: tuple[int, int] | None = None,
+                      paused: bool = False) -> dict[str, Any]:
+    """One element of `GET /containers/json` (`paused`: the kernel froze it, which only the Runtime asks)."""
     out: dict[str, Any] = {
         "Id": c.id, "Names": names or [c.name or "/" + c.short_id], "Image": image_name,
         "ImageID": image_ref(c.image), "Command": c.command_line, "Created": _unix(c.created),
-        "Ports": port_list(c), "Labels": dict(c.config.get("Labels") or {}), "State": state_name(c),
-        "Status": status_text(c), "HostConfig": {"NetworkMode": network_mode(c)},
+        "Ports": port_list(c), "Labels": dict(c.config.get("Labels") or {}),
+        "State": "paused" if paused else state_name(c), "Status": status_text(c, paused), "HostConfig": {"NetworkMode": network_mode(c)},
         "NetworkSettings": {"Networks": {}}, "Mounts": mounts(c),
     }
     if size is not None:
@@ -315,12 +315,13 @@ def registry_config(insecure: tuple[str, ...]) -> dict[str, Any]:
 
 
 def system_info(*, containers: list[Container], images: int, driver: str, driver_status: list[tuple[str, str]],
-                root: str, insecure_registries: tuple[str, ...] = ()) -> dict[str, Any]:
-    """`GET /info`: counts, storage, kernel; `Swarm` is what `docker inspect` looks at."""
-    running = sum(1 for c in containers if c.state.running)
+                root: str, insecure_registries: tuple[str, ...] = (), paused: int = 0) -> dict[str, Any]:
+    """`GET /info`: counts (`paused` of the running ones), storage, kernel; `Swarm` is what `docker
+    inspect` looks at."""
+    running = sum(1 for c in containers if c.state.running) - paused
     return {
-        "ID": "pydock", "Containers": len(containers), "ContainersRunning": running, "ContainersPaused": 0,
-        "ContainersStopped": len(containers) - running, "Images": images, "Driver": driver,
+        "ID": "pydock", "Containers": len(containers), "ContainersRunning": running, "ContainersPaused": paused,
+        "ContainersStopped": len(containers) - running - paused, "Images": images, "Driver": driver,
         "DriverStatus": [[k, str(v)] for k, v in driver_status], "DockerRootDir": root, "SystemStatus": None,
         "Plugins": {"Volume": [], "Network": ["bridge", "none"], "Authorization": None, "Log": ["json-file"]},
         "MemoryLimit": True, "SwapLimit": False, "CpuCfsPeriod": cgroups.controller_available("cpu"),

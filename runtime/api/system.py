@@ -26,7 +26,8 @@ def info(svc: Services, req: Request, h: Handler) -> None:
         images = len(rt.images.graph.list())
         h.send_json(200, models.system_info(containers=containers, images=images, driver=rt.driver.name,
                                             driver_status=list(rt.driver.status()), root=str(rt.layout.root),
-                                            insecure_registries=svc.insecure_registries))
+                                            insecure_registries=svc.insecure_registries,
+                                            paused=sum(1 for c in containers if c.state.running and rt.paused(c))))
 
 
 ROUTES = [

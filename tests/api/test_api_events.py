@@ -24,6 +24,9 @@ def test_pause_rename_stats_and_events_through_docker(server):
     assert server.docker("pause", name).returncode == 0
     state = server.docker("inspect", "-f", "{{.State.Paused}}", name).stdout.decode().strip()
     assert state == "true"
+    listed = server.docker("ps", "--filter", f"name={name}", "--format", "{{.State}} {{.Status}}").stdout.decode()
+    assert listed.startswith("paused Up ") and listed.rstrip().endswith("(Paused)")
+    assert server.docker("info", "--format", "{{.ContainersPaused}}").stdout.decode().strip() == "1"
     p = server.docker("pause", name)
     assert p.returncode == 1 and "already paused" in p.stderr.decode()
     assert server.docker("unpause", name).returncode == 0

@@ -50,6 +50,7 @@ def test_pause_freezes_and_unpause_thaws(root):
     init = _init_pid(root, "pp")
     assert freezer.is_frozen(init)  # the kernel says so
     assert json.loads(pydock(root, "inspect", "pp").stdout)[0]["State"]["Paused"] is True
+    assert b" (Paused)" in pydock(root, "ps").stdout
     p2 = pydock(root, "pause", "pp")
     assert p2.returncode != 0 and b"already paused" in p2.stderr
     for cmd in (("exec", "pp", "true"), ("attach", "pp")):
