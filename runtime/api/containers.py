@@ -75,8 +75,9 @@ def list_containers(svc: Services, req: Request, h: Handler) -> None:
         saferegex.compile(pattern)  # a bad pattern is a 400 even when there is nothing to match
     out = []
     with svc.pool.runtime() as rt:
+        every_name = rt.names.names_by_id()  # one read of the name graph for all the rows, as `ps`
         for c in rt.containers(all=req.flag("all") or limit > 0):
-            names = rt.names_of(c)
+            names = every_name.get(c.id, [])
             if not _matches(c, names, filters):
                 continue
             size = _size(rt, c) if req.flag("size") else None
