@@ -619,3 +619,24 @@ def _reading(rt: Any, c: Any, named: bool) -> Any:
 def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
     widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
     return "\n".join("   ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in (header, *rows))
+
+
+@click.group(context_settings={"help_option_names": ["--help"]})
+def container() -> None:
+    """Manage containers (`container prune`; the other container commands are top-level, as in Docker 0.7)."""
+
+
+@container.command(name="prune")
+@click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def prune_containers(ctx: click.Context, force: bool) -> None:
+    """Remove every container that is not running."""
+    from pydock.runtime.usage import prune_containers as prune  # lazy: only for prune
+
+    if not force:
+        click.confirm("WARNING! This will remove all stopped containers.\nAre you sure you want to continue?",
+                      abort=True)
+    removed, freed = prune(ctx.obj.runtime())
+    if removed:
+        click.echo("Deleted Containers:\n" + "".join(f"{cid}\n" for cid in removed))
+    click.echo(f"Total reclaimed space: {human_size(freed)}")

@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     # system
     "version": "pydock.cli.system:version",
     "info": "pydock.cli.system:info",
+    "system": "pydock.cli.system:system",
     # images
     "import": "pydock.cli.images:import_",
     "images": "pydock.cli.images:images",
@@ -57,6 +58,7 @@ COMMANDS: dict[str, str] = {
     "commit": "pydock.cli.containers:commit",
     "export": "pydock.cli.containers:export",
     "volume": "pydock.cli.volumes:volume",
+    "container": "pydock.cli.containers:container",
     "attach": "pydock.cli.interactive:attach",
     "exec": "pydock.cli.interactive:exec_",
     "pause": "pydock.cli.containers:pause",

@@ -1,4 +1,4 @@
-"""`pydock version` and `pydock info`."""
+"""`pydock version`, `pydock info` and `pydock system df`."""
 
 from __future__ import annotations
 
@@ -64,3 +64,23 @@ def info(settings) -> None:
         click.echo(f" {feature.name}: {mark} ({feature.detail})")
     if settings.debug:
         click.echo(f"Debug mode: true\nPID: {os.getpid()}")
+
+
+@click.group(context_settings={"help_option_names": ["--help"]})
+def system() -> None:
+    """Manage pydock (`system df`)."""
+
+
+@system.command()
+@click.pass_context
+def df(ctx: click.Context) -> None:
+    """Show the disk space images, containers and volumes use, and how much of it is reclaimable."""
+    from pydock.runtime.usage import disk_usage, summary_rows  # lazy: only for df
+    from pydock.utils.humanize import human_size  # lazy: see above
+    from pydock.utils.table import plain_table  # lazy: see above
+
+    rows = []
+    for kind, total, active, size, reclaimable in summary_rows(disk_usage(ctx.obj.runtime())):
+        share = f" ({reclaimable * 100 // size}%)" if size else ""
+        rows.append([kind, str(total), str(active), human_size(size), human_size(reclaimable) + share])
+    click.echo(plain_table(rows, ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]))

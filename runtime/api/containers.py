@@ -15,13 +15,14 @@ from pydock.runtime.api.services import Services
 from pydock.runtime.container import Container
 from pydock.runtime.jsonlog import LogReader
 from pydock.runtime.runtime import Runtime
+from pydock.runtime.usage import prune_containers
 from pydock.utils import saferegex
 from pydock.utils.errors import Conflict, InvalidArgument, NotFound, PydockError, RemovalFailed
 
 log = logging.getLogger(__package__)
 
 
-def _image_name(rt: Runtime, c: Container) -> str:
+def image_name(rt: Runtime, c: Container) -> str:
     """The image as the user named it at create, else its tag or short id."""
     name = c.config.get("Image")
     if name:
@@ -33,7 +34,7 @@ def _image_name(rt: Runtime, c: Container) -> str:
         return c.image[:12]
 
 
-def _size(rt: Runtime, c: Container) -> tuple[int, int]:
+def size_of(rt: Runtime, c: Container) -> tuple[int, int]:
     try:
         return rt.size(c)
     except PydockError as err:
@@ -80,8 +81,8 @@ def list_containers(svc: Services, req: Request, h: Handler) -> None:
             names = every_name.get(c.id, [])
             if not _matches(c, names, filters):
                 continue
-            size = _size(rt, c) if req.flag("size") else None
-            out.append(models.container_summary(c, names, _image_name(rt, c), size,
+            size = size_of(rt, c) if req.flag("size") else None
+            out.append(models.container_summary(c, names, image_name(rt, c), size,
                                                 paused=c.state.running and rt.paused(c)))
             if 0 < limit <= len(out):
                 break
@@ -91,11 +92,11 @@ def list_containers(svc: Services, req: Request, h: Handler) -> None:
 def inspect(svc: Services, req: Request, h: Handler, name: str) -> None:
     with svc.pool.runtime() as rt:
         c = rt.get(name)
-        data = models.container_inspect(c, _image_name(rt, c))
+        data = models.container_inspect(c, image_name(rt, c))
         if rt.paused(c):  # the kernel's word, as `pydock inspect`
             data["State"].update(Paused=True, Status="paused")
         if req.flag("size"):
-            data["SizeRw"], data["SizeRootFs"] = _size(rt, c)
+            data["SizeRw"], data["SizeRootFs"] = size_of(rt, c)
     h.send_json(200, data)
 
 
@@ -258,8 +259,19 @@ def commit(svc: Services, req: Request, h: Handler) -> None:
     h.send_json(201, {"Id": models.image_ref(image.id)})
 
 
+def prune(svc: Services, req: Request, h: Handler) -> None:
+    """`POST /containers/prune`: every container that is not running."""
+    unknown = sorted(decode.filters(req.arg("filters")))
+    if unknown:
+        raise InvalidArgument(f"invalid filter '{unknown[0]}' (pydock prunes every stopped container, unfiltered)")
+    with svc.pool.runtime() as rt:
+        removed, freed = prune_containers(rt)
+    h.send_json(200, {"ContainersDeleted": removed or None, "SpaceReclaimed": freed})
+
+
 ROUTES = [
     ("POST", r"/containers/create", create),
+    ("POST", r"/containers/prune", prune),
     ("GET", r"/containers/json", list_containers),
     ("GET", r"/containers/(?P<name>[^/]+)/json", inspect),
     ("POST", r"/containers/(?P<name>[^/]+)/start", start),

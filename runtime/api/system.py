@@ -1,10 +1,12 @@
-"""System routes: `/_ping` (HEAD and GET), `/version`, `/info`."""
+"""System routes: `/_ping` (HEAD and GET), `/version`, `/info`, `/system/df`."""
 
 from __future__ import annotations
 
 from pydock.runtime.api import models
+from pydock.runtime.api.containers import image_name
 from pydock.runtime.api.httpd import Handler, Request
 from pydock.runtime.api.services import Services
+from pydock.runtime.usage import disk_usage as measure
 
 _NO_CACHE = (("Cache-Control", "no-cache, no-store, must-revalidate"), ("Pragma", "no-cache"))
 #: the builder `POST /build` is: the classic one ("1"); the docker CLI picks its legacy builder by it
@@ -30,8 +32,24 @@ def info(svc: Services, req: Request, h: Handler) -> None:
                                             paused=sum(1 for c in containers if c.state.running and rt.paused(c))))
 
 
+def disk_usage(svc: Services, req: Request, h: Handler) -> None:
+    """`GET /system/df`: images, containers (sizes measured) and volumes (sizes, users)."""
+    with svc.pool.runtime() as rt:
+        usage = measure(rt)
+        names = rt.names.names_by_id()
+        containers = [{**models.container_summary(u.container, names.get(u.container.id, []),
+                                                  image_name(rt, u.container)),
+                       "SizeRw": u.size_rw, "SizeRootFs": u.size_root_fs} for u in usage.containers]
+        images = [{**models.image_summary(u.image, u.tags, u.virtual_size, rt.images.repo_digests(u.image.id)),
+                   "Containers": u.containers} for u in usage.images]
+    volumes = [{**u.volume.to_api(), "UsageData": {"Size": u.size, "RefCount": u.ref_count}} for u in usage.volumes]
+    h.send_json(200, {"LayersSize": usage.layers_size, "Images": images, "Containers": containers,
+                      "Volumes": volumes, "BuildCache": []})
+
+
 ROUTES = [
     ("GET", r"/_ping", ping),
+    ("GET", r"/system/df", disk_usage),
     ("HEAD", r"/_ping", ping),
     ("GET", r"/version", version),
     ("GET", r"/info", info),

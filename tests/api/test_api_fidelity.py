@@ -175,3 +175,19 @@ result = [out.decode(), refused]
     lines = out.splitlines()
     assert lines[:2] == ["from-host", "bind-ro"] and "size=1024k" in lines[2].split(",")
     assert refused == "HostConfig.Mounts[].BindOptions.Propagation is not supported by pydock"
+
+
+def test_df_and_container_prune_through_the_sdk(server):
+    r = server.sdk("""
+done = client.containers.run('busybox', 'true', detach=True, network_mode='none')
+done.wait()
+live = client.containers.run('busybox', 'sleep 60', detach=True, network_mode='none')
+df = client.df()
+mine = {c['Id']: c for c in df['Containers']}
+pruned = client.containers.prune()
+left = [c.id for c in client.containers.list(all=True)]
+live.remove(force=True)
+result = [df['LayersSize'] > 0, sorted(mine) == sorted([done.id, live.id]), 'SizeRw' in mine[done.id],
+          [i['Containers'] for i in df['Images']], pruned['ContainersDeleted'] == [done.id], left == [live.id]]
+""")
+    assert r == [True, True, True, [2], True, True]
