@@ -80,6 +80,9 @@ def _container_options(f: Any) -> Any:
                      help="A resource limit, e.g. nofile=1024:2048 (-1: unlimited)."),
         click.option("--volumes-from", "volumes_from", multiple=True, metavar="CONTAINER[:ro|rw]",
                      help="Mount every volume of that container."),
+        click.option("--restart", metavar="POLICY",
+                     help="no, always, unless-stopped or on-failure[:N]: restart a detached container when "
+                          "its command ends (a stop or kill by you leaves it stopped)."),
         click.option("--device", "devices", multiple=True, metavar="HOST[:CONTAINER][:rwm]",
                      help="Give the container a host device node (under /dev in the container)."),
         click.option("--lxc-conf", "lxc_conf", multiple=True, metavar="lxc.KEY=VALUE",
@@ -140,6 +143,7 @@ def _create_options(image: str, cmd: tuple[str, ...], o: dict[str, Any], auto_re
         volumes_from=o.get("volumes_from") or (),
         lxc_conf=o.get("lxc_conf") or (),
         devices=o.get("devices") or (),
+        restart=o.get("restart"),
         tty=bool(o.get("tty")),
         stdin_open=bool(o.get("interactive")),
         dns=tuple(o.get("dns") or ()) + tuple(o.get("dns_alias") or ()),
@@ -238,6 +242,8 @@ def _status(c: Any, paused: bool = False) -> str:
         return f"Up {human_duration((utcnow() - started).total_seconds())}" + (" (Paused)" if paused else "")
     if st is Status.CREATED:
         return "Created"
+    if st is Status.RESTARTING:
+        return f"Restarting ({c.state.exit_code})"
     return f"Exit {c.state.exit_code}"
 
 
@@ -640,3 +646,21 @@ def prune_containers(ctx: click.Context, force: bool) -> None:
     if removed:
         click.echo("Deleted Containers:\n" + "".join(f"{cid}\n" for cid in removed))
     click.echo(f"Total reclaimed space: {human_size(freed)}")
+
+
+@click.command()
+@click.pass_context
+def boot(ctx: click.Context) -> None:
+    """Start the containers a restarted Docker daemon would: restart policy `always`, or `unless-stopped`
+    and not stopped by a user (the .deb's pydock.service runs this at boot). Exit 1 if any failed."""
+    from pydock.runtime.restart import start_at_boot  # lazy: only at boot
+
+    failed = False
+    for cid, error in start_at_boot(ctx.obj.runtime()):
+        if error is None:
+            click.echo(cid)
+        else:
+            failed = True
+            click.echo(f"Error: {cid[:12]}: {error}", err=True)
+    if failed:
+        ctx.exit(1)

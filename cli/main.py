@@ -59,6 +59,7 @@ COMMANDS: dict[str, str] = {
     "export": "pydock.cli.containers:export",
     "volume": "pydock.cli.volumes:volume",
     "container": "pydock.cli.containers:container",
+    "boot": "pydock.cli.containers:boot",
     "attach": "pydock.cli.interactive:attach",
     "exec": "pydock.cli.interactive:exec_",
     "pause": "pydock.cli.containers:pause",

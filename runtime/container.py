@@ -113,6 +113,12 @@ class Container:
         return self.dir / "monitor.lock"
 
     @property
+    def stopped_by_user_marker(self) -> Path:
+        """Exists once a user stopped or killed the running container: its restart policy then leaves it
+        stopped (Docker's HasBeenManuallyStopped); the next start removes it."""
+        return self.dir / "stopped-by-user"
+
+    @property
     def killed_marker(self) -> Path:
         """Exists while pydock has sent SIGKILL itself: the exit is then recorded as 137 whatever lxc says."""
         return self.dir / "killed"

@@ -16,6 +16,7 @@ from pydock.runtime.container import Container
 from pydock.runtime.jsonlog import create_log
 from pydock.runtime.options import CreateOptions, Volume, merge_env, parse_env, parse_memory, parse_tmpfs, \
     parse_ulimit, parse_volume, split_hostname
+from pydock.runtime.restart import RestartPolicy
 from pydock.runtime.rootpath import check_workdir
 from pydock.runtime.volumes import copy_up
 from pydock.utils.errors import Conflict, InvalidArgument
@@ -65,6 +66,9 @@ def create_container(rt: Runtime, opts: CreateOptions) -> Container:
     shared = _volumes_from(rt, opts.volumes_from)
     lxc_conf = [{"Key": k, "Value": v} for k, v in map(lxcconf.parse_lxc_conf, opts.lxc_conf)]
     devices = [cgroups.parse_device(spec).to_json() for spec in opts.devices]
+    policy = RestartPolicy.parse(opts.restart)
+    if policy.name != "no" and opts.auto_remove:
+        raise InvalidArgument("Conflicting options: --restart and --rm")
     given = {v.target for v in vols}
     for target in given & set(shared):
         raise InvalidArgument(f"Duplicate mount point: {target}")
@@ -109,7 +113,8 @@ def create_container(rt: Runtime, opts: CreateOptions) -> Container:
                   "CpusetCpus": cpuset, "NanoCpus": nano_cpus,
                   "PublishAllPorts": opts.publish_all, "AutoRemove": opts.auto_remove,
                   "Init": True if opts.init else None, "SecurityOpt": list(opts.security_opt) or None,
-                  "VolumesFrom": list(opts.volumes_from) or None, "Devices": devices}
+                  "VolumesFrom": list(opts.volumes_from) or None, "Devices": devices,
+                  "RestartPolicy": policy.to_json()}
     argv = ep + command
     c = Container(id=cid, dir=cdir, image=img.id, path=argv[0], args=argv[1:], config=config,
                   hostconfig=hostconfig, driver=rt.driver.name)

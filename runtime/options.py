@@ -65,6 +65,7 @@ class CreateOptions:
     volumes_from: tuple[str, ...] = ()           # --volumes-from CONTAINER[:ro|rw]
     lxc_conf: tuple[str, ...] = ()               # --lxc-conf lxc.KEY=VALUE (Docker 0.7)
     devices: tuple[str, ...] = ()                # --device HOST[:CONTAINER][:rwm]
+    restart: str | None = None                   # --restart no|always|unless-stopped|on-failure[:N]
 
     def __post_init__(self) -> None:
         for f in fields(self):

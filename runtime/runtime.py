@@ -286,6 +286,9 @@ class Runtime:
         from pydock.runtime import supervise  # lazy: lxc launch machinery, off the path of `ps`
 
         c = self._current(c)
+        if c.state.restart_count and not c.state.running:
+            with c.locked():  # a user's start begins the count again, as Docker's does
+                c.save_state(dataclasses.replace(c.state, restart_count=0))
         try:
             sessions = supervise.start_detached(self, c, hellos, winsize)
         finally:
@@ -346,6 +349,9 @@ class Runtime:
         names the container before its RUN step's output starts)."""
         from pydock.runtime import supervise  # lazy: see start
 
+        if (c.hostconfig.get("RestartPolicy") or {}).get("Name", "no") not in ("", "no"):
+            raise InvalidArgument("a restart policy needs a detached container (run -d, or create then start): "
+                                  "without a daemon, only a detached monitor outlives the command to restart it")
         code, out, err = supervise.run_foreground(self, c, stdin=stdin, stdout=stdout, stderr=stderr,
                                                   proxy_signals=proxy_signals)
         return RunResult(code, out, err)
@@ -406,6 +412,7 @@ class Runtime:
         if not c.state.running:
             raise Conflict(f"Container {c.short_id} is not running")
         self._event(c, "kill", signal=signum)  # before it is sent, so before the die it may cause
+        c.stopped_by_user_marker.touch()  # whatever the signal, as dockerd: no restart policy revives it
         if signum == signal.SIGKILL:
             c.killed_marker.touch()
         if not signal_container(c.state.pid, c.state.pid_start, signum, wait_command=start_wait):
@@ -419,6 +426,8 @@ class Runtime:
         """The image's StopSignal (default SIGTERM), then SIGKILL after `timeout` seconds (Docker's stop)."""
         c = self._current(c)
         if not c.state.running:
+            if (c.hostconfig.get("RestartPolicy") or {}).get("Name", "no") not in ("", "no"):
+                c.stopped_by_user_marker.touch()  # between two runs: its monitor must not start another
             return
         self._stop(c, timeout)
         self._event(c, "stop")

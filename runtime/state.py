@@ -7,6 +7,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
+from pydock.utils.process import same_process
+
 #: ExitCode recorded when a container's monitor vanished (kill -9, host crash) and its status is unknown.
 EXIT_LOST = -1
 #: ExitCode recorded when pydock itself delivered SIGKILL (kill -s KILL, stop timeout, reconcile).
@@ -21,6 +23,7 @@ class Status(enum.Enum):
     RUNNING = "running"
     EXITED = "exited"
     GHOST = "ghost"
+    RESTARTING = "restarting"   # between two runs of a restart policy, its monitor waiting out the back-off
 
 
 def format_time(value: datetime | None) -> str:
@@ -74,6 +77,10 @@ class State:
     pid_start: int = 0
     #: why the last run's auto-remove failed (Docker's State.Error), "" otherwise
     error: str = ""
+    #: times its restart policy has run it again since a user last started it
+    restart_count: int = 0
+    #: between two runs of its restart policy (monitor_pid/monitor_start: the monitor that will run it)
+    restarting: bool = False
 
     @property
     def status(self) -> Status:
@@ -81,23 +88,27 @@ class State:
             return Status.GHOST
         if self.running:
             return Status.RUNNING
+        if self.restarting and same_process(self.monitor_pid, self.monitor_start):
+            return Status.RESTARTING
         if self.started_at is None and self.finished_at is None:
             return Status.CREATED
         return Status.EXITED
 
     def started(self, *, pid: int, pid_start: int, monitor_pid: int, monitor_start: int) -> State:
         return State(running=True, pid=pid, exit_code=0, started_at=utcnow(), finished_at=None,
-                     monitor_pid=monitor_pid, monitor_start=monitor_start, pid_start=pid_start, error="")
+                     monitor_pid=monitor_pid, monitor_start=monitor_start, pid_start=pid_start, error="",
+                     restart_count=self.restart_count)
 
     def stopped(self, exit_code: int) -> State:
         return replace(self, running=False, pid=0, pid_start=0, exit_code=exit_code, finished_at=utcnow(),
-                       ghost=False, monitor_pid=0, monitor_start=0)
+                       ghost=False, monitor_pid=0, monitor_start=0, restarting=False)
 
     def to_json(self) -> dict[str, Any]:
         return {"Running": self.running, "Pid": self.pid, "ExitCode": self.exit_code,
                 "StartedAt": format_time(self.started_at), "FinishedAt": format_time(self.finished_at),
                 "Ghost": self.ghost, "MonitorPid": self.monitor_pid, "MonitorStartTime": self.monitor_start,
-                "PidStartTime": self.pid_start, "Error": self.error}
+                "PidStartTime": self.pid_start, "Error": self.error, "RestartCount": self.restart_count,
+                "Restarting": self.restarting}
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> State:
@@ -107,4 +118,5 @@ class State:
                    finished_at=parse_time(data.get("FinishedAt")), ghost=bool(data.get("Ghost")),
                    monitor_pid=int(data.get("MonitorPid") or 0),
                    monitor_start=int(data.get("MonitorStartTime") or 0),
-                   pid_start=int(data.get("PidStartTime") or 0), error=str(data.get("Error") or ""))
+                   pid_start=int(data.get("PidStartTime") or 0), error=str(data.get("Error") or ""),
+                   restart_count=int(data.get("RestartCount") or 0), restarting=bool(data.get("Restarting")))

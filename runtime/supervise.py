@@ -13,12 +13,14 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from pydock.runtime import attach, caps, cgroups, confinement, ctty, events, lxcconf, monitorlock, notify, removal
+from pydock.runtime import attach, caps, cgroups, confinement, ctty, events, lxcconf, monitorlock, notify, removal, \
+    restart
 from pydock.runtime.container import Container
 from pydock.runtime.etcfiles import check_extra_host, hosts_file
 from pydock.runtime.jsonlog import JsonLog
@@ -96,6 +98,7 @@ def prepare(rt: Runtime, c: Container, lock: int) -> Prepared:
         if c.state.running:
             raise Conflict(f"Container {c.short_id} is already running")
         c.killed_marker.unlink(missing_ok=True)
+        c.stopped_by_user_marker.unlink(missing_ok=True)
         c.save_state(c.state.started(pid=0, pid_start=0, monitor_pid=me, monitor_start=me_start))
     try:
         return _prepare(rt, c)
@@ -489,34 +492,8 @@ def _monitor_child(rt: Runtime, c: Container, prepared: Prepared, wfd: int, lock
         if os.fork() != 0:
             os._exit(0)
         detach_stdio()
-        output = JsonLog(c.log_path)
-        try:
-            listener = attach.listen(c.dir)
-            proc, io = _launch(prepared, c, None)
-        except BaseException as err:
-            output.close()
-            finished(rt, c, 255, lock)
-            code = getattr(err, "exit_code", 125)
-            os.write(wfd, f"{code}:{err}".encode())
-            os._exit(1)
-        launched(c, proc)
-        events.container_event(rt.layout.root, c, "start")
-        relay = Relay(io, output, c.log_path, listener=listener)
-        for sock in clients:
-            relay.add_client(sock, wait_hello=5.0)
-        os.write(wfd, b"ok")
-        os.close(wfd)
-        code = None
-        try:
-            relay.run()
-        finally:
-            returncode = proc.wait()
-            _close_pipes(proc)
-            output.close()
-            try:
-                code, _ = finished(rt, c, returncode, lock)
-            finally:
-                relay.close(code)
+        code, ran_for = _run_once(rt, c, prepared, lock, clients, wfd)
+        _restart_while_asked(rt, c, lock, code, ran_for)
     except BaseException as err:
         status = 1
         try:
@@ -525,3 +502,93 @@ def _monitor_child(rt: Runtime, c: Container, prepared: Prepared, wfd: int, lock
             pass  # the starter already has its answer (or is gone): nobody left to tell
     finally:
         os._exit(status)
+
+
+def _run_once(rt: Runtime, c: Container, prepared: Prepared, lock: int, clients: list[socket.socket],
+              wfd: int | None) -> tuple[int, float]:  # pragma: no cover - runs in the monitor
+    """One run under the detached monitor: launch, relay until the command ends, finish. Reports the
+    launch on `wfd` (the first run's starter waits for it). (exit code, seconds the command ran)"""
+    output = JsonLog(c.log_path)
+    try:
+        listener = attach.listen(c.dir)
+        proc, io = _launch(prepared, c, None)
+    except BaseException as err:
+        output.close()
+        finished(rt, c, 255, lock)
+        code = getattr(err, "exit_code", 125)
+        if wfd is None:
+            log.warning("container %s: restart failed: %s", c.short_id, err)
+            return code, 0.0
+        os.write(wfd, f"{code}:{err}".encode())
+        os._exit(1)
+    launched(c, proc)
+    began = time.monotonic()
+    events.container_event(rt.layout.root, c, "start")
+    relay = Relay(io, output, c.log_path, listener=listener)
+    for sock in clients:
+        relay.add_client(sock, wait_hello=5.0)
+    if wfd is not None:
+        os.write(wfd, b"ok")
+        os.close(wfd)
+    code = None
+    try:
+        relay.run()
+    finally:
+        returncode = proc.wait()
+        _close_pipes(proc)
+        output.close()
+        try:
+            code, _ = finished(rt, c, returncode, lock)
+        finally:
+            relay.close(code)
+    return code, time.monotonic() - began
+
+
+def _restart_while_asked(rt: Runtime, c: Container, lock: int, code: int,
+                         ran_for: float) -> None:  # pragma: no cover - runs in the monitor
+    """The restart policy, daemonless: after each run, while the policy asks for another and no user
+    stopped the container, wait Docker's back-off and run it again. The lock is let go meanwhile, so
+    `wait` sees the exit and `rm`/`start` may step in; a start or removal that did ends the loop."""
+    backoff = restart.Backoff()
+    while True:
+        try:
+            c.reload()
+        except PydockError:
+            return  # removed (an --rm container never restarts: create refuses the pair)
+        policy = restart.RestartPolicy.from_json(c.hostconfig.get("RestartPolicy"))
+        if not policy.wants_restart(code, c.state.restart_count, c.stopped_by_user_marker.exists()):
+            return
+        me, me_start = self_identity()
+        with c.locked():  # `restarting`, as long as this monitor lives
+            c.save_state(replace(c.state, restarting=True, monitor_pid=me, monitor_start=me_start))
+        os.close(lock)
+        time.sleep(backoff.next(ran_for))
+        try:
+            lock = monitorlock.acquire(c.monitor_lock_path, lambda: c.reload().state.running, c.short_id)
+        except PydockError as err:
+            log.debug("container %s: not restarted (%s)", c.short_id, err)
+            return
+        try:
+            c.reload()
+        except PydockError:
+            return
+        if c.state.running:
+            return  # a user's start got there first: its monitor has it
+        if c.stopped_by_user_marker.exists():
+            with c.locked():
+                c.save_state(replace(c.state, restarting=False, monitor_pid=0, monitor_start=0))
+            os.close(lock)
+            return
+        with c.locked():
+            c.save_state(replace(c.state, restart_count=c.state.restart_count + 1))
+        events.container_event(rt.layout.root, c, "restart")
+        try:
+            prepared = prepare(rt, c, lock)
+        except PydockError as err:
+            log.warning("container %s: restart failed: %s", c.short_id, err)
+            code, ran_for = (err.exit_code if err.exit_code >= 125 else 125), 0.0
+            continue
+        try:
+            code, ran_for = _run_once(rt, c, prepared, lock, [], None)
+        finally:
+            prepared.console.close()

@@ -307,6 +307,32 @@ set -e
 if [ "$1" = configure ] && [ -z "${DPKG_ROOT:-}" ] && command -v py3compile >/dev/null 2>&1; then
 	py3compile -p pydock
 fi
+# enable (never start) the boot-time unit, as dh_installsystemd would
+if [ "$1" = configure ] && [ -z "${DPKG_ROOT:-}" ] && command -v deb-systemd-helper >/dev/null 2>&1; then
+	deb-systemd-helper enable pydock.service >/dev/null || true
+fi
+"""
+POSTRM = """#!/bin/sh
+set -e
+if [ "$1" = purge ] && [ -z "${DPKG_ROOT:-}" ] && command -v deb-systemd-helper >/dev/null 2>&1; then
+	deb-systemd-helper purge pydock.service >/dev/null || true
+fi
+"""
+#: what a restarted Docker daemon would start, started at boot (`pydock boot`): restart policies
+#: `always` and `unless-stopped` need no daemon, only this oneshot
+SYSTEMD_UNIT = """[Unit]
+Description=Start the pydock containers whose restart policy asks for it (always, unless-stopped)
+Documentation=man:pydock(1)
+After=network-online.target local-fs.target
+Wants=network-online.target
+
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/pydock boot
+RemainAfterExit=yes
+
+[Install]
+WantedBy=multi-user.target
 """
 PRERM = """#!/bin/sh
 set -e
@@ -361,6 +387,9 @@ def build_deb(dest: Path) -> None:
     changelog = (f"pydock ({VERSION}) unstable; urgency=medium\n\n  * Built from git commit {GIT_COMMIT}.\n\n"
                  f" -- {MAINTAINER}  {time.strftime('%a, %d %b %Y %H:%M:%S +0000', time.gmtime(EPOCH))}\n")
     (doc / "changelog.Debian.gz").write_bytes(_gzip(changelog.encode()))
+    unitdir = root / "lib/systemd/system"
+    unitdir.mkdir(parents=True)
+    (unitdir / "pydock.service").write_text(SYSTEMD_UNIT)
 
     files = sorted(p for p in root.rglob("*") if p.is_file())
     debian = root / "DEBIAN"
@@ -369,7 +398,7 @@ def build_deb(dest: Path) -> None:
     (debian / "control").write_text(_deb_control(installed_kib))
     (debian / "md5sums").write_text("".join(f"{hashlib.md5(p.read_bytes()).hexdigest()}  {p.relative_to(root)}\n"
                                             for p in files))
-    for name, text in (("postinst", POSTINST), ("prerm", PRERM)):
+    for name, text in (("postinst", POSTINST), ("prerm", PRERM), ("postrm", POSTRM)):
         (debian / name).write_text(text)
         (debian / name).chmod(0o755)
     for p in root.rglob("*"):

@@ -25,11 +25,6 @@ def _one_of(*allowed: Any) -> Callable[[Any], bool]:
     return lambda value: _empty(value) or value in allowed
 
 
-def _restart_policy(value: Any) -> bool:
-    return _empty(value) or isinstance(value, dict) and value.get("Name") in (None, "", "no") \
-        and _empty(value.get("MaximumRetryCount"))
-
-
 def _log_config(value: Any) -> bool:
     return _empty(value) or isinstance(value, dict) and value.get("Type") in (None, "", "json-file") \
         and _empty(value.get("Config"))
@@ -42,7 +37,6 @@ def _healthcheck(value: Any) -> bool:
 
 #: HostConfig fields -> the values that ask for nothing pydock does not do
 HOST_CONFIG: dict[str, Callable[[Any], bool]] = {
-    "RestartPolicy": _restart_policy,
     "LogConfig": _log_config,
     "VolumeDriver": _one_of("local"),
     "Annotations": _empty,

@@ -199,6 +199,7 @@ def create_options(body: Any, name: str | None) -> CreateOptions:
         volumes_from=_strings(hc, "VolumesFrom"),
         lxc_conf=_lxc_conf(hc.get("LxcConf")),
         devices=_devices(hc.get("Devices")),
+        restart=_restart(hc.get("RestartPolicy")),
         stop_signal=body.get("StopSignal") or None,
     )
 
@@ -236,6 +237,18 @@ def _mounts(value: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
         else:
             raise InvalidArgument(f"HostConfig.Mounts[].Type {kind!r} is not supported (bind, volume or tmpfs)")
     return tuple(volumes), tuple(tmpfs)
+
+
+def _restart(value: Any) -> str | None:
+    """`HostConfig.RestartPolicy` (`{"Name": "on-failure", "MaximumRetryCount": 3}`) as `--restart` says it."""
+    if not value:
+        return None
+    if not isinstance(value, dict):
+        raise InvalidArgument("HostConfig.RestartPolicy must be an object")
+    name, count = value.get("Name") or "no", int(value.get("MaximumRetryCount") or 0)
+    if name == "no":
+        return None
+    return f"{name}:{count}" if name == "on-failure" and count else name
 
 
 def _devices(value: Any) -> tuple[str, ...]:

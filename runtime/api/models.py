@@ -64,6 +64,8 @@ def status_text(c: Container, paused: bool = False) -> str:
         return "Created"
     if st is Status.GHOST:
         return "Dead"
+    if st is Status.RESTARTING:
+        return f"Restarting ({c.state.exit_code}) {human_duration(_since(c.state.finished_at))} ago"
     return f"Exited ({c.state.exit_code}) {human_duration(_since(c.state.finished_at))} ago"
 
 
@@ -157,7 +159,8 @@ def container_inspect(c: Container, image_name: str) -> dict[str, Any]:
     host_config = {
         "Binds": binds, "ContainerIDFile": hc.get("ContainerIDFile", ""),
         "LogConfig": {"Type": "json-file", "Config": {}}, "NetworkMode": network_mode(c),
-        "PortBindings": _port_bindings(hc), "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+        "PortBindings": _port_bindings(hc),
+        "RestartPolicy": hc.get("RestartPolicy") or {"Name": "no", "MaximumRetryCount": 0},
         "AutoRemove": bool(hc.get("AutoRemove")), "VolumeDriver": "", "VolumesFrom": hc.get("VolumesFrom"),
         "ConsoleSize": [0, 0], "CapAdd": hc.get("CapAdd"), "CapDrop": hc.get("CapDrop"), "CgroupnsMode": "private",
         "Dns": cfg.get("Dns") or [], "DnsOptions": [], "DnsSearch": hc.get("DnsSearch") or [],
@@ -185,13 +188,14 @@ def container_inspect(c: Container, image_name: str) -> dict[str, Any]:
     return {
         "Id": c.id, "Created": format_time(c.created), "Path": c.path, "Args": list(c.args),
         "State": {
-            "Status": state_name(c), "Running": st.running and not st.ghost, "Paused": False, "Restarting": False,
+            "Status": state_name(c), "Running": st.running and not st.ghost, "Paused": False,
+            "Restarting": st.status is Status.RESTARTING,
             "OOMKilled": False, "Dead": st.ghost, "Pid": st.pid, "ExitCode": st.exit_code, "Error": st.error,
             "StartedAt": format_time(st.started_at), "FinishedAt": format_time(st.finished_at),
         },
         "Image": image_ref(c.image), "ResolvConfPath": str(c.resolv_conf_path),
         "HostnamePath": str(c.hostname_path), "HostsPath": str(c.hosts_path), "LogPath": str(c.log_path),
-        "Name": c.name or "/" + c.short_id, "RestartCount": 0, "Driver": c.driver, "Platform": "linux",
+        "Name": c.name or "/" + c.short_id, "RestartCount": st.restart_count, "Driver": c.driver, "Platform": "linux",
         "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "", "ExecIDs": None,
         "HostConfig": host_config, "GraphDriver": {"Name": c.driver, "Data": {}}, "Mounts": mounts(c),
         "Config": config,

@@ -119,8 +119,6 @@ def test_the_docker_clis_zeroed_body_asks_for_nothing_refused():
 
 
 @pytest.mark.parametrize("where, field, value", [
-    ("HostConfig", "RestartPolicy", {"Name": "always", "MaximumRetryCount": 0}),
-    ("HostConfig", "RestartPolicy", {"Name": "on-failure", "MaximumRetryCount": 3}),
     ("HostConfig", "LogConfig", {"Type": "none", "Config": {}}),
     ("HostConfig", "LogConfig", {"Type": "json-file", "Config": {"max-size": "1m"}}),
     ("HostConfig", "Privileged", True),

@@ -34,7 +34,7 @@ def _docker_ok(server, *args: str) -> str:
     return p.stdout.decode()
 
 
-def test_labels_and_stop_signal_are_honoured_and_a_restart_policy_is_refused(server):
+def test_labels_and_stop_signal_are_honoured_and_a_log_driver_is_refused(server):
     cid = _docker_ok(server, "run", "-d", "--net", "none", "--label", "team=qa", "--stop-signal", "USR1", "busybox",
                      "sh", "-c", "trap 'exit 5' USR1; echo ready; while :; do sleep 0.1; done").strip()
     deadline = time.monotonic() + 30
@@ -47,10 +47,9 @@ def test_labels_and_stop_signal_are_honoured_and_a_restart_policy_is_refused(ser
     assert cid in _docker_ok(server, "ps", "-aq", "--no-trunc", "--filter", "label=team=qa")
     _docker_ok(server, "rm", cid)
     # asked for, not done: refused by name, nothing made
-    p = server.docker("run", "--restart", "always", "--net", "none", "busybox", "true")
+    p = server.docker("run", "--log-driver", "syslog", "--net", "none", "busybox", "true")
     assert p.returncode == 125
-    assert "HostConfig.RestartPolicy is not supported by pydock (got {\"MaximumRetryCount\": 0, \"Name\": \"always\"})" \
-        in p.stderr.decode()
+    assert 'HostConfig.LogConfig is not supported by pydock (got {"Config": {}, "Type": "syslog"})' in p.stderr.decode()
     assert _docker_ok(server, "ps", "-aq") == ""
 
 
@@ -191,3 +190,19 @@ result = [df['LayersSize'] > 0, sorted(mine) == sorted([done.id, live.id]), 'Siz
           [i['Containers'] for i in df['Images']], pruned['ContainersDeleted'] == [done.id], left == [live.id]]
 """)
     assert r == [True, True, True, [2], True, True]
+
+
+def test_restart_policy_through_the_docker_cli(server):
+    cid = _docker_ok(server, "run", "-d", "--net", "none", "--restart", "on-failure:1", "busybox", "sh", "-c",
+                     "echo run; exit 4").strip()
+    deadline = time.monotonic() + 60
+    while _docker_ok(server, "inspect", "--format", "{{.RestartCount}} {{.State.Status}}", cid).split() != \
+            ["1", "exited"]:
+        assert time.monotonic() < deadline, "never restarted once and stopped"
+        time.sleep(0.1)
+    assert _docker_ok(server, "logs", cid) == "run\nrun\n"
+    policy = _docker_ok(server, "inspect", "--format", "{{.HostConfig.RestartPolicy.Name}}", cid).strip()
+    assert policy == "on-failure"
+    p = server.docker("run", "--rm", "--restart", "always", "busybox", "true")
+    assert p.returncode == 125 and "conflicting options" in p.stderr.decode().lower()
+    _docker_ok(server, "rm", cid)

@@ -82,7 +82,8 @@ def test_deb_file_list(deb: Path) -> None:
     for path in ("cli/main.py", "utils/buildinfo.py", "dockerinit/locate.py", "utils/mount.py"):
         assert files[f"{DIST}/{path}"] == "-rw-r--r-- root/root", path
     for path in ("usr/share/man/man1/pydock.1.gz", "usr/share/bash-completion/completions/pydock",
-                 "usr/share/doc/pydock/copyright", "usr/share/doc/pydock/changelog.Debian.gz"):
+                 "usr/share/doc/pydock/copyright", "usr/share/doc/pydock/changelog.Debian.gz",
+                 "lib/systemd/system/pydock.service"):
         assert path in files, path
     assert not [p for p in files if p.endswith(".pyc") or "__pycache__" in p], "py3compile makes those on install"
     assert not [p for p in files if "/click/" in p or "/pyroute2/" in p], "Debian's own packages provide those"
@@ -106,6 +107,10 @@ def test_deb_man_page_and_completion(deb: Path, tmp_path: Path) -> None:
     completion = (tmp_path / "usr/share/bash-completion/completions/pydock").read_text()
     assert "_PYDOCK_COMPLETE=bash_complete" in completion
     assert "complete " in completion and " pydock" in completion
+    # the boot-time unit runs a command the package has: what starts restart-policy containers at boot
+    unit = (tmp_path / "lib/systemd/system/pydock.service").read_text()
+    assert "ExecStart=/usr/bin/pydock boot\n" in unit and "WantedBy=multi-user.target" in unit
+    assert '.SS "pydock boot' in man
 
 
 @pytest.mark.skipif(shutil.which("apt-get") is None, reason="needs apt-get")
