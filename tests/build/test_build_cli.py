@@ -323,7 +323,8 @@ def test_interrupted_build_leaves_no_container(pydock, tmp_path: Path):
     write(tmp_path / "ctx/Dockerfile", "FROM localhost/bbase:latest\nRUN echo go-$((1+1)); sleep 60\n")
     proc = subprocess.Popen([str(Path(os.sys.executable).with_name("pydock")), "-g", str(pydock.root), "-s",
                              pydock.driver, "-b", "none", "build", str(tmp_path / "ctx")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,  # SIGINT as a terminal's job has it
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     seen = b""
     while b"go-2\n" not in seen and time.monotonic() < deadline:  # the RUN is running

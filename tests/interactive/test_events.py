@@ -57,8 +57,10 @@ def test_lifecycle_events_survive_the_processes_that_made_them(root):
 def test_events_stream_until_interrupted(root):
     t0 = str(time.time())
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYDOCK_")}
+    # a terminal's foreground job has SIGINT at its default even when this suite runs in the background
     proc = subprocess.Popen(pydock_argv(root, "events", "--since", t0, "--filter", "container=live"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert pydock(root, "run", "--name", "live", "busybox", "true").returncode == 0
         got = b""
