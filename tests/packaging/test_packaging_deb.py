@@ -207,10 +207,15 @@ def test_deb_installed_on_the_machine_runs_a_container(deb: Path, tmp_path: Path
         run = subprocess.run(argv, cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=180)
         assert run.returncode == 0, run.stderr
         assert run.stdout == "hi\n"
+        # the boot unit is enabled (to run `pydock boot` at boot), never started by the install
+        assert Path("/etc/systemd/system/multi-user.target.wants/pydock.service").is_symlink()
     finally:
-        removed = subprocess.run(["dpkg", "-r", "pydock"], capture_output=True, text=True, timeout=300)
+        removed = subprocess.run(["dpkg", "--purge", "pydock"], capture_output=True, text=True, timeout=300)
     assert removed.returncode == 0, removed.stdout + removed.stderr
     assert not Path("/usr/bin/pydock").exists()
+    # purged: nothing of it left, not even the unit's enablement (the next install starts clean)
+    assert subprocess.run(["dpkg-query", "-W", "pydock"], capture_output=True).returncode != 0
+    assert not Path("/etc/systemd/system/multi-user.target.wants/pydock.service").is_symlink()
 
 
 @pytest.mark.skipif(subprocess.run([SYSTEM_PYTHON, "-c", "import click, tabulate, pyroute2, prctl"],
