@@ -80,6 +80,8 @@ def _container_options(f: Any) -> Any:
                      help="A resource limit, e.g. nofile=1024:2048 (-1: unlimited)."),
         click.option("--volumes-from", "volumes_from", multiple=True, metavar="CONTAINER[:ro|rw]",
                      help="Mount every volume of that container."),
+        click.option("--stop-timeout", "stop_timeout", type=int, metavar="SECONDS",
+                     help="How long `stop` waits before SIGKILL by default (10)."),
         click.option("--restart", metavar="POLICY",
                      help="no, always, unless-stopped or on-failure[:N]: restart a detached container when "
                           "its command ends (a stop or kill by you leaves it stopped)."),
@@ -144,6 +146,7 @@ def _create_options(image: str, cmd: tuple[str, ...], o: dict[str, Any], auto_re
         lxc_conf=o.get("lxc_conf") or (),
         devices=o.get("devices") or (),
         restart=o.get("restart"),
+        stop_timeout=o.get("stop_timeout"),
         tty=bool(o.get("tty")),
         stdin_open=bool(o.get("interactive")),
         dns=tuple(o.get("dns") or ()) + tuple(o.get("dns_alias") or ()),
@@ -388,22 +391,22 @@ def start(ctx: click.Context, attach: bool, interactive: bool, detach_keys: str 
 
 
 @click.command()
-@click.option("-t", "--time", "timeout", type=int, default=10, show_default=True,
-              help="Seconds to wait for the stop before killing it.")
+@click.option("-t", "--time", "timeout", type=int, default=None,
+              help="Seconds to wait for the stop before killing it (default: the container's --stop-timeout, else 10).")
 @click.argument("refs", metavar="CONTAINER...", nargs=-1, required=True)
 @click.pass_context
-def stop(ctx: click.Context, timeout: int, refs: tuple[str, ...]) -> None:
+def stop(ctx: click.Context, timeout: int | None, refs: tuple[str, ...]) -> None:
     """Stop running containers: SIGTERM, then SIGKILL after the timeout."""
     rt = ctx.obj.runtime()
     _each(refs, lambda ref: rt.stop(rt.get(ref), timeout), "failed to stop one or more containers")
 
 
 @click.command()
-@click.option("-t", "--time", "timeout", type=int, default=10, show_default=True,
-              help="Seconds to wait for the stop before killing it.")
+@click.option("-t", "--time", "timeout", type=int, default=None,
+              help="Seconds to wait for the stop before killing it (default: the container's --stop-timeout, else 10).")
 @click.argument("refs", metavar="CONTAINER...", nargs=-1, required=True)
 @click.pass_context
-def restart(ctx: click.Context, timeout: int, refs: tuple[str, ...]) -> None:
+def restart(ctx: click.Context, timeout: int | None, refs: tuple[str, ...]) -> None:
     """Stop (if running) and start containers again."""
     rt = ctx.obj.runtime()
     _each(refs, lambda ref: rt.restart(rt.get(ref), timeout), "failed to restart one or more containers")

@@ -67,6 +67,8 @@ def create_container(rt: Runtime, opts: CreateOptions) -> Container:
     lxc_conf = [{"Key": k, "Value": v} for k, v in map(lxcconf.parse_lxc_conf, opts.lxc_conf)]
     devices = [cgroups.parse_device(spec).to_json() for spec in opts.devices]
     policy = RestartPolicy.parse(opts.restart)
+    if opts.stop_timeout is not None and opts.stop_timeout < 0:
+        raise InvalidArgument(f"invalid --stop-timeout {opts.stop_timeout}: seconds, 0 or more")
     if policy.name != "no" and opts.auto_remove:
         raise InvalidArgument("Conflicting options: --restart and --rm")
     given = {v.target for v in vols}
@@ -101,6 +103,7 @@ def create_container(rt: Runtime, opts: CreateOptions) -> Container:
         "Entrypoint": ep or None, "NetworkDisabled": net_mode == "none",
         "Labels": {**(img_cfg.get("Labels") or {}), **labels},
         "StopSignal": opts.stop_signal or img_cfg.get("StopSignal") or None,
+        "StopTimeout": opts.stop_timeout,
     }
     hostconfig = {"Binds": [spec for spec in opts.volumes if ":" in spec] or None,
                   "ContainerIDFile": opts.cidfile or "", "LxcConf": lxc_conf or None, "Privileged": False,

@@ -66,6 +66,7 @@ class CreateOptions:
     lxc_conf: tuple[str, ...] = ()               # --lxc-conf lxc.KEY=VALUE (Docker 0.7)
     devices: tuple[str, ...] = ()                # --device HOST[:CONTAINER][:rwm]
     restart: str | None = None                   # --restart no|always|unless-stopped|on-failure[:N]
+    stop_timeout: int | None = None              # --stop-timeout SECONDS (Config.StopTimeout)
 
     def __post_init__(self) -> None:
         for f in fields(self):

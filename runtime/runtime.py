@@ -422,9 +422,12 @@ class Runtime:
         if signum == signal.SIGKILL and self.paused(c):  # a frozen process dies only once thawed
             self._thaw(c)
 
-    def stop(self, c: Container | str, timeout: float = DEFAULT_STOP_TIMEOUT) -> None:
-        """The image's StopSignal (default SIGTERM), then SIGKILL after `timeout` seconds (Docker's stop)."""
+    def stop(self, c: Container | str, timeout: float | None = None) -> None:
+        """The image's StopSignal (default SIGTERM), then SIGKILL after `timeout` seconds (Docker's stop;
+        None: the container's --stop-timeout, else 10)."""
         c = self._current(c)
+        if timeout is None:
+            timeout = float(c.config.get("StopTimeout") or DEFAULT_STOP_TIMEOUT)
         if not c.state.running:
             if (c.hostconfig.get("RestartPolicy") or {}).get("Name", "no") not in ("", "no"):
                 c.stopped_by_user_marker.touch()  # between two runs: its monitor must not start another
@@ -519,7 +522,7 @@ class Runtime:
             raise Conflict(f"Container {c.short_id} is not running")
         return found
 
-    def restart(self, c: Container | str, timeout: float = DEFAULT_STOP_TIMEOUT) -> None:
+    def restart(self, c: Container | str, timeout: float | None = None) -> None:
         c = self._current(c)
         self.stop(c, timeout)
         self.start(c)

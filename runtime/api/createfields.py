@@ -88,7 +88,6 @@ CONFIG: dict[str, Callable[[Any], bool]] = {
     "Healthcheck": _healthcheck,
     "MacAddress": _empty,
     "OnBuild": _empty,
-    "StopTimeout": _empty,
     "Shell": _empty,
 }
 

@@ -15,7 +15,7 @@ from pydock.graph.tags import split_reference
 from pydock.runtime.api.createfields import refuse_unsupported
 from pydock.runtime.api.httpd import Request, bool_value
 from pydock.runtime.options import CreateOptions
-from pydock.runtime.runtime import DEFAULT_STOP_TIMEOUT, WAIT_CONDITIONS
+from pydock.runtime.runtime import WAIT_CONDITIONS
 from pydock.utils.signals import parse_signal
 from pydock.utils.errors import InvalidArgument
 
@@ -121,10 +121,11 @@ def wait_condition(text: str | None) -> str:
     return condition
 
 
-def stop_timeout(req: Request) -> float:
-    """`t=` of stop and restart: seconds before SIGKILL (a negative or missing one: the default)."""
+def stop_timeout(req: Request) -> float | None:
+    """`t=` of stop and restart: seconds before SIGKILL (a negative or missing one: the container's
+    StopTimeout, else Docker's 10, as Runtime.stop decides)."""
     t = req.int_arg("t", None)
-    return DEFAULT_STOP_TIMEOUT if t is None or t < 0 else t
+    return None if t is None or t < 0 else t
 
 
 def signal_number(text: str | None) -> int:
@@ -200,6 +201,7 @@ def create_options(body: Any, name: str | None) -> CreateOptions:
         lxc_conf=_lxc_conf(hc.get("LxcConf")),
         devices=_devices(hc.get("Devices")),
         restart=_restart(hc.get("RestartPolicy")),
+        stop_timeout=int(body["StopTimeout"]) if body.get("StopTimeout") is not None else None,
         stop_signal=body.get("StopSignal") or None,
     )
 

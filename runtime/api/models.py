@@ -156,6 +156,8 @@ def container_inspect(c: Container, image_name: str) -> dict[str, Any]:
     }
     if cfg.get("StopSignal"):
         config["StopSignal"] = cfg["StopSignal"]  # omitted when unset, as dockerd does
+    if cfg.get("StopTimeout") is not None:
+        config["StopTimeout"] = cfg["StopTimeout"]
     host_config = {
         "Binds": binds, "ContainerIDFile": hc.get("ContainerIDFile", ""),
         "LogConfig": {"Type": "json-file", "Config": {}}, "NetworkMode": network_mode(c),

@@ -90,7 +90,7 @@ def test_query_values():
     with pytest.raises(InvalidArgument, match='invalid condition: "soon"'):
         decode.wait_condition("soon")
     assert decode.signal_number(None) == 9 and decode.signal_number("SIGTERM") == 15
-    assert decode.stop_timeout(request("t=-1")) == 10 and decode.stop_timeout(request("t=2")) == 2
+    assert decode.stop_timeout(request("t=-1")) is None and decode.stop_timeout(request("t=2")) == 2
     assert decode.output_streams(request("stdout=1&stderr=0")) == ("stdout",)
 
 
@@ -124,7 +124,6 @@ def test_the_docker_clis_zeroed_body_asks_for_nothing_refused():
     ("HostConfig", "Privileged", True),
     ("HostConfig", "IpcMode", "host"),
     ("Config", "Healthcheck", {"Test": ["CMD", "true"]}),
-    ("Config", "StopTimeout", 3),
 ])
 def test_a_field_asking_for_what_pydock_does_not_do_is_refused_by_name(where, field, value):
     body = json.loads(json.dumps(DOCKER_CLI_ZEROED))

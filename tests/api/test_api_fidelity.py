@@ -206,3 +206,13 @@ def test_restart_policy_through_the_docker_cli(server):
     p = server.docker("run", "--rm", "--restart", "always", "busybox", "true")
     assert p.returncode == 125 and "conflicting options" in p.stderr.decode().lower()
     _docker_ok(server, "rm", cid)
+
+
+def test_stop_timeout_through_the_docker_cli(server):
+    cid = _docker_ok(server, "run", "-d", "--net", "none", "--stop-timeout", "1", "busybox", "sleep", "60").strip()
+    t0 = time.monotonic()
+    _docker_ok(server, "stop", cid)  # no -t: the container's own timeout
+    assert time.monotonic() - t0 < 8
+    assert _docker_ok(server, "inspect", "--format", "{{.Config.StopTimeout}} {{.State.ExitCode}}", cid).split() == \
+        ["1", "137"]
+    _docker_ok(server, "rm", cid)

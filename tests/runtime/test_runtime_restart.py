@@ -99,3 +99,14 @@ def test_boot_starts_what_a_restarted_daemon_would(rt):
     for c in (always, unless):
         rt.stop(c, timeout=1)
         _settled(rt, c)
+
+
+def test_stop_timeout_is_the_containers_default_for_stop(rt):
+    c = rt.create("busybox", ["sleep", "60"], stop_timeout=1)  # sleep ignores SIGTERM as PID 1
+    rt.start(c)
+    t0 = time.monotonic()
+    rt.stop(c)  # no timeout given: the container's own, 1 s, not 10
+    assert 1 <= time.monotonic() - t0 < 8 and rt.load(c.id).state.exit_code == 137
+    assert c.config["StopTimeout"] == 1
+    with pytest.raises(InvalidArgument, match="invalid --stop-timeout"):
+        rt.create("busybox", ["true"], stop_timeout=-2)
