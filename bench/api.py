@@ -22,14 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-
-def timed(cmd: list[str], env: dict[str, str]) -> float:
-    t0 = time.perf_counter()
-    p = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    dt = time.perf_counter() - t0
-    if p.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed ({p.returncode}): {p.stderr.decode()[-500:]}")
-    return dt
+from benchlib import timed
 
 
 def wait_for_socket(path: Path, proc: subprocess.Popen, timeout: float = 30) -> None:

@@ -13,27 +13,16 @@ from __future__ import annotations
 import argparse
 import pty
 import select
-import io
 import os
 import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-PODMAN_ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
+from benchlib import PODMAN_ULIMITS, busybox_root, timed
+
 LOOP = 'trap "exit 0" TERM; while :; do sleep 1; done'
-
-
-def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
-    t0 = time.perf_counter()
-    p = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    dt = time.perf_counter() - t0
-    if p.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed ({p.returncode}): {p.stderr.decode()[-500:]}")
-    return dt
 
 
 def until_output(cmd: list[str], env: dict[str, str], text: bytes, terminal: bool) -> float:
@@ -80,15 +69,9 @@ def main() -> int:
     ap.add_argument("--driver", default="overlay")
     args = ap.parse_args()
 
-    from pydock.graph.busybox import busybox_tar_bytes
     from pydock.runtime.runtime import Runtime
 
-    work = Path(tempfile.mkdtemp(prefix="pydock-bench-exec-"))
-    root = work / "root"
-    tar_bytes = busybox_tar_bytes()
-    (work / "busybox.tar").write_bytes(tar_bytes)
-    with Runtime(root, args.driver, bridge="none") as rt:
-        rt.images.import_(io.BytesIO(tar_bytes), repo="busybox", tag="latest")
+    work, root, tar_bytes = busybox_root("pydock-bench-exec-", args.driver)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYDOCK_")}
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # users run cached bytecode
     pydock = [sys.executable, "-m", "pydock.cli.main", "-g", str(root), "-s", args.driver]

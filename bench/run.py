@@ -16,29 +16,18 @@ the `run` path (modules that should stay off it: tabulate, tarfile, pyroute2, sq
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import shutil
 import statistics
 import subprocess
 import sys
 import tarfile
-import tempfile
-import time
 import uuid
 from pathlib import Path
 
+from benchlib import PODMAN_ULIMITS, busybox_root, timed
+
 HEAVY = ("tabulate", "tarfile", "pyroute2", "sqlite3", "click")
-PODMAN_ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
-
-
-def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
-    t0 = time.perf_counter()
-    p = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    dt = time.perf_counter() - t0
-    if p.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed ({p.returncode}): {p.stderr.decode()[-500:]}")
-    return dt
 
 
 def import_profile(cmd: list[str], env: dict[str, str]) -> tuple[float, list[tuple[int, str]], list[str]]:
@@ -70,16 +59,11 @@ def main() -> int:
                     help="an option for this tree's `run` only (e.g. --run-opt=--security-opt=seccomp=unconfined)")
     args = ap.parse_args()
 
-    from pydock.graph.busybox import busybox_tar_bytes
     from pydock.runtime import confinement, lxcconf
     from pydock.runtime.runtime import Runtime
 
-    work = Path(tempfile.mkdtemp(prefix="pydock-bench-run-"))
-    root = work / "root"
-    tar_bytes = busybox_tar_bytes()
-    (work / "busybox.tar").write_bytes(tar_bytes)
+    work, root, tar_bytes = busybox_root("pydock-bench-run-", args.driver)
     with Runtime(root, args.driver, bridge="none") as rt:
-        rt.images.import_(io.BytesIO(tar_bytes), repo="busybox", tag="latest")
         driver_reason = rt.driver_reason
     # the floor: an extracted copy of the same rootfs and the same config.lxc pydock renders
     rootfs = work / "rootfs"

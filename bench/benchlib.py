@@ -1,0 +1,37 @@
+"""What the bench scripts share: timing one command, the podman options this host needs, and a root
+with the busybox image imported (run as `python bench/NAME.py`, so this directory is on sys.path)."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+#: podman on this host needs these (its default limits exceed the machine's)
+PODMAN_ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
+
+
+def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
+    """Seconds `cmd` took; a failure ends the bench with its stderr."""
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    dt = time.perf_counter() - t0
+    if p.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({p.returncode}): {p.stderr.decode()[-500:]}")
+    return dt
+
+
+def busybox_root(prefix: str, driver: str) -> tuple[Path, Path, bytes]:
+    """(work dir, a pydock root under it holding busybox:latest, the busybox tarball's bytes)."""
+    from pydock.graph.busybox import busybox_tar_bytes
+    from pydock.runtime.runtime import Runtime
+
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    root = work / "root"
+    tar_bytes = busybox_tar_bytes()
+    (work / "busybox.tar").write_bytes(tar_bytes)
+    with Runtime(root, driver, bridge="none") as rt:
+        rt.images.import_(io.BytesIO(tar_bytes), repo="busybox", tag="latest")
+    return work, root, tar_bytes
