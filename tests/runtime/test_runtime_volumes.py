@@ -99,7 +99,8 @@ def test_the_volume_commands(cli):
     anonymous = ok("volume", "create").strip()
     assert len(anonymous) == 64
     assert ok("volume", "ls", "-q", "--filter", "label=team=qa") == "data\n"
-    assert ok("volume", "ls").splitlines() == ["DRIVER    VOLUME NAME", f"local     {anonymous}", "local     data"]
+    assert ok("volume", "ls").splitlines() == ["DRIVER    VOLUME NAME",
+                                               *(f"local     {name}" for name in sorted([anonymous, "data"]))]
     shown = json.loads(ok("volume", "inspect", "data"))
     assert [(v["Name"], v["Driver"], v["Labels"], v["Mountpoint"].endswith("/volumes/data/_data")) for v in shown] \
         == [("data", "local", {"team": "qa"}, True)]
