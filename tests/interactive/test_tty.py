@@ -35,6 +35,7 @@ def test_run_it_gives_the_shell_this_terminal(root, term):
     # the terminal is the shell's controlling terminal: job control on, ^C interrupts the foreground job
     assert "job control turned off" not in term.screen()
     term.type("sleep 300")
+    _wait_for_process(b"sleep\x00300\x00")  # a ^C before the shell made it the foreground job goes elsewhere
     term.send("C-c")
     term.wait_for(PROMPT, count=5)
     term.type("sleep 300 & jobs")
@@ -182,3 +183,19 @@ def test_the_attach_socket_goes_with_the_run(root):
     while sock.exists() and time.monotonic() < deadline:  # the monitor finishes after the status is recorded
         time.sleep(0.05)
     assert not sock.exists()
+
+
+def _wait_for_process(cmdline: bytes, timeout: float = 60) -> None:
+    """Until a process with exactly this /proc cmdline runs (the container's are host processes too)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/cmdline", "rb") as f:
+                        if f.read() == cmdline:
+                            return
+                except OSError:
+                    continue  # gone meanwhile, or not ours to read
+        time.sleep(0.05)
+    raise AssertionError(f"no process {cmdline!r} within {timeout}s")
