@@ -286,9 +286,13 @@ class Runtime:
         from pydock.runtime import supervise  # lazy: lxc launch machinery, off the path of `ps`
 
         c = self._current(c)
-        if c.state.restart_count and not c.state.running:
-            with c.locked():  # a user's start begins the count again, as Docker's does
-                c.save_state(dataclasses.replace(c.state, restart_count=0))
+        if not c.state.running:
+            # a user's start (never the monitor's restart, which a stop racing it must still end) clears
+            # the stop and begins the count again, as Docker's does
+            c.stopped_by_user_marker.unlink(missing_ok=True)
+            if c.state.restart_count:
+                with c.locked():
+                    c.save_state(dataclasses.replace(c.state, restart_count=0))
         try:
             sessions = supervise.start_detached(self, c, hellos, winsize)
         finally:

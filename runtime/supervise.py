@@ -98,7 +98,6 @@ def prepare(rt: Runtime, c: Container, lock: int) -> Prepared:
         if c.state.running:
             raise Conflict(f"Container {c.short_id} is already running")
         c.killed_marker.unlink(missing_ok=True)
-        c.stopped_by_user_marker.unlink(missing_ok=True)
         c.save_state(c.state.started(pid=0, pid_start=0, monitor_pid=me, monitor_start=me_start))
     try:
         return _prepare(rt, c)
