@@ -8,6 +8,7 @@ import click
 
 from pydock.utils.table import plain_table
 from pydock.runtime import volumes as volume_ops
+from pydock.runtime.options import parse_labels
 from pydock.utils.errors import InvalidArgument, PydockError
 from pydock.utils.humanize import human_size
 
@@ -15,13 +16,6 @@ from pydock.utils.humanize import human_size
 @click.group(context_settings={"help_option_names": ["--help"]})
 def volume() -> None:
     """Manage volumes."""
-
-
-def _labels(items: tuple[str, ...]) -> dict[str, str]:
-    labels = dict(item.partition("=")[::2] for item in items)
-    if "" in labels:
-        raise InvalidArgument("Invalid label: a label needs a name (K=V)")
-    return labels
 
 
 @volume.command()
@@ -35,12 +29,12 @@ def create(ctx: click.Context, name: str | None, name_option: str | None, driver
            opts: tuple[str, ...]) -> None:
     """Create a volume (a random name without one) and print its name."""
     if name and name_option and name != name_option:
-        raise InvalidArgument(f"conflicting options: either specify --name or provide positional arg, not both")
+        raise InvalidArgument("conflicting options: either specify --name or provide positional arg, not both")
     if driver != "local":
         raise InvalidArgument(f"volume driver {driver!r} is not supported: only local")
     if opts:
         raise InvalidArgument("volume driver options (-o) are not supported by pydock's local driver")
-    info, _made = ctx.obj.runtime().volumes.create(name or name_option, _labels(labels))
+    info, _made = ctx.obj.runtime().volumes.create(name or name_option, parse_labels(labels))
     click.echo(info.name)
 
 

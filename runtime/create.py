@@ -14,8 +14,8 @@ from pydock.links.ports import parse_port, parse_publish
 from pydock.runtime import caps, cgroups, confinement, etcfiles, lxcconf, monitorlock, removal
 from pydock.runtime.container import Container
 from pydock.runtime.jsonlog import create_log
-from pydock.runtime.options import CreateOptions, Volume, merge_env, parse_env, parse_memory, parse_tmpfs, \
-    parse_ulimit, parse_volume, split_hostname
+from pydock.runtime.options import CreateOptions, Volume, merge_env, parse_env, parse_labels, parse_memory, \
+    parse_tmpfs, parse_ulimit, parse_volume, split_hostname
 from pydock.runtime.restart import RestartPolicy
 from pydock.runtime.rootpath import check_workdir
 from pydock.runtime.volumes import copy_up
@@ -54,9 +54,7 @@ def create_container(rt: Runtime, opts: CreateOptions) -> Container:
     user_env = parse_env(list(opts.env))
     if opts.stop_signal is not None:
         parse_signal(opts.stop_signal)
-    labels = dict(label.partition("=")[::2] for label in opts.labels)
-    if "" in labels:
-        raise InvalidArgument("Invalid label: a label needs a name (K=V)")
+    labels = parse_labels(opts.labels)
     confinement.parse(opts.security_opt)  # refuse what can't be honoured before anything is made
     if opts.cidfile and os.path.exists(opts.cidfile):
         raise Conflict(f"Container ID file found, make sure the other container isn't running or delete {opts.cidfile}")
@@ -69,7 +67,7 @@ def create_container(rt: Runtime, opts: CreateOptions) -> Container:
     policy = RestartPolicy.parse(opts.restart)
     if opts.stop_timeout is not None and opts.stop_timeout < 0:
         raise InvalidArgument(f"invalid --stop-timeout {opts.stop_timeout}: seconds, 0 or more")
-    if policy.name != "no" and opts.auto_remove:
+    if policy.restarts and opts.auto_remove:
         raise InvalidArgument("Conflicting options: --restart and --rm")
     given = {v.target for v in vols}
     for target in given & set(shared):

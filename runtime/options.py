@@ -224,6 +224,14 @@ def parse_env(items: list[str] | tuple[str, ...], client_env: Mapping[str, str] 
     return out
 
 
+def parse_labels(items: Sequence[str]) -> dict[str, str]:
+    """`--label K=V` items (`K` alone: an empty value) for containers and volumes."""
+    labels = dict(item.partition("=")[::2] for item in items)
+    if "" in labels:
+        raise InvalidArgument("Invalid label: a label needs a name (K=V)")
+    return labels
+
+
 def read_env_files(paths: Sequence[str]) -> list[str]:
     """`--env-file` lines in order: `K=V` or a bare `K`; blank lines and `#` comments skipped (Docker's
     format: no quoting, the value is the rest of the line)."""

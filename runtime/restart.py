@@ -52,12 +52,22 @@ class RestartPolicy:
             return cls()
         return cls(str(data.get("Name") or "no"), int(data.get("MaximumRetryCount") or 0))
 
+    @classmethod
+    def of(cls, hostconfig: dict[str, Any]) -> RestartPolicy:
+        """The policy a container's HostConfig records."""
+        return cls.from_json(hostconfig.get("RestartPolicy"))
+
+    @property
+    def restarts(self) -> bool:
+        """Whether it ever runs a command again."""
+        return self.name != "no"
+
     def to_json(self) -> dict[str, Any]:
         return {"Name": self.name, "MaximumRetryCount": self.max_retries}
 
     def wants_restart(self, exit_code: int, restarts: int, stopped_by_user: bool) -> bool:
         """Whether a run that ended with `exit_code`, after `restarts` restarts, is run again."""
-        if stopped_by_user or self.name == "no":
+        if stopped_by_user or not self.restarts:
             return False
         if self.name == "on-failure":
             return exit_code != 0 and (self.max_retries == 0 or restarts < self.max_retries)
@@ -89,7 +99,7 @@ def start_at_boot(rt: Runtime) -> list[tuple[str, str | None]]:
     `unless-stopped` unless a user stopped it). (id, None or the error) for each one tried."""
     tried: list[tuple[str, str | None]] = []
     for c in rt.containers(all=True):
-        policy = RestartPolicy.from_json(c.hostconfig.get("RestartPolicy"))
+        policy = RestartPolicy.of(c.hostconfig)
         if c.state.running or not policy.starts_at_boot(c.stopped_by_user_marker.exists()):
             continue
         try:

@@ -33,6 +33,7 @@ from pydock.runtime.container import Container
 from pydock.runtime.jsonlog import LogReader, LogRecord
 from pydock.runtime.launcher import container_command, container_processes, signal_container
 from pydock.runtime.options import CreateOptions
+from pydock.runtime.restart import RestartPolicy
 from pydock.runtime.volumes import VolumeStore
 from pydock.utils.errors import Conflict, InvalidArgument, NotFound, PydockError, RemovalFailed
 from pydock.utils.signals import parse_signal
@@ -353,7 +354,7 @@ class Runtime:
         names the container before its RUN step's output starts)."""
         from pydock.runtime import supervise  # lazy: see start
 
-        if (c.hostconfig.get("RestartPolicy") or {}).get("Name", "no") not in ("", "no"):
+        if RestartPolicy.of(c.hostconfig).restarts:
             raise InvalidArgument("a restart policy needs a detached container (run -d, or create then start): "
                                   "without a daemon, only a detached monitor outlives the command to restart it")
         code, out, err = supervise.run_foreground(self, c, stdin=stdin, stdout=stdout, stderr=stderr,
@@ -433,7 +434,7 @@ class Runtime:
         if timeout is None:
             timeout = float(c.config.get("StopTimeout") or DEFAULT_STOP_TIMEOUT)
         if not c.state.running:
-            if (c.hostconfig.get("RestartPolicy") or {}).get("Name", "no") not in ("", "no"):
+            if RestartPolicy.of(c.hostconfig).restarts:
                 c.stopped_by_user_marker.touch()  # between two runs: its monitor must not start another
             return
         self._stop(c, timeout)

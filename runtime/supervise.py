@@ -554,7 +554,7 @@ def _restart_while_asked(rt: Runtime, c: Container, lock: int, code: int,
             c.reload()
         except PydockError:
             return  # removed (an --rm container never restarts: create refuses the pair)
-        policy = restart.RestartPolicy.from_json(c.hostconfig.get("RestartPolicy"))
+        policy = restart.RestartPolicy.of(c.hostconfig)
         if not policy.wants_restart(code, c.state.restart_count, c.stopped_by_user_marker.exists()):
             return
         me, me_start = self_identity()

@@ -3,12 +3,11 @@ options as Docker gives them (rw,noexec,nosuid,nodev unless asked otherwise), ba
 
 from __future__ import annotations
 
-import os
 import time
 
 import pytest
 
-from pydock.runtime.cgroups import controller_available
+from pydock.runtime.cgroups import Hierarchy, controller_available, hierarchy, process_cgroups, read_text
 from pydock.runtime.launcher import container_init
 from pydock.utils.errors import InvalidArgument, LaunchError
 
@@ -78,17 +77,6 @@ def _comm(pid: int) -> str:
         return ""
 
 
-def _cgroup_file(pid: int, controller: str, name: str) -> str:
-    """A cgroup file of process `pid`, read from the host (v1: the controller's tree; v2: the unified one)."""
-    for line in open(f"/proc/{pid}/cgroup").read().splitlines():
-        _, controllers, path = line.split(":", 2)
-        if controller in controllers.split(",") or controllers == "" and os.path.exists(
-                "/sys/fs/cgroup/cgroup.controllers"):
-            base = f"/sys/fs/cgroup/{controllers}" if controllers else "/sys/fs/cgroup"
-            return open(f"{base}{path}/{name}").read().strip()
-    raise AssertionError(f"no {controller} cgroup for {pid}")
-
-
 def test_process_cpu_and_cpuset_limits(rt):
     forked = rt.run("busybox", ["sh", "-c", "for i in 1 2 3 4 5 6; do sleep 1 & done; wait"], remove=True,
                     pids_limit=4)
@@ -107,11 +95,11 @@ def test_process_cpu_and_cpuset_limits(rt):
     while (init := container_init(rt.load(c.id).state.pid)) is None or _comm(init) != "sleep":
         assert time.monotonic() < deadline, "the command never started"
         time.sleep(0.05)
-    v2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
-    if v2:
-        assert _cgroup_file(init, "cpu", "cpu.max") == "50000 100000"
+    where = process_cgroups(init)
+    if hierarchy() is Hierarchy.V2:
+        assert read_text(f"{where['']}/cpu.max").strip() == "50000 100000"
     else:
-        assert _cgroup_file(init, "cpu", "cpu.cfs_quota_us") == "50000"
+        assert read_text(f"{where['cpu']}/cpu.cfs_quota_us").strip() == "50000"
     rt.kill(c)
     with pytest.raises(InvalidArgument, match="Range of CPUs is from 0.01"):
         rt.create("busybox", ["true"], cpus="1000")
