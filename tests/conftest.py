@@ -1,14 +1,19 @@
-"""Suite-wide rules: where dm tests run, which skips are allowed, and the session leak check."""
+"""Suite-wide rules (where dm tests run, which skips are allowed, the session leak check) and the fixtures
+every directory shares: the busybox rootfs built from the host's busybox-static, a CLI root with it."""
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from pydock.runtime.testing import leaks
+from root_helpers import empty_runtime
 
 IN_UML = os.environ.get("PYDOCK_IN_UML") == "1"
 REQUIRE_DM = os.environ.get("PYDOCK_REQUIRE_DM") == "1"
@@ -107,3 +112,39 @@ def _free_tmp_path_in_uml(request: pytest.FixtureRequest):
 def unique_prefix() -> str:
     """A short name no other test (or concurrent run) uses: for dm prefixes, lxc names, bridges."""
     return "pt" + uuid.uuid4().hex[:8]
+
+
+@pytest.fixture(scope="session")
+def busybox_tar() -> bytes:
+    """The busybox rootfs tarball, built once per session from the host's busybox-static."""
+    from pydock.graph.busybox import busybox_tar_bytes
+
+    return busybox_tar_bytes()
+
+
+@pytest.fixture(scope="session")
+def busybox_rootfs(tmp_path_factory: pytest.TempPathFactory, busybox_tar: bytes) -> Path:
+    """The same tarball as a file, for commands (`pydock import`, `podman import`) that read one."""
+    path = tmp_path_factory.mktemp("busybox") / "rootfs.tar"
+    path.write_bytes(busybox_tar)
+    return path
+
+
+@pytest.fixture
+def cli_root(tmp_path: Path, busybox_tar: bytes) -> Iterator[Path]:
+    """A root on the overlay driver with busybox imported, for tests that drive the `pydock` command;
+    emptied and its store shut down afterwards."""
+    from pydock.runtime.runtime import Runtime
+
+    root = tmp_path / "cliroot"
+    with Runtime(root, "overlay", bridge="none") as r:
+        r.images.import_(io.BytesIO(busybox_tar), repo="busybox", tag="latest")
+    try:
+        yield root
+    finally:
+        r = Runtime(root, "overlay", bridge="none")
+        try:
+            empty_runtime(r)
+        finally:
+            r.close()
+            r.driver.shutdown()

@@ -47,10 +47,12 @@ def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("PYDOCK_", "DOCKER_"))}
 
 
-def start_server(root: Path, *hosts: str, wait_for: Path | None = None, driver: str = "overlay") -> subprocess.Popen:
-    """`pydock serve -H ...` as a subprocess; returns once the unix socket (if any) exists."""
+def start_server(root: Path, *hosts: str, wait_for: Path | None = None, driver: str = "overlay",
+                 bridge: str | None = None) -> subprocess.Popen:
+    """`pydock [-b BRIDGE] serve -H ...` as a subprocess; returns once the unix socket (if any) exists."""
     args = [a for h in hosts for a in ("-H", h)]
-    proc = subprocess.Popen([*pydock_cmd(root, driver), "serve", *args], stdin=subprocess.DEVNULL,
+    bridge_args = ["-b", bridge] if bridge is not None else []
+    proc = subprocess.Popen([*pydock_cmd(root, driver), *bridge_args, "serve", *args], stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=clean_env())
     if wait_for is not None:
         deadline = time.monotonic() + 30
@@ -77,32 +79,6 @@ def stop_server(proc: subprocess.Popen) -> str:
     if proc.stderr:
         proc.stderr.close()
     return err
-
-
-def teardown_root(root: Path, driver: str = "overlay") -> None:
-    """Every container and image of the root gone, the store shut down (no mounts or devices left)."""
-    from pydock.runtime.runtime import Runtime
-
-    if not root.exists():
-        return
-    rt = Runtime(root, driver, bridge="none")
-    try:
-        for c in rt.containers(all=True):
-            rt.remove(c, force=True, volumes=True)
-        failed: dict[str, Exception] = {}
-        for _ in range(3):  # a parent goes once its children have: retried
-            failed.clear()
-            for image in rt.images.graph.list():
-                try:
-                    rt.images.graph.delete(image.id)
-                except Exception as err:  # noqa: BLE001 - said below if it never succeeds
-                    failed[image.id] = err
-        assert not failed, f"images left in {root}: {failed}"
-    finally:
-        try:
-            rt.driver.shutdown()  # before close(): a closed devicemapper set no longer removes its pool
-        finally:
-            rt.close()
 
 
 @dataclass

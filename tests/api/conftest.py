@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from api_helpers import DOCKER, NO_DOCKER, Server, start_server, stop_server, teardown_root
+from api_helpers import DOCKER, NO_DOCKER, Server, start_server, stop_server
+from root_helpers import teardown_root
 
 
 @pytest.fixture(scope="module")

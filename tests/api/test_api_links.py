@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from api_helpers import DOCKER, NO_DOCKER, Server, start_server_in_netns, stop_server, teardown_root
+from api_helpers import DOCKER, NO_DOCKER, Server, start_server_in_netns, stop_server
+from root_helpers import teardown_root
 
 pytestmark = [pytest.mark.lxc, pytest.mark.network]
 

@@ -9,7 +9,8 @@ import stat
 import subprocess
 
 import pytest
-from api_helpers import DOCKER, clean_env, pydock_cmd, start_server, stop_server, teardown_root
+from api_helpers import DOCKER, clean_env, pydock_cmd, start_server, stop_server
+from root_helpers import teardown_root
 
 pytestmark = pytest.mark.lxc
 

@@ -145,24 +145,3 @@ def tar_of(path: Path, gz: bool = False) -> bytes:
         for item in sorted(path.rglob("*")):
             tar.add(item, arcname=str(item.relative_to(path)), recursive=False)
     return buf.getvalue()
-
-
-def teardown_root(root: Path, driver: str = "overlay") -> None:
-    """Every container and image of a root gone, then its store shut down (api_helpers' teardown; a
-    build's image chains are deeper than its rounds, so images go here first, leaves until none left)."""
-    from api.api_helpers import teardown_root as shut_down
-    from pydock.runtime.runtime import Runtime
-
-    if root.exists():
-        with Runtime(root, driver, bridge="none") as rt:
-            for c in rt.containers(all=True):
-                rt.remove(c, force=True, volumes=True)
-            images = rt.images.graph.list()
-            while images:
-                parents = {i.parent for i in images}
-                leaves = [i for i in images if i.id not in parents]
-                assert leaves, f"images left in {root}: {[i.id for i in images]}"
-                for image in leaves:
-                    rt.images.graph.delete(image.id)
-                images = rt.images.graph.list()
-    shut_down(root, driver)

@@ -15,15 +15,6 @@ from images.images_helpers import Podman, Pydock
 HOST_DRIVERS = ["overlay", "vfs"]
 
 
-@pytest.fixture(scope="session")
-def busybox_rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from pydock.graph.busybox import busybox_tar_bytes
-
-    path = tmp_path_factory.mktemp("busybox") / "rootfs.tar"
-    path.write_bytes(busybox_tar_bytes())
-    return path
-
-
 def check_clean(p: Pydock) -> None:
     """Nothing of a build left mounted under the root."""
     from pydock.utils.mount import mounts_under

@@ -12,8 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from api.api_helpers import DOCKER, NO_DOCKER, Server, clean_env, pydock_cmd, stop_server
-from build_helpers import APP_OUTPUT, BASE, app_context, tar_of, teardown_root, write
+from api.api_helpers import DOCKER, NO_DOCKER, Server, clean_env, pydock_cmd, start_server, stop_server
+from build_helpers import APP_OUTPUT, BASE, app_context, tar_of, write
+from root_helpers import teardown_root
 
 pytestmark = pytest.mark.lxc
 
@@ -26,16 +27,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, busybox_rootfs: Path) -> It
     root, sock = tmp / "root", tmp / "d.sock"
     subprocess.run([*pydock_cmd(root), "import", str(busybox_rootfs), BASE], check=True, capture_output=True,
                    env=clean_env())
-    proc = subprocess.Popen([*pydock_cmd(root), "-b", "none", "serve", "-H", f"unix://{sock}"],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env=clean_env())
-    import time
-
-    deadline = time.monotonic() + 30
-    while not sock.exists():
-        assert proc.poll() is None, proc.stderr.read().decode()  # type: ignore[union-attr]
-        assert time.monotonic() < deadline, "pydock serve did not create its socket within 30 s"
-        time.sleep(0.02)
+    proc = start_server(root, f"unix://{sock}", wait_for=sock, bridge="none")
     try:
         yield Server(root=root, sock=sock, tmp=tmp, proc=proc)
     finally:

@@ -7,7 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from build_helpers import APP_OUTPUT, BASE, app_context, teardown_root, tools_context
+from build_helpers import APP_OUTPUT, BASE, app_context, tools_context
+from root_helpers import teardown_root
 from images.images_helpers import Pydock
 
 pytestmark = [pytest.mark.dm, pytest.mark.lxc]

@@ -14,15 +14,6 @@ from images_helpers import Podman, Pydock, Registry
 HOST_DRIVERS = ["overlay", "vfs"]
 
 
-@pytest.fixture(scope="session")
-def busybox_rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from pydock.graph.busybox import busybox_tar_bytes
-
-    path = tmp_path_factory.mktemp("busybox") / "rootfs.tar"
-    path.write_bytes(busybox_tar_bytes())
-    return path
-
-
 @pytest.fixture(params=HOST_DRIVERS)
 def pydock(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Pydock]:
     p = Pydock(tmp_path / "pydock", request.param, env={"DOCKER_CONFIG": str(tmp_path / "docker-config")})

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from root_helpers import empty_runtime
 
 HAVE_LXC = shutil.which("lxc-start") is not None
 DRIVERS = ["overlay", pytest.param("devicemapper", marks=pytest.mark.dm)]
@@ -30,14 +31,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("lxc") and "tests/runtime/" in str(item.fspath):
             item.add_marker(skip)
-
-
-@pytest.fixture(scope="session")
-def busybox_tar() -> bytes:
-    """The busybox rootfs tarball, built once per session from the host's busybox-static."""
-    from pydock.graph.busybox import busybox_tar_bytes
-
-    return busybox_tar_bytes()
 
 
 class _Stores:
@@ -77,19 +70,7 @@ def stores() -> Iterator[_Stores]:
 def teardown_runtime(rt: Any, deviceset: Any | None = None) -> None:
     """Remove every container and image the runtime made, then close it (and its prefixed devices)."""
     try:
-        for c in rt.containers(all=True):
-            rt.remove(c, force=True, volumes=True)
-        pending = rt.images.graph.list()
-        while pending:  # children before parents: retry until a pass deletes nothing
-            left = []
-            for image in pending:
-                try:
-                    rt.images.graph.delete(image.id)
-                except Exception:  # noqa: BLE001 - still a parent
-                    left.append(image)
-            if len(left) == len(pending):
-                rt.images.graph.delete(left[0].id)  # raises the real error
-            pending = left
+        empty_runtime(rt)
     finally:
         rt.close()
         if deviceset is not None:
@@ -110,22 +91,6 @@ def rt(request: pytest.FixtureRequest, stores: _Stores, tmp_path: Path, busybox_
         yield runtime
     finally:
         teardown_runtime(runtime, ds)
-
-
-@pytest.fixture
-def cli_root(tmp_path: Path, busybox_tar: bytes) -> Iterator[Path]:
-    """A root on the overlay driver with busybox imported, for tests that drive the `pydock` command."""
-    from pydock.runtime.runtime import Runtime
-
-    root = tmp_path / "cliroot"
-    with Runtime(root, "overlay", bridge="none") as r:
-        r.images.import_(io.BytesIO(busybox_tar), repo="busybox", tag="latest")
-    try:
-        yield root
-    finally:
-        r = Runtime(root, "overlay", bridge="none")
-        teardown_runtime(r)
-        r.driver.shutdown()
 
 
 def pydock(root: Path, *args: str, input: bytes | None = None, timeout: float = 60,

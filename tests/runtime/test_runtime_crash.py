@@ -10,6 +10,7 @@ import sys
 import time
 
 import pytest
+from root_helpers import comm
 
 from pydock.runtime.launcher import container_init
 from pydock.utils.mount import mountinfo
@@ -22,14 +23,6 @@ pytestmark = pytest.mark.lxc
 def _mounts_under(path) -> list[str]:
     return [e.mountpoint for e in mountinfo() if e.mountpoint.startswith(str(path))]
 
-
-def _comm(pid: int | None) -> str:
-    """The process's command name ("" when there is none)."""
-    try:
-        with open(f"/proc/{pid}/comm") as f:
-            return f.read().strip()
-    except (FileNotFoundError, ProcessLookupError):
-        return ""
 
 
 def _gone(pid: int, timeout: float = 10) -> None:
@@ -46,7 +39,7 @@ def test_killed_monitor_is_reconciled_on_next_listing(rt):
     monitor, lxc = c.state.monitor_pid, c.state.pid
     assert monitor and lxc and monitor != os.getpid()
     deadline = time.monotonic() + 30  # the command runs (lxc-start is past its set-up, which needs the monitor)
-    while _comm(container_init(lxc)) != "sleep":
+    while comm(container_init(lxc)) != "sleep":
         assert time.monotonic() < deadline, "the container's command never started"
         time.sleep(0.05)
     os.kill(monitor, signal.SIGKILL)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from root_helpers import comm
 
 from pydock.runtime.cgroups import Hierarchy, controller_available, hierarchy, process_cgroups, read_text
 from pydock.runtime.launcher import container_init
@@ -70,12 +71,6 @@ def test_a_group_the_image_lacks_fails_the_start(rt):
     assert rt.load(c.id).state.exit_code == 125 and not rt.load(c.id).state.running
 
 
-def _comm(pid: int) -> str:
-    try:
-        return open(f"/proc/{pid}/comm").read().strip()
-    except FileNotFoundError:
-        return ""
-
 
 def test_process_cpu_and_cpuset_limits(rt):
     forked = rt.run("busybox", ["sh", "-c", "for i in 1 2 3 4 5 6; do sleep 1 & done; wait"], remove=True,
@@ -92,7 +87,7 @@ def test_process_cpu_and_cpuset_limits(rt):
     c = rt.create("busybox", ["sleep", "30"], cpus="0.5")
     rt.start(c)
     deadline = time.monotonic() + 30
-    while (init := container_init(rt.load(c.id).state.pid)) is None or _comm(init) != "sleep":
+    while (init := container_init(rt.load(c.id).state.pid)) is None or comm(init) != "sleep":
         assert time.monotonic() < deadline, "the command never started"
         time.sleep(0.05)
     where = process_cgroups(init)
