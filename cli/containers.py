@@ -24,6 +24,7 @@ from pydock.utils.signals import parse_signal
 from pydock.runtime.state import Status, format_time, utcnow
 from pydock.utils.errors import InvalidArgument, NotFound, PydockError
 from pydock.utils.humanize import ago, human_duration, human_size
+from pydock.utils.table import plain_table
 
 COMMAND_WIDTH = 20
 #: images pydock builds itself instead of pulling them.
@@ -317,7 +318,6 @@ def ps(ctx: click.Context, all_: bool, quiet: bool, latest: bool, last: int | No
         if size:
             row.append(_size(rt, c))
         rows.append(row)
-    from pydock.utils.table import plain_table  # lazy: table rendering, only for the listing commands
 
     click.echo(plain_table(rows, headers))
 
@@ -484,7 +484,6 @@ def inspect(ctx: click.Context, refs: tuple[str, ...]) -> None:
 @click.pass_context
 def top(ctx: click.Context, ref: str) -> None:
     """The processes running in a container (host view, `ps -f` columns)."""
-    from pydock.utils.table import plain_table  # lazy: table rendering, only for the listing commands
 
     rt = ctx.obj.runtime()
     header, rows = rt.top(rt.get(ref))
@@ -610,7 +609,7 @@ def stats(ctx: click.Context, no_stream: bool, refs: tuple[str, ...]) -> None:
                          f"{human_size(now.blk_read)} / {human_size(now.blk_write)}", str(now.pids)))
         if not no_stream:
             click.echo("\033[2J\033[H", nl=False)
-        click.echo(_table(header, rows))
+        click.echo(plain_table(rows, header))
         if no_stream:
             return
 
@@ -624,10 +623,6 @@ def _reading(rt: Any, c: Any, named: bool) -> Any:
         log.debug("no stats for %s: %s", c.short_id, err)
         return None
 
-
-def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
-    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
-    return "\n".join("   ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in (header, *rows))
 
 
 @click.group(context_settings={"help_option_names": ["--help"]})

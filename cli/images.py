@@ -12,6 +12,7 @@ import click
 from pydock.graph.tags import parse_reference, split_reference, validate_tag
 from pydock.utils.errors import InvalidArgument, NotFound, PydockError
 from pydock.utils.humanize import ago, human_size
+from pydock.utils.table import plain_table
 
 if TYPE_CHECKING:
     from pydock.graph.image import Image
@@ -31,12 +32,6 @@ def _notrunc_alias(f: Any) -> Any:
     """Docker 0.7's single-dash `-notrunc`, hidden next to `--no-trunc`."""
     f = click.option("-notrunc", "notrunc_alias", is_flag=True, hidden=True)(f)
     return click.option("--no-trunc", "no_trunc", is_flag=True, help="Don't truncate output.")(f)
-
-
-def _table(rows: list[list[str]], headers: list[str]) -> str:
-    from pydock.utils.table import plain_table  # lazy: table rendering, only for the listing commands
-
-    return plain_table(rows, headers)
 
 
 class _ProgressReader:
@@ -187,11 +182,11 @@ def images(ctx: click.Context, all_: bool, quiet: bool, digests: bool, tree: boo
 
         table = [[repo, tag, digest_of(img, repo), show_id(img.id), ago(img.created),
                   human_size(vsizes.get(img.id, img.size))] for img, repo, tag in rows]
-        click.echo(_table(table, ["REPOSITORY", "TAG", "DIGEST", "IMAGE ID", "CREATED", "VIRTUAL SIZE"]))
+        click.echo(plain_table(table, ["REPOSITORY", "TAG", "DIGEST", "IMAGE ID", "CREATED", "VIRTUAL SIZE"]))
         return
     table = [[repo, tag, show_id(img.id), ago(img.created), human_size(vsizes.get(img.id, img.size))]
              for img, repo, tag in rows]
-    click.echo(_table(table, ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "VIRTUAL SIZE"]))
+    click.echo(plain_table(table, ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "VIRTUAL SIZE"]))
 
 
 def _tree(listing: dict[str, Image], by_image: dict[str, list[str]], vsizes: dict[str, int], no_trunc: bool) -> str:
@@ -273,7 +268,7 @@ def history(ctx: click.Context, quiet: bool, no_trunc: bool, notrunc_alias: bool
         if not no_trunc and len(created_by) > CREATED_BY_WIDTH:
             created_by = created_by[: CREATED_BY_WIDTH - 3] + "..."
         table.append([shown, ago(r.created) if r.created else "N/A", created_by, human_size(r.size)])
-    click.echo(_table(table, ["IMAGE", "CREATED", "CREATED BY", "SIZE"]))
+    click.echo(plain_table(table, ["IMAGE", "CREATED", "CREATED BY", "SIZE"]))
 
 
 @click.command()

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from pydock.runtime.kernelcheck import check_features
+from pydock.utils.table import plain_table
 from pydock.utils.version import API_VERSION, VERSION, build_info
 
 log = logging.getLogger(__package__)
@@ -77,7 +78,6 @@ def df(ctx: click.Context) -> None:
     """Show the disk space images, containers and volumes use, and how much of it is reclaimable."""
     from pydock.runtime.usage import disk_usage, summary_rows  # lazy: only for df
     from pydock.utils.humanize import human_size  # lazy: see above
-    from pydock.utils.table import plain_table  # lazy: see above
 
     rows = []
     for kind, total, active, size, reclaimable in summary_rows(disk_usage(ctx.obj.runtime())):
