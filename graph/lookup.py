@@ -6,7 +6,7 @@ tags are looked up first, like Docker. `busybox[:latest]` is built from the host
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, BinaryIO
@@ -22,6 +22,8 @@ from pydock.utils.errors import Conflict, InvalidArgument, NotFound
 from pydock.utils.paths import RootLayout
 
 InUse = Callable[[str], "str | None"]
+#: image id -> the id of a container using it, read once per operation (every container is read).
+ImageUsers = Callable[[], Mapping[str, str]]
 
 
 @dataclass(frozen=True)
@@ -38,13 +40,13 @@ class HistoryRow:
 class ImageStore:
     """Images and tags of one root on one storage driver."""
 
-    def __init__(self, layout: RootLayout, driver: Driver, in_use: InUse | None = None) -> None:
+    def __init__(self, layout: RootLayout, driver: Driver, users: ImageUsers | None = None) -> None:
         self.layout = layout
         self.driver = driver
         self.graph = Graph(layout, driver)
         self.tags = TagStore(layout.repositories(driver.name))
-        #: hook the runtime sets: image id -> id of a container using it (blocks `remove`).
-        self.in_use = in_use
+        #: hook the runtime sets: which containers use which images (a used image is not removed).
+        self.users = users
         #: hook the runtime sets: (action, image id or name, attributes) for its events journal
         self.on_event: Callable[[str, str, dict[str, str]], None] | None = None
 
@@ -217,12 +219,27 @@ class ImageStore:
             self.event("untag", image_id, name=f"{repo}:{tag or DEFAULT_TAG}")
         return done
 
+    def in_use(self) -> InUse | None:
+        """Who uses an image, from one read of the containers made on the first question: an operation
+        asks once per image it considers (an rmi its image and each parent, a prune every leaf)."""
+        if self.users is None:
+            return None
+        read = self.users
+        snapshot: Mapping[str, str] | None = None
+
+        def user_of(image_id: str) -> str | None:
+            nonlocal snapshot
+            if snapshot is None:
+                snapshot = read()
+            return snapshot.get(image_id)
+        return user_of
+
     def remove(self, ref: str, in_use: InUse | None = None) -> list[str]:
         """Docker's rmi: untag `ref`, then delete the image (and untagged unused parents) if nothing else names it.
 
         Returns the output lines (`Untagged: repo:tag`, `Deleted: <id>`).
         """
-        in_use = in_use or self.in_use
+        in_use = in_use or self.in_use()
         repo, tag = split_reference(ref)
         by_tag = self.tags.get(repo, tag or DEFAULT_TAG)
         lines: list[str] = []
@@ -256,7 +273,7 @@ class ImageStore:
         """Docker's `image prune`: delete the dangling images (untagged, childless, used by no container),
         each with the untagged parents nothing else needs; with `every_unused` also tagged images no
         container uses. Returns (the `Untagged: ...`/`Deleted: <id>` lines, bytes freed)."""
-        in_use = in_use or self.in_use
+        in_use = in_use or self.in_use()
         lines: list[str] = []
         freed = 0
         while True:

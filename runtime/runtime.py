@@ -100,7 +100,7 @@ class Runtime:
         if self._images is None:
             from pydock.graph.lookup import ImageStore  # lazy: the image graph, only for commands that use images
 
-            self._images = ImageStore(self.layout, self.driver, in_use=self._image_user)
+            self._images = ImageStore(self.layout, self.driver, users=self._image_users)
             self._images.on_event = self._image_event
         return self._images
 
@@ -241,15 +241,15 @@ class Runtime:
             return self.get(c)
         return self.refresh(c.reload())
 
-    def _image_user(self, image_id: str) -> str | None:
-        """The id of a container whose image is `image_id` (blocks rmi)."""
+    def _image_users(self) -> dict[str, str]:
+        """Image id -> the id of a container made from it (what blocks rmi), from one read of each."""
+        users: dict[str, str] = {}
         for cid in self.container_ids():
             try:
-                if self.load(cid).image == image_id:
-                    return cid
+                users.setdefault(self.load(cid).image, cid)
             except (NotFound, KeyError):
                 continue  # being created or removed: not a user
-        return None
+        return users
 
     def uses_network(self, c: Container) -> bool:
         """Whether `c` gets (and so must give back) an address on the bridge."""
