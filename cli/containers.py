@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 
+from pydock.cli.formatting import format_option, go_time, print_each, print_items
 from pydock.cli.interactive import detach_keys_option, sig_proxy_option
 from pydock.runtime.options import CreateOptions, parse_env, read_env_files
 from pydock.utils.signals import parse_signal
@@ -275,9 +276,10 @@ def _command(c: Any, no_trunc: bool) -> str:
 @click.option("--no-trunc", "no_trunc", is_flag=True, help="Don't truncate output.")
 @_alias("-notrunc", "no_trunc", is_flag=True)
 @click.option("-s", "--size", is_flag=True, help="Show sizes.")
+@format_option(short=False)
 @click.pass_context
 def ps(ctx: click.Context, all_: bool, quiet: bool, latest: bool, last: int | None, no_trunc: bool,
-       no_trunc_alias: bool, size: bool) -> None:
+       no_trunc_alias: bool, size: bool, fmt: str | None) -> None:
     """List containers, newest first: CONTAINER ID IMAGE COMMAND CREATED STATUS PORTS NAMES."""
     no_trunc = no_trunc or no_trunc_alias
     rt = ctx.obj.runtime()
@@ -313,13 +315,43 @@ def ps(ctx: click.Context, all_: bool, quiet: bool, latest: bool, last: int | No
                 image_names[c.image] = c.image[:12]
         paths = every_name.get(c.id, []) if every_name is not None else rt.names_of(c)
         names = ",".join(p[1:] for p in paths)
-        row = [cid(c), image_names[c.image], _command(c, no_trunc), ago(c.created),
-               _status(c, c.state.running and rt.paused(c)), _ports(c), names]
-        if size:
+        paused = c.state.running and rt.paused(c)
+        row = [cid(c), image_names[c.image], _command(c, no_trunc), ago(c.created), _status(c, paused),
+               _ports(c), names]
+        if size or (fmt and ".Size" in fmt):
             row.append(_size(rt, c))
-        rows.append(row)
-
+        if fmt and fmt.strip() != "table":
+            rows.append(_ps_context(c, row, paused))
+        else:
+            rows.append(row)
+    if fmt and fmt.strip() != "table":
+        print_items(fmt, rows, PS_HEADERS)
+        return
     click.echo(plain_table(rows, headers))
+
+
+#: the header each field of `ps --format 'table ...'` gets (the docker CLI's)
+PS_HEADERS: dict[str, Any] = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
+              "RunningFor": "CREATED", "Ports": "PORTS", "State": "STATE", "Status": "STATUS", "Size": "SIZE",
+              "Names": "NAMES", "Labels": "LABELS", "Mounts": "MOUNTS", "Networks": "NETWORKS",
+              "LocalVolumes": "LOCAL VOLUMES",
+              "Label": lambda key: key.split(".")[-1].replace("-", " ").replace("_", " ")}
+
+
+def _ps_context(c: Any, row: list[str], paused: bool) -> dict[str, Any]:
+    """One container as `ps --format` sees it: the docker CLI's field names over the columns ps prints
+    (the image as the user named it, as current Docker shows it, where the table keeps 0.7's repo:tag)."""
+    labels = c.config.get("Labels") or {}
+    mounts = sorted(c.volumes)
+    mode = c.hostconfig.get("NetworkMode") or "default"
+    state = "paused" if paused else ("dead" if c.state.status is Status.GHOST else c.state.status.value)
+    return {"ID": row[0], "Image": c.config.get("Image") or row[1], "Command": row[2], "CreatedAt": go_time(c.created),
+            "RunningFor": row[3], "Status": row[4], "Ports": row[5], "Names": row[6],
+            "Size": row[7] if len(row) > 7 else "", "State": state,
+            "Labels": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
+            "Mounts": ",".join(mounts), "LocalVolumes": str(len(mounts)),
+            "Networks": "none" if c.config.get("NetworkDisabled") else ("bridge" if mode == "default" else mode),
+            "Label": lambda key: str(labels.get(key, ""))}
 
 
 def _size(rt: Any, c: Any) -> str:
@@ -456,27 +488,43 @@ def logs(ctx: click.Context, follow: bool, timestamps: bool, ref: str) -> None:
 
 
 @click.command()
+@format_option(short=True)
 @click.argument("refs", metavar="CONTAINER|IMAGE...", nargs=-1, required=True)
 @click.pass_context
-def inspect(ctx: click.Context, refs: tuple[str, ...]) -> None:
-    """Low-level information as a JSON array (4-space indent): containers first, then images."""
+def inspect(ctx: click.Context, fmt: str | None, refs: tuple[str, ...]) -> None:
+    """Low-level information as a JSON array (4-space indent), or each through a Go template (-f)."""
     rt = ctx.obj.runtime()
     found: list[Any] = []
     failed = False
     for ref in refs:
         try:
-            found.append(rt.inspect(rt.get(ref)))
+            c = rt.get(ref)
+            found.append(rt.inspect(c) if fmt is None else _api_document(rt, c))
             continue
         except NotFound:
             pass
         try:
-            found.append(rt.images.inspect(ref))
+            found.append(rt.images.inspect(ref) if fmt is None else _api_document(rt, rt.images.get(ref)))
         except PydockError:
             click.echo(f"Error: No such image or container: {ref}", err=True)
             failed = True
-    click.echo(json.dumps(found, indent=4))
+    if fmt is not None:
+        print_each(fmt, found)
+    else:
+        click.echo(json.dumps(found, indent=4))
     if failed:
         ctx.exit(1)
+
+
+def _api_document(rt: Any, item: Any) -> dict[str, Any]:
+    """What `docker inspect` shows of a container or an image (the Engine API's shape, which every
+    `-f` template is written for), where plain `pydock inspect` keeps Docker 0.7's JSON."""
+    from pydock.runtime.api import containers, images  # lazy: only for inspect -f
+    from pydock.runtime.container import Container  # lazy: see above
+
+    if isinstance(item, Container):
+        return containers.inspect_document(rt, item)
+    return images.inspect_document(rt, item)
 
 
 @click.command()

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import click
 
+from pydock.cli.formatting import format_option, go_time, print_items
 from pydock.graph.tags import parse_reference, split_reference, validate_tag
 from pydock.utils.errors import InvalidArgument, NotFound, PydockError
 from pydock.utils.humanize import ago, human_size
@@ -132,10 +133,11 @@ def _virtual_sizes(images: dict[str, Image]) -> dict[str, int]:
 @click.option("--tree", is_flag=True, help="Show the layer tree as text (Docker 0.7's images --tree).")
 @click.option("--viz", is_flag=True, help="Show the layer graph in Graphviz dot (Docker 0.7's images --viz).")
 @_notrunc_alias
+@format_option(short=False)
 @click.argument("name", required=False)
 @click.pass_context
 def images(ctx: click.Context, all_: bool, quiet: bool, digests: bool, tree: bool, viz: bool, no_trunc: bool,
-           notrunc_alias: bool, name: str | None) -> None:
+           notrunc_alias: bool, fmt: str | None, name: str | None) -> None:
     """List images: REPOSITORY TAG IMAGE ID CREATED VIRTUAL SIZE (NAME filters repositories, globs allowed)."""
     no_trunc = no_trunc or notrunc_alias
     if tree and viz:
@@ -173,13 +175,23 @@ def images(ctx: click.Context, all_: bool, quiet: bool, digests: bool, tree: boo
                 seen.add(img.id)
                 click.echo(show_id(img.id))
         return
-    if digests:
-        def digest_of(img: Image, repo: str) -> str:
-            for rd in store.repo_digests(img.id):
-                if rd.rpartition("@")[0] == repo:
-                    return rd.rpartition("@")[2]
-            return "<none>"
 
+    def digest_of(img: Image, repo: str) -> str:
+        for rd in store.repo_digests(img.id):
+            if rd.rpartition("@")[0] == repo:
+                return rd.rpartition("@")[2]
+        return "<none>"
+
+    if fmt and fmt.strip() != "table":
+        print_items(fmt, ({"ID": show_id(img.id), "Repository": repo, "Tag": tag,
+                           "Digest": digest_of(img, repo) if ".Digest" in fmt else "",
+                           "CreatedSince": ago(img.created), "CreatedAt": go_time(img.created),
+                           "Size": human_size(vsizes.get(img.id, img.size)),
+                           "VirtualSize": human_size(vsizes.get(img.id, img.size)),
+                           "SharedSize": "N/A", "UniqueSize": "N/A", "Containers": "N/A"}
+                          for img, repo, tag in rows), IMAGES_HEADERS)
+        return
+    if digests:
         table = [[repo, tag, digest_of(img, repo), show_id(img.id), ago(img.created),
                   human_size(vsizes.get(img.id, img.size))] for img, repo, tag in rows]
         click.echo(plain_table(table, ["REPOSITORY", "TAG", "DIGEST", "IMAGE ID", "CREATED", "VIRTUAL SIZE"]))
@@ -187,6 +199,12 @@ def images(ctx: click.Context, all_: bool, quiet: bool, digests: bool, tree: boo
     table = [[repo, tag, show_id(img.id), ago(img.created), human_size(vsizes.get(img.id, img.size))]
              for img, repo, tag in rows]
     click.echo(plain_table(table, ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "VIRTUAL SIZE"]))
+
+
+#: the header each field of `images --format 'table ...'` gets (the docker CLI's)
+IMAGES_HEADERS = {"ID": "IMAGE ID", "Repository": "REPOSITORY", "Tag": "TAG", "Digest": "DIGEST",
+                  "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "Size": "SIZE", "VirtualSize": "VIRTUAL SIZE",
+                  "SharedSize": "SHARED SIZE", "UniqueSize": "UNIQUE SIZE", "Containers": "CONTAINERS"}
 
 
 def _tree(listing: dict[str, Image], by_image: dict[str, list[str]], vsizes: dict[str, int], no_trunc: bool) -> str:

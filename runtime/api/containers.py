@@ -8,6 +8,7 @@ import json
 import logging
 import signal
 from contextlib import closing
+from typing import Any
 
 from pydock.runtime.api import decode, models, streams
 from pydock.runtime.api.httpd import Handler, Request
@@ -89,14 +90,19 @@ def list_containers(svc: Services, req: Request, h: Handler) -> None:
     h.send_json(200, out)
 
 
+def inspect_document(rt: Runtime, c: Container, size: bool = False) -> dict[str, Any]:
+    """A container as `GET /containers/{id}/json` shows it (and `pydock inspect -f` templates see it)."""
+    data = models.container_inspect(c, image_name(rt, c))
+    if rt.paused(c):  # the kernel's word, as `pydock inspect`
+        data["State"].update(Paused=True, Status="paused")
+    if size:
+        data["SizeRw"], data["SizeRootFs"] = size_of(rt, c)
+    return data
+
+
 def inspect(svc: Services, req: Request, h: Handler, name: str) -> None:
     with svc.pool.runtime() as rt:
-        c = rt.get(name)
-        data = models.container_inspect(c, image_name(rt, c))
-        if rt.paused(c):  # the kernel's word, as `pydock inspect`
-            data["State"].update(Paused=True, Status="paused")
-        if req.flag("size"):
-            data["SizeRw"], data["SizeRootFs"] = size_of(rt, c)
+        data = inspect_document(rt, rt.get(name), size=req.flag("size"))
     h.send_json(200, data)
 
 

@@ -58,12 +58,17 @@ def list_images(svc: Services, req: Request, h: Handler) -> None:
     h.send_json(200, out)
 
 
+def inspect_document(rt: Runtime, img: Image) -> dict[str, Any]:
+    """An image as `GET /images/{name}/json` shows it (and `pydock inspect -f` templates see it)."""
+    tags = sorted(rt.images.tags.names_for(img.id))
+    return models.image_inspect(img, tags, rt.graph.virtual_size(img), rt.driver.name,
+                                rt.images.repo_digests(img.id), rt.images.diff_ids(img))
+
+
 def inspect(svc: Services, req: Request, h: Handler, name: str) -> None:
     with svc.pool.runtime() as rt:
-        img = _image(rt, name)
-        tags = sorted(rt.images.tags.names_for(img.id))
-        h.send_json(200, models.image_inspect(img, tags, rt.graph.virtual_size(img), rt.driver.name,
-                                              rt.images.repo_digests(img.id), rt.images.diff_ids(img)))
+        data = inspect_document(rt, _image(rt, name))
+    h.send_json(200, data)
 
 
 def history(svc: Services, req: Request, h: Handler, name: str) -> None:
