@@ -23,7 +23,7 @@ from pydock.runtime import attach, caps, cgroups, confinement, ctty, events, lxc
     restart
 from pydock.runtime.container import Container
 from pydock.runtime.etcfiles import check_extra_host, hosts_file
-from pydock.runtime.jsonlog import JsonLog
+from pydock.runtime.jsonlog import open_writer
 from pydock.runtime.launcher import HELPER_ENV, LaunchSpec, container_init, exit_status, lxc_noise_prefix, \
     signal_container, spawn
 from pydock.runtime.monitor import LxcNoiseFilter, RawTerminal, SignalProxy, copy_winsize, detach_stdio, set_winsize
@@ -369,7 +369,7 @@ def _supervise(rt: Runtime, c: Container, prepared: Prepared, lock: int, stdin: 
     collect: dict[str, bytearray] | None = None
     if stdout is None and stderr is None:
         collect = {"stdout": bytearray(), "stderr": bytearray()}
-    output = JsonLog(c.log_path)
+    output = open_writer(c.log_path, c.hostconfig.get("LogConfig"))
     tty = bool(c.config.get("Tty"))
     stdin_fd = stdin.fileno() if stdin is not None and hasattr(stdin, "fileno") else None
     try:
@@ -507,7 +507,7 @@ def _run_once(rt: Runtime, c: Container, prepared: Prepared, lock: int, clients:
               wfd: int | None) -> tuple[int, float]:  # pragma: no cover - runs in the monitor
     """One run under the detached monitor: launch, relay until the command ends, finish. Reports the
     launch on `wfd` (the first run's starter waits for it). (exit code, seconds the command ran)"""
-    output = JsonLog(c.log_path)
+    output = open_writer(c.log_path, c.hostconfig.get("LogConfig"))
     try:
         listener = attach.listen(c.dir)
         proc, io = _launch(prepared, c, None)
