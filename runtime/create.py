@@ -14,8 +14,8 @@ from pydock.links.ports import parse_port, parse_publish
 from pydock.runtime import caps, cgroups, confinement, etcfiles, lxcconf, monitorlock, removal
 from pydock.runtime.container import Container
 from pydock.runtime.jsonlog import create_log
-from pydock.runtime.options import CreateOptions, Volume, merge_env, parse_env, parse_labels, parse_memory, \
-    parse_tmpfs, parse_ulimit, parse_volume, split_hostname
+from pydock.runtime.options import CreateOptions, Volume, merge_env, parse_env, parse_labels, \
+    parse_log_config, parse_memory, parse_tmpfs, parse_ulimit, parse_volume, split_hostname
 from pydock.runtime.restart import RestartPolicy
 from pydock.runtime.rootpath import check_workdir
 from pydock.runtime.volumes import copy_up
@@ -65,6 +65,7 @@ def create_container(rt: Runtime, opts: CreateOptions) -> Container:
     lxc_conf = [{"Key": k, "Value": v} for k, v in map(lxcconf.parse_lxc_conf, opts.lxc_conf)]
     devices = [cgroups.parse_device(spec).to_json() for spec in opts.devices]
     policy = RestartPolicy.parse(opts.restart)
+    log_config = parse_log_config(opts.log_driver, opts.log_opts)
     if opts.stop_timeout is not None and opts.stop_timeout < 0:
         raise InvalidArgument(f"invalid --stop-timeout {opts.stop_timeout}: seconds, 0 or more")
     if policy.restarts and opts.auto_remove:
@@ -115,7 +116,7 @@ def create_container(rt: Runtime, opts: CreateOptions) -> Container:
                   "PublishAllPorts": opts.publish_all, "AutoRemove": opts.auto_remove,
                   "Init": True if opts.init else None, "SecurityOpt": list(opts.security_opt) or None,
                   "VolumesFrom": list(opts.volumes_from) or None, "Devices": devices,
-                  "RestartPolicy": policy.to_json()}
+                  "RestartPolicy": policy.to_json(), "LogConfig": log_config}
     argv = ep + command
     c = Container(id=cid, dir=cdir, image=img.id, path=argv[0], args=argv[1:], config=config,
                   hostconfig=hostconfig, driver=rt.driver.name)
@@ -132,7 +133,7 @@ def create_container(rt: Runtime, opts: CreateOptions) -> Container:
                            is_running=lambda i: rt.load(i).state.running)
         atomic_write(c.hostname_path, (config["Hostname"] + "\n").encode(), 0o644, durable=False)
         atomic_write(c.resolv_conf_path, etcfiles.resolv_conf(dns, opts.dns_search).encode(), 0o644, durable=False)
-        create_log(c.log_path)
+        create_log(c.log_path, log_config)
         monitorlock.create(c.monitor_lock_path)
         c.save()
         if opts.cidfile:

@@ -25,11 +25,6 @@ def _one_of(*allowed: Any) -> Callable[[Any], bool]:
     return lambda value: _empty(value) or value in allowed
 
 
-def _log_config(value: Any) -> bool:
-    return _empty(value) or isinstance(value, dict) and value.get("Type") in (None, "", "json-file") \
-        and _empty(value.get("Config"))
-
-
 def _healthcheck(value: Any) -> bool:
     """No healthcheck, or `--no-healthcheck` (`["NONE"]`): nothing to run."""
     return _empty(value) or isinstance(value, dict) and (_empty(value.get("Test")) or value.get("Test") == ["NONE"])
@@ -37,7 +32,6 @@ def _healthcheck(value: Any) -> bool:
 
 #: HostConfig fields -> the values that ask for nothing pydock does not do
 HOST_CONFIG: dict[str, Callable[[Any], bool]] = {
-    "LogConfig": _log_config,
     "VolumeDriver": _one_of("local"),
     "Annotations": _empty,
     "CgroupnsMode": _empty,

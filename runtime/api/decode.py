@@ -203,7 +203,19 @@ def create_options(body: Any, name: str | None) -> CreateOptions:
         restart=_restart(hc.get("RestartPolicy")),
         stop_timeout=int(body["StopTimeout"]) if body.get("StopTimeout") is not None else None,
         stop_signal=body.get("StopSignal") or None,
+        **_log_config(hc.get("LogConfig")),
     )
+
+
+def _log_config(value: Any) -> dict[str, Any]:
+    """`HostConfig.LogConfig` (`{"Type": "json-file", "Config": {"max-size": "10m"}}`) as CreateOptions'
+    log_driver and log_opts; Runtime.create judges the values."""
+    if not value:
+        return {}
+    if not isinstance(value, dict) or not isinstance(value.get("Config") or {}, dict):
+        raise InvalidArgument("HostConfig.LogConfig must be an object with a Config object")
+    return {"log_driver": str(value.get("Type") or "") or None,
+            "log_opts": tuple(f"{k}={v}" for k, v in (value.get("Config") or {}).items())}
 
 
 def _mounts(value: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:

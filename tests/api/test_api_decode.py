@@ -119,8 +119,8 @@ def test_the_docker_clis_zeroed_body_asks_for_nothing_refused():
 
 
 @pytest.mark.parametrize("where, field, value", [
-    ("HostConfig", "LogConfig", {"Type": "none", "Config": {}}),
-    ("HostConfig", "LogConfig", {"Type": "json-file", "Config": {"max-size": "1m"}}),
+    ("HostConfig", "PidMode", "host"),
+    ("HostConfig", "Sysctls", {"net.ipv4.ip_forward": "1"}),
     ("HostConfig", "Privileged", True),
     ("HostConfig", "IpcMode", "host"),
     ("Config", "Healthcheck", {"Test": ["CMD", "true"]}),
