@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import logging
 import os
 import stat
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from pydock.utils.errors import InvalidArgument
 
 CGROUP_ROOT = "/sys/fs/cgroup"
+log = logging.getLogger(__package__)
 
 #: Docker's default device allowlist (runc's specconv.AllowedDevices): mknod of any node (but no
 #: access to it), null, zero, full, random, urandom, /dev/tty, pts, ptmx and tun. Unlike Docker 0.7's
@@ -128,9 +130,12 @@ def parse_cpus(value: str | float, available: int | None = None) -> int:
     return nano
 
 
-def device_keys(extra: tuple[str, ...] = ()) -> list[tuple[str, str]]:
-    """Deny every device, then allow Docker's list and `extra` (`c 10:229 rwm` rules of `--device`)."""
+def device_keys(extra: tuple[str, ...] = (), *, privileged: bool = False) -> list[tuple[str, str]]:
+    """Deny every device, then allow Docker's list and `extra` (`c 10:229 rwm` rules of `--device`);
+    a privileged container may use every device."""
     prefix = "lxc.cgroup2" if hierarchy() is Hierarchy.V2 else "lxc.cgroup"
+    if privileged:
+        return [(f"{prefix}.devices.allow", "a")]
     return [(f"{prefix}.devices.deny", "a"), *((f"{prefix}.devices.allow", d) for d in (*ALLOWED_DEVICES, *extra))]
 
 
@@ -152,6 +157,33 @@ class Device:
 
     def to_json(self) -> dict[str, str]:
         return {"PathOnHost": self.host, "PathInContainer": self.container, "CgroupPermissions": self.permissions}
+
+
+#: what Docker's HostDevices leaves out of a privileged container's /dev: directories of other mounts
+#: or the container's own (pts, shm, mqueue), and nodes the container gets its own of
+_HOST_DEVICE_SKIP_DIRS = frozenset({"pts", "shm", "fd", "mqueue", ".lxc", ".lxd-mounts", ".udev"})
+_OWN_NODES = frozenset({"console", "null", "zero", "full", "random", "urandom", "tty", "ptmx"})
+
+
+def host_devices(root: str = "/dev") -> list[Device]:
+    """Every device node of the host under /dev (a privileged container's /dev, as Docker's), sorted;
+    symlinks and the nodes the container has its own of are left out."""
+    out: list[Device] = []
+    for top, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not (top == root and d in _HOST_DEVICE_SKIP_DIRS))
+        for name in sorted(files):
+            path = os.path.join(top, name)
+            if top == root and name in _OWN_NODES:
+                continue
+            try:
+                st = os.lstat(path)
+            except OSError as err:
+                log.debug("host device %s skipped: %s", path, err)
+                continue
+            if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+                out.append(Device(path, path, "rwm", "c" if stat.S_ISCHR(st.st_mode) else "b",
+                                  os.major(st.st_rdev), os.minor(st.st_rdev)))
+    return out
 
 
 def parse_device(spec: str) -> Device:
