@@ -148,8 +148,9 @@ def _prepare(rt: Runtime, c: Container) -> Prepared:
         from pydock.links.network import lxc_network_config  # lazy: networking only (pyroute2 is heavy)
 
         network = tuple(lxc_network_config(settings, gateway=True))
-    conf = confinement.parse(c.hostconfig.get("SecurityOpt"))
-    held = caps.resolve(c.hostconfig.get("CapAdd") or (), c.hostconfig.get("CapDrop") or ())
+    privileged = bool(c.hostconfig.get("Privileged"))
+    conf = confinement.parse(c.hostconfig.get("SecurityOpt"), privileged=privileged)
+    held = caps.resolve(c.hostconfig.get("CapAdd") or (), c.hostconfig.get("CapDrop") or (), privileged=privileged)
     policy = confinement.lxc_policy(conf, held)
     seccomp_path = None
     if policy is not None:
@@ -181,7 +182,7 @@ def _prepare(rt: Runtime, c: Container) -> Prepared:
                                cpuset_cpus=c.hostconfig.get("CpusetCpus") or None,
                                nano_cpus=c.hostconfig.get("NanoCpus") or None,
                                extra=tuple((d["Key"], d["Value"]) for d in c.hostconfig.get("LxcConf") or ()),
-                               devices=_devices(c))
+                               devices=_devices(c, privileged), privileged=privileged)
         atomic_write(c.lxc_config_path, lxcconf.render(spec).encode(), 0o600, durable=False)
         return _launch_spec(rt, c, settings, argv, console)
     except BaseException:
@@ -189,13 +190,16 @@ def _prepare(rt: Runtime, c: Container) -> Prepared:
         raise
 
 
-def _devices(c: Container) -> tuple[tuple[Path, str, str], ...]:
-    """The `--device` nodes, looked at again now (a node may have changed since create)."""
-    out = []
+def _devices(c: Container, privileged: bool) -> tuple[tuple[Path, str, str], ...]:
+    """The `--device` nodes, looked at again now (a node may have changed since create); privileged,
+    every host device too."""
+    out = {}
     for d in c.hostconfig.get("Devices") or ():
         dev = cgroups.parse_device(f"{d['PathOnHost']}:{d['PathInContainer']}:{d['CgroupPermissions']}")
-        out.append((Path(dev.host), dev.container, dev.rule))
-    return tuple(out)
+        out[dev.container] = (Path(dev.host), dev.container, dev.rule)
+    for dev in cgroups.host_devices() if privileged else ():
+        out.setdefault(dev.container, (Path(dev.host), dev.container, dev.rule))
+    return tuple(out.values())
 
 
 def _shared_network(rt: Runtime, c: Container) -> tuple[tuple[str, str], ...]:

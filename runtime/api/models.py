@@ -178,8 +178,8 @@ def container_inspect(c: Container, image_name: str) -> dict[str, Any]:
         "CpuRealtimeRuntime": 0, "CpusetCpus": hc.get("CpusetCpus") or "", "CpusetMems": "", "Devices": hc.get("Devices") or [], "DeviceCgroupRules": None,
         "DeviceRequests": None, "MemoryReservation": 0, "MemorySwap": 0, "MemorySwappiness": None,
         "OomKillDisable": False, "PidsLimit": hc.get("PidsLimit"), "Ulimits": hc.get("Ulimits"), "CpuCount": 0, "CpuPercent": 0,
-        "IOMaximumIOps": 0, "IOMaximumBandwidth": 0, "MaskedPaths": lxcconf.masked_paths(),
-        "ReadonlyPaths": lxcconf.readonly_paths(),
+        "IOMaximumIOps": 0, "IOMaximumBandwidth": 0, "MaskedPaths": None if hc.get("Privileged") else lxcconf.masked_paths(),
+        "ReadonlyPaths": None if hc.get("Privileged") else lxcconf.readonly_paths(),
     }
     if hc.get("LxcConf"):
         host_config["LxcConf"] = hc["LxcConf"]  # Docker 0.7's field
