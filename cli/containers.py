@@ -101,6 +101,9 @@ def _container_options(f: Any) -> Any:
         _alias("-dns", "dns", multiple=True),
         click.option("--init", "init", is_flag=True,
                      help="Run a reaping init (the host's static tini) as PID 1 in front of the command."),
+        click.option("--privileged", is_flag=True,
+                     help="Every capability and host device, no seccomp, /proc and /sys writable."),
+        _alias("-privileged", "privileged", is_flag=True),
         click.option("--log-driver", "log_driver", metavar="DRIVER", help="Logging driver: json-file or none."),
         click.option("--log-opt", "log_opts", multiple=True, metavar="KEY=VALUE",
                      help="json-file options: max-size=SIZE (10k, 10m, 1g), max-file=COUNT."),
@@ -156,6 +159,7 @@ def _create_options(image: str, cmd: tuple[str, ...], o: dict[str, Any], auto_re
         auto_remove=auto_remove,
         init=bool(o.get("init")),
         security_opt=_security_opt(o.get("security_opt") or ()),
+        privileged=bool(o.get("privileged") or o.get("privileged_alias")),
         log_driver=o.get("log_driver"),
         log_opts=o.get("log_opts") or (),
     )

@@ -105,7 +105,7 @@ def create_container(rt: Runtime, opts: CreateOptions) -> Container:
         "StopTimeout": opts.stop_timeout,
     }
     hostconfig = {"Binds": [spec for spec in opts.volumes if ":" in spec] or None,
-                  "ContainerIDFile": opts.cidfile or "", "LxcConf": lxc_conf or None, "Privileged": False,
+                  "ContainerIDFile": opts.cidfile or "", "LxcConf": lxc_conf or None, "Privileged": opts.privileged,
                   "PortBindings": {}, "PortSpecs": list(opts.ports), "Links": list(opts.links) or None,
                   "NetworkMode": net_mode, "CapAdd": list(opts.cap_add) or None,
                   "CapDrop": list(opts.cap_drop) or None, "Tmpfs": tmpfs or None,

@@ -67,6 +67,7 @@ class CreateOptions:
     devices: tuple[str, ...] = ()                # --device HOST[:CONTAINER][:rwm]
     restart: str | None = None                   # --restart no|always|unless-stopped|on-failure[:N]
     stop_timeout: int | None = None              # --stop-timeout SECONDS (Config.StopTimeout)
+    privileged: bool = False                     # --privileged
     log_driver: str | None = None                # --log-driver json-file|none (None: json-file)
     log_opts: tuple[str, ...] = ()               # --log-opt max-size=10m, max-file=3
 

@@ -40,7 +40,6 @@ HOST_CONFIG: dict[str, Callable[[Any], bool]] = {
     "Cgroup": _empty,
     "OomScoreAdj": _empty,
     "PidMode": _one_of("private"),
-    "Privileged": _empty,
     "StorageOpt": _empty,
     "UTSMode": _one_of("private"),
     "UsernsMode": _one_of("private"),

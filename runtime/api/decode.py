@@ -203,6 +203,7 @@ def create_options(body: Any, name: str | None) -> CreateOptions:
         restart=_restart(hc.get("RestartPolicy")),
         stop_timeout=int(body["StopTimeout"]) if body.get("StopTimeout") is not None else None,
         stop_signal=body.get("StopSignal") or None,
+        privileged=bool(hc.get("Privileged")),
         **_log_config(hc.get("LogConfig")),
     )
 

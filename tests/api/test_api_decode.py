@@ -121,7 +121,7 @@ def test_the_docker_clis_zeroed_body_asks_for_nothing_refused():
 @pytest.mark.parametrize("where, field, value", [
     ("HostConfig", "PidMode", "host"),
     ("HostConfig", "Sysctls", {"net.ipv4.ip_forward": "1"}),
-    ("HostConfig", "Privileged", True),
+    ("HostConfig", "OomScoreAdj", 500),
     ("HostConfig", "IpcMode", "host"),
     ("Config", "Healthcheck", {"Test": ["CMD", "true"]}),
 ])
