@@ -69,6 +69,8 @@ class LxcSpec:
     pids_limit: int | None = None                # --pids-limit (None, 0 or -1: unlimited)
     cpuset_cpus: str | None = None               # --cpuset-cpus
     nano_cpus: int | None = None                 # --cpus, in billionths
+    memory_swap: int | None = None               # --memory-swap (memory + swap; -1 unlimited swap)
+    swappiness: int | None = None                # --memory-swappiness (cgroup v1)
     #: PR_SET_NO_NEW_PRIVS for the command (`--security-opt no-new-privileges`)
     no_new_privs: bool = False
     #: lxc's seccomp policy file (seccomp.to_lxc), None: unconfined
@@ -169,7 +171,8 @@ def render(spec: LxcSpec) -> str:
     for host, target, _rule in spec.devices:  # on lxc's own /dev, like the console
         lines.append(("lxc.mount.entry", _bind_line(Bind(host, target, readonly=False, lxc_creates=True))))
     lines += cgroups.limit_keys(spec.memory, spec.cpu_shares, pids_limit=spec.pids_limit,
-                                cpuset_cpus=spec.cpuset_cpus, nano_cpus=spec.nano_cpus)
+                                cpuset_cpus=spec.cpuset_cpus, nano_cpus=spec.nano_cpus,
+                                memory_swap=spec.memory_swap, swappiness=spec.swappiness)
     if spec.no_new_privs:
         lines.append(("lxc.no_new_privs", "1"))
     if spec.seccomp is not None:

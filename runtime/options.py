@@ -68,6 +68,8 @@ class CreateOptions:
     restart: str | None = None                   # --restart no|always|unless-stopped|on-failure[:N]
     stop_timeout: int | None = None              # --stop-timeout SECONDS (Config.StopTimeout)
     privileged: bool = False                     # --privileged
+    memory_swap: int | str | None = None         # --memory-swap (memory + swap; -1: unlimited swap)
+    memory_swappiness: int | None = None         # --memory-swappiness 0-100 (cgroup v1; -1: the host's)
     log_driver: str | None = None                # --log-driver json-file|none (None: json-file)
     log_opts: tuple[str, ...] = ()               # --log-opt max-size=10m, max-file=3
 
@@ -167,6 +169,33 @@ def log_max_files(config: Mapping[str, str]) -> int:
         return int(text)
     except ValueError:
         raise InvalidArgument(f'strconv.Atoi: parsing "{text}": invalid syntax (max-file)') from None
+
+
+def parse_memory_swap(value: str | int | None) -> int | None:
+    """`--memory-swap`: memory plus swap in bytes (`<number>[b|k|m|g]`), -1 for unlimited swap; None unset."""
+    if value is None or value == "" or value == 0 or value == "0":
+        return None
+    if value == -1 or value == "-1":
+        return -1
+    return parse_memory(value)
+
+
+def check_memory_swap(memory: int, swap: int | None, swappiness: int | None = None, *,
+                      swap_supported: bool, swappiness_supported: bool, update: bool = False) -> None:
+    """Docker's checks of memory, memory-swap and swappiness together (its messages), and a clear refusal
+    where this kernel can't carry them out (Docker would only warn and drop them)."""
+    if swap is not None and swap > 0 and memory > 0 and swap < memory:
+        raise InvalidArgument("Minimum memoryswap limit should be larger than memory limit, see usage")
+    if swap is not None and swap > 0 and memory == 0 and not update:
+        raise InvalidArgument("You should always set the Memory limit when using Memoryswap limit, see usage")
+    if swap is not None and not swap_supported:
+        raise InvalidArgument("--memory-swap needs swap accounting (memory.memsw.* on cgroup v1, memory.swap.max "
+                              "on v2), which this kernel does not offer")
+    if swappiness is not None and swappiness != -1:
+        if not 0 <= swappiness <= 100:
+            raise InvalidArgument(f"Invalid value: {swappiness}, valid memory swappiness range is 0-100")
+        if not swappiness_supported:
+            raise InvalidArgument("--memory-swappiness is not supported on cgroup v2 (nor without memory.swappiness)")
 
 
 def parse_volume(spec: str) -> Volume:
