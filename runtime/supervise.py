@@ -181,6 +181,8 @@ def _prepare(rt: Runtime, c: Container) -> Prepared:
                                pids_limit=c.hostconfig.get("PidsLimit"),
                                cpuset_cpus=c.hostconfig.get("CpusetCpus") or None,
                                nano_cpus=c.hostconfig.get("NanoCpus") or None,
+                               memory_swap=cfg.get("MemorySwap") or None,
+                               swappiness=c.hostconfig.get("MemorySwappiness"),
                                extra=tuple((d["Key"], d["Value"]) for d in c.hostconfig.get("LxcConf") or ()),
                                devices=_devices(c, privileged), privileged=privileged)
         atomic_write(c.lxc_config_path, lxcconf.render(spec).encode(), 0o600, durable=False)
