@@ -729,3 +729,10 @@ class Runtime:
         return header, [line.split(None, len(header) - 1) for line in out[1:]]
 
 
+
+    def update(self, c: Container | str, opts: Any) -> list[str]:
+        """Change a container's resource limits and restart policy (`update`), running or not: an
+        `update.UpdateOptions`; Docker's warnings (none)."""
+        from pydock.runtime.update import update_container  # lazy: only for update
+
+        return update_container(self, self._current(c), opts)

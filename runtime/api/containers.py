@@ -269,6 +269,14 @@ def prune(svc: Services, req: Request, h: Handler) -> None:
     h.send_json(200, {"ContainersDeleted": removed or None, "SpaceReclaimed": freed})
 
 
+def update(svc: Services, req: Request, h: Handler, name: str) -> None:
+    """`docker update`: new limits and restart policy, applied at once to a running container."""
+    opts = decode.update_options(req.json())
+    with svc.pool.runtime() as rt:
+        warnings = rt.update(rt.get(name), opts)
+    h.send_json(200, {"Warnings": warnings})
+
+
 ROUTES = [
     ("POST", r"/containers/create", create),
     ("POST", r"/containers/prune", prune),
@@ -281,6 +289,7 @@ ROUTES = [
     ("POST", r"/containers/(?P<name>[^/]+)/stop", stop),
     ("POST", r"/containers/(?P<name>[^/]+)/kill", kill),
     ("POST", r"/containers/(?P<name>[^/]+)/restart", restart),
+    ("POST", r"/containers/(?P<name>[^/]+)/update", update),
     ("POST", r"/containers/(?P<name>[^/]+)/resize", resize),
     ("GET", r"/containers/(?P<name>[^/]+)/changes", changes),
     ("GET", r"/containers/(?P<name>[^/]+)/top", top),

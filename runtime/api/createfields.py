@@ -67,8 +67,6 @@ HOST_CONFIG: dict[str, Callable[[Any], bool]] = {
     "KernelMemory": _empty,
     "KernelMemoryTCP": _empty,
     "MemoryReservation": _empty,
-    "MemorySwap": _empty,
-    "MemorySwappiness": _one_of(-1),
     "OomKillDisable": _empty,
     "CpuCount": _empty,
     "CpuPercent": _empty,

@@ -34,3 +34,35 @@ def test_log_driver_and_rotation_through_the_docker_cli(server):
     p = server.docker("run", "--net", "none", "--log-opt", "tag=x", "busybox", "true")
     assert p.returncode == 125 and "log opt 'tag' of the json-file log driver is not supported" in p.stderr.decode()
     assert _ok(server, "ps", "-aq") == ""
+
+
+def test_privileged_through_the_docker_cli(server):
+    out = _ok(server, "run", "--rm", "--net", "none", "--privileged", "busybox", "grep", "-E", "^(CapEff|Seccomp):",
+              "/proc/self/status")
+    with open("/proc/self/status") as f:
+        own = next(line.split()[1] for line in f if line.startswith("CapBnd:"))
+    assert out.split() == ["CapEff:", own, "Seccomp:", "0"]
+    cid = _ok(server, "create", "--net", "none", "--privileged", "busybox", "true").strip()
+    assert _ok(server, "inspect", "-f", "{{.HostConfig.Privileged}}", cid) == "true\n"
+    _ok(server, "rm", cid)
+
+
+def test_docker_update_and_the_sdks_update(server):
+    cid = _ok(server, "run", "-d", "--net", "none", "-m", "64m", "busybox", "sleep", "60").strip()
+    try:
+        assert _ok(server, "update", "--memory", "96m", "--memory-swap", "-1", "--cpus", "0.5", "--pids-limit", "30",
+                   "--restart", "on-failure:3", cid) == cid + "\n"
+        hc = json.loads(_ok(server, "inspect", "-f", "{{json .HostConfig}}", cid))
+        assert (hc["Memory"], hc["MemorySwap"], hc["NanoCpus"], hc["PidsLimit"]) == (96 << 20, -1, 500_000_000, 30)
+        assert hc["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 3}
+        p = server.docker("update", "--blkio-weight", "300", cid)
+        assert p.returncode != 0 and "BlkioWeight is not supported by pydock update" in p.stderr.decode()
+        r = server.sdk(f"""
+c = client.containers.get({cid!r})
+result = c.update(cpu_shares=512, mem_limit='128m')
+""")
+        assert r == {"Warnings": []}
+        shares = _ok(server, "inspect", "-f", "{{.HostConfig.CpuShares}} {{.HostConfig.Memory}}", cid).split()
+        assert shares == ["512", str(128 << 20)]
+    finally:
+        _ok(server, "rm", "-f", cid)
