@@ -677,15 +677,19 @@ def container() -> None:
 
 @container.command(name="prune")
 @click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE",
+              help="until=TIME|DURATION, label=KEY[=VALUE], label!=KEY[=VALUE].")
 @click.pass_context
-def prune_containers(ctx: click.Context, force: bool) -> None:
-    """Remove every container that is not running."""
+def prune_containers(ctx: click.Context, force: bool, filters: tuple[str, ...]) -> None:
+    """Remove every container that is not running (and matches the filters)."""
+    from pydock.runtime.usage import PruneFilters, parse_filter_flags  # lazy: only for prune
     from pydock.runtime.usage import prune_containers as prune  # lazy: only for prune
 
+    chosen = PruneFilters.parse(parse_filter_flags(filters))
     if not force:
         click.confirm("WARNING! This will remove all stopped containers.\nAre you sure you want to continue?",
                       abort=True)
-    removed, freed = prune(ctx.obj.runtime())
+    removed, freed = prune(ctx.obj.runtime(), chosen)
     if removed:
         click.echo("Deleted Containers:\n" + "".join(f"{cid}\n" for cid in removed))
     click.echo(f"Total reclaimed space: {human_size(freed)}")

@@ -15,7 +15,7 @@ from pydock.runtime.api.services import Services
 from pydock.runtime.container import Container
 from pydock.runtime.jsonlog import LogReader
 from pydock.runtime.runtime import Runtime
-from pydock.runtime.usage import prune_containers
+from pydock.runtime.usage import PruneFilters, prune_containers
 from pydock.utils import saferegex
 from pydock.utils.errors import Conflict, InvalidArgument, NotFound, PydockError, RemovalFailed
 
@@ -260,12 +260,10 @@ def commit(svc: Services, req: Request, h: Handler) -> None:
 
 
 def prune(svc: Services, req: Request, h: Handler) -> None:
-    """`POST /containers/prune`: every container that is not running."""
-    unknown = sorted(decode.filters(req.arg("filters")))
-    if unknown:
-        raise InvalidArgument(f"invalid filter '{unknown[0]}' (pydock prunes every stopped container, unfiltered)")
+    """`POST /containers/prune`: every container that is not running (and matches `filters`)."""
+    chosen = PruneFilters.parse(decode.filters(req.arg("filters")))
     with svc.pool.runtime() as rt:
-        removed, freed = prune_containers(rt)
+        removed, freed = prune_containers(rt, chosen)
     h.send_json(200, {"ContainersDeleted": removed or None, "SpaceReclaimed": freed})
 
 

@@ -66,3 +66,18 @@ result = c.update(cpu_shares=512, mem_limit='128m')
         assert shares == ["512", str(128 << 20)]
     finally:
         _ok(server, "rm", "-f", cid)
+
+
+def test_prune_filters_through_the_docker_cli(server):
+    keep = _ok(server, "create", "--net", "none", "--label", "keep=yes", "busybox", "true").strip()
+    gone = _ok(server, "create", "--net", "none", "--label", "team=x", "busybox", "true").strip()
+    out = _ok(server, "container", "prune", "-f", "--filter", "label!=keep=yes", "--filter", "until=0s")
+    assert gone in out and keep not in out
+    assert keep in _ok(server, "container", "prune", "-f", "--filter", "label=keep")
+    p = server.docker("container", "prune", "-f", "--filter", "status=exited")
+    assert p.returncode != 0 and "invalid filter 'status'" in p.stderr.decode()
+    p = server.docker("image", "prune", "-f", "--filter", "reference=busybox")
+    assert p.returncode != 0 and "invalid filter 'reference'" in p.stderr.decode()
+    _ok(server, "pull", "busybox")
+    assert "busybox" not in _ok(server, "image", "prune", "-af", "--filter", "until=1h", "--filter", "label=none")
+    assert _ok(server, "images", "-q", "busybox").strip()
