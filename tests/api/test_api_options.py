@@ -6,14 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from test_api_fidelity import _docker_ok as _ok
 
 pytestmark = pytest.mark.lxc
-
-
-def _ok(server, *args: str) -> str:
-    p = server.docker(*args)
-    assert p.returncode == 0, p.stderr.decode()
-    return p.stdout.decode()
 
 
 def test_log_driver_and_rotation_through_the_docker_cli(server):
