@@ -103,6 +103,16 @@ def _container_options(f: Any) -> Any:
         _alias("-dns", "dns", multiple=True),
         click.option("--init", "init", is_flag=True,
                      help="Run a reaping init (the host's static tini) as PID 1 in front of the command."),
+        click.option("--memory-swap", "memory_swap", metavar="SIZE",
+                     help="Memory plus swap (<number>[b|k|m|g]; -1: unlimited swap; default: twice --memory)."),
+        click.option("--memory-swappiness", "memory_swappiness", type=int, metavar="0-100",
+                     help="How readily the kernel swaps the container's memory (cgroup v1 only)."),
+        click.option("--privileged", is_flag=True,
+                     help="Every capability and host device, no seccomp, /proc and /sys writable."),
+        _alias("-privileged", "privileged", is_flag=True),
+        click.option("--log-driver", "log_driver", metavar="DRIVER", help="Logging driver: json-file or none."),
+        click.option("--log-opt", "log_opts", multiple=True, metavar="KEY=VALUE",
+                     help="json-file options: max-size=SIZE (10k, 10m, 1g), max-file=COUNT."),
         click.option("--security-opt", "security_opt", multiple=True,
                      help="no-new-privileges, seccomp=unconfined or seccomp=PROFILE.json (Docker's format)."),
     ]
@@ -155,6 +165,11 @@ def _create_options(image: str, cmd: tuple[str, ...], o: dict[str, Any], auto_re
         auto_remove=auto_remove,
         init=bool(o.get("init")),
         security_opt=_security_opt(o.get("security_opt") or ()),
+        privileged=bool(o.get("privileged") or o.get("privileged_alias")),
+        memory_swap=o.get("memory_swap"),
+        memory_swappiness=o.get("memory_swappiness"),
+        log_driver=o.get("log_driver"),
+        log_opts=o.get("log_opts") or (),
     )
 
 
@@ -673,6 +688,31 @@ def _reading(rt: Any, c: Any, named: bool) -> Any:
 
 
 
+@click.command()
+@click.option("-m", "--memory", default=None, help="Memory limit (<number>[b|k|m|g]).")
+@click.option("--memory-swap", "memory_swap", default=None, help="Memory plus swap (-1: unlimited swap).")
+@click.option("--cpus", default=None, metavar="N", help="At most this many CPUs' time, e.g. 1.5.")
+@click.option("-c", "--cpu-shares", "cpu_shares", type=int, default=None, help="CPU shares (relative weight).")
+@click.option("--cpuset-cpus", "cpuset_cpus", default=None, metavar="CPUS", help="The CPUs it may run on.")
+@click.option("--pids-limit", "pids_limit", type=int, default=None, help="At most this many processes (-1: unlimited).")
+@click.option("--restart", default=None, metavar="POLICY", help="no, always, unless-stopped, on-failure[:N].")
+@click.argument("refs", metavar="CONTAINER...", nargs=-1, required=True)
+@click.pass_context
+def update(ctx: click.Context, refs: tuple[str, ...], **changes: Any) -> None:
+    """Change containers' resource limits and restart policy, running or not (the next start keeps them)."""
+    from pydock.runtime.update import UpdateOptions  # lazy: only for update
+
+    rt = ctx.obj.runtime()
+    opts = UpdateOptions(**changes)
+    if opts.empty():
+        raise click.UsageError("You must provide one or more flags when using this command.")
+
+    def one(ref: str) -> None:
+        rt.update(rt.get(ref), opts)  # Docker's warnings: pydock has none
+
+    _each(refs, one, "failed to update one or more containers")
+
+
 @click.group(context_settings={"help_option_names": ["--help"]})
 def container() -> None:
     """Manage containers (`container prune`; the other container commands are top-level, as in Docker 0.7)."""
@@ -680,15 +720,19 @@ def container() -> None:
 
 @container.command(name="prune")
 @click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE",
+              help="until=TIME|DURATION, label=KEY[=VALUE], label!=KEY[=VALUE].")
 @click.pass_context
-def prune_containers(ctx: click.Context, force: bool) -> None:
-    """Remove every container that is not running."""
+def prune_containers(ctx: click.Context, force: bool, filters: tuple[str, ...]) -> None:
+    """Remove every container that is not running (and matches the filters)."""
+    from pydock.runtime.usage import PruneFilters, parse_filter_flags  # lazy: only for prune
     from pydock.runtime.usage import prune_containers as prune  # lazy: only for prune
 
+    chosen = PruneFilters.parse(parse_filter_flags(filters))
     if not force:
         click.confirm("WARNING! This will remove all stopped containers.\nAre you sure you want to continue?",
                       abort=True)
-    removed, freed = prune(ctx.obj.runtime())
+    removed, freed = prune(ctx.obj.runtime(), chosen)
     if removed:
         click.echo("Deleted Containers:\n" + "".join(f"{cid}\n" for cid in removed))
     click.echo(f"Total reclaimed space: {human_size(freed)}")
@@ -710,3 +754,6 @@ def boot(ctx: click.Context) -> None:
             click.echo(f"Error: {cid[:12]}: {error}", err=True)
     if failed:
         ctx.exit(1)
+
+
+container.add_command(update)

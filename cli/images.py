@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from fnmatch import fnmatchcase
@@ -313,13 +314,21 @@ def image() -> None:
 @image.command()
 @click.option("-a", "--all", "all_", is_flag=True, help="Every image no container uses, not only dangling ones.")
 @click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE",
+              help="until=TIME|DURATION, label=KEY[=VALUE], label!=KEY[=VALUE].")
 @click.pass_context
-def prune(ctx: click.Context, all_: bool, force: bool) -> None:
-    """Remove dangling images (untagged, no child, no container), with -a every unused image."""
+def prune(ctx: click.Context, all_: bool, force: bool, filters: tuple[str, ...]) -> None:
+    """Remove dangling images (untagged, no child, no container), with -a every unused image; only those
+    the filters match."""
+    from pydock.runtime.usage import PruneFilters, parse_filter_flags, prune_images  # lazy: only for prune
+
+    chosen = PruneFilters.parse(parse_filter_flags(filters), images=True)
+    if all_:
+        chosen = dataclasses.replace(chosen, dangling=False)
     if not force:
         click.confirm("WARNING! This will remove all " + ("images without at least one container associated to them"
                       if all_ else "dangling images") + ".\nAre you sure you want to continue?", abort=True)
-    lines, freed = image_store(ctx).prune(every_unused=all_)
+    lines, freed = prune_images(ctx.obj.runtime(), chosen)
     if lines:
         click.echo("Deleted Images:\n" + "".join(line.replace("Untagged: ", "untagged: ").replace(
             "Deleted: ", "deleted: sha256:") + "\n" for line in lines))

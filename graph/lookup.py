@@ -269,10 +269,12 @@ class ImageStore:
         lines.extend(self._delete_chain(image, in_use))
         return lines
 
-    def prune(self, *, every_unused: bool = False, in_use: InUse | None = None) -> tuple[list[str], int]:
+    def prune(self, *, every_unused: bool = False, in_use: InUse | None = None,
+              match: Callable[[Image], bool] | None = None) -> tuple[list[str], int]:
         """Docker's `image prune`: delete the dangling images (untagged, childless, used by no container),
         each with the untagged parents nothing else needs; with `every_unused` also tagged images no
-        container uses. Returns (the `Untagged: ...`/`Deleted: <id>` lines, bytes freed)."""
+        container uses; only those `match` accepts (prune's filters). Returns (the `Untagged: ...`/
+        `Deleted: <id>` lines, bytes freed)."""
         in_use = in_use or self.in_use()
         lines: list[str] = []
         freed = 0
@@ -282,7 +284,7 @@ class ImageStore:
             by_image = self.tags.by_image()
             parents = {i.parent for i in images if i.parent}
             leaves = [i for i in images if i.id not in parents and (every_unused or not by_image.get(i.id))
-                      and not (in_use is not None and in_use(i.id))]
+                      and not (in_use is not None and in_use(i.id)) and (match is None or match(i))]
             if not leaves:
                 return lines, freed
             for image in leaves:

@@ -7,9 +7,12 @@ non-empty inheritable set let file capabilities raise a process above the contai
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 from pydock.utils.errors import InvalidArgument
+
+log = logging.getLogger(__package__)
 
 #: capability numbers (linux/capability.h) of the names pydock uses
 CAP_NUMBERS = {
@@ -46,11 +49,26 @@ def _name(text: str) -> str:
     return name
 
 
-def resolve(add: Sequence[str] = (), drop: Sequence[str] = ()) -> tuple[str, ...]:
+def kernel_caps() -> tuple[str, ...]:
+    """Every capability this kernel knows (up to /proc/sys/kernel/cap_last_cap): a privileged
+    container's set, as Docker's GetAllCapabilities."""
+    try:
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            last = int(f.read())
+    except (OSError, ValueError) as err:
+        log.debug("cap_last_cap unreadable (%s); every capability pydock knows counts", err)
+        last = max(CAP_NUMBERS.values())
+    return tuple(name for name, number in CAP_NUMBERS.items() if number <= last)
+
+
+def resolve(add: Sequence[str] = (), drop: Sequence[str] = (), *, privileged: bool = False) -> tuple[str, ...]:
     """The capabilities a container holds with `--cap-add`/`--cap-drop`, as Docker computes them:
     the default set plus `add` minus `drop`; `ALL` in `add` starts from every capability, `ALL` in
-    `drop` from none (then `add` still adds). Unknown names raise InvalidArgument."""
+    `drop` from none (then `add` still adds). `--privileged` holds every capability whatever the
+    others say (Docker's TweakCapabilities). Unknown names raise InvalidArgument."""
     added, dropped = [_name(n) for n in add], [_name(n) for n in drop]
+    if privileged:
+        return kernel_caps()
     if "all" in added:
         base = list(CAP_NUMBERS)
     elif "all" in dropped:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import logging
 import os
 import stat
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from pydock.utils.errors import InvalidArgument
 
 CGROUP_ROOT = "/sys/fs/cgroup"
+log = logging.getLogger(__package__)
 
 #: Docker's default device allowlist (runc's specconv.AllowedDevices): mknod of any node (but no
 #: access to it), null, zero, full, random, urandom, /dev/tty, pts, ptmx and tun. Unlike Docker 0.7's
@@ -53,11 +55,48 @@ def shares_to_weight(shares: int) -> int:
 CPU_PERIOD_US = 100_000
 
 
+@functools.cache
+def swap_limit_supported() -> bool:
+    """Docker's SwapLimit: the kernel accounts swap per cgroup (v1 memory.memsw.*, v2 memory.swap.max;
+    the latter shows only in non-root cgroups, so any one of them that has it tells)."""
+    if hierarchy() is Hierarchy.V1:
+        return os.path.exists(f"{CGROUP_ROOT}/memory/memory.memsw.limit_in_bytes")
+    if not memory_limit_supported():
+        return False
+    for top, dirs, files in os.walk(CGROUP_ROOT):
+        if top != CGROUP_ROOT:
+            return "memory.swap.max" in files
+        if not dirs:
+            break
+    return _probe_v2_file("memory.swap.max")
+
+
+def _probe_v2_file(name: str) -> bool:
+    """Whether a fresh child of the v2 root has file `name` (a cgroup made and removed to look)."""
+    probe = f"{CGROUP_ROOT}/pydock-probe-{os.getpid()}"
+    try:
+        os.mkdir(probe)
+    except OSError as err:
+        log.debug("cgroup probe for %s failed: %s", name, err)
+        return False
+    try:
+        return os.path.exists(f"{probe}/{name}")
+    finally:
+        os.rmdir(probe)
+
+
+def swappiness_supported() -> bool:
+    """Docker's MemorySwappiness: cgroup v1 only (v2 has no per-cgroup swappiness)."""
+    return hierarchy() is Hierarchy.V1 and os.path.exists(f"{CGROUP_ROOT}/memory/memory.swappiness")
+
+
 def limit_keys(memory: int | None, cpu_shares: int | None, *, pids_limit: int | None = None,
-               cpuset_cpus: str | None = None, nano_cpus: int | None = None) -> list[tuple[str, str]]:
+               cpuset_cpus: str | None = None, nano_cpus: int | None = None, memory_swap: int | None = None,
+               swappiness: int | None = None) -> list[tuple[str, str]]:
     """lxc keys for a memory limit (bytes), cpu shares, a process count (`--pids-limit`), the CPUs it may
-    run on (`--cpuset-cpus`) and a CPU quota in billionths of CPUs (`--cpus`), in the running hierarchy's
-    spelling."""
+    run on (`--cpuset-cpus`), a CPU quota in billionths of CPUs (`--cpus`), memory plus swap (`--memory-swap`,
+    -1 unlimited swap; v2 limits the swap alone, to the difference) and `--memory-swappiness` (v1), in the
+    running hierarchy's spelling."""
     v2 = hierarchy() is Hierarchy.V2
     keys: list[tuple[str, str]] = []
     prefix = "lxc.cgroup2" if v2 else "lxc.cgroup"
@@ -77,12 +116,48 @@ def limit_keys(memory: int | None, cpu_shares: int | None, *, pids_limit: int | 
         else:
             keys.append(("lxc.cgroup.memory.limit_in_bytes", str(memory)))
             keys.append(("lxc.cgroup.memory.soft_limit_in_bytes", str(memory)))
+    if memory_swap and (memory or memory_swap == -1):  # after the memory limit: memsw may not be below it
+        if v2:
+            keys.append(("lxc.cgroup2.memory.swap.max", "max" if memory_swap == -1 else str(memory_swap - (memory or 0))))
+        else:
+            keys.append(("lxc.cgroup.memory.memsw.limit_in_bytes", str(memory_swap)))
+    if swappiness is not None and swappiness >= 0:
+        keys.append(("lxc.cgroup.memory.swappiness", str(swappiness)))
     if cpu_shares:
         if v2:
             keys.append(("lxc.cgroup2.cpu.weight", str(shares_to_weight(cpu_shares))))
         else:
             keys.append(("lxc.cgroup.cpu.shares", str(cpu_shares)))
     return keys
+
+
+def write_limits(pid: int, keys: list[tuple[str, str]]) -> None:
+    """Write `limit_keys`' settings into the cgroups of the running process `pid` (`update` of a running
+    container). A write the kernel refuses for its order (v1's memory.memsw.limit_in_bytes may not go
+    below memory.limit_in_bytes, nor that above it) is retried once the others are in."""
+    where = process_cgroups(pid)
+    if not where:
+        raise InvalidArgument("the container is not running any more; its cgroups are gone")
+    pending = []
+    for key, value in keys:
+        name = key.split(".", 2)[2]
+        directory = where.get("") if hierarchy() is Hierarchy.V2 else where.get(name.split(".")[0])
+        if directory is None:
+            raise InvalidArgument(f"cannot update {name}: its cgroup controller is not mounted")
+        pending.append((f"{directory}/{name}", value))
+    for attempt in (1, 2):
+        failed = []
+        for path, value in pending:
+            try:
+                with open(path, "w") as f:
+                    f.write(value)
+            except OSError as err:
+                if attempt == 2:
+                    raise InvalidArgument(f"cannot write {value} to {path}: {err.strerror}") from None
+                failed.append((path, value))
+        if not failed:
+            return
+        pending = failed
 
 
 def controller_available(name: str) -> bool:
@@ -128,9 +203,12 @@ def parse_cpus(value: str | float, available: int | None = None) -> int:
     return nano
 
 
-def device_keys(extra: tuple[str, ...] = ()) -> list[tuple[str, str]]:
-    """Deny every device, then allow Docker's list and `extra` (`c 10:229 rwm` rules of `--device`)."""
+def device_keys(extra: tuple[str, ...] = (), *, privileged: bool = False) -> list[tuple[str, str]]:
+    """Deny every device, then allow Docker's list and `extra` (`c 10:229 rwm` rules of `--device`);
+    a privileged container may use every device."""
     prefix = "lxc.cgroup2" if hierarchy() is Hierarchy.V2 else "lxc.cgroup"
+    if privileged:
+        return [(f"{prefix}.devices.allow", "a")]
     return [(f"{prefix}.devices.deny", "a"), *((f"{prefix}.devices.allow", d) for d in (*ALLOWED_DEVICES, *extra))]
 
 
@@ -152,6 +230,33 @@ class Device:
 
     def to_json(self) -> dict[str, str]:
         return {"PathOnHost": self.host, "PathInContainer": self.container, "CgroupPermissions": self.permissions}
+
+
+#: what Docker's HostDevices leaves out of a privileged container's /dev: directories of other mounts
+#: or the container's own (pts, shm, mqueue), and nodes the container gets its own of
+_HOST_DEVICE_SKIP_DIRS = frozenset({"pts", "shm", "fd", "mqueue", ".lxc", ".lxd-mounts", ".udev"})
+_OWN_NODES = frozenset({"console", "null", "zero", "full", "random", "urandom", "tty", "ptmx"})
+
+
+def host_devices(root: str = "/dev") -> list[Device]:
+    """Every device node of the host under /dev (a privileged container's /dev, as Docker's), sorted;
+    symlinks and the nodes the container has its own of are left out."""
+    out: list[Device] = []
+    for top, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not (top == root and d in _HOST_DEVICE_SKIP_DIRS))
+        for name in sorted(files):
+            path = os.path.join(top, name)
+            if top == root and name in _OWN_NODES:
+                continue
+            try:
+                st = os.lstat(path)
+            except OSError as err:
+                log.debug("host device %s skipped: %s", path, err)
+                continue
+            if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+                out.append(Device(path, path, "rwm", "c" if stat.S_ISCHR(st.st_mode) else "b",
+                                  os.major(st.st_rdev), os.minor(st.st_rdev)))
+    return out
 
 
 def parse_device(spec: str) -> Device:

@@ -35,8 +35,10 @@ def _split(value: str) -> tuple[str, str | None]:
     return value, None
 
 
-def parse(values: Iterable[str] | None) -> Confinement:
-    """HostConfig.SecurityOpt -> Confinement; InvalidArgument naming the first value pydock can't honour."""
+def parse(values: Iterable[str] | None, *, privileged: bool = False) -> Confinement:
+    """HostConfig.SecurityOpt -> Confinement; InvalidArgument naming the first value pydock can't honour.
+    A privileged container runs without seccomp whatever profile it names (as under Docker);
+    no-new-privileges stays as asked."""
     nnp = False
     profile: dict[str, Any] | None = seccomp.default_profile()
     for value in values or ():
@@ -58,7 +60,7 @@ def parse(values: Iterable[str] | None) -> Confinement:
             shown = value if len(value) <= 80 else value[:77] + "..."
             raise seccomp.refused(f"Unsupported --security-opt: {shown!r} (pydock supports no-new-privileges, "
                                   "seccomp=unconfined and seccomp=PROFILE.json)")
-    return Confinement(nnp, profile)
+    return Confinement(nnp, None if privileged else profile)
 
 
 def read_profile_files(values: Iterable[str]) -> list[str]:

@@ -180,6 +180,7 @@ class Container:
         """Re-read state from disk (another process — the monitor, a rename — may have changed it)."""
         fresh = Container.load(self.dir)
         self.state, self.network, self.hostconfig = fresh.state, fresh.network, None  # hostconfig: re-read on use
+        self.config = fresh.config  # `update` changes Memory and CpuShares there
         self.name = fresh.name
         return self
 

@@ -14,8 +14,8 @@ from pydock.links.ports import parse_port, parse_publish
 from pydock.runtime import caps, cgroups, confinement, etcfiles, lxcconf, monitorlock, removal
 from pydock.runtime.container import Container
 from pydock.runtime.jsonlog import create_log
-from pydock.runtime.options import CreateOptions, Volume, merge_env, parse_env, parse_labels, parse_memory, \
-    parse_tmpfs, parse_ulimit, parse_volume, split_hostname
+from pydock.runtime.options import CreateOptions, Volume, check_memory_swap, merge_env, parse_env, parse_labels, \
+    parse_log_config, parse_memory_swap, parse_memory, parse_tmpfs, parse_ulimit, parse_volume, split_hostname
 from pydock.runtime.restart import RestartPolicy
 from pydock.runtime.rootpath import check_workdir
 from pydock.runtime.volumes import copy_up
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 def create_container(rt: Runtime, opts: CreateOptions) -> Container:
     """Make a container (not started) as Docker 0.7's `create` does."""
     memory_bytes = parse_memory(opts.memory)
+    swap = memory_swap(memory_bytes or 0, opts.memory_swap, opts.memory_swappiness)
     if opts.cpu_shares is not None and opts.cpu_shares < 0:
         raise InvalidArgument("CPU shares must be a positive number")
     workdir = check_workdir(opts.workdir) if opts.workdir else opts.workdir
@@ -65,6 +66,7 @@ def create_container(rt: Runtime, opts: CreateOptions) -> Container:
     lxc_conf = [{"Key": k, "Value": v} for k, v in map(lxcconf.parse_lxc_conf, opts.lxc_conf)]
     devices = [cgroups.parse_device(spec).to_json() for spec in opts.devices]
     policy = RestartPolicy.parse(opts.restart)
+    log_config = parse_log_config(opts.log_driver, opts.log_opts)
     if opts.stop_timeout is not None and opts.stop_timeout < 0:
         raise InvalidArgument(f"invalid --stop-timeout {opts.stop_timeout}: seconds, 0 or more")
     if policy.restarts and opts.auto_remove:
@@ -90,7 +92,7 @@ def create_container(rt: Runtime, opts: CreateOptions) -> Container:
     config = {
         "Hostname": host or _default_hostname(rt, net_mode) or cid[:12], "Domainname": domain,
         "User": opts.user if opts.user is not None else img_cfg.get("User", ""),
-        "Memory": memory_bytes or 0, "MemorySwap": 0, "CpuShares": opts.cpu_shares or 0,
+        "Memory": memory_bytes or 0, "MemorySwap": swap, "CpuShares": opts.cpu_shares or 0,
         "AttachStdin": opts.stdin_open, "AttachStdout": True, "AttachStderr": True, "PortSpecs": None,
         "ExposedPorts": exposed or None, "Tty": opts.tty, "OpenStdin": opts.stdin_open,
         "StdinOnce": opts.stdin_open if opts.stdin_once is None else opts.stdin_once,
@@ -104,7 +106,7 @@ def create_container(rt: Runtime, opts: CreateOptions) -> Container:
         "StopTimeout": opts.stop_timeout,
     }
     hostconfig = {"Binds": [spec for spec in opts.volumes if ":" in spec] or None,
-                  "ContainerIDFile": opts.cidfile or "", "LxcConf": lxc_conf or None, "Privileged": False,
+                  "ContainerIDFile": opts.cidfile or "", "LxcConf": lxc_conf or None, "Privileged": opts.privileged,
                   "PortBindings": {}, "PortSpecs": list(opts.ports), "Links": list(opts.links) or None,
                   "NetworkMode": net_mode, "CapAdd": list(opts.cap_add) or None,
                   "CapDrop": list(opts.cap_drop) or None, "Tmpfs": tmpfs or None,
@@ -115,7 +117,8 @@ def create_container(rt: Runtime, opts: CreateOptions) -> Container:
                   "PublishAllPorts": opts.publish_all, "AutoRemove": opts.auto_remove,
                   "Init": True if opts.init else None, "SecurityOpt": list(opts.security_opt) or None,
                   "VolumesFrom": list(opts.volumes_from) or None, "Devices": devices,
-                  "RestartPolicy": policy.to_json()}
+                  "RestartPolicy": policy.to_json(), "LogConfig": log_config,
+                  "MemorySwappiness": opts.memory_swappiness if opts.memory_swappiness not in (None, -1) else None}
     argv = ep + command
     c = Container(id=cid, dir=cdir, image=img.id, path=argv[0], args=argv[1:], config=config,
                   hostconfig=hostconfig, driver=rt.driver.name)
@@ -132,7 +135,7 @@ def create_container(rt: Runtime, opts: CreateOptions) -> Container:
                            is_running=lambda i: rt.load(i).state.running)
         atomic_write(c.hostname_path, (config["Hostname"] + "\n").encode(), 0o644, durable=False)
         atomic_write(c.resolv_conf_path, etcfiles.resolv_conf(dns, opts.dns_search).encode(), 0o644, durable=False)
-        create_log(c.log_path)
+        create_log(c.log_path, log_config)
         monitorlock.create(c.monitor_lock_path)
         c.save()
         if opts.cidfile:
@@ -142,6 +145,18 @@ def create_container(rt: Runtime, opts: CreateOptions) -> Container:
         removal.destroy(rt, c, made)
         raise
     return c
+
+
+def memory_swap(memory: int, value: str | int | None, swappiness: int | None = None) -> int:
+    """Config.MemorySwap for `--memory-swap` (checked as Docker checks it): as given, or by default twice
+    the memory limit where the kernel accounts swap (Docker's default; 0 without a memory limit)."""
+    swap = parse_memory_swap(value)
+    supported = cgroups.swap_limit_supported() if swap is not None or memory else False
+    check_memory_swap(memory, swap, swappiness, swap_supported=supported,
+                      swappiness_supported=cgroups.swappiness_supported())
+    if swap is None:
+        return 2 * memory if memory and supported else 0
+    return swap
 
 
 def _make_devices(rt: Runtime, c: Container, image_id: str, made: list[str]) -> None:

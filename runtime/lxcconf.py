@@ -69,6 +69,8 @@ class LxcSpec:
     pids_limit: int | None = None                # --pids-limit (None, 0 or -1: unlimited)
     cpuset_cpus: str | None = None               # --cpuset-cpus
     nano_cpus: int | None = None                 # --cpus, in billionths
+    memory_swap: int | None = None               # --memory-swap (memory + swap; -1 unlimited swap)
+    swappiness: int | None = None                # --memory-swappiness (cgroup v1)
     #: PR_SET_NO_NEW_PRIVS for the command (`--security-opt no-new-privileges`)
     no_new_privs: bool = False
     #: lxc's seccomp policy file (seccomp.to_lxc), None: unconfined
@@ -87,6 +89,9 @@ class LxcSpec:
     ulimits: tuple[tuple[str, int, int], ...] = ()
     #: `--device`: (host node, container path under /dev, cgroup rule) of extra devices
     devices: tuple[tuple[Path, str, str], ...] = ()
+    #: `--privileged`: every capability, every device, /proc and /sys writable and unmasked, cgroups
+    #: mounted writable (the host's devices come in `devices`; seccomp is left out by confinement)
+    privileged: bool = False
     #: `--lxc-conf KEY=VALUE` lines, after pydock's own (Docker 0.7's escape hatch)
     extra: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
@@ -133,23 +138,25 @@ def render(spec: LxcSpec) -> str:
         *((("lxc.rootfs.options", "ro"),) if spec.read_only else ()),
         *(spec.network or EMPTY_NETWORK),
         ("lxc.apparmor.profile", "unconfined"),
-        # proc rw but /proc/sys and /proc/sysrq-trigger read-only; sysfs read-only
-        ("lxc.mount.auto", "proc:mixed sys:ro"),
+        # proc rw but /proc/sys and /proc/sysrq-trigger read-only; sysfs read-only (privileged: all
+        # writable, and the container's cgroups mounted writable, as Docker does)
+        ("lxc.mount.auto", "proc:rw sys:rw cgroup:rw:force" if spec.privileged else "proc:mixed sys:ro"),
         ("lxc.autodev", "1"),
         ("lxc.console.path", "none"),
         ("lxc.tty.max", "0"),
         ("lxc.pty.max", "1024"),
-        # Docker's capabilities stay in the bounding set, every other one goes; a root command has
-        # exactly these effective and permitted, inheritable and ambient stay empty
-        ("lxc.cap.keep", " ".join(spec.caps) or "none"),
         ("lxc.mount.entry", f"shm dev/shm tmpfs size={SHM_SIZE // 1024}k,nosuid,nodev,noexec,create=dir 0 0"),
     ]
-    for name in MASKED_PROC_FILES:
-        lines.append(("lxc.mount.entry", f"/dev/null proc/{name} none bind,ro,optional 0 0"))
-    for name in READONLY_PROC_DIRS:  # global (not per-namespace) trees: the host's view, read-only
-        lines.append(("lxc.mount.entry", f"/proc/{name} proc/{name} none bind,ro,optional 0 0"))
-    for path in MASKED_DIRS:
-        lines.append(("lxc.mount.entry", f"tmpfs {path} tmpfs ro,nosuid,nodev,noexec,size=0,optional 0 0"))
+    if not spec.privileged:  # privileged: lxc drops nothing from the bounding set
+        # Docker's capabilities stay in the bounding set, every other one goes; a root command has
+        # exactly these effective and permitted, inheritable and ambient stay empty
+        lines.insert(-1, ("lxc.cap.keep", " ".join(spec.caps) or "none"))
+        for name in MASKED_PROC_FILES:
+            lines.append(("lxc.mount.entry", f"/dev/null proc/{name} none bind,ro,optional 0 0"))
+        for name in READONLY_PROC_DIRS:  # global (not per-namespace) trees: the host's view, read-only
+            lines.append(("lxc.mount.entry", f"/proc/{name} proc/{name} none bind,ro,optional 0 0"))
+        for path in MASKED_DIRS:
+            lines.append(("lxc.mount.entry", f"tmpfs {path} tmpfs ro,nosuid,nodev,noexec,size=0,optional 0 0"))
     if spec.console is not None:  # a pty of pydock's, never the host's console (lxc.console.path is none)
         lines.append(("lxc.mount.entry", _bind_line(Bind(spec.console, "/dev/console", readonly=False,
                                                           lxc_creates=True))))
@@ -160,11 +167,12 @@ def render(spec: LxcSpec) -> str:
     for target, options in spec.tmpfs:
         lines.append(("lxc.mount.entry", f"tmpfs {_fstab_path(target.lstrip('/'))} tmpfs "
                                           f"{_value(options, 'tmpfs options')} 0 0"))
-    lines += cgroups.device_keys(tuple(rule for _, _, rule in spec.devices))
+    lines += cgroups.device_keys(tuple(rule for _, _, rule in spec.devices), privileged=spec.privileged)
     for host, target, _rule in spec.devices:  # on lxc's own /dev, like the console
         lines.append(("lxc.mount.entry", _bind_line(Bind(host, target, readonly=False, lxc_creates=True))))
     lines += cgroups.limit_keys(spec.memory, spec.cpu_shares, pids_limit=spec.pids_limit,
-                                cpuset_cpus=spec.cpuset_cpus, nano_cpus=spec.nano_cpus)
+                                cpuset_cpus=spec.cpuset_cpus, nano_cpus=spec.nano_cpus,
+                                memory_swap=spec.memory_swap, swappiness=spec.swappiness)
     if spec.no_new_privs:
         lines.append(("lxc.no_new_privs", "1"))
     if spec.seccomp is not None:

@@ -67,6 +67,11 @@ class CreateOptions:
     devices: tuple[str, ...] = ()                # --device HOST[:CONTAINER][:rwm]
     restart: str | None = None                   # --restart no|always|unless-stopped|on-failure[:N]
     stop_timeout: int | None = None              # --stop-timeout SECONDS (Config.StopTimeout)
+    privileged: bool = False                     # --privileged
+    memory_swap: int | str | None = None         # --memory-swap (memory + swap; -1: unlimited swap)
+    memory_swappiness: int | None = None         # --memory-swappiness 0-100 (cgroup v1; -1: the host's)
+    log_driver: str | None = None                # --log-driver json-file|none (None: json-file)
+    log_opts: tuple[str, ...] = ()               # --log-opt max-size=10m, max-file=3
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -105,6 +110,92 @@ def parse_memory(value: str | int | None) -> int | None:
     if n < MIN_MEMORY:
         raise InvalidArgument("Minimum memory limit allowed is 512k")
     return n
+
+
+#: the log drivers pydock has (Docker's default first)
+LOG_DRIVERS = ("json-file", "none")
+#: json-file options Docker has and pydock does not carry out (refused by name, never ignored)
+_UNSUPPORTED_LOG_OPTS = ("compress", "labels", "labels-regex", "env", "env-regex", "tag")
+_SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgtp]?)(?:i?b)?$", re.IGNORECASE)
+
+
+def parse_log_config(driver: str | None, opts: Mapping[str, str] | Sequence[str] = ()) -> dict[str, Any]:
+    """`--log-driver` and `--log-opt K=V` (or HostConfig.LogConfig's Config map) as HostConfig.LogConfig,
+    checked as Docker's json-file driver checks them: max-size a positive size (decimal units, as Docker's
+    FromHumanSize: 10k = 10000 bytes), max-file a count of at least 1 that needs max-size."""
+    driver = driver or "json-file"
+    if isinstance(opts, Mapping):
+        config = {str(k): str(v) for k, v in opts.items()}
+    else:
+        config = {}
+        for item in opts:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise InvalidArgument(f"invalid key value pair format in log options: {item!r} (use KEY=VALUE)")
+            config[key] = value
+    if driver not in LOG_DRIVERS:
+        raise InvalidArgument(f"logger: no log driver named '{driver}' is registered "
+                              f"(pydock has {' and '.join(LOG_DRIVERS)})")
+    for key in config:
+        if driver == "json-file" and key in _UNSUPPORTED_LOG_OPTS:
+            raise InvalidArgument(f"log opt '{key}' of the json-file log driver is not supported by pydock")
+        if driver == "none" or key not in ("max-size", "max-file"):
+            raise InvalidArgument(f"unknown log opt '{key}' for {driver} log driver")
+    if "max-size" in config and log_max_size(config) <= 0:
+        raise InvalidArgument("max-size must be a positive number")
+    if "max-file" in config:
+        if log_max_files(config) < 1:
+            raise InvalidArgument("max-file cannot be less than 1")
+        if "max-size" not in config:
+            raise InvalidArgument("max-file cannot be used without max-size (the log would never rotate)")
+    return {"Type": driver, "Config": config}
+
+
+def log_max_size(config: Mapping[str, str]) -> int:
+    """LogConfig's `max-size` in bytes (-1: none), decimal units like Docker's (`10k` = 10000)."""
+    text = config.get("max-size")
+    if text is None:
+        return -1
+    m = _SIZE_RE.match(text.strip())
+    if not m:
+        raise InvalidArgument(f"invalid size: '{text}'")
+    return int(float(m.group(1)) * 1000 ** " kmgtp".index(m.group(2).lower() or " "))
+
+
+def log_max_files(config: Mapping[str, str]) -> int:
+    """LogConfig's `max-file`: how many files the log keeps, the current one included (1 unless set)."""
+    text = config.get("max-file", "1")
+    try:
+        return int(text)
+    except ValueError:
+        raise InvalidArgument(f'strconv.Atoi: parsing "{text}": invalid syntax (max-file)') from None
+
+
+def parse_memory_swap(value: str | int | None) -> int | None:
+    """`--memory-swap`: memory plus swap in bytes (`<number>[b|k|m|g]`), -1 for unlimited swap; None unset."""
+    if value is None or value == "" or value == 0 or value == "0":
+        return None
+    if value == -1 or value == "-1":
+        return -1
+    return parse_memory(value)
+
+
+def check_memory_swap(memory: int, swap: int | None, swappiness: int | None = None, *,
+                      swap_supported: bool, swappiness_supported: bool, update: bool = False) -> None:
+    """Docker's checks of memory, memory-swap and swappiness together (its messages), and a clear refusal
+    where this kernel can't carry them out (Docker would only warn and drop them)."""
+    if swap is not None and swap > 0 and memory > 0 and swap < memory:
+        raise InvalidArgument("Minimum memoryswap limit should be larger than memory limit, see usage")
+    if swap is not None and swap > 0 and memory == 0 and not update:
+        raise InvalidArgument("You should always set the Memory limit when using Memoryswap limit, see usage")
+    if swap is not None and not swap_supported:
+        raise InvalidArgument("--memory-swap needs swap accounting (memory.memsw.* on cgroup v1, memory.swap.max "
+                              "on v2), which this kernel does not offer")
+    if swappiness is not None and swappiness != -1:
+        if not 0 <= swappiness <= 100:
+            raise InvalidArgument(f"Invalid value: {swappiness}, valid memory swappiness range is 0-100")
+        if not swappiness_supported:
+            raise InvalidArgument("--memory-swappiness is not supported on cgroup v2 (nor without memory.swappiness)")
 
 
 def parse_volume(spec: str) -> Volume:

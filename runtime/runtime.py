@@ -30,7 +30,7 @@ from pydock.devmapper.drivers import open_driver
 from pydock.runtime import monitorlock, notify, reconcile, removal
 from pydock.runtime.attach import AttachSession, Hello
 from pydock.runtime.container import Container
-from pydock.runtime.jsonlog import LogReader, LogRecord
+from pydock.runtime.jsonlog import LogReader, LogRecord, check_readable
 from pydock.runtime.launcher import container_command, container_processes, signal_container
 from pydock.runtime.options import CreateOptions
 from pydock.runtime.restart import RestartPolicy
@@ -580,9 +580,18 @@ class Runtime:
         those within [since, until] (seconds since the epoch). With `follow`, then the new ones as they
         come, until the run current now ends (with `next_run`, if it is not running, until the next
         run ends: an attach before a start; `cancelled()` ends that wait). `reader`: a LogReader the
-        caller opened earlier (so nothing written after that is missed)."""
+        caller opened earlier (so nothing written after that is missed). A log the container does not
+        keep (`--log-driver none`) is refused at once, before any record is asked for; an attach (a
+        `reader` given) follows the run's output as far as the log has it."""
         c = self._current(c)
-        reader = reader if reader is not None else LogReader(c.log_path)
+        if reader is None:
+            check_readable(c.hostconfig.get("LogConfig"))
+        return self._log_records(c, follow, streams, tail, since, until, reader or LogReader(c.log_path),
+                                 next_run, cancelled)
+
+    def _log_records(self, c: Container, follow: bool, streams: Sequence[str], tail: int | None,
+                     since: float | None, until: float | None, reader: LogReader, next_run: bool,
+                     cancelled: Callable[[], bool] | None) -> Iterator[LogRecord]:
         initial = (c.state.running, c.state.started_at)
 
         def chosen(records: list[LogRecord]) -> list[LogRecord]:
@@ -720,3 +729,10 @@ class Runtime:
         return header, [line.split(None, len(header) - 1) for line in out[1:]]
 
 
+
+    def update(self, c: Container | str, opts: Any) -> list[str]:
+        """Change a container's resource limits and restart policy (`update`), running or not: an
+        `update.UpdateOptions`; Docker's warnings (none)."""
+        from pydock.runtime.update import update_container  # lazy: only for update
+
+        return update_container(self, self._current(c), opts)

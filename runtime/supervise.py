@@ -23,7 +23,7 @@ from pydock.runtime import attach, caps, cgroups, confinement, ctty, events, lxc
     restart
 from pydock.runtime.container import Container
 from pydock.runtime.etcfiles import check_extra_host, hosts_file
-from pydock.runtime.jsonlog import JsonLog
+from pydock.runtime.jsonlog import open_writer
 from pydock.runtime.launcher import HELPER_ENV, LaunchSpec, container_init, exit_status, lxc_noise_prefix, \
     signal_container, spawn
 from pydock.runtime.monitor import LxcNoiseFilter, RawTerminal, SignalProxy, copy_winsize, detach_stdio, set_winsize
@@ -148,8 +148,9 @@ def _prepare(rt: Runtime, c: Container) -> Prepared:
         from pydock.links.network import lxc_network_config  # lazy: networking only (pyroute2 is heavy)
 
         network = tuple(lxc_network_config(settings, gateway=True))
-    conf = confinement.parse(c.hostconfig.get("SecurityOpt"))
-    held = caps.resolve(c.hostconfig.get("CapAdd") or (), c.hostconfig.get("CapDrop") or ())
+    privileged = bool(c.hostconfig.get("Privileged"))
+    conf = confinement.parse(c.hostconfig.get("SecurityOpt"), privileged=privileged)
+    held = caps.resolve(c.hostconfig.get("CapAdd") or (), c.hostconfig.get("CapDrop") or (), privileged=privileged)
     policy = confinement.lxc_policy(conf, held)
     seccomp_path = None
     if policy is not None:
@@ -180,8 +181,10 @@ def _prepare(rt: Runtime, c: Container) -> Prepared:
                                pids_limit=c.hostconfig.get("PidsLimit"),
                                cpuset_cpus=c.hostconfig.get("CpusetCpus") or None,
                                nano_cpus=c.hostconfig.get("NanoCpus") or None,
+                               memory_swap=cfg.get("MemorySwap") or None,
+                               swappiness=c.hostconfig.get("MemorySwappiness"),
                                extra=tuple((d["Key"], d["Value"]) for d in c.hostconfig.get("LxcConf") or ()),
-                               devices=_devices(c))
+                               devices=_devices(c, privileged), privileged=privileged)
         atomic_write(c.lxc_config_path, lxcconf.render(spec).encode(), 0o600, durable=False)
         return _launch_spec(rt, c, settings, argv, console)
     except BaseException:
@@ -189,13 +192,16 @@ def _prepare(rt: Runtime, c: Container) -> Prepared:
         raise
 
 
-def _devices(c: Container) -> tuple[tuple[Path, str, str], ...]:
-    """The `--device` nodes, looked at again now (a node may have changed since create)."""
-    out = []
+def _devices(c: Container, privileged: bool) -> tuple[tuple[Path, str, str], ...]:
+    """The `--device` nodes, looked at again now (a node may have changed since create); privileged,
+    every host device too."""
+    out = {}
     for d in c.hostconfig.get("Devices") or ():
         dev = cgroups.parse_device(f"{d['PathOnHost']}:{d['PathInContainer']}:{d['CgroupPermissions']}")
-        out.append((Path(dev.host), dev.container, dev.rule))
-    return tuple(out)
+        out[dev.container] = (Path(dev.host), dev.container, dev.rule)
+    for dev in cgroups.host_devices() if privileged else ():
+        out.setdefault(dev.container, (Path(dev.host), dev.container, dev.rule))
+    return tuple(out.values())
 
 
 def _shared_network(rt: Runtime, c: Container) -> tuple[tuple[str, str], ...]:
@@ -369,7 +375,7 @@ def _supervise(rt: Runtime, c: Container, prepared: Prepared, lock: int, stdin: 
     collect: dict[str, bytearray] | None = None
     if stdout is None and stderr is None:
         collect = {"stdout": bytearray(), "stderr": bytearray()}
-    output = JsonLog(c.log_path)
+    output = open_writer(c.log_path, c.hostconfig.get("LogConfig"))
     tty = bool(c.config.get("Tty"))
     stdin_fd = stdin.fileno() if stdin is not None and hasattr(stdin, "fileno") else None
     try:
@@ -507,7 +513,7 @@ def _run_once(rt: Runtime, c: Container, prepared: Prepared, lock: int, clients:
               wfd: int | None) -> tuple[int, float]:  # pragma: no cover - runs in the monitor
     """One run under the detached monitor: launch, relay until the command ends, finish. Reports the
     launch on `wfd` (the first run's starter waits for it). (exit code, seconds the command ran)"""
-    output = JsonLog(c.log_path)
+    output = open_writer(c.log_path, c.hostconfig.get("LogConfig"))
     try:
         listener = attach.listen(c.dir)
         proc, io = _launch(prepared, c, None)

@@ -16,7 +16,7 @@ from pydock.runtime.api.services import Services
 from pydock.runtime.container import Container
 from pydock.runtime.jsonlog import LogReader
 from pydock.runtime.runtime import Runtime
-from pydock.runtime.usage import prune_containers
+from pydock.runtime.usage import PruneFilters, prune_containers
 from pydock.utils import saferegex
 from pydock.utils.errors import Conflict, InvalidArgument, NotFound, PydockError, RemovalFailed
 
@@ -266,13 +266,19 @@ def commit(svc: Services, req: Request, h: Handler) -> None:
 
 
 def prune(svc: Services, req: Request, h: Handler) -> None:
-    """`POST /containers/prune`: every container that is not running."""
-    unknown = sorted(decode.filters(req.arg("filters")))
-    if unknown:
-        raise InvalidArgument(f"invalid filter '{unknown[0]}' (pydock prunes every stopped container, unfiltered)")
+    """`POST /containers/prune`: every container that is not running (and matches `filters`)."""
+    chosen = PruneFilters.parse(decode.filters(req.arg("filters")))
     with svc.pool.runtime() as rt:
-        removed, freed = prune_containers(rt)
+        removed, freed = prune_containers(rt, chosen)
     h.send_json(200, {"ContainersDeleted": removed or None, "SpaceReclaimed": freed})
+
+
+def update(svc: Services, req: Request, h: Handler, name: str) -> None:
+    """`docker update`: new limits and restart policy, applied at once to a running container."""
+    opts = decode.update_options(req.json())
+    with svc.pool.runtime() as rt:
+        warnings = rt.update(rt.get(name), opts)
+    h.send_json(200, {"Warnings": warnings})
 
 
 ROUTES = [
@@ -287,6 +293,7 @@ ROUTES = [
     ("POST", r"/containers/(?P<name>[^/]+)/stop", stop),
     ("POST", r"/containers/(?P<name>[^/]+)/kill", kill),
     ("POST", r"/containers/(?P<name>[^/]+)/restart", restart),
+    ("POST", r"/containers/(?P<name>[^/]+)/update", update),
     ("POST", r"/containers/(?P<name>[^/]+)/resize", resize),
     ("GET", r"/containers/(?P<name>[^/]+)/changes", changes),
     ("GET", r"/containers/(?P<name>[^/]+)/top", top),

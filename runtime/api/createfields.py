@@ -25,11 +25,6 @@ def _one_of(*allowed: Any) -> Callable[[Any], bool]:
     return lambda value: _empty(value) or value in allowed
 
 
-def _log_config(value: Any) -> bool:
-    return _empty(value) or isinstance(value, dict) and value.get("Type") in (None, "", "json-file") \
-        and _empty(value.get("Config"))
-
-
 def _healthcheck(value: Any) -> bool:
     """No healthcheck, or `--no-healthcheck` (`["NONE"]`): nothing to run."""
     return _empty(value) or isinstance(value, dict) and (_empty(value.get("Test")) or value.get("Test") == ["NONE"])
@@ -37,7 +32,6 @@ def _healthcheck(value: Any) -> bool:
 
 #: HostConfig fields -> the values that ask for nothing pydock does not do
 HOST_CONFIG: dict[str, Callable[[Any], bool]] = {
-    "LogConfig": _log_config,
     "VolumeDriver": _one_of("local"),
     "Annotations": _empty,
     "CgroupnsMode": _empty,
@@ -46,7 +40,6 @@ HOST_CONFIG: dict[str, Callable[[Any], bool]] = {
     "Cgroup": _empty,
     "OomScoreAdj": _empty,
     "PidMode": _one_of("private"),
-    "Privileged": _empty,
     "StorageOpt": _empty,
     "UTSMode": _one_of("private"),
     "UsernsMode": _one_of("private"),
@@ -74,8 +67,6 @@ HOST_CONFIG: dict[str, Callable[[Any], bool]] = {
     "KernelMemory": _empty,
     "KernelMemoryTCP": _empty,
     "MemoryReservation": _empty,
-    "MemorySwap": _empty,
-    "MemorySwappiness": _one_of(-1),
     "OomKillDisable": _empty,
     "CpuCount": _empty,
     "CpuPercent": _empty,

@@ -12,10 +12,11 @@ import shlex
 from typing import Any
 
 from pydock.graph.tags import split_reference
-from pydock.runtime.api.createfields import refuse_unsupported
+from pydock.runtime.api.createfields import HOST_CONFIG, refuse_unsupported
 from pydock.runtime.api.httpd import Request, bool_value
 from pydock.runtime.options import CreateOptions
 from pydock.runtime.runtime import WAIT_CONDITIONS
+from pydock.runtime.update import UpdateOptions
 from pydock.utils.signals import parse_signal
 from pydock.utils.errors import InvalidArgument
 
@@ -203,7 +204,22 @@ def create_options(body: Any, name: str | None) -> CreateOptions:
         restart=_restart(hc.get("RestartPolicy")),
         stop_timeout=int(body["StopTimeout"]) if body.get("StopTimeout") is not None else None,
         stop_signal=body.get("StopSignal") or None,
+        privileged=bool(hc.get("Privileged")),
+        memory_swap=int(hc["MemorySwap"]) if hc.get("MemorySwap") else None,
+        memory_swappiness=int(hc["MemorySwappiness"]) if hc.get("MemorySwappiness") not in (None, -1) else None,
+        **_log_config(hc.get("LogConfig")),
     )
+
+
+def _log_config(value: Any) -> dict[str, Any]:
+    """`HostConfig.LogConfig` (`{"Type": "json-file", "Config": {"max-size": "10m"}}`) as CreateOptions'
+    log_driver and log_opts; Runtime.create judges the values."""
+    if not value:
+        return {}
+    if not isinstance(value, dict) or not isinstance(value.get("Config") or {}, dict):
+        raise InvalidArgument("HostConfig.LogConfig must be an object with a Config object")
+    return {"log_driver": str(value.get("Type") or "") or None,
+            "log_opts": tuple(f"{k}={v}" for k, v in (value.get("Config") or {}).items())}
 
 
 def _mounts(value: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -239,6 +255,36 @@ def _mounts(value: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
         else:
             raise InvalidArgument(f"HostConfig.Mounts[].Type {kind!r} is not supported (bind, volume or tmpfs)")
     return tuple(volumes), tuple(tmpfs)
+
+
+#: the fields of `POST /containers/{id}/update` pydock carries out (any other must ask for nothing)
+_UPDATE_FIELDS = ("Memory", "MemorySwap", "NanoCpus", "CpuShares", "CpusetCpus", "PidsLimit", "RestartPolicy")
+
+
+def update_options(body: Any) -> UpdateOptions:
+    """The update body (Docker's Resources + RestartPolicy; the docker CLI sends every field zeroed) as
+    UpdateOptions: 0 / null / "" leave a value as it is; a field pydock does not update is refused by name."""
+    if not isinstance(body, dict):
+        raise InvalidArgument("the update body must be a JSON object")
+    for name, value in body.items():
+        if name in _UPDATE_FIELDS or value in (None, 0, "", [], {}):
+            continue
+        if name in HOST_CONFIG and HOST_CONFIG[name](value):
+            continue
+        raise InvalidArgument(f"{name} is not supported by pydock update (got {json.dumps(value)[:80]})")
+    policy = body.get("RestartPolicy") or {}
+    if not isinstance(policy, dict):
+        raise InvalidArgument("RestartPolicy must be an object")
+    restart = None
+    if policy.get("Name"):
+        restart = _restart(policy) or "no"
+    pids = body.get("PidsLimit")
+    return UpdateOptions(memory=int(body["Memory"]) if body.get("Memory") else None,
+                         memory_swap=int(body["MemorySwap"]) if body.get("MemorySwap") else None,
+                         cpus=int(body["NanoCpus"]) / 1e9 if body.get("NanoCpus") else None,
+                         cpu_shares=int(body["CpuShares"]) if body.get("CpuShares") else None,
+                         cpuset_cpus=str(body["CpusetCpus"]) if body.get("CpusetCpus") else None,
+                         pids_limit=int(pids) if pids is not None else None, restart=restart)
 
 
 def _restart(value: Any) -> str | None:

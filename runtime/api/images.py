@@ -12,6 +12,7 @@ from pydock.runtime.api import decode, models
 from pydock.runtime.api.httpd import Handler, Request, bool_value
 from pydock.runtime.api.services import Services
 from pydock.runtime.runtime import Runtime
+from pydock.runtime.usage import PruneFilters, prune_images
 from pydock.utils.errors import InvalidArgument, NotFound, PydockError
 
 BUSYBOX = "busybox:latest"
@@ -297,10 +298,11 @@ def distribution(svc: Services, req: Request, h: Handler, name: str) -> None:
 
 
 def prune(svc: Services, req: Request, h: Handler) -> None:
-    """`POST /images/prune`: dangling images; with `dangling=false` every image no container uses."""
-    every_unused = decode.prune_flag(req.arg("filters"), "dangling") is False
+    """`POST /images/prune`: dangling images; with `dangling=false` every image no container uses; only
+    those `until`/`label`/`label!` filters match."""
+    chosen = PruneFilters.parse(decode.filters(req.arg("filters")), images=True)
     with svc.pool.runtime() as rt:
-        lines, freed = rt.images.prune(every_unused=every_unused)
+        lines, freed = prune_images(rt, chosen)
     deleted = [{"Untagged": line.removeprefix("Untagged: ")} if line.startswith("Untagged: ")
                else {"Deleted": models.image_ref(line.removeprefix("Deleted: "))} for line in lines]
     h.send_json(200, {"ImagesDeleted": deleted or None, "SpaceReclaimed": freed})

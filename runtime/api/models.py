@@ -13,7 +13,7 @@ import platform
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from pydock.runtime import cgroups, lxcconf
+from pydock.runtime import cgroups, jsonlog, lxcconf
 from pydock.runtime.state import Status, format_time, utcnow
 from pydock.runtime.volumes import VolumeStore
 from pydock.utils.humanize import human_duration
@@ -160,7 +160,7 @@ def container_inspect(c: Container, image_name: str) -> dict[str, Any]:
         config["StopTimeout"] = cfg["StopTimeout"]
     host_config = {
         "Binds": binds, "ContainerIDFile": hc.get("ContainerIDFile", ""),
-        "LogConfig": {"Type": "json-file", "Config": {}}, "NetworkMode": network_mode(c),
+        "LogConfig": hc.get("LogConfig") or {"Type": "json-file", "Config": {}}, "NetworkMode": network_mode(c),
         "PortBindings": _port_bindings(hc),
         "RestartPolicy": hc.get("RestartPolicy") or {"Name": "no", "MaximumRetryCount": 0},
         "AutoRemove": bool(hc.get("AutoRemove")), "VolumeDriver": "", "VolumesFrom": hc.get("VolumesFrom"),
@@ -176,10 +176,11 @@ def container_inspect(c: Container, image_name: str) -> dict[str, Any]:
         "BlkioWeightDevice": [], "BlkioDeviceReadBps": [], "BlkioDeviceWriteBps": [], "BlkioDeviceReadIOps": [],
         "BlkioDeviceWriteIOps": [], "CpuPeriod": 0, "CpuQuota": 0, "CpuRealtimePeriod": 0,
         "CpuRealtimeRuntime": 0, "CpusetCpus": hc.get("CpusetCpus") or "", "CpusetMems": "", "Devices": hc.get("Devices") or [], "DeviceCgroupRules": None,
-        "DeviceRequests": None, "MemoryReservation": 0, "MemorySwap": 0, "MemorySwappiness": None,
+        "DeviceRequests": None, "MemoryReservation": 0, "MemorySwap": int(cfg.get("MemorySwap") or 0),
+        "MemorySwappiness": hc.get("MemorySwappiness"),
         "OomKillDisable": False, "PidsLimit": hc.get("PidsLimit"), "Ulimits": hc.get("Ulimits"), "CpuCount": 0, "CpuPercent": 0,
-        "IOMaximumIOps": 0, "IOMaximumBandwidth": 0, "MaskedPaths": lxcconf.masked_paths(),
-        "ReadonlyPaths": lxcconf.readonly_paths(),
+        "IOMaximumIOps": 0, "IOMaximumBandwidth": 0, "MaskedPaths": None if hc.get("Privileged") else lxcconf.masked_paths(),
+        "ReadonlyPaths": None if hc.get("Privileged") else lxcconf.readonly_paths(),
     }
     if hc.get("LxcConf"):
         host_config["LxcConf"] = hc["LxcConf"]  # Docker 0.7's field
@@ -196,7 +197,8 @@ def container_inspect(c: Container, image_name: str) -> dict[str, Any]:
             "StartedAt": format_time(st.started_at), "FinishedAt": format_time(st.finished_at),
         },
         "Image": image_ref(c.image), "ResolvConfPath": str(c.resolv_conf_path),
-        "HostnamePath": str(c.hostname_path), "HostsPath": str(c.hosts_path), "LogPath": str(c.log_path),
+        "HostnamePath": str(c.hostname_path), "HostsPath": str(c.hosts_path),
+        "LogPath": "" if jsonlog.driver(hc.get("LogConfig")) == "none" else str(c.log_path),
         "Name": c.name or "/" + c.short_id, "RestartCount": st.restart_count, "Driver": c.driver, "Platform": "linux",
         "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "", "ExecIDs": None,
         "HostConfig": host_config, "GraphDriver": {"Name": c.driver, "Data": {}}, "Mounts": mounts(c),

@@ -119,9 +119,9 @@ def test_the_docker_clis_zeroed_body_asks_for_nothing_refused():
 
 
 @pytest.mark.parametrize("where, field, value", [
-    ("HostConfig", "LogConfig", {"Type": "none", "Config": {}}),
-    ("HostConfig", "LogConfig", {"Type": "json-file", "Config": {"max-size": "1m"}}),
-    ("HostConfig", "Privileged", True),
+    ("HostConfig", "PidMode", "host"),
+    ("HostConfig", "Sysctls", {"net.ipv4.ip_forward": "1"}),
+    ("HostConfig", "OomScoreAdj", 500),
     ("HostConfig", "IpcMode", "host"),
     ("Config", "Healthcheck", {"Test": ["CMD", "true"]}),
 ])

@@ -77,7 +77,7 @@ def test_errors_are_json_messages(server):
     r, data = call(server, "GET", "/v1.44/containers/nope-xyz/json")
     assert r.status == 404 and json.loads(data) == {"message": "No such container: nope-xyz"}
     r, data = call(server, "POST", "/v1.44/containers/create", {"Image": "busybox", "Cmd": ["true"],
-                                                                "HostConfig": {"LogConfig": {"Type": "syslog"}}})
+                                                                "HostConfig": {"PidMode": "host"}})
     assert r.status == 400 and "not supported" in json.loads(data)["message"]
     r, data = call(server, "POST", "/v1.44/containers/create", b"{not json", {"Content-Type": "application/json"})
     assert r.status == 400

@@ -1,0 +1,78 @@
+"""Create/runtime options through `pydock serve`, driven by the real docker CLI and SDK: the log driver
+and its rotation, privileged mode, `docker update`, prune filters."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from test_api_fidelity import _docker_ok as _ok
+
+pytestmark = pytest.mark.lxc
+
+
+def test_log_driver_and_rotation_through_the_docker_cli(server):
+    cid = _ok(server, "run", "-d", "--net", "none", "--log-opt", "max-size=1k", "--log-opt", "max-file=2", "busybox",
+              "sh", "-c", "i=0; while [ $i -lt 200 ]; do echo row $i; i=$((i+1)); done").strip()
+    assert _ok(server, "wait", cid) == "0\n"
+    rows = _ok(server, "logs", cid).splitlines()
+    assert rows[-1] == "row 199" and rows == [f"row {i}" for i in range(200 - len(rows), 200)] and len(rows) < 200
+    config = json.loads(_ok(server, "inspect", "-f", "{{json .HostConfig.LogConfig}}", cid))
+    assert config == {"Type": "json-file", "Config": {"max-size": "1k", "max-file": "2"}}
+    _ok(server, "rm", cid)
+    cid = _ok(server, "run", "-d", "--net", "none", "--log-driver", "none", "busybox", "echo", "hi").strip()
+    assert _ok(server, "wait", cid) == "0\n"
+    p = server.docker("logs", cid)
+    assert p.returncode != 0 and "configured logging driver does not support reading" in p.stderr.decode()
+    assert _ok(server, "inspect", "-f", "{{.HostConfig.LogConfig.Type}}|{{.LogPath}}", cid) == "none|\n"
+    _ok(server, "rm", cid)
+    p = server.docker("run", "--net", "none", "--log-opt", "tag=x", "busybox", "true")
+    assert p.returncode == 125 and "log opt 'tag' of the json-file log driver is not supported" in p.stderr.decode()
+    assert _ok(server, "ps", "-aq") == ""
+
+
+def test_privileged_through_the_docker_cli(server):
+    out = _ok(server, "run", "--rm", "--net", "none", "--privileged", "busybox", "grep", "-E", "^(CapEff|Seccomp):",
+              "/proc/self/status")
+    with open("/proc/self/status") as f:
+        own = next(line.split()[1] for line in f if line.startswith("CapBnd:"))
+    assert out.split() == ["CapEff:", own, "Seccomp:", "0"]
+    cid = _ok(server, "create", "--net", "none", "--privileged", "busybox", "true").strip()
+    assert _ok(server, "inspect", "-f", "{{.HostConfig.Privileged}}", cid) == "true\n"
+    _ok(server, "rm", cid)
+
+
+def test_docker_update_and_the_sdks_update(server):
+    cid = _ok(server, "run", "-d", "--net", "none", "-m", "64m", "busybox", "sleep", "60").strip()
+    try:
+        assert _ok(server, "update", "--memory", "96m", "--memory-swap", "-1", "--cpus", "0.5", "--pids-limit", "30",
+                   "--restart", "on-failure:3", cid) == cid + "\n"
+        hc = json.loads(_ok(server, "inspect", "-f", "{{json .HostConfig}}", cid))
+        assert (hc["Memory"], hc["MemorySwap"], hc["NanoCpus"], hc["PidsLimit"]) == (96 << 20, -1, 500_000_000, 30)
+        assert hc["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 3}
+        p = server.docker("update", "--blkio-weight", "300", cid)
+        assert p.returncode != 0 and "BlkioWeight is not supported by pydock update" in p.stderr.decode()
+        r = server.sdk(f"""
+c = client.containers.get({cid!r})
+result = c.update(cpu_shares=512, mem_limit='128m')
+""")
+        assert r == {"Warnings": []}
+        shares = _ok(server, "inspect", "-f", "{{.HostConfig.CpuShares}} {{.HostConfig.Memory}}", cid).split()
+        assert shares == ["512", str(128 << 20)]
+    finally:
+        _ok(server, "rm", "-f", cid)
+
+
+def test_prune_filters_through_the_docker_cli(server):
+    keep = _ok(server, "create", "--net", "none", "--label", "keep=yes", "busybox", "true").strip()
+    gone = _ok(server, "create", "--net", "none", "--label", "team=x", "busybox", "true").strip()
+    out = _ok(server, "container", "prune", "-f", "--filter", "label!=keep=yes", "--filter", "until=0s")
+    assert gone in out and keep not in out
+    assert keep in _ok(server, "container", "prune", "-f", "--filter", "label=keep")
+    p = server.docker("container", "prune", "-f", "--filter", "status=exited")
+    assert p.returncode != 0 and "invalid filter 'status'" in p.stderr.decode()
+    p = server.docker("image", "prune", "-f", "--filter", "reference=busybox")
+    assert p.returncode != 0 and "invalid filter 'reference'" in p.stderr.decode()
+    _ok(server, "pull", "busybox")
+    assert "busybox" not in _ok(server, "image", "prune", "-af", "--filter", "until=1h", "--filter", "label=none")
+    assert _ok(server, "images", "-q", "busybox").strip()
