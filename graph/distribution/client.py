@@ -22,7 +22,7 @@ import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from pydock.graph.distribution.auth import Credentials
 from pydock.utils.errors import InvalidArgument, NotFound, PydockError
