@@ -568,11 +568,15 @@ def diff(ctx: click.Context, ref: str) -> None:
 @click.option("-a", "--author", default="", help="Author (e.g. 'Jane <jane@example.com>').")
 @click.option("--run", "run_json", default=None, help='Config to merge, as JSON (e.g. {"Cmd": ["cat"]}).')
 @_alias("-run", "run_json", default=None)
+@click.option("-c", "--change", "changes", multiple=True, metavar="INSTRUCTION",
+              help="Apply a Dockerfile instruction to the image's config (CMD, ENV, EXPOSE, ...).")
+@click.option("-p", "--pause", type=click.BOOL, default=True, show_default=True,
+              help="Freeze a running container while its changes are read.")
 @click.argument("ref", metavar="CONTAINER")
 @click.argument("reference", metavar="[REPOSITORY[:TAG]]", required=False)
 @click.pass_context
 def commit(ctx: click.Context, message: str, author: str, run_json: str | None, run_json_alias: str | None,
-           ref: str, reference: str | None) -> None:
+           changes: tuple[str, ...], pause: bool, ref: str, reference: str | None) -> None:
     """Create an image from a container's changes; prints the new image's full id."""
     run_json = run_json or run_json_alias
     config = None
@@ -589,7 +593,8 @@ def commit(ctx: click.Context, message: str, author: str, run_json: str | None, 
 
         repo, tag = split_reference(reference)
     rt = ctx.obj.runtime()
-    image = rt.commit(rt.get(ref), repo, tag, comment=message, author=author, config=config)
+    image = rt.commit(rt.get(ref), repo, tag, comment=message, author=author, config=config, changes=changes,
+                      pause=pause)
     click.echo(image.id)
 
 

@@ -691,21 +691,38 @@ class Runtime:
 
     def commit(self, c: Container | str, repo: str | None = None, tag: str | None = None, *,
                comment: str = "", author: str = "", config: dict[str, Any] | None = None,
-               container_config: dict[str, Any] | None = None) -> Any:
+               container_config: dict[str, Any] | None = None, changes: Sequence[str] = (),
+               pause: bool = False) -> Any:
         """A new image from the container's changes on its image (whiteouts for deletions); its
-        container_config is the container's own unless given (the builder records its step there)."""
+        container_config is the container's own unless given (the builder records its step there).
+
+        `config` is merged over the container's Config, then `changes` (Dockerfile instructions, as
+        `commit --change`) apply; with `pause` a running container is frozen while its changes are read,
+        as `docker commit` does by default, so the image is one moment of it."""
+        from pydock.graph.instructions import apply_changes  # lazy: the Dockerfile parser, only with --change
         from pydock.runtime.layers import export_changes_to  # lazy: see diff
 
         c = self._current(c)
         merged = dict(c.config)
         if config:
             merged.update(config)
-        with TemporaryFile(dir=self.layout.root) as buf:
-            export_changes_to(self.driver, c, buf)
-            buf.seek(0)
-            return self.images.create(buf, parent=c.image, repo=repo, tag=tag, comment=comment, author=author,
-                                      config=merged, container=c.id,
-                                      container_config=c.config if container_config is None else container_config)
+        merged = apply_changes(merged, list(changes)) or merged
+        frozen = pause and c.state.running and not self.paused(c)
+        if frozen:
+            from pydock.runtime import freezer  # lazy: see paused
+
+            freezer.set_frozen(self._init_pid(c), True, f"Container {c.short_id}")
+        try:
+            with TemporaryFile(dir=self.layout.root) as buf:
+                export_changes_to(self.driver, c, buf)
+                buf.seek(0)
+                return self.images.create(buf, parent=c.image, repo=repo, tag=tag, comment=comment,
+                                          author=author, config=merged, container=c.id,
+                                          container_config=c.config if container_config is None
+                                          else container_config)
+        finally:
+            if frozen:
+                self._thaw(c)
 
     def export(self, c: Container | str, out: BinaryIO) -> None:
         """The container's whole filesystem as a tar stream."""

@@ -11,7 +11,7 @@ from contextlib import closing
 from typing import Any
 
 from pydock.runtime.api import decode, models, streams
-from pydock.runtime.api.httpd import Handler, Request
+from pydock.runtime.api.httpd import Handler, Request, bool_value
 from pydock.runtime.api.services import Services
 from pydock.runtime.container import Container
 from pydock.runtime.jsonlog import LogReader
@@ -261,7 +261,8 @@ def commit(svc: Services, req: Request, h: Handler) -> None:
     with svc.pool.runtime() as rt:
         c = rt.get(req.arg("container") or "")
         image = rt.commit(c, repo, tag, comment=req.arg("comment") or "", author=req.arg("author") or "",
-                          config=config)
+                          config=config, changes=[x for x in req.args("changes") if x.strip()],
+                          pause=bool_value(req.arg("pause") or "1"))
     h.send_json(201, {"Id": models.image_ref(image.id)})
 
 

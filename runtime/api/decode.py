@@ -383,9 +383,7 @@ def _ports(hc: dict[str, Any]) -> tuple[str, ...]:
 
 
 def commit_config(req: Request) -> dict[str, Any] | None:
-    """The Config a commit's JSON body overrides (empty fields dropped); `changes=` is refused."""
-    if any(x.strip() for x in req.args("changes")):
-        raise InvalidArgument("commit --change is not supported by pydock")
+    """The Config a commit's JSON body overrides (empty fields dropped)."""
     if not (req.headers.get("Content-Type") or "").startswith("application/json"):
         return None
     config = req.json()

@@ -4,6 +4,7 @@ pydock CLI share one set of containers."""
 from __future__ import annotations
 
 import io
+import json
 import tarfile
 import uuid
 
@@ -88,9 +89,14 @@ def test_detached_container_lifecycle(server):
     diff = server.docker("diff", name)
     assert "A /newfile" in out(diff).splitlines()
     repo = uniq("img")
-    commit = server.docker("commit", name, f"{repo}:v1")
+    commit = server.docker("commit", "--change", 'CMD ["cat", "/newfile"]', "-c", "ENV STAGE=committed", name,
+                           f"{repo}:v1")
     assert commit.returncode == 0, err(commit)
     assert out(commit).startswith("sha256:")
+    config = server.docker("inspect", "-f", "{{json .Config.Cmd}} {{json .Config.Env}}", f"{repo}:v1")
+    cmd, env = out(config).split()
+    assert cmd == '["cat","/newfile"]' and "STAGE=committed" in json.loads(env)
+    assert server.docker("inspect", "-f", "{{.State.Paused}}", name).stdout == b"false\n"  # thawed again
     images = server.docker("images", repo)
     assert repo in out(images) and "v1" in out(images)
     stop = server.docker("stop", "-t", "1", name)
