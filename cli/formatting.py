@@ -9,8 +9,6 @@ from typing import Any
 
 import click
 
-from pydock.utils.gotemplate import Template, tabwrite
-
 
 def format_option(short: bool) -> Any:
     """`--format TEMPLATE` (with `-f` where Docker has it: inspect; ps and images use -f for filters)."""
@@ -29,6 +27,8 @@ def print_items(fmt: str, items: Iterable[Mapping[str, Any]], headers: Mapping[s
     """Each item through `fmt`, one per line; `table ...` aligns the columns (tabs in the template mark
     them) under the header the same template makes of `headers`. `\\t` and `\\n` typed literally in the
     template are a tab and a newline, as in the docker CLI."""
+    from pydock.utils.gotemplate import Template, tabwrite  # lazy: the template engine, only with --format
+
     table = fmt.startswith("table")
     if table:
         fmt = fmt[len("table"):].strip()
@@ -44,6 +44,8 @@ def print_items(fmt: str, items: Iterable[Mapping[str, Any]], headers: Mapping[s
 
 def print_each(fmt: str, items: Iterable[Any]) -> None:
     """`inspect -f`: the template run over each item's JSON, one per line (no escapes, no table)."""
+    from pydock.utils.gotemplate import Template  # lazy: see print_items
+
     template = Template(fmt)
     for item in items:
         click.echo(template.render(item))

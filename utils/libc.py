@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 
 
@@ -14,4 +13,6 @@ def libc() -> ctypes.CDLL:
     try:
         return ctypes.CDLL("libc.so.6", use_errno=True)
     except OSError:
+        import ctypes.util  # lazy: imports subprocess and more (~4 ms), only off glibc
+
         return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)

@@ -1,0 +1,99 @@
+"""`create`, `start`, `stop` and `rm` of one container, pydock against podman+runc, interleaved round by round
+on the same busybox tarball, `--net none`; the container's command stops at once on SIGTERM.
+
+    .venv/bin/python bench/lifecycle.py [-n ROUNDS] [--driver overlay]
+
+Target (issue 17): start, stop and rm each <= 0.5x podman's. Prints each step's median and the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+from benchlib import PODMAN_ULIMITS, busybox_root, timed
+
+#: a command that ends at once on SIGTERM (`wait` is interrupted where `sleep` would run out its second)
+LOOP = 'trap "exit 0" TERM; while :; do sleep 1 & wait; done'
+STEPS = ("create", "start", "stop", "rm")
+
+
+def lifecycle(cli: list[str], create_args: list[str], env: dict[str, str] | None) -> dict[str, float]:
+    """One container through create, start, stop and rm: seconds per step."""
+    t0 = time.perf_counter()
+    out = subprocess.run([*cli, "create", *create_args, "sh", "-c", LOOP], env=env, capture_output=True)
+    times = {"create": time.perf_counter() - t0}
+    if out.returncode != 0:
+        raise SystemExit(f"create failed: {out.stderr.decode()[-500:]}")
+    cid = out.stdout.decode().split()[-1]
+    times["start"] = timed([*cli, "start", cid], env)
+    times["stop"] = timed([*cli, "stop", "-t", "10", cid], env)
+    times["rm"] = timed([*cli, "rm", cid], env)
+    return times
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-n", "--rounds", type=int, default=9)
+    ap.add_argument("--driver", default="overlay")
+    args = ap.parse_args()
+
+    from pydock.runtime.runtime import Runtime
+
+    work, root, _ = busybox_root("pydock-bench-life-", args.driver)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYDOCK_")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # users run cached bytecode
+    pydock = [sys.executable, "-m", "pydock.cli.main", "-g", str(root), "-s", args.driver]
+    podman = None
+    if shutil.which("podman"):
+        podman = ["podman", "--root", str(work / "podman" / "root"), "--runroot", str(work / "podman" / "run"),
+                  "--runtime", "runc" if shutil.which("runc") else "crun"]
+    samples: dict[str, dict[str, list[float]]] = {"pydock": {s: [] for s in STEPS}}
+    try:
+        if podman is not None:
+            subprocess.run([*podman, "import", str(work / "busybox.tar"), "localhost/bench-busybox:latest"],
+                           check=True, capture_output=True)
+            samples["podman"] = {s: [] for s in STEPS}
+        pydock_args = ["--net", "none", "busybox"]
+        podman_args = ["--network", "none", *PODMAN_ULIMITS, "localhost/bench-busybox:latest"]
+        lifecycle(pydock, pydock_args, env)  # warm both
+        if podman is not None:
+            lifecycle(podman, podman_args, None)
+        for _ in range(args.rounds):
+            for step, dt in lifecycle(pydock, pydock_args, env).items():
+                samples["pydock"][step].append(dt)
+            if podman is not None:
+                for step, dt in lifecycle(podman, podman_args, None).items():
+                    samples["podman"][step].append(dt)
+        print(f"driver: {args.driver}, rounds: {args.rounds}, --net none")
+        print(f"{'step':8} {'pydock ms':>10} {'podman ms':>10} {'ratio':>7}  target <= 0.50x")
+        for step in STEPS:
+            mine = statistics.median(samples["pydock"][step]) * 1000
+            if podman is None:
+                print(f"{step:8} {mine:10.1f}")
+                continue
+            theirs = statistics.median(samples["podman"][step]) * 1000
+            ratio = mine / theirs
+            verdict = "met" if ratio <= 0.5 else "NOT met"
+            print(f"{step:8} {mine:10.1f} {theirs:10.1f} {ratio:6.2f}x  {verdict if step != 'create' else '(no target)'}")
+    finally:
+        with Runtime(root, args.driver, bridge="none") as rt:
+            for c in rt.containers(all=True):
+                rt.remove(c, force=True)
+            for image in rt.images.graph.list():
+                rt.images.graph.delete(image.id)
+            rt.driver.shutdown()
+        if podman is not None:
+            subprocess.run([*podman, "rm", "-f", "-a", "-t", "0"], capture_output=True)
+            subprocess.run([*podman, "system", "reset", "-f"], capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
