@@ -13,6 +13,6 @@ def libc() -> ctypes.CDLL:
     try:
         return ctypes.CDLL("libc.so.6", use_errno=True)
     except OSError:
-        import ctypes.util  # lazy: imports subprocess and more (~4 ms), only off glibc
+        from ctypes.util import find_library  # lazy: imports subprocess and more (~4 ms), only off glibc
 
-        return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        return ctypes.CDLL(find_library("c"), use_errno=True)
