@@ -291,16 +291,29 @@ def _command(c: Any, no_trunc: bool) -> str:
 @click.option("--no-trunc", "no_trunc", is_flag=True, help="Don't truncate output.")
 @_alias("-notrunc", "no_trunc", is_flag=True)
 @click.option("-s", "--size", is_flag=True, help="Show sizes.")
+@click.option("-f", "--filter", "filters", multiple=True, metavar="KEY=VALUE",
+              help="Only containers that match (status, exited, label, name, id, ancestor, before, since, "
+                   "volume, network, publish, expose, is-task).")
 @format_option(short=False)
 @click.pass_context
 def ps(ctx: click.Context, all_: bool, quiet: bool, latest: bool, last: int | None, no_trunc: bool,
-       no_trunc_alias: bool, size: bool, fmt: str | None) -> None:
+       no_trunc_alias: bool, size: bool, filters: tuple[str, ...], fmt: str | None) -> None:
     """List containers, newest first: CONTAINER ID IMAGE COMMAND CREATED STATUS PORTS NAMES."""
     no_trunc = no_trunc or no_trunc_alias
     rt = ctx.obj.runtime()
     if latest:
         last = 1
-    containers = rt.containers(all=all_ or last is not None)
+    chosen = None
+    if filters:
+        from pydock.runtime.listfilters import ContainerFilters  # lazy: only with --filter
+        from pydock.runtime.usage import parse_filter_flags  # lazy: see above
+
+        chosen = ContainerFilters.parse(rt, parse_filter_flags(filters))
+    containers = rt.containers(all=all_ or last is not None or (chosen is not None and chosen.implies_all))
+    if chosen is not None:
+        every = rt.names.names_by_id()
+        containers = [c for c in containers
+                      if chosen.match(rt, c, every.get(c.id, []), c.state.running and rt.paused(c))]
     if last is not None:
         containers = containers[:max(last, 0)]
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydock.runtime import volumes as volume_ops
 from pydock.runtime.container import Container
+from pydock.runtime.listfilters import has_label
 from pydock.runtime.state import parse_time
 from pydock.utils.errors import InvalidArgument, NotFound, PydockError
 
@@ -147,13 +148,8 @@ class PruneFilters:
         if self.until is not None and (created is None or created.timestamp() >= self.until):
             return False
         labels = labels or {}
-        return all(_has_label(labels, spec) for spec in self.labels) and \
-            not any(_has_label(labels, spec) for spec in self.without)
-
-
-def _has_label(labels: Mapping[str, str], spec: str) -> bool:
-    key, sep, value = spec.partition("=")
-    return key in labels and (not sep or labels[key] == value)
+        return all(has_label(labels, spec) for spec in self.labels) and \
+            not any(has_label(labels, spec) for spec in self.without)
 
 
 def parse_filter_flags(specs: Iterable[str]) -> dict[str, list[str]]:

@@ -15,9 +15,9 @@ from pydock.runtime.api.httpd import Handler, Request, bool_value
 from pydock.runtime.api.services import Services
 from pydock.runtime.container import Container
 from pydock.runtime.jsonlog import LogReader
+from pydock.runtime.listfilters import ContainerFilters
 from pydock.runtime.runtime import Runtime
 from pydock.runtime.usage import PruneFilters, prune_containers
-from pydock.utils import saferegex
 from pydock.utils.errors import Conflict, InvalidArgument, NotFound, PydockError, RemovalFailed
 
 log = logging.getLogger(__package__)
@@ -43,17 +43,6 @@ def size_of(rt: Runtime, c: Container) -> tuple[int, int]:
         return 0, 0
 
 
-def _matches(c: Container, names: list[str], filters: dict[str, list[str]]) -> bool:
-    """Whether a container passes `docker ps --filter` id=, name= (a regexp, matched in linear time like
-    Docker's RE2: a client's pattern cannot make the server backtrack for minutes) and status=."""
-    if not all(c.id.startswith(value) for value in filters.get("id", [])):
-        return False
-    patterns = [saferegex.compile(p) for p in filters.get("name", [])]
-    if patterns and not any(p.search(n.lstrip("/")) for p in patterns for n in names):
-        return False
-    return not filters.get("status") or models.state_name(c) in filters["status"]
-
-
 def create(svc: Services, req: Request, h: Handler) -> None:
     opts = decode.create_options(req.json(), req.arg("name"))
     with svc.pool.runtime() as rt:
@@ -72,19 +61,17 @@ def create(svc: Services, req: Request, h: Handler) -> None:
 
 def list_containers(svc: Services, req: Request, h: Handler) -> None:
     limit = req.int_arg("limit", -1) or -1
-    filters = decode.filters(req.arg("filters"))
-    for pattern in filters.get("name", []):
-        saferegex.compile(pattern)  # a bad pattern is a 400 even when there is nothing to match
     out = []
     with svc.pool.runtime() as rt:
+        chosen = ContainerFilters.parse(rt, decode.filters(req.arg("filters")))
         every_name = rt.names.names_by_id()  # one read of the name graph for all the rows, as `ps`
-        for c in rt.containers(all=req.flag("all") or limit > 0):
+        for c in rt.containers(all=req.flag("all") or limit > 0 or chosen.implies_all):
             names = every_name.get(c.id, [])
-            if not _matches(c, names, filters):
+            paused = c.state.running and rt.paused(c)
+            if not chosen.match(rt, c, names, paused):
                 continue
             size = size_of(rt, c) if req.flag("size") else None
-            out.append(models.container_summary(c, names, image_name(rt, c), size,
-                                                paused=c.state.running and rt.paused(c)))
+            out.append(models.container_summary(c, names, image_name(rt, c), size, paused=paused))
             if 0 < limit <= len(out):
                 break
     h.send_json(200, out)

@@ -11,6 +11,7 @@ from pydock.graph.image import Image
 from pydock.runtime.api import decode, models
 from pydock.runtime.api.httpd import Handler, Request, bool_value
 from pydock.runtime.api.services import Services
+from pydock.runtime.listfilters import has_label
 from pydock.runtime.runtime import Runtime
 from pydock.runtime.usage import PruneFilters, prune_images
 from pydock.utils.errors import InvalidArgument, NotFound, PydockError
@@ -36,15 +37,38 @@ def _listed(tags: list[str], patterns: list[str]) -> list[str]:
     return [t for t in tags if any(fnmatchcase(t, p) or fnmatchcase(t.rsplit(":", 1)[0], p) for p in patterns)]
 
 
+#: the `docker images --filter` keys carried out; any other is refused, never ignored
+IMAGE_FILTERS = ("reference", "dangling", "label", "before", "since")
+
+
+def _created_of(rt: Runtime, key: str, refs: list[str]) -> float | None:
+    if not refs:
+        return None
+    if len(refs) > 1:
+        raise InvalidArgument(f"more than one {key} filter specified")
+    return _image(rt, refs[0]).created.timestamp()
+
+
 def list_images(svc: Services, req: Request, h: Handler) -> None:
-    """Newest first; untagged parents only with `all`; `reference=` and `dangling=` filters."""
+    """Newest first; untagged parents only with `all`; filters reference (patterns), dangling, label,
+    before and since (another image's creation)."""
     filters = decode.filters(req.arg("filters"))
+    for key in filters:
+        if key not in IMAGE_FILTERS:
+            raise InvalidArgument(f"invalid filter '{key}'")
     patterns, dangling = filters.get("reference", []), filters.get("dangling", [])
     out = []
     with svc.pool.runtime() as rt:
-        images = rt.images.graph.list()
+        before = _created_of(rt, "before", filters.get("before", []))
+        since = _created_of(rt, "since", filters.get("since", []))
+        every = rt.images.graph.list()
+        parents = {img.parent for img in every if img.parent}
+        images = [img for img in every
+                  if all(has_label(img.config.get("Labels") if img.config else None, spec)
+                         for spec in filters.get("label", []))
+                  and (before is None or img.created.timestamp() < before)
+                  and (since is None or img.created.timestamp() > since)]
         by_image = rt.images.tags.by_image()
-        parents = {img.parent for img in images if img.parent}
         for img in sorted(images, key=lambda i: i.created, reverse=True):
             tags = sorted(by_image.get(img.id, []))
             if patterns:
