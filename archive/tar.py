@@ -499,3 +499,29 @@ def _write_all(root_fd: int, sink: BinaryIO, includes: list[str] | None, excl: t
             raise ArchiveError(f"invalid whiteout path {wh!r}")
         writer.add_empty(rel, WHITEOUT_MODE, now)
     writer.finish()
+
+
+def write_entry(dir_fd: int, name: str, arcname: str, out: BinaryIO) -> None:
+    """Stream entry `name` of directory `dir_fd` ("." for the directory itself) as `arcname`, and for a
+    directory everything below it as `arcname/...`, read like write_tar (O_NOFOLLOW fds: a symlink is
+    archived as one, never followed). `cp` and the archive API name the top entry as Docker does."""
+    writer = _TarWriter(out)
+    try:
+        if name == ".":
+            sub = os.open(".", _DIR_FLAGS, dir_fd=dir_fd)
+            try:
+                if writer.add(sub, ".", arcname, os.fstat(sub)):
+                    _walk(writer, sub, arcname, "", ())
+            finally:
+                os.close(sub)
+        else:
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            if writer.add(dir_fd, name, arcname, st):
+                sub = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+                try:
+                    _walk(writer, sub, arcname, arcname, ())
+                finally:
+                    os.close(sub)
+    except OSError as e:
+        raise ArchiveError(f"cannot archive {arcname!r}: {e.strerror or e}") from None
+    writer.finish()
