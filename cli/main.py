@@ -57,6 +57,7 @@ COMMANDS: dict[str, str] = {
     "diff": "pydock.cli.containers:diff",
     "commit": "pydock.cli.containers:commit",
     "export": "pydock.cli.containers:export",
+    "cp": "pydock.cli.copy:cp",
     "volume": "pydock.cli.volumes:volume",
     "container": "pydock.cli.containers:container",
     "boot": "pydock.cli.containers:boot",

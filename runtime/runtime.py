@@ -720,3 +720,12 @@ class Runtime:
         return header, [line.split(None, len(header) - 1) for line in out[1:]]
 
 
+
+    def container_files(self, c: Container | str, name: str | None = None) -> Any:
+        """A with-block context: the container's rootfs opened for `cp` and the archive API (runtime/copy.py;
+        a stopped container's is mounted for the block). `name` is how the user named it, for messages."""
+        from pydock.runtime.copy import opened  # lazy: the archive package, only for cp
+
+        c = self._current(c)
+        return opened(self.driver, c, name or c.name.lstrip("/") or c.short_id,
+                      on_event=lambda action: self._event(c, action))

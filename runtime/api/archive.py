@@ -1,0 +1,68 @@
+"""`/containers/{id}/archive`: GET a container path as a tar (its stat in X-Docker-Container-Path-Stat),
+HEAD the stat alone, PUT a tar into a container directory. The rules and the safety are runtime/copy.py's."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+
+from pydock.runtime.api.httpd import Handler, Request
+from pydock.runtime.api.services import Services
+from pydock.runtime.copy import PathStat, ReadOnlyRootfs
+from pydock.utils.errors import InvalidArgument
+
+log = logging.getLogger(__package__)
+
+STAT_HEADER = "X-Docker-Container-Path-Stat"
+TAR = "application/x-tar"
+
+
+def _path(req: Request) -> str:
+    path = req.arg("path")
+    if not path:
+        raise InvalidArgument("the path query parameter is required (a path in the container)")
+    return path
+
+
+def _stat_header(st: PathStat) -> tuple[str, str]:
+    return STAT_HEADER, base64.b64encode(json.dumps(st.to_json()).encode()).decode()
+
+
+def head(svc: Services, req: Request, h: Handler, name: str) -> None:
+    path = _path(req)
+    with svc.pool.runtime() as rt, rt.container_files(rt.get(name), name) as files:
+        st = files.stat(path)
+    h.send_bytes(200, b"", TAR, headers=(_stat_header(st),))
+
+
+def get(svc: Services, req: Request, h: Handler, name: str) -> None:
+    path = _path(req)
+    with svc.pool.runtime() as rt, rt.container_files(rt.get(name), name) as files, files.source(path) as src:
+        out = h.start_stream(TAR, headers=(_stat_header(src.stat),))
+        src.write(out)
+        files.record("archive-path")
+    out.close()
+
+
+def put(svc: Services, req: Request, h: Handler, name: str) -> None:
+    path = _path(req)
+    try:
+        with svc.pool.runtime() as rt, rt.container_files(rt.get(name), name) as files:
+            files.extract(path, req.body, copy_uid_gid=req.flag("copyUIDGID"),  # type: ignore[arg-type]
+                          no_overwrite_dir_non_dir=req.flag("noOverwriteDirNonDir"))
+    except ReadOnlyRootfs as err:
+        h.close_connection = not req.body.done
+        h.send_error_message(403, str(err))
+        return
+    except BaseException:
+        h.close_connection = not req.body.done  # the rest of a refused body is not worth reading
+        raise
+    h.send_empty(200)
+
+
+ROUTES = [
+    ("HEAD", r"/containers/(?P<name>[^/]+)/archive", head),
+    ("GET", r"/containers/(?P<name>[^/]+)/archive", get),
+    ("PUT", r"/containers/(?P<name>[^/]+)/archive", put),
+]
