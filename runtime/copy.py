@@ -221,18 +221,12 @@ class ContainerFiles:
         parent, base = abs_path.rsplit("/", 1)
         dir_fd = self._open_dir(parent or "/", path)
         try:
-            if base in ("", "."):
-                entry = "."
-                st = os.fstat(dir_fd)
-                canonical = self._canonical(dir_fd)
-            else:
-                entry = base
-                try:
-                    st = os.stat(base, dir_fd=dir_fd, follow_symlinks=False)
-                except FileNotFoundError:
-                    raise self._missing(path) from None
-                canonical = posixpath.join(self._canonical(dir_fd), base)
-            self._check_mounts(canonical, path)
+            entry = "." if base in ("", ".") else base
+            self._check_mounts(posixpath.join(self._canonical(dir_fd), base), path)
+            try:
+                st = os.stat(entry, dir_fd=dir_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                raise self._missing(path) from None
             name = go_base(abs_path)
             yield Source(dir_fd, entry, name, self._path_stat(name, st, abs_path))
         finally:
@@ -341,7 +335,8 @@ def host_destination(path: str) -> Destination:
             try:
                 pst = os.stat(parent)
             except OSError as err:
-                raise InvalidArgument(f"cannot copy to {original}: {parent}: {err.strerror}") from None
+                raise InvalidArgument(f"cannot copy to {original}: stat {parent}: "
+                                      f"{(err.strerror or str(err)).lower()}") from None
             if not stat.S_ISDIR(pst.st_mode):
                 raise InvalidArgument(f"cannot copy to {original}: {parent} is not a directory")
             return Destination(path)
