@@ -7,6 +7,7 @@ import io
 import json
 import os
 import subprocess
+import sys
 import tarfile
 import time
 from pathlib import Path
@@ -259,3 +260,44 @@ def test_stdout_stream_is_never_a_terminal(root, stopped):
                           capture_output=True, timeout=120, env={k: v for k, v in os.environ.items()
                                                                  if not k.startswith("PYDOCK_")})
     assert proc.returncode != 0 and b"terminal" in proc.stdout, proc.stdout
+
+
+@pytest.mark.dm
+def test_cp_on_devicemapper(tmp_path, busybox_tar):
+    """In and out of a stopped and a running container on thin devices: the stopped one's device is
+    activated and mounted for the copy only."""
+    from api.api_helpers import DM_SMALL, teardown_root
+
+    root = tmp_path / "dmroot"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYDOCK_")}
+
+    def dm(*args: str, input: bytes | None = None) -> subprocess.CompletedProcess:
+        argv = [sys.executable, "-m", "pydock.cli.main", "-g", str(root), "-s", "devicemapper", "-b", "none",
+                *DM_SMALL, *args]
+        return subprocess.run(argv, input=input, capture_output=True, timeout=300, env=env)
+
+    try:
+        ok(dm("import", "-", "busybox", input=busybox_tar))
+        ok(dm("run", "--name", "dst", "busybox", "sh", "-c", FILL))
+        ok(dm("run", "-d", "--name", "drn", "busybox", "sh", "-c", FILL + "; exec sleep 600"))
+        stopped_id = json.loads(ok(dm("inspect", "dst")).stdout)[0]["ID"]
+        (tmp_path / "up.txt").write_text("up")
+        for name in ("dst", "drn"):
+            deadline = time.monotonic() + 60
+            while dm("cp", f"{name}:/data/sub/g", str(tmp_path / f"{name}-g")).returncode != 0:
+                assert time.monotonic() < deadline, dm("cp", f"{name}:/data/sub/g", "-").stderr
+                time.sleep(0.2)
+            assert (tmp_path / f"{name}-g").read_text() == "deep\n"
+            ok(dm("cp", f"{name}:/data", str(tmp_path / f"{name}-data")))
+            assert sorted(os.listdir(tmp_path / f"{name}-data")) == ["etclink", "f", "sub"]
+            ok(dm("cp", str(tmp_path / "up.txt"), f"{name}:/data/sub/"))
+            p = ok(dm("cp", f"{name}:/data/sub/up.txt", "-"))
+            assert members(p.stdout) == [("up.txt", 0)]
+            with open("/proc/self/mountinfo") as f:
+                assert stopped_id not in f.read()  # the stopped container's device was put back
+        ok(dm("start", "dst"))  # nothing of the copies is left to stop a start
+        ok(dm("wait", "dst"))
+        ok(dm("run", "--rm", "busybox", "true"))
+    finally:
+        ok(dm("rm", "-f", "drn"))
+        teardown_root(root, "devicemapper")
