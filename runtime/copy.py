@@ -6,19 +6,20 @@ means the container's, never the host's); what is read or written then goes thro
 through a path looked up again, so a container swapping a directory for a symlink meanwhile cannot lead
 pydock out. A stopped container's rootfs is mounted through the storage driver for the copy and put back
 after it, on error too; a running one's is already mounted (the driver counts the reference).
-Paths on the container's mounts (volumes, binds, tmpfs, /etc/hosts...) are refused by name: pydock would
-otherwise read or write the rootfs underneath them.
+Paths are resolved as the container sees them: on a volume or bind, in its source (entered through an fd,
+symlinks still resolved inside the container); a tmpfs is refused by name, pydock cannot reach it.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import posixpath
 import stat
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,8 +34,6 @@ from pydock.utils.errors import ArchiveError, Conflict, InvalidArgument, NotFoun
 
 log = logging.getLogger(__package__)
 
-#: files pydock bind-mounts into every container from the container's own directory
-_OWN_MOUNTS = ("/etc/hostname", "/etc/hosts", "/etc/resolv.conf", "/.dockerenv")
 _PIPE_CHUNK = 1 << 16
 
 # Go's os.FileMode type and special bits (what Docker's path stat carries in `mode`)
@@ -42,8 +41,8 @@ _GO_DIR, _GO_SYMLINK, _GO_DEVICE, _GO_PIPE, _GO_SOCKET = 1 << 31, 1 << 27, 1 << 
 _GO_SETUID, _GO_SETGID, _GO_CHARDEV, _GO_STICKY = 1 << 23, 1 << 22, 1 << 21, 1 << 20
 
 
-class ReadOnlyRootfs(Conflict):
-    """The container's rootfs is read-only (`--read-only`): nothing is copied into it (HTTP 403)."""
+class ReadOnly(Conflict):
+    """The container's rootfs (`--read-only`) or the volume a copy would write to is read-only (HTTP 403)."""
 
 
 # ---- Docker's path spelling rules ------------------------------------------------------------------
@@ -160,58 +159,85 @@ class Source:
         write_entry(self.dir_fd, self.entry, self.arcname, out)
 
 
+@dataclass(frozen=True)
+class Mount:
+    """Something mounted over the container's rootfs: its canonical container path, the host path of what
+    is mounted there (None: nothing the host can reach, a tmpfs), whether a copy may write to it."""
+
+    dest: str
+    source: str | None
+    writable: bool
+    is_dir: bool
+
+
 @dataclass
 class ContainerFiles:
-    """A container's rootfs opened for copying (see `opened`): paths in, paths out, the mounts refused."""
+    """A container's rootfs opened for copying (see `opened`): paths resolved as the container sees them,
+    its volumes and binds included."""
 
     container: Container
     name: str  # as the user gave it: Docker's messages name it so
     root_fd: int
-    root_path: str
-    mounts: list[str] = field(default_factory=list)  # canonical container paths of its mounts
+    mounts: list[Mount] = field(default_factory=list)
+    mount_fds: dict[str, int | None] = field(default_factory=dict)  # directory mounts: dest -> source fd
     on_event: Callable[[str], None] | None = None
 
     # -- paths
     def _missing(self, path: str) -> NotFound:
         return NotFound(f"Could not find the file {path} in container {self.name}")
 
-    def _canonical(self, fd: int) -> str:
-        """The container path of what `fd` refers to now (from the kernel, not from our lookups)."""
-        where = os.readlink(f"/proc/self/fd/{fd}")
-        if where == self.root_path:
-            return "/"
-        if not where.startswith(self.root_path + "/"):
-            raise Conflict(f"a path of container {self.name} moved out of its filesystem while it was copied")
-        return where[len(self.root_path):]
+    def _unreachable(self, asked: str, dest: str) -> InvalidArgument:
+        return InvalidArgument(f"cannot copy {asked}: it is on {dest}, a tmpfs of container {self.name} that "
+                               "pydock cannot reach from the host")
 
-    def _check_mounts(self, canonical: str, asked: str) -> None:
-        for dest in self.mounts:
-            if canonical == dest or canonical.startswith(dest.rstrip("/") + "/"):
-                raise InvalidArgument(f"cannot copy {asked}: it is on {dest}, a mount of container {self.name} "
-                                      "(pydock cp does not copy from or into volumes, binds, tmpfs or "
-                                      f"{', '.join(_OWN_MOUNTS)})")
+    def _mount_of(self, canonical: str) -> Mount | None:
+        """The mount `canonical` is on (the deepest), None for the rootfs."""
+        best = None
+        for m in self.mounts:
+            if canonical == m.dest or canonical.startswith(m.dest.rstrip("/") + "/"):
+                if best is None or len(m.dest) > len(best.dest):
+                    best = m
+        return best
 
-    def _open_dir(self, path: str, asked: str, not_dir: str = "") -> int:
-        """O_PATH fd of container directory `path` (symlinks followed inside the root); a non-directory is
-        missing unless `not_dir` says what else it is."""
+    def _resolve(self, path: str, asked: str, follow: bool = True) -> tuple[int, str]:
+        """(O_PATH fd, canonical path) of container path `path`, through its mounts as the container sees it."""
         try:
-            fd = safepath.open_in_root(self.root_fd, path, os.O_PATH)
-        except FileNotFoundError:
-            raise self._missing(asked) from None
-        except NotADirectoryError:
+            return safepath.open_in_mounts(self.root_fd, path, self.mount_fds, follow=follow)
+        except (FileNotFoundError, NotADirectoryError):
             raise self._missing(asked) from None
         except OSError as err:
+            if err.errno == errno.EXDEV:
+                raise self._unreachable(asked, str(err.filename)) from None
             raise InvalidArgument(f"cannot copy {asked} of container {self.name}: {err.strerror or err}") from None
+
+    def _open_dir(self, path: str, asked: str, not_dir: str = "") -> tuple[int, str]:
+        """_resolve for a directory; a non-directory is missing unless `not_dir` says what else it is."""
+        fd, canonical = self._resolve(path, asked)
         if not stat.S_ISDIR(os.fstat(fd).st_mode):
             os.close(fd)
             raise InvalidArgument(not_dir) if not_dir else self._missing(asked)
-        return fd
+        return fd, canonical
 
     def _path_stat(self, name: str, st: os.stat_result, abs_path: str) -> PathStat:
         target = ""
         if stat.S_ISLNK(st.st_mode):
-            target = safepath.lookup_in_root(self.root_fd, abs_path)
+            try:
+                fd, target = self._resolve(abs_path, abs_path)
+                os.close(fd)
+            except NotFound:  # a dangling link: where it points, spelled out
+                target = safepath.lookup_in_root(self.root_fd, abs_path)
         return PathStat(name, st.st_size, st.st_mode, st.st_mtime_ns, target)
+
+    def _mount_point(self, mount: Mount, asked: str) -> tuple[int, str]:
+        """(directory fd, entry) of what is mounted at `mount.dest`, to read it as the container would."""
+        if mount.source is None:
+            raise self._unreachable(asked, mount.dest)
+        if mount.is_dir:
+            fd = self.mount_fds[mount.dest]
+            assert fd is not None
+            return os.dup(fd), "."
+        directory, entry = os.path.split(mount.source)
+        return os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC), entry
 
     @contextmanager
     def source(self, path: str) -> Iterator[Source]:
@@ -219,10 +245,16 @@ class ContainerFiles:
         as it is unless written `x/` or `x/.`); its fds live for the block."""
         abs_path = container_abs(path)
         parent, base = abs_path.rsplit("/", 1)
-        dir_fd = self._open_dir(parent or "/", path)
+        dir_fd, canonical = self._open_dir(parent or "/", path)
         try:
             entry = "." if base in ("", ".") else base
-            self._check_mounts(posixpath.join(self._canonical(dir_fd), base), path)
+            if entry != ".":
+                canonical = posixpath.join(canonical, entry)
+                mount = self._mount_of(canonical)
+                if mount is not None and mount.dest == canonical:  # the entry is a mount point
+                    os.close(dir_fd)
+                    dir_fd = -1
+                    dir_fd, entry = self._mount_point(mount, path)
             try:
                 st = os.stat(entry, dir_fd=dir_fd, follow_symlinks=False)
             except FileNotFoundError:
@@ -230,7 +262,8 @@ class ContainerFiles:
             name = go_base(abs_path)
             yield Source(dir_fd, entry, name, self._path_stat(name, st, abs_path))
         finally:
-            os.close(dir_fd)
+            if dir_fd >= 0:
+                os.close(dir_fd)
 
     def stat(self, path: str) -> PathStat:
         """Docker's StatPath of a container path (HEAD /archive, `cp` deciding what goes where)."""
@@ -249,16 +282,23 @@ class ContainerFiles:
     def extract(self, path: str, stream: BinaryIO, *, copy_uid_gid: bool = False,
                 no_overwrite_dir_non_dir: bool = False) -> None:
         """Extract tar `stream` into container directory `path` (its last element followed too, as Docker
-        does): every entry stays below it; owned by root unless `copy_uid_gid` keeps the tar's owners."""
-        if self.container.hostconfig.get("ReadonlyRootfs"):
-            raise ReadOnlyRootfs(f"container rootfs is marked read-only: cannot copy into {self.name}")
-        fd = self._open_dir(container_abs(path), path, f"extraction point is not a directory: {path}")
+        does; on a volume, into the volume): every entry stays below it and on the same mount; owned by root
+        unless `copy_uid_gid` keeps the tar's owners."""
+        fd, base = self._open_dir(container_abs(path), path, f"extraction point is not a directory: {path}")
         try:
-            base = self._canonical(fd)
-            self._check_mounts(base, path)
+            mount = self._mount_of(base)
+            if mount is None and self.container.hostconfig.get("ReadonlyRootfs"):
+                raise ReadOnly(f"container rootfs is marked read-only: cannot copy into {self.name}:{path}")
+            if mount is not None and not mount.writable:
+                raise ReadOnly(f"mounted volume is marked read-only: cannot copy into {self.name}:{path}")
 
             def check(parts: tuple[str, ...]) -> None:
-                self._check_mounts(posixpath.join(base, *parts), posixpath.join(container_abs(path), *parts))
+                other = self._mount_of(posixpath.join(base, *parts))
+                if other is not mount:
+                    shown = posixpath.join(container_abs(path), *parts)
+                    where = other.dest if other is not None else mount.dest if mount is not None else "/"
+                    raise InvalidArgument(f"cannot copy {shown} into container {self.name}: it crosses the mount "
+                                          f"at {where} (copy into the mount's own path)")
 
             options = CopyOptions(owner=None if copy_uid_gid else (0, 0),
                                   no_overwrite_dir_non_dir=no_overwrite_dir_non_dir, check=check)
@@ -273,15 +313,22 @@ class ContainerFiles:
             self.on_event(action)
 
 
-def _mounts(root_fd: int, c: Container) -> list[str]:
-    """Canonical container paths where the container has something mounted over its rootfs."""
-    wanted = [*_OWN_MOUNTS, *c.volumes, *(c.hostconfig.get("Tmpfs") or {})]
+def _mounts(root_fd: int, c: Container) -> list[Mount]:
+    """What the container has mounted over its rootfs, at canonical container paths: pydock's own files
+    (once written), its volumes and binds, its tmpfs mounts (unreachable)."""
+    own = (("/etc/hostname", c.hostname_path), ("/etc/hosts", c.hosts_path),
+           ("/etc/resolv.conf", c.resolv_conf_path), ("/.dockerenv", c.env_path))
+    wanted: list[tuple[str, str | None, bool]] = [(dest, str(src), False) for dest, src in own if src.exists()]
+    wanted += [(dest, src, bool(c.volumes_rw.get(dest, True))) for dest, src in c.volumes.items()]
+    wanted += [(dest, None, False) for dest in c.hostconfig.get("Tmpfs") or {}]
     out = []
-    for dest in wanted:
+    for dest, source, writable in wanted:
         try:
-            out.append(safepath.lookup_in_root(root_fd, dest))
+            canonical = safepath.lookup_in_root(root_fd, dest)
         except OSError as err:  # a file where a directory was expected: nothing can be mounted there
-            log.debug("mount point %s of %s not resolvable (%s); not a mount to avoid", dest, c.short_id, err)
+            log.debug("mount point %s of %s not resolvable (%s); not a mount", dest, c.short_id, err)
+            continue
+        out.append(Mount(canonical, source, writable, source is None or os.path.isdir(source)))
     return out
 
 
@@ -289,14 +336,21 @@ def _mounts(root_fd: int, c: Container) -> list[str]:
 def opened(driver: Driver, c: Container, name: str,
            on_event: Callable[[str], None] | None = None) -> Iterator[ContainerFiles]:
     """The container's rootfs for the block: mounted through the driver (`get`, and `put` after the block
-    on every path), opened as a root fd everything below is resolved against."""
-    with driver.mounted(c.id) as rootfs:
+    on every path), opened as a root fd everything below is resolved against; its directory mounts'
+    sources opened too (a volume removed meanwhile is a missing path)."""
+    with driver.mounted(c.id) as rootfs, ExitStack() as fds:
         root_fd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            root_path = os.readlink(f"/proc/self/fd/{root_fd}")
-            yield ContainerFiles(c, name, root_fd, root_path, _mounts(root_fd, c), on_event)
-        finally:
-            os.close(root_fd)
+        fds.callback(os.close, root_fd)
+        mounts = _mounts(root_fd, c)
+        mount_fds: dict[str, int | None] = {}
+        for m in mounts:
+            if m.source is None:
+                mount_fds[m.dest] = None
+            elif m.is_dir:
+                fd = os.open(m.source, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+                fds.callback(os.close, fd)
+                mount_fds[m.dest] = fd
+        yield ContainerFiles(c, name, root_fd, mounts, mount_fds, on_event)
 
 
 # ---- the host side of `pydock cp` ------------------------------------------------------------------

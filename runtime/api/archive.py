@@ -9,7 +9,7 @@ import logging
 
 from pydock.runtime.api.httpd import Handler, Request
 from pydock.runtime.api.services import Services
-from pydock.runtime.copy import PathStat, ReadOnlyRootfs
+from pydock.runtime.copy import PathStat, ReadOnly
 from pydock.utils.errors import InvalidArgument
 
 log = logging.getLogger(__package__)
@@ -51,7 +51,7 @@ def put(svc: Services, req: Request, h: Handler, name: str) -> None:
         with svc.pool.runtime() as rt, rt.container_files(rt.get(name), name) as files:
             files.extract(path, req.body, copy_uid_gid=req.flag("copyUIDGID"),  # type: ignore[arg-type]
                           no_overwrite_dir_non_dir=req.flag("noOverwriteDirNonDir"))
-    except ReadOnlyRootfs as err:
+    except ReadOnly as err:
         h.close_connection = not req.body.done
         h.send_error_message(403, str(err))
         return

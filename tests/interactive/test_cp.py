@@ -3,6 +3,7 @@ stopped and running containers, and hostile symlinks in the container that must 
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -234,16 +235,37 @@ def test_racing_symlink_swap_never_reaches_the_host(root, tmp_path):
     ok(pydock(root, "rm", "-f", "race"))
 
 
-def test_mounts_are_refused_by_name(root, tmp_path):
+def test_volumes_and_binds_are_copied_as_the_container_sees_them(root, tmp_path):
     vol = tmp_path / "vol"
     vol.mkdir()
     (vol / "in-volume").write_text("v")
-    ok(pydock(root, "run", "--name", "mv", "-v", f"{vol}:/data", "busybox", "true"))
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ok(pydock(root, "run", "--name", "mv", "-v", f"{vol}:/data", "-v", f"{ro}:/ro:ro", "--tmpfs", "/scratch",
+              "busybox", "sh", "-c", "ln -s /data /datalink; ln -s /etc /data/etc"))
     (tmp_path / "f").write_text("x")
-    fails(pydock(root, "cp", str(tmp_path / "f"), "mv:/data/"), "/data, a mount of container mv")
-    fails(pydock(root, "cp", "mv:/data/in-volume", str(tmp_path / "g")), "a mount of container mv")
-    fails(pydock(root, "cp", "mv:/etc/hosts", str(tmp_path / "h")), "a mount of container mv")
-    assert sorted(os.listdir(vol)) == ["in-volume"] and not (tmp_path / "g").exists()
+    # written to and read from the bind's source, through symlinks in the container too
+    ok(pydock(root, "cp", str(tmp_path / "f"), "mv:/data/"))
+    ok(pydock(root, "cp", str(tmp_path / "f"), "mv:/datalink/g"))
+    assert (vol / "f").read_text() == "x" and (vol / "g").read_text() == "x"
+    assert cat(root, "mv", "/data/in-volume") == b"v"
+    assert cat(root, "mv", "/datalink/in-volume") == b"v"
+    ok(pydock(root, "cp", "mv:/data", str(tmp_path / "out")))
+    assert sorted(os.listdir(tmp_path / "out")) == ["etc", "f", "g", "in-volume"]
+    # a symlink in the volume still means the container's path, never the host's
+    assert cat(root, "mv", "/data/etc/passwd") == cat(root, "mv", "/etc/passwd")
+    # /etc/hosts is the container's own file, as the container reads it
+    hosts = cat(root, "mv", "/etc/hosts")
+    assert b"localhost" in hosts
+    # refusals: a read-only volume, a tmpfs, a copy crossing into a mount
+    fails(pydock(root, "cp", str(tmp_path / "f"), "mv:/ro/"), "read-only")
+    fails(pydock(root, "cp", "mv:/scratch", str(tmp_path / "s")), "a tmpfs of container mv")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        info = tarfile.TarInfo("data/crossing")
+        t.addfile(info, io.BytesIO(b""))
+    fails(pydock(root, "cp", "-", "mv:/", input=buf.getvalue()), "crosses the mount at /data")
+    assert sorted(os.listdir(vol)) == ["etc", "f", "g", "in-volume"] and os.listdir(ro) == []
 
 
 def test_copies_are_events(root, tmp_path, stopped):
@@ -301,3 +323,41 @@ def test_cp_on_devicemapper(tmp_path, busybox_tar):
     finally:
         ok(dm("rm", "-f", "drn"))
         teardown_root(root, "devicemapper")
+
+
+def test_open_in_mounts_sees_the_containers_mounts(tmp_path):
+    """safepath.open_in_mounts: entering a mount point continues in its source; `..` and absolute links
+    lead back to the root; an unreachable mount is EXDEV; nothing resolves to a host path."""
+    from pydock.utils import safepath
+
+    rootfs, vol = tmp_path / "rootfs", tmp_path / "vol"
+    (rootfs / "data").mkdir(parents=True)
+    (rootfs / "etc").mkdir()
+    (rootfs / "etc" / "passwd").write_text("container")
+    (rootfs / "data" / "hidden").write_text("under the mount")
+    (rootfs / "tmp").mkdir()
+    vol.mkdir()
+    (vol / "file").write_text("volume")
+    (vol / "abs").symlink_to("/etc")
+    (vol / "up").symlink_to("../../../../etc")
+    (rootfs / "link").symlink_to("/data")
+    vfd = os.open(vol, os.O_PATH | os.O_DIRECTORY)
+    try:
+        mounts = {"/data": vfd, "/tmp": None}
+        for path, canonical, text in (("/data/file", "/data/file", "volume"), ("/link/file", "/data/file", "volume"),
+                                      ("/data/abs/passwd", "/etc/passwd", "container"),
+                                      ("/data/up/passwd", "/etc/passwd", "container"),
+                                      ("/data/../etc/passwd", "/etc/passwd", "container")):
+            fd, found = safepath.open_in_mounts(rootfs, path, mounts)
+            try:
+                assert found == canonical, path
+                assert Path(f"/proc/self/fd/{fd}").read_text() == text, path
+            finally:
+                os.close(fd)
+        with pytest.raises(FileNotFoundError):
+            safepath.open_in_mounts(rootfs, "/data/hidden", mounts)
+        with pytest.raises(OSError) as err:
+            safepath.open_in_mounts(rootfs, "/tmp/x", mounts)
+        assert err.value.errno == errno.EXDEV
+    finally:
+        os.close(vfd)
