@@ -712,7 +712,7 @@ class _Applier:
             st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
         except FileNotFoundError:
             return
-        path = "/" + "/".join(canon)
+        path = "/".join(canon)  # relative to the destination the caller names
         if stat.S_ISDIR(st.st_mode) and not m.isdir():
             raise ArchiveError(f"cannot overwrite directory {path!r} with non-directory {m.name!r}")
         if not stat.S_ISDIR(st.st_mode) and m.isdir():
