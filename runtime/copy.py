@@ -459,10 +459,13 @@ def pipe_through(produce: Callable[[BinaryIO], None], consume: Callable[[BinaryI
     try:
         consume(reader)
     except BaseException:
-        reader.close()  # the producer's next write fails: it ends
+        first = list(failure)  # a producer that failed already ended the stream: its error is the cause
+        reader.close()  # the producer's next write fails (EPIPE): it ends
         thread.join()
+        if first:
+            raise first[0] from None
         if failure:
-            raise failure[0] from None
+            log.debug("cp: the archive's writer stopped after the reader failed: %s", failure[0])
         raise
     reader.close()
     thread.join()

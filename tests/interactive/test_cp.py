@@ -134,6 +134,12 @@ def test_copy_in_follows_dockers_rules(root, tmp_path, request, which):
     ok(pydock(root, "cp", "-", f"{name}:/data", input=buf.getvalue()))
     assert cat(root, name, "/data/streamed.txt") == b"st"
     fails(pydock(root, "cp", "-", f"{name}:/data/f", input=buf.getvalue()), "must be a directory")
+    # a host symlink: copied as one, or with -L what it points to, under the link's name
+    (tmp_path / "hostlink").symlink_to(src / "a.txt")
+    ok(pydock(root, "cp", str(tmp_path / "hostlink"), f"{name}:/data/"))
+    assert members(ok(pydock(root, "cp", f"{name}:/data/hostlink", "-")).stdout) == [("hostlink", 0)]
+    ok(pydock(root, "cp", "-L", str(tmp_path / "hostlink"), f"{name}:/data/followed"))
+    assert cat(root, name, "/data/followed") == b"A"
 
 
 def test_copy_in_errors(root, tmp_path, stopped):
@@ -146,6 +152,7 @@ def test_copy_in_errors(root, tmp_path, stopped):
     # a file where the container has a directory (Docker's noOverwriteDirNonDir)
     (tmp_path / "w").mkdir()
     (tmp_path / "w" / "sub").write_text("not a dir")
+    (tmp_path / "w" / "zbig").write_bytes(os.urandom(4 << 20))  # still being written when the copy fails
     fails(pydock(root, "cp", str(tmp_path / "w") + "/.", f"{stopped}:/data"), "cannot overwrite directory")
     assert cat(root, stopped, "/data/sub/g") == b"deep\n"
 
