@@ -184,6 +184,8 @@ class _Walk:
             try:
                 fd = os.open(part, _PATH, dir_fd=self.cur)
             except FileNotFoundError:
+                if self.mounts and self._enter_missing_mount_point(part):
+                    continue
                 if create is None:
                     if lexical:
                         self._lexical_tail(part, todo)
@@ -222,6 +224,18 @@ class _Walk:
             raise OSError(errno.EXDEV, "a mount pydock cannot reach from the host", path)
         os.close(self.fds[-1])
         self.fds[-1] = os.dup(source)
+
+    def _enter_missing_mount_point(self, part: str) -> bool:
+        """A mount point the root does not have yet (a container never started) still leads to its mount."""
+        path = "/" + "/".join([*self.names, part])
+        if path not in self.mounts:
+            return False
+        source = self.mounts[path]
+        if source is None:
+            raise OSError(errno.EXDEV, "a mount pydock cannot reach from the host", path)
+        self.fds.append(os.dup(source))
+        self.names.append(part)
+        return True
 
     def _lexical_tail(self, part: str, todo: list[str]) -> None:
         """Missing `part`: the rest of the path can only be spelled out (`..` clamped at the root)."""

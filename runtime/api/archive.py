@@ -10,7 +10,7 @@ import logging
 from pydock.runtime.api.httpd import Handler, Request
 from pydock.runtime.api.services import Services
 from pydock.runtime.copy import PathStat, ReadOnly
-from pydock.utils.errors import InvalidArgument
+from pydock.utils.errors import InvalidArgument, PydockError
 
 log = logging.getLogger(__package__)
 
@@ -52,13 +52,23 @@ def put(svc: Services, req: Request, h: Handler, name: str) -> None:
             files.extract(path, req.body, copy_uid_gid=req.flag("copyUIDGID"),  # type: ignore[arg-type]
                           no_overwrite_dir_non_dir=req.flag("noOverwriteDirNonDir"))
     except ReadOnly as err:
-        h.close_connection = not req.body.done
+        _discard_body(req, h)
         h.send_error_message(403, str(err))
         return
     except BaseException:
-        h.close_connection = not req.body.done  # the rest of a refused body is not worth reading
+        _discard_body(req, h)
         raise
     h.send_empty(200)
+
+
+def _discard_body(req: Request, h: Handler) -> None:
+    """Before a refusal: read what is left of a small body, so the client, still sending it, gets to read
+    the answer (as Go's server does); past the drain limit the connection is closed instead."""
+    try:
+        h.close_connection = not req.body.drain()
+    except (OSError, PydockError) as err:
+        log.debug("archive upload: the rest of the body could not be read (%s)", err)
+        h.close_connection = True
 
 
 ROUTES = [

@@ -136,3 +136,33 @@ result = dict(stat=stat, name=member.name, ok=ok, put_owner=put_owner, put_statu
         assert result["notdir"] == 400
     finally:
         server.docker("rm", "-f", name)
+
+
+def test_read_only_rootfs_is_403_and_volumes_are_copied(server, tmp_path):
+    name = uniq("ro")
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    p = server.docker("create", "--name", name, "--net", "none", "--read-only", "-v", f"{vol}:/data", "busybox",
+                      "true")
+    assert p.returncode == 0, p.stderr.decode()
+    try:
+        (tmp_path / "f").write_text("into the volume")
+        p = server.docker("cp", str(tmp_path / "f"), f"{name}:/")
+        assert p.returncode == 1 and "read-only" in p.stderr.decode()
+        p = server.docker("cp", str(tmp_path / "f"), f"{name}:/data/")  # a volume of a read-only container
+        assert p.returncode == 0, p.stderr.decode()
+        assert (vol / "f").read_text() == "into the volume"
+        status = server.sdk(f"""
+import io, tarfile
+buf = io.BytesIO()
+with tarfile.open(fileobj=buf, mode='w') as t:
+    t.addfile(tarfile.TarInfo('x'), io.BytesIO(b''))
+try:
+    client.containers.get({name!r}).put_archive('/', buf.getvalue())
+    result = None
+except docker.errors.APIError as e:
+    result = e.status_code
+""")
+        assert status == 403
+    finally:
+        server.docker("rm", "-f", name)

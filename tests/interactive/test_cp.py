@@ -363,6 +363,9 @@ def test_open_in_mounts_sees_the_containers_mounts(tmp_path):
                 os.close(fd)
         with pytest.raises(FileNotFoundError):
             safepath.open_in_mounts(rootfs, "/data/hidden", mounts)
+        fd, found = safepath.open_in_mounts(rootfs, "/notyet/file", {**mounts, "/notyet": vfd})
+        os.close(fd)
+        assert found == "/notyet/file"  # a mount point not in the root yet still leads to its mount
         with pytest.raises(OSError) as err:
             safepath.open_in_mounts(rootfs, "/tmp/x", mounts)
         assert err.value.errno == errno.EXDEV
