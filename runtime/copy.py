@@ -162,7 +162,8 @@ class Source:
 @dataclass(frozen=True)
 class Mount:
     """Something mounted over the container's rootfs: its canonical container path, the host path of what
-    is mounted there (None: nothing the host can reach, a tmpfs), whether a copy may write to it."""
+    is mounted there (None: nothing the host can reach: a tmpfs, a volume whose source is gone), whether a
+    copy may write to it."""
 
     dest: str
     source: str | None
@@ -187,8 +188,8 @@ class ContainerFiles:
         return NotFound(f"Could not find the file {path} in container {self.name}")
 
     def _unreachable(self, asked: str, dest: str) -> InvalidArgument:
-        return InvalidArgument(f"cannot copy {asked}: it is on {dest}, a tmpfs of container {self.name} that "
-                               "pydock cannot reach from the host")
+        return InvalidArgument(f"cannot copy {asked}: it is on {dest}, a mount of container {self.name} that "
+                               "pydock cannot reach from the host (a tmpfs, or a volume whose source is gone)")
 
     def _mount_of(self, canonical: str) -> Mount | None:
         """The mount `canonical` is on (the deepest), None for the rootfs."""
@@ -224,7 +225,7 @@ class ContainerFiles:
             try:
                 fd, target = self._resolve(abs_path, abs_path)
                 os.close(fd)
-            except NotFound:  # a dangling link: where it points, spelled out
+            except (NotFound, InvalidArgument):  # dangling, a loop, onto a tmpfs: where it points, spelled out
                 target = safepath.lookup_in_root(self.root_fd, abs_path)
         return PathStat(name, st.st_size, st.st_mode, st.st_mtime_ns, target)
 
@@ -237,7 +238,10 @@ class ContainerFiles:
             assert fd is not None
             return os.dup(fd), "."
         directory, entry = os.path.split(mount.source)
-        return os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC), entry
+        try:
+            return os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC), entry
+        except OSError:
+            raise self._unreachable(asked, mount.dest) from None
 
     @contextmanager
     def source(self, path: str) -> Iterator[Source]:
@@ -319,7 +323,8 @@ def _mounts(root_fd: int, c: Container) -> list[Mount]:
     own = (("/etc/hostname", c.hostname_path), ("/etc/hosts", c.hosts_path),
            ("/etc/resolv.conf", c.resolv_conf_path), ("/.dockerenv", c.env_path))
     wanted: list[tuple[str, str | None, bool]] = [(dest, str(src), False) for dest, src in own if src.exists()]
-    wanted += [(dest, src, bool(c.volumes_rw.get(dest, True))) for dest, src in c.volumes.items()]
+    wanted += [(dest, src if os.path.exists(src) else None, bool(c.volumes_rw.get(dest, True)))
+               for dest, src in c.volumes.items()]
     wanted += [(dest, None, False) for dest in c.hostconfig.get("Tmpfs") or {}]
     out = []
     for dest, source, writable in wanted:
@@ -347,7 +352,12 @@ def opened(driver: Driver, c: Container, name: str,
             if m.source is None:
                 mount_fds[m.dest] = None
             elif m.is_dir:
-                fd = os.open(m.source, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+                try:
+                    fd = os.open(m.source, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+                except OSError as err:  # removed since it was looked at: unreachable, as if gone before
+                    log.debug("volume source %s of %s: %s", m.source, c.short_id, err)
+                    mount_fds[m.dest] = None
+                    continue
                 fds.callback(os.close, fd)
                 mount_fds[m.dest] = fd
         yield ContainerFiles(c, name, root_fd, mounts, mount_fds, on_event)
