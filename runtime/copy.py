@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from pydock.archive.apply import CopyOptions, apply_layer
-from pydock.archive.tar import write_entry
+from pydock.archive.tar import Graft, write_entry
 from pydock.devmapper.driver import Driver
 from pydock.runtime.container import Container
 from pydock.utils import safepath
@@ -153,10 +153,11 @@ class Source:
     entry: str
     arcname: str
     stat: PathStat
+    grafts: dict[str, Graft] = field(default_factory=dict)  # the container's mounts below it
 
     def write(self, out: BinaryIO) -> None:
-        """The entry as a tar stream (its top entry named `arcname`, the rest below it)."""
-        write_entry(self.dir_fd, self.entry, self.arcname, out)
+        """The entry as a tar stream (its top entry named `arcname`, the rest below it, mounts included)."""
+        write_entry(self.dir_fd, self.entry, self.arcname, out, self.grafts)
 
 
 @dataclass(frozen=True)
@@ -243,31 +244,45 @@ class ContainerFiles:
         except OSError:
             raise self._unreachable(asked, mount.dest) from None
 
+    def _grafts(self, canonical: str, fds: ExitStack) -> dict[str, Graft]:
+        """The mounts below directory `canonical`, by path relative to it, to archive in place of the rootfs's
+        mount points (a mount the host cannot reach keeps the rootfs's own directory)."""
+        out: dict[str, Graft] = {}
+        prefix = canonical.rstrip("/") + "/"
+        for m in self.mounts:
+            if not m.dest.startswith(prefix) or m.source is None:
+                continue
+            try:
+                fd, entry = self._mount_point(m, m.dest)
+            except InvalidArgument:
+                continue  # gone since it was looked at: the rootfs's mount point is archived
+            fds.callback(os.close, fd)
+            out[m.dest[len(prefix):]] = (fd, entry)
+        return out
+
     @contextmanager
     def source(self, path: str) -> Iterator[Source]:
         """The container path to archive (Docker's ResolvePath: the parent resolved, the last element
         as it is unless written `x/` or `x/.`); its fds live for the block."""
         abs_path = container_abs(path)
         parent, base = abs_path.rsplit("/", 1)
-        dir_fd, canonical = self._open_dir(parent or "/", path)
-        try:
+        with ExitStack() as fds:
+            dir_fd, canonical = self._open_dir(parent or "/", path)
+            fds.callback(os.close, dir_fd)
             entry = "." if base in ("", ".") else base
             if entry != ".":
                 canonical = posixpath.join(canonical, entry)
                 mount = self._mount_of(canonical)
                 if mount is not None and mount.dest == canonical:  # the entry is a mount point
-                    os.close(dir_fd)
-                    dir_fd = -1
                     dir_fd, entry = self._mount_point(mount, path)
+                    fds.callback(os.close, dir_fd)
             try:
                 st = os.stat(entry, dir_fd=dir_fd, follow_symlinks=False)
             except FileNotFoundError:
                 raise self._missing(path) from None
             name = go_base(abs_path)
-            yield Source(dir_fd, entry, name, self._path_stat(name, st, abs_path))
-        finally:
-            if dir_fd >= 0:
-                os.close(dir_fd)
+            grafts = self._grafts(canonical, fds) if stat.S_ISDIR(st.st_mode) else {}
+            yield Source(dir_fd, entry, name, self._path_stat(name, st, abs_path), grafts)
 
     def stat(self, path: str) -> PathStat:
         """Docker's StatPath of a container path (HEAD /archive, `cp` deciding what goes where)."""

@@ -263,9 +263,15 @@ def test_volumes_and_binds_are_copied_as_the_container_sees_them(root, tmp_path)
     assert sorted(os.listdir(tmp_path / "out")) == ["etc", "f", "g", "in-volume"]
     # a symlink in the volume still means the container's path, never the host's
     assert cat(root, "mv", "/data/etc/passwd") == cat(root, "mv", "/etc/passwd")
-    # /etc/hosts is the container's own file, as the container reads it
+    # /etc/hosts is the container's own file, as the container reads it, alone or in its directory
     hosts = cat(root, "mv", "/etc/hosts")
     assert b"localhost" in hosts
+    ok(pydock(root, "cp", "mv:/etc", str(tmp_path / "etc")))
+    assert (tmp_path / "etc" / "hosts").read_bytes() == hosts
+    # a directory holding a mount point: the mount's contents, as the container sees them
+    ok(pydock(root, "cp", "mv:/", str(tmp_path / "all")))
+    assert sorted(os.listdir(tmp_path / "all" / "data")) == ["etc", "f", "g", "in-volume"]
+    assert os.listdir(tmp_path / "all" / "scratch") == []  # a tmpfs: the rootfs's empty mount point
     # refusals: a read-only volume, a tmpfs, a copy crossing into a mount
     fails(pydock(root, "cp", str(tmp_path / "f"), "mv:/ro/"), "read-only")
     fails(pydock(root, "cp", "mv:/scratch", str(tmp_path / "s")), "a mount of container mv that pydock cannot reach")
