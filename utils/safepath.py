@@ -213,27 +213,30 @@ class _Walk:
             return fd
         return os.open(".", os.O_PATH | os.O_CLOEXEC, dir_fd=self.cur)
 
-    def _enter_mount(self) -> None:
-        """Continue in what is mounted at the directory just entered (its fd given by the caller): the
-        container's view, where the rootfs's own directory there is hidden."""
-        path = self.path
+    def _mounted_at(self, path: str) -> int | None:
+        """A new fd of what the caller says is mounted at canonical `path`, None if nothing is; OSError EXDEV
+        for a mount it cannot reach."""
         if path not in self.mounts:
-            return
+            return None
         source = self.mounts[path]
         if source is None:
             raise OSError(errno.EXDEV, "a mount pydock cannot reach from the host", path)
-        os.close(self.fds[-1])
-        self.fds[-1] = os.dup(source)
+        return os.dup(source)
+
+    def _enter_mount(self) -> None:
+        """Continue in what is mounted at the directory just entered: the container's view, where the
+        rootfs's own directory there is hidden."""
+        fd = self._mounted_at(self.path)
+        if fd is not None:
+            os.close(self.fds[-1])
+            self.fds[-1] = fd
 
     def _enter_missing_mount_point(self, part: str) -> bool:
         """A mount point the root does not have yet (a container never started) still leads to its mount."""
-        path = "/" + "/".join([*self.names, part])
-        if path not in self.mounts:
+        fd = self._mounted_at("/" + "/".join([*self.names, part]))
+        if fd is None:
             return False
-        source = self.mounts[path]
-        if source is None:
-            raise OSError(errno.EXDEV, "a mount pydock cannot reach from the host", path)
-        self.fds.append(os.dup(source))
+        self.fds.append(fd)
         self.names.append(part)
         return True
 
