@@ -289,11 +289,9 @@ class ContainerFiles:
         with self.source(path) as src:
             return src.stat
 
-    def archive(self, path: str, out: BinaryIO, arcname: str | None = None) -> PathStat:
-        """Write `path` as a tar to `out` (top entry named as Docker names it, or `arcname`)."""
+    def archive(self, path: str, out: BinaryIO) -> PathStat:
+        """Write `path` as a tar to `out`, its top entry named as Docker names it (`cp CONTAINER:SRC -`)."""
         with self.source(path) as src:
-            if arcname is not None:
-                src.arcname = arcname
             src.write(out)
         self.record("archive-path")
         return src.stat
