@@ -19,7 +19,7 @@ import tarfile
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator, Union
+from typing import BinaryIO, Callable, Iterator, Union
 
 from pydock.archive.compression import Compression, codec_errors, detect, open_once, read_head
 from pydock.archive.tar import (
@@ -73,6 +73,19 @@ class LayerLimits:
 
 
 DEFAULT_LIMITS = LayerLimits()
+
+
+@dataclass(frozen=True)
+class CopyOptions:
+    """Extracting a copy (`cp`, the archive API) rather than a layer, as Docker's Untar does: `.wh.` names
+    are plain files, the "." entry of an existing directory is skipped, and optionally every entry gets
+    one owner, a directory and a non-directory never replace each other, and `check` sees each entry's
+    canonical path (parts below the destination, symlinks already resolved) before it is written and
+    raises to refuse it."""
+
+    owner: tuple[int, int] | None = None
+    no_overwrite_dir_non_dir: bool = False
+    check: Callable[[Parts], None] | None = None
 
 
 # --------------------------------------------------------------------------- reading
@@ -554,7 +567,8 @@ class _Applier:
     number and total name length of the entries are capped (LayerLimits): its memory is bounded.
     """
 
-    def __init__(self, root_fd: int, limits: LayerLimits = DEFAULT_LIMITS) -> None:
+    def __init__(self, root_fd: int, limits: LayerLimits = DEFAULT_LIMITS, copy: CopyOptions | None = None) -> None:
+        self.copy = copy
         self.root = _Root(root_fd)
         self.root_fd = root_fd
         self.limits = limits
@@ -609,19 +623,8 @@ class _Applier:
                     clean_name(member.linkname, name, limit)
                 elif len(member.linkname) > limit // 4 and len(member.linkname.encode("utf-8", "surrogateescape")) > limit:
                     raise ArchiveError(f"cannot extract {name[:100]!r}: its symlink target is longer than {limit} bytes")
-            if parts and parts[0].startswith(WHITEOUT_META_PREFIX):
-                log.debug("layer: dropping aufs metadata %r (.wh..wh.aufs, .wh..wh.orph/, .wh..wh.plnk/)", name)
-                continue
-            base = parts[-1] if parts else ""
-            if base.startswith(WHITEOUT_PREFIX):
-                if base == WHITEOUT_OPAQUE:
-                    self.opaque.add(_key(parts[:-1]))
-                elif not base.startswith(WHITEOUT_META_PREFIX):
-                    victim = base[len(WHITEOUT_PREFIX):]
-                    if victim in ("", ".", ".."):
-                        raise UnsafeArchive(f"unsafe layer entry {name!r}: invalid whiteout")
-                    self.whiteouts.add(_key(parts[:-1] + (victim,)))
-                continue
+            if self.copy is None and self._layer_meta(parts, name):
+                continue  # a copy has no whiteouts: every name is a file's
             try:
                 self.extract(member, parts, reader)
             except OSError as e:
@@ -642,14 +645,35 @@ class _Applier:
     def close(self) -> None:
         self.root.close()
 
+    def _layer_meta(self, parts: Parts, name: str) -> bool:
+        """Note a whiteout or opaque marker (applied after the entries); True for those and aufs metadata."""
+        if parts and parts[0].startswith(WHITEOUT_META_PREFIX):
+            log.debug("layer: dropping aufs metadata %r (.wh..wh.aufs, .wh..wh.orph/, .wh..wh.plnk/)", name)
+            return True
+        base = parts[-1] if parts else ""
+        if not base.startswith(WHITEOUT_PREFIX):
+            return False
+        if base == WHITEOUT_OPAQUE:
+            self.opaque.add(_key(parts[:-1]))
+        elif not base.startswith(WHITEOUT_META_PREFIX):
+            victim = base[len(WHITEOUT_PREFIX):]
+            if victim in ("", ".", ".."):
+                raise UnsafeArchive(f"unsafe layer entry {name!r}: invalid whiteout")
+            self.whiteouts.add(_key(parts[:-1] + (victim,)))
+        return True
+
     # ---- entries
 
     def extract(self, m: Member, parts: Parts, reader: _Reader) -> None:
         uid, gid = _owner(m)
+        if self.copy is not None and self.copy.owner is not None:
+            uid, gid = self.copy.owner
         mode = m.mode & 0o7777
         if not parts:
             if not m.isdir():
                 raise UnsafeArchive(f"unsafe layer entry {m.name!r}: would replace the root directory")
+            if self.copy is not None:
+                return  # a copy into an existing directory leaves the directory itself alone
             os.fchown(self.root_fd, uid, gid)
             os.fchmod(self.root_fd, mode)
             _set_xattrs(self.root_fd, _xattrs(m))
@@ -660,6 +684,8 @@ class _Applier:
         self._note_parent(pfd, pcanon)  # so a lower dir we only add to keeps its mtime
         name = parts[-1]
         canon = pcanon + (name,)
+        if self.copy is not None:
+            self._check_copy(m, pfd, name, canon)
         if m.isreg():
             self._file(m, pfd, name, uid, gid, mode, reader)
         elif m.isdir():
@@ -674,6 +700,23 @@ class _Applier:
         else:
             raise ArchiveError(f"cannot extract {m.name!r}: unsupported tar entry type {m.type!r}")
         self.written.add(_key(canon))
+
+    def _check_copy(self, m: Member, pfd: int, name: str, canon: Parts) -> None:
+        """A copy's own rules for the entry about to be written at `canon` (Docker's messages)."""
+        assert self.copy is not None
+        if self.copy.check is not None:
+            self.copy.check(canon)
+        if not self.copy.no_overwrite_dir_non_dir:
+            return
+        try:
+            st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        path = "/".join(canon)  # relative to the destination the caller names
+        if stat.S_ISDIR(st.st_mode) and not m.isdir():
+            raise ArchiveError(f"cannot overwrite directory {path!r} with non-directory {m.name!r}")
+        if not stat.S_ISDIR(st.st_mode) and m.isdir():
+            raise ArchiveError(f"cannot overwrite non-directory {path!r} with directory {m.name!r}")
 
     def _clear_slot(self, pfd: int, name: str, keep_dir: bool) -> bool:
         """Remove whatever is at `name` (never following it); True if an existing dir was kept."""
@@ -947,8 +990,10 @@ def _chmod_at(pfd: int, name: str, mode: int) -> None:
             os.close(fd)
 
 
-def apply_layer(dest: Path, stream: BinaryIO, limits: LayerLimits = DEFAULT_LIMITS) -> int:
-    """Extract the (optionally compressed) layer `stream` onto rootfs `dest`, then apply its whiteouts.
+def apply_layer(dest: Path, stream: BinaryIO, limits: LayerLimits = DEFAULT_LIMITS, *,
+                copy: CopyOptions | None = None) -> int:
+    """Extract the (optionally compressed) layer `stream` onto rootfs `dest`, then apply its whiteouts
+    (with `copy`: extract a copy into directory `dest`, see CopyOptions).
 
     Returns the number of regular-file data bytes written. Raises ArchiveError for an unreadable
     stream or one past `limits` (headers, entries, names, free space), and UnsafeArchive (naming the
@@ -959,7 +1004,7 @@ def apply_layer(dest: Path, stream: BinaryIO, limits: LayerLimits = DEFAULT_LIMI
     except OSError as e:
         raise ArchiveError(f"cannot apply layer to {os.fspath(dest)}: {e.strerror}") from None
     try:
-        applier = _Applier(root_fd, limits)
+        applier = _Applier(root_fd, limits, copy)
     except OSError as e:  # statvfs
         os.close(root_fd)
         raise ArchiveError(f"cannot apply layer to {os.fspath(dest)}: {e.strerror}") from None

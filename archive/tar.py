@@ -18,7 +18,7 @@ import stat
 import tarfile
 import time
 from pathlib import Path
-from typing import BinaryIO, Iterable
+from typing import BinaryIO, Iterable, Mapping
 
 from pydock.archive.compression import Compression, compress_stream
 from pydock.utils.errors import ArchiveError
@@ -356,11 +356,18 @@ class _TarWriter:
         self._write(header(arcname, tarfile.REGTYPE, mode, 0, 0, 0, mtime))
 
 
-def _walk(writer: _TarWriter, dir_fd: int, prefix: str, rel: str, excludes: tuple[str, ...]) -> None:
+#: (directory fd, name in it; "." for the directory itself) of what stands at a path below an archived tree
+Graft = tuple[int, str]
+
+
+def _walk(writer: _TarWriter, dir_fd: int, prefix: str, rel: str, excludes: tuple[str, ...],
+          grafts: Mapping[str, Graft] | None = None) -> None:
     """Archive everything below the open directory `dir_fd`: sorted, depth first, dirs before contents.
 
     An explicit stack instead of recursion, so deep trees cannot hit Python's recursion limit.
-    The caller keeps ownership of `dir_fd`; fds opened here are closed here.
+    The caller keeps ownership of `dir_fd` (and of the grafts' fds); fds opened here are closed here.
+    `grafts` puts another entry in place of the one at a path (relative to `rel`'s start): a container's
+    mounts, archived as the container sees them.
     """
 
     def listing(fd: int) -> list[os.DirEntry]:
@@ -381,15 +388,19 @@ def _walk(writer: _TarWriter, dir_fd: int, prefix: str, rel: str, excludes: tupl
             child_rel = f"{rel}/{name}" if rel else name
             if _excluded(child_rel, excludes):
                 continue
+            at_fd, at_name = fd, name
+            if grafts and child_rel in grafts:
+                at_fd, at_name = grafts[child_rel]
             try:
-                st = entry.stat(follow_symlinks=False)
+                st = os.stat(at_name, dir_fd=at_fd, follow_symlinks=False) if at_fd != fd \
+                    else entry.stat(follow_symlinks=False)
             except FileNotFoundError:  # removed since the listing (a running container)
                 log.debug("archive: %r vanished since it was listed; not archived", child_rel)
                 continue
             arcname = f"{prefix}/{name}" if prefix else name
-            if writer.add(fd, name, arcname, st):
+            if writer.add(at_fd, at_name, arcname, st):
                 try:
-                    sub = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                    sub = os.open(at_name, _DIR_FLAGS, dir_fd=at_fd)
                 except OSError as e:
                     if e.errno not in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
                         raise ArchiveError(f"cannot archive {child_rel!r}: {e.strerror}") from None
@@ -498,4 +509,32 @@ def _write_all(root_fd: int, sink: BinaryIO, includes: list[str] | None, excl: t
         if not rel:
             raise ArchiveError(f"invalid whiteout path {wh!r}")
         writer.add_empty(rel, WHITEOUT_MODE, now)
+    writer.finish()
+
+
+def write_entry(dir_fd: int, name: str, arcname: str, out: BinaryIO,
+                grafts: Mapping[str, Graft] | None = None) -> None:
+    """Stream entry `name` of directory `dir_fd` ("." for the directory itself) as `arcname`, and for a
+    directory everything below it as `arcname/...`, read like write_tar (O_NOFOLLOW fds: a symlink is
+    archived as one, never followed); `grafts` (paths relative to the entry) as in _walk. `cp` and the
+    archive API name the top entry as Docker does."""
+    writer = _TarWriter(out)
+    try:
+        if name == ".":
+            sub = os.open(".", _DIR_FLAGS, dir_fd=dir_fd)
+            try:
+                if writer.add(sub, ".", arcname, os.fstat(sub)):
+                    _walk(writer, sub, arcname, "", (), grafts)
+            finally:
+                os.close(sub)
+        else:
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            if writer.add(dir_fd, name, arcname, st):
+                sub = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+                try:
+                    _walk(writer, sub, arcname, "", (), grafts)
+                finally:
+                    os.close(sub)
+    except OSError as e:
+        raise ArchiveError(f"cannot archive {arcname!r}: {e.strerror or e}") from None
     writer.finish()

@@ -58,6 +58,7 @@ COMMANDS: dict[str, str] = {
     "commit": "pydock.cli.containers:commit",
     "export": "pydock.cli.containers:export",
     "update": "pydock.cli.containers:update",
+    "cp": "pydock.cli.copy:cp",
     "volume": "pydock.cli.volumes:volume",
     "container": "pydock.cli.containers:container",
     "boot": "pydock.cli.containers:boot",

@@ -745,11 +745,18 @@ class Runtime:
         header = out[0].split()
         return header, [line.split(None, len(header) - 1) for line in out[1:]]
 
-
-
     def update(self, c: Container | str, opts: Any) -> list[str]:
         """Change a container's resource limits and restart policy (`update`), running or not: an
         `update.UpdateOptions`; Docker's warnings (none)."""
         from pydock.runtime.update import update_container  # lazy: only for update
 
         return update_container(self, self._current(c), opts)
+
+    def container_files(self, c: Container | str, name: str | None = None) -> Any:
+        """A with-block context: the container's rootfs opened for `cp` and the archive API (runtime/copy.py;
+        a stopped container's is mounted for the block). `name` is how the user named it, for messages."""
+        from pydock.runtime.copy import opened  # lazy: the archive package, only for cp
+
+        c = self._current(c)
+        return opened(self.driver, c, name or c.name.lstrip("/") or c.short_id,
+                      on_event=lambda action: self._event(c, action))

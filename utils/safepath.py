@@ -21,7 +21,7 @@ import functools
 import logging
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Union
@@ -104,9 +104,10 @@ def _kernel(dir_fd: int, rel: str, flags: int, resolve: int) -> int | None:
 class _Walk:
     """One resolution below `root_fd`: the stack of directory fds from the root down (the root's not owned)."""
 
-    def __init__(self, root_fd: int, beneath: bool) -> None:
+    def __init__(self, root_fd: int, beneath: bool, mounts: Mapping[str, int | None] | None = None) -> None:
         self.root_fd = root_fd
         self.beneath = beneath
+        self.mounts = mounts or {}
         self.fds: list[int] = []
         self.names: list[str] = []
         self.links = 0
@@ -183,6 +184,8 @@ class _Walk:
             try:
                 fd = os.open(part, _PATH, dir_fd=self.cur)
             except FileNotFoundError:
+                if self.mounts and self._enter_missing_mount_point(part):
+                    continue
                 if create is None:
                     if lexical:
                         self._lexical_tail(part, todo)
@@ -200,6 +203,8 @@ class _Walk:
             if stat.S_ISDIR(st.st_mode):
                 self.fds.append(fd)
                 self.names.append(part)
+                if self.mounts:
+                    self._enter_mount()
                 continue
             if not last:
                 os.close(fd)
@@ -207,6 +212,33 @@ class _Walk:
             self.names.append(part)
             return fd
         return os.open(".", os.O_PATH | os.O_CLOEXEC, dir_fd=self.cur)
+
+    def _mounted_at(self, path: str) -> int | None:
+        """A new fd of what the caller says is mounted at canonical `path`, None if nothing is; OSError EXDEV
+        for a mount it cannot reach."""
+        if path not in self.mounts:
+            return None
+        source = self.mounts[path]
+        if source is None:
+            raise OSError(errno.EXDEV, "a mount pydock cannot reach from the host", path)
+        return os.dup(source)
+
+    def _enter_mount(self) -> None:
+        """Continue in what is mounted at the directory just entered: the container's view, where the
+        rootfs's own directory there is hidden."""
+        fd = self._mounted_at(self.path)
+        if fd is not None:
+            os.close(self.fds[-1])
+            self.fds[-1] = fd
+
+    def _enter_missing_mount_point(self, part: str) -> bool:
+        """A mount point the root does not have yet (a container never started) still leads to its mount."""
+        fd = self._mounted_at("/" + "/".join([*self.names, part]))
+        if fd is None:
+            return False
+        self.fds.append(fd)
+        self.names.append(part)
+        return True
 
     def _lexical_tail(self, part: str, todo: list[str]) -> None:
         """Missing `part`: the rest of the path can only be spelled out (`..` clamped at the root)."""
@@ -262,6 +294,23 @@ def open_in_root(root: Root, path: str, flags: int = os.O_PATH, *, follow: bool 
 def reopen(fd: int, flags: int) -> int:
     """Open what O_PATH `fd` refers to with `flags` (after its type was checked with fstat)."""
     return _reopen(fd, flags)
+
+
+def open_in_mounts(root: Root, path: str, mounts: Mapping[str, int | None], *,
+                   follow: bool = True) -> tuple[int, str]:
+    """(O_PATH fd, canonical container path) of `path` resolved as open_in_root does, but through the
+    container's directory mounts: entering the canonical path of a key of `mounts` continues in its directory
+    fd (a volume's source), as the container sees it; `..` out of it and absolute symlinks lead back to the
+    root. A key mapped to None is a mount not reachable from here: entering it is OSError EXDEV. Always the
+    walk (openat2 knows nothing of these mounts)."""
+    with _root_fd(root) as rfd:
+        walk = _Walk(rfd, beneath=False, mounts=mounts)
+        try:
+            fd = walk.run(path, follow=follow)
+        finally:
+            walk.close()
+        assert fd is not None
+        return fd, walk.path
 
 
 def lookup_in_root(root: Root, path: str) -> str:

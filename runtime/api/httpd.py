@@ -637,10 +637,12 @@ class Handler(BaseHTTPRequestHandler):
     def send_error_message(self, status: int, message: str) -> None:
         self.send_json(status, {"message": message})
 
-    def start_stream(self, content_type: str, status: int = 200) -> ChunkedWriter:
+    def start_stream(self, content_type: str, status: int = 200,
+                     headers: tuple[tuple[str, str], ...] = ()) -> ChunkedWriter:
         """Send the status and headers now (wait's headers-first rule) and stream the body chunked."""
         self.responded = True
-        self.wfile.write(self._head(status, [("Content-Type", content_type), ("Transfer-Encoding", "chunked")]))
+        self.wfile.write(self._head(status, [("Content-Type", content_type), ("Transfer-Encoding", "chunked"),
+                                             *headers]))
         return ChunkedWriter(self.wfile)
 
     def client_gone(self) -> bool:
