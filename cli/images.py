@@ -134,11 +134,13 @@ def _virtual_sizes(images: dict[str, Image]) -> dict[str, int]:
 @click.option("--tree", is_flag=True, help="Show the layer tree as text (Docker 0.7's images --tree).")
 @click.option("--viz", is_flag=True, help="Show the layer graph in Graphviz dot (Docker 0.7's images --viz).")
 @_notrunc_alias
+@click.option("-f", "--filter", "filters", multiple=True, metavar="KEY=VALUE",
+              help="Only images that match (reference, dangling, label, before, since).")
 @format_option(short=False)
 @click.argument("name", required=False)
 @click.pass_context
 def images(ctx: click.Context, all_: bool, quiet: bool, digests: bool, tree: bool, viz: bool, no_trunc: bool,
-           notrunc_alias: bool, fmt: str | None, name: str | None) -> None:
+           notrunc_alias: bool, filters: tuple[str, ...], fmt: str | None, name: str | None) -> None:
     """List images: REPOSITORY TAG IMAGE ID CREATED VIRTUAL SIZE (NAME filters repositories, globs allowed)."""
     no_trunc = no_trunc or notrunc_alias
     if tree and viz:
@@ -164,6 +166,8 @@ def images(ctx: click.Context, all_: bool, quiet: bool, digests: bool, tree: boo
         for img in listing.values():
             if img.id not in shown and (all_ or img.id not in parents):
                 rows.append((img, "<none>", "<none>"))
+    if filters:
+        rows = _filtered(ctx, rows, filters)
     rows.sort(key=lambda r: (-r[0].created.timestamp(), r[1] == "<none>", r[1], r[2] != "latest", r[2]))
 
     def show_id(image_id: str) -> str:
@@ -200,6 +204,24 @@ def images(ctx: click.Context, all_: bool, quiet: bool, digests: bool, tree: boo
     table = [[repo, tag, show_id(img.id), ago(img.created), human_size(vsizes.get(img.id, img.size))]
              for img, repo, tag in rows]
     click.echo(plain_table(table, ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "VIRTUAL SIZE"]))
+
+
+def _filtered(ctx: click.Context, rows: list[tuple[Image, str, str]], specs: tuple[str, ...]
+              ) -> list[tuple[Image, str, str]]:
+    """The rows `images --filter` keeps (the API's filters, runtime/listfilters.py)."""
+    from pydock.runtime.listfilters import ImageFilters  # lazy: only with --filter
+    from pydock.runtime.usage import parse_filter_flags  # lazy: see above
+
+    chosen = ImageFilters.parse(ctx.obj.runtime(), parse_filter_flags(specs))
+    kept = []
+    for img, repo, tag in rows:
+        tagged = repo != "<none>"
+        if not chosen.keeps(img) or not chosen.shows(tagged):
+            continue
+        if chosen.references and not (tagged and chosen.names([f"{repo}:{tag}"])):
+            continue
+        kept.append((img, repo, tag))
+    return kept
 
 
 #: the header each field of `images --format 'table ...'` gets (the docker CLI's)

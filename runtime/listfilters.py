@@ -1,5 +1,5 @@
-"""`ps --filter` / `GET /containers/json?filters=`: which containers a listing shows, with Docker's filter keys
-and messages. Every key Docker knows is either carried out here or refused; none is ignored.
+"""`ps --filter` / `GET /containers/json?filters=` and `images --filter`: which containers and images a listing
+shows, with Docker's filter keys and messages. Every key Docker knows is either carried out here or refused; none is ignored.
 
 Carried out: id, name (a regexp, matched in linear time), label (`key` or `key=value`), status, exited,
 ancestor (the image or any image built on it), before and since (another container's creation), volume
@@ -13,7 +13,8 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from fnmatch import fnmatchcase
+from typing import TYPE_CHECKING, Any
 
 from pydock.runtime.container import Container
 from pydock.runtime.state import Status
@@ -224,3 +225,60 @@ def _published(c: Container) -> list[str]:
 
 def _exposed(c: Container) -> list[str]:
     return [*(c.config.get("ExposedPorts") or {}), *((c.network or {}).get("Ports") or {})]
+
+
+#: the `images --filter` keys carried out; any other is refused, never ignored
+IMAGE_FILTERS = ("reference", "dangling", "label", "before", "since")
+
+
+@dataclass(frozen=True)
+class ImageFilters:
+    """`images --filter` / `GET /images/json?filters=`: reference (`name`, `name:tag`, shell patterns),
+    dangling, label (`key` or `key=value`), before and since (another image's creation)."""
+
+    references: tuple[str, ...] = ()
+    dangling: bool | None = None
+    labels: tuple[str, ...] = ()
+    before: datetime | None = None
+    since: datetime | None = None
+
+    @classmethod
+    def parse(cls, rt: Runtime, given: Mapping[str, Iterable[str]]) -> ImageFilters:
+        values = {key: [str(v) for v in vs] for key, vs in given.items()}
+        for key in values:
+            if key not in IMAGE_FILTERS:
+                raise InvalidArgument(f"invalid filter '{key}'")
+        dangling = None
+        for text in values.get("dangling", []):
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise InvalidArgument(f"invalid filter 'dangling={text}'")
+            dangling = text.lower() in ("true", "1")
+        return cls(tuple(values.get("reference", [])), dangling, tuple(values.get("label", [])),
+                   _image_created(rt, "before", values.get("before", [])),
+                   _image_created(rt, "since", values.get("since", [])))
+
+    def keeps(self, image: Any) -> bool:
+        """Whether the image passes the label, before and since filters."""
+        labels = (image.config or {}).get("Labels")
+        return all(has_label(labels, spec) for spec in self.labels) and \
+            (self.before is None or image.created < self.before) and \
+            (self.since is None or image.created > self.since)
+
+    def names(self, tags: Iterable[str]) -> list[str]:
+        """The image's `repo:tag` names the reference filter lets through (all without one)."""
+        if not self.references:
+            return list(tags)
+        return [t for t in tags
+                if any(fnmatchcase(t, p) or fnmatchcase(t.rsplit(":", 1)[0], p) for p in self.references)]
+
+    def shows(self, tagged: bool) -> bool:
+        """The dangling filter: only untagged images (true), only tagged ones (false), or both."""
+        return self.dangling is None or self.dangling != tagged
+
+
+def _image_created(rt: Runtime, key: str, refs: list[str]) -> datetime | None:
+    if not refs:
+        return None
+    if len(refs) > 1:
+        raise InvalidArgument(f"more than one {key} filter specified")
+    return rt.images.get(refs[0]).created

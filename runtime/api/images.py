@@ -4,14 +4,13 @@ from a registry), push, save (`get`), load, and the registry's view of a referen
 from __future__ import annotations
 
 import json
-from fnmatch import fnmatchcase
 from typing import Any
 
 from pydock.graph.image import Image
 from pydock.runtime.api import decode, models
-from pydock.runtime.api.httpd import Handler, Request, bool_value
+from pydock.runtime.api.httpd import Handler, Request
 from pydock.runtime.api.services import Services
-from pydock.runtime.listfilters import has_label
+from pydock.runtime.listfilters import ImageFilters
 from pydock.runtime.runtime import Runtime
 from pydock.runtime.usage import PruneFilters, prune_images
 from pydock.utils.errors import InvalidArgument, NotFound, PydockError
@@ -32,52 +31,25 @@ def _progress(message: dict[str, object]) -> bytes:
     return json.dumps(message).encode() + b"\r\n"
 
 
-def _listed(tags: list[str], patterns: list[str]) -> list[str]:
-    """The tags matching a `reference=` filter (`name`, `name:tag`, shell patterns)."""
-    return [t for t in tags if any(fnmatchcase(t, p) or fnmatchcase(t.rsplit(":", 1)[0], p) for p in patterns)]
-
-
-#: the `docker images --filter` keys carried out; any other is refused, never ignored
-IMAGE_FILTERS = ("reference", "dangling", "label", "before", "since")
-
-
-def _created_of(rt: Runtime, key: str, refs: list[str]) -> float | None:
-    if not refs:
-        return None
-    if len(refs) > 1:
-        raise InvalidArgument(f"more than one {key} filter specified")
-    return _image(rt, refs[0]).created.timestamp()
-
-
 def list_images(svc: Services, req: Request, h: Handler) -> None:
-    """Newest first; untagged parents only with `all`; filters reference (patterns), dangling, label,
-    before and since (another image's creation)."""
-    filters = decode.filters(req.arg("filters"))
-    for key in filters:
-        if key not in IMAGE_FILTERS:
-            raise InvalidArgument(f"invalid filter '{key}'")
-    patterns, dangling = filters.get("reference", []), filters.get("dangling", [])
+    """Newest first; untagged parents only with `all`; Docker's filters (runtime/listfilters.py)."""
     out = []
     with svc.pool.runtime() as rt:
-        before = _created_of(rt, "before", filters.get("before", []))
-        since = _created_of(rt, "since", filters.get("since", []))
+        chosen = ImageFilters.parse(rt, decode.filters(req.arg("filters")))
         every = rt.images.graph.list()
         parents = {img.parent for img in every if img.parent}
-        images = [img for img in every
-                  if all(has_label(img.config.get("Labels") if img.config else None, spec)
-                         for spec in filters.get("label", []))
-                  and (before is None or img.created.timestamp() < before)
-                  and (since is None or img.created.timestamp() > since)]
         by_image = rt.images.tags.by_image()
-        for img in sorted(images, key=lambda i: i.created, reverse=True):
+        for img in sorted(every, key=lambda i: i.created, reverse=True):
+            if not chosen.keeps(img):
+                continue
             tags = sorted(by_image.get(img.id, []))
-            if patterns:
-                tags = _listed(tags, patterns)
+            if chosen.references:
+                tags = chosen.names(tags)
                 if not tags:
                     continue
             if not tags and not req.flag("all") and img.id in parents:
                 continue
-            if dangling and bool_value(dangling[-1]) == bool(tags):
+            if not chosen.shows(bool(tags)):
                 continue
             out.append(models.image_summary(img, tags, rt.graph.virtual_size(img), rt.images.repo_digests(img.id)))
     h.send_json(200, out)

@@ -82,6 +82,10 @@ def test_image_filters_pick_what_docker_would(server):
         assert repos(f"reference=one-{tag}") == {f"one-{tag}"}
         refused = d("images", "--filter", "bogus=1")
         assert refused.returncode == 1 and "invalid filter 'bogus'" in refused.stderr.decode()
+        # the pydock CLI takes the same filters
+        mine = server.pydock("images", "-f", "label=stage", "-f", f"since=one-{tag}:1", "--format", "{{.Repository}}")
+        assert _ok(mine) == [f"two-{tag}"]
+        assert server.pydock("images", "-f", "bogus=1").returncode != 0
     finally:
         d("rm", f"src-{tag}")
         d("rmi", f"one-{tag}:1", f"two-{tag}:1")
