@@ -1,0 +1,163 @@
+"""The interactive Engine API: `docker run -i` with piped stdin, `docker run -it` / `docker attach` on a real
+terminal (tmux), the detach keys, resize, and the SDK's attach socket."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from interactive.tty_helpers import NO_TMUX, TMUX, Tmux
+
+pytestmark = pytest.mark.lxc
+
+PROMPT = "/ # "
+
+
+def uniq(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture
+def term():
+    if TMUX is None:
+        pytest.skip(NO_TMUX)
+    t = Tmux()
+    try:
+        yield t
+    finally:
+        t.close()
+
+
+def _docker_argv(server, *args: str) -> list[str]:
+    return ["env", f"DOCKER_HOST={server.url}", f"DOCKER_CONFIG={server.tmp / 'docker-config'}", "docker", *args]
+
+
+def test_run_i_gives_the_command_the_piped_stdin_and_its_end(server):
+    p = server.docker("run", "--rm", "-i", "--net", "none", "busybox", "sh", "-c",
+                      "cat; echo after-eof >&2; exit 3", input=b"line one\nline two\n")
+    assert p.returncode == 3, p.stderr.decode()
+    assert p.stdout == b"line one\nline two\n"
+    assert p.stderr == b"after-eof\n"
+
+
+def test_run_i_carries_a_megabyte_both_ways(server):
+    data = bytes(range(256)) * 4096
+    p = server.docker("run", "--rm", "-i", "--net", "none", "busybox", "cat", input=data, timeout=120)
+    assert p.returncode == 0, p.stderr.decode()
+    assert p.stdout == data
+
+
+def test_run_without_i_reads_nothing_even_when_given_input(server):
+    p = server.docker("run", "--rm", "--net", "none", "busybox", "sh", "-c", "cat; echo read-done",
+                      input=b"ignored\n")
+    assert p.returncode == 0, p.stderr.decode()
+    assert p.stdout == b"read-done\n"
+
+
+def test_run_it_terminal_size_resize_detach_and_attach_again(server, term):
+    name = uniq("it")
+    term.start(_docker_argv(server, "run", "-it", "--name", name, "--net", "none", "busybox", "sh"))
+    term.wait_for(PROMPT)
+    term.type("[ -t 0 ] && [ -t 1 ] && echo IS-A-TTY")
+    term.wait_for("\nIS-A-TTY")
+    term.type("echo SIZE=$(stty size)")
+    term.wait_for("SIZE=24 80")
+    term.resize(100, 30)  # the CLI sends POST /containers/{id}/resize
+    term.type("echo SIZE=$(stty size)")
+    term.wait_for("SIZE=30 100")
+    term.type("MARK=kept-state")
+    term.send("C-p", "C-q")
+    assert term.exit_status() == 0
+    assert server.docker("inspect", "-f", "{{.State.Running}}", name).stdout == b"true\n"
+    term.close()
+
+    again = Tmux()
+    try:
+        again.start(_docker_argv(server, "attach", name))
+        again.type("echo GOT=$MARK")
+        again.wait_for("GOT=kept-state")
+        again.type("exit 4")
+        assert again.exit_status() == 4
+    finally:
+        again.close()
+    assert server.docker("inspect", "-f", "{{.State.ExitCode}}", name).stdout == b"4\n"
+    assert b"GOT=kept-state" in server.docker("logs", name).stdout
+    server.docker("rm", name)
+
+
+def test_attach_with_other_detach_keys(server, term):
+    name = uniq("keys")
+    assert server.docker("run", "-dit", "--name", name, "--net", "none", "busybox", "sh").returncode == 0
+    try:
+        term.start(_docker_argv(server, "attach", "--detach-keys", "ctrl-a,d", name))
+        term.type("echo ATTACHED")
+        term.wait_for("\nATTACHED")
+        term.send("C-p", "C-q")  # not the keys now: the shell gets them
+        term.send("C-a", "d")
+        term.wait_for("EXIT=")  # the CLI left (its status on a detach is the CLI's business)
+        assert server.docker("inspect", "-f", "{{.State.Running}}", name).stdout == b"true\n"
+    finally:
+        server.docker("rm", "-f", name)
+
+
+def test_sdk_attach_socket_sends_stdin_and_reads_frames(server):
+    r = server.sdk("""
+import socket, struct
+c = client.containers.create('busybox', ['sh', '-c', 'read line; echo "got $line"; echo oops >&2'],
+                             stdin_open=True, network_mode='none')
+s = client.api.attach_socket(c.id, params={'stdin': 1, 'stdout': 1, 'stderr': 1, 'stream': 1})
+raw = s._sock
+c.start()
+raw.sendall(b'hello\\n')
+frames = []
+buf = b''
+raw.settimeout(60)
+while True:
+    data = raw.recv(65536)
+    if not data:
+        break
+    buf += data
+while len(buf) >= 8:
+    kind, size = struct.unpack('>BxxxL', buf[:8])
+    frames.append([kind, buf[8:8 + size].decode()])
+    buf = buf[8 + size:]
+c.reload()
+code = c.wait()['StatusCode']
+c.remove()
+result = [frames, code]
+""")
+    frames, code = r
+    assert code == 0
+    out = "".join(t for k, t in frames if k == 1)
+    err = "".join(t for k, t in frames if k == 2)
+    assert (out, err) == ("got hello\n", "oops\n")
+
+
+def test_resize_of_a_stopped_container_and_bad_sizes_are_refused(server):
+    r = server.sdk("""
+import docker
+c = client.containers.create('busybox', ['true'], tty=True, network_mode='none')
+out = []
+for h, w in [(24, 80), (-1, 80)]:
+    try:
+        client.api.resize(c.id, h, w)
+        out.append('ok')
+    except docker.errors.APIError as err:
+        out.append([err.status_code, err.explanation])
+c.remove()
+result = out
+""")
+    assert r[0][0] == 409 and "is not running" in r[0][1]
+    assert r[1][0] == 400 and "resize needs h (rows) and w (columns)" in r[1][1]
+
+
+def test_bad_detach_keys_are_refused_before_the_hijack(server):
+    name = uniq("badkeys")
+    assert server.docker("run", "-d", "--name", name, "--net", "none", "busybox", "sleep", "300").returncode == 0
+    try:
+        p = server.docker("attach", "--detach-keys", "ctrl-??", name)
+        assert p.returncode != 0
+        assert b"400" in p.stderr  # the CLI shows the status of a refused upgrade, not its message
+        assert server.docker("inspect", "-f", "{{.State.Running}}", name).stdout == b"true\n"
+    finally:
+        server.docker("rm", "-f", name)
