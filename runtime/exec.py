@@ -14,13 +14,17 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import subprocess
 from dataclasses import dataclass
+from tty import setraw
 from typing import TYPE_CHECKING, Any
 
 from pydock.runtime import ctty
 from pydock.runtime.container import Container
+from pydock.runtime.monitor import set_winsize
 from pydock.runtime.options import DEFAULT_PATH, env_value, merge_env
+from pydock.runtime.relay import CommandIO
 from pydock.runtime.rootpath import look_path
 from pydock.runtime.userdb import resolve_user
 from pydock.utils.errors import Conflict, InvalidArgument, LaunchError
@@ -94,6 +98,61 @@ def run(argv: list[str], cfg: ExecConfig, *, stdin: Any, stdout: Any, stderr: An
         proc.kill()  # interrupted: lxc-attach's end takes the process with it
         proc.wait()
         raise
+
+
+def spawn(rt: Runtime, argv: list[str], cfg: ExecConfig, winsize: tuple[int, int] | None = None
+          ) -> tuple[subprocess.Popen, CommandIO]:
+    """Start the exec (`argv`: its command_line) on stdio a relay serves: with -t a pty of ours, else pipes,
+    stdin one only with -i (closed when the attached client's stdin ends, as dockerd does for an exec).
+
+    With -t, lxc-attach relays its own terminal to a pty of the container's; it finds its terminal as
+    /dev/tty, so ours must be its controlling one: it starts through the ctty program (setsid, TIOCSCTTY,
+    exec; no preexec code in this threaded caller), and a resize of ours reaches it as SIGWINCH."""
+    if cfg.tty:
+        program = ctty.ctty_binary(rt.layout)
+        lxc_attach = shutil.which(LXC_ATTACH)
+        if program is None or lxc_attach is None:
+            raise LaunchError("exec -t through the API needs lxc-attach and an x86-64 host")
+        master, slave = os.openpty()
+        try:
+            setraw(slave)  # lxc-attach relays bytes as they are (it sets raw mode too, once it runs)
+            if winsize is not None:
+                set_winsize(master, *winsize)
+            proc = _popen([str(program), "/", lxc_attach, *argv[1:]], stdin=slave, stdout=slave, stderr=slave)
+        except BaseException:
+            os.close(master)
+            raise
+        finally:
+            os.close(slave)
+        return proc, CommandIO(tty=True, pty=master, open_stdin=cfg.stdin)
+    read_end, held = os.pipe2(os.O_CLOEXEC) if cfg.stdin else (None, None)
+    try:
+        proc = _popen(argv, stdin=read_end if read_end is not None else subprocess.DEVNULL,
+                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    except BaseException:
+        if held is not None:
+            os.close(held)
+        raise
+    finally:
+        if read_end is not None:
+            os.close(read_end)
+    assert proc.stdout is not None and proc.stderr is not None
+    return proc, CommandIO(tty=False, stdout=proc.stdout.fileno(), stderr=proc.stderr.fileno(), stdin=held,
+                           open_stdin=held is not None, stdin_once=True)
+
+
+def close_pipes(proc: subprocess.Popen) -> None:
+    """The pipes `spawn` gave the caller (stdout, stderr), once the relay is done with them."""
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
+
+
+def _popen(argv: list[str], **kwargs: Any) -> subprocess.Popen:
+    try:
+        return subprocess.Popen(argv, cwd="/", env=_host_env(), **kwargs)
+    except FileNotFoundError:
+        raise LaunchError("lxc-attach not found: install lxc") from None
 
 
 def start_detached(argv: list[str]) -> None:

@@ -90,8 +90,9 @@ class _Client:
 class Relay:
     """Run with `run()` until the command's output ends, then `close(code)` once the exit is recorded."""
 
-    def __init__(self, io: CommandIO, output: JsonLog, log_path: Path, *, listener: socket.socket | None = None,
-                 local: Local | None = None) -> None:
+    def __init__(self, io: CommandIO, output: JsonLog | None, log_path: Path | None, *,
+                 listener: socket.socket | None = None, local: Local | None = None) -> None:
+        """`output`/`log_path`: the container's JSON log (None for an exec: its output is not logged)."""
         self.io = io
         self.output = output
         self.log_path = log_path
@@ -173,11 +174,11 @@ class Relay:
     def _welcome(self, client: _Client, hello: Hello) -> None:
         client.hello = hello
         try:
-            offset = os.stat(self.log_path).st_size
+            offset = os.stat(self.log_path).st_size if self.log_path is not None else 0
         except FileNotFoundError:
             offset = 0
         client.out += attach.frame(attach.WELCOME, json.dumps({"tty": self.io.tty, "log_offset": offset}).encode())
-        if hello.logs:  # what the log holds back (a line not ended yet) comes first
+        if hello.logs and self.output is not None:  # what the log holds back (a line not ended yet) comes first
             for stream in ("stdout", "stderr"):
                 if client.wants(stream):
                     client.out += attach.frames(attach.OUTPUT_KIND[stream], self.output.pending(stream))
@@ -204,7 +205,8 @@ class Relay:
     def emit(self, stream: str, data: bytes) -> None:
         if not data:
             return
-        self.output.feed(stream, data)
+        if self.output is not None:
+            self.output.feed(stream, data)
         sink = self.local.sinks.get(stream)
         if sink is not None:
             try:

@@ -1,0 +1,173 @@
+"""Exec through the Engine API: `docker exec` (status, streams, stdin, -u/-w/-e, -d, -it on a real terminal) and
+the SDK's exec_run and exec_inspect."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+from interactive.tty_helpers import NO_TMUX, TMUX, Tmux
+
+pytestmark = pytest.mark.lxc
+
+PROMPT = "/ # "
+
+
+@pytest.fixture
+def box(server):
+    """A running container, removed afterwards."""
+    name = f"ex-{uuid.uuid4().hex[:6]}"
+    p = server.docker("run", "-d", "--name", name, "--net", "none", "busybox", "sleep", "600")
+    assert p.returncode == 0, p.stderr.decode()
+    yield name
+    server.docker("rm", "-f", name)
+
+
+@pytest.fixture
+def term():
+    if TMUX is None:
+        pytest.skip(NO_TMUX)
+    t = Tmux()
+    try:
+        yield t
+    finally:
+        t.close()
+
+
+def test_exec_status_and_separate_streams(server, box):
+    p = server.docker("exec", box, "sh", "-c", "echo out; echo err >&2; exit 5")
+    assert (p.returncode, p.stdout, p.stderr) == (5, b"out\n", b"err\n")
+
+
+def test_exec_i_reads_the_piped_stdin_to_its_end(server, box):
+    data = b"".join(b"line %d\n" % i for i in range(20000))
+    p = server.docker("exec", "-i", box, "sh", "-c", "cat; echo eof-seen >&2", input=data, timeout=120)
+    assert p.returncode == 0, p.stderr.decode()
+    assert p.stdout == data and p.stderr == b"eof-seen\n"
+
+
+def test_exec_user_workdir_env(server, box):
+    p = server.docker("exec", "-u", "nobody", "-w", "/tmp", "-e", "GREETING=hi there", box,
+                      "sh", "-c", 'echo "$(id -u) $(pwd) $GREETING"')
+    assert (p.returncode, p.stdout) == (0, b"65534 /tmp hi there\n"), p.stderr.decode()
+
+
+def test_exec_errors_are_the_exit_status(server, box):
+    p = server.docker("exec", box, "no-such-command")
+    assert p.returncode == 127
+    assert b"no-such-command" in p.stdout + p.stderr
+    p = server.docker("exec", box, "/etc/passwd")
+    assert p.returncode == 126
+    p = server.docker("exec", "-u", "no-such-user", box, "true")
+    assert p.returncode == 126
+    assert b"no-such-user" in p.stdout + p.stderr
+
+
+def test_exec_in_a_stopped_container_is_refused(server):
+    name = f"exstop-{uuid.uuid4().hex[:6]}"
+    assert server.docker("create", "--name", name, "--net", "none", "busybox", "true").returncode == 0
+    try:
+        p = server.docker("exec", name, "true")
+        assert p.returncode != 0
+        assert b"is not running" in p.stderr
+    finally:
+        server.docker("rm", name)
+
+
+def test_exec_d_runs_on_in_the_background(server, box):
+    assert server.docker("exec", "-d", box, "sh", "-c", "sleep 1; echo done > /tmp/bg").returncode == 0
+    deadline = time.monotonic() + 60
+    while server.docker("exec", box, "cat", "/tmp/bg").stdout != b"done\n":
+        assert time.monotonic() < deadline, "the detached exec never wrote its file"
+        time.sleep(0.2)
+
+
+def test_sdk_exec_run_stream_demux_status_and_inspect(server, box):
+    r = server.sdk(f"""
+import docker
+c = client.containers.get({box!r})
+plain = c.exec_run(['sh', '-c', 'echo a; echo b >&2; exit 3'])
+demux = c.exec_run(['sh', '-c', 'echo a; echo b >&2'], demux=True)
+streamed = c.exec_run(['sh', '-c', 'for i in 1 2 3; do echo $i; done'], stream=True)
+chunks = b''.join(streamed.output).decode()
+opts = c.exec_run('sh -c "id -un; pwd; echo $X"', user='nobody', workdir='/etc', environment={{'X': 'y'}})
+e = client.api.exec_create(c.id, ['sh', '-c', 'exit 9'])
+before = client.api.exec_inspect(e['Id'])
+client.api.exec_start(e['Id'])
+after = client.api.exec_inspect(e['Id'])
+try:
+    client.api.exec_start(e['Id'])
+    again = 'started twice'
+except docker.errors.APIError as err:
+    again = err.status_code
+try:
+    client.api.exec_create(c.id, ['true'], privileged=True)
+    priv = 'accepted'
+except docker.errors.APIError as err:
+    priv = [err.status_code, err.explanation]
+try:
+    client.api.exec_inspect('0' * 64)
+    missing = 'found'
+except docker.errors.NotFound:
+    missing = 404
+result = dict(plain=[plain.exit_code, plain.output.decode()], demux=[x.decode() for x in demux.output],
+              chunks=chunks, opts=opts.output.decode(), before=before, after=after, again=again, priv=priv,
+              missing=missing, cid=c.id)
+""")
+    assert r["plain"][0] == 3 and sorted(r["plain"][1].split()) == ["a", "b"]
+    assert r["demux"] == ["a\n", "b\n"]
+    assert r["chunks"] == "1\n2\n3\n"
+    assert r["opts"] == "nobody\n/etc\ny\n"
+    assert (r["before"]["Running"], r["before"]["ExitCode"], r["before"]["ContainerID"]) == (False, None, r["cid"])
+    assert r["before"]["ProcessConfig"] == {"entrypoint": "sh", "arguments": ["-c", "exit 9"], "privileged": False,
+                                            "tty": False, "user": ""}
+    assert (r["after"]["Running"], r["after"]["ExitCode"], r["after"]["Pid"]) == (False, 9, 0)
+    assert r["again"] == 409
+    assert r["priv"][0] == 400 and "Privileged" in r["priv"][1]
+    assert r["missing"] == 404
+
+
+def test_exec_records_go_with_their_container(server):
+    name = f"exrm-{uuid.uuid4().hex[:6]}"
+    assert server.docker("run", "-d", "--name", name, "--net", "none", "busybox", "sleep", "600").returncode == 0
+    r = server.sdk(f"""
+import docker
+e = client.api.exec_create({name!r}, ['true'])
+client.api.exec_start(e['Id'])
+seen = client.api.exec_inspect(e['Id'])['ExitCode']
+client.containers.get({name!r}).remove(force=True)
+try:
+    client.api.exec_inspect(e['Id'])
+    gone = 'still there'
+except docker.errors.NotFound:
+    gone = 404
+result = [seen, gone]
+""")
+    assert r == [0, 404]
+
+
+def test_exec_it_terminal_resize_detach_and_status(server, box, term):
+    argv = ["env", f"DOCKER_HOST={server.url}", f"DOCKER_CONFIG={server.tmp / 'docker-config'}", "docker"]
+    term.start([*argv, "exec", "-it", box, "sh"])
+    term.wait_for(PROMPT)
+    term.type("[ -t 0 ] && echo IS-A-TTY; echo SIZE=$(stty size)")
+    term.wait_for("\nIS-A-TTY")
+    term.wait_for("SIZE=24 80")
+    term.resize(100, 30)  # the CLI sends POST /exec/{id}/resize
+    term.type("echo SIZE=$(stty size)")
+    term.wait_for("SIZE=30 100")
+    term.type("exit 7")
+    assert term.exit_status() == 7
+    term.close()
+
+    again = Tmux()
+    try:
+        again.start([*argv, "exec", "-it", box, "sh", "-c", "echo READY; sleep 300"])
+        again.wait_for("READY")
+        again.send("C-p", "C-q")  # detached: the CLI leaves, the exec runs on
+        again.wait_for("EXIT=")
+    finally:
+        again.close()
+    ps = server.docker("exec", box, "ps")
+    assert b"sleep 300" in ps.stdout, ps.stdout.decode()
