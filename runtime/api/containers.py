@@ -152,6 +152,11 @@ def attach(svc: Services, req: Request, h: Handler, name: str) -> None:
             log.debug("attach to %s ended: %s", c.short_id, how)
 
 
+def attach_websocket(svc: Services, req: Request, h: Handler, name: str) -> None:
+    raise InvalidArgument("attach over a websocket is not supported by pydock; use POST /containers/{id}/attach "
+                          "(a hijacked connection)")
+
+
 def _join(rt: Runtime, c: Container, hello: Hello, gone: Callable[[], bool]) -> AttachSession | None:
     """A session with the supervisor of `c`'s current run, or (not running) of its next one, once it
     starts; None when that run ended first, or the container went, or the client did (`gone`)."""
@@ -377,6 +382,7 @@ ROUTES = [
     ("GET", r"/containers/(?P<name>[^/]+)/json", inspect),
     ("POST", r"/containers/(?P<name>[^/]+)/start", start),
     ("POST", r"/containers/(?P<name>[^/]+)/attach", attach),
+    ("GET", r"/containers/(?P<name>[^/]+)/attach/ws", attach_websocket),
     ("POST", r"/containers/(?P<name>[^/]+)/wait", wait),
     ("GET", r"/containers/(?P<name>[^/]+)/logs", logs),
     ("POST", r"/containers/(?P<name>[^/]+)/stop", stop),
