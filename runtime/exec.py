@@ -16,6 +16,9 @@ import logging
 import os
 import shutil
 import subprocess
+import termios
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from tty import setraw
 from typing import TYPE_CHECKING, Any
@@ -36,6 +39,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__package__)
 
 LXC_ATTACH = "lxc-attach"
+#: the longest a -t exec's stdin is held back while lxc-attach sets its terminal up
+STDIN_GRACE = 5.0
 
 
 @dataclass(frozen=True)
@@ -124,7 +129,7 @@ def spawn(rt: Runtime, argv: list[str], cfg: ExecConfig, winsize: tuple[int, int
             raise
         finally:
             os.close(slave)
-        return proc, CommandIO(tty=True, pty=master, open_stdin=cfg.stdin)
+        return proc, CommandIO(tty=True, pty=master, open_stdin=cfg.stdin, stdin_ready=_terminal_set_up(master))
     read_end, held = os.pipe2(os.O_CLOEXEC) if cfg.stdin else (None, None)
     try:
         proc = _popen(argv, stdin=read_end if read_end is not None else subprocess.DEVNULL,
@@ -139,6 +144,21 @@ def spawn(rt: Runtime, argv: list[str], cfg: ExecConfig, winsize: tuple[int, int
     assert proc.stdout is not None and proc.stderr is not None
     return proc, CommandIO(tty=False, stdout=proc.stdout.fileno(), stderr=proc.stderr.fileno(), stdin=held,
                            open_stdin=held is not None, stdin_once=True)
+
+
+def _terminal_set_up(master: int) -> Callable[[], bool]:
+    """Whether lxc-attach has set its terminal up (its modes are no longer the ones we gave it), or
+    STDIN_GRACE passed: input sent before that would be flushed by it."""
+    given = termios.tcgetattr(master)
+    since = time.monotonic()
+
+    def ready() -> bool:
+        try:
+            return termios.tcgetattr(master) != given or time.monotonic() - since > STDIN_GRACE
+        except termios.error:  # the terminal is gone: nothing waits any more
+            return True
+
+    return ready
 
 
 def close_pipes(proc: subprocess.Popen) -> None:

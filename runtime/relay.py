@@ -17,6 +17,7 @@ import os
 import selectors
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -62,6 +63,9 @@ class CommandIO:
     stdin_once: bool = False
     #: lxc's own lines dropped from stderr
     noise: LxcNoiseFilter | None = None
+    #: stdin is held back until this says the command's side takes it (an exec's lxc-attach flushes the
+    #: input of its terminal when it sets it up: what came before would be lost)
+    stdin_ready: Callable[[], bool] | None = None
 
 
 @dataclass
@@ -257,6 +261,11 @@ class Relay:
     def _stdin_target(self) -> int | None:
         return self.io.pty if self.io.pty is not None else self.io.stdin
 
+    def _stdin_ready(self) -> bool:
+        if self.io.stdin_ready is not None and self.io.stdin_ready():
+            self.io.stdin_ready = None  # once ready, for good
+        return self.io.stdin_ready is None
+
     def _write_stdin(self) -> None:
         fd = self._stdin_target()
         if fd is None:
@@ -314,7 +323,7 @@ class Relay:
             if self.io.console is not None:
                 want[self.io.console] = (selectors.EVENT_READ, "console")
         target = self._stdin_target()
-        if self.pending_in and target is not None:
+        if self.pending_in and target is not None and self._stdin_ready():
             events, data = want.get(target, (0, "stdin"))
             want[target] = (events | selectors.EVENT_WRITE, data)
         room = len(self.pending_in) < MAX_STDIN
@@ -413,7 +422,8 @@ class Relay:
     def run(self) -> None:
         """Until the command's output ends (its stdout and stderr, or its terminal, closed)."""
         while self.running:
-            self.step(1.0 if self.clients else None)
+            held = self.pending_in and self.io.stdin_ready is not None
+            self.step(0.02 if held else 1.0 if self.clients else None)
         self._drain_console()
 
     def close(self, code: int | None) -> None:

@@ -171,3 +171,19 @@ def test_exec_it_terminal_resize_detach_and_status(server, box, term):
         again.close()
     ps = server.docker("exec", box, "ps")
     assert b"sleep 300" in ps.stdout, ps.stdout.decode()
+
+
+def test_sdk_tty_exec_keeps_stdin_sent_at_once(server, box):
+    """Input written right after the start is not lost while lxc-attach sets its terminal up."""
+    r = server.sdk(f"""
+import socket
+e = client.api.exec_create({box!r}, ['sh'], stdin=True, tty=True)
+raw = client.api.exec_start(e['Id'], tty=True, socket=True)._sock
+raw.sendall(b'echo "got $((6 * 7))"; exit 3\\n')
+raw.settimeout(60)
+out = b''
+while chunk := raw.recv(4096):
+    out += chunk
+result = [out.decode(errors='replace'), client.api.exec_inspect(e['Id'])['ExitCode']]
+""")
+    assert "got 42" in r[0] and r[1] == 3
