@@ -23,13 +23,13 @@ from dataclasses import dataclass
 from tty import setraw
 from typing import TYPE_CHECKING, Any
 
-from pydock.runtime import ctty
+from pydock.runtime import caps, ctty
 from pydock.runtime.container import Container
 from pydock.runtime.monitor import set_winsize
 from pydock.runtime.options import DEFAULT_PATH, env_value, merge_env
 from pydock.runtime.relay import CommandIO
 from pydock.runtime.rootpath import look_path
-from pydock.runtime.userdb import resolve_user
+from pydock.runtime.userdb import add_groups, resolve_user
 from pydock.utils.errors import Conflict, InvalidArgument, LaunchError
 from pydock.utils.safepath import open_in_root
 
@@ -72,7 +72,8 @@ def command_line(rt: Runtime, c: Container, cfg: ExecConfig) -> list[str]:
         raise Conflict(f"Container {c.short_id} is not running") from None
     env = merge_env(list(base_env), ["TERM=xterm"] if cfg.tty else [], list(cfg.env))
     rootfs = rt.driver.mountpoint(c.id)  # mounted while it runs; every path below resolved inside it
-    user = resolve_user(rootfs, cfg.user if cfg.user is not None else c.config.get("User") or "")
+    user = add_groups(rootfs, resolve_user(rootfs, cfg.user if cfg.user is not None else c.config.get("User") or ""),
+                      c.hostconfig.get("GroupAdd") or ())
     argv0 = look_path(rootfs, cfg.cmd[0], env_value(env, "PATH", DEFAULT_PATH), user.uid, (user.gid, *user.groups))
     workdir = cfg.workdir if cfg.workdir else (c.config.get("WorkingDir") or "/")
     if not workdir.startswith("/"):
@@ -81,11 +82,19 @@ def command_line(rt: Runtime, c: Container, cfg: ExecConfig) -> list[str]:
         os.close(open_in_root(rootfs, workdir, os.O_PATH | os.O_DIRECTORY))
     except OSError as err:
         raise LaunchError(f"Cannot use {workdir} as the working directory: {err.strerror or err}") from None
-    out = [LXC_ATTACH, "-q", "-n", c.id, "-P", str(rt.layout.lxc), "-f", str(c.lxc_config_path),
-           "--clear-env", "-u", str(user.uid), "-g", str(user.gid)]
+    # the user's groups need the switch made by /dev/.ctty (lxc-attach clears them), which needs the
+    # capabilities to make it and a container started with this version of the program; without either,
+    # lxc-attach switches, groups cleared
+    held = caps.resolve(c.hostconfig.get("CapAdd") or (), c.hostconfig.get("CapDrop") or ())
+    switch_here = "setuid" in held and "setgid" in held and ctty.started_with_current(rt.layout, c.state.started_at)
+    if not switch_here:
+        log.debug("exec in %s: lxc-attach switches the user; its supplementary groups are not set", c.short_id)
+    out = [LXC_ATTACH, "-q", "-n", c.id, "-P", str(rt.layout.lxc), "-f", str(c.lxc_config_path), "--clear-env",
+           "-u", "0" if switch_here else str(user.uid), "-g", "0" if switch_here else str(user.gid)]
     for item in env:
         out += ["-v", item]
-    return [*out, "--", *ctty.ctty_argv((argv0, *cfg.cmd[1:]), workdir)]
+    credentials = (user.uid, user.gid, user.groups) if switch_here else None
+    return [*out, "--", *ctty.ctty_argv((argv0, *cfg.cmd[1:]), workdir, credentials=credentials)]
 
 
 def run(argv: list[str], cfg: ExecConfig, *, stdin: Any, stdout: Any, stderr: Any) -> int:

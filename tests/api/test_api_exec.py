@@ -187,3 +187,27 @@ while chunk := raw.recv(4096):
 result = [out.decode(errors='replace'), client.api.exec_inspect(e['Id'])['ExitCode']]
 """)
     assert "got 42" in r[0] and r[1] == 3
+
+
+def test_exec_user_gets_its_supplementary_groups_and_group_add(server):
+    name = f"exgrp-{uuid.uuid4().hex[:6]}"
+    assert server.docker("run", "-d", "--name", name, "--group-add", "10", "--net", "none", "busybox",
+                         "sleep", "600").returncode == 0
+    try:
+        status = server.docker("exec", "-u", "nobody", name, "grep", "-E", "^(Uid|Gid|Groups|CapEff)",
+                               "/proc/self/status").stdout.decode().split("\n")
+        fields = {line.split(":")[0]: line.split(":", 1)[1].split() for line in status if line}
+        assert fields == {"Uid": ["65534"] * 4, "Gid": ["65534"] * 4, "Groups": ["10"], "CapEff": ["0000000000000000"]}
+        # the same groups as the container's own command
+        own = server.docker("exec", name, "cat", "/proc/1/status").stdout.decode()
+        assert [line for line in own.splitlines() if line.startswith("Groups:")] == ["Groups:\t10 "]
+    finally:
+        server.docker("rm", "-f", name)
+    # without the capabilities to switch users itself, the exec still runs as the user (groups cleared)
+    assert server.docker("run", "-d", "--name", name, "--cap-drop", "setgid", "--net", "none", "busybox",
+                         "sleep", "600").returncode == 0
+    try:
+        p = server.docker("exec", "-u", "nobody", name, "id")
+        assert (p.returncode, p.stdout) == (0, b"uid=65534(nobody) gid=65534(nogroup)\n"), p.stderr.decode()
+    finally:
+        server.docker("rm", "-f", name)
