@@ -55,13 +55,18 @@ class ExecConfig:
     stdin: bool = False          # -i
 
 
-def command_line(rt: Runtime, c: Container, cfg: ExecConfig) -> list[str]:
-    """The lxc-attach invocation for `cfg` in the running container `c` (errors before anything runs)."""
+def check_config(cfg: ExecConfig) -> None:
+    """What is wrong with `cfg` whatever the container: no command, a variable that is not KEY=VALUE."""
     if not cfg.cmd or not cfg.cmd[0]:
-        raise InvalidArgument("exec: no command given")
+        raise InvalidArgument("No exec command specified")
     for item in cfg.env:
         if "=" not in item or item.startswith("="):
             raise InvalidArgument(f"exec: invalid environment variable {item!r} (use KEY=VALUE)")
+
+
+def command_line(rt: Runtime, c: Container, cfg: ExecConfig) -> list[str]:
+    """The lxc-attach invocation for `cfg` in the running container `c` (errors before anything runs)."""
+    check_config(cfg)
     if not c.state.running:
         raise Conflict(f"Container {c.short_id} is not running")
     if not ctty.supported():

@@ -27,7 +27,7 @@ from pydock.runtime.attach import AttachSession, Hello
 from pydock.runtime.container import Container
 from pydock.runtime.exec import ExecConfig
 from pydock.runtime.relay import Relay
-from pydock.utils.errors import Conflict, InvalidArgument, LaunchError, NotFound
+from pydock.utils.errors import Conflict, LaunchError, NotFound
 from pydock.utils.fileutil import atomic_write
 from pydock.utils.ids import generate_id, is_valid_id
 from pydock.utils.paths import RootLayout
@@ -107,11 +107,7 @@ def create(rt: Runtime, c: Container, cfg: ExecConfig, *, stdout: bool = True, s
            detach_keys: str | None = None, console_size: tuple[int, int] | None = None) -> ExecRecord:
     """A new exec instance of the running container `c` (what dockerd checks at create: running, not paused,
     a command, KEY=VALUE variables; the rest - user, directory, command - when it starts)."""
-    if not cfg.cmd or not cfg.cmd[0]:
-        raise InvalidArgument("No exec command specified")
-    for item in cfg.env:
-        if "=" not in item or item.startswith("="):
-            raise InvalidArgument(f"exec: invalid environment variable {item!r} (use KEY=VALUE)")
+    execution.check_config(cfg)
     if not c.state.running:
         raise Conflict(f"Container {c.short_id} is not running")
     if rt.paused(c):
