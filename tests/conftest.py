@@ -1,12 +1,15 @@
-"""Suite-wide rules: where dm tests run, which skips are allowed, and the session leak check."""
+"""Suite-wide rules: where dm tests run, which skips are allowed, and the session leak check; the tmux
+terminal fixture the CLI's and the API's interactive tests share."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 
 import pytest
+from interactive.tty_helpers import NO_TMUX, TMUX, Tmux
 
 from pydock.runtime.testing import leaks
 
@@ -107,3 +110,15 @@ def _free_tmp_path_in_uml(request: pytest.FixtureRequest):
 def unique_prefix() -> str:
     """A short name no other test (or concurrent run) uses: for dm prefixes, lxc names, bridges."""
     return "pt" + uuid.uuid4().hex[:8]
+
+
+@pytest.fixture
+def term() -> Iterator[Tmux]:
+    """A real terminal (a private tmux server) for the interactive tests of the CLI and of the API."""
+    if TMUX is None:
+        pytest.skip(NO_TMUX)
+    t = Tmux()
+    try:
+        yield t
+    finally:
+        t.close()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from interactive.tty_helpers import NO_TMUX, TMUX, Tmux
+from interactive.tty_helpers import Tmux
 
 pytestmark = pytest.mark.lxc
 
@@ -15,17 +15,6 @@ PROMPT = "/ # "
 
 def uniq(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
-
-
-@pytest.fixture
-def term():
-    if TMUX is None:
-        pytest.skip(NO_TMUX)
-    t = Tmux()
-    try:
-        yield t
-    finally:
-        t.close()
 
 
 def _docker_argv(server, *args: str) -> list[str]:

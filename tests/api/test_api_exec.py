@@ -7,7 +7,7 @@ import time
 import uuid
 
 import pytest
-from interactive.tty_helpers import NO_TMUX, TMUX, Tmux
+from interactive.tty_helpers import Tmux
 
 pytestmark = pytest.mark.lxc
 
@@ -22,17 +22,6 @@ def box(server):
     assert p.returncode == 0, p.stderr.decode()
     yield name
     server.docker("rm", "-f", name)
-
-
-@pytest.fixture
-def term():
-    if TMUX is None:
-        pytest.skip(NO_TMUX)
-    t = Tmux()
-    try:
-        yield t
-    finally:
-        t.close()
 
 
 def test_exec_status_and_separate_streams(server, box):

@@ -1,5 +1,5 @@
-"""Fixtures for the interactive tests: a root on the overlay driver with busybox imported, and a tmux
-terminal per test."""
+"""Fixtures for the interactive tests: a root on the overlay driver with busybox imported (the tmux
+terminal, `term`, is the suite's: tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tty_helpers import NO_TMUX, TMUX, Tmux
 
 
 @pytest.fixture(scope="session")
@@ -37,14 +36,3 @@ def root(tmp_path: Path, busybox_tar: bytes) -> Iterator[Path]:
         finally:
             r.close()
             r.driver.shutdown()
-
-
-@pytest.fixture
-def term() -> Iterator[Tmux]:
-    if TMUX is None:
-        pytest.skip(NO_TMUX)
-    t = Tmux()
-    try:
-        yield t
-    finally:
-        t.close()
