@@ -16,6 +16,7 @@ import logging
 import os
 import socket
 import subprocess
+import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from pydock.runtime import exec as execution
 from pydock.runtime.attach import AttachSession, Hello
 from pydock.runtime.container import Container
 from pydock.runtime.exec import ExecConfig
+from pydock.runtime.monitor import detach_stdio
 from pydock.runtime.relay import Relay
 from pydock.utils.errors import Conflict, LaunchError, NotFound
 from pydock.utils.fileutil import atomic_write
@@ -122,7 +124,7 @@ def create(rt: Runtime, c: Container, cfg: ExecConfig, *, stdout: bool = True, s
 
 
 def run(rt: Runtime, c: Container, rec: ExecRecord, *, hello: Hello | None,
-        winsize: tuple[int, int] | None = None) -> AttachSession | None:
+        winsize: tuple[int, int] | None = None, monitor: bool = False) -> AttachSession | None:
     """Start the exec `rec` of `c` (see `start`). An error of its command line (user, directory, command
     not found: 126/127) is its exit code too, as dockerd records it."""
     if rec.started:
@@ -138,7 +140,7 @@ def run(rt: Runtime, c: Container, rec: ExecRecord, *, hello: Hello | None,
         raise
     size = winsize or (tuple(rec.console_size) if rec.console_size and all(rec.console_size) else None)
     events.container_event(rt.layout.root, c, f"exec_start: {' '.join(rec.cmd)}", execID=rec.id)
-    return start(rt, c, rec, argv, hello=hello, winsize=size)  # type: ignore[arg-type]
+    return start(rt, c, rec, argv, hello=hello, winsize=size, monitor=monitor)  # type: ignore[arg-type]
 
 
 def _load(path: Path) -> ExecRecord:
@@ -162,9 +164,36 @@ def find(layout: RootLayout, exec_id: str) -> tuple[str, ExecRecord]:
 
 
 def start(rt: Runtime, c: Container, rec: ExecRecord, argv: list[str], *, hello: Hello | None,
-          winsize: tuple[int, int] | None = None) -> AttachSession | None:
-    """Run the exec (`argv`: its command_line) under a relay in a new thread; with `hello`, a session joined
-    before the command runs (else the output goes nowhere, as `Detach`). Conflict if it was started."""
+          winsize: tuple[int, int] | None = None, monitor: bool = False) -> AttachSession | None:
+    """Run the exec (`argv`: its command_line) under a relay: in a new thread of this process (the API
+    server), or with `monitor` in a process of its own that outlives the caller (the CLI's `exec -it`,
+    which may detach). With `hello`, a session joined before the command runs (else the output goes
+    nowhere, as `Detach`). Conflict if it was started already."""
+    ours = theirs = None
+    if hello is not None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        ours.sendall(hello.encode())
+    try:
+        if monitor:
+            _fork_monitor(rt, c, rec, argv, winsize, theirs, ours)
+        else:
+            proc, relay, name = _launch(rt, c, rec, argv, winsize, theirs)
+            theirs = None  # the relay's now
+            threading.Thread(target=_supervise, args=(rt.layout.root, c, rec, proc, relay, name), daemon=True,
+                             name=f"exec-{rec.id[:12]}").start()
+    except BaseException:
+        if ours is not None:
+            ours.close()
+        raise
+    finally:
+        if theirs is not None:
+            theirs.close()
+    return AttachSession(ours) if ours is not None else None
+
+
+def _launch(rt: Runtime, c: Container, rec: ExecRecord, argv: list[str], winsize: tuple[int, int] | None,
+            client: socket.socket | None) -> tuple[subprocess.Popen, Relay, str]:
+    """lxc-attach started and recorded, its relay made (listening on the exec's socket, `client` joined)."""
     with _starting:
         if _load(_path(c, rec.id)).started:  # another request of this server started it meanwhile
             raise Conflict(f"Exec command {rec.id} is already running")
@@ -182,15 +211,52 @@ def start(rt: Runtime, c: Container, rec: ExecRecord, argv: list[str], *, hello:
         log.debug("exec %s: no attach socket (%s): no resize through it", rec.id, err)
         listener = None
     relay = Relay(io, None, None, listener=listener)
-    session = None
-    if hello is not None:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        ours.sendall(hello.encode())
-        relay.add_client(theirs, wait_hello=5.0)
-        session = AttachSession(ours)
-    threading.Thread(target=_supervise, args=(rt.layout.root, c, rec, proc, relay, name), daemon=True,
-                     name=f"exec-{rec.id[:12]}").start()
-    return session
+    if client is not None:
+        relay.add_client(client, wait_hello=5.0)
+    return proc, relay, name
+
+
+def _fork_monitor(rt: Runtime, c: Container, rec: ExecRecord, argv: list[str], winsize: tuple[int, int] | None,
+                  client: socket.socket | None, ours: socket.socket | None) -> None:
+    """Double fork (not our child, a session of its own) a monitor that launches and supervises the exec;
+    returns once it reports the launch (or raises its error)."""
+    rfd, wfd = os.pipe2(os.O_CLOEXEC)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        status = 0
+        try:
+            os.close(rfd)
+            if ours is not None:
+                ours.close()  # the caller's end: held here, the caller would never see the session end
+            os.setsid()
+            if os.fork() != 0:
+                os._exit(0)
+            detach_stdio()
+            proc, relay, name = _launch(rt, c, rec, argv, winsize, client)
+            os.write(wfd, b"ok")
+            os.close(wfd)
+            _supervise(rt.layout.root, c, rec, proc, relay, name)
+        except BaseException as err:
+            status = 1
+            try:
+                os.write(wfd, f"{getattr(err, 'exit_code', 126)}:{err}".encode())
+            except OSError:
+                pass  # reported already (the launch went well): nobody left to tell
+        finally:
+            os._exit(status)
+    os.close(wfd)
+    os.waitpid(pid, 0)
+    with os.fdopen(rfd, "rb") as r:
+        report = r.read().decode(errors="replace")
+    if report == "ok":
+        return
+    code_text, _, message = report.partition(":")
+    err = LaunchError(message or "the exec's monitor died before launching it")
+    if code_text.isdigit():
+        err.exit_code = int(code_text)
+    raise err
 
 
 def _supervise(root: Path, c: Container, rec: ExecRecord, proc: subprocess.Popen, relay: Relay, name: str) -> None:
