@@ -123,13 +123,18 @@ def create(rt: Runtime, c: Container, cfg: ExecConfig, *, stdout: bool = True, s
     return rec
 
 
+def check_startable(rec: ExecRecord) -> None:
+    """Conflict if `rec` was started already (an exec instance runs once)."""
+    if rec.started:
+        raise Conflict(f"Exec command {rec.id} has already run" if not rec.alive
+                       else f"Exec command {rec.id} is already running")
+
+
 def run(rt: Runtime, c: Container, rec: ExecRecord, *, hello: Hello | None,
         winsize: tuple[int, int] | None = None, monitor: bool = False) -> AttachSession | None:
     """Start the exec `rec` of `c` (see `start`). An error of its command line (user, directory, command
     not found: 126/127) is its exit code too, as dockerd records it."""
-    if rec.started:
-        raise Conflict(f"Exec command {rec.id} has already run" if not rec.alive
-                       else f"Exec command {rec.id} is already running")
+    check_startable(rec)
     if c.state.running and rt.paused(c):
         raise Conflict(f"Container {c.short_id} is paused, unpause the container first")
     try:

@@ -82,8 +82,7 @@ def start(svc: Services, req: Request, h: Handler, exec_id: str) -> None:
             execs.run(rt, c, rec, hello=None, winsize=size)
             h.send_bytes(200, b"", "application/json")
             return
-        if rec.started:
-            execs.run(rt, c, rec, hello=None)  # its Conflict, before the hijack
+        execs.check_startable(rec)  # a 409 before the hijack
         keys = detachkeys.parse(rec.detach_keys)
         with h.hijack(streams.content_type(rec.tty)) as conn:
             early = streams.buffered_input(h)
