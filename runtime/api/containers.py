@@ -147,7 +147,13 @@ def attach(svc: Services, req: Request, h: Handler, name: str) -> None:
             backlog.replay(conn.write, None)
             return
         with session:
-            backlog.replay(conn.write, session.wait_welcome().log_offset)
+            try:
+                welcome = session.wait_welcome()
+            except Conflict as err:  # the run ended as we joined: its log is complete by then
+                log.debug("attach to %s: %s; the log has the rest", c.short_id, err)
+                backlog.replay(conn.write, None)
+                return
+            backlog.replay(conn.write, welcome.log_offset)
             how = streams.pump(conn.sock, session, tty=tty, stdin=stdin, detach_keys=keys, early=early)
             log.debug("attach to %s ended: %s", c.short_id, how)
 
