@@ -52,8 +52,7 @@ def test_run_it_terminal_size_resize_detach_and_attach_again(server, term):
     term.type("echo SIZE=$(stty size)")
     term.wait_for("SIZE=24 80")
     term.resize(100, 30)  # the CLI sends POST /containers/{id}/resize
-    term.type("echo SIZE=$(stty size)")
-    term.wait_for("SIZE=30 100")
+    term.retype_until("echo SIZE=$(stty size)", "SIZE=30 100")
     term.type("MARK=kept-state")
     term.send("C-p", "C-q")
     assert term.exit_status() == 0

@@ -144,8 +144,7 @@ def test_exec_it_terminal_resize_detach_and_status(server, box, term):
     term.wait_for("\nIS-A-TTY")
     term.wait_for("SIZE=24 80")
     term.resize(100, 30)  # the CLI sends POST /exec/{id}/resize
-    term.type("echo SIZE=$(stty size)")
-    term.wait_for("SIZE=30 100")
+    term.retype_until("echo SIZE=$(stty size)", "SIZE=30 100")
     term.type("exit 7")
     assert term.exit_status() == 7
     term.close()

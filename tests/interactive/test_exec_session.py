@@ -3,12 +3,21 @@ the detach keys leaving the exec running, as `docker exec -it`."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
-from tty_helpers import pydock, pydock_argv
+from tty_helpers import WAIT, pydock, pydock_argv
 
 pytestmark = pytest.mark.lxc
 
 PROMPT = "/ # "
+
+
+def _wait_in_ps(root, box: str, text: bytes) -> None:
+    deadline = time.monotonic() + WAIT
+    while text not in pydock(root, "exec", box, "ps").stdout:
+        assert time.monotonic() < deadline, f"{text!r} never ran"
+        time.sleep(0.2)
 
 
 @pytest.fixture
@@ -24,11 +33,12 @@ def test_exec_it_follows_the_terminal_and_exits_with_the_status(root, box, term)
     term.type("echo SIZE=$(stty size)")
     term.wait_for("SIZE=24 80")
     term.resize(100, 30)
-    term.type("echo SIZE=$(stty size)")
-    term.wait_for("SIZE=30 100")
+    term.retype_until("echo SIZE=$(stty size)", "SIZE=30 100")
+    prompts = term.screen().count(PROMPT)
     term.type("sleep 300")
+    _wait_in_ps(root, box, b"sleep 300")  # a ^C before the shell made it the foreground job goes elsewhere
     term.send("C-c")  # its terminal is the shell's controlling one: ^C reaches the foreground job
-    term.wait_for(PROMPT, count=4)
+    term.wait_for(PROMPT, count=prompts + 1)
     term.type("exit 3")
     assert term.exit_status() == 3
 
