@@ -174,3 +174,52 @@ result = [with_logs, live]
     assert r[0].split() == every
     live = r[1].split()
     assert live and live == every[len(every) - len(live):], live[:5]  # a contiguous tail: nothing doubled
+
+
+def test_legacy_200_hijack_takes_stdin_sent_with_the_request(server):
+    """A client that does not ask to upgrade gets the 200 hijack; stdin written in the same packet as the
+    request head (before our answer) reaches the command; its half-close is the end of stdin (StdinOnce)."""
+    import json
+    import socket
+    import struct
+
+    def call(method: str, path: str, body: dict | None = None) -> tuple[int, bytes]:
+        data = json.dumps(body).encode() if body is not None else b""
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(str(server.sock))
+            s.sendall(f"{method} {path} HTTP/1.1\r\nHost: d\r\nContent-Type: application/json\r\n"
+                      f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode() + data)
+            reply = b""
+            while chunk := s.recv(65536):
+                reply += chunk
+        return int(reply.split()[1]), reply
+
+    status, reply = call("POST", f"/containers/create?name={uniq('legacy')}",
+                         {"Image": "busybox", "Cmd": ["sh", "-c", "cat; echo end >&2"], "OpenStdin": True,
+                          "StdinOnce": True, "HostConfig": {"NetworkMode": "none"}})
+    assert status == 201, reply
+    cid = json.loads(reply.split(b"\r\n\r\n", 1)[1])["Id"]
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(str(server.sock))
+        s.sendall(f"POST /containers/{cid}/attach?stream=1&stdin=1&stdout=1&stderr=1 HTTP/1.1\r\nHost: d\r\n"
+                  "Content-Length: 0\r\n\r\n".encode() + b"sent-with-the-head\n")
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += s.recv(1)
+        assert head.startswith(b"HTTP/1.1 200 OK"), head
+        assert b"application/vnd.docker.multiplexed-stream" in head
+        assert call("POST", f"/containers/{cid}/start")[0] == 204
+        s.sendall(b"and-after-it\n")
+        s.shutdown(socket.SHUT_WR)
+        s.settimeout(60)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    frames = []
+    while data:
+        kind, size = struct.unpack(">BxxxL", data[:8])
+        frames.append((kind, data[8:8 + size]))
+        data = data[8 + size:]
+    assert b"".join(p for k, p in frames if k == 1) == b"sent-with-the-head\nand-after-it\n"
+    assert b"".join(p for k, p in frames if k == 2) == b"end\n"
+    assert server.docker("rm", cid).returncode == 0
