@@ -247,8 +247,8 @@ def _fork_monitor(rt: Runtime, c: Container, rec: ExecRecord, argv: list[str], w
             status = 1
             try:
                 os.write(wfd, f"{getattr(err, 'exit_code', 126)}:{err}".encode())
-            except OSError:
-                pass  # reported already (the launch went well): nobody left to tell
+            except OSError:  # reported already (the launch went well): nobody left to tell
+                log.debug("exec %s: monitor failed after its launch: %s", rec.id, err)
         finally:
             os._exit(status)
     os.close(wfd)

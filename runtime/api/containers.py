@@ -205,6 +205,7 @@ class _Backlog:
             try:
                 self._f = open(self.path, "rb")  # noqa: SIM115 - closed by close()
             except FileNotFoundError:
+                log.debug("no log at %s (removed, or never run): nothing to replay", self.path)
                 return
         self._f.seek(self.pos)
         data = self._f.read() if upto is None else self._f.read(max(0, upto - self.pos))

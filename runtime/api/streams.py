@@ -76,7 +76,7 @@ def buffered_input(h: Handler) -> bytes:
     policy.deadline = 0.0  # a read from the socket itself would now fail at once instead of blocking
     try:
         return h.rfile.read1(65536)
-    except ClientTimeout:
+    except ClientTimeout:  # the usual case: the reader held nothing past the head
         return b""
     finally:
         policy.deadline = saved
@@ -109,7 +109,8 @@ def pump(client: socket.socket, session: AttachSession, *, tty: bool, stdin: boo
                 if key.data == "client":
                     try:
                         data = client.recv(_CHUNK)
-                    except OSError:
+                    except OSError as err:  # a reset: the end of its stdin, as a close is
+                        log.debug("attached client's input ended: %s", err)
                         data = b""
                     if data:
                         if _forward(session, scanner, data):
