@@ -199,3 +199,21 @@ def test_exec_user_gets_its_supplementary_groups_and_group_add(server):
         assert (p.returncode, p.stdout) == (0, b"uid=65534(nobody) gid=65534(nogroup)\n"), p.stderr.decode()
     finally:
         server.docker("rm", "-f", name)
+
+
+def test_a_running_exec_says_so_with_the_commands_host_pid(server, box):
+    r = server.sdk(f"""
+import time
+e = client.api.exec_create({box!r}, ['sleep', '400'])
+client.api.exec_start(e['Id'], detach=True)
+time.sleep(0.5)  # not needed for Running; gives lxc-attach the moment to fork the command
+result = client.api.exec_inspect(e['Id'])
+""")
+    assert r["Running"] is True and r["ExitCode"] is None
+    deadline = time.monotonic() + 60
+    while True:  # the pid is the command's from its fork; its cmdline is lxc-attach's until it execs
+        with open(f"/proc/{r['Pid']}/cmdline", "rb") as f:
+            if f.read() == b"/bin/sleep\x00400\x00":  # argv[0] as exec resolved it in the rootfs
+                break
+        assert time.monotonic() < deadline, "the exec's Pid is not its command's"
+        time.sleep(0.1)
