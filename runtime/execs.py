@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__package__)
 
 EXEC_DIR = "exec"
+#: how long an ended exec stays to be inspected (dockerd forgets them too)
+KEEP_ENDED = 600.0
 #: a start, and the check that the exec was not started before, one at a time in this process
 _starting = threading.Lock()
 
@@ -105,6 +108,27 @@ def save(c: Container, rec: ExecRecord) -> None:
     atomic_write(_path(c, rec.id), json.dumps(dataclasses.asdict(rec)).encode(), 0o600, durable=False)
 
 
+def _prune(c: Container) -> None:
+    """Forget the container's execs that ended more than KEEP_ENDED seconds ago (a container exec'd into
+    all day, by a health check say, would gather records without end); its removal forgets the rest."""
+    cutoff = time.time() - KEEP_ENDED
+    try:
+        entries = list(os.scandir(_dir(c)))
+    except FileNotFoundError:
+        return  # no exec yet
+    for entry in entries:
+        if not entry.name.endswith(".json"):
+            continue
+        try:
+            if entry.stat().st_mtime > cutoff:
+                continue
+            rec = _load(Path(entry.path))
+            if rec.started and not rec.alive:
+                os.unlink(entry.path)
+        except (OSError, ValueError, TypeError) as err:
+            log.debug("exec record %s left alone: %s", entry.name, err)
+
+
 def create(rt: Runtime, c: Container, cfg: ExecConfig, *, stdout: bool = True, stderr: bool = True,
            detach_keys: str | None = None, console_size: tuple[int, int] | None = None) -> ExecRecord:
     """A new exec instance of the running container `c` (what dockerd checks at create: running, not paused,
@@ -114,6 +138,7 @@ def create(rt: Runtime, c: Container, cfg: ExecConfig, *, stdout: bool = True, s
         raise Conflict(f"Container {c.short_id} is not running")
     if rt.paused(c):
         raise Conflict(f"Container {c.short_id} is paused, unpause the container first")
+    _prune(c)
     rec = ExecRecord(id=generate_id(), container_id=c.id, cmd=list(cfg.cmd), user=cfg.user, workdir=cfg.workdir,
                      env=list(cfg.env), tty=cfg.tty, stdin=cfg.stdin, stdout=stdout, stderr=stderr,
                      detach_keys=detach_keys, console_size=list(console_size) if console_size else None)

@@ -3,6 +3,7 @@ the SDK's exec_run and exec_inspect."""
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 
@@ -217,3 +218,27 @@ result = client.api.exec_inspect(e['Id'])
                 break
         assert time.monotonic() < deadline, "the exec's Pid is not its command's"
         time.sleep(0.1)
+
+
+def test_ended_execs_are_forgotten_after_a_while(server, box):
+    r = server.sdk(f"""
+e = client.api.exec_create({box!r}, ['true'])
+client.api.exec_start(e['Id'])
+result = [client.containers.get({box!r}).id, e['Id']]
+""")
+    cid, old = r
+    record = server.root / "containers" / cid / "exec" / f"{old}.json"
+    assert record.exists()
+    long_ago = time.time() - 3600
+    os.utime(record, (long_ago, long_ago))  # as if it had ended an hour ago
+    r = server.sdk(f"""
+import docker
+fresh = client.api.exec_create({box!r}, ['true'])
+try:
+    client.api.exec_inspect({old!r})
+    gone = 'still there'
+except docker.errors.NotFound:
+    gone = 404
+result = gone
+""")
+    assert r == 404 and not record.exists()
