@@ -136,11 +136,12 @@ def attach(ctx: click.Context, no_stdin: bool, detach_keys: str | None, sig_prox
 @click.option("-u", "--user", default=None, metavar="USER[:GROUP]", help="Run as this user (name or uid).")
 @click.option("-w", "--workdir", default=None, metavar="DIR", help="Working directory inside the container.")
 @click.option("-e", "--env", "env", multiple=True, metavar="KEY=VALUE", help="Set an environment variable.")
+@detach_keys_option
 @click.argument("ref", metavar="CONTAINER")
 @click.argument("cmd", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.pass_context
 def exec_(ctx: click.Context, detach: bool, interactive: bool, tty: bool, user: str | None, workdir: str | None,
-          env: tuple[str, ...], ref: str, cmd: tuple[str, ...]) -> None:
+          env: tuple[str, ...], detach_keys: str | None, ref: str, cmd: tuple[str, ...]) -> None:
     """Run a command in a running container; the exit status is the command's."""
     import os  # lazy: only exec
 
@@ -150,5 +151,28 @@ def exec_(ctx: click.Context, detach: bool, interactive: bool, tty: bool, user: 
         raise PydockError("the input device is not a TTY")
     rt = ctx.obj.runtime()
     cfg = ExecConfig(cmd=cmd, user=user, workdir=workdir, env=env, tty=tty, stdin=interactive and not detach)
+    if tty and not detach:  # a session, as `attach`: the detach keys leave the exec running
+        _exec_session(ctx, rt, rt.get(ref), cfg, detach_keys)
     code = rt.exec(rt.get(ref), cfg, stdin=sys.stdin, stdout=sys.stdout, stderr=sys.stderr, detach=detach)
     ctx.exit(code or 0)
+
+
+def _exec_session(ctx: click.Context, rt: Any, c: Any, cfg: Any, detach_keys: str | None) -> None:
+    """`exec -it`: the exec under a monitor of its own, this terminal joined to it (exits with its status)."""
+    from pydock.runtime.terminal import terminal_size  # lazy: only attached sessions
+
+    started: list[str] = []
+
+    @contextmanager
+    def opened(hello: Any) -> Iterator[Any]:
+        exec_id, s = rt.exec_attached(c, cfg, hello, terminal_size(sys.stdin.fileno()))
+        started.append(exec_id)
+        with s:
+            yield s
+
+    def status() -> int:
+        code = rt.exec_exit_code(started[0])
+        return 126 if code is None else code  # its monitor went without a word
+
+    session(ctx, rt, c, opened, stdin=cfg.stdin, detach_keys=detach_keys, sig_proxy=False, on_detach="error",
+            wait=status)

@@ -17,6 +17,7 @@ import os
 import selectors
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -62,6 +63,9 @@ class CommandIO:
     stdin_once: bool = False
     #: lxc's own lines dropped from stderr
     noise: LxcNoiseFilter | None = None
+    #: stdin is held back until this says the command's side takes it (an exec's lxc-attach flushes the
+    #: input of its terminal when it sets it up: what came before would be lost)
+    stdin_ready: Callable[[], bool] | None = None
 
 
 @dataclass
@@ -90,8 +94,9 @@ class _Client:
 class Relay:
     """Run with `run()` until the command's output ends, then `close(code)` once the exit is recorded."""
 
-    def __init__(self, io: CommandIO, output: JsonLog, log_path: Path, *, listener: socket.socket | None = None,
-                 local: Local | None = None) -> None:
+    def __init__(self, io: CommandIO, output: JsonLog | None, log_path: Path | None, *,
+                 listener: socket.socket | None = None, local: Local | None = None) -> None:
+        """`output`/`log_path`: the container's JSON log (None for an exec: its output is not logged)."""
         self.io = io
         self.output = output
         self.log_path = log_path
@@ -173,11 +178,11 @@ class Relay:
     def _welcome(self, client: _Client, hello: Hello) -> None:
         client.hello = hello
         try:
-            offset = os.stat(self.log_path).st_size
+            offset = os.stat(self.log_path).st_size if self.log_path is not None else 0
         except FileNotFoundError:
             offset = 0
         client.out += attach.frame(attach.WELCOME, json.dumps({"tty": self.io.tty, "log_offset": offset}).encode())
-        if hello.logs:  # what the log holds back (a line not ended yet) comes first
+        if hello.logs and self.output is not None:  # what the log holds back (a line not ended yet) comes first
             for stream in ("stdout", "stderr"):
                 if client.wants(stream):
                     client.out += attach.frames(attach.OUTPUT_KIND[stream], self.output.pending(stream))
@@ -204,7 +209,8 @@ class Relay:
     def emit(self, stream: str, data: bytes) -> None:
         if not data:
             return
-        self.output.feed(stream, data)
+        if self.output is not None:
+            self.output.feed(stream, data)
         sink = self.local.sinks.get(stream)
         if sink is not None:
             try:
@@ -254,6 +260,11 @@ class Relay:
     # ---- input ------------------------------------------------------------------------------------
     def _stdin_target(self) -> int | None:
         return self.io.pty if self.io.pty is not None else self.io.stdin
+
+    def _stdin_ready(self) -> bool:
+        if self.io.stdin_ready is not None and self.io.stdin_ready():
+            self.io.stdin_ready = None  # once ready, for good
+        return self.io.stdin_ready is None
 
     def _write_stdin(self) -> None:
         fd = self._stdin_target()
@@ -312,7 +323,7 @@ class Relay:
             if self.io.console is not None:
                 want[self.io.console] = (selectors.EVENT_READ, "console")
         target = self._stdin_target()
-        if self.pending_in and target is not None:
+        if self.pending_in and target is not None and self._stdin_ready():
             events, data = want.get(target, (0, "stdin"))
             want[target] = (events | selectors.EVENT_WRITE, data)
         room = len(self.pending_in) < MAX_STDIN
@@ -411,7 +422,8 @@ class Relay:
     def run(self) -> None:
         """Until the command's output ends (its stdout and stderr, or its terminal, closed)."""
         while self.running:
-            self.step(1.0 if self.clients else None)
+            held = self.pending_in and self.io.stdin_ready is not None
+            self.step(0.02 if held else 1.0 if self.clients else None)
         self._drain_console()
 
     def close(self, code: int | None) -> None:

@@ -760,3 +760,21 @@ class Runtime:
         c = self._current(c)
         return opened(self.driver, c, name or c.name.lstrip("/") or c.short_id,
                       on_event=lambda action: self._event(c, action))
+
+    def exec_attached(self, c: Container | str, cfg: ExecConfig, hello: Hello,
+                      winsize: tuple[int, int] | None = None) -> tuple[str, AttachSession]:
+        """`exec -it`: the exec under a monitor process of its own (execs.py), with a session joined before it
+        runs; the caller may detach and the exec runs on. (exec id, session)"""
+        from pydock.runtime import execs  # lazy: exec machinery, only for exec
+
+        c = self._current(c)
+        rec = execs.create(self, c, cfg)
+        session = execs.run(self, c, rec, hello=hello, winsize=winsize, monitor=True)
+        assert session is not None
+        return rec.id, session
+
+    def exec_exit_code(self, exec_id: str) -> int | None:
+        """The exit code an exec instance recorded (None while it runs, or when its monitor died)."""
+        from pydock.runtime import execs  # lazy: exec machinery, only for exec
+
+        return execs.inspect(execs.find(self.layout, exec_id)[1])["ExitCode"]

@@ -1,5 +1,6 @@
 """Suite-wide rules (where dm tests run, which skips are allowed, the session leak check) and the fixtures
-every directory shares: the busybox rootfs built from the host's busybox-static, a CLI root with it."""
+every directory shares: the busybox rootfs built from the host's busybox-static, a CLI root with it, and
+the tmux terminal of the CLI's and the API's interactive tests."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from interactive.tty_helpers import NO_TMUX, TMUX, Tmux
 
 from pydock.runtime.testing import leaks
 from root_helpers import empty_runtime
@@ -148,3 +150,15 @@ def cli_root(tmp_path: Path, busybox_tar: bytes) -> Iterator[Path]:
         finally:
             r.close()
             r.driver.shutdown()
+
+
+@pytest.fixture
+def term() -> Iterator[Tmux]:
+    """A real terminal (a private tmux server) for the interactive tests of the CLI and of the API."""
+    if TMUX is None:
+        pytest.skip(NO_TMUX)
+    t = Tmux()
+    try:
+        yield t
+    finally:
+        t.close()

@@ -6,15 +6,20 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
+from collections.abc import Callable
 from contextlib import closing
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 
+from pydock.runtime import detachkeys, notify
 from pydock.runtime.api import decode, models, streams
 from pydock.runtime.api.httpd import Handler, Request, bool_value
 from pydock.runtime.api.services import Services
+from pydock.runtime.attach import AttachSession, Hello, connect
 from pydock.runtime.container import Container
-from pydock.runtime.jsonlog import LogReader
+from pydock.runtime.jsonlog import parse_record
 from pydock.runtime.listfilters import ContainerFilters
 from pydock.runtime.runtime import Runtime
 from pydock.runtime.usage import PruneFilters, prune_containers
@@ -104,21 +109,113 @@ def start(svc: Services, req: Request, h: Handler, name: str) -> None:
 
 
 def attach(svc: Services, req: Request, h: Handler, name: str) -> None:
-    """The output of the container's current run, or (not running) of its next one: `docker run` attaches
-    before it starts. The log is opened now, so nothing written from here on is missed, not even
-    after an auto-remove deleted the file. Stdin is not supported (create refuses OpenStdin)."""
+    """The hijacked attach: the container's output (and, with `stdin=1` and OpenStdin, its input) through
+    its supervisor's attach socket; not running yet, it waits for the next run (`docker run` attaches
+    before it starts). The log's end is noted now and what the command writes before the session joins
+    is replayed from there, so nothing is missed or seen twice. Without `stream=1`, the logs alone."""
     wanted = decode.output_streams(req)
     if not (wanted or req.flag("stdin")):
         raise InvalidArgument("at least one of stdin, stdout and stderr must be set")
+    keys = detachkeys.parse(req.arg("detachKeys"))
     with svc.pool.runtime() as rt:
         c = rt.get(name)
+        if c.state.running and rt.paused(c):
+            raise Conflict("You cannot attach to a paused container, unpause it first")
         tty = bool(c.config.get("Tty"))
-        with LogReader(c.log_path, from_start=req.flag("logs")) as reader, \
-                h.hijack(streams.content_type(tty)) as conn:
-            records = rt.logs(c, follow=req.flag("stream"), streams=wanted, reader=reader, next_run=True,
-                              cancelled=conn.gone)
-            with closing(records):
-                streams.copy(records, conn.write, tty)
+        if not req.flag("stream"):
+            with h.hijack(streams.content_type(tty)) as conn:
+                if req.flag("logs"):
+                    with closing(rt.logs(c, streams=wanted)) as records:
+                        streams.copy(records, conn.write, tty, live=False)
+            return
+    stdin = req.flag("stdin") and bool(c.config.get("OpenStdin"))
+    hello = Hello(stdin=stdin, stdout="stdout" in wanted, stderr="stderr" in wanted, logs=True)
+    with _Backlog(c.log_path, from_start=req.flag("logs"), streams=wanted, tty=tty) as backlog, \
+            h.hijack(streams.content_type(tty)) as conn:
+        early = streams.buffered_input(h)
+        with svc.pool.runtime() as rt:
+            session = _join(rt, c, hello, conn.gone)
+        if session is None:  # the run ended before it could be joined (or the client left)
+            backlog.replay(conn.write, None)
+            return
+        with session:
+            try:
+                welcome = session.wait_welcome()
+            except Conflict as err:  # the run ended as we joined: its log is complete by then
+                log.debug("attach to %s: %s; the log has the rest", c.short_id, err)
+                backlog.replay(conn.write, None)
+                return
+            backlog.replay(conn.write, welcome.log_offset)
+            how = streams.pump(conn.sock, session, tty=tty, stdin=stdin, detach_keys=keys, early=early)
+            log.debug("attach to %s ended: %s", c.short_id, how)
+
+
+def attach_websocket(svc: Services, req: Request, h: Handler, name: str) -> None:
+    raise InvalidArgument("attach over a websocket is not supported by pydock; use POST /containers/{id}/attach "
+                          "(a hijacked connection)")
+
+
+def _join(rt: Runtime, c: Container, hello: Hello, gone: Callable[[], bool]) -> AttachSession | None:
+    """A session with the supervisor of `c`'s current run, or (not running) of its next one, once it
+    starts; None when that run ended first, or the container went, or the client did (`gone`)."""
+    initial = (c.state.running, c.state.started_at)
+    delay = 0.005
+    while not gone():
+        seen = notify.generation()
+        fresh = rt.lookup(c.id)
+        st = fresh.state if fresh is not None else None
+        if st is None or not st.running and (initial[0] or st.started_at != initial[1]):
+            return None
+        if st.running:
+            try:
+                return connect(c.dir, hello, f"Container {c.short_id}")
+            except Conflict as err:  # ending right now: the record says so in a moment
+                log.debug("attach to %s: %s; looking again", c.short_id, err)
+        notify.wait(seen, delay)
+        delay = min(delay * 2, 0.1)
+    return None
+
+
+class _Backlog:
+    """The part of the log an attach owes its client before the live session: from the log's end when
+    the attach came (its start with `logs=1`) to the offset the supervisor's WELCOME names (or to the
+    end, when the run ended before it was joined). The file stays open: an auto-remove may delete it."""
+
+    def __init__(self, path: Path, *, from_start: bool, streams: tuple[str, ...], tty: bool) -> None:
+        self.path, self.streams, self.tty = path, streams, tty
+        self.pos = 0
+        self._f: BinaryIO | None = None
+        try:
+            self._f = open(path, "rb")  # noqa: SIM115 - closed by close()
+        except FileNotFoundError:
+            log.debug("no log yet at %s: the backlog starts with the first run", path)
+        if self._f is not None and not from_start:
+            self.pos = os.fstat(self._f.fileno()).st_size
+
+    def replay(self, write: Callable[[bytes], None], upto: int | None) -> None:
+        if self._f is None:
+            try:
+                self._f = open(self.path, "rb")  # noqa: SIM115 - closed by close()
+            except FileNotFoundError:
+                log.debug("no log at %s (removed, or never run): nothing to replay", self.path)
+                return
+        self._f.seek(self.pos)
+        data = self._f.read() if upto is None else self._f.read(max(0, upto - self.pos))
+        self.pos += len(data)
+        out = b"".join(streams.encode(rec, self.tty) for line in data.split(b"\n")
+                       if (rec := parse_record(line)) is not None and rec.stream in self.streams)
+        if out:
+            write(out)
+
+    def close(self) -> None:
+        if self._f is not None:
+            self._f.close()
+
+    def __enter__(self) -> _Backlog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def wait(svc: Services, req: Request, h: Handler, name: str) -> None:
@@ -197,10 +294,25 @@ def restart(svc: Services, req: Request, h: Handler, name: str) -> None:
 
 
 def resize(svc: Services, req: Request, h: Handler, name: str) -> None:
-    """Accepted and ignored: API containers have no tty to resize (the CLI sends it with `-t`)."""
+    """The terminal size of a `-t` container (a RESIZE through its attach socket); a container without a
+    tty has nothing to resize (200, as dockerd)."""
+    rows, cols = terminal_size(req)
     with svc.pool.runtime() as rt:
-        rt.get(name)
+        c = rt.get(name)
+        if not c.state.running:
+            raise Conflict(f"Container {c.short_id} is not running")
+        if c.config.get("Tty"):
+            with rt.attach(c, Hello(stdout=False, stderr=False)) as session:
+                session.resize(rows, cols)
     h.send_bytes(200, b"", "text/plain; charset=utf-8")
+
+
+def terminal_size(req: Request) -> tuple[int, int]:
+    """`h=ROWS&w=COLUMNS` of a resize (both needed, 0..65535)."""
+    rows, cols = req.int_arg("h"), req.int_arg("w")
+    if rows is None or cols is None or not (0 <= rows <= 0xFFFF and 0 <= cols <= 0xFFFF):
+        raise InvalidArgument("resize needs h (rows) and w (columns), each 0 to 65535")
+    return rows, cols
 
 
 def delete(svc: Services, req: Request, h: Handler, name: str) -> None:
@@ -276,6 +388,7 @@ ROUTES = [
     ("GET", r"/containers/(?P<name>[^/]+)/json", inspect),
     ("POST", r"/containers/(?P<name>[^/]+)/start", start),
     ("POST", r"/containers/(?P<name>[^/]+)/attach", attach),
+    ("GET", r"/containers/(?P<name>[^/]+)/attach/ws", attach_websocket),
     ("POST", r"/containers/(?P<name>[^/]+)/wait", wait),
     ("GET", r"/containers/(?P<name>[^/]+)/logs", logs),
     ("POST", r"/containers/(?P<name>[^/]+)/stop", stop),

@@ -143,9 +143,8 @@ def create_options(body: Any, name: str | None) -> CreateOptions:
     image = strip_registry(str(body.get("Image") or ""))
     if not image:
         raise InvalidArgument("No image was specified (Config.Image is empty)")
-    if body.get("OpenStdin") or body.get("AttachStdin"):
-        raise InvalidArgument("stdin (docker run -i) is not supported by pydock serve: containers started "
-                              "through the API read /dev/null; use `pydock run -i`")
+    if body.get("AttachStdin") and not body.get("OpenStdin"):
+        raise InvalidArgument("AttachStdin needs OpenStdin: the container's stdin is closed (docker run -i sets both)")
     refuse_unsupported(body)
     hc = body.get("HostConfig") or {}
     mode = hc.get("NetworkMode") or "default"
@@ -184,6 +183,7 @@ def create_options(body: Any, name: str | None) -> CreateOptions:
         auto_remove=bool(hc.get("AutoRemove")),
         tty=bool(body.get("Tty")),
         stdin_open=bool(body.get("OpenStdin")),
+        stdin_once=bool(body.get("StdinOnce")) if body.get("OpenStdin") else None,
         init=bool(hc.get("Init")),
         security_opt=_strings(hc, "SecurityOpt"),  # the values are judged by Runtime.create
         labels=_labels(body.get("Labels")),

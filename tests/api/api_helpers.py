@@ -122,9 +122,10 @@ class Server:
         return json.loads(line[len("RESULT="):])
 
 
-def start_server_in_netns(root: Path, sock: Path) -> subprocess.Popen:
-    """`pydock serve` inside a network namespace of its own (bridge, veths and iptables rules die with it)."""
-    proc = subprocess.Popen(in_netns_argv(*pydock_cmd(root), "serve", "-H", f"unix://{sock}"),
+def start_server_in_netns(root: Path, sock: Path, *global_args: str) -> subprocess.Popen:
+    """`pydock serve` inside a network namespace of its own (bridge, veths and iptables rules die with it);
+    `global_args`: pydock's options before `serve` (`--bip`, say)."""
+    proc = subprocess.Popen(in_netns_argv(*pydock_cmd(root), *global_args, "serve", "-H", f"unix://{sock}"),
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             env=clean_env())
     deadline = time.monotonic() + 30

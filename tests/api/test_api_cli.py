@@ -215,13 +215,6 @@ def test_info(server):
     assert "Server Version: " in out(p)
 
 
-def test_stdin_is_refused_with_a_clear_error(server):
-    p = server.docker("run", "--rm", "-i", "--net", "none", "busybox", "cat", input=b"data\n")
-    assert p.returncode == 125
-    assert "stdin (docker run -i) is not supported by pydock serve" in err(p)
-    assert server.docker("ps", "-aq").stdout == b""
-
-
 def test_logs_follow_ends_with_the_container(server):
     name = uniq("follow")
     p = server.docker("run", "-d", "--name", name, "--net", "none", "busybox", "sh", "-c",

@@ -58,7 +58,7 @@ def test_sdk_create_body_string_command_binds_and_no_network():
 @pytest.mark.parametrize("body, message", [
     ([], "Config cannot be empty"),
     ({"Cmd": ["true"]}, "No image was specified"),
-    ({"Image": "busybox", "OpenStdin": True}, "stdin (docker run -i) is not supported"),
+    ({"Image": "busybox", "AttachStdin": True}, "AttachStdin needs OpenStdin"),
     ({"Image": "busybox", "HostConfig": {"NetworkMode": "mynet"}}, "Network mode mynet is not supported"),
 ])
 def test_create_bodies_refused(body, message):

@@ -3,6 +3,7 @@ the docker CLI, with the thin devices made and dropped by the server's runtimes 
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -46,3 +47,20 @@ def test_run_diff_commit_on_devicemapper(dm_server):
     assert (ls.returncode, ls.stdout) == (0, b"/made\n"), ls.stderr.decode()
     assert "dmimg" in srv.pydock("images").stdout.decode()
     assert srv.docker("rmi", "dmimg:1").returncode == 0
+
+
+def test_exec_on_devicemapper_and_removal_under_a_running_exec(dm_server):
+    """exec resolves its user, directory and command in the thin device's mounted rootfs; a container removed
+    while an exec runs in it leaves no device or record behind."""
+    srv = dm_server
+    assert srv.docker("run", "-d", "--name", "dmexec", "--net", "none", "busybox", "sleep", "300").returncode == 0
+    p = srv.docker("exec", "-i", "-u", "nobody", "-w", "/tmp", "dmexec", "sh", "-c", "cat > got; id -u; cat got",
+                   input=b"through the thin device\n")
+    assert (p.returncode, p.stdout) == (0, b"65534\nthrough the thin device\n"), p.stderr.decode()
+    assert srv.docker("exec", "dmexec", "no-such-command").returncode == 127
+    assert srv.docker("exec", "-d", "dmexec", "sleep", "300").returncode == 0
+    cid = srv.docker("inspect", "-f", "{{.Id}}", "dmexec").stdout.decode().strip()
+    assert srv.docker("rm", "-f", "dmexec").returncode == 0
+    assert not (srv.root / "containers" / cid).exists()
+    devices = subprocess.run(["dmsetup", "ls"], capture_output=True, text=True, check=True).stdout
+    assert cid not in devices, devices

@@ -69,6 +69,20 @@ class Tmux:
                 raise AssertionError(f"{text!r} (x{count}) never appeared; the screen:\n{screen}")
             time.sleep(0.1)
 
+    def retype_until(self, line: str, text: str, *, timeout: float = WAIT) -> None:
+        """Type `line` again every few seconds until `text` is on the screen: for an effect that reaches the
+        pane's program asynchronously (a resize's SIGWINCH may come after keys typed right after it)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            seen = self.screen().count(text)
+            self.type(line)
+            try:
+                self.wait_for(text, count=seen + 1, timeout=min(5.0, max(0.1, deadline - time.monotonic())))
+                return
+            except AssertionError:
+                if time.monotonic() > deadline:
+                    raise
+
     def send(self, *keys: str) -> None:
         """tmux key names (`Enter`, `C-p`) or literal text."""
         self.tmux("send-keys", "-t", "main", *keys)
