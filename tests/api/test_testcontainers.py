@@ -16,7 +16,8 @@ import sys
 from collections.abc import Iterator
 
 import pytest
-from api_helpers import Server, clean_env, start_server_in_netns, stop_server, teardown_root
+from api_helpers import Server, clean_env, start_server_in_netns, stop_server
+from root_helpers import teardown_root
 
 pytestmark = [pytest.mark.lxc, pytest.mark.network]
 

@@ -303,7 +303,8 @@ def test_stdout_stream_is_never_a_terminal(root, stopped):
 def test_cp_on_devicemapper(tmp_path, busybox_tar):
     """In and out of a stopped and a running container on thin devices: the stopped one's device is
     activated and mounted for the copy only."""
-    from api.api_helpers import DM_SMALL, teardown_root
+    from api.api_helpers import DM_SMALL
+    from root_helpers import teardown_root
 
     root = tmp_path / "dmroot"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYDOCK_")}
