@@ -26,6 +26,10 @@ def test_log_driver_and_rotation_through_the_docker_cli(server):
     assert p.returncode != 0 and "configured logging driver does not support reading" in p.stderr.decode()
     assert _ok(server, "inspect", "-f", "{{.HostConfig.LogConfig.Type}}|{{.LogPath}}", cid) == "none|\n"
     _ok(server, "rm", cid)
+    # no log kept, yet an attached run still shows its output and exit status (through the monitor's relay)
+    p = server.docker("run", "--rm", "-i", "--net", "none", "--log-driver", "none", "busybox", "sh", "-c",
+                      "cat; echo err >&2; exit 4", input=b"piped\n")
+    assert (p.returncode, p.stdout, p.stderr) == (4, b"piped\n", b"err\n")
     p = server.docker("run", "--net", "none", "--log-opt", "tag=x", "busybox", "true")
     assert p.returncode == 125 and "log opt 'tag' of the json-file log driver is not supported" in p.stderr.decode()
     assert _ok(server, "ps", "-aq") == ""
