@@ -146,10 +146,12 @@ def exec_(ctx: click.Context, detach: bool, interactive: bool, tty: bool, user: 
     import os  # lazy: only exec
 
     from pydock.runtime.exec import ExecConfig  # lazy: only exec
+    from pydock.runtime.options import parse_env  # lazy: see above
 
     if tty and not detach and not os.isatty(sys.stdin.fileno()):
         raise PydockError("the input device is not a TTY")
     rt = ctx.obj.runtime()
+    env = tuple(parse_env(env, os.environ))  # a bare -e KEY copies the caller's KEY, as docker exec does
     cfg = ExecConfig(cmd=cmd, user=user, workdir=workdir, env=env, tty=tty, stdin=interactive and not detach)
     if tty and not detach:  # a session, as `attach`: the detach keys leave the exec running
         _exec_session(ctx, rt, rt.get(ref), cfg, detach_keys)

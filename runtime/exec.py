@@ -16,6 +16,7 @@ import logging
 import os
 import shutil
 import subprocess
+from pathlib import Path
 import termios
 import time
 from collections.abc import Callable
@@ -26,11 +27,12 @@ from typing import TYPE_CHECKING, Any
 from pydock.runtime import caps, ctty
 from pydock.runtime.container import Container
 from pydock.runtime.monitor import set_winsize
-from pydock.runtime.options import DEFAULT_PATH, env_value, merge_env
+from pydock.runtime.options import DEFAULT_PATH, env_value, merge_env, parse_env
 from pydock.runtime.relay import CommandIO
 from pydock.runtime.rootpath import look_path
 from pydock.runtime.userdb import add_groups, resolve_user
 from pydock.utils.errors import Conflict, InvalidArgument, LaunchError
+from pydock.utils.fileutil import atomic_write
 from pydock.utils.safepath import open_in_root
 
 if TYPE_CHECKING:
@@ -56,12 +58,11 @@ class ExecConfig:
 
 
 def check_config(cfg: ExecConfig) -> None:
-    """What is wrong with `cfg` whatever the container: no command, a variable that is not KEY=VALUE."""
+    """What is wrong with `cfg` whatever the container: no command, a variable that is neither KEY=VALUE
+    nor a bare KEY (which unsets KEY for the exec, as under dockerd)."""
     if not cfg.cmd or not cfg.cmd[0]:
         raise InvalidArgument("No exec command specified")
-    for item in cfg.env:
-        if "=" not in item or item.startswith("="):
-            raise InvalidArgument(f"exec: invalid environment variable {item!r} (use KEY=VALUE)")
+    parse_env(cfg.env)
 
 
 def command_line(rt: Runtime, c: Container, cfg: ExecConfig) -> list[str]:
@@ -94,12 +95,29 @@ def command_line(rt: Runtime, c: Container, cfg: ExecConfig) -> list[str]:
     switch_here = "setuid" in held and "setgid" in held and ctty.started_with_current(rt.layout, c.state.started_at)
     if not switch_here:
         log.debug("exec in %s: lxc-attach switches the user; its supplementary groups are not set", c.short_id)
-    out = [LXC_ATTACH, "-q", "-n", c.id, "-P", str(rt.layout.lxc), "-f", str(c.lxc_config_path), "--clear-env",
+    out = [LXC_ATTACH, "-q", "-n", c.id, "-P", str(rt.layout.lxc), "-f", str(attach_config(c)), "--clear-env",
            "-u", "0" if switch_here else str(user.uid), "-g", "0" if switch_here else str(user.gid)]
     for item in env:
         out += ["-v", item]
     credentials = (user.uid, user.gid, user.groups) if switch_here else None
     return [*out, "--", *ctty.ctty_argv((argv0, *cfg.cmd[1:]), workdir, credentials=credentials)]
+
+
+def attach_config(c: Container) -> Path:
+    """The container's lxc config without its `lxc.environment` lines, for lxc-attach: lxc-attach sets
+    those after --clear-env, so an exec could not unset a variable of the container (`Env: ["K"]`); the
+    exec's environment is passed whole with -v instead. Rewritten whenever the container's config is newer."""
+    path = c.dir / "exec.lxc"
+    source = c.lxc_config_path
+    try:
+        if path.stat().st_mtime_ns >= source.stat().st_mtime_ns:
+            return path
+    except FileNotFoundError:
+        pass  # not written yet for this run of the container
+    lines = source.read_text().splitlines(keepends=True)
+    atomic_write(path, "".join(x for x in lines if not x.startswith("lxc.environment")).encode(), 0o600,
+                 durable=False)
+    return path
 
 
 def run(argv: list[str], cfg: ExecConfig, *, stdin: Any, stdout: Any, stderr: Any) -> int:

@@ -19,7 +19,7 @@ PROMPT = "/ # "
 def box(server):
     """A running container, removed afterwards."""
     name = f"ex-{uuid.uuid4().hex[:6]}"
-    p = server.docker("run", "-d", "--name", name, "--net", "none", "busybox", "sleep", "600")
+    p = server.docker("run", "-d", "--name", name, "--net", "none", "-e", "STAGE=box", "busybox", "sleep", "600")
     assert p.returncode == 0, p.stderr.decode()
     yield name
     server.docker("rm", "-f", name)
@@ -41,6 +41,12 @@ def test_exec_user_workdir_env(server, box):
     p = server.docker("exec", "-u", "nobody", "-w", "/tmp", "-e", "GREETING=hi there", box,
                       "sh", "-c", 'echo "$(id -u) $(pwd) $GREETING"')
     assert (p.returncode, p.stdout) == (0, b"65534 /tmp hi there\n"), p.stderr.decode()
+    # an Env entry without `=` unsets the variable for the exec, as under dockerd (the SDK sends it as is)
+    result = server.sdk(f"c = client.containers.get({box!r})\n"
+                        "r = c.exec_run(['sh', '-c', 'echo ${STAGE-unset}'], environment=['STAGE'])\n"
+                        "k = c.exec_run(['sh', '-c', 'echo ${STAGE-unset}'])\n"
+                        "result = [r.exit_code, r.output.decode(), k.output.decode()]")
+    assert result == [0, "unset\n", "box\n"]
 
 
 def test_exec_errors_are_the_exit_status(server, box):

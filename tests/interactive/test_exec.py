@@ -26,6 +26,11 @@ def test_exec_status_streams_and_environment(root, running):
     p = pydock(root, "exec", "-u", "nobody", "-w", "/etc", "-e", "EXTRA=1", "-e", "FROM_RUN=over", running,
                "sh", "-c", 'echo "$(id -u) $(pwd) $EXTRA $FROM_RUN"')
     assert (p.returncode, p.stdout) == (0, b"65534 /etc 1 over\n")
+    # a bare -e KEY copies the caller's KEY, and is dropped when the caller has none (docker exec's rule)
+    p = pydock(root, "exec", "-e", "EXEC_TEST_FROM_CALLER", "-e", "EXEC_TEST_NOT_SET", running, "sh", "-c",
+               'echo "${EXEC_TEST_FROM_CALLER:-none} ${EXEC_TEST_NOT_SET-unset}"',
+               env_extra={"EXEC_TEST_FROM_CALLER": "copied"})
+    assert (p.returncode, p.stdout) == (0, b"copied unset\n"), p.stderr
     p = pydock(root, "exec", "-i", running, "tr", "a-z", "A-Z", input=b"piped\n")
     assert (p.returncode, p.stdout) == (0, b"PIPED\n")
     p = pydock(root, "exec", running, "cat", input=b"not passed without -i\n")

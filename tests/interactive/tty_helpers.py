@@ -23,9 +23,11 @@ def pydock_argv(root: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "pydock.cli.main", "-g", str(root), "-s", "overlay", "-b", "none", *args]
 
 
-def pydock(root: Path, *args: str, input: bytes | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    """The `pydock` CLI on `root`, without a terminal, its output captured."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYDOCK_")}
+def pydock(root: Path, *args: str, input: bytes | None = None, timeout: float = 120,
+           env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """The `pydock` CLI on `root`, without a terminal, its output captured (`env_extra` added to its
+    environment)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYDOCK_")} | (env_extra or {})
     return subprocess.run(pydock_argv(root, *args), input=input, capture_output=True, timeout=timeout, env=env)
 
 
