@@ -6,7 +6,7 @@ the seccomp profile, no_new_privs; the process then starts through the container
 (ctty.py), which moves it to its working directory and makes a terminal its controlling one before
 it execs the command, so /proc/self/exe is the image's binary. The command is looked up in the
 rootfs first, as for `run` (127 not found, 126 not executable); the environment is the container's
-(as its command got it) plus `-e`; the user is the container's unless `-u`.
+(as its command got it) plus `-e`, where a bare KEY unsets KEY; the user is the container's unless `-u`.
 """
 
 from __future__ import annotations
