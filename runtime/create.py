@@ -118,6 +118,7 @@ def create_container(rt: Runtime, opts: CreateOptions) -> Container:
                   "Init": True if opts.init else None, "SecurityOpt": list(opts.security_opt) or None,
                   "VolumesFrom": list(opts.volumes_from) or None, "Devices": devices,
                   "RestartPolicy": policy.to_json(), "LogConfig": log_config,
+                  "ConsoleSize": [int(n) for n in opts.console_size] if opts.console_size else None,
                   "MemorySwappiness": opts.memory_swappiness if opts.memory_swappiness not in (None, -1) else None}
     argv = ep + command
     c = Container(id=cid, dir=cdir, image=img.id, path=argv[0], args=argv[1:], config=config,

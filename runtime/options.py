@@ -72,6 +72,7 @@ class CreateOptions:
     memory_swappiness: int | None = None         # --memory-swappiness 0-100 (cgroup v1; -1: the host's)
     log_driver: str | None = None                # --log-driver json-file|none (None: json-file)
     log_opts: tuple[str, ...] = ()               # --log-opt max-size=10m, max-file=3
+    console_size: tuple[str, ...] = ()           # a -t container's first terminal size: (rows, columns)
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -452,6 +452,9 @@ def start_detached(rt: Runtime, c: Container, attach_to: Sequence[attach.Hello] 
                 ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
                 pairs.append((ours, theirs))
                 ours.sendall(hello.encode())  # queued for the monitor, which reads it before the launch
+            if winsize is None and c.hostconfig.get("ConsoleSize"):
+                rows, cols = c.hostconfig["ConsoleSize"]
+                winsize = (int(rows), int(cols))  # the size the client gave at create
             if winsize is not None and c.config.get("Tty"):
                 set_winsize(prepared.console.master, *winsize)
             rfd, wfd = os.pipe2(os.O_CLOEXEC)

@@ -207,8 +207,19 @@ def create_options(body: Any, name: str | None) -> CreateOptions:
         privileged=bool(hc.get("Privileged")),
         memory_swap=int(hc["MemorySwap"]) if hc.get("MemorySwap") else None,
         memory_swappiness=int(hc["MemorySwappiness"]) if hc.get("MemorySwappiness") not in (None, -1) else None,
+        console_size=console_size(hc.get("ConsoleSize")),
         **_log_config(hc.get("LogConfig")),
     )
+
+
+def console_size(value: Any) -> tuple[int, int] | None:
+    """`ConsoleSize` ([rows, columns], of a create or an exec): a terminal's first size; [0, 0] is none."""
+    if not value:
+        return None
+    if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and 0 <= v <= 0xFFFF
+                                                                 for v in value)):
+        raise InvalidArgument(f"ConsoleSize must be [rows, columns], not {value!r}")
+    return (value[0], value[1]) if all(value) else None
 
 
 def _log_config(value: Any) -> dict[str, Any]:

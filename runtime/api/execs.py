@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 from pydock.runtime import detachkeys, execs
-from pydock.runtime.api import streams
+from pydock.runtime.api import decode, streams
 from pydock.runtime.api.containers import terminal_size
 from pydock.runtime.api.httpd import Handler, Request
 from pydock.runtime.api.services import Services
@@ -28,15 +28,6 @@ def _body(req: Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise InvalidArgument("the exec configuration must be a JSON object")
     return body
-
-
-def _console_size(value: Any) -> tuple[int, int] | None:
-    if not value:
-        return None
-    if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and 0 <= v <= 0xFFFF
-                                                                 for v in value)):
-        raise InvalidArgument(f"ConsoleSize must be [rows, columns], not {value!r}")
-    return (value[0], value[1]) if all(value) else None
 
 
 def create(svc: Services, req: Request, h: Handler, name: str) -> None:
@@ -62,7 +53,7 @@ def create(svc: Services, req: Request, h: Handler, name: str) -> None:
     with svc.pool.runtime() as rt:
         rec = execs.create(rt, rt.get(name), cfg, stdout=bool(body.get("AttachStdout")),
                            stderr=bool(body.get("AttachStderr")), detach_keys=keys,
-                           console_size=_console_size(body.get("ConsoleSize")))
+                           console_size=decode.console_size(body.get("ConsoleSize")))
     h.send_json(201, {"Id": rec.id})
 
 
@@ -74,7 +65,7 @@ def start(svc: Services, req: Request, h: Handler, exec_id: str) -> None:
     unknown = sorted(k for k, v in body.items() if k not in ("Detach", "Tty", "ConsoleSize") and v)
     if unknown:
         raise InvalidArgument(f"exec start: {unknown[0]} is not supported by pydock")
-    size = _console_size(body.get("ConsoleSize"))
+    size = decode.console_size(body.get("ConsoleSize"))
     with svc.pool.runtime() as rt:
         cid, rec = execs.find(rt.layout, exec_id)
         c = rt.get(cid)

@@ -164,7 +164,7 @@ def container_inspect(c: Container, image_name: str) -> dict[str, Any]:
         "PortBindings": _port_bindings(hc),
         "RestartPolicy": hc.get("RestartPolicy") or {"Name": "no", "MaximumRetryCount": 0},
         "AutoRemove": bool(hc.get("AutoRemove")), "VolumeDriver": "", "VolumesFrom": hc.get("VolumesFrom"),
-        "ConsoleSize": [0, 0], "CapAdd": hc.get("CapAdd"), "CapDrop": hc.get("CapDrop"), "CgroupnsMode": "private",
+        "ConsoleSize": hc.get("ConsoleSize") or [0, 0], "CapAdd": hc.get("CapAdd"), "CapDrop": hc.get("CapDrop"), "CgroupnsMode": "private",
         "Dns": cfg.get("Dns") or [], "DnsOptions": [], "DnsSearch": hc.get("DnsSearch") or [],
         "ExtraHosts": hc.get("ExtraHosts"), "GroupAdd": hc.get("GroupAdd"),
         "IpcMode": "private", "Cgroup": "", "Links": _links_for_inspect(c), "OomScoreAdj": 0, "PidMode": "",

@@ -217,3 +217,25 @@ def test_legacy_200_hijack_takes_stdin_sent_with_the_request(server):
     assert b"".join(p for k, p in frames if k == 1) == b"sent-with-the-head\nand-after-it\n"
     assert b"".join(p for k, p in frames if k == 2) == b"end\n"
     assert server.docker("rm", cid).returncode == 0
+
+
+def test_a_detached_tty_container_starts_at_the_size_given_at_create(server):
+    """`docker run -dt` from a terminal sends HostConfig.ConsoleSize; nobody resizes a detached container,
+    so its terminal has that size from the start (and [0, 0], or none, leaves the kernel's 0 0)."""
+    t = Tmux(cols=91, rows=17)
+    name = uniq("cs")
+    try:
+        t.start(_docker_argv(server, "run", "-dt", "--name", name, "--net", "none", "busybox", "sh", "-c",
+                             "stty size; sleep 30"))
+        assert t.exit_status() == 0
+        logs = server.docker("logs", name)
+        for _ in range(100):
+            if logs.stdout.strip():
+                break
+            logs = server.docker("logs", name)
+        assert logs.stdout.decode().split() == ["17", "91"]
+        size = server.docker("inspect", "-f", "{{json .HostConfig.ConsoleSize}}", name)
+        assert size.stdout.decode().strip() == "[17,91]"
+    finally:
+        t.close()
+        server.docker("rm", "-f", name)
