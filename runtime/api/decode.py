@@ -207,7 +207,7 @@ def create_options(body: Any, name: str | None) -> CreateOptions:
         privileged=bool(hc.get("Privileged")),
         memory_swap=int(hc["MemorySwap"]) if hc.get("MemorySwap") else None,
         memory_swappiness=int(hc["MemorySwappiness"]) if hc.get("MemorySwappiness") not in (None, -1) else None,
-        console_size=console_size(hc.get("ConsoleSize")),
+        console_size=console_size(hc.get("ConsoleSize")) or (),
         **_log_config(hc.get("LogConfig")),
     )
 
