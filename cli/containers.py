@@ -170,7 +170,17 @@ def _create_options(image: str, cmd: tuple[str, ...], o: dict[str, Any], auto_re
         memory_swappiness=o.get("memory_swappiness"),
         log_driver=o.get("log_driver"),
         log_opts=o.get("log_opts") or (),
+        console_size=_terminal_size() if o.get("tty") else (),
     )
+
+
+def _terminal_size() -> tuple[int, ...]:
+    """This terminal's (rows, columns), which a -t container starts with (as the docker CLI sends it)."""
+    try:
+        size = os.get_terminal_size(sys.stdout.fileno())
+    except OSError:
+        return ()  # not a terminal: the kernel's 0x0 until someone resizes
+    return (size.lines, size.columns) if size.lines and size.columns else ()
 
 
 def _security_opt(values: tuple[str, ...]) -> tuple[str, ...]:

@@ -9,7 +9,7 @@ import subprocess
 import time
 
 import pytest
-from tty_helpers import pydock, pydock_argv
+from tty_helpers import Tmux, pydock, pydock_argv
 
 pytestmark = pytest.mark.lxc
 
@@ -199,3 +199,20 @@ def _wait_for_process(cmdline: bytes, timeout: float = 60) -> None:
                     continue  # gone meanwhile, or not ours to read
         time.sleep(0.05)
     raise AssertionError(f"no process {cmdline!r} within {timeout}s")
+
+
+def test_a_detached_tty_container_starts_at_this_terminals_size(root):
+    """`run -dt` from a terminal: nobody resizes a detached container, so it starts at the caller's size."""
+    t = Tmux(cols=93, rows=19)
+    try:
+        t.start(pydock_argv(root, "run", "-dt", "--name", "sized", "busybox", "sh", "-c", "stty size; sleep 30"))
+        assert t.exit_status() == 0
+        for _ in range(100):
+            out = pydock(root, "logs", "sized").stdout
+            if out.strip():
+                break
+            time.sleep(0.05)
+        assert out.split() == [b"19", b"93"]
+    finally:
+        t.close()
+        pydock(root, "rm", "-f", "sized")
