@@ -67,6 +67,9 @@ class CreateOptions:
     devices: tuple[str, ...] = ()                # --device HOST[:CONTAINER][:rwm]
     restart: str | None = None                   # --restart no|always|unless-stopped|on-failure[:N]
     stop_timeout: int | None = None              # --stop-timeout SECONDS (Config.StopTimeout)
+    network_aliases: tuple[str, ...] = ()        # --network-alias (on a user network)
+    ip_address: str | None = None                # --ip (on a user network)
+    mac_address: str | None = None               # --mac-address (Config.MacAddress)
 
     def __post_init__(self) -> None:
         for f in fields(self):
