@@ -58,6 +58,7 @@ COMMANDS: dict[str, str] = {
     "commit": "pydock.cli.containers:commit",
     "export": "pydock.cli.containers:export",
     "volume": "pydock.cli.volumes:volume",
+    "network": "pydock.cli.networks:network",
     "container": "pydock.cli.containers:container",
     "boot": "pydock.cli.containers:boot",
     "attach": "pydock.cli.interactive:attach",

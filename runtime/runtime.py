@@ -719,4 +719,9 @@ class Runtime:
         header = out[0].split()
         return header, [line.split(None, len(header) - 1) for line in out[1:]]
 
+    @property
+    def user_networks(self) -> Any:
+        """User-defined networks (`links/networks.py`), beside the default bridge."""
+        from pydock.links.networks import Networks  # lazy: pyroute2 is heavy; only user networks need it
 
+        return Networks(self.layout, self.bridge if self.networking else None)
