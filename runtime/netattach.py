@@ -89,6 +89,9 @@ def connect(rt: Runtime, c: Container, ref: str, aliases: list[str], ip: str = "
     from pydock.links import hotplug  # lazy: only connect hot-plugs
     from pydock.runtime.launcher import container_init  # lazy: only a running container needs its init
 
+    if ref in ("bridge", "host", "none"):
+        raise InvalidArgument(f"pydock connects containers to user networks only; {ref} is chosen when the "
+                              "container is created (--net)")
     mode = c.hostconfig.get("NetworkMode") or "default"
     if mode == "host" or mode.startswith("container:") or c.config.get("NetworkDisabled"):
         raise Conflict(f"container {c.name or c.short_id} cannot be connected to a network: it does not have a "
@@ -113,6 +116,8 @@ def connect(rt: Runtime, c: Container, ref: str, aliases: list[str], ip: str = "
 
 def disconnect(rt: Runtime, c: Container, ref: str) -> None:
     """`network disconnect`: a running container loses its interface there, its members their line."""
+    if ref in ("bridge", "host", "none"):
+        raise InvalidArgument(f"pydock disconnects containers from user networks only, not from {ref}")
     rec = rt.user_networks.get(ref)
     if c.id not in rec.endpoints:
         raise Conflict(f"container {c.name.lstrip('/') or c.short_id} is not connected to network {rec.name}")

@@ -7,7 +7,7 @@ import logging
 import re
 from collections.abc import Callable, Iterable
 
-from pydock.runtime.api import build, containers, events, images, system, volumes
+from pydock.runtime.api import build, containers, events, images, networks, system, volumes
 from pydock.runtime.api.httpd import Handler, Request
 from pydock.runtime.api.services import Services
 from pydock.utils.errors import Conflict, InvalidArgument, LaunchError, NotFound, PydockError
@@ -39,7 +39,8 @@ class Router:
     def __init__(self, services: Services, routes: Iterable[Route] | None = None) -> None:
         self.services = services
         table = routes if routes is not None else [*system.ROUTES, *containers.ROUTES, *events.ROUTES,
-                                                   *images.ROUTES, *build.ROUTES, *volumes.ROUTES]
+                                                   *images.ROUTES, *build.ROUTES, *volumes.ROUTES,
+                                                   *networks.ROUTES]
         self.routes = [(method, re.compile(f"^{pattern}/?$"), fn) for method, pattern, fn in table]
 
     def __call__(self, req: Request, h: Handler) -> None:
