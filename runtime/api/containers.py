@@ -44,9 +44,15 @@ def size_of(rt: Runtime, c: Container) -> tuple[int, int]:
 
 def _matches(c: Container, names: list[str], filters: dict[str, list[str]]) -> bool:
     """Whether a container passes `docker ps --filter` id=, name= (a regexp, matched in linear time like
-    Docker's RE2: a client's pattern cannot make the server backtrack for minutes) and status=."""
+    Docker's RE2: a client's pattern cannot make the server backtrack for minutes), status= and label=K
+    or K=V (every one must hold: docker-compose finds a project's containers by their labels)."""
     if not all(c.id.startswith(value) for value in filters.get("id", [])):
         return False
+    labels = c.config.get("Labels") or {}
+    for want in filters.get("label", []):
+        key, sep, value = want.partition("=")
+        if key not in labels or sep and labels[key] != value:
+            return False
     patterns = [saferegex.compile(p) for p in filters.get("name", [])]
     if patterns and not any(p.search(n.lstrip("/")) for p in patterns for n in names):
         return False
