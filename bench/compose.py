@@ -19,9 +19,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+from api import wait_for_socket  # bench/api.py: the same server, started the same way
 from benchlib import timed
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,14 +45,6 @@ def cli_down(pydock: list[str], env: dict[str, str]) -> None:
     for args in (["rm", "-f", f"{NAME}_web_1", f"{NAME}_worker_1", f"{NAME}_db_1"],
                  ["network", "rm", f"{NAME}_back"], ["volume", "rm", f"{NAME}_data"]):
         subprocess.run([*pydock, *args], capture_output=True, env=env)
-
-
-def wait_for_socket(path: Path, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 30
-    while not path.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"pydock serve did not start: {proc.stderr.read().decode() if proc.stderr else ''}")
-        time.sleep(0.05)
 
 
 def bench(rounds: int) -> None:

@@ -93,12 +93,7 @@ class NetState:
         net = self.subnet
         used = {a.ip for a in self.allocations.values()} | {self.gateway}
         if requested:
-            try:
-                want = ipaddress.IPv4Address(requested)
-            except ValueError:
-                raise InvalidArgument(f"invalid IPv4 address: {requested}") from None
-            if want not in net or want in (net.network_address, net.broadcast_address):
-                raise InvalidArgument(f"no configured subnet contains IP address {requested}")
+            want = host_address(net, requested, f"no configured subnet contains IP address {requested}")
             if str(want) in used:
                 raise Conflict(f"Address already in use: {requested}")
             alloc = Allocation(str(want), veth)
@@ -118,6 +113,18 @@ class NetState:
                 self.allocations[container_id] = alloc
                 return alloc
         raise NetworkError(f"No more IP addresses available on bridge {self.bridge} ({net})")
+
+
+def host_address(net: ipaddress.IPv4Network, text: str, outside: str) -> ipaddress.IPv4Address:
+    """`text` as an address a host of `net` may have (not its network or broadcast address); `outside`
+    is the error when it is not one."""
+    try:
+        ip = ipaddress.IPv4Address(text)
+    except ValueError:
+        raise InvalidArgument(f"invalid IPv4 address: {text}") from None
+    if ip not in net or ip in (net.network_address, net.broadcast_address):
+        raise InvalidArgument(outside)
+    return ip
 
 
 def host_routes() -> list[ipaddress.IPv4Network]:

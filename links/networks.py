@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from pydock.links import isolation
-from pydock.links.ipam import IPAM, host_routes
+from pydock.links.ipam import IPAM, host_address, host_routes
 from pydock.links.netstore import Endpoint, NetStore, NetworkRecord
 from pydock.links.network import NetworkManager, NetworkSettings
 from pydock.utils.errors import Conflict, InvalidArgument, NotFound
@@ -148,12 +148,7 @@ class Networks:
                 raise Conflict("could not find an available, non-overlapping IPv4 address pool among the "
                                "defaults to assign to the network")
         if gateway:
-            try:
-                gw = ipaddress.IPv4Address(gateway)
-            except ValueError:
-                raise InvalidArgument(f"invalid gateway {gateway}") from None
-            if gw not in net or gw in (net.network_address, net.broadcast_address):
-                raise InvalidArgument(f"no matching subnet for gateway {gateway}")
+            gw = host_address(net, gateway, f"no matching subnet for gateway {gateway}")
         else:
             gw = net.network_address + 1
         return net, str(gw)
@@ -200,17 +195,12 @@ class Networks:
                 mac: str = "") -> NetworkRecord:
         """Record `container_id` as a member (its address comes when it runs: `attach`)."""
         aliases = [check_alias(a) for a in aliases]
-        if ip:
-            try:
-                ipaddress.IPv4Address(ip)
-            except ValueError:
-                raise InvalidArgument(f"invalid IPv4 address: {ip}") from None
         with self.store.locked() as nets:
             rec = self._find(nets, ref)
             if container_id in rec.endpoints:
                 raise Conflict(f"endpoint with name {name} already exists in network {rec.name}")
-            if ip and ipaddress.IPv4Address(ip) not in ipaddress.IPv4Network(rec.subnet):
-                raise InvalidArgument(f"no configured subnet contains IP address {ip}")
+            if ip:
+                host_address(ipaddress.IPv4Network(rec.subnet), ip, f"no configured subnet contains IP address {ip}")
             rec.endpoints[container_id] = Endpoint(name=name, aliases=aliases, ip=ip, mac=mac)
         return rec
 
@@ -229,14 +219,6 @@ class Networks:
         with self.store.locked() as nets:
             for rec in nets.values():
                 rec.endpoints.pop(container_id, None)
-
-    def rename(self, container_id: str, name: str) -> None:
-        if not self.store.path.exists():
-            return
-        with self.store.locked() as nets:
-            for rec in nets.values():
-                if container_id in rec.endpoints:
-                    rec.endpoints[container_id].name = name
 
     def memberships(self, container_id: str) -> list[NetworkRecord]:
         """The networks `container_id` is configured on."""

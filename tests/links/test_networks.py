@@ -240,3 +240,65 @@ def test_killed_run_and_prune_leave_nothing(in_netns, tmp_path: Path) -> None:
     kernel = out["kernel"]
     assert not [n for n in kernel["links"] if n.startswith(("br-", "ve"))], kernel
     assert not [r for r in kernel["filter"] + kernel["nat"] if "br-" in r or "PYDOCK-ISOLATION" in r], kernel
+
+
+# -- the library underneath (no containers) -----------------------------------------------------
+
+
+def test_store_change_inside_a_failed_transaction_is_not_written(tmp_path: Path) -> None:
+    from pydock.links.netstore import NetStore, NetworkRecord
+
+    store = NetStore(tmp_path / "network")
+    with store.locked() as nets:
+        nets["a" * 64] = NetworkRecord("one", "a" * 64, "2026-01-01T00:00:00Z", "10.9.0.0/24", "10.9.0.1")
+    before = store.path.read_bytes()
+    with pytest.raises(RuntimeError):
+        with store.locked() as nets:
+            nets["a" * 64].endpoints.clear()
+            nets.pop("a" * 64)
+            raise RuntimeError("boom")
+    assert store.path.read_bytes() == before
+    assert [r.name for r in store.read().values()] == ["one"] and store.path.stat().st_mode & 0o777 == 0o600
+
+
+def _subnets_body(root: str) -> dict:
+    from pydock.links.ipam import IPAM
+    from pydock.links.networks import Networks
+    from pydock.utils.errors import Conflict
+    from pydock.utils.paths import RootLayout
+
+    layout = RootLayout(Path(root))
+    IPAM(layout.network, "pydock0").allocate("c" * 64, bip="172.18.0.1/16")  # the default bridge holds 172.18/16
+    nets = Networks(layout, "pydock0")
+    first, second = nets.create("a"), nets.create("b")
+    out = {"subnets": [first.subnet, second.subnet], "gateways": [first.gateway, second.gateway]}
+    try:
+        nets.create("c", subnet=second.subnet)
+    except Conflict as err:
+        out["overlap"] = str(err)
+    out["chain"] = subprocess.run(["iptables", "-w", "-S", "PYDOCK-ISOLATION"], capture_output=True,
+                                  text=True).stdout.splitlines()
+    out["forward_first"] = [r for r in subprocess.run(["iptables", "-w", "-S", "FORWARD"], capture_output=True,
+                                                      text=True).stdout.splitlines() if r.startswith("-A")][0]
+    nets.remove("a")
+    out["chain_after"] = subprocess.run(["iptables", "-w", "-S", "PYDOCK-ISOLATION"], capture_output=True,
+                                        text=True).stdout.splitlines()
+    out["bridges"] = [first.bridge, second.bridge]
+    nets.remove("b")
+    out["chain_gone"] = subprocess.run(["iptables", "-w", "-S", "PYDOCK-ISOLATION"], capture_output=True).returncode
+    return out
+
+
+def test_subnets_never_overlap_and_isolation_rules_follow_networks(in_netns, tmp_path: Path) -> None:
+    out = in_netns(_subnets_body, str(tmp_path / "root"))
+    assert out["subnets"] == ["172.19.0.0/16", "172.20.0.0/16"] and out["gateways"] == ["172.19.0.1", "172.20.0.1"]
+    assert out["overlap"] == "Pool overlaps with other one on this address space"
+    a, b = out["bridges"]
+    assert sorted(out["chain"][1:]) == sorted([
+        f"-A PYDOCK-ISOLATION -i {a} -o pydock0 -j DROP", f"-A PYDOCK-ISOLATION -i pydock0 -o {a} -j DROP",
+        f"-A PYDOCK-ISOLATION -i {b} -o pydock0 -j DROP", f"-A PYDOCK-ISOLATION -i pydock0 -o {b} -j DROP",
+        f"-A PYDOCK-ISOLATION -i {b} -o {a} -j DROP", f"-A PYDOCK-ISOLATION -i {a} -o {b} -j DROP"])
+    assert out["forward_first"] == "-A FORWARD -j PYDOCK-ISOLATION"
+    assert sorted(out["chain_after"][1:]) == sorted([f"-A PYDOCK-ISOLATION -i {b} -o pydock0 -j DROP",
+                                                     f"-A PYDOCK-ISOLATION -i pydock0 -o {b} -j DROP"])
+    assert out["chain_gone"] != 0  # the last network took the chain (and FORWARD's jump) with it
