@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import json
 import logging
 import os
 import socket
@@ -395,14 +396,31 @@ class NetworkManager:
                     out.append((p.get("HostIp", "0.0.0.0"), int(p["HostPort"])))
         return out
 
+    def _taken_elsewhere(self, proto: str) -> list[tuple[str, int]]:
+        """Host ports published on this root's other bridges (the default one, user networks). Their
+        state files are read without their locks - each is replaced whole, and taking a second bridge's
+        lock while holding ours could deadlock with a publish there - so two publishes of one port on two
+        bridges at the very same moment can still both pass."""
+        out: list[tuple[str, int]] = []
+        for path in self.ipam.state_dir.glob("*.json"):
+            if path == self.ipam.path or path.name.startswith("."):
+                continue
+            try:
+                data = json.loads(path.read_text())
+                if "Allocations" in data:
+                    out += self._taken(NetState.from_json(data), proto)
+            except (OSError, ValueError, KeyError) as err:
+                log.debug("published ports of %s not read (%s): not checked against", path.name, err)
+        return out
+
     def _check_free(self, state: NetState, proto: str, host_ip: str, host_port: int) -> None:
         ip = host_ip or "0.0.0.0"
-        for other_ip, other_port in self._taken(state, proto):
+        for other_ip, other_port in [*self._taken(state, proto), *self._taken_elsewhere(proto)]:
             if other_port == host_port and "0.0.0.0" in (ip, other_ip) or (other_ip, other_port) == (ip, host_port):
                 raise Conflict(f"Bind for {ip}:{host_port} failed: port is already allocated")
 
     def _ephemeral(self, state: NetState, proto: str, host_ip: str) -> int:
-        used = {port for _, port in self._taken(state, proto)}
+        used = {port for _, port in [*self._taken(state, proto), *self._taken_elsewhere(proto)]}
         for port in range(EPHEMERAL_START, EPHEMERAL_END + 1):
             if port not in used and _port_free(proto, host_ip, port):
                 return port

@@ -41,6 +41,13 @@ def endpoint_json(rec_id: str, cid: str, settings: NetworkSettings, aliases: lis
             "DriverOpts": None}
 
 
+def bridge_endpoint(rt: Runtime, cid: str, settings: NetworkSettings) -> dict[str, Any]:
+    """The `bridge` entry of a container on the default bridge (its id as `network ls` shows it)."""
+    from pydock.links.networks import predefined_id  # lazy: networking only
+
+    return endpoint_json(predefined_id(str(rt.layout.root), "bridge"), cid, settings, [], "")
+
+
 def attach(rt: Runtime, c: Container) -> list[tuple[NetworkRecord, NetworkSettings]]:
     """Addresses on every user network `c` is a member of, its NetworkMode's first."""
     if not has_networks(rt):

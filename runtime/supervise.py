@@ -135,7 +135,7 @@ def _prepare(rt: Runtime, c: Container) -> Prepared:
     if settings is not None:
         net_json = {**settings.to_json(), "Networks": netattach.networks_json(joined, c.id)}
         if rt.uses_network(c):
-            net_json["Networks"]["bridge"] = netattach.endpoint_json("", c.id, settings, [], "")
+            net_json["Networks"]["bridge"] = netattach.bridge_endpoint(rt, c.id, settings)
         c.network = net_json
     user = add_groups(rootfs, resolve_user(rootfs, cfg.get("User") or ""), c.hostconfig.get("GroupAdd") or ())
     link_hosts = [*link_hosts, *(check_extra_host(h) for h in c.hostconfig.get("ExtraHosts") or ())]

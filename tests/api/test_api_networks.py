@@ -52,11 +52,17 @@ def test_docker_network_lifecycle(netns_server) -> None:
     assert busy.returncode != 0 and b"has active endpoints" in busy.stderr
     # a default-bridge container joins the network at once, and leaves it
     _ok(srv.docker("run", "-d", "--name", "client", "busybox", "sleep", "120"))
+    bridge = json.loads(_ok(srv.docker("network", "inspect", "bridge")))[0]
+    assert [c["Name"] for c in bridge["Containers"].values()] == ["client"]
+    client_nets = json.loads(_ok(srv.docker("inspect", "client")))[0]["NetworkSettings"]["Networks"]
+    assert list(client_nets) == ["bridge"] and client_nets["bridge"]["NetworkID"] == bridge["Id"]
     lonely = _exec(srv, "client", "nc", "-w", "2", "10.55.0.2", "7000")
     assert lonely.stdout == b""
     _ok(srv.docker("network", "connect", "--alias", "cli", "appnet", "client"))
     assert _ok(_exec(srv, "client", "nc", "-w", "3", "api", "7000")) == "pong\n"
     assert "\tclient cli\n" in _ok(_exec(srv, "srv1", "cat", "/etc/hosts"))
+    client_nets = json.loads(_ok(srv.docker("inspect", "client")))[0]["NetworkSettings"]["Networks"]
+    assert sorted(client_nets) == ["appnet", "bridge"] and client_nets["appnet"]["Aliases"] == ["cli"]
     _ok(srv.docker("network", "disconnect", "appnet", "client"))
     assert "client" not in _ok(_exec(srv, "srv1", "cat", "/etc/hosts"))
     bad = srv.docker("network", "create", "--ipv6", "v6net")

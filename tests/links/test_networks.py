@@ -150,6 +150,8 @@ def _members_body(root: str) -> dict:
         out["across_back"] = pd("exec", "other", "nc", "-w", "2", ips["web"], "7000")
         out["from_default"] = pd("exec", "plain", "nc", "-w", "2", ips["web"], "7000")
         out["rm_in_use"] = pd("network", "rm", "front")
+        assert pd("run", "-d", "--name", "pub", "-p", "18090:80", "busybox", "sleep", "300")[0] == 0
+        out["port_taken_across"] = pd("run", "--rm", "--net", "back", "-p", "18090:80", "busybox", "true")
         r = pd("stop", "-t", "1", "db")
         assert r[0] == 0, r
         out["web_hosts_db_stopped"] = _hosts(pd, "web")
@@ -189,6 +191,8 @@ def test_names_aliases_isolation_and_hosts_follow_members(in_netns, tmp_path: Pa
     assert out["by_alias_from_db"][1] == "pong\n"
     assert out["across"][1] == "" and out["across_back"][1] == "" and out["from_default"][1] == ""
     assert out["rm_in_use"][0] == 1 and "has active endpoints" in out["rm_in_use"][2]
+    assert out["port_taken_across"][0] == 125 and \
+        "Bind for 0.0.0.0:18090 failed: port is already allocated" in out["port_taken_across"][2]
     assert "\tdb database" not in out["web_hosts_db_stopped"]
     assert "\tdb database" in out["web_hosts_db_back"]
     assert out["connect"][0] == 0, out["connect"][2]
