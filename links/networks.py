@@ -111,6 +111,8 @@ class Networks:
             raise Conflict(f"network with name {name} already exists")
         if not _NAME_RE.fullmatch(name):
             raise InvalidArgument(f"invalid network name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+        # the record first (its subnet is then taken), the kernel side after: a crash in between leaves
+        # a network `network rm` takes apart, never a bridge or rule nothing records
         with self.store.locked() as nets:
             if any(rec.name == name for rec in nets.values()):
                 raise Conflict(f"network with name {name} already exists")
@@ -119,11 +121,12 @@ class Networks:
                                 created=datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
                                 subnet=str(net), gateway=gw, internal=internal, labels=dict(labels or {}))
             nets[rec.id] = rec
+        with self.store.locked() as nets:
             try:
                 self._bring_up(nets, rec)
             except BaseException:
                 self._take_down(rec)
-                del nets[rec.id]
+                nets.pop(rec.id, None)
                 raise
         return rec
 
