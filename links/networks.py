@@ -223,6 +223,16 @@ class Networks:
             for rec in nets.values():
                 rec.endpoints.pop(container_id, None)
 
+    def rename(self, container_id: str, name: str) -> list[str]:
+        """A renamed container's endpoints carry its new name; the ids of its networks."""
+        if not self.store.path.exists():
+            return []
+        with self.store.locked() as nets:
+            for rec in nets.values():
+                if container_id in rec.endpoints:
+                    rec.endpoints[container_id].name = name
+            return [rec.id for rec in nets.values() if container_id in rec.endpoints]
+
     def memberships(self, container_id: str) -> list[NetworkRecord]:
         """The networks `container_id` is configured on."""
         if not self.store.path.exists():

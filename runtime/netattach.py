@@ -91,6 +91,12 @@ def release(rt: Runtime, c: Container) -> None:
                     c.short_id, err)
 
 
+def renamed(rt: Runtime, c: Container) -> None:
+    """Members reach a renamed container by its new name (its old one goes from their hosts files)."""
+    if has_networks(rt):
+        refresh_hosts(rt, rt.user_networks.rename(c.id, c.name.lstrip("/")))
+
+
 def connect(rt: Runtime, c: Container, ref: str, aliases: list[str], ip: str = "") -> None:
     """`network connect`: a member from now on; a running container gets its interface at once."""
     from pydock.links import hotplug  # lazy: only connect hot-plugs
