@@ -650,6 +650,9 @@ class Runtime:
         except BaseException:
             self.names.rename(new, old)  # the record is the old one still: so is the name
             raise
+        from pydock.runtime.netattach import renamed  # lazy: only rename
+
+        renamed(self, c)
         notify.changed()
         self._event(c, "rename", oldName=old.lstrip("/"))
 

@@ -158,6 +158,11 @@ def _members_body(root: str) -> dict:
         r = pd("start", "db")
         assert r[0] == 0, r
         out["web_hosts_db_back"] = _hosts(pd, "web")
+        r = pd("rename", "db", "store")
+        assert r[0] == 0, r
+        out["web_hosts_renamed"] = _hosts(pd, "web")
+        r = pd("rename", "store", "db")
+        assert r[0] == 0, r
         out["connect"] = pd("network", "connect", "--alias", "bridgehead", "back", "web")
         out["web_reaches_other"] = pd("exec", "web", "nc", "-w", "3", "other", "7000")
         out["other_hosts_connected"] = _hosts(pd, "other")
@@ -195,6 +200,7 @@ def test_names_aliases_isolation_and_hosts_follow_members(in_netns, tmp_path: Pa
         "Bind for 0.0.0.0:18090 failed: port is already allocated" in out["port_taken_across"][2]
     assert "\tdb database" not in out["web_hosts_db_stopped"]
     assert "\tdb database" in out["web_hosts_db_back"]
+    assert "\tstore database\n" in out["web_hosts_renamed"] and "\tdb " not in out["web_hosts_renamed"]
     assert out["connect"][0] == 0, out["connect"][2]
     assert out["web_reaches_other"][1] == "pong\n"
     assert "\tweb bridgehead\n" in out["other_hosts_connected"]
