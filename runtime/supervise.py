@@ -121,7 +121,7 @@ def _prepare(rt: Runtime, c: Container) -> Prepared:
     if rt.uses_network(c):
         settings = rt.network.allocate(c.id, mac=cfg.get("MacAddress") or "")
         publisher = rt.network
-    elif joined and netattach.user_mode(c.hostconfig.get("NetworkMode")):
+    elif joined:  # on a user network (or connected to one with the default bridge off): eth0 is its first
         settings, extra = extra[0], extra[1:]
         publisher = rt.user_networks.manager(joined[0][0])
     if publisher is not None:
