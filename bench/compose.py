@@ -57,7 +57,7 @@ def bench(rounds: int) -> None:
     pydock = [sys.executable, "-m", "pydock.cli.main", "-g", str(root)]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYDOCK_", "DOCKER_"))}
     denv = {**env, "DOCKER_HOST": f"unix://{sock}", "DOCKER_CONFIG": str(tmp / "docker-config")}
-    up = [compose, "--no-ansi", "--project-directory", str(project), "-f", str(project / "docker-compose.yml"),
+    up = [compose, "--ansi", "never", "--project-directory", str(project), "-f", str(project / "docker-compose.yml"),
           "-p", NAME, "up", "-d"]
     down = [*up[:-2], "down", "-v"]
     server = subprocess.Popen([*pydock, "serve", "-H", f"unix://{sock}"], stdin=subprocess.DEVNULL,

@@ -26,17 +26,18 @@ def network() -> None:
 @click.option("--gateway", default="", metavar="IPV4", help="The bridge's address (default: the subnet's first).")
 @click.option("--label", "labels", multiple=True, metavar="K=V", help="Set metadata on the network.")
 @click.option("--internal", is_flag=True, help="No way out: no NAT, nothing forwarded off the network.")
+@click.option("--attachable", is_flag=True, help="Recorded, as Docker does (any container may join a local network).")
 @click.option("-o", "--opt", "opts", multiple=True, metavar="K=V", help="Driver options (none are supported).")
 @click.pass_context
 def create(ctx: click.Context, name: str, driver: str, subnet: str, gateway: str, labels: tuple[str, ...],
-           internal: bool, opts: tuple[str, ...]) -> None:
+           internal: bool, attachable: bool, opts: tuple[str, ...]) -> None:
     """Create a network and print its id."""
     if driver != "bridge":
         raise InvalidArgument(f"network driver {driver!r} is not supported: only bridge")
     if opts:
         raise InvalidArgument("network driver options (-o) are not supported by pydock's bridge driver")
     rec = ctx.obj.runtime().user_networks.create(name, subnet=subnet, gateway=gateway, labels=parse_labels(labels),
-                                                 internal=internal)
+                                                 internal=internal, attachable=attachable)
     click.echo(rec.id)
 
 

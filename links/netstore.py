@@ -35,6 +35,7 @@ class NetworkRecord:
     subnet: str  # 172.18.0.0/16
     gateway: str  # 172.18.0.1
     internal: bool = False
+    attachable: bool = False  # recorded and shown, as dockerd does; any container may join a local network
     labels: dict[str, str] = field(default_factory=dict)
     options: dict[str, str] = field(default_factory=dict)
     endpoints: dict[str, Endpoint] = field(default_factory=dict)  # container id -> endpoint

@@ -105,7 +105,7 @@ class Networks:
         return taken
 
     def create(self, name: str, *, subnet: str = "", gateway: str = "", labels: Mapping[str, str] | None = None,
-               internal: bool = False) -> NetworkRecord:
+               internal: bool = False, attachable: bool = False) -> NetworkRecord:
         """Make the network: its record, bridge, NAT (unless internal) and isolation rules."""
         if name in PREDEFINED:
             raise Conflict(f"network with name {name} already exists")
@@ -119,7 +119,8 @@ class Networks:
             net, gw = self._choose_subnet(nets, subnet, gateway)
             rec = NetworkRecord(name=name, id=generate_id(),
                                 created=datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
-                                subnet=str(net), gateway=gw, internal=internal, labels=dict(labels or {}))
+                                subnet=str(net), gateway=gw, internal=internal, attachable=attachable,
+                                labels=dict(labels or {}))
             nets[rec.id] = rec
         with self.store.locked() as nets:
             try:
@@ -323,7 +324,7 @@ class Networks:
         return {"Name": rec.name, "Id": rec.id, "Created": rec.created, "Scope": "local", "Driver": "bridge",
                 "EnableIPv6": False,
                 "IPAM": {"Driver": "default", "Options": {}, "Config": [{"Subnet": rec.subnet, "Gateway": rec.gateway}]},
-                "Internal": rec.internal, "Attachable": False, "Ingress": False, "ConfigFrom": {"Network": ""},
+                "Internal": rec.internal, "Attachable": rec.attachable, "Ingress": False, "ConfigFrom": {"Network": ""},
                 "ConfigOnly": False, "Containers": containers,
                 "Options": {"com.docker.network.bridge.name": rec.bridge, **rec.options}, "Labels": dict(rec.labels)}
 

@@ -68,7 +68,7 @@ def create(svc: Services, req: Request, h: Handler) -> None:
     subnet, gateway = _ipam(body.get("IPAM"))
     with svc.pool.runtime() as rt:
         rec = rt.user_networks.create(name, subnet=subnet, gateway=gateway, labels=labels,
-                                      internal=bool(body.get("Internal")))
+                                      internal=bool(body.get("Internal")), attachable=bool(body.get("Attachable")))
     h.send_json(201, {"Id": rec.id, "Warning": ""})
 
 

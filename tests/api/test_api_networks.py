@@ -67,8 +67,10 @@ def test_docker_network_lifecycle(netns_server) -> None:
     assert "client" not in _ok(_exec(srv, "srv1", "cat", "/etc/hosts"))
     bad = srv.docker("network", "create", "--ipv6", "v6net")
     assert bad.returncode != 0 and b"EnableIPv6 is not supported" in bad.stderr
+    _ok(srv.docker("network", "create", "--attachable", "joinable"))  # docker-compose asks for it
+    assert json.loads(_ok(srv.docker("network", "inspect", "joinable")))[0]["Attachable"] is True
     _ok(srv.docker("rm", "-f", "srv1", "client"))
-    assert _ok(srv.docker("network", "prune", "-f")).split() == ["Deleted", "Networks:", "appnet"]
+    assert _ok(srv.docker("network", "prune", "-f")).split() == ["Deleted", "Networks:", "appnet", "joinable"]
     assert "br-" not in _in_server_netns(srv, "ip", "-o", "link")
     rules = _in_server_netns(srv, "iptables", "-w", "-S") + _in_server_netns(srv, "iptables", "-w", "-t", "nat", "-S")
     assert "br-" not in rules and "PYDOCK-ISOLATION" not in rules
