@@ -60,6 +60,7 @@ COMMANDS: dict[str, str] = {
     "update": "pydock.cli.containers:update",
     "cp": "pydock.cli.copy:cp",
     "volume": "pydock.cli.volumes:volume",
+    "network": "pydock.cli.networks:network",
     "container": "pydock.cli.containers:container",
     "boot": "pydock.cli.containers:boot",
     "attach": "pydock.cli.interactive:attach",

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydock.utils.errors import InvalidArgument, NetworkError
+from pydock.utils.errors import Conflict, InvalidArgument, NetworkError
 
 # Docker 0.7's candidates for the bridge address, tried in order; the first that overlaps no host route wins.
 CANDIDATE_BIPS = (
@@ -36,6 +36,7 @@ class Allocation:
     veth: str = ""
     ports: list[dict[str, Any]] = field(default_factory=list)
     rules: list[list[str]] = field(default_factory=list)
+    mac: str = ""  # `--mac-address`; "" derives one from the address
 
 
 @dataclass
@@ -64,14 +65,16 @@ class NetState:
     def to_json(self) -> dict[str, Any]:
         return {
             "Bridge": self.bridge, "Bip": self.bip, "Last": self.last, "SetupKey": self.setup_key,
-            "Allocations": {cid: {"IP": a.ip, "Veth": a.veth, "Ports": a.ports, "Rules": a.rules}
+            "Allocations": {cid: {"IP": a.ip, "Veth": a.veth, "Ports": a.ports, "Rules": a.rules,
+                                  **({"Mac": a.mac} if a.mac else {})}
                             for cid, a in sorted(self.allocations.items())},
             "Links": self.links,
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> NetState:
-        allocs = {cid: Allocation(a["IP"], a.get("Veth", ""), list(a.get("Ports", [])), list(a.get("Rules", [])))
+        allocs = {cid: Allocation(a["IP"], a.get("Veth", ""), list(a.get("Ports", [])), list(a.get("Rules", [])),
+                                  a.get("Mac", ""))
                   for cid, a in data.get("Allocations", {}).items()}
         return cls(data["Bridge"], data.get("Bip", ""), data.get("Last", ""), data.get("SetupKey", ""),
                    allocs, list(data.get("Links", [])))
@@ -82,12 +85,20 @@ class NetState:
                 return cid
         return None
 
-    def allocate_ip(self, container_id: str, veth: str = "") -> Allocation:
-        """Give `container_id` the next free host address after the last one handed out (wrapping)."""
+    def allocate_ip(self, container_id: str, veth: str = "", requested: str = "") -> Allocation:
+        """Give `container_id` the next free host address after the last one handed out (wrapping), or
+        `requested` (`--ip`) when it is a free host address of the subnet."""
         if container_id in self.allocations:
             return self.allocations[container_id]
         net = self.subnet
         used = {a.ip for a in self.allocations.values()} | {self.gateway}
+        if requested:
+            want = host_address(net, requested, f"no configured subnet contains IP address {requested}")
+            if str(want) in used:
+                raise Conflict(f"Address already in use: {requested}")
+            alloc = Allocation(str(want), veth)
+            self.allocations[container_id] = alloc
+            return alloc
         first, last = int(net.network_address) + 1, int(net.broadcast_address) - 1
         if last < first:
             raise NetworkError(f"Subnet {net} of bridge {self.bridge} has no host addresses")
@@ -102,6 +113,18 @@ class NetState:
                 self.allocations[container_id] = alloc
                 return alloc
         raise NetworkError(f"No more IP addresses available on bridge {self.bridge} ({net})")
+
+
+def host_address(net: ipaddress.IPv4Network, text: str, outside: str) -> ipaddress.IPv4Address:
+    """`text` as an address a host of `net` may have (not its network or broadcast address); `outside`
+    is the error when it is not one."""
+    try:
+        ip = ipaddress.IPv4Address(text)
+    except ValueError:
+        raise InvalidArgument(f"invalid IPv4 address: {text}") from None
+    if ip not in net or ip in (net.network_address, net.broadcast_address):
+        raise InvalidArgument(outside)
+    return ip
 
 
 def host_routes() -> list[ipaddress.IPv4Network]:

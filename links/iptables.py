@@ -112,3 +112,22 @@ def chain_exists(table: Table, chain: str) -> bool:
 def list_rules(table: Table, chain: str | None = None) -> list[str]:
     """`iptables -S [chain]` lines, for inspection and tests."""
     return _checked("-t", table.value, "-S", *([chain] if chain else [])).splitlines()
+
+
+def ensure_chain(table: Table, chain: str) -> bool:
+    """`iptables -N chain` unless it exists; True if it was made."""
+    if chain_exists(table, chain):
+        return False
+    proc = run("-t", table.value, "-N", chain)
+    if proc.returncode != 0 and not chain_exists(table, chain):  # another process may have made it meanwhile
+        raise NetworkError(f"iptables -N {chain}: {proc.stderr.strip() or proc.returncode}")
+    return proc.returncode == 0
+
+
+def delete_chain(table: Table, chain: str) -> bool:
+    """Flush and delete `chain` (nothing may jump to it any more); True if it was there."""
+    if not chain_exists(table, chain):
+        return False
+    _checked("-t", table.value, "-F", chain)
+    _checked("-t", table.value, "-X", chain)
+    return True

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import json
 import logging
 import os
 import socket
@@ -19,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from pydock.links import bridge as br
-from pydock.links import iptables, rules
+from pydock.links import iptables, isolation, rules
 from pydock.links.ipam import IPAM, NetState, choose_bip, parse_bip
 from pydock.links.ports import Port, PortSpec, parse_port, parse_ports, parse_publish
 from pydock.links.veth import delete_leftover_veth, host_veth_name
-from pydock.utils.errors import Conflict, KernelFeatureMissing, NetworkError, NotFound
+from pydock.utils.errors import Conflict, InvalidArgument, KernelFeatureMissing, NetworkError, NotFound
 from pydock.utils.paths import RootLayout
 
 log = logging.getLogger(__package__)
@@ -96,30 +97,46 @@ class NetworkSettings:
                    data.get("Bridge", ""), data.get("MacAddress", ""), data.get("HostVeth", ""),
                    tuple(sorted(mappings)))
 
-    def lxc_config(self, *, gateway: bool = False) -> list[tuple[str, str]]:
+    def lxc_config(self, *, gateway: bool = False, index: int = 0) -> list[tuple[str, str]]:
         """lxc 5 `lxc.net.0.*` keys for a veth on the bridge with a static address.
 
         With `gateway`, `lxc.net.0.ipv4.gateway` makes lxc add the container's default route via the
         bridge's address; the launcher always asks for it. Nothing else sets a route (dockerinit only
         isolates mounts), so without it the container reaches its subnet only.
         """
-        lines = [("lxc.net.0.type", "veth"), ("lxc.net.0.link", self.bridge), ("lxc.net.0.flags", "up"),
-                 ("lxc.net.0.name", "eth0"), ("lxc.net.0.mtu", str(MTU))]
+        key = f"lxc.net.{index}"
+        lines = [(f"{key}.type", "veth"), (f"{key}.link", self.bridge), (f"{key}.flags", "up"),
+                 (f"{key}.name", f"eth{index}"), (f"{key}.mtu", str(MTU))]
         if self.mac_address:
-            lines.append(("lxc.net.0.hwaddr", self.mac_address))
+            lines.append((f"{key}.hwaddr", self.mac_address))
         if self.host_veth:
-            lines.append(("lxc.net.0.veth.pair", self.host_veth))
+            lines.append((f"{key}.veth.pair", self.host_veth))
         # lxc derives a wrong broadcast (0.0.0.255) unless it is given after the address
         iface = ipaddress.IPv4Interface(f"{self.ip_address}/{self.ip_prefix_len}")
-        lines.append(("lxc.net.0.ipv4.address", f"{iface} {iface.network.broadcast_address}"))
+        lines.append((f"{key}.ipv4.address", f"{iface} {iface.network.broadcast_address}"))
         if gateway:
-            lines.append(("lxc.net.0.ipv4.gateway", self.gateway))
+            lines.append((f"{key}.ipv4.gateway", self.gateway))
         return lines
 
 
-def lxc_network_config(settings: NetworkSettings, *, gateway: bool = False) -> list[tuple[str, str]]:
-    """The lxc network keys for a container's veth on the bridge (without one: lxcconf.EMPTY_NETWORK)."""
-    return settings.lxc_config(gateway=gateway)
+def lxc_network_config(settings: NetworkSettings, *, gateway: bool = False,
+                       extra: Iterable[NetworkSettings] = ()) -> list[tuple[str, str]]:
+    """The lxc network keys for a container's veth on the bridge (eth0, the default route's), then one
+    per further network it is connected to (eth1...); without any: lxcconf.EMPTY_NETWORK."""
+    lines = settings.lxc_config(gateway=gateway)
+    for index, more in enumerate(extra, start=1):
+        lines += more.lxc_config(index=index)
+    return lines
+
+
+def check_mac(mac: str) -> str:
+    """`--mac-address 02:42:ac:11:00:02`: six hex pairs, unicast, lower-cased."""
+    parts = mac.split(":")
+    if len(parts) != 6 or not all(len(p) == 2 and all(c in "0123456789abcdefABCDEF" for c in p) for p in parts):
+        raise InvalidArgument(f"invalid MAC address: {mac}")
+    if int(parts[0], 16) & 1:
+        raise InvalidArgument(f"invalid MAC address: {mac} is a multicast address")
+    return mac.lower()
 
 
 def mac_for_ip(ip: str) -> str:
@@ -153,7 +170,7 @@ class NetworkManager:
     """Bridge networking for one pydock root (state in `RootLayout.network`)."""
 
     def __init__(self, layout: RootLayout, bridge: str = DEFAULT_BRIDGE, bip: str | None = None,
-                 icc: bool = True) -> None:
+                 icc: bool = True, internal: bool = False) -> None:
         self.layout = layout
         self.bridge = bridge or DEFAULT_BRIDGE
         self.enabled = self.bridge != DISABLED
@@ -161,6 +178,7 @@ class NetworkManager:
             br.validate_ifname(self.bridge)
         self.bip = parse_bip(bip) if bip else None
         self.icc = icc
+        self.internal = internal  # a user network without a way out: no NAT, no forwarding off the bridge
         self.ipam = IPAM(layout.network, self.bridge)
 
     @staticmethod
@@ -200,9 +218,10 @@ class NetworkManager:
             if nf != "1":
                 br.write_sysctl("net.bridge.bridge-nf-call-iptables", "1")
         # inserted on top like Docker 0.7, so a host firewall's later DROP does not shadow them
-        iptables.insert(rules.masquerade(str(state.subnet)))
-        for rule in rules.forward(self.bridge):
-            iptables.insert(rule)
+        if not self.internal:
+            iptables.insert(rules.masquerade(str(state.subnet)))
+            for rule in rules.forward(self.bridge):
+                iptables.insert(rule)
         iptables.delete(rules.icc(self.bridge, not self.icc))
         iptables.insert(rules.icc(self.bridge, self.icc))
         # links made before (another process, other icc setting) must stay above the icc rule
@@ -211,6 +230,7 @@ class NetworkManager:
                 rule = iptables.Rule.from_json(data)
                 iptables.delete(rule)
                 iptables.insert(rule)
+        isolation.keep_on_top()  # user networks' isolation comes before any bridge's ACCEPT
 
     def ensure_bridge(self) -> str | None:
         """Create the bridge and its rules if needed; its `ip/prefix`, or None when networking is off."""
@@ -243,19 +263,21 @@ class NetworkManager:
     def _settings(self, state: NetState, container_id: str) -> NetworkSettings:
         alloc = state.allocations[container_id]
         mappings = tuple(sorted(PortMapping.from_json(p) for p in alloc.ports))
-        return NetworkSettings(alloc.ip, state.subnet.prefixlen, state.gateway, self.bridge, mac_for_ip(alloc.ip),
-                               alloc.veth, mappings)
+        return NetworkSettings(alloc.ip, state.subnet.prefixlen, state.gateway, self.bridge,
+                               alloc.mac or mac_for_ip(alloc.ip), alloc.veth, mappings)
 
-    def allocate(self, container_id: str) -> NetworkSettings | None:
-        """An address on the bridge for `container_id` (the same one if it already holds one); None if disabled."""
+    def allocate(self, container_id: str, *, ip: str = "", mac: str = "", veth: str = "") -> NetworkSettings | None:
+        """An address on the bridge for `container_id` (the same one if it already holds one); None if disabled.
+        `ip`/`mac`: the ones asked for (`--ip`, `--mac-address`); `veth`: the host end's name."""
         if not self.enabled:
             return None
         with self.ipam.locked() as state:
             self._ensure_bridge(state)
             fresh = container_id not in state.allocations
-            alloc = state.allocate_ip(container_id)
+            alloc = state.allocate_ip(container_id, requested=ip)
             if fresh:
-                veth = self.host_veth_name(container_id)
+                alloc.mac = check_mac(mac) if mac else ""
+                veth = veth or self.host_veth_name(container_id)
                 if any(a.veth == veth for cid, a in state.allocations.items() if cid != container_id):
                     veth = f"veth{container_id[:11]}"  # 8-char prefix shared with a running container
                 alloc.veth = veth
@@ -374,14 +396,31 @@ class NetworkManager:
                     out.append((p.get("HostIp", "0.0.0.0"), int(p["HostPort"])))
         return out
 
+    def _taken_elsewhere(self, proto: str) -> list[tuple[str, int]]:
+        """Host ports published on this root's other bridges (the default one, user networks). Their
+        state files are read without their locks - each is replaced whole, and taking a second bridge's
+        lock while holding ours could deadlock with a publish there - so two publishes of one port on two
+        bridges at the very same moment can still both pass."""
+        out: list[tuple[str, int]] = []
+        for path in self.ipam.state_dir.glob("*.json"):
+            if path == self.ipam.path or path.name.startswith("."):
+                continue
+            try:
+                data = json.loads(path.read_text())
+                if "Allocations" in data:
+                    out += self._taken(NetState.from_json(data), proto)
+            except (OSError, ValueError, KeyError) as err:
+                log.debug("published ports of %s not read (%s): not checked against", path.name, err)
+        return out
+
     def _check_free(self, state: NetState, proto: str, host_ip: str, host_port: int) -> None:
         ip = host_ip or "0.0.0.0"
-        for other_ip, other_port in self._taken(state, proto):
+        for other_ip, other_port in [*self._taken(state, proto), *self._taken_elsewhere(proto)]:
             if other_port == host_port and "0.0.0.0" in (ip, other_ip) or (other_ip, other_port) == (ip, host_port):
                 raise Conflict(f"Bind for {ip}:{host_port} failed: port is already allocated")
 
     def _ephemeral(self, state: NetState, proto: str, host_ip: str) -> int:
-        used = {port for _, port in self._taken(state, proto)}
+        used = {port for _, port in [*self._taken(state, proto), *self._taken_elsewhere(proto)]}
         for port in range(EPHEMERAL_START, EPHEMERAL_END + 1):
             if port not in used and _port_free(proto, host_ip, port):
                 return port

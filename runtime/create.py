@@ -39,6 +39,7 @@ def create_container(rt: Runtime, opts: CreateOptions) -> Container:
     host, domain = split_hostname(opts.hostname)
     vols = [parse_volume(v) for v in opts.volumes]
     net_mode = network_mode(rt, opts)
+    mac = _network_fields(opts, net_mode)
     caps.resolve(opts.cap_add, opts.cap_drop)  # unknown names refused before anything is made
     tmpfs = {parse_tmpfs(spec)[0]: spec.partition(":")[2] for spec in opts.tmpfs}
     ulimits = [parse_ulimit(spec).to_json() for spec in opts.ulimits]
@@ -105,6 +106,8 @@ def create_container(rt: Runtime, opts: CreateOptions) -> Container:
         "StopSignal": opts.stop_signal or img_cfg.get("StopSignal") or None,
         "StopTimeout": opts.stop_timeout,
     }
+    if opts.mac_address:
+        config["MacAddress"] = mac
     hostconfig = {"Binds": [spec for spec in opts.volumes if ":" in spec] or None,
                   "ContainerIDFile": opts.cidfile or "", "LxcConf": lxc_conf or None, "Privileged": opts.privileged,
                   "PortBindings": {}, "PortSpecs": list(opts.ports), "Links": list(opts.links) or None,
@@ -127,6 +130,9 @@ def create_container(rt: Runtime, opts: CreateOptions) -> Container:
     try:
         c.name = assign_name(rt.names, cid, opts.name)
         made.append("name")
+        if user_network(net_mode):  # a member from now on: its address comes when it starts
+            rt.user_networks.connect(net_mode, cid, c.name.lstrip("/"), aliases=opts.network_aliases,
+                                     ip=opts.ip_address or "", mac=mac)
         _make_devices(rt, c, img.id, made)
         c.volumes, c.volumes_rw = _make_volumes(rt, c, vols, made)
         for target, (source, writable) in shared.items():
@@ -229,7 +235,13 @@ def network_mode(rt: Runtime, opts: CreateOptions) -> str:
     kind = "host" if value == "host" else "container" if isinstance(value, str) and value.startswith("container:") \
         else None
     if kind is None:
-        raise InvalidArgument(f"network {value} not found (pydock has bridge, none, host and container:NAME)")
+        if not isinstance(value, str) or not value:
+            raise InvalidArgument(f"network {value} not found")
+        name = rt.user_networks.get(value).name  # NotFound: "network X not found", as Docker says
+        if opts.links:
+            raise InvalidArgument("--link is only supported on the default bridge network (containers on a user "
+                                  "network reach each other by name; use --network-alias)")
+        return name
     if opts.ports or opts.publish_all:
         raise InvalidArgument(f"Conflicting options: port publishing and the {kind} network mode")
     if opts.links:
@@ -245,6 +257,25 @@ def network_mode(rt: Runtime, opts: CreateOptions) -> str:
     if not ref:
         raise InvalidArgument("Invalid network mode: invalid container format container:<name|id>")
     return "container:" + rt.get(ref).id
+
+
+def user_network(net_mode: str) -> bool:
+    """HostConfig.NetworkMode names a user network (not default, none, host or container:X)."""
+    return net_mode not in ("default", "none", "host") and not net_mode.startswith("container:")
+
+
+def _network_fields(opts: CreateOptions, net_mode: str) -> str:
+    """Check --network-alias, --ip, --mac-address against the network mode; the MAC address ("" if none)."""
+    from pydock.links.network import check_mac  # lazy: only a --mac-address needs it
+
+    on_user = user_network(net_mode)
+    if opts.network_aliases and not on_user:
+        raise InvalidArgument("network-scoped alias is supported only for containers in user defined networks")
+    if opts.ip_address and not on_user:
+        raise InvalidArgument("user specified IP address is supported on user defined networks only")
+    if opts.mac_address and net_mode not in ("default",) and not on_user:
+        raise InvalidArgument(f"Conflicting options: mac-address and the network mode ({net_mode})")
+    return check_mac(opts.mac_address) if opts.mac_address else ""
 
 
 def _default_hostname(rt: Runtime, net_mode: str) -> str:

@@ -136,3 +136,30 @@ def hosts_file(ip: str | None, hostname: str, domain: str, extra: Sequence[str] 
         lines.append(f"{ip}\t{full}\n")
     lines.extend(e + "\n" for e in extra)
     return "".join(lines) + HOSTS_TAIL
+
+
+#: where the network members' lines begin in a container's hosts file (all after it is rewritten)
+HOSTS_MARK = "# pydock network members\n"
+
+
+def set_hosts_section(path: Path, lines: Sequence[str]) -> bool:
+    """Replace the network members' lines of a container's hosts file, in place: the file is bind-mounted
+    into the running container, so its inode must stay (a rename would leave the container the old one).
+    One pwrite of the whole text then a truncate; the text is derived from the networks' state and
+    written again on every change and start, so a crash mid-write is repaired by the next one.
+    False if the file is gone (the container was removed meanwhile)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        with os.fdopen(os.dup(fd), "rb") as f:
+            text = f.read().decode(errors="replace")
+        base = text.split(HOSTS_MARK, 1)[0]
+        data = (base + (HOSTS_MARK + "".join(line + "\n" for line in lines) if lines else "")).encode()
+        if data != text.encode():
+            os.pwrite(fd, data, 0)
+            os.ftruncate(fd, len(data))
+    finally:
+        os.close(fd)
+    return True

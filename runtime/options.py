@@ -73,6 +73,9 @@ class CreateOptions:
     log_driver: str | None = None                # --log-driver json-file|none (None: json-file)
     log_opts: tuple[str, ...] = ()               # --log-opt max-size=10m, max-file=3
     console_size: tuple[str, ...] = ()           # a -t container's first terminal size: (rows, columns)
+    network_aliases: tuple[str, ...] = ()        # --network-alias (on a user network)
+    ip_address: str | None = None                # --ip (on a user network)
+    mac_address: str | None = None               # --mac-address (Config.MacAddress)
 
     def __post_init__(self) -> None:
         for f in fields(self):

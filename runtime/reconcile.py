@@ -21,7 +21,7 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from pydock.runtime import monitorlock, removal
+from pydock.runtime import monitorlock, netattach, removal
 from pydock.runtime.container import Container
 from pydock.runtime.launcher import container_init, stray_processes, wait_gone
 from pydock.runtime.state import EXIT_KILLED, EXIT_LOST
@@ -133,6 +133,11 @@ def reconcile_all(rt: Runtime) -> list[str]:
             rt.network.reconcile(live)
         except PydockError as err:
             log.warning("reconcile: the network could not be reconciled: %s", err)
+    if netattach.has_networks(rt):
+        try:
+            netattach.refresh_hosts(rt, rt.user_networks.reconcile(live))
+        except PydockError as err:
+            log.warning("reconcile: the user networks could not be reconciled: %s", err)
     try:
         prune_names(rt.names, set(rt.container_ids()))
     except PydockError as err:

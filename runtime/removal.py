@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from pydock.runtime import netattach
 from pydock.runtime.container import Container
 from pydock.utils.errors import PydockError
 
@@ -31,6 +32,11 @@ def destroy(rt: Runtime, c: Container, made: Sequence[str] = ("name", "init", "d
                 rt.driver.remove(device)
         except PydockError as err:
             log.warning("container %s: could not remove device %s: %s", c.short_id, device, err)
+    if netattach.has_networks(rt):  # it leaves the user networks it was made a member of
+        try:
+            rt.user_networks.forget(c.id)
+        except PydockError as err:
+            log.warning("container %s: could not leave its networks: %s", c.short_id, err)
     if "name" in made:
         try:
             rt.names.purge(c.id)
@@ -44,7 +50,12 @@ def destroy(rt: Runtime, c: Container, made: Sequence[str] = ("name", "init", "d
 
 
 def release_address(rt: Runtime, c: Container) -> None:
-    """Give the container's address (and veth, port rules) back; idempotent."""
+    """Give the container's addresses (and veths, port rules) back, on the bridge and its user networks
+    (whose members' hosts files then lose its line); idempotent."""
+    try:
+        netattach.release(rt, c)
+    except PydockError as err:
+        log.warning("container %s: could not release its user network addresses: %s", c.short_id, err)
     if not rt.uses_network(c):
         return
     try:

@@ -659,6 +659,9 @@ class Runtime:
         except BaseException:
             self.names.rename(new, old)  # the record is the old one still: so is the name
             raise
+        from pydock.runtime.netattach import renamed  # lazy: only rename
+
+        renamed(self, c)
         notify.changed()
         self._event(c, "rename", oldName=old.lstrip("/"))
 
@@ -778,3 +781,10 @@ class Runtime:
         from pydock.runtime import execs  # lazy: exec machinery, only for exec
 
         return execs.inspect(execs.find(self.layout, exec_id)[1])["ExitCode"]
+
+    @property
+    def user_networks(self) -> Any:
+        """User-defined networks (`links/networks.py`), beside the default bridge."""
+        from pydock.links.networks import Networks  # lazy: pyroute2 is heavy; only user networks need it
+
+        return Networks(self.layout, self.bridge if self.networking else None)

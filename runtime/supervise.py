@@ -19,8 +19,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from pydock.runtime import attach, caps, cgroups, confinement, ctty, events, lxcconf, monitorlock, notify, removal, \
-    restart
+from pydock.runtime import attach, caps, cgroups, confinement, ctty, events, lxcconf, monitorlock, netattach, notify, \
+    removal, restart
 from pydock.runtime.container import Container
 from pydock.runtime.etcfiles import check_extra_host, hosts_file
 from pydock.runtime.jsonlog import open_writer
@@ -115,15 +115,28 @@ def _prepare(rt: Runtime, c: Container) -> Prepared:
     settings = None
     link_env: list[str] = []
     link_hosts: list[str] = []
+    joined = netattach.attach(rt, c)  # user networks: [] unless the container is on one
+    extra = [s for _, s in joined]
+    publisher = None
     if rt.uses_network(c):
-        settings = rt.network.allocate(c.id)
+        settings = rt.network.allocate(c.id, mac=cfg.get("MacAddress") or "")
+        publisher = rt.network
+    elif joined:  # on a user network (or connected to one with the default bridge off): eth0 is its first
+        settings, extra = extra[0], extra[1:]
+        publisher = rt.user_networks.manager(joined[0][0])
+    if publisher is not None:
         specs = c.hostconfig.get("PortSpecs") or []
         if specs or c.hostconfig.get("PublishAllPorts"):
             exposed = list((cfg.get("ExposedPorts") or {}).keys()) if c.hostconfig.get("PublishAllPorts") else []
-            mappings = rt.network.publish(c.id, settings, [*specs, *exposed])
+            mappings = publisher.publish(c.id, settings, [*specs, *exposed])
             settings = settings.with_ports(mappings) if hasattr(settings, "with_ports") else settings
         link_env, link_hosts = _links(rt, c, settings)
-        c.network = settings.to_json() if settings is not None else None
+    net_json = None
+    if settings is not None:
+        net_json = {**settings.to_json(), "Networks": netattach.networks_json(joined, c.id)}
+        if rt.uses_network(c):
+            net_json["Networks"]["bridge"] = netattach.bridge_endpoint(rt, c.id, settings)
+        c.network = net_json
     user = add_groups(rootfs, resolve_user(rootfs, cfg.get("User") or ""), c.hostconfig.get("GroupAdd") or ())
     link_hosts = [*link_hosts, *(check_extra_host(h) for h in c.hostconfig.get("ExtraHosts") or ())]
     env = merge_env(
@@ -134,6 +147,7 @@ def _prepare(rt: Runtime, c: Container) -> Prepared:
     ip = settings.ip_address if settings is not None else None
     atomic_write(c.hosts_path, hosts_file(ip, cfg.get("Hostname", ""), cfg.get("Domainname", ""),
                                           link_hosts).encode(), 0o644, durable=False)
+    netattach.refresh_hosts(rt, [rec.id for rec, _ in joined])  # its members' lines, and it in theirs
     atomic_write(c.env_path, json.dumps(env).encode(), 0o644, durable=False)
     binds = [lxcconf.Bind(c.hostname_path, "/etc/hostname"), lxcconf.Bind(c.hosts_path, "/etc/hosts"),
              lxcconf.Bind(c.resolv_conf_path, "/etc/resolv.conf"), lxcconf.Bind(c.env_path, "/.dockerenv")]
@@ -147,7 +161,7 @@ def _prepare(rt: Runtime, c: Container) -> Prepared:
     if settings is not None:
         from pydock.links.network import lxc_network_config  # lazy: networking only (pyroute2 is heavy)
 
-        network = tuple(lxc_network_config(settings, gateway=True))
+        network = tuple(lxc_network_config(settings, gateway=True, extra=extra))
     privileged = bool(c.hostconfig.get("Privileged"))
     conf = confinement.parse(c.hostconfig.get("SecurityOpt"), privileged=privileged)
     held = caps.resolve(c.hostconfig.get("CapAdd") or (), c.hostconfig.get("CapDrop") or (), privileged=privileged)
@@ -186,7 +200,7 @@ def _prepare(rt: Runtime, c: Container) -> Prepared:
                                extra=tuple((d["Key"], d["Value"]) for d in c.hostconfig.get("LxcConf") or ()),
                                devices=_devices(c, privileged), privileged=privileged)
         atomic_write(c.lxc_config_path, lxcconf.render(spec).encode(), 0o600, durable=False)
-        return _launch_spec(rt, c, settings, argv, console)
+        return _launch_spec(rt, c, net_json, argv, console)
     except BaseException:
         console.close()
         raise
@@ -219,11 +233,12 @@ def _shared_network(rt: Runtime, c: Container) -> tuple[tuple[str, str], ...]:
     return lxcconf.EMPTY_NETWORK
 
 
-def _launch_spec(rt: Runtime, c: Container, settings: Any, argv: tuple[str, ...], console: Console) -> Prepared:
+def _launch_spec(rt: Runtime, c: Container, net_json: dict[str, Any] | None, argv: tuple[str, ...],
+                 console: Console) -> Prepared:
     """Record the network in the state, locate the helper, and put the launch together."""
-    if settings is not None:
+    if net_json is not None:
         with c.locked():
-            c.network = settings.to_json()
+            c.network = net_json
             c.save_state(c.state)
     helper = None
     if _launch_through_helper():

@@ -77,7 +77,6 @@ HOST_CONFIG: dict[str, Callable[[Any], bool]] = {
 #: Config fields -> the values that ask for nothing pydock does not do
 CONFIG: dict[str, Callable[[Any], bool]] = {
     "Healthcheck": _healthcheck,
-    "MacAddress": _empty,
     "OnBuild": _empty,
     "Shell": _empty,
 }

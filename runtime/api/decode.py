@@ -148,8 +148,7 @@ def create_options(body: Any, name: str | None) -> CreateOptions:
     refuse_unsupported(body)
     hc = body.get("HostConfig") or {}
     mode = hc.get("NetworkMode") or "default"
-    if mode not in ("default", "bridge", "none", "host") and not mode.startswith("container:"):
-        raise InvalidArgument(f"Network mode {mode} is not supported (use bridge, none, host or container:NAME)")
+    aliases, ip, mac = _endpoint(body.get("NetworkingConfig"), mode)
     cmd = body.get("Cmd")
     if isinstance(cmd, str):
         cmd = shlex.split(cmd)
@@ -178,7 +177,10 @@ def create_options(body: Any, name: str | None) -> CreateOptions:
         publish_all=bool(hc.get("PublishAllPorts")),
         expose=tuple(body.get("ExposedPorts") or {}),
         network=False if mode == "none" or body.get("NetworkDisabled") else
-        mode if mode == "host" or mode.startswith("container:") else True,
+        True if mode in ("default", "bridge") else mode,
+        network_aliases=aliases,
+        ip_address=ip or None,
+        mac_address=body.get("MacAddress") or mac or None,
         dns=_strings(hc, "Dns"),
         auto_remove=bool(hc.get("AutoRemove")),
         tty=bool(body.get("Tty")),
@@ -231,6 +233,41 @@ def _log_config(value: Any) -> dict[str, Any]:
         raise InvalidArgument("HostConfig.LogConfig must be an object with a Config object")
     return {"log_driver": str(value.get("Type") or "") or None,
             "log_opts": tuple(f"{k}={v}" for k, v in (value.get("Config") or {}).items())}
+
+
+#: EndpointsConfig fields that ask for nothing when empty (Docker's zeroed endpoint)
+_ENDPOINT_NOOP = ("DNSNames", "DriverOpts", "EndpointID", "Gateway", "GlobalIPv6Address", "GlobalIPv6PrefixLen",
+                  "GwPriority", "IPAddress", "IPPrefixLen", "IPv6Gateway", "Links", "NetworkID")
+
+
+def _endpoint(value: Any, mode: str) -> tuple[tuple[str, ...], str, str]:
+    """`NetworkingConfig.EndpointsConfig` of a create: (aliases, IPAMConfig.IPv4Address, MacAddress) of the
+    one network the container starts on (its NetworkMode's); more networks, or fields pydock does not
+    carry out, are refused by name (connect the others with POST /networks/{id}/connect)."""
+    endpoints = (value or {}).get("EndpointsConfig") if isinstance(value, dict) else None
+    if not endpoints:
+        return (), "", ""
+    if not isinstance(endpoints, dict) or not all(isinstance(e, dict) or e is None for e in endpoints.values()):
+        raise InvalidArgument("NetworkingConfig.EndpointsConfig must be an object of objects")
+    if len(endpoints) > 1:
+        raise InvalidArgument("NetworkingConfig.EndpointsConfig: pydock starts a container on one network; "
+                              "connect it to the others with POST /networks/{id}/connect")
+    (name, ep), = endpoints.items()
+    ep = ep or {}
+    if name != mode and not (mode in ("default", "bridge") and name in ("default", "bridge")):
+        raise InvalidArgument(f"NetworkingConfig.EndpointsConfig names network {name}, HostConfig.NetworkMode {mode}")
+    for field in _ENDPOINT_NOOP:
+        if ep.get(field) not in (None, "", 0, [], {}):
+            raise InvalidArgument(f"NetworkingConfig.EndpointsConfig.{name}.{field} is not supported by pydock")
+    ipam = ep.get("IPAMConfig") or {}
+    for field in ("IPv6Address", "LinkLocalIPs"):
+        if ipam.get(field):
+            raise InvalidArgument(f"NetworkingConfig.EndpointsConfig.{name}.IPAMConfig.{field} is not supported "
+                                  "by pydock")
+    aliases = ep.get("Aliases") or []
+    if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+        raise InvalidArgument("NetworkingConfig.EndpointsConfig Aliases must be a list of strings")
+    return tuple(aliases), str(ipam.get("IPv4Address") or ""), str(ep.get("MacAddress") or "")
 
 
 def _mounts(value: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -94,6 +94,33 @@ def network_mode(c: Container) -> str:
     return "none" if c.config.get("NetworkDisabled") else c.hostconfig.get("NetworkMode") or "default"
 
 
+def container_networks(c: Container) -> dict[str, Any]:
+    """`NetworkSettings.Networks`: a running container's endpoints as its start recorded them; a stopped
+    one's networks as configured (the user networks it is a member of, `bridge` on the default one),
+    without addresses, as dockerd shows them (docker-compose reads the aliases there)."""
+    if c.state.running and c.network and c.network.get("Networks") is not None:
+        return dict(c.network["Networks"])
+    from pydock.links.netstore import NetStore  # lazy: only containers on user networks have any
+
+    out: dict[str, Any] = {}
+    if network_mode(c) == "default":
+        out["bridge"] = _empty_endpoint("")
+    store = NetStore(RootLayout(c.dir.parents[1]).network)  # <root>/containers/<id>
+    if store.path.exists():
+        for rec in store.read().values():
+            ep = rec.endpoints.get(c.id)
+            if ep is not None:
+                out[rec.name] = {**_empty_endpoint(rec.id), "Aliases": list(ep.aliases) or None,
+                                 "IPAMConfig": {"IPv4Address": ep.ip} if ep.ip else None, "MacAddress": ep.mac}
+    return out
+
+
+def _empty_endpoint(network_id: str) -> dict[str, Any]:
+    return {"IPAMConfig": None, "Links": None, "Aliases": None, "NetworkID": network_id, "EndpointID": "",
+            "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "",
+            "GlobalIPv6PrefixLen": 0, "MacAddress": "", "DriverOpts": None}
+
+
 def mounts(c: Container) -> list[dict[str, Any]]:
     """The container's volumes (`Type: volume`, named) and bind mounts, as dockerd lists them."""
     store = VolumeStore(RootLayout(c.dir.parents[1]).volumes)  # <root>/containers/<id>
@@ -118,7 +145,7 @@ def container_summary(c: Container, names: list[str], image_name: str, size: tup
         "ImageID": image_ref(c.image), "Command": c.command_line, "Created": _unix(c.created),
         "Ports": port_list(c), "Labels": dict(c.config.get("Labels") or {}),
         "State": "paused" if paused else state_name(c), "Status": status_text(c, paused), "HostConfig": {"NetworkMode": network_mode(c)},
-        "NetworkSettings": {"Networks": {}}, "Mounts": mounts(c),
+        "NetworkSettings": {"Networks": (c.network or {}).get("Networks") or {}}, "Mounts": mounts(c),
     }
     if size is not None:
         out["SizeRw"], out["SizeRootFs"] = size
@@ -207,7 +234,7 @@ def container_inspect(c: Container, image_name: str) -> dict[str, Any]:
             "Bridge": net.get("Bridge", ""), "SandboxID": "", "SandboxKey": "", "HairpinMode": False,
             "Ports": net.get("Ports") or {}, "IPAddress": net.get("IPAddress", ""),
             "IPPrefixLen": int(net.get("IPPrefixLen") or 0), "Gateway": net.get("Gateway", ""),
-            "MacAddress": net.get("MacAddress", ""), "Networks": {},
+            "MacAddress": net.get("MacAddress", ""), "Networks": container_networks(c),
             "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0, "SecondaryIPAddresses": None,
             "SecondaryIPv6Addresses": None, "EndpointID": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
             "IPv6Gateway": "",

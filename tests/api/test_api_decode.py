@@ -59,7 +59,10 @@ def test_sdk_create_body_string_command_binds_and_no_network():
     ([], "Config cannot be empty"),
     ({"Cmd": ["true"]}, "No image was specified"),
     ({"Image": "busybox", "AttachStdin": True}, "AttachStdin needs OpenStdin"),
-    ({"Image": "busybox", "HostConfig": {"NetworkMode": "mynet"}}, "Network mode mynet is not supported"),
+    ({"Image": "busybox", "HostConfig": {"NetworkMode": "mynet"},
+      "NetworkingConfig": {"EndpointsConfig": {"mynet": {}, "other": {}}}}, "pydock starts a container on one network"),
+    ({"Image": "busybox", "HostConfig": {"NetworkMode": "mynet"},
+      "NetworkingConfig": {"EndpointsConfig": {"mynet": {"Links": ["a:b"]}}}}, "EndpointsConfig.mynet.Links"),
 ])
 def test_create_bodies_refused(body, message):
     with pytest.raises(InvalidArgument, match=message.replace("(", r"\(").replace(")", r"\)")):

@@ -3,34 +3,9 @@ bridge, veths and iptables rules pydock makes for linked containers live (and di
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-from api_helpers import DOCKER, NO_DOCKER, Server, start_server_in_netns, stop_server
-from root_helpers import teardown_root
 
 pytestmark = [pytest.mark.lxc, pytest.mark.network]
-
-
-@pytest.fixture(scope="module")
-def netns_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    if DOCKER is None:
-        pytest.skip(NO_DOCKER)
-    tmp = tmp_path_factory.mktemp("apinet")
-    root, sock = tmp / "root", tmp / "d.sock"
-    proc = start_server_in_netns(root, sock)
-    srv = Server(root=root, sock=sock, tmp=tmp, proc=proc)
-    try:
-        yield srv
-    finally:
-        try:
-            ids = srv.docker("ps", "-aq").stdout.decode().split()
-            if ids:
-                srv.docker("rm", "-f", *ids)  # inside the namespace, by the server that made them
-            err = stop_server(proc)
-            assert proc.returncode == 0, f"pydock serve exited {proc.returncode}: {err}"
-        finally:
-            teardown_root(root)
 
 
 def test_run_with_link_sees_env_and_hosts(netns_server):
