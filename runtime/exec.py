@@ -28,7 +28,7 @@ from pydock.runtime import caps, ctty
 from pydock.runtime.container import Container
 from pydock.runtime.monitor import set_winsize
 from pydock.runtime.options import DEFAULT_PATH, env_value, merge_env, parse_env
-from pydock.runtime.relay import CommandIO
+from pydock.runtime.relay import CommandIO, spawn_with_stdin_pipe
 from pydock.runtime.rootpath import look_path
 from pydock.runtime.userdb import add_groups, resolve_user
 from pydock.utils.errors import Conflict, InvalidArgument, LaunchError
@@ -162,17 +162,9 @@ def spawn(rt: Runtime, argv: list[str], cfg: ExecConfig, winsize: tuple[int, int
         finally:
             os.close(slave)
         return proc, CommandIO(tty=True, pty=master, open_stdin=cfg.stdin, stdin_ready=_terminal_set_up(master))
-    read_end, held = os.pipe2(os.O_CLOEXEC) if cfg.stdin else (None, None)
-    try:
-        proc = _popen(argv, stdin=read_end if read_end is not None else subprocess.DEVNULL,
-                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    except BaseException:
-        if held is not None:
-            os.close(held)
-        raise
-    finally:
-        if read_end is not None:
-            os.close(read_end)
+    proc, held = spawn_with_stdin_pipe(
+        lambda fd: _popen(argv, stdin=fd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True),
+        cfg.stdin)
     assert proc.stdout is not None and proc.stderr is not None
     return proc, CommandIO(tty=False, stdout=proc.stdout.fileno(), stderr=proc.stderr.fileno(), stdin=held,
                            open_stdin=held is not None, stdin_once=True)

@@ -16,6 +16,7 @@ import logging
 import os
 import selectors
 import socket
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,6 +41,23 @@ MAX_CLIENTS = 64
 #: how long the end of a run waits for clients to take their last output and EXIT
 FLUSH_TIMEOUT = 5.0
 EOT = b"\x04"
+
+
+def spawn_with_stdin_pipe(spawn: Callable[[int], subprocess.Popen], open_stdin: bool
+                          ) -> tuple[subprocess.Popen, int | None]:
+    """`spawn(stdin)` with a fresh pipe's read end as its stdin when `open_stdin` (else /dev/null); the write
+    end, which the relay feeds from attach clients, is returned (None without). Closed on a failed spawn."""
+    read_end, held = os.pipe2(os.O_CLOEXEC) if open_stdin else (None, None)
+    try:
+        proc = spawn(read_end if read_end is not None else subprocess.DEVNULL)
+    except BaseException:
+        if held is not None:
+            os.close(held)
+        raise
+    finally:
+        if read_end is not None:
+            os.close(read_end)
+    return proc, held
 
 
 @dataclass

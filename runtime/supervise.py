@@ -28,7 +28,7 @@ from pydock.runtime.launcher import HELPER_ENV, LaunchSpec, container_init, exit
     signal_container, spawn
 from pydock.runtime.monitor import LxcNoiseFilter, RawTerminal, SignalProxy, copy_winsize, detach_stdio, set_winsize
 from pydock.runtime.options import DEFAULT_PATH, env_value, merge_env, parse_tmpfs
-from pydock.runtime.relay import CommandIO, Local, Relay
+from pydock.runtime.relay import CommandIO, Local, Relay, spawn_with_stdin_pipe
 from pydock.runtime.rootpath import ensure_dir_in_root, look_path, mount_point_in_root, prepare_binds
 from pydock.utils.process import proc_start_time, self_identity
 from pydock.utils.version import build_info
@@ -339,19 +339,13 @@ def _launch(prepared: Prepared, c: Container, stdin: Any) -> tuple[subprocess.Po
         # the container's processes hold the terminal now: its end reads EIO when they are gone
         console.close_slave()
         return proc, CommandIO(tty=True, pty=console.master, open_stdin=open_stdin, stdin_once=stdin_once)
-    held = None
-    if stdin is None and open_stdin:
-        stdin, held = os.pipe2(os.O_CLOEXEC)
-    try:
-        proc = spawn(prepared.spec, stdin=stdin if stdin is not None else subprocess.DEVNULL,
-                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    except BaseException:
-        if held is not None:
-            os.close(held)
-        raise
-    finally:
-        if held is not None:
-            os.close(stdin)
+    def start(fd: Any) -> subprocess.Popen:
+        return spawn(prepared.spec, stdin=fd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    if stdin is not None:  # the caller's own stdin, passed through
+        proc, held = start(stdin), None
+    else:
+        proc, held = spawn_with_stdin_pipe(start, open_stdin)
     assert proc.stdout is not None and proc.stderr is not None
     return proc, CommandIO(tty=False, stdout=proc.stdout.fileno(), stderr=proc.stderr.fileno(),
                            console=console.master, stdin=held, open_stdin=held is not None, stdin_once=stdin_once,
