@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -22,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import timed
+from benchlib import stop_server, timed
 
 
 def wait_for_socket(path: Path, proc: subprocess.Popen, timeout: float = 30) -> None:
@@ -67,12 +66,7 @@ def main() -> None:
         verdict = "ok" if a <= 1.3 * c else "OVER TARGET"
         print(f"ratio api/cli: {a / c:.2f}x (target <= 1.30x: {verdict})")
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_server(server)
         subprocess.run([*pydock, "rmi", "busybox"], capture_output=True, env=env)
         from pydock.runtime.runtime import Runtime
 

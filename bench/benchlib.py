@@ -4,6 +4,8 @@ with the busybox image imported (run as `python bench/NAME.py`, so this director
 from __future__ import annotations
 
 import io
+import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -35,3 +37,29 @@ def busybox_root(prefix: str, driver: str) -> tuple[Path, Path, bytes]:
     with Runtime(root, driver, bridge="none") as rt:
         rt.images.import_(io.BytesIO(tar_bytes), repo="busybox", tag="latest")
     return work, root, tar_bytes
+
+
+def stop_server(server: subprocess.Popen) -> None:
+    """SIGTERM a `pydock serve` the bench started, and wait (kill after 30 s)."""
+    server.send_signal(signal.SIGTERM)
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
+def remove_everything(work: Path, root: Path, driver: str, podman: list[str] | None = None) -> None:
+    """The bench's pydock root emptied and its store shut down, podman's private store reset, `work` gone."""
+    from pydock.runtime.runtime import Runtime
+
+    with Runtime(root, driver, bridge="none") as rt:
+        for c in rt.containers(all=True):
+            rt.remove(c, force=True)
+        for image in rt.images.graph.list():
+            rt.images.graph.delete(image.id)
+        rt.driver.shutdown()
+    if podman is not None:
+        subprocess.run([*podman, "rm", "-f", "-a", "-t", "0"], capture_output=True)
+        subprocess.run([*podman, "system", "reset", "-f"], capture_output=True)
+    shutil.rmtree(work, ignore_errors=True)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -22,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 from api import wait_for_socket  # bench/api.py: the same server, started the same way
-from benchlib import timed
+from benchlib import stop_server, timed
 
 REPO = Path(__file__).resolve().parents[1]
 PROJECT = REPO / "tests" / "api" / "compose_project"
@@ -82,12 +81,7 @@ def bench(rounds: int) -> None:
     finally:
         subprocess.run(down, capture_output=True, env=denv)
         cli_down(pydock, env)
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_server(server)
         from pydock.runtime.runtime import Runtime
         from pydock.utils.errors import Conflict
 

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 
-from benchlib import PODMAN_ULIMITS, busybox_root, timed
+from benchlib import PODMAN_ULIMITS, busybox_root, remove_everything, timed
 
 LOOP = 'trap "exit 0" TERM; while :; do sleep 1; done'
 
@@ -68,8 +68,6 @@ def main() -> int:
     ap.add_argument("-n", "--rounds", type=int, default=15)
     ap.add_argument("--driver", default="overlay")
     args = ap.parse_args()
-
-    from pydock.runtime.runtime import Runtime
 
     work, root, tar_bytes = busybox_root("pydock-bench-exec-", args.driver)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYDOCK_")}
@@ -120,16 +118,7 @@ def main() -> int:
         print(f"{'run to first output:':20} median {p * 1000:.1f} ms (min {min(plain_times) * 1000:.1f})")
         print(f"ratio run -it/run: {t / p:.2f}x (target <= 1.10x: {'ok' if t <= 1.1 * p else 'OVER TARGET'})")
     finally:
-        with Runtime(root, args.driver, bridge="none") as rt:
-            for c in rt.containers(all=True):
-                rt.remove(c, force=True)
-            for image in rt.images.graph.list():
-                rt.images.graph.delete(image.id)
-            rt.driver.shutdown()
-        if podman is not None:
-            subprocess.run([*podman, "rm", "-f", "-a", "-t", "0"], capture_output=True)
-            subprocess.run([*podman, "system", "reset", "-f"], capture_output=True)
-        shutil.rmtree(work, ignore_errors=True)
+        remove_everything(work, root, args.driver, podman)
     return 0
 
 

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 
-from benchlib import PODMAN_ULIMITS, busybox_root, timed
+from benchlib import PODMAN_ULIMITS, busybox_root, remove_everything, timed
 
 #: a command that ends at once on SIGTERM (`wait` is interrupted where `sleep` would run out its second)
 LOOP = 'trap "exit 0" TERM; while :; do sleep 1 & wait; done'
@@ -42,8 +42,6 @@ def main() -> int:
     ap.add_argument("-n", "--rounds", type=int, default=9)
     ap.add_argument("--driver", default="overlay")
     args = ap.parse_args()
-
-    from pydock.runtime.runtime import Runtime
 
     work, root, _ = busybox_root("pydock-bench-life-", args.driver)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYDOCK_")}
@@ -82,16 +80,7 @@ def main() -> int:
             verdict = "met" if ratio <= 0.5 else "NOT met"
             print(f"{step:8} {mine:10.1f} {theirs:10.1f} {ratio:6.2f}x  {verdict if step != 'create' else '(no target)'}")
     finally:
-        with Runtime(root, args.driver, bridge="none") as rt:
-            for c in rt.containers(all=True):
-                rt.remove(c, force=True)
-            for image in rt.images.graph.list():
-                rt.images.graph.delete(image.id)
-            rt.driver.shutdown()
-        if podman is not None:
-            subprocess.run([*podman, "rm", "-f", "-a", "-t", "0"], capture_output=True)
-            subprocess.run([*podman, "system", "reset", "-f"], capture_output=True)
-        shutil.rmtree(work, ignore_errors=True)
+        remove_everything(work, root, args.driver, podman)
     return 0
 
 
