@@ -6,7 +6,6 @@ digits (other algorithms are refused by name), a layer's chain id is sha256 of "
 
 from __future__ import annotations
 
-import hashlib
 import re
 from typing import BinaryIO
 
@@ -47,6 +46,8 @@ def hex_of(digest: str) -> str:
 
 
 def sha256_digest(data: bytes) -> str:
+    import hashlib  # lazy: OpenSSL's loading (~4 ms) is paid only by what hashes
+
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
@@ -61,6 +62,8 @@ class HashingReader:
     """A read-only stream that hashes (and counts) every byte read through it."""
 
     def __init__(self, raw: BinaryIO) -> None:
+        import hashlib  # lazy: see sha256_digest
+
         self.raw = raw
         self.hasher = hashlib.sha256()
         self.size = 0

@@ -22,7 +22,6 @@ from pydock.graph.digest import HashingReader, chain_id, check_digest
 from pydock.graph.image import Image, utcnow
 from pydock.graph.layerinfo import LAYER_FILE, SPLIT_FILE, LayerInfo
 from pydock.graph.scratch import clean_stale, scratch_dir
-from pydock.graph.tarsplit import Recorder
 from pydock.utils.errors import Conflict, NotFound, PydockError, StorageError
 from pydock.utils.ids import generate_id, is_valid_id, resolve_prefix, truncate_id, validate_id
 from pydock.utils.paths import RootLayout
@@ -163,6 +162,7 @@ class Graph:
         from pydock.archive.apply import apply_layer  # lazy: the archive package, only when a layer is registered
         from pydock.archive.changes import changes, changes_size, tree_size  # lazy: the archive package, only when a layer is registered
         from pydock.archive.compression import decompress_stream  # lazy: the archive package, only when a layer is registered
+        from pydock.graph.tarsplit import Recorder  # lazy: it imports the archive package (see above)
 
         image_id = validate_id(image_id) if image_id is not None else generate_id()
         parent_info: LayerInfo | None = None

@@ -12,11 +12,9 @@ from datetime import datetime
 from typing import Any, BinaryIO
 
 from pydock.devmapper.driver import Driver
-from pydock.graph import assemble, imageconfig
 from pydock.graph.distribution import reference
 from pydock.graph.graph import Graph
 from pydock.graph.image import Image
-from pydock.graph.instructions import apply_changes
 from pydock.graph.tags import DEFAULT_TAG, TagStore, split_reference, validate_repo, validate_tag
 from pydock.utils.errors import Conflict, InvalidArgument, NotFound
 from pydock.utils.paths import RootLayout
@@ -91,6 +89,8 @@ class ImageStore:
                 parsed = reference.parse(ref)
             except InvalidArgument:
                 return None
+            from pydock.graph import assemble  # lazy: layer assembly (~18 ms of imports), only by digest
+
             image_id = assemble.find_by_repo_digest(self.graph, f"{parsed.familiar}@{parsed.digest}")
             return self.graph.get(image_id) if image_id else None
         repo, tag = split_reference(ref)
@@ -136,11 +136,15 @@ class ImageStore:
         return out
 
     def repo_digests(self, image_id: str) -> list[str]:
+        from pydock.graph import assemble  # lazy: see lookup
+
         return assemble.repo_digests(self.graph, image_id)
 
     def history(self, image: Image) -> list[HistoryRow]:
         """`history`, newest first: an image with a config shows the config's history (empty layers with
         no id), each layer with the graph image that holds it; an image made here shows its chain."""
+        from pydock.graph import imageconfig  # lazy: image configs, only for history
+
         raw = imageconfig.stored_config(self.graph, image)
         chain = self.graph.history(image)
         if raw is not None:
@@ -184,6 +188,8 @@ class ImageStore:
             validate_repo(repo)
             if tag is not None:
                 validate_tag(tag)
+        from pydock.graph.instructions import apply_changes  # lazy: the Dockerfile parser, only for import
+
         config = apply_changes(None, list(changes or []))  # bad instructions fail before the layer is read
         image = self.graph.register(stream, comment=f"Imported from {source}", config=config)
         if repo is not None:
