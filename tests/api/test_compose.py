@@ -1,6 +1,7 @@
 """Debian's docker-compose (1.29) against `pydock serve`: a three-service project (web, worker, db, each
 built from busybox in the test) with a named volume, a user network, depends_on, environment and a
-published port comes up, shows in `ps` and `logs`, restarts, and `down -v` leaves nothing behind."""
+published port comes up, shows in `ps` and `logs`, runs `exec`, restarts, and `down -v` leaves nothing
+behind."""
 
 from __future__ import annotations
 
@@ -64,6 +65,12 @@ def test_compose_up_ps_logs_restart_down(netns_server, tmp_path: Path) -> None:
         logs = _ok(_compose(srv, project, "logs"))
         assert "db ready" in logs and "web serving" in logs
         assert "data" in _ok(srv.docker("volume", "ls", "-q")).replace("ctest_data", "data")
+        # exec in a service's container: its environment, its volume, its network's names
+        out = _ok(_compose(srv, project, "exec", "-T", "worker", "sh", "-c",
+                           'echo "$DB_HOST"; grep -c ctest_db_1 /etc/hosts'))
+        assert out.split() == ["db", "1"]
+        failed = _compose(srv, project, "exec", "-T", "db", "sh", "-c", "exit 3")
+        assert failed.returncode == 3
         _ok(_compose(srv, project, "restart"))
         ps = _ok(_compose(srv, project, "ps")).splitlines()[2:]
         assert len(ps) == 3 and all(" Up " in line for line in ps), ps
