@@ -266,7 +266,8 @@ def _cycles_body(root: str, cycles: int) -> dict:
         out["containers_left"] = [c.id for c in rt.containers(all=True)]
         deadline = time.monotonic() + 10  # a SIGKILLed lxc-start may take a moment to be reaped
         while True:
-            left = subprocess.run(["pgrep", "-a", "-x", "lxc-start"], capture_output=True, text=True).stdout
+            every = subprocess.run(["pgrep", "-a", "-x", "lxc-start"], capture_output=True, text=True).stdout
+            left = "\n".join(line for line in every.splitlines() if root in line)  # this root's, not others'
             if not left or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
