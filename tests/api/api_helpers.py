@@ -10,12 +10,15 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from netns_helpers import in_netns_argv
+from root_helpers import teardown_root
 
 DOCKER = shutil.which("docker")
 NO_DOCKER = "the docker CLI is not installed (/usr/local/bin/docker); these tests drive pydock serve with it"
@@ -137,3 +140,30 @@ def start_server_in_netns(root: Path, sock: Path, *global_args: str) -> subproce
             raise AssertionError("pydock serve (netns) did not create its socket within 30 s")
         time.sleep(0.02)
     return proc
+
+
+@contextmanager
+def served(tmp: Path, *, driver: str = "overlay", bridge: str | None = None, in_netns: bool = False,
+           global_args: Sequence[str] = ()) -> Iterator[Server]:
+    """`pydock serve` on a root of its own under `tmp` for the block (`in_netns`: in a network namespace of
+    its own, with pydock's `global_args`), then stopped: it must exit 0 and take its socket with it, and
+    the root is emptied (a netns server removes its containers itself, inside its namespace)."""
+    root, sock = tmp / "root", tmp / "d.sock"
+    if in_netns:
+        proc = start_server_in_netns(root, sock, *global_args)
+    else:
+        proc = start_server(root, f"unix://{sock}", wait_for=sock, driver=driver, bridge=bridge)
+    srv = Server(root=root, sock=sock, tmp=tmp, proc=proc, driver=driver)
+    try:
+        yield srv
+    finally:
+        try:
+            if in_netns:
+                ids = srv.docker("ps", "-aq").stdout.decode().split()
+                if ids:
+                    srv.docker("rm", "-f", *ids)
+            err = stop_server(proc)
+            assert proc.returncode == 0, f"pydock serve exited {proc.returncode}: {err}"
+            assert not sock.exists(), "pydock serve left its socket behind"
+        finally:
+            teardown_root(root, driver)

@@ -7,8 +7,7 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
-from api_helpers import DOCKER, NO_DOCKER, Server, start_server, stop_server
-from root_helpers import teardown_root
+from api_helpers import DOCKER, NO_DOCKER, Server, served
 
 pytestmark = [pytest.mark.dm, pytest.mark.lxc]
 
@@ -17,17 +16,8 @@ pytestmark = [pytest.mark.dm, pytest.mark.lxc]
 def dm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     if DOCKER is None:
         pytest.skip(NO_DOCKER)
-    tmp = tmp_path_factory.mktemp("apidm")
-    root, sock = tmp / "root", tmp / "d.sock"
-    proc = start_server(root, f"unix://{sock}", wait_for=sock, driver="devicemapper")
-    try:
-        yield Server(root=root, sock=sock, tmp=tmp, proc=proc, driver="devicemapper")
-    finally:
-        try:
-            err = stop_server(proc)
-            assert proc.returncode == 0, f"pydock serve exited {proc.returncode}: {err}"
-        finally:
-            teardown_root(root, "devicemapper")
+    with served(tmp_path_factory.mktemp("apidm"), driver="devicemapper") as srv:
+        yield srv
 
 
 def test_run_diff_commit_on_devicemapper(dm_server):

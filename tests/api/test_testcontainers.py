@@ -16,8 +16,7 @@ import sys
 from collections.abc import Iterator
 
 import pytest
-from api_helpers import Server, clean_env, start_server_in_netns, stop_server
-from root_helpers import teardown_root
+from api_helpers import Server, clean_env, served
 
 pytestmark = [pytest.mark.lxc, pytest.mark.network]
 
@@ -36,18 +35,8 @@ def netns_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         pytest.fail("testcontainers is not installed (pip install -e .[test])")
     if NSENTER is None:
         pytest.fail("nsenter (util-linux) is missing: the client must join the server's network namespace")
-    tmp = tmp_path_factory.mktemp("apitc")
-    root, sock = tmp / "root", tmp / "d.sock"
-    proc = start_server_in_netns(root, sock, "--bip", f"{BRIDGE_IP}/24")
-    srv = Server(root=root, sock=sock, tmp=tmp, proc=proc)
-    try:
+    with served(tmp_path_factory.mktemp("apitc"), in_netns=True, global_args=("--bip", f"{BRIDGE_IP}/24")) as srv:
         yield srv
-    finally:
-        try:
-            err = stop_server(proc)
-            assert proc.returncode == 0, f"pydock serve exited {proc.returncode}: {err}"
-        finally:
-            teardown_root(root)
 
 
 SCRIPT = r"""

@@ -12,9 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from api.api_helpers import DOCKER, NO_DOCKER, Server, clean_env, pydock_cmd, start_server, stop_server
+from api.api_helpers import DOCKER, NO_DOCKER, Server, clean_env, pydock_cmd, served
 from build_helpers import APP_OUTPUT, BASE, app_context, tar_of, write
-from root_helpers import teardown_root
 
 pytestmark = pytest.mark.lxc
 
@@ -23,20 +22,10 @@ pytestmark = pytest.mark.lxc
 def server(tmp_path_factory: pytest.TempPathFactory, busybox_rootfs: Path) -> Iterator[Server]:
     if DOCKER is None:
         pytest.fail(NO_DOCKER)
-    tmp = tmp_path_factory.mktemp("buildapi")
-    root, sock = tmp / "root", tmp / "d.sock"
-    subprocess.run([*pydock_cmd(root), "import", str(busybox_rootfs), BASE], check=True, capture_output=True,
-                   env=clean_env())
-    proc = start_server(root, f"unix://{sock}", wait_for=sock, bridge="none")
-    try:
-        yield Server(root=root, sock=sock, tmp=tmp, proc=proc)
-    finally:
-        try:
-            err = stop_server(proc)
-            assert proc.returncode == 0, f"pydock serve exited {proc.returncode}: {err}"
-        finally:
-            teardown_root(root)
-
+    with served(tmp_path_factory.mktemp("buildapi"), bridge="none") as srv:
+        subprocess.run([*pydock_cmd(srv.root), "import", str(busybox_rootfs), BASE], check=True,
+                       capture_output=True, env=clean_env())
+        yield srv
 
 def _docker(server: Server, *args: str, buildkit: str | None = "0", stdin: bytes | None = None):
     env = {**clean_env(), "DOCKER_HOST": server.url, "DOCKER_CONFIG": str(server.tmp / "docker-config")}
