@@ -82,6 +82,7 @@ class ContainerFilters:
     since: datetime | None = None
     volumes: tuple[str, ...] = ()
     networks: tuple[str, ...] = ()
+    memberships: Mapping[str, frozenset[str]] | None = None  # container id -> its user networks' names and ids
     publish: tuple[PortRange, ...] = ()
     expose: tuple[PortRange, ...] = ()
     is_task: bool | None = None
@@ -128,6 +129,7 @@ class ContainerFilters:
             since=_created_of(rt, "since", values.get("since", [])),
             volumes=tuple(values.get("volume", [])),
             networks=tuple(values.get("network", [])),
+            memberships=_memberships(rt) if values.get("network") else None,
             publish=tuple(PortRange.parse("publish", p) for p in values.get("publish", [])),
             expose=tuple(PortRange.parse("expose", p) for p in values.get("expose", [])),
             is_task=is_task)
@@ -154,11 +156,18 @@ class ContainerFilters:
             return False
         if self.volumes and not any(_uses_volume(c, v) for v in self.volumes):
             return False
-        if self.networks and _network_of(c) not in self.networks:
+        if self.networks and not self._on_network(c):
             return False
         if self.publish and not any(r.covers(p) for r in self.publish for p in _published(c)):
             return False
         return not self.expose or any(r.covers(p) for r in self.expose for p in _exposed(c))
+
+    def _on_network(self, c: Container) -> bool:
+        """Whether `c` is on one of the networks asked for: its mode's (bridge, none, host) or a user
+        network it is connected to, by name or id (prefix)."""
+        names = {_network_of(c), *(self.memberships or {}).get(c.id, ())}
+        return any(want in names or (len(want) >= 12 and any(n.startswith(want) for n in names))
+                   for want in self.networks)
 
     def _descends(self, rt: Runtime, image_id: str) -> bool:
         if not self.ancestors:
@@ -196,6 +205,15 @@ def _created_of(rt: Runtime, key: str, refs: list[str]) -> datetime | None:
         return rt.get(refs[0]).created
     except NotFound:
         raise InvalidArgument(f"No such container: {refs[0]}") from None
+
+
+def _memberships(rt: Runtime) -> dict[str, frozenset[str]]:
+    """Container id -> the names and ids of the user networks it is connected to (one read of their store)."""
+    out: dict[str, set[str]] = {}
+    for rec in rt.user_networks.list():
+        for cid in rec.endpoints:
+            out.setdefault(cid, set()).update((rec.name, rec.id))
+    return {cid: frozenset(names) for cid, names in out.items()}
 
 
 def _uses_volume(c: Container, spec: str) -> bool:

@@ -63,6 +63,11 @@ def test_docker_network_lifecycle(netns_server) -> None:
     assert "\tclient cli\n" in _ok(_exec(srv, "srv1", "cat", "/etc/hosts"))
     client_nets = json.loads(_ok(srv.docker("inspect", "client")))[0]["NetworkSettings"]["Networks"]
     assert sorted(client_nets) == ["appnet", "bridge"] and client_nets["appnet"]["Aliases"] == ["cli"]
+    # ps --filter network= knows both: the network a container started on and one it was connected to
+    on_appnet = _ok(srv.docker("ps", "--filter", "network=appnet", "--format", "{{.Names}}")).split()
+    assert sorted(on_appnet) == ["client", "srv1"]
+    assert _ok(srv.docker("ps", "--filter", f"network={net_id[:12]}", "-q")).split() != []
+    assert _ok(srv.docker("ps", "--filter", "network=bridge", "--format", "{{.Names}}")).split() == ["client"]
     _ok(srv.docker("network", "disconnect", "appnet", "client"))
     assert "client" not in _ok(_exec(srv, "srv1", "cat", "/etc/hosts"))
     bad = srv.docker("network", "create", "--ipv6", "v6net")
