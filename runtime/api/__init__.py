@@ -6,7 +6,8 @@
     containers.py  routes: containers (create ... commit): decode, call the Runtime, encode
     images.py      routes: images (list, inspect, history, tag, delete, import, pull)
     decode.py      Docker's request values -> CreateOptions, references, filters, query values
-    models.py      pydock's records -> Docker's JSON shapes
+    models.py      pydock's records -> Docker's JSON shapes, and each shape per API version (GATES)
+    unsupported.py Docker endpoints pydock lacks (swarm, plugins, search, ...): one clear error each
     streams.py     log records -> Docker's stream frames (logs, attach)
     services.py    what routes call: a Runtime per request thread, the starter
     starter.py     single-threaded helper processes that start containers (the server never forks)

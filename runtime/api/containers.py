@@ -76,7 +76,8 @@ def list_containers(svc: Services, req: Request, h: Handler) -> None:
             if not chosen.match(rt, c, names, paused):
                 continue
             size = size_of(rt, c) if req.flag("size") else None
-            out.append(models.container_summary(c, names, image_name(rt, c), size, paused=paused))
+            out.append(models.for_version("container_summary", models.container_summary(
+                c, names, image_name(rt, c), size, paused=paused), req.api_version))
             if 0 < limit <= len(out):
                 break
     h.send_json(200, out)
@@ -95,7 +96,7 @@ def inspect_document(rt: Runtime, c: Container, size: bool = False) -> dict[str,
 def inspect(svc: Services, req: Request, h: Handler, name: str) -> None:
     with svc.pool.runtime() as rt:
         data = inspect_document(rt, rt.get(name), size=req.flag("size"))
-    h.send_json(200, data)
+    h.send_json(200, models.for_version("container", data, req.api_version))
 
 
 def start(svc: Services, req: Request, h: Handler, name: str) -> None:

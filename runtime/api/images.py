@@ -51,7 +51,8 @@ def list_images(svc: Services, req: Request, h: Handler) -> None:
                 continue
             if not chosen.shows(bool(tags)):
                 continue
-            out.append(models.image_summary(img, tags, rt.graph.virtual_size(img), rt.images.repo_digests(img.id)))
+            out.append(models.for_version("image_summary", models.image_summary(
+                img, tags, rt.graph.virtual_size(img), rt.images.repo_digests(img.id)), req.api_version))
     h.send_json(200, out)
 
 
@@ -65,7 +66,7 @@ def inspect_document(rt: Runtime, img: Image) -> dict[str, Any]:
 def inspect(svc: Services, req: Request, h: Handler, name: str) -> None:
     with svc.pool.runtime() as rt:
         data = inspect_document(rt, _image(rt, name))
-    h.send_json(200, data)
+    h.send_json(200, models.for_version("image", data, req.api_version))
 
 
 def history(svc: Services, req: Request, h: Handler, name: str) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import platform
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +33,10 @@ MIN_API_VERSION = "1.24"
 CHANGE_KINDS = {"C": 0, "A": 1, "D": 2}
 _GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386", "ppc64le": "ppc64le",
             "s390x": "s390x"}
+
+
+#: an Engine API version, (1, 44) for "1.44"
+ApiVersion = tuple[int, int]
 
 
 def image_ref(image_id: str) -> str:
@@ -181,6 +187,8 @@ def container_inspect(c: Container, image_name: str) -> dict[str, Any]:
         "Volumes": cfg.get("Volumes") or None, "WorkingDir": cfg.get("WorkingDir", ""),
         "Entrypoint": cfg.get("Entrypoint") or None, "OnBuild": None, "Labels": dict(cfg.get("Labels") or {}),
     }
+    if cfg.get("MacAddress"):
+        config["MacAddress"] = cfg["MacAddress"]  # omitted when unset, as dockerd does at every version
     if cfg.get("StopSignal"):
         config["StopSignal"] = cfg["StopSignal"]  # omitted when unset, as dockerd does
     if cfg.get("StopTimeout") is not None:
@@ -386,3 +394,119 @@ def _os_name() -> str:
     except OSError as err:
         log.debug("/etc/os-release unreadable (%s): reporting Linux", err)
     return "Linux"
+
+
+# --- one document per API version ----------------------------------------------------------------------
+# The builders above produce the newest shape (what `pydock inspect` prints too); `for_version` trims,
+# completes or reshapes it for the version a request asked for. Each fact comes from moby's
+# docs/api/version-history.md, or from its per-version swagger (docs/api/v1.NN.yaml) where the history
+# is silent; keys a version shows unchanged across 1.24-1.44 have no entry.
+
+
+@dataclass(frozen=True)
+class Gate:
+    """The key at `path` is shown from API `since` on and up to (not including) `until`; `older` is the
+    value it had before `until` where the newest shape has no such key. A path is dotted keys; `[]` steps
+    into every element of a list."""
+
+    path: str
+    since: ApiVersion = (1, 0)
+    until: ApiVersion | None = None
+    older: Any = None
+
+    def shown(self, api: ApiVersion) -> bool:
+        return self.since <= api and (self.until is None or api < self.until)
+
+
+@dataclass(frozen=True)
+class Reshape:
+    """Before API `until`, the whole document is `convert(document)` (a value whose shape changed)."""
+
+    until: ApiVersion
+    convert: Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def _untagged_as_none(doc: dict[str, Any]) -> dict[str, Any]:
+    if not doc.get("RepoTags") and not doc.get("RepoDigests"):
+        return {**doc, "RepoTags": ["<none>:<none>"], "RepoDigests": ["<none>@<none>"]}
+    return doc
+
+
+def _security_option_names(doc: dict[str, Any]) -> dict[str, Any]:
+    names = [dict(kv.split("=", 1) for kv in opt.split(",") if "=" in kv).get("name", opt)
+             for opt in doc.get("SecurityOptions") or []]
+    return {**doc, "SecurityOptions": names}
+
+
+_MOUNT_TYPE = Gate("Mounts[].Type", since=(1, 25))
+#: per document kind: the keys versions differ in, and the values whose shape changed.
+GATES: dict[str, tuple[Gate, ...]] = {
+    "container": (
+        Gate("HostConfig.AutoRemove", since=(1, 25)), Gate("HostConfig.NanoCpus", since=(1, 25)),
+        Gate("HostConfig.CpuRealtimePeriod", since=(1, 25)), Gate("HostConfig.CpuRealtimeRuntime", since=(1, 25)),
+        Gate("HostConfig.Init", since=(1, 25)), Gate("Config.StopTimeout", since=(1, 25)), _MOUNT_TYPE,
+        Gate("HostConfig.DeviceCgroupRules", since=(1, 28)), Gate("HostConfig.MaskedPaths", since=(1, 38)),
+        Gate("HostConfig.ReadonlyPaths", since=(1, 38)), Gate("HostConfig.DeviceRequests", since=(1, 40)),
+        Gate("HostConfig.CgroupnsMode", since=(1, 41)), Gate("HostConfig.KernelMemory", until=(1, 42), older=0),
+    ),
+    "container_summary": (_MOUNT_TYPE,),
+    "image": (Gate("Metadata", since=(1, 31)), Gate("VirtualSize", until=(1, 44))),
+    "image_summary": (Gate("SharedSize", since=(1, 25)), Gate("Containers", since=(1, 25)),
+                      Gate("VirtualSize", until=(1, 44))),
+    "df_image": (Gate("VirtualSize", until=(1, 44)),),  # /system/df's images: no `<none>:<none>` there
+    "info": (
+        Gate("ExecutionDriver", until=(1, 25), older="<not supported>"), Gate("Isolation", since=(1, 25)), Gate("Warnings", since=(1, 39)),
+        Gate("PidsLimit", since=(1, 40)), Gate("CgroupVersion", since=(1, 41)), Gate("OSVersion", since=(1, 41)),
+        Gate("KernelMemory", until=(1, 42), older=False),
+    ),
+    "version": (Gate("MinAPIVersion", since=(1, 25)), Gate("Platform", since=(1, 35)),
+                Gate("Components", since=(1, 35))),
+}
+RESHAPES: dict[str, tuple[Reshape, ...]] = {
+    "image_summary": (Reshape(until=(1, 43), convert=_untagged_as_none),),
+    "info": (Reshape(until=(1, 25), convert=_security_option_names),),
+}
+
+
+def for_version(kind: str, doc: dict[str, Any], api: ApiVersion) -> dict[str, Any]:
+    """`doc` (a `kind` document in the newest shape) as API `api` shows it; `doc` itself is left alone."""
+    out = doc
+    for reshape in RESHAPES.get(kind, ()):
+        if api < reshape.until:
+            out = reshape.convert(out)
+    gates = GATES.get(kind, ())
+    hidden = [gate.path for gate in gates if not gate.shown(api)]
+    added = [gate for gate in gates if gate.older is not None and gate.shown(api)]
+    if not hidden and not added:
+        return out
+    out = _copy(out)
+    for path in hidden:
+        _drop(out, path.replace("[]", ".[]").split("."))
+    for gate in added:
+        *parents, key = gate.path.split(".")
+        node = out
+        for step in parents:
+            node = node.get(step) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.setdefault(key, gate.older)
+    return out
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
+
+
+def _drop(node: Any, steps: list[str]) -> None:
+    step, rest = steps[0], steps[1:]
+    if step == "[]":
+        for child in node if isinstance(node, list) else ():
+            _drop(child, rest)
+    elif isinstance(node, dict):
+        if not rest:
+            node.pop(step, None)
+        elif step in node:
+            _drop(node[step], rest)

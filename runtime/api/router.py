@@ -7,7 +7,8 @@ import logging
 import re
 from collections.abc import Callable, Iterable
 
-from pydock.runtime.api import archive, build, containers, events, execs, images, networks, system, volumes
+from pydock.runtime.api import (archive, build, containers, events, execs, images, networks, system, unsupported,
+                                volumes)
 from pydock.runtime.api.httpd import Handler, Request
 from pydock.runtime.api.services import Services
 from pydock.utils.errors import Conflict, InvalidArgument, LaunchError, NotFound, PydockError
@@ -40,7 +41,8 @@ class Router:
         self.services = services
         table = routes if routes is not None else [*system.ROUTES, *containers.ROUTES, *events.ROUTES,
                                                    *images.ROUTES, *build.ROUTES, *volumes.ROUTES,
-                                                   *archive.ROUTES, *execs.ROUTES, *networks.ROUTES]
+                                                   *archive.ROUTES, *execs.ROUTES, *networks.ROUTES,
+                                                   *unsupported.ROUTES]
         self.routes = [(method, re.compile(f"^{pattern}/?$"), fn) for method, pattern, fn in table]
 
     def __call__(self, req: Request, h: Handler) -> None:
