@@ -459,8 +459,8 @@ GATES: dict[str, tuple[Gate, ...]] = {
         Gate("PidsLimit", since=(1, 40)), Gate("CgroupVersion", since=(1, 41)), Gate("OSVersion", since=(1, 41)),
         Gate("KernelMemory", until=(1, 42), older=False),
     ),
-    "version": (Gate("MinAPIVersion", since=(1, 25)), Gate("Platform", since=(1, 35)),
-                Gate("Components", since=(1, 35))),
+    # `/version` keeps every key at every version, as dockerd does: the docker CLI reads MinAPIVersion
+    # even at 1.24 (and prints "(minimum version )" without it)
 }
 RESHAPES: dict[str, tuple[Reshape, ...]] = {
     "image_summary": (Reshape(until=(1, 43), convert=_untagged_as_none),),
