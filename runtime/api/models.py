@@ -106,6 +106,11 @@ def container_networks(c: Container) -> dict[str, Any]:
     without addresses, as dockerd shows them (docker-compose reads the aliases there)."""
     if c.state.running and c.network and c.network.get("Networks") is not None:
         return dict(c.network["Networks"])
+    mode = network_mode(c)
+    if mode in ("none", "host"):  # dockerd lists the predefined network, with no address
+        from pydock.links.networks import predefined_id  # lazy: see below
+
+        return {mode: _empty_endpoint(predefined_id(str(c.dir.parents[1]), mode))}
     from pydock.links.netstore import NetStore  # lazy: only containers on user networks have any
 
     out: dict[str, Any] = {}
@@ -151,7 +156,9 @@ def container_summary(c: Container, names: list[str], image_name: str, size: tup
         "ImageID": image_ref(c.image), "Command": c.command_line, "Created": _unix(c.created),
         "Ports": port_list(c), "Labels": dict(c.config.get("Labels") or {}),
         "State": "paused" if paused else state_name(c), "Status": status_text(c, paused), "HostConfig": {"NetworkMode": network_mode(c)},
-        "NetworkSettings": {"Networks": (c.network or {}).get("Networks") or {}}, "Mounts": mounts(c),
+        "NetworkSettings": {"Networks": (c.network or {}).get("Networks")
+                            or (container_networks(c) if network_mode(c) in ("none", "host") else {})},
+        "Mounts": mounts(c),
     }
     if size is not None:
         out["SizeRw"], out["SizeRootFs"] = size

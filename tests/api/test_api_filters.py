@@ -46,6 +46,9 @@ def test_container_filters_pick_what_docker_would(server):
         assert names(f"volume=vol-{tag}", all_=True) == names("volume=/data", all_=True) == {web}
         assert names("expose=8080", all_=True) == names("expose=8000-8090/tcp", all_=True) == {web}
         assert names("network=none", all_=True) == {first, web, done, failed}
+        # as dockerd, a --net none container is on the predefined `none` network, in inspect and in ps
+        assert _ok(d("inspect", "-f", "{{range $k, $v := .NetworkSettings.Networks}}{{$k}}{{end}}", web)) == ["none"]
+        assert _ok(d("ps", "--filter", f"name={web}", "--format", "{{.Networks}}")) == ["none"]
         assert names("ancestor=no-such-image", all_=True) == set()
         for bad, message in (("bogus=1", "invalid filter 'bogus'"), ("status=sleeping", "invalid filter 'status=sleeping'"),
                              ("exited=x", "invalid filter 'exited=x'"), ("health=healthy", "health filter")):
