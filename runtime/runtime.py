@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 from pydock.devmapper.driver import Driver
 from pydock.devmapper.drivers import open_driver
-from pydock.runtime import monitorlock, notify, reconcile, removal
+from pydock.runtime import monitorlock, notify
 from pydock.runtime.container import Container
 from pydock.runtime.launcher import container_command, container_processes, signal_container
 from pydock.runtime.options import CreateOptions
@@ -203,6 +203,8 @@ class Runtime:
             try:
                 c = Container.load(home / cid)
             except (NotFound, KeyError):
+                from pydock.runtime import reconcile  # lazy: crash repair, rarely needed; see refresh
+
                 reconcile.sweep_incomplete(self, cid)  # being created/removed now, or left half-made by a crash
                 continue
             if c.state.running:  # only a container recorded running can need a repair
@@ -225,6 +227,8 @@ class Runtime:
     def refresh(self, c: Container) -> Container:
         """If `c` claims to run but its monitor is gone, repair it now (or mark it Ghost if busy)."""
         if c.state.running and not monitorlock.held(c.monitor_lock_path):
+            from pydock.runtime import reconcile  # lazy: only a dead monitor's container (keeps stop, ps, inspect lean)
+
             reconcile.recover(self, c)
         return c
 
@@ -389,6 +393,8 @@ class Runtime:
                 left = None if deadline is None else deadline - time.monotonic()
                 if st.running:
                     if not monitorlock.held(c.monitor_lock_path):
+                        from pydock.runtime import reconcile  # lazy: see refresh
+
                         reconcile.recover(self, c)
                         continue
                     if left is not None and left <= 0:
@@ -544,6 +550,8 @@ class Runtime:
         lock = monitorlock.acquire(c.monitor_lock_path, lambda: c.reload().state.running, c.short_id)
         try:
             c.reload()  # NotFound if its own auto-remove got there first
+            from pydock.runtime import removal  # lazy: only rm (network release, volumes, storage)
+
             removal.remove_stopped(self, c, volumes)
             self._event(c, "destroy")
         finally:
@@ -570,6 +578,8 @@ class Runtime:
     def reconcile(self) -> list[str]:
         """Repair every container left running by a dead monitor, release leaked addresses, purge
         names of containers that no longer exist; the ids repaired."""
+        from pydock.runtime import reconcile  # lazy: see refresh
+
         return reconcile.reconcile_all(self)
 
     # ---- inspection -------------------------------------------------------------------------
