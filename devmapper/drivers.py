@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from pydock.devmapper.deviceset import DeviceSet
@@ -115,6 +113,9 @@ def overlay_usable(where: Path) -> tuple[bool, str]:
 
 def _probe_overlay(where: Path) -> tuple[bool, str]:
     """Mount a two-layer overlay under `where` and write through it."""
+    import shutil  # lazy: the probe runs once per root (its marker is kept); not on every command's path
+    import tempfile  # lazy: see above
+
     where.mkdir(parents=True, exist_ok=True)
     probe = Path(tempfile.mkdtemp(prefix=".overlay-probe-", dir=where))
     try:

@@ -266,8 +266,6 @@ def user_network(net_mode: str) -> bool:
 
 def _network_fields(opts: CreateOptions, net_mode: str) -> str:
     """Check --network-alias, --ip, --mac-address against the network mode; the MAC address ("" if none)."""
-    from pydock.links.network import check_mac  # lazy: only a --mac-address needs it
-
     on_user = user_network(net_mode)
     if opts.network_aliases and not on_user:
         raise InvalidArgument("network-scoped alias is supported only for containers in user defined networks")
@@ -275,7 +273,11 @@ def _network_fields(opts: CreateOptions, net_mode: str) -> str:
         raise InvalidArgument("user specified IP address is supported on user defined networks only")
     if opts.mac_address and net_mode not in ("default",) and not on_user:
         raise InvalidArgument(f"Conflicting options: mac-address and the network mode ({net_mode})")
-    return check_mac(opts.mac_address) if opts.mac_address else ""
+    if not opts.mac_address:
+        return ""
+    from pydock.links.network import check_mac  # lazy: only a --mac-address needs it (networking is heavy)
+
+    return check_mac(opts.mac_address)
 
 
 def _default_hostname(rt: Runtime, net_mode: str) -> str:

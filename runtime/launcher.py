@@ -177,8 +177,9 @@ def lxc_failure(log: Path) -> str | None:
 
 
 #: lxc's record of the status it reaped from the container's PID 1 (src/lxc/error.c, level INFO); the
-#: signal's name is strsignal()'s text ("Bad system call(31)") or SIGNAME, depending on the build
-_CHILD_STATUS = re.compile(rb"Child <\d+> ended on (?:error \((\d+)\)|signal [^(\n]*\((\d+)\))$", re.MULTILINE)
+#: signal's name is strsignal()'s text ("Bad system call(31)") or SIGNAME, depending on the build;
+#: compiled (and cached) by `re` on first use: only the end of a run reads it, not every command importing this
+_CHILD_STATUS = rb"Child <\d+> ended on (?:error \((\d+)\)|signal [^(\n]*\((\d+)\))$"
 
 
 def command_status(log: Path) -> int:
@@ -188,7 +189,7 @@ def command_status(log: Path) -> int:
         text = log.read_bytes()
     except FileNotFoundError:
         return 0
-    found = _CHILD_STATUS.findall(text)
+    found = re.findall(_CHILD_STATUS, text, re.MULTILINE)
     if not found:
         return 0
     code, signo = found[-1]

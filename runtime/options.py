@@ -9,15 +9,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
-from pydock.runtime.volumes import check_name
 from pydock.utils.errors import InvalidArgument
 
 MIN_MEMORY = 512 * 1024
 #: the PATH a container gets unless its image or `-e` sets one (Docker 0.7's default).
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-_MEM_RE = re.compile(r"^(\d+)([bkmg]?)$", re.IGNORECASE)
-_HOST_RE = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9-]{0,62})?(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,62})?)*$")
-_ENV_KEY_RE = re.compile(r"^[^=\0\n]+$")
+# patterns, compiled by `re` (and kept in its cache) on first use rather than at import: every command
+# imports this module, few check a memory limit or a hostname
+_MEM_RE = r"^(\d+)([bkmg]?)$"
+_HOST_RE = r"^[a-zA-Z0-9]([a-zA-Z0-9-]{0,62})?(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,62})?)*$"
+_ENV_KEY_RE = r"^[^=\0\n]+$"
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ def parse_memory(value: str | int | None) -> int | None:
     if isinstance(value, int):
         n = value
     else:
-        m = _MEM_RE.match(value.strip())
+        m = re.match(_MEM_RE, value.strip(), re.IGNORECASE)
         if not m:
             raise InvalidArgument(f"Invalid memory limit: {value} (use <number>[b|k|m|g])")
         n = int(m.group(1)) * {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[m.group(2).lower()]
@@ -120,7 +121,7 @@ def parse_memory(value: str | int | None) -> int | None:
 LOG_DRIVERS = ("json-file", "none")
 #: json-file options Docker has and pydock does not carry out (refused by name, never ignored)
 _UNSUPPORTED_LOG_OPTS = ("compress", "labels", "labels-regex", "env", "env-regex", "tag")
-_SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgtp]?)(?:i?b)?$", re.IGNORECASE)
+_SIZE_RE = r"^(\d+(?:\.\d+)?)\s*([kmgtp]?)(?:i?b)?$"
 
 
 def parse_log_config(driver: str | None, opts: Mapping[str, str] | Sequence[str] = ()) -> dict[str, Any]:
@@ -160,7 +161,7 @@ def log_max_size(config: Mapping[str, str]) -> int:
     text = config.get("max-size")
     if text is None:
         return -1
-    m = _SIZE_RE.match(text.strip())
+    m = re.match(_SIZE_RE, text.strip(), re.IGNORECASE)
     if not m:
         raise InvalidArgument(f"invalid size: '{text}'")
     return int(float(m.group(1)) * 1000 ** " kmgtp".index(m.group(2).lower() or " "))
@@ -218,6 +219,8 @@ def parse_volume(spec: str) -> Volume:
         raise InvalidArgument(f"Invalid volume specification: {spec} (the container path must be absolute)")
     name = None
     if source is not None and not source.startswith("/"):
+        from pydock.runtime.volumes import check_name  # lazy: only a named volume; volumes.py is the store
+
         name, source = check_name(source), None
     if source is not None:
         if os.path.normpath(source) == "/":
@@ -296,7 +299,7 @@ def split_hostname(value: str | None) -> tuple[str, str]:
     """`-h host.domain` -> (Hostname, Domainname), split at the first dot like Docker 0.7."""
     if not value:
         return "", ""
-    if not _HOST_RE.match(value) or len(value) > 253:
+    if not re.match(_HOST_RE, value) or len(value) > 253:
         raise InvalidArgument(f"Invalid hostname: {value}")
     host, _, domain = value.partition(".")
     return host, domain
@@ -309,7 +312,7 @@ def parse_env(items: list[str] | tuple[str, ...], client_env: Mapping[str, str] 
     out = []
     for item in items:
         key, sep, _value = item.partition("=")
-        if not key or not _ENV_KEY_RE.match(key) or "\n" in item or "\0" in item:
+        if not key or not re.match(_ENV_KEY_RE, key) or "\n" in item or "\0" in item:
             raise InvalidArgument(f"Invalid environment variable: {item!r}")
         if not sep and client_env is not None:
             if key in client_env:

@@ -22,18 +22,14 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from tempfile import TemporaryFile
 from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 from pydock.devmapper.driver import Driver
 from pydock.devmapper.drivers import open_driver
-from pydock.runtime import monitorlock, notify, reconcile, removal
-from pydock.runtime.attach import AttachSession, Hello
+from pydock.runtime import monitorlock, notify
 from pydock.runtime.container import Container
-from pydock.runtime.jsonlog import LogReader, LogRecord, check_readable
 from pydock.runtime.launcher import container_command, container_processes, signal_container
 from pydock.runtime.options import CreateOptions
-from pydock.runtime.restart import RestartPolicy
 from pydock.runtime.volumes import VolumeStore
 from pydock.utils.errors import Conflict, InvalidArgument, NotFound, PydockError, RemovalFailed
 from pydock.utils.signals import parse_signal
@@ -41,6 +37,8 @@ from pydock.utils.ids import is_valid_id, resolve_prefix
 from pydock.utils.paths import RootLayout, check_private_root
 
 if TYPE_CHECKING:
+    from pydock.runtime.attach import AttachSession, Hello
+    from pydock.runtime.jsonlog import LogReader, LogRecord
     from pydock.runtime.exec import ExecConfig
     from pydock.runtime.stats import Sample
 
@@ -205,6 +203,8 @@ class Runtime:
             try:
                 c = Container.load(home / cid)
             except (NotFound, KeyError):
+                from pydock.runtime import reconcile  # lazy: crash repair, rarely needed; see refresh
+
                 reconcile.sweep_incomplete(self, cid)  # being created/removed now, or left half-made by a crash
                 continue
             if c.state.running:  # only a container recorded running can need a repair
@@ -227,6 +227,8 @@ class Runtime:
     def refresh(self, c: Container) -> Container:
         """If `c` claims to run but its monitor is gone, repair it now (or mark it Ghost if busy)."""
         if c.state.running and not monitorlock.held(c.monitor_lock_path):
+            from pydock.runtime import reconcile  # lazy: only a dead monitor's container (keeps stop, ps, inspect lean)
+
             reconcile.recover(self, c)
         return c
 
@@ -353,6 +355,7 @@ class Runtime:
         """Run created container `c` in this process, as `run` does once it has made it (the builder
         names the container before its RUN step's output starts)."""
         from pydock.runtime import supervise  # lazy: see start
+        from pydock.runtime.restart import RestartPolicy  # lazy: see stop
 
         if RestartPolicy.of(c.hostconfig).restarts:
             raise InvalidArgument("a restart policy needs a detached container (run -d, or create then start): "
@@ -390,6 +393,8 @@ class Runtime:
                 left = None if deadline is None else deadline - time.monotonic()
                 if st.running:
                     if not monitorlock.held(c.monitor_lock_path):
+                        from pydock.runtime import reconcile  # lazy: see refresh
+
                         reconcile.recover(self, c)
                         continue
                     if left is not None and left <= 0:
@@ -434,6 +439,8 @@ class Runtime:
         if timeout is None:
             timeout = float(c.config.get("StopTimeout") or DEFAULT_STOP_TIMEOUT)
         if not c.state.running:
+            from pydock.runtime.restart import RestartPolicy  # lazy: only a stop of a stopped container asks
+
             if RestartPolicy.of(c.hostconfig).restarts:
                 c.stopped_by_user_marker.touch()  # between two runs: its monitor must not start another
             return
@@ -543,6 +550,8 @@ class Runtime:
         lock = monitorlock.acquire(c.monitor_lock_path, lambda: c.reload().state.running, c.short_id)
         try:
             c.reload()  # NotFound if its own auto-remove got there first
+            from pydock.runtime import removal  # lazy: only rm (network release, volumes, storage)
+
             removal.remove_stopped(self, c, volumes)
             self._event(c, "destroy")
         finally:
@@ -569,6 +578,8 @@ class Runtime:
     def reconcile(self) -> list[str]:
         """Repair every container left running by a dead monitor, release leaked addresses, purge
         names of containers that no longer exist; the ids repaired."""
+        from pydock.runtime import reconcile  # lazy: see refresh
+
         return reconcile.reconcile_all(self)
 
     # ---- inspection -------------------------------------------------------------------------
@@ -583,6 +594,8 @@ class Runtime:
         caller opened earlier (so nothing written after that is missed). A log the container does not
         keep (`--log-driver none`) is refused at once, before any record is asked for; an attach (a
         `reader` given) follows the run's output as far as the log has it."""
+        from pydock.runtime.jsonlog import LogReader, check_readable  # lazy: only `logs` and attach read the log
+
         c = self._current(c)
         if reader is None:
             check_readable(c.hostconfig.get("LogConfig"))
@@ -716,6 +729,8 @@ class Runtime:
 
             freezer.set_frozen(self._init_pid(c), True, f"Container {c.short_id}")
         try:
+            from tempfile import TemporaryFile  # lazy: only commit; keeps shutil and random off other commands
+
             with TemporaryFile(dir=self.layout.root) as buf:
                 export_changes_to(self.driver, c, buf)
                 buf.seek(0)

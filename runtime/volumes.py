@@ -13,10 +13,7 @@ import json
 import logging
 import os
 import re
-import shutil
-import threading
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,9 +21,9 @@ from pydock.runtime.state import format_time, parse_time, utcnow
 from pydock.utils.errors import Conflict, InvalidArgument, NotFound, PydockError
 from pydock.utils.fileutil import atomic_write
 from pydock.utils.ids import generate_id
-from pydock.utils.safepath import open_in_root
 
 if TYPE_CHECKING:
+    from datetime import datetime
     from pydock.runtime.runtime import Runtime
 
 log = logging.getLogger(__package__)
@@ -89,6 +86,8 @@ class VolumeStore:
             record = {"Name": name, "CreatedAt": format_time(utcnow()), "Labels": dict(labels or {})}
             atomic_write(home / RECORD, json.dumps(record).encode(), 0o600)
         except BaseException:
+            import shutil  # lazy: only a failed create cleans up; keeps shutil off every command that parses options
+
             shutil.rmtree(home, ignore_errors=True)
             raise
         return self.get(name), True
@@ -108,6 +107,8 @@ class VolumeStore:
         try:
             record = json.loads((home / RECORD).read_bytes())
         except FileNotFoundError:  # an anonymous volume: the data is the directory itself
+            from datetime import datetime  # lazy: only an anonymous volume's time comes from its mtime
+
             return VolumeInfo(name, home, datetime.fromtimestamp(home.stat().st_mtime).astimezone(), anonymous=True)
         except (OSError, ValueError) as err:
             raise PydockError(f"volume {name}: unreadable record: {err}") from None
@@ -148,6 +149,8 @@ class VolumeStore:
             os.rename(home, trash)  # one step: never a half-removed volume under its name
         except FileNotFoundError:
             raise NotFound(f"get {info.name}: no such volume") from None
+        import shutil  # lazy: see create
+
         shutil.rmtree(trash, ignore_errors=True)
 
 
@@ -230,6 +233,8 @@ def copy_up(rootfs: Path, target: str, volume: Path) -> None:
     inside `rootfs`; a missing path or a non-directory leaves the volume empty."""
     from pydock.archive.apply import apply_layer  # lazy: the archive package, only with a volume to fill
     from pydock.archive.tar import write_tar  # lazy: see above
+    from pydock.utils.safepath import open_in_root  # lazy: ctypes (openat2), only with a volume to fill
+    import threading  # lazy: see above
 
     try:
         fd = open_in_root(rootfs, target, os.O_RDONLY | os.O_DIRECTORY)
