@@ -8,11 +8,20 @@ from tty_helpers import pydock
 pytestmark = pytest.mark.lxc
 
 
+HEADERS = ["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O", "BLOCK I/O", "PIDS"]
+
+
 def _rows(out: bytes) -> dict[str, list[str]]:
+    """Each row's cells by the header's column positions (left-aligned columns; a cell may fill its own)."""
     lines = out.decode().splitlines()
-    assert lines[0].split() == ["CONTAINER", "ID", "NAME", "CPU", "%", "MEM", "USAGE", "/", "LIMIT", "MEM", "%",
-                                "NET", "I/O", "BLOCK", "I/O", "PIDS"]
-    return {line.split()[1]: line.split("   ") for line in lines[1:]}
+    starts = [lines[0].index(h) for h in HEADERS]
+    assert starts == sorted(starts), lines[0]
+    bounds = list(zip(starts, [*starts[1:], None]))
+    rows = {}
+    for line in lines[1:]:
+        cells = [line[a:b].strip() for a, b in bounds]
+        rows[cells[1]] = cells
+    return rows
 
 
 def test_stats_no_stream(root):
@@ -24,7 +33,7 @@ def test_stats_no_stream(root):
     assert p.returncode == 0, p.stderr
     rows = _rows(p.stdout)
     assert set(rows) == {"busy", "idle"}  # running containers only
-    cells = [c.strip() for c in rows["busy"] if c.strip()]
+    cells = rows["busy"]
     cpu, mem, mem_pct, pids = cells[2], cells[3], cells[4], cells[-1]
     assert float(cpu.rstrip("%")) > 0  # a busy loop used CPU during the second measured
     assert mem.endswith("/ 64MiB") and mem_pct.endswith("%")
