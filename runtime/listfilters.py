@@ -10,14 +10,13 @@ is-task. `health` is refused: pydock records no health (HEALTHCHECK is kept, not
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
 from pydock.runtime.container import Container
-from pydock.runtime.state import Status
 from pydock.utils import saferegex
 from pydock.utils.errors import InvalidArgument, NotFound
 
@@ -34,16 +33,6 @@ def has_label(labels: Mapping[str, str] | None, spec: str) -> bool:
     key, sep, value = spec.partition("=")
     labels = labels or {}
     return key in labels and (not sep or labels[key] == value)
-
-
-def state_of(c: Container, paused: bool) -> str:
-    """Docker's State.Status of a container: created, running, paused, restarting, exited, dead."""
-    st = c.state.status
-    if st is Status.GHOST:
-        return "dead"
-    if st is Status.RUNNING and paused:
-        return "paused"
-    return st.value
 
 
 @dataclass(frozen=True)
@@ -125,8 +114,8 @@ class ContainerFilters:
             states=frozenset(values.get("status", [])),
             exited=frozenset(codes),
             ancestors=frozenset(_image_ids(rt, values["ancestor"])) if values.get("ancestor") else None,
-            before=_created_of(rt, "before", values.get("before", [])),
-            since=_created_of(rt, "since", values.get("since", [])),
+            before=_created_of("before", values.get("before", []), _container_created(rt)),
+            since=_created_of("since", values.get("since", []), _container_created(rt)),
             volumes=tuple(values.get("volume", [])),
             networks=tuple(values.get("network", [])),
             memberships=_memberships(rt) if values.get("network") else None,
@@ -142,7 +131,7 @@ class ContainerFilters:
             return False
         if not all(has_label(c.config.get("Labels"), spec) for spec in self.labels):
             return False
-        if self.states and state_of(c, paused) not in self.states:
+        if self.states and c.state.docker_status(paused) not in self.states:
             return False
         if self.exited and (c.state.running or c.state.started_at is None or c.state.exit_code not in self.exited):
             return False
@@ -165,7 +154,7 @@ class ContainerFilters:
     def _on_network(self, c: Container) -> bool:
         """Whether `c` is on one of the networks asked for: its mode's (bridge, none, host) or a user
         network it is connected to, by name or id (prefix)."""
-        names = {_network_of(c), *(self.memberships or {}).get(c.id, ())}
+        names = {network_name(c), *(self.memberships or {}).get(c.id, ())}
         return any(want in names or (len(want) >= 12 and any(n.startswith(want) for n in names))
                    for want in self.networks)
 
@@ -196,15 +185,22 @@ def _image_ids(rt: Runtime, refs: Iterable[str]) -> set[str]:
     return out
 
 
-def _created_of(rt: Runtime, key: str, refs: list[str]) -> datetime | None:
+def _created_of(key: str, refs: list[str], created: Callable[[str], datetime]) -> datetime | None:
+    """A before/since filter: when the one thing it names (`created(ref)`) was made; None without one."""
     if not refs:
         return None
     if len(refs) > 1:
         raise InvalidArgument(f"more than one {key} filter specified")
-    try:
-        return rt.get(refs[0]).created
-    except NotFound:
-        raise InvalidArgument(f"No such container: {refs[0]}") from None
+    return created(refs[0])
+
+
+def _container_created(rt: Runtime) -> Callable[[str], datetime]:
+    def created(ref: str) -> datetime:
+        try:
+            return rt.get(ref).created
+        except NotFound:
+            raise InvalidArgument(f"No such container: {ref}") from None
+    return created
 
 
 def _memberships(rt: Runtime) -> dict[str, frozenset[str]]:
@@ -225,7 +221,9 @@ def _uses_volume(c: Container, spec: str) -> bool:
     return False
 
 
-def _network_of(c: Container) -> str:
+def network_name(c: Container) -> str:
+    """The network a container's mode puts it on, as `ps` and its filter name it: none, host, bridge
+    (the default one) or container:<name>."""
     if c.config.get("NetworkDisabled"):
         return "none"
     mode = c.hostconfig.get("NetworkMode") or "default"
@@ -272,8 +270,8 @@ class ImageFilters:
                 raise InvalidArgument(f"invalid filter 'dangling={text}'")
             dangling = text.lower() in ("true", "1")
         return cls(tuple(values.get("reference", [])), dangling, tuple(values.get("label", [])),
-                   _image_created(rt, "before", values.get("before", [])),
-                   _image_created(rt, "since", values.get("since", [])))
+                   _created_of("before", values.get("before", []), lambda ref: rt.images.get(ref).created),
+                   _created_of("since", values.get("since", []), lambda ref: rt.images.get(ref).created))
 
     def keeps(self, image: Any) -> bool:
         """Whether the image passes the label, before and since filters."""
@@ -293,10 +291,3 @@ class ImageFilters:
         """The dangling filter: only untagged images (true), only tagged ones (false), or both."""
         return self.dangling is None or self.dangling != tagged
 
-
-def _image_created(rt: Runtime, key: str, refs: list[str]) -> datetime | None:
-    if not refs:
-        return None
-    if len(refs) > 1:
-        raise InvalidArgument(f"more than one {key} filter specified")
-    return rt.images.get(refs[0]).created

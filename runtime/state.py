@@ -94,6 +94,16 @@ class State:
             return Status.CREATED
         return Status.EXITED
 
+    def docker_status(self, paused: bool = False) -> str:
+        """Docker's State.Status: created, running, paused (the kernel froze it, which the caller asks),
+        restarting, exited, or dead (pydock's Ghost: recovery under way)."""
+        st = self.status
+        if st is Status.GHOST:
+            return "dead"
+        if st is Status.RUNNING and paused:
+            return "paused"
+        return st.value
+
     def started(self, *, pid: int, pid_start: int, monitor_pid: int, monitor_start: int) -> State:
         return State(running=True, pid=pid, exit_code=0, started_at=utcnow(), finished_at=None,
                      monitor_pid=monitor_pid, monitor_start=monitor_start, pid_start=pid_start, error="",

@@ -53,14 +53,6 @@ def _since(when: datetime | None) -> float:
     return max(0.0, (utcnow() - when).total_seconds()) if when is not None else 0.0
 
 
-def state_name(c: Container) -> str:
-    """Docker's State.Status: created, running, exited, dead (pydock's Ghost: recovery under way)."""
-    st = c.state.status
-    if st is Status.GHOST:
-        return "dead"
-    return st.value
-
-
 def status_text(c: Container, paused: bool = False) -> str:
     """The STATUS column: `Up 2 seconds`, `Up 5 minutes (Paused)`, `Exited (0) 3 minutes ago`, `Created`."""
     st = c.state.status
@@ -155,7 +147,7 @@ def container_summary(c: Container, names: list[str], image_name: str, size: tup
         "Id": c.id, "Names": names or [c.name or "/" + c.short_id], "Image": image_name,
         "ImageID": image_ref(c.image), "Command": c.command_line, "Created": _unix(c.created),
         "Ports": port_list(c), "Labels": dict(c.config.get("Labels") or {}),
-        "State": "paused" if paused else state_name(c), "Status": status_text(c, paused), "HostConfig": {"NetworkMode": network_mode(c)},
+        "State": c.state.docker_status(paused), "Status": status_text(c, paused), "HostConfig": {"NetworkMode": network_mode(c)},
         "NetworkSettings": {"Networks": (c.network or {}).get("Networks")
                             or (container_networks(c) if network_mode(c) in ("none", "host") else {})},
         "Mounts": mounts(c),
@@ -233,7 +225,7 @@ def container_inspect(c: Container, image_name: str) -> dict[str, Any]:
     return {
         "Id": c.id, "Created": format_time(c.created), "Path": c.path, "Args": list(c.args),
         "State": {
-            "Status": state_name(c), "Running": st.running and not st.ghost, "Paused": False,
+            "Status": c.state.docker_status(), "Running": st.running and not st.ghost, "Paused": False,
             "Restarting": st.status is Status.RESTARTING,
             "OOMKilled": False, "Dead": st.ghost, "Pid": st.pid, "ExitCode": st.exit_code, "Error": st.error,
             "StartedAt": format_time(st.started_at), "FinishedAt": format_time(st.finished_at),
