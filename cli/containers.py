@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 
+from pydock.cli.each import each
 from pydock.cli.formatting import format_option, go_time, print_each, print_items
 from pydock.cli.interactive import detach_keys_option, sig_proxy_option
 from pydock.runtime.options import CreateOptions, parse_env, read_env_files
@@ -183,11 +184,9 @@ def _create_options(image: str, cmd: tuple[str, ...], o: dict[str, Any], auto_re
 
 def _terminal_size() -> tuple[int, ...]:
     """This terminal's (rows, columns), which a -t container starts with (as the docker CLI sends it)."""
-    try:
-        size = os.get_terminal_size(sys.stdout.fileno())
-    except OSError:
-        return ()  # not a terminal: the kernel's 0x0 until someone resizes
-    return (size.lines, size.columns) if size.lines and size.columns else ()
+    from pydock.runtime.terminal import terminal_size  # lazy: only for -t
+
+    return terminal_size(sys.stdout.fileno()) or ()
 
 
 def _security_opt(values: tuple[str, ...]) -> tuple[str, ...]:
@@ -386,16 +385,16 @@ PS_HEADERS: dict[str, Any] = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command":
 def _ps_context(c: Any, row: list[str], paused: bool) -> dict[str, Any]:
     """One container as `ps --format` sees it: the docker CLI's field names over the columns ps prints
     (the image as the user named it, as current Docker shows it, where the table keeps 0.7's repo:tag)."""
+    from pydock.runtime.listfilters import network_name  # lazy: only with --format
+
     labels = c.config.get("Labels") or {}
     mounts = sorted(c.volumes)
-    mode = c.hostconfig.get("NetworkMode") or "default"
-    state = "paused" if paused else ("dead" if c.state.status is Status.GHOST else c.state.status.value)
     return {"ID": row[0], "Image": c.config.get("Image") or row[1], "Command": row[2], "CreatedAt": go_time(c.created),
             "RunningFor": row[3], "Status": row[4], "Ports": row[5], "Names": row[6],
-            "Size": row[7] if len(row) > 7 else "", "State": state,
+            "Size": row[7] if len(row) > 7 else "", "State": c.state.docker_status(paused),
             "Labels": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
             "Mounts": ",".join(mounts), "LocalVolumes": str(len(mounts)),
-            "Networks": "none" if c.config.get("NetworkDisabled") else ("bridge" if mode == "default" else mode),
+            "Networks": network_name(c),
             "Label": lambda key: str(labels.get(key, ""))}
 
 
@@ -406,22 +405,6 @@ def _size(rt: Any, c: Any) -> str:
         log.debug("ps -s: size of %s unknown: %s", c.short_id, err)
         return ""
     return f"{human_size(rw)} (virtual {human_size(virtual)})"
-
-
-def _each(refs: tuple[str, ...], action: Callable[[str], Any], failure: str, echo: bool = True) -> None:
-    """Apply `action` to every ref; errors go to stderr and do not stop the others; one summary error."""
-    failed = False
-    for ref in refs:
-        try:
-            out = action(ref)
-        except PydockError as err:
-            click.echo(f"Error: {err}", err=True)
-            failed = True
-            continue
-        if echo:
-            click.echo(ref if out is None else out)
-    if failed:
-        raise PydockError(failure)
 
 
 @click.command()
@@ -442,7 +425,7 @@ def rm(ctx: click.Context, force: bool, volumes: bool, link: bool, link_alias: b
         else:
             rt.remove(rt.get(ref), force=force, volumes=volumes)
 
-    _each(refs, one, "failed to remove one or more containers")
+    each(refs, one, "failed to remove one or more containers")
 
 
 @click.command()
@@ -464,7 +447,7 @@ def start(ctx: click.Context, attach: bool, interactive: bool, detach_keys: str 
             join_running(ctx, rt, c, stdin=interactive, detach_keys=detach_keys, sig_proxy=True, on_detach="quiet")
         start_attached(ctx, rt, c, stdin=interactive, detach_keys=detach_keys, sig_proxy=True)
         return
-    _each(refs, lambda ref: rt.start(rt.get(ref)), "failed to start one or more containers")
+    each(refs, lambda ref: rt.start(rt.get(ref)), "failed to start one or more containers")
 
 
 @click.command()
@@ -475,7 +458,7 @@ def start(ctx: click.Context, attach: bool, interactive: bool, detach_keys: str 
 def stop(ctx: click.Context, timeout: int | None, refs: tuple[str, ...]) -> None:
     """Stop running containers: SIGTERM, then SIGKILL after the timeout."""
     rt = ctx.obj.runtime()
-    _each(refs, lambda ref: rt.stop(rt.get(ref), timeout), "failed to stop one or more containers")
+    each(refs, lambda ref: rt.stop(rt.get(ref), timeout), "failed to stop one or more containers")
 
 
 @click.command()
@@ -486,7 +469,7 @@ def stop(ctx: click.Context, timeout: int | None, refs: tuple[str, ...]) -> None
 def restart(ctx: click.Context, timeout: int | None, refs: tuple[str, ...]) -> None:
     """Stop (if running) and start containers again."""
     rt = ctx.obj.runtime()
-    _each(refs, lambda ref: rt.restart(rt.get(ref), timeout), "failed to restart one or more containers")
+    each(refs, lambda ref: rt.restart(rt.get(ref), timeout), "failed to restart one or more containers")
 
 
 @click.command()
@@ -497,7 +480,7 @@ def kill(ctx: click.Context, sig: str, refs: tuple[str, ...]) -> None:
     """Send a signal (default KILL) to running containers."""
     rt = ctx.obj.runtime()
     signum = parse_signal(sig)
-    _each(refs, lambda ref: rt.kill(rt.get(ref), signum), "failed to kill one or more containers")
+    each(refs, lambda ref: rt.kill(rt.get(ref), signum), "failed to kill one or more containers")
 
 
 @click.command()
@@ -506,7 +489,7 @@ def kill(ctx: click.Context, sig: str, refs: tuple[str, ...]) -> None:
 def wait(ctx: click.Context, refs: tuple[str, ...]) -> None:
     """Block until containers stop; print their exit codes."""
     rt = ctx.obj.runtime()
-    _each(refs, lambda ref: str(rt.wait(rt.get(ref))), "failed to wait for one or more containers")
+    each(refs, lambda ref: str(rt.wait(rt.get(ref))), "failed to wait for one or more containers")
 
 
 def _stream(records: Any, timestamps: bool) -> None:
@@ -647,7 +630,7 @@ def export(ctx: click.Context, ref: str) -> None:
 def pause(ctx: click.Context, refs: tuple[str, ...]) -> None:
     """Freeze every process of running containers."""
     rt = ctx.obj.runtime()
-    _each(refs, lambda ref: rt.pause(rt.get(ref)), "failed to pause one or more containers")
+    each(refs, lambda ref: rt.pause(rt.get(ref)), "failed to pause one or more containers")
 
 
 @click.command()
@@ -656,7 +639,7 @@ def pause(ctx: click.Context, refs: tuple[str, ...]) -> None:
 def unpause(ctx: click.Context, refs: tuple[str, ...]) -> None:
     """Thaw paused containers."""
     rt = ctx.obj.runtime()
-    _each(refs, lambda ref: rt.unpause(rt.get(ref)), "failed to unpause one or more containers")
+    each(refs, lambda ref: rt.unpause(rt.get(ref)), "failed to unpause one or more containers")
 
 
 @click.command()
@@ -745,7 +728,7 @@ def update(ctx: click.Context, refs: tuple[str, ...], **changes: Any) -> None:
     def one(ref: str) -> None:
         rt.update(rt.get(ref), opts)  # Docker's warnings: pydock has none
 
-    _each(refs, one, "failed to update one or more containers")
+    each(refs, one, "failed to update one or more containers")
 
 
 @click.group(context_settings={"help_option_names": ["--help"]})

@@ -7,6 +7,7 @@ import json
 
 import click
 
+from pydock.cli.each import each
 from pydock.runtime import netattach
 from pydock.runtime.netview import matching, network_json
 from pydock.runtime.options import parse_labels
@@ -83,17 +84,11 @@ def inspect(ctx: click.Context, refs: tuple[str, ...]) -> None:
 def rm(ctx: click.Context, refs: tuple[str, ...]) -> None:
     """Remove networks no running container is on."""
     rt = ctx.obj.runtime()
-    failed = False
-    for ref in refs:
-        try:
-            rt.user_networks.remove(ref)
-        except PydockError as err:
-            failed = True
-            click.echo(f"Error: {err}", err=True)
-            continue
-        click.echo(ref)
-    if failed:
-        ctx.exit(1)
+
+    def remove(ref: str) -> None:  # prints the name as the user gave it
+        rt.user_networks.remove(ref)
+
+    each(refs, remove)
 
 
 @network.command()

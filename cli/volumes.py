@@ -6,11 +6,12 @@ import json
 
 import click
 
-from pydock.utils.table import plain_table
+from pydock.cli.each import each
 from pydock.runtime import volumes as volume_ops
 from pydock.runtime.options import parse_labels
 from pydock.utils.errors import InvalidArgument, PydockError
 from pydock.utils.humanize import human_size
+from pydock.utils.table import plain_table
 
 
 @click.group(context_settings={"help_option_names": ["--help"]})
@@ -79,17 +80,7 @@ def inspect(ctx: click.Context, names: tuple[str, ...]) -> None:
 def rm(ctx: click.Context, force: bool, names: tuple[str, ...]) -> None:
     """Remove volumes no container uses."""
     rt = ctx.obj.runtime()
-    failed = False
-    for name in names:
-        try:
-            volume_ops.remove(rt, name, force=force)
-        except PydockError as err:
-            failed = True
-            click.echo(f"Error: {err}", err=True)
-            continue
-        click.echo(name)
-    if failed:
-        ctx.exit(1)
+    each(names, lambda name: volume_ops.remove(rt, name, force=force))
 
 
 @volume.command()
