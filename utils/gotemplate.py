@@ -497,9 +497,7 @@ class Template:
                  piped: bool) -> Any:
         head = cmd[0]
         if head[0] == "func":
-            name = head[1]
-            if name not in FUNCS and name not in ("and", "or"):  # Template() found it first
-                raise TemplateError(f'function "{name}" not defined')
+            name = head[1]  # a known function: the parser refuses any other name
             if name in ("and", "or"):
                 args = cmd[1:]
                 if not args and not piped:
