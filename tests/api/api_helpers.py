@@ -98,12 +98,20 @@ class Server:
     def url(self) -> str:
         return f"unix://{self.sock}"
 
+    def docker_env(self) -> dict[str, str]:
+        """What points the docker CLI at this server (and its own config dir, never ~/.docker)."""
+        return {"DOCKER_HOST": self.url, "DOCKER_CONFIG": str(self.tmp / "docker-config")}
+
     def docker(self, *args: str, input: bytes | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
-        """The real docker CLI against this server (its own config dir, never ~/.docker)."""
+        """The real docker CLI against this server."""
         if DOCKER is None:
             pytest.skip(NO_DOCKER)
-        env = {**clean_env(), "DOCKER_HOST": self.url, "DOCKER_CONFIG": str(self.tmp / "docker-config")}
-        return subprocess.run([DOCKER, *args], input=input, capture_output=True, timeout=timeout, env=env)
+        return subprocess.run([DOCKER, *args], input=input, capture_output=True, timeout=timeout,
+                              env={**clean_env(), **self.docker_env()})
+
+    def docker_argv(self, *args: str) -> list[str]:
+        """The docker CLI's command line against this server, for a terminal (tmux) to run."""
+        return ["env", *(f"{k}={v}" for k, v in self.docker_env().items()), "docker", *args]
 
     def pydock(self, *args: str, input: bytes | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
         return subprocess.run([*pydock_cmd(self.root, self.driver), *args], input=input, capture_output=True, timeout=timeout,

@@ -17,10 +17,6 @@ def uniq(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
 
-def _docker_argv(server, *args: str) -> list[str]:
-    return ["env", f"DOCKER_HOST={server.url}", f"DOCKER_CONFIG={server.tmp / 'docker-config'}", "docker", *args]
-
-
 def test_run_i_gives_the_command_the_piped_stdin_and_its_end(server):
     p = server.docker("run", "--rm", "-i", "--net", "none", "busybox", "sh", "-c",
                       "cat; echo after-eof >&2; exit 3", input=b"line one\nline two\n")
@@ -45,7 +41,7 @@ def test_run_without_i_reads_nothing_even_when_given_input(server):
 
 def test_run_it_terminal_size_resize_detach_and_attach_again(server, term):
     name = uniq("it")
-    term.start(_docker_argv(server, "run", "-it", "--name", name, "--net", "none", "busybox", "sh"))
+    term.start(server.docker_argv("run", "-it", "--name", name, "--net", "none", "busybox", "sh"))
     term.wait_for(PROMPT)
     term.type("[ -t 0 ] && [ -t 1 ] && echo IS-A-TTY")
     term.wait_for("\nIS-A-TTY")
@@ -61,7 +57,7 @@ def test_run_it_terminal_size_resize_detach_and_attach_again(server, term):
 
     again = Tmux()
     try:
-        again.start(_docker_argv(server, "attach", name))
+        again.start(server.docker_argv("attach", name))
         again.type("echo GOT=$MARK")
         again.wait_for("GOT=kept-state")
         again.type("exit 4")
@@ -77,7 +73,7 @@ def test_attach_with_other_detach_keys(server, term):
     name = uniq("keys")
     assert server.docker("run", "-dit", "--name", name, "--net", "none", "busybox", "sh").returncode == 0
     try:
-        term.start(_docker_argv(server, "attach", "--detach-keys", "ctrl-a,d", name))
+        term.start(server.docker_argv("attach", "--detach-keys", "ctrl-a,d", name))
         term.type("echo ATTACHED")
         term.wait_for("\nATTACHED")
         term.send("C-p", "C-q")  # not the keys now: the shell gets them
@@ -225,7 +221,7 @@ def test_a_detached_tty_container_starts_at_the_size_given_at_create(server):
     t = Tmux(cols=91, rows=17)
     name = uniq("cs")
     try:
-        t.start(_docker_argv(server, "run", "-dt", "--name", name, "--net", "none", "busybox", "sh", "-c",
+        t.start(server.docker_argv("run", "-dt", "--name", name, "--net", "none", "busybox", "sh", "-c",
                              "stty size; sleep 30"))
         assert t.exit_status() == 0
         logs = server.docker("logs", name)

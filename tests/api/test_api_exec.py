@@ -144,8 +144,7 @@ result = [seen, gone]
 
 
 def test_exec_it_terminal_resize_detach_and_status(server, box, term):
-    argv = ["env", f"DOCKER_HOST={server.url}", f"DOCKER_CONFIG={server.tmp / 'docker-config'}", "docker"]
-    term.start([*argv, "exec", "-it", box, "sh"])
+    term.start(server.docker_argv("exec", "-it", box, "sh"))
     term.wait_for(PROMPT)
     term.type("[ -t 0 ] && echo IS-A-TTY; echo SIZE=$(stty size)")
     term.wait_for("\nIS-A-TTY")
@@ -158,7 +157,7 @@ def test_exec_it_terminal_resize_detach_and_status(server, box, term):
 
     again = Tmux()
     try:
-        again.start([*argv, "exec", "-it", box, "sh", "-c", "echo READY; sleep 300"])
+        again.start(server.docker_argv("exec", "-it", box, "sh", "-c", "echo READY; sleep 300"))
         again.wait_for("READY")
         again.send("C-p", "C-q")  # detached: the CLI leaves, the exec runs on
         again.wait_for("EXIT=")

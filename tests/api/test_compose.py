@@ -21,8 +21,7 @@ PROJECT = Path(__file__).with_name("compose_project")
 
 
 def _compose(srv, project: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**clean_env(), "DOCKER_HOST": srv.url, "DOCKER_CONFIG": str(srv.tmp / "docker-config"),
-           "COMPOSE_INTERACTIVE_NO_CLI": "1"}
+    env = {**clean_env(), **srv.docker_env(), "COMPOSE_INTERACTIVE_NO_CLI": "1"}
     return subprocess.run(["docker-compose", "--ansi", "never", "-p", "ctest", *args], cwd=project, capture_output=True,
                           timeout=timeout, env=env)
 

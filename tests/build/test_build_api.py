@@ -28,7 +28,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, busybox_rootfs: Path) -> It
         yield srv
 
 def _docker(server: Server, *args: str, buildkit: str | None = "0", stdin: bytes | None = None):
-    env = {**clean_env(), "DOCKER_HOST": server.url, "DOCKER_CONFIG": str(server.tmp / "docker-config")}
+    env = {**clean_env(), **server.docker_env()}
     if buildkit is not None:
         env["DOCKER_BUILDKIT"] = buildkit
     return subprocess.run([str(DOCKER), *args], input=stdin, capture_output=True, timeout=300, env=env)
