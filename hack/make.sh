@@ -112,13 +112,41 @@ pip_install() {
 	if [ -x "$VENV/bin/pydock" ]; then
 		if [ "$(cat "$VENV/.pydock-pip-test" 2>/dev/null)" = "$want" ] \
 			|| { [ "$kind" = dev ] && [ "$(cat "$VENV/.pydock-pip-dev" 2>/dev/null)" = "$want" ]; }; then
+			link_sources
 			return 0
 		fi
 	fi
 	echo "+ pip install -e .$extras"
 	rm -f "$VENV/.pydock-pip-dev" "$VENV/.pydock-pip-test"
 	"$PY" -m pip install -q --disable-pip-version-check -e "$SRC$extras"
+	link_sources
 	echo "$want" >"$VENV/.pydock-pip-$kind"
+}
+
+# link_sources: site-packages/pydock/<package> -> the checkout's folder, for each package-dir entry of
+# pyproject.toml, in place of setuptools' editable import hook: that hook loads pathlib, urllib and re
+# into every interpreter of the venv (~12 ms of each pydock command's start-up). The links are folders,
+# so new modules in the checkout are seen at once, as with the hook.
+link_sources() {
+	"$PY" - "$SRC" <<'PYEOF'
+import os, sys, sysconfig, tomllib
+src = sys.argv[1]
+site = sysconfig.get_paths()["purelib"]
+with open(os.path.join(src, "pyproject.toml"), "rb") as f:
+    package_dir = tomllib.load(f)["tool"]["setuptools"]["package-dir"]
+top = os.path.join(site, "pydock")
+os.makedirs(top, exist_ok=True)
+for package, folder in package_dir.items():
+    link = os.path.join(site, *package.split("."))
+    if os.path.islink(link) and os.readlink(link) == os.path.join(src, folder):
+        continue
+    if os.path.lexists(link):
+        os.unlink(link)
+    os.symlink(os.path.join(src, folder), link)
+for name in os.listdir(site):  # the hook's .pth: emptied, so pip still finds (and can uninstall) it
+    if name.startswith("__editable__.pydock-") and name.endswith(".pth"):
+        open(os.path.join(site, name), "w").close()
+PYEOF
 }
 
 # ensure_docker_cli: the docker CLI the `pydock serve` tests drive: the one on PATH, else the client
