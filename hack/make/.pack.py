@@ -67,8 +67,11 @@ def _hold_archive():
         sys.path_importer_cache.pop(name, None)
 _hold_archive()
 """
+# The binary runs each command in its own process: a CLI command server (cli/cmdserver.py) would import
+# from an archive path its clients hold open, and could not tell a replaced binary's code from its own.
 MAIN_CLI = _VERSION_CHECK + _HOLD_ARCHIVE + "from pydock.cli.main import main\nsys.exit(main())\n"
-MAIN_SCRIPT = _VERSION_CHECK + "from pydock.cli.main import main\nsys.exit(main())\n"
+# /usr/bin/pydock of the .deb is the client of the CLI command server, as the venv's entry point is
+MAIN_SCRIPT = _VERSION_CHECK + "from pydock.cli.client import main\nsys.exit(main())\n"
 MAIN_HELPER = _VERSION_CHECK + "import runpy\nrunpy.run_module('pydock.dockerinit', run_name='__main__', alter_sys=True)\n"
 
 
@@ -280,8 +283,12 @@ for name in cli.list_commands(ctx):
 lines += [".SH ENVIRONMENT", ".TP", "\\fBPYDOCK_ROOT\\fR", "Default for \\fB\\-g\\fR (/var/lib/pydock).",
           ".TP", "\\fBPYDOCK_DRIVER\\fR", "Default for \\fB\\-s\\fR.",
           ".TP", "\\fBPYDOCK_DOCKERINIT\\fR", "Another place to look for the dockerinit helper (its sha256 must match).",
+          ".TP", "\\fBPYDOCK_CLI_SERVER\\fR", "0 runs every command in its own process instead of handing it to "
+          "the warm CLI command server.",
+          ".TP", "\\fBPYDOCK_CLI_SERVER_IDLE\\fR", "Seconds an idle command server waits before it exits (60).",
           ".SH FILES", ".TP", "/var/lib/pydock", "State: images, containers, storage pools, names.",
           ".TP", "/usr/libexec/pydock/dockerinit", "The helper run between fork and exec of lxc.",
+          ".TP", "/run/pydock", "Sockets of the CLI command servers (root only).",
           ".SH SEE ALSO", "\\fBlxc\\-execute\\fR(1), \\fBdmsetup\\fR(8)"]
 print("\n".join(lines))
 '''

@@ -19,8 +19,13 @@ NO_TMUX = "tmux is not installed (apt-get install tmux; hack/make.sh installs it
 WAIT = 90.0
 
 
+#: `pydock` as users run it: the entry point, handing each command to the CLI command server, so the
+#: interactive tests (terminals, signals, ^C, resizes, detach keys) run through its client and workers
+ENTRY = str(Path(sys.executable).with_name("pydock"))
+
+
 def pydock_argv(root: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "pydock.cli.main", "-g", str(root), "-s", "overlay", "-b", "none", *args]
+    return [ENTRY, "-g", str(root), "-s", "overlay", "-b", "none", *args]
 
 
 def pydock(root: Path, *args: str, input: bytes | None = None, timeout: float = 120,

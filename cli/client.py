@@ -1,0 +1,198 @@
+"""The `pydock` entry point: hand the command to a warm CLI command server, else run it here.
+
+Python's start-up and pydock's imports cost more than most commands' own work. A command server
+(`cli/cmdserver.py`, one per interpreter and install, started on demand, gone when idle) has them
+paid; this client passes it the command line, environment, umask, working directory and its stdin,
+stdout and stderr (the descriptors themselves), forwards the signals it receives, and exits as the
+command did. Anything unusual (switched off with PYDOCK_CLI_SERVER=0, not root, other namespaces
+than the parent's, no server yet) runs the command in this process, exactly as before.
+"""
+
+from __future__ import annotations
+
+import _signal as signal  # the C modules: `signal` and `socket` import enum, selectors and more (~6 ms)
+import _socket as socket
+import os
+import sys
+
+from pydock.cli import cmdwire
+
+#: signals passed on to the command (SIGTSTP and SIGCONT get their own handling: see _Relay)
+FORWARDED = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2,
+             signal.SIGWINCH, signal.SIGALRM)
+
+
+def main() -> int:
+    """Run `pydock ARGS...`: through the command server when one can take it, else here."""
+    if _eligible():
+        status = _through_server()
+        if status is not None:
+            return status
+    from pydock.cli.main import main as run_here  # lazy: the whole CLI, only when no server runs it
+
+    return run_here()
+
+
+def _eligible() -> bool:
+    """Root, the server not switched off, and the namespaces and root directory of the process that
+    started us: a command exec'd into a namespace of its own (`ip netns exec`, `nsenter`, a test's
+    private network) runs here, so no server outlives it holding that namespace."""
+    if not cmdwire.enabled(os.environ) or os.geteuid() != 0:  # type: ignore[arg-type]
+        return False
+    try:
+        return cmdwire.namespaces("self") == cmdwire.namespaces(os.getppid())
+    except OSError:
+        return False
+
+
+def _through_server() -> int | None:
+    """The command's exit status from the server, or None when it is to run here (nothing ran)."""
+    path = cmdwire.socket_path()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        sock.connect(path)
+    except (FileNotFoundError, ConnectionRefusedError):
+        sock.close()
+        _start_server(path)
+        return None
+    except OSError:
+        sock.close()
+        return None
+    relay = _Relay(sock)
+    try:
+        if not _send_request(sock):
+            return None
+        return relay.wait()
+    except OSError as err:
+        if relay.worker is None:
+            return None  # nothing ran: run it here
+        sys.stderr.write(f"pydock: lost the command server: {err}\n")
+        return 255  # it ran, or runs still: never run it twice
+    finally:
+        sock.close()
+
+
+def _send_request(sock: socket.socket) -> bool:
+    """Send argv, environment, umask and the four descriptors; False if this process lacks one of them."""
+    try:
+        cwd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        umask = os.umask(0o022)
+        os.umask(umask)
+        payload = cmdwire.encode_request([os.fsencode(a) for a in sys.argv],
+                                         [k + b"=" + v for k, v in os.environb.items()], umask)
+        try:
+            sock.sendmsg([cmdwire.header(len(payload))],
+                         [(socket.SOL_SOCKET, socket.SCM_RIGHTS, cmdwire.pack_fds((0, 1, 2, cwd)))])
+        except OSError:  # EBADF: stdin, stdout or stderr is closed here; Python's own start-up copes, so run here
+            return False
+        sock.sendall(payload)
+        return True
+    finally:
+        os.close(cwd)
+
+
+class _Relay:
+    """Reads the server's replies (P<pid>, X<status>, S<signal>, F<reason>, R) and forwards signals."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.worker: int | None = None
+        self.pending: list[int] = []
+        self.buffer = b""
+
+    def wait(self) -> int | None:
+        handlers = {sig: self._forward for sig in (*FORWARDED, signal.SIGCONT)}
+        handlers[signal.SIGTSTP] = self._suspend
+        # a signal this process ignores (nohup, a background job) stays ignored, here and in the command
+        previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()
+                    if signal.getsignal(sig) != signal.SIG_IGN}
+        try:
+            return self._replies()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _replies(self) -> int | None:
+        while True:
+            line = self._line()
+            if line is None:  # the server went away
+                if self.worker is None:
+                    return None  # nothing ran: run it here
+                sys.stderr.write("pydock: the command server exited before the command did\n")
+                return 255
+            kind, value = line[:1], line[1:]
+            if kind == b"P":
+                self.worker = int(value)
+                for sig in self.pending:
+                    self._send(sig)
+                self.pending.clear()
+            elif kind == b"X":
+                return int(value)
+            elif kind == b"S":
+                sig = int(value)
+                if sig not in (signal.SIGKILL, signal.SIGSTOP):
+                    signal.signal(sig, signal.SIG_DFL)
+                os.kill(os.getpid(), sig)  # die as the command did
+                return 128 + sig
+            elif kind == b"R":  # the server's code changed on disk: it is on its way out
+                _start_server(cmdwire.socket_path())
+                return None
+            else:  # F: the server cannot give the command this process's context
+                return None
+
+    def _line(self) -> bytes | None:
+        while b"\n" not in self.buffer:
+            data = self.sock.recv(256)
+            if not data:
+                return None
+            self.buffer += data
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return line
+
+    def _forward(self, sig: int, _frame: object) -> None:
+        if self.worker is None:
+            self.pending.append(sig)
+        else:
+            self._send(sig)
+
+    def _suspend(self, _sig: int, _frame: object) -> None:
+        """^Z: stop the command (SIGSTOP: its process group has no terminal to honour SIGTSTP), then us."""
+        if self.worker is not None:
+            self._send(signal.SIGSTOP)
+        signal.signal(signal.SIGTSTP, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTSTP)
+        signal.signal(signal.SIGTSTP, self._suspend)  # continued: SIGCONT has been forwarded
+
+    def _send(self, sig: int) -> None:
+        try:
+            os.kill(self.worker, sig)  # type: ignore[arg-type]
+        except ProcessLookupError:
+            pass  # it has just ended; its status is on its way
+
+
+def _start_server(path: str) -> None:
+    """Start a server for this interpreter in the background (a new session, detached from ours); if
+    another client starts one at the same moment, the server's lock lets only one of them stay."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setsid()
+            if os.fork() == 0:
+                null = os.open(os.devnull, os.O_RDWR)
+                for fd in (0, 1, 2):
+                    os.dup2(null, fd)
+                os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+                os.chdir("/")
+                boot = ("import sys; sys.path[:] = sys.argv[2:]; "
+                        "from pydock.cli.cmdserver import main; main(sys.argv[1])")
+                os.execv(sys.executable, [sys.executable, "-c", boot, path, *sys.path])
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,512 @@
+"""The CLI command server: a warm interpreter with pydock imported that forks one worker per command.
+
+Started on demand by `cli/client.py`, one per interpreter and install (`cmdwire.socket_path`); it
+exits after IDLE_SECONDS without a command, or once its source files change on disk. It holds no
+root, lock or runtime state of its own: each worker is a fresh fork that takes on its client's
+context (cgroup, rlimits, nice and OOM score, signal dispositions, groups, umask, working directory,
+environment, stdin/stdout/stderr), runs `pydock.cli.main.main`, and exits with the command's status,
+which the server passes back. A client that dies (kill -9) takes its worker with it, as if the
+command had run in the client's own process. Only a root client in the server's namespaces, root
+directory and LSM context, with at least the server's capabilities and no seccomp filter or
+no_new_privs, is served: the server never grants what its client lacked.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import gc
+import importlib
+import io
+import os
+import resource
+import selectors
+import signal
+import socket
+import struct
+import sys
+import time
+from dataclasses import dataclass, field
+
+from pydock.cli import cmdwire
+
+#: the modules of the everyday commands (run, create, start, stop, kill, wait, rm, exec, attach, ps,
+#: inspect, logs, images, version) and of each storage driver, with what they import: imported once
+#: here, so those commands import nothing. Not everything: a detached container's monitor is a fork of
+#: its command, and every module here is in its resident set (tests/cli/test_cmdserver.py keeps the
+#: list covering those commands).
+PRELOAD = ("pydock.cli.main", "pydock.cli.containers", "pydock.cli.interactive", "pydock.cli.images",
+           "pydock.cli.system", "pydock.cli.each", "pydock.cli.formatting", "pydock.utils.table",
+           "pydock.runtime.runtime", "pydock.runtime.create", "pydock.runtime.supervise", "pydock.runtime.exec",
+           "pydock.runtime.freezer", "pydock.graph.lookup",
+           "pydock.devmapper.overlay", "pydock.devmapper.vfs", "pydock.devmapper.dm_deviceset")
+#: a request must arrive this soon after its connection
+REQUEST_TIMEOUT = 5.0
+#: a worker's status when it could not take on its client's context (the client, told F, ran the command)
+SETUP_FAILED = 254
+
+
+class RequestError(Exception):
+    """A request that cannot be served; the client runs the command itself."""
+
+
+@dataclass
+class Request:
+    """One command as its client sent it."""
+
+    peer_pid: int
+    argv: list[bytes]
+    environ: dict[bytes, bytes]
+    umask: int
+    fds: list[int]  # stdin, stdout, stderr, working directory
+
+
+@dataclass
+class Running:
+    """A worker and the client waiting for it."""
+
+    conn: socket.socket
+    pid: int
+    pidfd: int
+
+
+@dataclass
+class Server:
+    path: str
+    idle: float
+    listener: socket.socket
+    bound: int  # the socket file's inode
+    lock_fd: int
+    stamp: dict[str, tuple[int, int]]
+    selector: selectors.BaseSelector = field(default_factory=selectors.DefaultSelector)
+    running: dict[int, Running] = field(default_factory=dict)  # by pidfd
+    stale: bool = False
+
+    def loop(self) -> None:
+        """Serve until idle (or stale) with no command in flight."""
+        self.selector.register(self.listener, selectors.EVENT_READ)
+        while True:
+            if self.stale and not self.running:
+                return
+            events = self.selector.select(None if self.running else self.idle)
+            if not events and not self.running:
+                return
+            for key, _ in events:
+                if key.fileobj is self.listener:
+                    self._accept()
+                elif isinstance(key.data, Running) and key.fileobj is key.data.conn:
+                    self._client_readable(key.data)
+                elif isinstance(key.data, Running):
+                    self._reap(key.data)
+
+    def _accept(self) -> None:
+        try:
+            conn, _ = self.listener.accept()
+        except OSError:
+            return
+        try:
+            if self.stale or _source_changed(self.stamp):
+                self._retire()
+                conn.sendall(b"R\n")
+                conn.close()
+                return
+            request = _read_request(conn)
+        except (OSError, RequestError) as err:
+            try:
+                conn.sendall(b"F%s\n" % str(err).encode(errors="replace")[:200])
+            except OSError:
+                pass  # the client is gone: nothing to tell
+            conn.close()
+            return
+        self._fork(conn, request)
+
+    def _retire(self) -> None:
+        """Stop taking commands: the next client starts a server with the code now on disk."""
+        self.stale = True
+        self.selector.unregister(self.listener)
+        _unlink_if_ours(self.path, self.bound)
+        self.listener.close()
+        _release(self.path + ".lock", self.lock_fd)  # a new server may start while this one finishes its commands
+        self.lock_fd = -1
+
+    def _fork(self, conn: socket.socket, request: Request) -> None:
+        pid = os.fork()
+        if pid == 0:
+            self._become_worker(conn, request)  # never returns
+        for fd in request.fds:
+            os.close(fd)
+        pidfd = os.pidfd_open(pid)
+        running = Running(conn, pid, pidfd)
+        self.running[pidfd] = running
+        conn.setblocking(True)
+        self.selector.register(conn, selectors.EVENT_READ, running)
+        self.selector.register(pidfd, selectors.EVENT_READ, running)
+
+    def _become_worker(self, conn: socket.socket, request: Request) -> None:
+        status = SETUP_FAILED
+        try:
+            self._drop_server_state(conn)
+            try:
+                _take_context(request)
+            except (OSError, ValueError) as err:
+                conn.sendall(b"F%s\n" % str(err).encode(errors="replace")[:200])
+                os._exit(SETUP_FAILED)
+            conn.sendall(b"P%d\n" % os.getpid())
+            conn.close()
+            status = _run_command(request.argv)
+        finally:
+            os._exit(status)
+
+    def _drop_server_state(self, conn: socket.socket) -> None:
+        """The worker keeps nothing of the server's but its imports."""
+        self.selector.close()
+        if not self.stale:
+            self.listener.close()
+        if self.lock_fd != -1:
+            os.close(self.lock_fd)
+        for running in self.running.values():
+            if running.conn is not conn:
+                running.conn.close()
+            os.close(running.pidfd)
+
+    def _client_readable(self, running: Running) -> None:
+        """A client speaks only to say it is gone (EOF): its worker goes the way the client went."""
+        try:
+            data = running.conn.recv(64)
+        except OSError:
+            data = b""
+        if not data:
+            try:
+                os.kill(running.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass  # already ended; the pidfd reports it next
+            self.selector.unregister(running.conn)
+
+    def _reap(self, running: Running) -> None:
+        _, status = os.waitpid(running.pid, 0)
+        self.selector.unregister(running.pidfd)
+        os.close(running.pidfd)
+        del self.running[running.pidfd]
+        if running.conn.fileno() != -1:
+            try:
+                self.selector.unregister(running.conn)
+            except KeyError:
+                pass  # unregistered when the client went away
+            reply = (b"S%d\n" % os.WTERMSIG(status)) if os.WIFSIGNALED(status) else \
+                (b"X%d\n" % os.WEXITSTATUS(status))
+            try:
+                running.conn.sendall(reply)  # a client told F (or gone) reads no further
+            except OSError:
+                pass  # the client is gone; its worker has ended anyway
+            running.conn.close()
+
+
+def main(path: str) -> None:
+    """Serve commands on `path` until idle; a second server for the same path exits at once."""
+    os.makedirs(cmdwire.SOCKET_DIR, mode=0o700, exist_ok=True)
+    lock_fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return  # another server has it
+    _name_process()
+    _preload()
+    stamp = _source_stamp()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    old_umask = os.umask(0o177)
+    try:
+        listener.bind(path)
+    finally:
+        os.umask(old_umask)
+    bound = os.stat(path).st_ino
+    listener.listen(64)
+    gc.freeze()  # what was imported stays shared with every worker instead of being copied by the collector
+    idle = _idle_seconds()
+    signal.signal(signal.SIGTERM, _stop)
+    server = Server(path, idle, listener, bound, lock_fd, stamp)
+    try:
+        server.loop()
+    finally:
+        if not server.stale:
+            _unlink_if_ours(path, bound)
+            listener.close()
+            _release(path + ".lock", lock_fd)
+
+
+def _stop(_sig: int, _frame: object) -> None:
+    """SIGTERM: leave the loop, remove the socket; commands in flight run on, unwatched."""
+    raise SystemExit(0)
+
+
+def _idle_seconds() -> float:
+    try:
+        return max(0.1, float(os.environ.get(cmdwire.IDLE_ENV, cmdwire.IDLE_SECONDS)))
+    except ValueError:
+        return cmdwire.IDLE_SECONDS
+
+
+def _name_process() -> None:
+    """`pydock-cli` in ps and top, so nobody takes the server for a hung command."""
+    try:
+        import prctl  # lazy: only the server renames itself
+
+        prctl.set_name("pydock-cli")
+    except (ImportError, OSError):
+        pass  # cosmetic: the server works under python's name too
+
+
+def _release(lock_path: str, lock_fd: int) -> None:
+    """Remove and unlock the lock file. A server that opened it just before may then run beside the
+    next one for a while: harmless, as servers share nothing (the later bind owns the socket path)."""
+    _unlink_if_ours(lock_path, os.fstat(lock_fd).st_ino)
+    os.close(lock_fd)
+
+
+def _unlink_if_ours(path: str, bound: int) -> None:
+    """Remove the socket file if it is still the one this server bound (inode `bound`): a new server
+    may own the path by now."""
+    try:
+        if os.stat(path).st_ino == bound:
+            os.unlink(path)
+    except OSError:
+        pass  # already gone
+
+
+def _preload() -> None:
+    """Import PRELOAD; a module that cannot load here (a build without one) is left to the worker that
+    needs it, which then reports the failure as the command's."""
+    for name in PRELOAD:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - reported by the command that needs it, not by the server
+            continue
+
+
+def _source_stamp() -> dict[str, tuple[int, int]]:
+    """(mtime, size) of every loaded pydock module's file and directory: a change means new code on disk."""
+    stamp = {}
+    for name, module in list(sys.modules.items()):
+        origin = getattr(module, "__file__", None)
+        if not name.startswith("pydock.") or not origin:
+            continue
+        for path in (origin, os.path.dirname(origin)):
+            st = os.stat(path)
+            stamp[path] = (st.st_mtime_ns, st.st_size)
+    return stamp
+
+
+def _source_changed(stamp: dict[str, tuple[int, int]]) -> bool:
+    for path, seen in stamp.items():
+        try:
+            st = os.stat(path)
+        except OSError:
+            return True
+        if (st.st_mtime_ns, st.st_size) != seen:
+            return True
+    return False
+
+
+def _read_request(conn: socket.socket) -> Request:
+    """The client's request, once the client is known to be entitled to everything a worker can do."""
+    conn.settimeout(REQUEST_TIMEOUT)
+    peer_pid, peer_uid, _ = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+    if peer_uid != 0 or os.getuid() != 0:
+        raise RequestError("not root")
+    fds: list[int] = []
+    try:
+        data, ancdata, _, _ = conn.recvmsg(cmdwire.HEADER_SIZE, socket.CMSG_SPACE(cmdwire.FDS_SIZE))
+        for level, kind, cdata in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.extend(cmdwire.unpack_fds(cdata))
+        while len(data) < cmdwire.HEADER_SIZE:
+            more = conn.recv(cmdwire.HEADER_SIZE - len(data))
+            if not more:
+                raise RequestError("short request")
+            data += more
+        length = cmdwire.payload_length(data)
+        if len(fds) != cmdwire.PASSED_FDS or length > 64 << 20:
+            raise RequestError("malformed request")
+        payload = bytearray()
+        while len(payload) < length:
+            more = conn.recv(min(1 << 20, length - len(payload)))
+            if not more:
+                raise RequestError("short request")
+            payload += more
+        _check_peer(peer_pid)
+        argv, environ, umask = cmdwire.decode_request(bytes(payload))
+    except (OSError, ValueError, RequestError) as err:
+        for fd in fds:
+            os.close(fd)
+        raise RequestError(str(err)) from None
+    return Request(peer_pid, argv, environ, umask, fds)
+
+
+def _check_peer(pid: int) -> None:
+    """The client shares our namespaces, root and LSM label and holds every capability we hold, with
+    no seccomp filter and no no_new_privs: a worker then does nothing the client could not do itself."""
+    if cmdwire.namespaces(pid) != cmdwire.namespaces("self"):
+        raise RequestError("other namespaces")
+    if _read(f"/proc/{pid}/attr/current") != _read("/proc/self/attr/current"):
+        raise RequestError("other LSM context")
+    theirs, ours = _status(pid), _status("self")
+    if int(ours["CapEff"], 16) & ~int(theirs["CapEff"], 16) or int(ours["CapBnd"], 16) & ~int(theirs["CapBnd"], 16):
+        raise RequestError("fewer capabilities")
+    if theirs.get("NoNewPrivs", "0") != "0" or theirs.get("Seccomp", "0") != "0":
+        raise RequestError("confined client")
+
+
+def _read(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+def _status(pid: int | str) -> dict[str, str]:
+    with open(f"/proc/{pid}/status") as f:
+        return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+
+
+def _take_context(request: Request) -> None:
+    """Become the client's command: its cgroup, limits, scheduling, signals, groups, umask, directory,
+    environment and standard streams. Raises OSError/ValueError if any of it cannot be taken."""
+    pid = request.peer_pid
+    _join_cgroup(pid)
+    for name in dir(resource):
+        if name.startswith("RLIMIT_"):
+            limit = getattr(resource, name)
+            resource.setrlimit(limit, resource.prlimit(pid, limit))
+    os.setpriority(os.PRIO_PROCESS, 0, os.getpriority(os.PRIO_PROCESS, pid))
+    with open(f"/proc/{pid}/oom_score_adj") as src, open("/proc/self/oom_score_adj", "w") as dst:
+        dst.write(src.read())
+    os.sched_setaffinity(0, os.sched_getaffinity(pid))
+    status = _status(pid)
+    os.setgroups([int(g) for g in status["Groups"].split()])
+    _take_signals(int(status["SigIgn"], 16), int(status["SigBlk"], 16))
+    os.umask(request.umask)
+    stdin, stdout, stderr, cwd = request.fds
+    os.fchdir(cwd)
+    for fd, target in ((stdin, 0), (stdout, 1), (stderr, 2)):
+        os.dup2(fd, target)
+    for fd in request.fds:
+        if fd > 2:
+            os.close(fd)
+    os.environb.clear()
+    os.environb.update(request.environ)
+    time.tzset()
+    _reopen_stdio(unbuffered=bool(request.environ.get(b"PYTHONUNBUFFERED")))
+
+
+def _join_cgroup(pid: int) -> None:
+    """Move into the client's cgroups (v2, or each v1 hierarchy), so the command and the containers it
+    starts are accounted, limited and stopped with the client's session or unit, not the server's."""
+    ours = _cgroups("self")
+    mounts: dict[str, str] | None = None
+    for hierarchy, path in _cgroups(pid).items():
+        if ours.get(hierarchy) == path:
+            continue
+        if mounts is None:
+            mounts = _cgroup_mounts()
+        mount = next((m for key, m in mounts.items() if set(hierarchy.split(",")) <= set(key.split(","))), None)
+        if mount is None:
+            raise ValueError(f"cgroup hierarchy {hierarchy or 'v2'} is not mounted")
+        with open(f"{mount}{path}/cgroup.procs", "w") as procs:
+            procs.write(str(os.getpid()))
+
+
+def _cgroups(pid: int | str) -> dict[str, str]:
+    """{hierarchy: path} from /proc/PID/cgroup; the hierarchy is its controllers (`cpu,cpuacct`,
+    `name=systemd`), or "" for the v2 one."""
+    with open(f"/proc/{pid}/cgroup") as f:
+        return {parts[1]: parts[2] for parts in (line.rstrip("\n").split(":", 2) for line in f) if len(parts) == 3}
+
+
+def _cgroup_mounts() -> dict[str, str]:
+    """{hierarchy options: mount point} of the cgroup file systems mounted here ("" for cgroup2)."""
+    mounts = {}
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields, _, rest = line.partition(" - ")
+            fstype, _source, options = (rest.split() + ["", ""])[:3]
+            if fstype == "cgroup2":
+                mounts.setdefault("", fields.split()[4])
+            elif fstype == "cgroup":
+                mounts.setdefault(options, fields.split()[4])
+    return mounts
+
+
+def _take_signals(ignored: int, blocked: int) -> None:
+    """The dispositions a fresh `python` would have in the client's place: what the client inherited as
+    ignored stays ignored, SIGINT raises KeyboardInterrupt, SIGPIPE and SIGXFSZ are ignored."""
+    for sig in signal.valid_signals():
+        if sig in (signal.SIGKILL, signal.SIGSTOP) or sig >= signal.SIGRTMIN:
+            continue
+        if ignored & (1 << (sig - 1)) or sig in (signal.SIGPIPE, signal.SIGXFSZ):
+            signal.signal(sig, signal.SIG_IGN)
+        elif sig == signal.SIGINT:
+            signal.signal(sig, signal.default_int_handler)
+        else:
+            signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, {s for s in signal.valid_signals() if blocked & (1 << (s - 1))})
+
+
+def _reopen_stdio(unbuffered: bool) -> None:
+    """sys.stdin/stdout/stderr over the client's descriptors, buffered as Python buffers them at start-up
+    (line-buffered on a terminal, written through under PYTHONUNBUFFERED): the server's were made for
+    /dev/null."""
+    def text(fd: int, writing: bool, old: io.TextIOWrapper) -> io.TextIOWrapper:
+        raw = io.FileIO(fd, "wb" if writing else "rb", closefd=False)
+        buffered = io.BufferedWriter(raw) if writing else io.BufferedReader(raw)
+        line = writing and (fd == 2 or os.isatty(fd))
+        return io.TextIOWrapper(buffered, encoding=old.encoding, errors=old.errors, line_buffering=line,
+                                write_through=writing and unbuffered)
+
+    sys.stdin = sys.__stdin__ = text(0, False, sys.__stdin__)  # type: ignore[misc]
+    sys.stdout = sys.__stdout__ = text(1, True, sys.__stdout__)  # type: ignore[misc]
+    sys.stderr = sys.__stderr__ = text(2, True, sys.__stderr__)  # type: ignore[misc]
+
+
+def _run_command(argv: list[bytes]) -> int:
+    """Run the CLI as `python -m pydock.cli.main` would in the client, exit handlers and all."""
+    import atexit  # lazy: a worker only
+    import traceback  # lazy: a worker only
+
+    from pydock.cli.main import main as cli_main  # lazy: preloaded already; named here, where it runs
+
+    sys.argv = [os.fsdecode(a) for a in argv]
+    try:
+        try:
+            status = cli_main(sys.argv[1:])
+        except SystemExit as exit_:
+            code = exit_.code
+            status = code if isinstance(code, int) else (0 if code is None else 1)
+            if code is not None and not isinstance(code, int):
+                print(code, file=sys.stderr)
+        except KeyboardInterrupt:
+            _flush()
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGINT)  # as python does on an uncaught ^C
+            status = 130
+        except BaseException:  # noqa: BLE001 - the interpreter's own last resort, reproduced
+            traceback.print_exc()
+            status = 1
+        atexit._run_exitfuncs()
+    finally:
+        _flush()
+    return status & 0xFF if isinstance(status, int) else 1
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass  # the reader is gone (a closed pipe): nothing left to deliver, as at interpreter exit
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

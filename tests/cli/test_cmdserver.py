@@ -1,0 +1,305 @@
+"""The `pydock` entry point and its CLI command server (cli/client.py, cli/cmdserver.py): a command run
+through a warm server behaves as the same command run in the client's own process.
+
+Each test gets a server of its own: a PYTHONPATH entry unique to the test gives its interpreter a
+socket no other run shares, and the server is stopped (and must have removed its socket) at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from netns_helpers import in_netns_argv
+
+ENTRY = str(Path(sys.executable).with_name("pydock"))
+WAIT = 60.0
+
+
+class Cli:
+    """`pydock` as users run it (the installed entry point) on one root, with a server of its own."""
+
+    def __init__(self, root: Path, key_dir: Path) -> None:
+        self.root = root
+        self.key_dir = key_dir
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("PYDOCK_")}
+        self.env["PYTHONPATH"] = str(key_dir)
+        self.env["PYDOCK_CLI_SERVER_IDLE"] = "30"
+
+    def argv(self, *args: str) -> list[str]:
+        return [ENTRY, "-g", str(self.root), "-s", "overlay", "-b", "none", *args]
+
+    def run(self, *args: str, env: dict[str, str] | None = None, **kw) -> subprocess.CompletedProcess:
+        kw.setdefault("capture_output", True)
+        kw.setdefault("timeout", 120)
+        return subprocess.run(self.argv(*args), env={**self.env, **(env or {})}, **kw)
+
+    def servers(self) -> list[int]:
+        """Pids of the command servers started for this test's interpreter (its PYTHONPATH is theirs)."""
+        found = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                comm = Path(f"/proc/{pid}/comm").read_text().strip()
+            except OSError:
+                continue
+            if comm == "pydock-cli" and str(self.key_dir).encode() in cmdline:
+                found.append(int(pid))
+        return found
+
+    def server(self) -> int:
+        """The server's pid, once the first command has started it and it listens."""
+        deadline = time.monotonic() + WAIT
+        while not (pids := self.servers()) or not socket_of(pids[0]).exists():
+            assert time.monotonic() < deadline, "no command server listening"
+            time.sleep(0.02)
+        assert len(pids) == 1, pids
+        return pids[0]
+
+    def worker_of(self, server: int) -> int:
+        """The server's one child: the worker running a command now."""
+        deadline = time.monotonic() + WAIT
+        while True:
+            for pid in filter(str.isdigit, os.listdir("/proc")):
+                try:
+                    stat = Path(f"/proc/{pid}/stat").read_bytes()
+                except OSError:
+                    continue
+                if int(stat.rsplit(b")", 1)[1].split()[1]) == server:  # its parent
+                    return int(pid)
+            assert time.monotonic() < deadline, "no worker"
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        for pid in self.servers():
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + WAIT
+        while self.servers():
+            assert time.monotonic() < deadline, "the command server did not stop on SIGTERM"
+            time.sleep(0.05)
+
+
+def socket_of(server: int) -> Path:
+    """The socket a server listens on: its argv is `python -c BOOT SOCKET SYS.PATH...`."""
+    return Path(os.fsdecode(Path(f"/proc/{server}/cmdline").read_bytes().split(b"\0")[3]))
+
+
+@pytest.fixture
+def cli(cli_root: Path, tmp_path: Path):
+    key = tmp_path / "server-key"
+    key.mkdir()
+    c = Cli(cli_root, key)
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+def warm(cli: Cli) -> int:
+    """Start the server (the first command runs in its client while the server starts) and return it."""
+    assert cli.run("version").returncode == 0
+    return cli.server()
+
+
+def _sockets() -> set[str]:
+    try:
+        return {n for n in os.listdir("/run/pydock") if n.endswith(".sock")}
+    except FileNotFoundError:
+        return set()
+
+
+@pytest.mark.parametrize("args", [("version",), ("ps", "-a"), ("images",), ("inspect", "no-such-thing"),
+                                  ("run", "--no-such-flag", "busybox"), ("rm",), ("--help",), ("no-such-command",)])
+def test_a_command_through_the_server_prints_and_exits_as_in_its_client(cli, args):
+    server = warm(cli)
+    served = cli.run(*args)
+    assert cli.servers() == [server]
+    here = cli.run(*args, env={"PYDOCK_CLI_SERVER": "0"})
+    assert (served.returncode, served.stdout, served.stderr) == (here.returncode, here.stdout, here.stderr)
+
+
+@pytest.mark.lxc
+def test_the_command_gets_the_clients_stdin_directory_umask_and_environment(cli, tmp_path):
+    warm(cli)
+    res = cli.run("run", "--rm", "-i", "busybox", "sh", "-c", "cat; exit 7", input=b"through stdin\n")
+    assert res.returncode == 7, res.stderr
+    assert res.stdout == b"through stdin\n"
+    work = tmp_path / "here"
+    work.mkdir()
+    res = cli.run("save", "-o", "saved.tar", "busybox", cwd=work, preexec_fn=lambda: os.umask(0o077))
+    assert res.returncode == 0, res.stderr
+    assert (work / "saved.tar").stat().st_mode & 0o777 == 0o600  # in the client's directory, under its umask
+    # the client's PYDOCK_* environment picks the root, as it would in-process
+    env = {**cli.env, "PYDOCK_ROOT": str(cli.root), "PYDOCK_DRIVER": "overlay"}
+    listed = subprocess.run([ENTRY, "images"], env=env, capture_output=True, timeout=120)
+    assert listed.returncode == 0 and b"busybox" in listed.stdout
+
+
+@pytest.mark.lxc
+def test_signals_to_the_client_reach_the_command(cli):
+    warm(cli)
+    proc = subprocess.Popen(cli.argv("run", "--name", "sig", "busybox", "sh", "-c",
+                                     'trap "echo got TERM; exit 3" TERM; echo ready; while :; do sleep 1; done'),
+                            env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline() == b"ready\n"
+        proc.send_signal(signal.SIGTERM)  # `pydock run` passes it on to the container, as in-process
+        out, err = proc.communicate(timeout=WAIT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert out == b"got TERM\n", err
+    assert proc.returncode == 3
+    assert cli.run("rm", "sig").returncode == 0
+
+
+def test_a_command_killed_by_a_signal_kills_its_client_with_it(cli):
+    server = warm(cli)
+    proc = subprocess.Popen(cli.argv("events"), env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        worker = cli.worker_of(server)
+        os.kill(worker, signal.SIGKILL)
+        proc.wait(timeout=WAIT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+
+
+@pytest.mark.lxc
+def test_a_client_killed_mid_run_takes_its_command_with_it(cli):
+    server = warm(cli)
+    proc = subprocess.Popen(cli.argv("run", "--name", "fg", "busybox", "sh", "-c", "echo started; sleep 60"),
+                            env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline() == b"started\n"
+        worker = cli.worker_of(server)
+        proc.kill()
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    deadline = time.monotonic() + WAIT
+    while Path(f"/proc/{worker}").exists() and b"Z" not in Path(f"/proc/{worker}/stat").read_bytes().split()[2]:
+        assert time.monotonic() < deadline, "the worker outlived its client"
+        time.sleep(0.05)
+    # as after a kill -9 of an in-process `pydock run`: the container is reconciled as killed
+    out = cli.run("ps", "-a").stdout.decode()
+    line = next(l for l in out.splitlines() if l.rstrip().endswith("fg"))
+    assert "Exit 137" in line
+    assert cli.run("rm", "fg").returncode == 0
+
+
+def test_a_command_in_a_namespace_of_its_own_runs_in_its_client(cli):
+    warm(cli)
+    sockets = _sockets()
+    argv = in_netns_argv(*cli.argv("version"))
+    res = subprocess.run(argv, env=cli.env, capture_output=True, timeout=120)
+    assert res.returncode == 0 and res.stdout.startswith(b"Client version: ")
+    assert _sockets() == sockets  # no server started for that namespace, none left holding it
+
+
+def test_switched_off_no_server_is_started(cli):
+    res = cli.run("version", env={"PYDOCK_CLI_SERVER": "0"})
+    assert res.returncode == 0
+    time.sleep(1.0)  # a server would have been forked at once
+    assert cli.servers() == []
+
+
+def test_a_confined_client_is_not_served(cli):
+    """A client with no_new_privs (or fewer capabilities, or another namespace) gets no worker: the server
+    would otherwise run the command with more than its client may do."""
+    server = warm(cli)
+    code = ("import sys; path = sys.argv[1]; sys.argv = ['pydock', 'version']; from pydock.cli import client; "
+            "import _socket; s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM); "
+            "s.connect(path); assert client._send_request(s); print(s.recv(200).decode())")
+    res = subprocess.run(["setpriv", "--no-new-privs", sys.executable, "-c", code, str(socket_of(server))], env=cli.env,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("Fconfined client"), res.stdout
+
+
+def test_the_command_runs_in_the_clients_cgroup(cli, tmp_path):
+    server = warm(cli)
+    hierarchy, mount = _a_cgroup_hierarchy()
+    group = Path(mount) / f"pydock-test-{os.getpid()}-{tmp_path.name}"
+    group.mkdir()
+    proc = None
+    try:
+        code = f"echo $$ > {group}/cgroup.procs && exec {' '.join(cli.argv('events'))}"
+        proc = subprocess.Popen(["sh", "-c", code], env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        worker = cli.worker_of(server)
+        deadline = time.monotonic() + WAIT
+        while True:  # it moves while it takes on its client's context
+            lines = Path(f"/proc/{worker}/cgroup").read_text().splitlines()
+            if any(line.split(":", 2)[1] == hierarchy and line.endswith("/" + group.name) for line in lines):
+                break
+            assert time.monotonic() < deadline, lines
+            time.sleep(0.05)
+        assert cli.run("version").returncode == 0  # and it has answered, so it did not fall back
+    finally:
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+        deadline = time.monotonic() + WAIT
+        while True:
+            try:
+                group.rmdir()
+                break
+            except OSError:  # the worker is on its way out
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+
+
+def _a_cgroup_hierarchy() -> tuple[str, str]:
+    """(hierarchy as /proc/PID/cgroup names it, mount point): cgroup2 if mounted, else v1 `pids`."""
+    with open("/proc/self/mountinfo") as f:
+        mounts = [(line.split(" - ")[1].split(), line.split()[4]) for line in f]
+    for (fstype, _src, _opts, *_), point in mounts:
+        if fstype == "cgroup2" and open("/proc/self/cgroup").read().count("\n") == 1:
+            return "", point
+    for (fstype, _src, opts, *_), point in mounts:
+        if fstype == "cgroup" and "pids" in opts.split(","):
+            return "pids", point
+    pytest.skip("no cgroup2 or v1 pids hierarchy mounted (kernel without CONFIG_CGROUP_PIDS)")
+
+
+def test_many_clients_at_once_each_get_their_own_answer(cli):
+    warm(cli)
+    names = [f"c{i}" for i in range(12)]
+    with ThreadPoolExecutor(6) as pool:
+        created = list(pool.map(lambda n: cli.run("create", "--name", n, "busybox", "true"), names))
+    assert all(r.returncode == 0 for r in created), [r.stderr for r in created]
+    ids = [r.stdout.strip() for r in created]
+    assert len(set(ids)) == 12
+    with ThreadPoolExecutor(6) as pool:
+        inspected = list(pool.map(lambda n: cli.run("inspect", "-f", "{{.Name}} {{.Id}}", n), names))
+    assert [r.stdout for r in inspected] == [b"/%s %s\n" % (n.encode(), i) for n, i in zip(names, ids)]
+    assert cli.run("rm", *names).returncode == 0
+
+
+def test_an_idle_server_exits_and_removes_its_socket(cli):
+    assert cli.run("version", env={"PYDOCK_CLI_SERVER_IDLE": "0.5"}).returncode == 0
+    server = cli.server()
+    socket_path = socket_of(server)
+    deadline = time.monotonic() + WAIT
+    while Path(f"/proc/{server}").exists():
+        assert time.monotonic() < deadline, "the idle server did not exit"
+        time.sleep(0.1)
+    assert not socket_path.exists()
+
+
+def test_a_stopped_server_removes_its_socket_and_the_next_command_starts_one(cli):
+    server = warm(cli)
+    socket_path = socket_of(server)
+    cli.stop()
+    assert not socket_path.exists()
+    assert cli.run("version").returncode == 0  # in the client, which starts a new server
+    assert cli.server() != server
