@@ -4,15 +4,31 @@ with the busybox image imported (run as `python bench/NAME.py`, so this director
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 #: podman on this host needs these (its default limits exceed the machine's)
 PODMAN_ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
+#: the `pydock` users run: the installed entry point, which hands each command to the warm CLI
+#: command server (cli/cmdserver.py)
+PYDOCK = str(Path(sys.executable).with_name("pydock"))
+
+
+def cli_env(*, server: bool = True) -> dict[str, str]:
+    """The environment a bench runs pydock in: none of the caller's PYDOCK_* settings, cached bytecode
+    (as installed copies have), and the command server on, or off (every command pays Python's
+    start-up and pydock's imports: the first command after an idle minute)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYDOCK_")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    if not server:
+        env["PYDOCK_CLI_SERVER"] = "0"
+    return env
 
 
 def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 
-from benchlib import PODMAN_ULIMITS, busybox_root, remove_everything, timed
+from benchlib import PODMAN_ULIMITS, PYDOCK, busybox_root, cli_env, remove_everything, timed
 
 LOOP = 'trap "exit 0" TERM; while :; do sleep 1; done'
 
@@ -70,9 +70,8 @@ def main() -> int:
     args = ap.parse_args()
 
     work, root, tar_bytes = busybox_root("pydock-bench-exec-", args.driver)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYDOCK_")}
-    env.pop("PYTHONDONTWRITEBYTECODE", None)  # users run cached bytecode
-    pydock = [sys.executable, "-m", "pydock.cli.main", "-g", str(root), "-s", args.driver]
+    env = cli_env()  # `pydock` as users run it: through the warm CLI command server
+    pydock = [PYDOCK, "-g", str(root), "-s", args.driver]
     podman = None
     if shutil.which("podman"):
         runtime_name = "runc" if shutil.which("runc") else "crun"

@@ -3,20 +3,21 @@ on the same busybox tarball, `--net none`; the container's command stops at once
 
     .venv/bin/python bench/lifecycle.py [-n ROUNDS] [--driver overlay]
 
-Target (issue 17): start, stop and rm each <= 0.5x podman's. Prints each step's median and the ratios.
+Target (issue 17): start, stop and rm each <= 0.5x podman's. Prints each step's median and the ratios, for
+`pydock` as users run it (the entry point handing the command to the warm CLI command server) and cold
+(PYDOCK_CLI_SERVER=0: Python's start-up and pydock's imports paid by the command, as after an idle minute).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import subprocess
 import sys
 import time
 
-from benchlib import PODMAN_ULIMITS, busybox_root, remove_everything, timed
+from benchlib import PODMAN_ULIMITS, PYDOCK, busybox_root, cli_env, remove_everything, timed
 
 #: a command that ends at once on SIGTERM (`wait` is interrupted where `sleep` would run out its second)
 LOOP = 'trap "exit 0" TERM; while :; do sleep 1 & wait; done'
@@ -44,14 +45,13 @@ def main() -> int:
     args = ap.parse_args()
 
     work, root, _ = busybox_root("pydock-bench-life-", args.driver)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYDOCK_")}
-    env.pop("PYTHONDONTWRITEBYTECODE", None)  # users run cached bytecode
-    pydock = [sys.executable, "-m", "pydock.cli.main", "-g", str(root), "-s", args.driver]
+    pydock = [PYDOCK, "-g", str(root), "-s", args.driver]
+    variants = {"pydock": cli_env(), "cold": cli_env(server=False)}
     podman = None
     if shutil.which("podman"):
         podman = ["podman", "--root", str(work / "podman" / "root"), "--runroot", str(work / "podman" / "run"),
                   "--runtime", "runc" if shutil.which("runc") else "crun"]
-    samples: dict[str, dict[str, list[float]]] = {"pydock": {s: [] for s in STEPS}}
+    samples: dict[str, dict[str, list[float]]] = {name: {s: [] for s in STEPS} for name in variants}
     try:
         if podman is not None:
             subprocess.run([*podman, "import", str(work / "busybox.tar"), "localhost/bench-busybox:latest"],
@@ -59,26 +59,31 @@ def main() -> int:
             samples["podman"] = {s: [] for s in STEPS}
         pydock_args = ["--net", "none", "busybox"]
         podman_args = ["--network", "none", *PODMAN_ULIMITS, "localhost/bench-busybox:latest"]
-        lifecycle(pydock, pydock_args, env)  # warm both
+        for env in variants.values():  # warm both (and start the command server)
+            lifecycle(pydock, pydock_args, env)
         if podman is not None:
             lifecycle(podman, podman_args, None)
         for _ in range(args.rounds):
-            for step, dt in lifecycle(pydock, pydock_args, env).items():
-                samples["pydock"][step].append(dt)
+            for name, env in variants.items():
+                for step, dt in lifecycle(pydock, pydock_args, env).items():
+                    samples[name][step].append(dt)
             if podman is not None:
                 for step, dt in lifecycle(podman, podman_args, None).items():
                     samples["podman"][step].append(dt)
-        print(f"driver: {args.driver}, rounds: {args.rounds}, --net none")
-        print(f"{'step':8} {'pydock ms':>10} {'podman ms':>10} {'ratio':>7}  target <= 0.50x")
+        print(f"driver: {args.driver}, rounds: {args.rounds}, --net none; "
+              "pydock = through the warm command server, cold = PYDOCK_CLI_SERVER=0")
+        print(f"{'step':8} {'pydock ms':>10} {'cold ms':>10} {'podman ms':>10} {'ratio':>7} {'cold':>7}  target <= 0.50x")
         for step in STEPS:
             mine = statistics.median(samples["pydock"][step]) * 1000
+            cold = statistics.median(samples["cold"][step]) * 1000
             if podman is None:
-                print(f"{step:8} {mine:10.1f}")
+                print(f"{step:8} {mine:10.1f} {cold:10.1f}")
                 continue
             theirs = statistics.median(samples["podman"][step]) * 1000
             ratio = mine / theirs
             verdict = "met" if ratio <= 0.5 else "NOT met"
-            print(f"{step:8} {mine:10.1f} {theirs:10.1f} {ratio:6.2f}x  {verdict if step != 'create' else '(no target)'}")
+            print(f"{step:8} {mine:10.1f} {cold:10.1f} {theirs:10.1f} {ratio:6.2f}x {cold / theirs:6.2f}x  "
+                  f"{verdict if step != 'create' else '(no target)'}")
     finally:
         remove_everything(work, root, args.driver, podman)
     return 0

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
 
-from benchlib import PODMAN_ULIMITS, busybox_root, remove_everything
+from benchlib import PODMAN_ULIMITS, PYDOCK, busybox_root, cli_env, remove_everything
 
 
 def kib(pid: int, field: str) -> int:
@@ -79,8 +78,8 @@ def main() -> int:
     counts = sorted(int(n) for n in args.counts.split(","))
 
     work, root, _ = busybox_root("pydock-bench-mem-", args.driver)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYDOCK_")}
-    pydock = [sys.executable, "-m", "pydock.cli.main", "-g", str(root), "-s", args.driver]
+    env = cli_env()  # `pydock` as users run it: monitors are forks of the command server's workers
+    pydock = [PYDOCK, "-g", str(root), "-s", args.driver]
     podman = None
     if shutil.which("podman"):
         podman = ["podman", "--root", str(work / "podman" / "root"), "--runroot", str(work / "podman" / "run"),
