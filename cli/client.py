@@ -69,6 +69,7 @@ def _through_server() -> int | None:
         sys.stderr.write(f"pydock: lost the command server: {err}\n")
         return 255  # it ran, or runs still: never run it twice
     finally:
+        relay.close()
         sock.close()
 
 
@@ -100,6 +101,7 @@ class _Relay:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.worker: int | None = None
+        self.pidfd: int | None = None  # the worker's, so a signal never reaches a process that took its pid
         self.pending: list[int] = []
         self.buffer = b""
 
@@ -126,6 +128,10 @@ class _Relay:
             kind, value = line[:1], line[1:]
             if kind == b"P":
                 self.worker = int(value)
+                try:
+                    self.pidfd = os.pidfd_open(self.worker)
+                except OSError:
+                    self.pidfd = None  # it has ended already; its status follows
                 for sig in self.pending:
                     self._send(sig)
                 self.pending.clear()
@@ -167,10 +173,17 @@ class _Relay:
         signal.signal(signal.SIGTSTP, self._suspend)  # continued: SIGCONT has been forwarded
 
     def _send(self, sig: int) -> None:
+        if self.pidfd is None:
+            return  # it has ended; its status is on its way
         try:
-            os.kill(self.worker, sig)  # type: ignore[arg-type]
+            signal.pidfd_send_signal(self.pidfd, sig)
         except ProcessLookupError:
             pass  # it has just ended; its status is on its way
+
+    def close(self) -> None:
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
 
 
 def _start_server(path: str) -> None:

@@ -30,11 +30,12 @@ from dataclasses import dataclass, field
 from pydock.cli import cmdwire
 
 #: the modules of the everyday commands (run, create, start, stop, kill, wait, rm, exec, attach, ps,
-#: inspect, logs, images, version) and of each storage driver, with what they import: imported once
+#: inspect, logs, images, version) and of each storage driver, with what they import (and difflib, which
+#: click's option parser imports on every command): imported once
 #: here, so those commands import nothing. Not everything: a detached container's monitor is a fork of
 #: its command, and every module here is in its resident set (tests/cli/test_cmdserver.py keeps the
 #: list covering those commands).
-PRELOAD = ("pydock.cli.main", "pydock.cli.containers", "pydock.cli.interactive", "pydock.cli.images",
+PRELOAD = ("difflib", "pydock.cli.main", "pydock.cli.containers", "pydock.cli.interactive", "pydock.cli.images",
            "pydock.cli.system", "pydock.cli.each", "pydock.cli.formatting", "pydock.utils.table",
            "pydock.runtime.runtime", "pydock.runtime.create", "pydock.runtime.supervise", "pydock.runtime.exec",
            "pydock.runtime.freezer", "pydock.graph.lookup",
@@ -110,7 +111,7 @@ class Server:
                 conn.close()
                 return
             request = _read_request(conn)
-        except (OSError, RequestError) as err:
+        except Exception as err:  # noqa: BLE001 - any request this server cannot take runs in its client
             try:
                 conn.sendall(b"F%s\n" % str(err).encode(errors="replace")[:200])
             except OSError:
@@ -129,7 +130,17 @@ class Server:
         self.lock_fd = -1
 
     def _fork(self, conn: socket.socket, request: Request) -> None:
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as err:  # EAGAIN, ENOMEM: the client runs the command itself
+            for fd in request.fds:
+                os.close(fd)
+            try:
+                conn.sendall(b"F%s\n" % str(err).encode(errors="replace")[:200])
+            except OSError:
+                pass  # the client is gone
+            conn.close()
+            return
         if pid == 0:
             self._become_worker(conn, request)  # never returns
         for fd in request.fds:
