@@ -31,6 +31,19 @@ def cli_env(*, server: bool = True) -> dict[str, str]:
     return env
 
 
+def stop_cli_servers() -> None:
+    """SIGTERM the CLI command servers started in this process's network namespace (a bench that made its
+    own namespace stops them before it goes, so none keeps that namespace alive for its idle minute)."""
+    ours = os.readlink("/proc/self/ns/net")
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip() == "pydock-cli" and \
+                    os.readlink(f"/proc/{pid}/ns/net") == ours:
+                os.kill(int(pid), signal.SIGTERM)
+        except OSError:
+            continue  # gone meanwhile
+
+
 def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
     """Seconds `cmd` took; a failure ends the bench with its stderr."""
     t0 = time.perf_counter()

@@ -12,6 +12,8 @@
           main | tar -x -C SRC`), on the same root, to compare a change before/after.
 - podman: `podman --runtime runc|crun run --rm --network none` of the same tarball imported into
           podman (runc if installed, else podman's default crun — the faster of the two).
+With --bridge, the networked pair: pydock on its bridge vs podman on its default network, both in a
+network namespace the bench makes (and leaves, with its command server stopped).
 Prints medians, ratios (target: pydock <= 0.5x podman on overlay) and the import-time profile of
 the `run` path (modules that should stay off it: tabulate, tarfile, pyroute2, sqlite3).
 """
@@ -27,7 +29,7 @@ import tarfile
 import uuid
 from pathlib import Path
 
-from benchlib import PODMAN_ULIMITS, PYDOCK, busybox_root, cli_env, timed
+from benchlib import PODMAN_ULIMITS, PYDOCK, busybox_root, cli_env, stop_cli_servers, timed
 
 HEAVY = ("tabulate", "tarfile", "pyroute2", "sqlite3", "click")
 
@@ -57,9 +59,20 @@ def main() -> int:
     ap.add_argument("--driver", default="overlay")
     ap.add_argument("--no-podman", action="store_true")
     ap.add_argument("--baseline", type=Path, default=None, help="another pydock source tree to time too")
+    ap.add_argument("--bridge", action="store_true",
+                    help="the networked pair: pydock on its bridge vs podman on its default network, both inside "
+                         "a network namespace of the bench's own")
+    ap.add_argument("--in-netns", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--run-opt", action="append", default=[],
                     help="an option for this tree's `run` only (e.g. --run-opt=--security-opt=seccomp=unconfined)")
     args = ap.parse_args()
+    if args.bridge and not args.in_netns:  # bridges, veths and rules live in a namespace of the bench's own
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+        from netns_helpers import in_netns_argv
+
+        return subprocess.run(in_netns_argv(sys.executable, *sys.argv, "--in-netns")).returncode
+    net = [] if args.bridge else ["--net", "none"]
+    podman_net = [] if args.bridge else ["--network", "none"]
 
     from pydock.runtime import confinement, lxcconf
     from pydock.runtime.runtime import Runtime
@@ -93,7 +106,7 @@ def main() -> int:
     for package in ("runtime", "graph", "devmapper", "links", "archive", "dockerinit", "cli"):
         compileall.compile_dir(src / package, quiet=1)
     base_cmd = [sys.executable, "-m", "pydock.cli.main", "-g", str(root), "-s", args.driver,
-                "run", "--rm", "--net", "none", "busybox", "true"]
+                "run", "--rm", *net, "busybox", "true"]
     pydock_cmd = [PYDOCK, *base_cmd[3:-2], *args.run_opt, *base_cmd[-2:]]
     floor_cmd = ["lxc-start", "-q", "-F", "-n", "floor-" + uuid.uuid4().hex[:8], "-P", str(lxcpath), "-f", str(conf),
                  "-o", str(work / "floor.log"), "-l", "INFO", "--", "/bin/true"]
@@ -111,7 +124,7 @@ def main() -> int:
     if not args.no_podman and shutil.which("podman"):
         subprocess.run(["podman", "import", str(work / "busybox.tar"), podman_tag], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        podman_cmd = ["podman", "--runtime", runtime_name, "run", "--rm", "--network", "none", *PODMAN_ULIMITS,
+        podman_cmd = ["podman", "--runtime", runtime_name, "run", "--rm", *podman_net, *PODMAN_ULIMITS,
                       podman_tag, "/bin/true"]
     samples: dict[str, list[float]] = {"pydock": [], "cold": [], "lxc-start": []}
     if baseline_env is not None:
@@ -136,6 +149,8 @@ def main() -> int:
                 samples[f"podman/{runtime_name}"].append(timed(podman_cmd))
         total, slowest, loaded = import_profile([*base_cmd[:-2], *args.run_opt, *base_cmd[-2:]], cold_env)
     finally:
+        if args.bridge:
+            stop_cli_servers()
         if podman_cmd:
             subprocess.run(["podman", "rmi", "-f", podman_tag], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         with Runtime(root, args.driver, bridge="none") as rt:
@@ -148,7 +163,9 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
 
     medians = {k: statistics.median(v) for k, v in samples.items()}
-    print(f"run --rm {' '.join(args.run_opt)} busybox true, {args.rounds} interleaved rounds; storage: {driver_reason}")
+    network = "pydock's bridge vs podman's default network" if args.bridge else "--net none / --network none"
+    print(f"run --rm {' '.join(args.run_opt)} busybox true, {args.rounds} interleaved rounds; storage: {driver_reason}; "
+          f"{network}")
     for name, med in medians.items():
         vals = samples[name]
         print(f"  {name:<14} median {med * 1000:7.1f} ms   (min {min(vals) * 1000:.1f}, max {max(vals) * 1000:.1f})")

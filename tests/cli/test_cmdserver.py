@@ -303,3 +303,33 @@ def test_a_stopped_server_removes_its_socket_and_the_next_command_starts_one(cli
     assert not socket_path.exists()
     assert cli.run("version").returncode == 0  # in the client, which starts a new server
     assert cli.server() != server
+
+
+EVERYDAY = '''
+import os, shlex, sys
+from pydock.cli import cmdserver
+cmdserver._preload()
+from pydock.cli.main import main
+before = set(sys.modules)
+null = os.open(os.devnull, os.O_WRONLY)
+saved = os.dup(1)
+os.dup2(null, 1)
+for line in sys.argv[2:]:
+    status = main(["-g", sys.argv[1], "-s", "overlay", "-b", "none", *shlex.split(line)])
+    assert status == 0, (line, status)
+os.dup2(saved, 1)
+print("\\n".join(sorted(m for m in set(sys.modules) - before if m.startswith("pydock."))))
+'''
+
+
+@pytest.mark.lxc
+def test_the_everyday_commands_import_nothing_the_server_has_not(cli):
+    """cmdserver.PRELOAD covers what the everyday commands use, so a worker imports nothing (each
+    import would cost every such command its time again)."""
+    commands = ["version", "create --name every busybox sh -c 'sleep 30'", "start every", "exec every true",
+                "ps -a", "inspect every", "logs every", "images", "kill every", "wait every", "restart every",
+                "stop -t 1 every", "rm every", "run --rm busybox true", "run -d --name bg busybox true", "rm -f bg"]
+    res = subprocess.run([sys.executable, "-c", EVERYDAY, str(cli.root), *commands], env=cli.env,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == []
