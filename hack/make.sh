@@ -112,7 +112,6 @@ pip_install() {
 	if [ -x "$VENV/bin/pydock" ]; then
 		if [ "$(cat "$VENV/.pydock-pip-test" 2>/dev/null)" = "$want" ] \
 			|| { [ "$kind" = dev ] && [ "$(cat "$VENV/.pydock-pip-dev" 2>/dev/null)" = "$want" ]; }; then
-			link_sources
 			return 0
 		fi
 	fi
