@@ -163,7 +163,7 @@ class DirectoryDeviceSet(Generic[Key]):
             meta = self._read_meta(meta_file)
             if not meta.get("initialized"):
                 meta["initialized"] = True
-                fileutil.write_json_atomic(meta_file, meta)
+                fileutil.write_json_atomic(meta_file, meta, durable=meta.get("durable", True))
 
     def remove_device(self, hash: str) -> None:
         """Delete the device; refuses while it, or anything inside its tree, is mounted."""
