@@ -7,6 +7,12 @@ to podman's whole command, interleaved round by round, same busybox tarball, `--
 The in-process work is what pydock cannot hand to the command server; the targets (issue 17) are on
 the whole command (start, stop, rm, exec, run --rm each <= 0.5x podman's), so the work must be a small
 part of that. `--profile` also runs each step under cProfile and prints its N heaviest functions.
+
+Each step follows the one before at once, for both: `start` returns once lxc-start is launched and
+recorded, before the container's command runs (podman's returns when it runs), so what lxc still sets
+up then is paid by the `exec` right after it (an exec of a settled container costs its lxc-attach,
+~40 ms here). `--no-podman` times pydock alone (e.g. to compare two trees: PYTHONPATH=<dir holding a
+`pydock` link to the other tree>).
 """
 
 from __future__ import annotations
