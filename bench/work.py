@@ -176,12 +176,15 @@ def main() -> int:
                                check=True, capture_output=True)
                 podman_round(podman, podman_args)  # warm
             pydock_round(rt, devnull, None)  # warm: busybox resolved, ctty shim built, caches filled
-            for _ in range(args.rounds):
-                for step, dt in pydock_round(rt, devnull, None).items():
-                    samples["pydock"][step].append(dt)
+            for n in range(args.rounds):
+                # the two trees take turns going first: the one right after podman's round meets its
+                # writes still being flushed
+                sides = [("pydock", lambda: pydock_round(rt, devnull, None))]
                 if base is not None:
-                    for step, dt in worker_round(base).items():
-                        samples["baseline"][step].append(dt)
+                    sides.insert(n % 2, ("baseline", lambda: worker_round(base)))
+                for side, one_round in sides:
+                    for step, dt in one_round().items():
+                        samples[side][step].append(dt)
                 if podman is not None:
                     for step, dt in podman_round(podman, podman_args).items():
                         samples["podman"][step].append(dt)
