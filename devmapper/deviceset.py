@@ -22,8 +22,11 @@ class DeviceSet(Protocol):
     #: driver name shown by `pydock info` ("devicemapper", "overlay", "vfs").
     name: str
 
-    def add_device(self, hash: str, base_hash: str) -> None:
-        """Create device `hash` as a snapshot of `base_hash` (`""` = base). Not initialized, not active."""
+    def add_device(self, hash: str, base_hash: str, durable: bool = True) -> None:
+        """Create device `hash` as a snapshot of `base_hash` (`""` = base). Not initialized, not active.
+        `durable=False` makes a scratch device (a `--rm` container's): nothing of it need survive a
+        crash, so the driver may skip flushing its records and data (a crash may leave it half made or
+        half removed, for the container's own crash recovery to remove)."""
 
     def set_initialized(self, hash: str) -> None:
         """Mark the device's content complete; uninitialized devices are garbage to rebuild."""

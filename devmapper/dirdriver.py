@@ -98,9 +98,9 @@ class DirectoryDeviceSet(Generic[Key]):
         except (OSError, ValueError) as err:
             raise StorageError(f"{self.name}: device record {path} is unreadable: {err}") from err
 
-    def _mounted_at(self, key: Key) -> list[str]:
-        """Mountpoints of the device, in every process's mounts."""
-        entries = kmount.mountinfo()
+    def _mounted_at(self, key: Key, entries: list[MountEntry] | None = None) -> list[str]:
+        """Mountpoints of the device, in every process's mounts (`entries`: a mountinfo() already read)."""
+        entries = kmount.mountinfo() if entries is None else entries
         is_ours = self._mount_matcher(key, entries)
         return [e.mountpoint for e in entries if is_ours(e)]
 
@@ -163,7 +163,7 @@ class DirectoryDeviceSet(Generic[Key]):
             meta = self._read_meta(meta_file)
             if not meta.get("initialized"):
                 meta["initialized"] = True
-                fileutil.write_json_atomic(meta_file, meta)
+                fileutil.write_json_atomic(meta_file, meta, durable=meta.get("durable", True))
 
     def remove_device(self, hash: str) -> None:
         """Delete the device; refuses while it, or anything inside its tree, is mounted."""
@@ -171,10 +171,11 @@ class DirectoryDeviceSet(Generic[Key]):
             raise InvalidArgument("the base device cannot be removed")
         with self._lock.held():
             key = self._require(hash, "hash {hash} doesn't exist")
-            mounted = self._mounted_at(key)
+            entries = kmount.mountinfo()
+            mounted = self._mounted_at(key, entries)
             if mounted:
                 raise Conflict(f"device {hash} is mounted at {mounted[0]}")
-            inside = kmount.mounts_under(self._device_tree(key))
+            inside = kmount.mounts_under(self._device_tree(key), entries)
             if inside:
                 raise Conflict(f"device {hash}: {inside[0]} is mounted inside its tree")
             finish = self._drop_record(hash, key)

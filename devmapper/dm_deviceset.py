@@ -554,7 +554,8 @@ class DeviceSetDM:
         return {p: min(n, actual[p]) for p, n in dev.mounts.items() if actual[p]}
 
     # -- DeviceSet -------------------------------------------------------------------------
-    def add_device(self, hash: str, base_hash: str) -> None:
+    def add_device(self, hash: str, base_hash: str, durable: bool = True) -> None:
+        # every device is durable here: the pool's metadata journal is shared by all of them
         if not self._valid(hash):
             raise InvalidArgument(f"invalid device hash {hash!r}")
         if hash == BASE_HASH:

@@ -102,9 +102,10 @@ class Driver:
 
     # ---- devices ---------------------------------------------------------------------------------
 
-    def create(self, id: str, parent: str | None) -> None:
-        """A new device, a snapshot of `parent` (None: the empty base); not initialized, not mounted."""
-        self.deviceset.add_device(validate_hash(id), parent or BASE_HASH)
+    def create(self, id: str, parent: str | None, durable: bool = True) -> None:
+        """A new device, a snapshot of `parent` (None: the empty base); not initialized, not mounted;
+        `durable=False`: a scratch device (see DeviceSet.add_device)."""
+        self.deviceset.add_device(validate_hash(id), parent or BASE_HASH, durable=durable)
 
     def set_initialized(self, id: str) -> None:
         """Mark the content complete (an uninitialized device is garbage to rebuild)."""

@@ -6,7 +6,8 @@ On-disk layout of the driver home (one place for every path):
     empty/                      always-empty bottom lowerdir (overlayfs wants two lowerdirs without an upper)
     layers/<lid>/diff           the layer's own files (the upperdir of its read-write mounts)
     layers/<lid>/work           overlayfs workdir for read-write mounts
-    layers/<lid>/meta.json      {"hash", "parent" (parent's lid, "" for the base), "initialized"}
+    layers/<lid>/meta.json      {"hash", "parent" (parent's lid, "" for the base), "initialized",
+                                 "durable": false only for a scratch device: see add_device}
     layers/<lid>/children/<c>   an empty file per layer <c> stacked on it (no directory: none), so
                                 removing a device checks its own chain, not every layer of the root
     devices/<hash> -> ../layers/<lid>   the device table; creating/removing this symlink is the commit point
@@ -114,7 +115,7 @@ class OverlayDeviceSet(DirectoryDeviceSet[str]):
         return chain
 
     def _make_layer(self, lid: str, hash: str, parent: str, *, root_mode: tuple[int, int, int],
-                    initialized: bool) -> None:
+                    initialized: bool, durable: bool = True) -> None:
         layer = self._layer_dir(lid)
         layer.mkdir(mode=0o700)
         diff = layer / "diff"
@@ -124,7 +125,15 @@ class OverlayDeviceSet(DirectoryDeviceSet[str]):
         os.chmod(diff, mode)
         (layer / "work").mkdir(mode=0o700)
         fileutil.write_json_atomic(self._meta_file(lid),
-                                   {"hash": hash, "parent": parent, "initialized": initialized})
+                                   {"hash": hash, "parent": parent, "initialized": initialized,
+                                    **({} if durable else {"durable": False})}, durable=durable)
+
+    def _durable(self, lid: str) -> bool:
+        """Whether the layer's records and data are flushed (all but a scratch device's; see add_device)."""
+        try:
+            return self._meta(lid).get("durable", True) is not False
+        except StorageError:
+            return True
 
     def _children_dir(self, lid: str) -> Path:
         return self._layer_dir(lid) / "children"
@@ -231,10 +240,37 @@ class OverlayDeviceSet(DirectoryDeviceSet[str]):
         return f"lowerdir={lower},upperdir={diff(own)},workdir={prefix}layers/{own}/work"
 
     def _mount(self, lid: str, target: str, readonly: bool) -> None:
-        """Read-write: the device's own diff is the upper layer; read-only: no upper layer at all (EROFS)."""
+        """Read-write: the device's own diff is the upper layer; read-only: no upper layer at all (EROFS).
+
+        A scratch device's read-write mount is `volatile` (Linux 5.10+; plain where the kernel refuses
+        it): its unmount then skips the sync of the whole upper filesystem that overlayfs does otherwise
+        (a `--rm` run paid two syncs of the host's filesystem for data it deletes right after). A
+        volatile mount leaves `work/work/incompat/volatile`, which makes the kernel refuse the next mount
+        of that layer; it only matters for a scratch device kept after all (a `--rm` container whose
+        removal failed, started again) and is cleared before any read-write mount."""
         chain = self._chain(lid)
+        if not readonly:
+            self._clear_volatile(lid)
+        if not readonly and not self._durable(lid):
+            try:
+                self._mount_chain(lid, chain, target, False, ",volatile")
+                return
+            except OSError as err:
+                if err.errno != errno.EINVAL:
+                    raise
+                log.debug("overlay: volatile mount of %s refused (%s); mounting it plainly", lid, err)
+        self._mount_chain(lid, chain, target, readonly, "")
+
+    def _clear_volatile(self, lid: str) -> None:
+        """Drop the mark a volatile mount of the layer left, which would make the kernel refuse the next."""
+        incompat = self._layer_dir(lid) / "work" / "work" / "incompat"
+        if os.path.lexists(incompat):
+            log.debug("overlay: layer %s was mounted volatile; clearing %s", lid, incompat)
+            dirstore.remove_tree(incompat)
+
+    def _mount_chain(self, lid: str, chain: list[str], target: str, readonly: bool, extra: str) -> None:
         flags = kmount.MS_RDONLY if readonly else 0
-        data = self._mount_data(chain, readonly, str(self.home))
+        data = self._mount_data(chain, readonly, str(self.home)) + extra
         source = self._mount_source(lid)
         if len(data) <= _MOUNT_DATA_MAX and not any(c in str(self.home) for c in ":,\\"):
             kmount.mount(source, target, "overlay", flags, data)
@@ -242,15 +278,20 @@ class OverlayDeviceSet(DirectoryDeviceSet[str]):
         # Too long for one page of mount data, or the home's path holds overlayfs's separators: name
         # the layers relative to the home, from a child process that has chdir'ed there (chdir in
         # this process would race with other threads).
-        data = self._mount_data(chain, readonly, "")
+        data = self._mount_data(chain, readonly, "") + extra
         if len(data) > _MOUNT_DATA_MAX:
             raise OSError(errno.E2BIG, f"{len(chain)} layers do not fit in one overlayfs mount")
         dirstore.mount_from(self.home, source, target, "overlay", flags, data)
 
     # ---- devices -------------------------------------------------------------------------------
 
-    def add_device(self, hash: str, base_hash: str) -> None:
-        """New empty layer on top of `base_hash`'s chain; not initialized."""
+    def add_device(self, hash: str, base_hash: str, durable: bool = True) -> None:
+        """New empty layer on top of `base_hash`'s chain; not initialized.
+
+        Its records are fsynced in the order crash recovery relies on (pending mark, the parent's
+        children mark, meta.json, then the device link, the commit point). A scratch device
+        (`durable=False`) skips every flush: a crash may lose or tear any of them, which the next
+        open's collection (the pending mark) or its container's removal by crash recovery cleans."""
         dirstore.validate_hash(hash)
         with self._lock.held():
             parent = self._lookup(base_hash)
@@ -268,13 +309,14 @@ class OverlayDeviceSet(DirectoryDeviceSet[str]):
                 if not os.path.lexists(self._layer_dir(lid)):
                     break
             try:
-                _record(self._pending / lid)  # a crash from here on: the next open collects
+                _record(self._pending / lid, durable)  # a crash from here on: the next open collects
                 self._children_dir(parent).mkdir(mode=0o700, exist_ok=True)
-                _record(self._children_dir(parent) / lid)
+                _record(self._children_dir(parent) / lid, durable)
                 self._make_layer(lid, hash, parent, root_mode=(st.st_mode & 0o7777, st.st_uid, st.st_gid),
-                                 initialized=False)
+                                 initialized=False, durable=durable)
                 os.symlink(f"../layers/{lid}", self._devices / hash)
-                fileutil.fsync_dir(self._devices)
+                if durable:
+                    fileutil.fsync_dir(self._devices)
             except BaseException as err:
                 try:
                     dirstore.remove_tree(self._layer_dir(lid))
@@ -288,11 +330,14 @@ class OverlayDeviceSet(DirectoryDeviceSet[str]):
             _unlink(self._pending / lid)
 
     def _drop_record(self, hash: str, lid: str) -> None:
-        """Unlink the device's name; its layer stays on disk only while descendants still stack on it."""
-        _record(self._pending / lid)  # a crash before the layer is gone: the next open collects
+        """Unlink the device's name; its layer stays on disk only while descendants still stack on it.
+        (A scratch device's removal is not flushed either: see add_device.)"""
+        durable = self._durable(lid)
+        _record(self._pending / lid, durable)  # a crash before the layer is gone: the next open collects
         try:
             os.unlink(self._devices / hash)
-            fileutil.fsync_dir(self._devices)
+            if durable:
+                fileutil.fsync_dir(self._devices)
         except OSError as err:
             _unlink(self._pending / lid)
             raise StorageError(f"cannot remove device {hash}: {err.strerror}") from err
@@ -308,10 +353,11 @@ class OverlayDeviceSet(DirectoryDeviceSet[str]):
                 ("Layers on disk", str(layers)), ("Backing Filesystem", _fstype(self.home))]
 
 
-def _record(path: Path) -> None:
-    """Create the empty marker `path`, durably (its directory fsynced)."""
+def _record(path: Path, durable: bool = True) -> None:
+    """Create the empty marker `path`, durably (its directory fsynced) unless told otherwise."""
     fileutil.write_new(path, b"", durable=False)
-    fileutil.fsync_dir(path.parent)
+    if durable:
+        fileutil.fsync_dir(path.parent)
 
 
 def _unlink(path: Path) -> None:

@@ -43,12 +43,12 @@ class PrefixedDeviceSet:
     def _full(self, hash: str) -> str:
         return hash if hash == BASE_HASH or hash in self.shared else f"{self.prefix}-{hash}"
 
-    def add_device(self, hash: str, base_hash: str) -> None:
+    def add_device(self, hash: str, base_hash: str, durable: bool = True) -> None:
         if not hash:
             raise InvalidArgument("invalid device hash ''")
         if hash in self.shared:
             raise Conflict(f"hash {hash} already exists (a shared device of the store)")
-        self.inner.add_device(self._full(hash), self._full(base_hash))
+        self.inner.add_device(self._full(hash), self._full(base_hash), durable=durable)
 
     def set_initialized(self, hash: str) -> None:
         if hash in self.shared:

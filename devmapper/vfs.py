@@ -112,8 +112,9 @@ class VfsDeviceSet(DirectoryDeviceSet[Path]):
 
     # ---- devices -------------------------------------------------------------------------------
 
-    def add_device(self, hash: str, base_hash: str) -> None:
-        """Copy `base_hash`'s tree into a new device; not initialized."""
+    def add_device(self, hash: str, base_hash: str, durable: bool = True) -> None:
+        """Copy `base_hash`'s tree into a new device; not initialized (`durable`: its records are fsynced;
+        the copy itself never is)."""
         final = self._device_dir(dirstore.validate_hash(hash))
         source = self._lookup(base_hash)
         if source is None:
@@ -128,7 +129,9 @@ class VfsDeviceSet(DirectoryDeviceSet[Path]):
             if proc.returncode != 0:
                 detail = (proc.stderr.strip().splitlines() or ["cp failed"])[0]
                 raise StorageError(f"cannot copy {base_hash or '(base)'} into {hash}: {detail}")
-            fileutil.write_json_atomic(scratch / "meta.json", {"parent": base_hash, "initialized": False})
+            fileutil.write_json_atomic(scratch / "meta.json", {"parent": base_hash, "initialized": False,
+                                                               **({} if durable else {"durable": False})},
+                                       durable=durable)
             with self._lock.held():
                 if self._lookup(base_hash) is None:
                     raise NotFound(f"Unknown base hash {base_hash}")
@@ -138,7 +141,8 @@ class VfsDeviceSet(DirectoryDeviceSet[Path]):
                     if err.errno in (errno.EEXIST, errno.ENOTEMPTY):
                         raise Conflict(f"hash {hash} already exists") from err
                     raise StorageError(f"cannot add device {hash}: {err.strerror}") from err
-                fileutil.fsync_dir(self._devices)
+                if durable:
+                    fileutil.fsync_dir(self._devices)
         finally:
             if scratch.exists():
                 try:

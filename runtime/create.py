@@ -167,13 +167,16 @@ def memory_swap(memory: int, value: str | int | None, swappiness: int | None = N
 
 
 def _make_devices(rt: Runtime, c: Container, image_id: str, made: list[str]) -> None:
-    """`<id>-init` (stubs for mount points) on the image, then `<id>` on the init layer."""
-    rt.driver.create(c.init_id, image_id)
+    """`<id>-init` (stubs for mount points) on the image, then `<id>` on the init layer. A `--rm`
+    container's are scratch devices: as its files (Container.save), they need not survive a crash,
+    which its removal by crash recovery follows anyway."""
+    durable = not c.auto_remove
+    rt.driver.create(c.init_id, image_id, durable=durable)
     made.append("init")
     with rt.driver.mounted(c.init_id) as root:
         etcfiles.write_init_layer(root)
     rt.driver.set_initialized(c.init_id)
-    rt.driver.create(c.id, c.init_id)
+    rt.driver.create(c.id, c.init_id, durable=durable)
     made.append("device")
 
 

@@ -137,9 +137,12 @@ def signal_container(lxc_pid: int, lxc_start: int, sig: int, *, wait_command: fl
     (SIGKILL always): a command with no SIGTERM handler ignores `stop`'s SIGTERM, as under Docker.
     Right after a start, waits up to `wait_command` for PID 1 to have exec'd the command: lxc-start
     hangs if its child dies during set-up, so a SIGKILL still due then goes to lxc-start itself
-    (lxc gave its child PR_SET_PDEATHSIG, so both end). False if nothing was signalled.
+    (lxc gave its child PR_SET_PDEATHSIG, so both end). False if nothing was signalled. The exec has
+    no notification: looks again after 1 ms, doubling up to 10 ms, so a stop right after a start
+    waits little longer than the set-up itself.
     """
     deadline = time.monotonic() + wait_command
+    delay = 0.001
     while True:
         if proc_start_time(lxc_pid) != lxc_start:
             return False
@@ -158,7 +161,8 @@ def signal_container(lxc_pid: int, lxc_start: int, sig: int, *, wait_command: fl
                 return True
             except ProcessLookupError:
                 return False  # it ended meanwhile: nothing was signalled
-        time.sleep(0.01)
+        time.sleep(delay)
+        delay = min(delay * 2, 0.01)
 
 
 def lxc_failure(log: Path) -> str | None:

@@ -82,7 +82,9 @@ class MountEntry:
 
 
 def _unescape(field: str) -> str:
-    # mountinfo escapes space, tab, newline and backslash as \ooo
+    # mountinfo escapes space, tab, newline and backslash as \ooo; nearly every field has none
+    if "\\" not in field:
+        return field
     return field.encode().decode("unicode_escape").encode("latin-1").decode("utf-8", "surrogateescape")
 
 
@@ -105,10 +107,11 @@ def is_mountpoint(path: str | os.PathLike) -> bool:
     return any(e.mountpoint == real for e in mountinfo())
 
 
-def mounts_under(prefix: str | os.PathLike) -> list[str]:
-    """Mountpoints at or below `prefix`, deepest first (the order to unmount them in)."""
+def mounts_under(prefix: str | os.PathLike, entries: list[MountEntry] | None = None) -> list[str]:
+    """Mountpoints at or below `prefix`, deepest first (the order to unmount them in); `entries`: a
+    mountinfo() the caller already read."""
     real = os.path.realpath(prefix)
-    found = [e.mountpoint for e in mountinfo()
+    found = [e.mountpoint for e in (mountinfo() if entries is None else entries)
              if e.mountpoint == real or e.mountpoint.startswith(real.rstrip("/") + "/")]
     return sorted(set(found), key=lambda p: p.count("/"), reverse=True)
 

@@ -213,3 +213,33 @@ def test_a_home_whose_path_has_overlay_separators_still_works(tmp_path: Path) ->
                 ds.remove_device("c")
     finally:
         ds.shutdown()
+
+
+
+def _volatile(target: Path) -> bool:
+    """Whether the overlay mounted at `target` is volatile (`volatile`, or `fsync=volatile` since 6.x)."""
+    with open("/proc/self/mounts") as f:
+        rows = [line.split() for line in f]
+    options = next(row[3] for row in reversed(rows) if row[1] == str(target)).split(",")
+    return "volatile" in options or "fsync=volatile" in options
+
+
+def test_a_scratch_device_mounts_volatile_and_can_be_mounted_again(ds: OverlayDeviceSet, tmp_path: Path) -> None:
+    """A `--rm` container's layers: their read-write mounts skip the unmount's flush (volatile), and the
+    mark a volatile mount leaves does not stop the next mount (a --rm container kept and started again)."""
+    ds.add_device("img", BASE_HASH)
+    ds.add_device("scratch", "img", durable=False)
+    ds.add_device("kept", "img")
+    target = tmp_path / "m"
+    target.mkdir()
+    for round_ in range(2):
+        with mounted(ds, "scratch", target) as root:
+            assert _volatile(target)
+            (root / f"file{round_}").write_text("x")
+            assert sorted(os.listdir(root)) == [f"file{i}" for i in range(round_ + 1)]
+    with mounted(ds, "kept", target):
+        assert not _volatile(target)
+    ds.set_initialized("scratch")
+    assert ds.has_initialized_device("scratch")
+    ds.remove_device("scratch")
+    assert ds.list() == ["img", "kept"]
