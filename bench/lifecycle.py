@@ -20,8 +20,17 @@ import time
 from benchlib import PODMAN_ULIMITS, PYDOCK, busybox_root, cli_env, remove_everything, timed
 
 #: a command that ends at once on SIGTERM (`wait` is interrupted where `sleep` would run out its second)
-LOOP = 'trap "exit 0" TERM; while :; do sleep 1 & wait; done'
+LOOP = 'trap "exit 0" TERM; echo ready; while :; do sleep 1 & wait; done'
 STEPS = ("create", "start", "stop", "rm")
+
+
+def _until_ready(cli: list[str], cid: str, env: dict[str, str] | None) -> None:
+    """Wait until the container's shell has its trap set (it says `ready` after it)."""
+    deadline = time.monotonic() + 30
+    while b"ready" not in subprocess.run([*cli, "logs", cid], env=env, capture_output=True).stdout:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{cid} never became ready")
+        time.sleep(0.01)
 
 
 def lifecycle(cli: list[str], create_args: list[str], env: dict[str, str] | None) -> dict[str, float]:
@@ -33,6 +42,7 @@ def lifecycle(cli: list[str], create_args: list[str], env: dict[str, str] | None
         raise SystemExit(f"create failed: {out.stderr.decode()[-500:]}")
     cid = out.stdout.decode().split()[-1]
     times["start"] = timed([*cli, "start", cid], env)
+    _until_ready(cli, cid, env)  # untimed: a SIGTERM before the shell's trap would wait out stop's timeout
     times["stop"] = timed([*cli, "stop", "-t", "10", cid], env)
     times["rm"] = timed([*cli, "rm", cid], env)
     return times
