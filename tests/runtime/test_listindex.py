@@ -16,10 +16,10 @@ import time
 import pytest
 from root_helpers import comm
 
+from pydock.runtime import monitorlock
 from pydock.runtime.launcher import container_init
 from pydock.runtime.listindex import ListingIndex
 from pydock.runtime.state import EXIT_KILLED, Status
-from pydock.utils.process import proc_start_time
 
 pytestmark = pytest.mark.lxc
 
@@ -129,30 +129,23 @@ def test_a_container_without_config_is_not_listed_from_its_old_entry(rt):
     assert c.id in _listed(rt)
 
 
-def _gone(pid: int, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while proc_start_time(pid) is not None:
-        assert time.monotonic() < deadline, f"process {pid} still alive"
-        time.sleep(0.02)
-
-
 def test_monitor_killed_after_a_cached_listing_is_repaired_and_shown(rt):
     c = rt.create("busybox", ["sleep", "60"], name="orphan")
     rt.start(c)
     c.reload()
-    monitor, lxc = c.state.monitor_pid, c.state.pid
     deadline = time.monotonic() + 30
-    while comm(container_init(lxc)) != "sleep":
+    while comm(container_init(c.state.pid)) != "sleep":
         assert time.monotonic() < deadline, "the container's command never started"
         time.sleep(0.05)
     assert _cached_listing(rt, c)[c.id].state.running
     assert _listed(rt)[c.id].state.running  # its monitor alive: running, from the entry
-    os.kill(monitor, signal.SIGKILL)
-    _gone(monitor)
+    os.kill(c.state.monitor_pid, signal.SIGKILL)
+    while monitorlock.held(c.monitor_lock_path):  # the kernel drops its lock as the process dies
+        assert time.monotonic() < deadline + 10, "the killed monitor still holds its lock"
+        time.sleep(0.02)
     listed = _listed(rt)[c.id]
     assert listed.state.status is Status.EXITED and listed.state.exit_code == EXIT_KILLED
     assert _listed(rt)[c.id].state.exit_code == EXIT_KILLED
-    _gone(lxc)
 
 
 def test_ps_cli_after_stop_shows_the_exit(cli):
