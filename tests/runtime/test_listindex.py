@@ -50,6 +50,15 @@ def test_listing_from_the_index_is_the_container_as_loaded(rt):
     assert listed.config["Labels"] == {"k": "v"} and listed.hostconfig == rt.load(c.id).hostconfig
 
 
+def test_a_config_changed_within_the_racy_window_is_read_not_cached(rt):
+    c = rt.create("busybox", ["true"], name="fresh")
+    _cached_listing(rt, c)
+    soon = time.time_ns() + 10 * 10**9  # "changed in the last second" whatever this machine's speed (or a clock stepped back)
+    os.utime(c.config_path, ns=(soon, soon))
+    assert c.id in _listed(rt)
+    assert c.id not in _index(rt).cached()  # its next change could share the timestamp tick: not kept
+
+
 def test_start_and_exit_after_a_cached_listing_show(rt):
     c = rt.create("busybox", ["sh", "-c", "exit 3"], name="runs")
     assert _cached_listing(rt, c)[c.id].state.status is Status.CREATED
