@@ -24,6 +24,7 @@ import sys
 import time
 import zlib
 from pathlib import Path
+from typing import Any
 
 from pydock.runtime.container import Container, read_config
 from pydock.utils.errors import NotFound
@@ -34,15 +35,15 @@ log = logging.getLogger(__package__)
 #: what an entry holds changes with this; marshal's format may change with Python's minor version
 _MAGIC = b"pydock-listing-index 1 py%d.%d\n" % sys.version_info[:2]
 #: config.json's fields a listed container is built from (the paths in it derive from its directory;
-#: Config is kept as JSON text, decoded only when used: `ps -a` shows none of it)
+#: Config is kept as JSON, decoded only when used: `ps -a` shows none of it)
 _FIELDS = tuple(sys.intern(k) for k in ("ID", "Created", "Path", "Args", "Image", "Name", "Driver",
                                         "NetworkSettings", "Volumes", "VolumesRW", "State"))
 #: a config.json changed this recently when read is not kept (see the module docstring): well over the
 #: coarse clock tick file timestamps come from (1-10 ms)
 _RACY_NS = 1_000_000_000
 
-#: An entry: ((st_ino, st_size, st_mtime_ns, st_ctime_ns), {field: value} of _FIELDS, Config as JSON bytes)
-Entry = tuple
+#: An entry: ((st_ino, st_size, st_mtime_ns, st_ctime_ns) of the file read, {field: value} of _FIELDS, Config as JSON)
+Entry = tuple[tuple[int, int, int, int], dict[str, Any], bytes]
 
 
 def _key(st: os.stat_result) -> tuple[int, int, int, int]:
@@ -69,7 +70,7 @@ class ListingIndex:
             log.debug("listing index %s unreadable (%s); reading every container", self.path, err)
             return {}
         head = len(_MAGIC) + 4
-        if not blob.startswith(_MAGIC) or zlib.crc32(blob[head:]) != int.from_bytes(blob[head - 4:head], "big"):
+        if len(blob) < head or not blob.startswith(_MAGIC) or zlib.crc32(blob[head:]) != int.from_bytes(blob[head - 4:head], "big"):
             log.debug("listing index %s is torn or from another version; rebuilding it", self.path)
             return {}
         try:
