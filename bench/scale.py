@@ -1,6 +1,7 @@
 """How the everyday commands grow with the size of a root: 10 vs 1000 exited containers, and `ps -a` vs podman.
 
     .venv/bin/python bench/scale.py [-n ROUNDS] [--containers 1000] [--driver overlay] [--no-podman] [--src DIR]
+                                    [--baseline DIR]
 
 Two roots on the same storage driver, networking off (`-b none`):
 - small: 10 exited containers, 2 extra images, 20 names/links;
@@ -13,7 +14,10 @@ Timed, interleaved round by round, each through the CLI as a user runs it (cache
 (of a container made just before, so the count stays put); and `podman ps -a` over a podman store of
 its own (temporary --root/--runroot) holding the same number of created containers.
 Prints medians and the ratios large/small (target <= 1.2x each) and pydock/podman `ps -a` at N
-(target <= 0.5x). Everything made is removed at the end (podman's store too).
+(target <= 0.5x). With `--baseline DIR` (another source tree, e.g. `git archive main | tar -x -C DIR`)
+its CLI is timed too, interleaved command by command on the same roots, so a before/after comparison
+shares the machine's load (the machine is shared: separate runs minutes apart are not comparable).
+Everything made is removed at the end (podman's store too).
 """
 
 from __future__ import annotations
@@ -109,6 +113,8 @@ def main() -> int:
     ap.add_argument("--src", type=Path, default=None,
                     help="time the CLI of another pydock source tree (e.g. `git archive main | tar -x -C SRC`) "
                          "on the same roots, for before/after numbers")
+    ap.add_argument("--baseline", type=Path, default=None,
+                    help="also time the CLI of this source tree, interleaved, and print both")
     args = ap.parse_args()
     from pydock.graph.busybox import busybox_tar_bytes
 
@@ -118,14 +124,24 @@ def main() -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYDOCK_")}
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # time what users run: cached bytecode
     src = Path(__file__).resolve().parents[1]
-    if args.src is not None:  # a directory holding only a `pydock` link to the other tree
-        link = work / "src"
+
+    def env_for(tree: Path, name: str) -> dict[str, str]:
+        """The environment running the CLI of `tree`: a directory holding only a `pydock` link to it."""
+        link = work / name
         link.mkdir()
-        (link / "pydock").symlink_to(args.src.resolve())
-        env["PYTHONPATH"] = str(link)
+        (link / "pydock").symlink_to(tree.resolve())
+        for package in PACKAGES:
+            compileall.compile_dir(tree / package, quiet=1)
+        return {**env, "PYTHONPATH": str(link)}
+
+    trees = {"": env_for(args.src, "src") if args.src is not None else env}
+    if args.src is not None:
         src = args.src
-    for package in PACKAGES:
-        compileall.compile_dir(src / package, quiet=1)
+    else:
+        for package in PACKAGES:
+            compileall.compile_dir(src / package, quiet=1)
+    if args.baseline is not None:
+        trees["baseline"] = env_for(args.baseline, "baseline")
     podman: Podman | None = None
     samples: dict[tuple[str, str], list[float]] = {}
     try:
@@ -163,15 +179,18 @@ def main() -> int:
         for _ in range(2):  # warm-up
             for make in commands.values():
                 for key in sizes:
-                    timed(make(key), env)
+                    for tree_env in trees.values():
+                        timed(make(key), tree_env)
         for _ in range(args.rounds):
             for label, make in commands.items():
                 for key in sizes:
-                    samples.setdefault((label, key), []).append(timed(make(key), env))
+                    for tree, tree_env in trees.items():
+                        samples.setdefault((label, key + tree), []).append(timed(make(key), tree_env))
             for key in sizes:
-                with Runtime(roots[key], args.driver, bridge="none") as rt:
-                    victim = rt.create("busybox", ["true"], name="victim-" + uuid.uuid4().hex[:8], network=False)
-                samples.setdefault(("rm", key), []).append(timed(cli(key, "rm", victim.name[1:]), env))
+                for tree, tree_env in trees.items():
+                    with Runtime(roots[key], args.driver, bridge="none") as rt:
+                        victim = rt.create("busybox", ["true"], name="victim-" + uuid.uuid4().hex[:8], network=False)
+                    samples.setdefault(("rm", key + tree), []).append(timed(cli(key, "rm", victim.name[1:]), tree_env))
             if podman is not None:
                 samples.setdefault(("ps -a", "podman"), []).append(timed(podman.ps()))
     finally:
@@ -189,11 +208,14 @@ def main() -> int:
     print(f"{args.rounds} interleaved rounds; storage: {storage}; networking off; CLI from {src}")
     print(f"  small root: 10 containers, 2 extra images, 20 names/links; large: {args.containers} containers, "
           f"{args.containers // 5} extra images, {2 * args.containers} names/links")
-    print(f"  {'command':<16} {'small ms':>9} {'large ms':>9} {'large/small':>12}  target <= 1.20x")
-    for label in ("ps -a", "images", "run --rm true", "inspect NAME", "inspect ID", "rm"):
-        s, big = med[(label, "small")], med[(label, "large")]
-        ratio = big / s
-        print(f"  {label:<16} {s:9.1f} {big:9.1f} {ratio:11.2f}x  {'met' if ratio <= 1.2 else 'NOT met'}")
+    for tree in trees:
+        if tree:
+            print(f"  baseline, interleaved with the above: CLI from {args.baseline}")
+        print(f"  {'command':<16} {'small ms':>9} {'large ms':>9} {'large/small':>12}  target <= 1.20x")
+        for label in ("ps -a", "images", "run --rm true", "inspect NAME", "inspect ID", "rm"):
+            s, big = med[(label, "small" + tree)], med[(label, "large" + tree)]
+            ratio = big / s
+            print(f"  {label:<16} {s:9.1f} {big:9.1f} {ratio:11.2f}x  {'met' if ratio <= 1.2 else 'NOT met'}")
     if ("ps -a", "podman") in med:
         p = med[("ps -a", "podman")]
         ratio = med[("ps -a", "large")] / p

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -37,6 +38,43 @@ class _HostConfigField:
         obj.__dict__["_hostconfig"] = value
 
 
+class _ConfigField:
+    """`Container.config`, decoded on first use from the JSON kept by the listing index
+    (listindex.py): `ps -a` shows none of it, and decoding it was most of a listed container's cost."""
+
+    def __get__(self, obj: Container | None, owner: type) -> Any:
+        if obj is None:
+            return None  # the dataclass default: "not given", decoded from `_config_json` (or {}) on use
+        value = obj.__dict__.get("_config")
+        if value is None:
+            text = obj.__dict__.pop("_config_json", None)
+            value = json.loads(text) if text else {}
+            if not isinstance(value, dict):
+                value = {}
+            obj.__dict__["_config"] = value
+        return value
+
+    def __set__(self, obj: Container, value: dict[str, Any] | None) -> None:
+        obj.__dict__["_config"] = value
+        obj.__dict__.pop("_config_json", None)
+
+
+def read_config(directory: Path) -> tuple[dict[str, Any], os.stat_result]:
+    """A container directory's config.json, decoded, and the stat of the very file read (the listing
+    index keys its entries by it); NotFound if it is missing or corrupt."""
+    try:
+        with open(f"{directory}/config.json", "rb") as f:  # not Path's `/`: listings read many
+            st = os.fstat(f.fileno())
+            data = json.loads(f.read())
+    except FileNotFoundError:
+        raise NotFound(f"No such container: {directory.name}") from None
+    except ValueError as err:
+        raise NotFound(f"Container {directory.name[:12]} has a corrupt config.json: {err}") from None
+    if not isinstance(data, dict):
+        raise NotFound(f"Container {directory.name[:12]} has a corrupt config.json: not an object")
+    return data, st
+
+
 @dataclass
 class Container:
     """One container: what it runs (Docker's Config), how (HostConfig), where (dir), and its State."""
@@ -46,7 +84,7 @@ class Container:
     image: str
     path: str
     args: list[str]
-    config: dict[str, Any]
+    config: dict[str, Any] = _ConfigField()  # type: ignore[assignment]
     hostconfig: dict[str, Any] = _HostConfigField()  # type: ignore[assignment]
     created: datetime = field(default_factory=utcnow)
     state: State = field(default_factory=State)
@@ -160,21 +198,24 @@ class Container:
 
     @classmethod
     def load(cls, directory: Path) -> Container:
-        try:
-            with open(f"{directory}/config.json", "rb") as f:  # not Path's `/`: ps -a loads every container
-                data = json.loads(f.read())
-        except FileNotFoundError:
-            raise NotFound(f"No such container: {directory.name}") from None
-        except ValueError as err:
-            raise NotFound(f"Container {directory.name[:12]} has a corrupt config.json: {err}") from None
+        """The container as its config.json holds it (NotFound without a readable one, KeyError without an ID)."""
+        return cls.from_json(directory, read_config(directory)[0])
+
+    @classmethod
+    def from_json(cls, directory: Path, data: dict[str, Any], config_json: bytes | None = None) -> Container:
+        """The container whose config.json holds `data` (KeyError without an ID). `config_json`: the
+        Config block as JSON, decoded on first use instead of `data["Config"]` (listindex.py)."""
         net = data.get("NetworkSettings") or None
         if net and not net.get("IPAddress"):
             net = None
-        return cls(id=data["ID"], dir=directory, image=data.get("Image", ""), path=data.get("Path", ""),
-                   args=list(data.get("Args") or []), config=data.get("Config") or {}, hostconfig=None,
-                   created=parse_time(data.get("Created")) or utcnow(), state=State.from_json(data.get("State")),
-                   name=data.get("Name", ""), driver=data.get("Driver", ""), network=net,
-                   volumes=dict(data.get("Volumes") or {}), volumes_rw=dict(data.get("VolumesRW") or {}))
+        c = cls(id=data["ID"], dir=directory, image=data.get("Image", ""), path=data.get("Path", ""),
+                args=list(data.get("Args") or []), config=None if config_json else data.get("Config") or {},
+                hostconfig=None, created=parse_time(data.get("Created")) or utcnow(),
+                state=State.from_json(data.get("State")), name=data.get("Name", ""), driver=data.get("Driver", ""),
+                network=net, volumes=dict(data.get("Volumes") or {}), volumes_rw=dict(data.get("VolumesRW") or {}))
+        if config_json:
+            c.__dict__["_config_json"] = config_json
+        return c
 
     def reload(self) -> Container:
         """Re-read state from disk (another process — the monitor, a rename — may have changed it)."""

@@ -197,16 +197,20 @@ class Runtime:
 
     def containers(self, all: bool = False) -> list[Container]:
         """Containers, newest first (only running ones unless `all`); dead monitors are repaired on the way."""
-        out = []
-        home = self.layout.containers
+        from pydock.runtime.listindex import ListingIndex  # lazy: only listings read the index; run stays lean
+
+        index = ListingIndex(self.layout.containers_index, self.layout.containers)
+        found = []
         for cid in self.container_ids():
             try:
-                c = Container.load(home / cid)
+                found.append(index.load(cid))
             except (NotFound, KeyError):
                 from pydock.runtime import reconcile  # lazy: crash repair, rarely needed; see refresh
 
                 reconcile.sweep_incomplete(self, cid)  # being created/removed now, or left half-made by a crash
-                continue
+        index.save()  # before any repair below changes a container the index shares values with
+        out = []
+        for c in found:
             if c.state.running:  # only a container recorded running can need a repair
                 self.refresh(c)
                 if not c.dir.exists():

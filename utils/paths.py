@@ -37,6 +37,11 @@ class RootLayout:
     def containers(self) -> Path:
         return self.root / "containers"
 
+    @property
+    def containers_index(self) -> Path:
+        """The listing index (runtime/listindex.py): a cache of what `ps` needs of every container."""
+        return self.root / "containers.index"
+
     def container(self, container_id: str) -> Path:
         return self.containers / container_id
 

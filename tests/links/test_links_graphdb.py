@@ -164,6 +164,20 @@ def test_cycles_do_not_loop(db: GraphDB) -> None:
     db.set("/b/a", A)
     assert db.list() == {"/a": A, "/b": B, "/a/b": B, "/b/a": A}
     assert db.children("/a", depth=-1) == [("/a/b", B)]
+    assert db.names_by_id() == {A: ["/a", "/b/a"], B: ["/b", "/a/b"]}
+
+
+def test_names_by_id_groups_the_paths_list_gives(db: GraphDB) -> None:
+    ids = [f"{i:x}" * 64 for i in range(1, 7)]
+    for i, e in enumerate(ids):
+        db.set(f"/n{i}", e)
+    for parent, alias, child in ((0, "db", 1), (1, "cache", 2), (2, "up", 0), (3, "db", 1), (3, "x", 3 + 1), (4, "z", 5)):
+        db.set(f"/n{parent}/{alias}", ids[child])  # chains three deep, a cycle back to n0, shared children
+    grouped: dict[str, list[str]] = {}
+    for path, e in db.list().items():
+        grouped.setdefault(e, []).append(path)
+    assert db.names_by_id() == {e: sorted(p, key=lambda x: (x.count("/"), x)) for e, p in grouped.items()}
+    assert db.names_by_id()[ids[2]] == ["/n2", "/n1/cache", "/n0/db/cache", "/n3/db/cache"]
 
 
 def test_ref_paths_are_the_paths_list_gives_each_entity(db: GraphDB) -> None:
