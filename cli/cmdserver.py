@@ -38,7 +38,7 @@ from pydock.cli import cmdwire
 PRELOAD = ("difflib", "pydock.cli.main", "pydock.cli.containers", "pydock.cli.interactive", "pydock.cli.images",
            "pydock.cli.system", "pydock.cli.each", "pydock.cli.formatting", "pydock.utils.table",
            "pydock.runtime.runtime", "pydock.runtime.create", "pydock.runtime.supervise", "pydock.runtime.exec",
-           "pydock.runtime.freezer", "pydock.graph.lookup",
+           "pydock.runtime.freezer", "pydock.runtime.listindex", "pydock.graph.lookup",
            "pydock.devmapper.overlay", "pydock.devmapper.vfs", "pydock.devmapper.dm_deviceset")
 #: a request must arrive this soon after its connection
 REQUEST_TIMEOUT = 5.0
