@@ -1,7 +1,7 @@
 """How the everyday commands grow with the size of a root: 10 vs 1000 exited containers, and `ps -a` vs podman.
 
     .venv/bin/python bench/scale.py [-n ROUNDS] [--containers 1000] [--driver overlay] [--no-podman] [--src DIR]
-                                    [--baseline DIR]
+                                    [--baseline DIR] [--cold]
 
 Two roots on the same storage driver, networking off (`-b none`):
 - small: 10 exited containers, 2 extra images, 20 names/links;
@@ -9,7 +9,8 @@ Two roots on the same storage driver, networking off (`-b none`):
   odd-numbered container links to two even-numbered ones, `/<name>/db` and `/<name>/cache`).
 Containers are made with the Runtime API (create, then recorded as exited: no run is needed to
 list, inspect or remove them); extra images are empty layers on busybox, each tagged.
-Timed, interleaved round by round, each through the CLI as a user runs it (cached bytecode):
+Timed, interleaved round by round, each through the CLI as a user runs it (the `pydock` entry point and
+its warm command server, cached bytecode; `--cold`: every command in its own interpreter):
 `ps -a`, `images`, `run --rm --net none busybox true`, `inspect NAME`, `inspect ID-PREFIX`, `rm NAME`
 (of a container made just before, so the count stays put); and `podman ps -a` over a podman store of
 its own (temporary --root/--runroot) holding the same number of created containers.
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import compileall
-import os
 import shutil
 import statistics
 import subprocess
@@ -38,7 +38,7 @@ from pathlib import Path
 from pydock.runtime.runtime import Runtime
 from pydock.runtime.state import State, utcnow
 
-from run import PODMAN_ULIMITS, timed  # bench/run.py: one command timed, podman's ulimits on this host
+from benchlib import PODMAN_ULIMITS, PYDOCK, cli_env, timed
 
 PODMAN_FLAGS = ["--runtime", "runc"]
 PACKAGES = ("runtime", "graph", "devmapper", "links", "archive", "dockerinit", "cli", "utils")
@@ -115,14 +115,15 @@ def main() -> int:
                          "on the same roots, for before/after numbers")
     ap.add_argument("--baseline", type=Path, default=None,
                     help="also time the CLI of this source tree, interleaved, and print both")
+    ap.add_argument("--cold", action="store_true",
+                    help="every command in its own interpreter (PYDOCK_CLI_SERVER=0), as after an idle minute")
     args = ap.parse_args()
     from pydock.graph.busybox import busybox_tar_bytes
 
     work = Path(tempfile.mkdtemp(prefix="pydock-bench-scale-"))
     sizes = {"small": 10, "large": args.containers}
     roots = {k: work / k for k in sizes}
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYDOCK_")}
-    env.pop("PYTHONDONTWRITEBYTECODE", None)  # time what users run: cached bytecode
+    env = cli_env(server=not args.cold)  # time what users run: the entry point, cached bytecode
     src = Path(__file__).resolve().parents[1]
 
     def env_for(tree: Path, name: str) -> dict[str, str]:
@@ -161,8 +162,7 @@ def main() -> int:
             print(f"populated podman in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
 
         def cli(key: str, *argv: str) -> list[str]:
-            return [sys.executable, "-m", "pydock.cli.main", "-g", str(roots[key]), "-s", args.driver,
-                    "-b", "none", *argv]
+            return [PYDOCK, "-g", str(roots[key]), "-s", args.driver, "-b", "none", *argv]
 
         def short_id(key: str, name: str) -> str:
             with Runtime(roots[key], args.driver, bridge="none") as rt:
