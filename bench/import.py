@@ -9,6 +9,7 @@ says which.
 Modes (interleaved rounds, a fresh store for every run on both sides, medians and the ratio):
 - default (host, overlay): `pydock import` vs `podman --runtime runc import` (target: <= 1.0x), with
   GNU `tar -x` of the same file into a directory as the floor (informational).
+- `--gzip`: the same rootfs as a gzip -6 tarball (made once, cached beside it).
 - `--driver devicemapper` (run inside UML: `hack/dmkernel.sh -m 4G -- .venv/bin/python bench/import.py
   --driver devicemapper`): `pydock import` on devicemapper vs on overlay, same tarball, same UML run
   (target: dm <= 1.5x overlay).
@@ -127,6 +128,16 @@ def rootfs_tarball(build: bool) -> tuple[Path, str]:
     return CACHE / "hostfiles.tar", host_tar(CACHE / "hostfiles.tar")
 
 
+def gzipped(tarball: Path) -> Path:
+    """A gzip -6 copy of `tarball` beside it (made once): how rootfs tarballs usually travel."""
+    out = tarball.with_name(tarball.name + ".gz")
+    if not out.is_file():
+        with open(str(out) + ".part", "wb") as f:
+            subprocess.run(["gzip", "-6", "-c", str(tarball)], stdout=f, check=True)
+        os.rename(str(out) + ".part", out)
+    return out
+
+
 def describe(tarball: Path) -> str:
     """`N MB, N entries (N hardlinks, N symlinks)` of a tar file."""
     listing = sh(["tar", "--numeric-owner", "-tvf", str(tarball)]).stdout.decode(errors="replace").splitlines()
@@ -200,6 +211,7 @@ def main() -> int:
                     help="overlay: pydock vs podman on the host; devicemapper: pydock on dm vs on overlay (in UML)")
     ap.add_argument("--dir", default=None, help="scratch directory for the stores (default /tmp; podman's runroot "
                                                 "must stay under 50 characters)")
+    ap.add_argument("--gzip", action="store_true", help="import a gzip -6 copy of the tarball (both sides decompress)")
     ap.add_argument("--baseline", metavar="PYDOCK", default=None,
                     help="another pydock executable (e.g. main's, in a venv of its own) timed in the same rounds, "
                          "for before/after numbers")
@@ -211,6 +223,8 @@ def main() -> int:
         print("bench/import.py --driver devicemapper needs dm-thin: run it inside hack/dmkernel.sh", file=sys.stderr)
         return 1
     tarball, what = rootfs_tarball(build=args.driver == "overlay")
+    if args.gzip:
+        tarball, what = gzipped(tarball), what + ", gzip -6"
     sh([sys.executable, "-m", "compileall", "-q", str(Path(__file__).resolve().parent.parent)])
     with open(tarball, "rb") as f:  # the page cache holds the tarball for every run alike
         while f.read(1 << 24):
