@@ -14,7 +14,8 @@ Modes (interleaved rounds, a fresh store for every run on both sides, medians an
   --driver devicemapper`): `pydock import` on devicemapper vs on overlay, same tarball, same UML run
   (target: dm <= 1.5x overlay).
 
-Usage: .venv/bin/python bench/import.py [--runs 5] [--driver overlay|devicemapper] [--dir DIR]
+Usage: .venv/bin/python bench/import.py [--runs 5] [--driver overlay|devicemapper] [--dir DIR] [--gzip]
+       [--baseline PATH-TO-ANOTHER-PYDOCK]
 Needs root. Prints medians and ratios; never asserts.
 """
 
@@ -27,8 +28,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from benchlib import timed
 
 CACHE = Path("/var/cache/pydock-bench/import")
 PYDOCK = str(Path(sys.executable).with_name("pydock"))
@@ -44,12 +46,6 @@ def sh(argv: list[str], **kw) -> subprocess.CompletedProcess:
     if p.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} failed ({p.returncode}): {p.stderr.decode(errors='replace')[-800:]}")
     return p
-
-
-def timed(argv: list[str]) -> float:
-    start = time.perf_counter()
-    sh(argv)
-    return time.perf_counter() - start
 
 
 # ---- the tarball ------------------------------------------------------------------------------------
@@ -154,7 +150,8 @@ def pydock_import(base: Path, tarball: Path, driver: str, i: int, pydock: str = 
     """Seconds one `pydock import` into a fresh root took; the root is emptied afterwards."""
     root = base / f"pydock-{driver}-{i}"
     try:
-        return timed([pydock, "-g", str(root), "-s", driver, "-b", "none", "import", str(tarball), f"bench/import:{i}"])
+        return timed([pydock, "-g", str(root), "-s", driver, "-b", "none", "import", str(tarball),
+                      f"bench/import:{i}"], ENV)
     finally:
         drop_pydock_root(root, driver)
 
@@ -178,7 +175,7 @@ def podman_import(base: Path, tarball: Path, i: int) -> float:
     for d in ("root", "run", "tmp"):
         (store / d).mkdir()
     try:
-        return timed([*argv, "import", "-q", str(tarball), f"localhost/bench-import:{i}"])
+        return timed([*argv, "import", "-q", str(tarball), f"localhost/bench-import:{i}"], ENV)
     finally:
         subprocess.run([*argv, "system", "reset", "-f"], capture_output=True, check=False)
         subprocess.run(["umount", "-R", str(store / "root" / "overlay")], capture_output=True, check=False)
@@ -189,7 +186,7 @@ def tar_x(base: Path, tarball: Path, i: int) -> float:
     dest = base / f"tar-{i}"
     dest.mkdir()
     try:
-        return timed(["tar", "--numeric-owner", "-xf", str(tarball), "-C", str(dest)])
+        return timed(["tar", "--numeric-owner", "-xf", str(tarball), "-C", str(dest)], ENV)
     finally:
         shutil.rmtree(dest, ignore_errors=True)
 
