@@ -278,6 +278,94 @@ def _fast_header(buf: bytes) -> _Entry | None:
     return e
 
 
+#: pax records the fast path leaves to tarfile: sparse files and a declared header charset
+_PAX_SLOW_PREFIXES = ("GNU.sparse.", "hdrcharset")
+#: a pax header larger than this (huge xattrs, long names) goes through tarfile's parser
+_PAX_FAST_MAX = 16 * tarfile.BLOCKSIZE
+
+
+def _pax_records(buf: bytes) -> dict[str, str] | None:
+    """The records of a pax extended header ("<len> <key>=<value>\n" each), decoded as tarfile decodes
+    them; None for anything that is not well framed or that tarfile treats specially (its parser then
+    decides, and reports what is wrong)."""
+    out: dict[str, str] = {}
+    pos, end = 0, len(buf)
+    while pos < end and buf[pos]:
+        space = buf.find(b" ", pos, pos + 21)
+        digits = buf[pos:space]
+        if space < 0 or not digits.isdigit():
+            return None
+        stop = pos + int(digits)
+        if stop - pos < 5 or stop > end or buf[stop - 1] != 0x0A:
+            return None
+        key, eq, value = buf[space + 1: stop - 1].partition(b"=")
+        if not key or not eq:
+            return None
+        try:
+            keyword = key.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        if keyword.startswith(_PAX_SLOW_PREFIXES):
+            return None
+        out[keyword] = value.decode("utf-8", "surrogateescape")
+        pos = stop
+    return out
+
+
+def _apply_pax(e: _Entry, pax: dict[str, str]) -> bool:
+    """Patch a fast-parsed header with its pax records as tarfile's _apply_pax_info does; False where
+    tarfile would substitute 0 for an unparsable number (it then parses the member itself)."""
+    for key in ("size", "uid", "gid"):
+        value = pax.get(key)
+        if value is not None:
+            if not (value.isascii() and value.isdigit()):
+                return False
+            setattr(e, key, int(value))
+    value = pax.get("mtime")
+    if value is not None:
+        try:
+            e.mtime = float(value)  # type: ignore[assignment]
+        except ValueError:
+            return False
+    value = pax.get("path")
+    if value is not None:
+        e.name = value.rstrip("/")
+    value = pax.get("linkpath")
+    if value is not None:
+        e.linkname = value
+    e.pax_headers = pax
+    return True
+
+
+def _fast_pax(reader: _Reader, xblock: bytes) -> _Entry | None:
+    """A member made of one pax extended header (`xblock`, already read) and a plain ustar header, as
+    GNU tar --format=posix and most rootfs tarballs write them; None (with every byte handed back to
+    `reader`) for anything else, which tarfile's parser then reads."""
+    taken = [xblock]
+    entry = None
+    try:
+        if _octal(xblock[148:156]) == sum(xblock) - sum(xblock[148:156]) + 256:
+            size = _octal(xblock[124:136])
+            padded = -(-size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+            if padded <= _PAX_FAST_MAX:
+                data = reader.read(padded)
+                taken.append(data)
+                pax = _pax_records(data[:size]) if len(data) == padded else None
+                if pax is not None:
+                    block = reader.read(tarfile.BLOCKSIZE)
+                    taken.append(block)
+                    if len(block) == tarfile.BLOCKSIZE:
+                        entry = _fast_header(block)
+                        if entry is not None and not _apply_pax(entry, pax):
+                            entry = None
+    except ValueError:  # a base-256 or junk number in the pax header's own fields
+        entry = None
+    if entry is None:
+        reader.unread(b"".join(taken))
+        reader.header_bytes = 0  # tarfile reads the same bytes again, counted once
+    return entry
+
+
 # A parsed header: our fast-path record or, for anything unusual, tarfile's own TarInfo.
 Member = Union[_Entry, tarfile.TarInfo]
 
@@ -296,14 +384,23 @@ def _members(reader: _Reader, scratch: memoryview, max_chain: int = DEFAULT_LIMI
         state.chain = 0
         if not state.pax_headers:  # global pax headers would have to be merged: slow path
             block = reader.read(tarfile.BLOCKSIZE)
-            entry = _fast_header(block) if len(block) == tarfile.BLOCKSIZE else None
+            entry = None
+            if len(block) == tarfile.BLOCKSIZE:
+                if block[156:157] == tarfile.XHDTYPE:
+                    entry = _fast_pax(reader, block)  # hands every byte back when it returns None
+                else:
+                    entry = _fast_header(block)
+                    if entry is None:
+                        reader.unread(block)
+                        reader.header_bytes = 0
+            else:
+                reader.unread(block)
             if entry is not None:
-                state.offset = at + tarfile.BLOCKSIZE
+                state.offset = reader.pos
                 if entry.type in _REG_TYPES:
                     state.offset += -(-entry.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
                 yield entry
                 continue
-            reader.unread(block)
         try:
             member = _TarInfo.fromtarfile(state)
         except tarfile.EOFHeaderError:

@@ -77,6 +77,7 @@ class Recorder:
     def __init__(self, raw: BinaryIO, out: Path) -> None:
         self.raw = raw
         self._out = gzip.open(out, "wb", compresslevel=1)
+        self._record = bytearray()  # records not yet compressed: gzip pays per write() call
         self._raw_buf = bytearray()
         self._block = bytearray()
         self._state = "header"  # header | meta | payload | pad | trailer
@@ -110,6 +111,7 @@ class Recorder:
         if self._out is None:
             return
         self._flush_raw()
+        self._out.write(self._record)
         self._out.close()
         self._out = None  # type: ignore[assignment]
 
@@ -117,8 +119,16 @@ class Recorder:
 
     def _flush_raw(self) -> None:
         if self._raw_buf:
-            self._out.write(_RAW + struct.pack(">I", len(self._raw_buf)) + self._raw_buf)
+            self._emit(_RAW + struct.pack(">I", len(self._raw_buf)), self._raw_buf)
             self._raw_buf.clear()
+
+    def _emit(self, head: bytes, body: bytes | bytearray) -> None:
+        record = self._record
+        record += head
+        record += body
+        if len(record) >= _COPY:
+            self._out.write(record)
+            record.clear()
 
     def _feed(self, data: memoryview) -> None:
         pos, end = 0, len(data)
@@ -149,6 +159,10 @@ class Recorder:
                     if state == "meta":
                         self._end_meta()
                     self._state = "header"
+                continue
+            if not self._block and end - pos >= BLOCK:  # a whole header in this chunk: no copying
+                pos += BLOCK
+                self._header(bytes(data[pos - BLOCK: pos]))
                 continue
             take = min(BLOCK - len(self._block), end - pos)
             self._block += data[pos: pos + take]
@@ -193,7 +207,7 @@ class Recorder:
             return
         self._flush_raw()
         encoded = name.encode("utf-8", "surrogateescape")
-        self._out.write(_FILE + struct.pack(">QH", size, len(encoded)) + encoded)
+        self._emit(_FILE + struct.pack(">QH", size, len(encoded)), encoded)
         self._state, self._left, self._pad = "payload", size, pad
 
     def _end_meta(self) -> None:

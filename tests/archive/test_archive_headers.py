@@ -9,7 +9,9 @@ import tarfile
 
 import pytest
 
-from pydock.archive.apply import _members, _Reader
+from pydock.archive import apply
+from pydock.archive.apply import _Entry, _members, _Reader
+from pydock.utils.errors import ArchiveError
 from pydock.archive.tar import pax_header
 
 
@@ -74,3 +76,82 @@ def test_our_headers_parse_identically(tmp_path):
     assert got == expected
     assert [g[0] for g in got] == ["a", "d" * 150, "l", "big-ids", "caf\u00e9"]
     assert got[3][3] == 1 << 30
+
+
+def _pax_member(records: list[bytes], name: bytes = b"plain", size: int = 0) -> bytes:
+    """One pax extended header holding `records` verbatim, then a ustar regular-file header (and data)."""
+    body = b"".join(records)
+    x = tarfile.TarInfo("././@PaxHeader")
+    x.type = tarfile.XHDTYPE
+    x.size = len(body)
+    head = x.tobuf(tarfile.USTAR_FORMAT) + body + b"\0" * (-len(body) % tarfile.BLOCKSIZE)
+    info = tarfile.TarInfo(name.decode())
+    info.size = size
+    info.mtime = 1_700_000_000
+    return head + info.tobuf(tarfile.USTAR_FORMAT) + b"d" * size + b"\0" * (-size % tarfile.BLOCKSIZE)
+
+
+def _read(data: bytes):
+    """Our members of `data` as fields plus pax records, or "refused"."""
+    try:
+        return [(_fields(m), dict(m.pax_headers)) for m in _members(_Reader(io.BytesIO(data)),
+                                                                      memoryview(bytearray(4096)))]
+    except ArchiveError:
+        return "refused"
+
+
+def _tarfile_path(reader, block):
+    """_fast_pax that always declines: every pax member goes through tarfile's parser."""
+    reader.unread(block)
+    reader.header_bytes = 0
+
+
+def _both(data: bytes, monkeypatch):
+    """(members as tarfile's parser reads them, as the fast path reads them)."""
+    with monkeypatch.context() as m:
+        m.setattr(apply, "_fast_pax", _tarfile_path)
+        expected = _read(data)
+    return expected, _read(data)
+
+
+def test_posix_tar_members_are_read_without_tarfile(tmp_path, monkeypatch):
+    """GNU tar's pax format (a pax header before every member: atime, ctime, xattrs) is what rootfs
+    tarballs made with --xattrs look like; its members parse as tarfile parses them, on the fast path."""
+    _tree(tmp_path / "t")
+    os.setxattr(tmp_path / "t" / "dir" / "file", "user.note", b"caf\xc3\xa9")
+    data = subprocess.run(["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "--format=posix", "-C",
+                           str(tmp_path / "t"), "-cf", "-", "."], capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(data)) as tf:
+        assert [(_fields(m), m.pax_headers) for m in tf.getmembers()] == _read(data)
+    expected, got = _both(data, monkeypatch)
+    assert got == expected
+    assert any("SCHILY.xattr.user.note" in pax for _, pax in got)
+    members = list(_members(_Reader(io.BytesIO(data)), memoryview(bytearray(4096))))
+    assert len(members) == 10 and all(isinstance(m, _Entry) for m in members)
+
+
+def _rec(key: str, value: bytes) -> bytes:
+    """A well-framed pax record ("<len> key=value\\n", the length counting itself)."""
+    body = b" " + key.encode() + b"=" + value + b"\n"
+    n = len(body) + 1
+    while len(str(n)) + len(body) != n:
+        n += 1
+    return str(n).encode() + body
+
+
+@pytest.mark.parametrize("records", [
+    [_rec("mtime", b"1700000000.123456789"), _rec("path", b"renamed/file/"), _rec("uid", b"70000000"),
+     _rec("gid", b"42"), _rec("atime", b"1.5"), _rec("comment", b"kept")],
+    [_rec("size", b"notanumber")],  # tarfile reads an unparsable number as 0
+    [_rec("uid", b"-5")],
+    [b"99 path=truncated\n"],  # the length runs past the header
+    [_rec("path", b"x"), b"0 a=\n"],
+    [_rec("hdrcharset", b"BINARY"), _rec("path", b"caf\xe9")],
+    [_rec("GNU.sparse.name", b"sparse")],
+    [b"12 path=xy\nx"],  # not ended by its newline
+], ids=["overrides", "bad-size", "negative-uid", "overlong", "zero-length", "hdrcharset", "gnu-sparse",
+        "no-newline"])
+def test_pax_records_read_as_tarfile_reads_them(records, monkeypatch):
+    data = _pax_member(records, size=5) + _pax_member([_rec("path", b"second")]) + b"\0" * 1024
+    expected, got = _both(data, monkeypatch)
+    assert got == expected

@@ -72,3 +72,28 @@ def test_chain_ids_follow_the_parent(graph):
     expect = "sha256:" + hashlib.sha256(f"{b.chain_id} {t.diff_id}".encode()).hexdigest()
     assert t.chain_id == expect
     assert graph.find_layer(expect) == top.id
+
+
+class _Trickle(io.RawIOBase):
+    """A pipe-like stream handing out at most `step` bytes a read, so headers straddle reads."""
+
+    def __init__(self, data: bytes, step: int) -> None:
+        self.src = io.BytesIO(data)
+        self.step = step
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:  # type: ignore[override]
+        data = self.src.read(min(len(buf), self.step))
+        buf[: len(data)] = data
+        return len(data)
+
+
+@pytest.mark.parametrize("step", [1, 333, 4096 + 7])
+def test_layer_rebuilt_when_read_in_pieces(graph, tmp_path: Path, step: int):
+    data = _tar(tarfile.PAX_FORMAT, 3 * 512)
+    image = graph.register(_Trickle(data, step))  # type: ignore[arg-type]
+    info = graph.layer_info(image.id)
+    assert info.diff_id == "sha256:" + hashlib.sha256(data).hexdigest() and info.reproducible
+    assert export_layer(graph, image, tmp_path / "out.tar").path.read_bytes() == data
