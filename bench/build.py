@@ -23,9 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchlib import PYDOCK
 from images import drop_podman_store, podman, podman_store, sh, timed  # the podman store helpers (same dir)
 
-PYDOCK = str(Path(sys.executable).with_name("pydock"))
 PODMAN_BUILD = ["--network", "none", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
                 "--format", "docker", "-q"]
 BASE = "localhost/bbase:latest"

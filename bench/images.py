@@ -26,7 +26,8 @@ import time
 import uuid
 from pathlib import Path
 
-PYDOCK = str(Path(sys.executable).with_name("pydock"))
+from benchlib import PYDOCK
+
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 PODMAN_GLOBALS = ["--storage-driver", "overlay", "--cgroup-manager", "cgroupfs", "--events-backend", "file",
                   "--runtime", "runc"]

@@ -30,10 +30,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchlib import timed
+from benchlib import PYDOCK, timed
 
 CACHE = Path("/var/cache/pydock-bench/import")
-PYDOCK = str(Path(sys.executable).with_name("pydock"))
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 PODMAN_GLOBALS = ["--storage-driver", "overlay", "--cgroup-manager", "cgroupfs", "--events-backend", "file",
                   "--runtime", "runc"]
