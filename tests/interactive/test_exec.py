@@ -81,9 +81,8 @@ def test_exec_it_gives_a_terminal(root, running, term):
     term.wait_for("/tmp # ")
     term.type("[ -t 0 ] && echo IS-A-TTY SIZE=$(stty size)")
     term.wait_for("IS-A-TTY SIZE=24 80")
-    term.resize(100, 30)
-    term.type("echo SIZE=$(stty size)")
-    term.wait_for("SIZE=30 100")
+    term.resize(100, 30)  # the exec's terminal follows asynchronously: retype
+    term.retype_until("echo SIZE=$(stty size)", "SIZE=30 100")
     term.type("exit 4")
     assert term.exit_status() == 4
     modes = term.wait_for("icanon").split()

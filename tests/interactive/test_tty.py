@@ -29,9 +29,8 @@ def test_run_it_gives_the_shell_this_terminal(root, term):
     term.wait_for("\nIS-A-TTY")
     term.type("echo SIZE=$(stty size)")
     term.wait_for("SIZE=24 80")
-    term.resize(100, 30)  # SIGWINCH on our terminal: the container's follows
-    term.type("echo SIZE=$(stty size)")
-    term.wait_for("SIZE=30 100")
+    term.resize(100, 30)  # SIGWINCH on our terminal: the container's follows (asynchronously: retype)
+    term.retype_until("echo SIZE=$(stty size)", "SIZE=30 100")
     # the terminal is the shell's controlling terminal: job control on, ^C interrupts the foreground job
     assert "job control turned off" not in term.screen()
     term.type("sleep 300")
