@@ -213,37 +213,39 @@ class Server:
 
 def main(path: str) -> None:
     """Serve commands on `path` until idle; a second server for the same path exits at once."""
+    signal.signal(signal.SIGTERM, _stop)  # from here on, a SIGTERM leaves no socket or lock file behind
     os.makedirs(cmdwire.SOCKET_DIR, mode=0o700, exist_ok=True)
     lock_fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
+        os.close(lock_fd)
         return  # another server has it
-    _name_process()
-    _preload()
-    stamp = _source_stamp()
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    server: Server | None = None
+    bound = -1
     try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    old_umask = os.umask(0o177)
-    try:
-        listener.bind(path)
-    finally:
-        os.umask(old_umask)
-    bound = os.stat(path).st_ino
-    listener.listen(64)
-    gc.freeze()  # what was imported stays shared with every worker instead of being copied by the collector
-    idle = _idle_seconds()
-    signal.signal(signal.SIGTERM, _stop)
-    server = Server(path, idle, listener, bound, lock_fd, stamp)
-    try:
+        _name_process()
+        _preload()
+        stamp = _source_stamp()
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        old_umask = os.umask(0o177)
+        try:
+            listener.bind(path)
+        finally:
+            os.umask(old_umask)
+        bound = os.stat(path).st_ino
+        listener.listen(64)
+        gc.freeze()  # what was imported stays shared with every worker instead of being copied by the collector
+        server = Server(path, _idle_seconds(), listener, bound, lock_fd, stamp)
         server.loop()
     finally:
-        if not server.stale:
-            _unlink_if_ours(path, bound)
-            listener.close()
+        if server is None or not server.stale:  # a retired server has let go of both already
+            if bound != -1:
+                _unlink_if_ours(path, bound)
             _release(path + ".lock", lock_fd)
 
 
