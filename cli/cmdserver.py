@@ -72,6 +72,8 @@ class Running:
 
 @dataclass
 class Server:
+    """The listening loop: takes commands, forks their workers, reaps them and answers their clients."""
+
     path: str
     idle: float
     listener: socket.socket
@@ -119,6 +121,14 @@ class Server:
             conn.close()
             return
         self._fork(conn, request)
+
+    def terminate(self, _sig: int, _frame: object) -> None:
+        """SIGTERM: exit now if idle; else take no more commands and exit once those in flight end, so
+        no client loses its command's status."""
+        if not self.running:
+            raise SystemExit(0)
+        if not self.stale:
+            self._retire()
 
     def _retire(self) -> None:
         """Stop taking commands: the next client starts a server with the code now on disk."""
@@ -241,6 +251,7 @@ def main(path: str) -> None:
         listener.listen(64)
         gc.freeze()  # what was imported stays shared with every worker instead of being copied by the collector
         server = Server(path, _idle_seconds(), listener, bound, lock_fd, stamp)
+        signal.signal(signal.SIGTERM, server.terminate)
         server.loop()
     finally:
         if server is None or not server.stale:  # a retired server has let go of both already
@@ -250,7 +261,7 @@ def main(path: str) -> None:
 
 
 def _stop(_sig: int, _frame: object) -> None:
-    """SIGTERM: leave the loop, remove the socket; commands in flight run on, unwatched."""
+    """SIGTERM while starting: leave, removing the lock file (Server.terminate takes over once serving)."""
     raise SystemExit(0)
 
 

@@ -296,6 +296,29 @@ def test_an_idle_server_exits_and_removes_its_socket(cli):
     assert not socket_path.exists()
 
 
+@pytest.mark.lxc
+def test_a_server_stopped_mid_command_lets_it_finish_and_answer(cli):
+    server = warm(cli)
+    socket_path = socket_of(server)
+    proc = subprocess.Popen(cli.argv("run", "--rm", "busybox", "sh", "-c", "echo started; sleep 2; exit 5"),
+                            env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline() == b"started\n"
+        os.kill(server, signal.SIGTERM)
+        deadline = time.monotonic() + WAIT
+        while socket_path.exists():  # it takes no more commands at once
+            assert time.monotonic() < deadline, "the server kept listening after SIGTERM"
+            time.sleep(0.02)
+        assert proc.wait(timeout=WAIT) == 5, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    deadline = time.monotonic() + WAIT
+    while Path(f"/proc/{server}").exists():
+        assert time.monotonic() < deadline, "the server outlived its last command"
+        time.sleep(0.05)
+
+
 def test_a_stopped_server_removes_its_socket_and_the_next_command_starts_one(cli):
     server = warm(cli)
     socket_path = socket_of(server)
