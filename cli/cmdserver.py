@@ -140,9 +140,12 @@ class Server:
         self.lock_fd = -1
 
     def _fork(self, conn: socket.socket, request: Request) -> None:
+        # SIGTERM stays blocked across the fork: the worker must never run the server's handler
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
         try:
             pid = os.fork()
         except OSError as err:  # EAGAIN, ENOMEM: the client runs the command itself
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
             for fd in request.fds:
                 os.close(fd)
             try:
@@ -152,7 +155,9 @@ class Server:
             conn.close()
             return
         if pid == 0:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the client's mask, set by _take_context, unblocks it
             self._become_worker(conn, request)  # never returns
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         for fd in request.fds:
             os.close(fd)
         pidfd = os.pidfd_open(pid)
