@@ -17,6 +17,10 @@ import sys
 
 from pydock.cli import cmdwire
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing, which the client never needs
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 #: signals passed on to the command (SIGTSTP and SIGCONT get their own handling: see _Relay)
 FORWARDED = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2,
              signal.SIGWINCH, signal.SIGALRM)
@@ -60,9 +64,7 @@ def _through_server() -> int | None:
         return None
     relay = _Relay(sock)
     try:
-        if not _send_request(sock):
-            return None
-        return relay.wait()
+        return relay.run(lambda: _send_request(sock))
     except OSError as err:
         if relay.worker is None:
             return None  # nothing ran: run it here
@@ -105,17 +107,24 @@ class _Relay:
         self.pending: list[int] = []
         self.buffer = b""
 
-    def wait(self) -> int | None:
+    def run(self, send: Callable[[], bool]) -> int | None:
+        """With the forwarding handlers in place: send the request, then read the replies. When the command
+        is to run here after all, the signals held for it are raised here once the handlers are back."""
         handlers = {sig: self._forward for sig in (*FORWARDED, signal.SIGCONT)}
         handlers[signal.SIGTSTP] = self._suspend
         # a signal this process ignores (nohup, a background job) stays ignored, here and in the command
         previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()
                     if signal.getsignal(sig) != signal.SIG_IGN}
+        status = None
         try:
-            return self._replies()
+            status = self._replies() if send() else None
+            return status
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            if status is None and self.worker is None:
+                for sig in self.pending:
+                    os.kill(os.getpid(), sig)
 
     def _replies(self) -> int | None:
         while True:
