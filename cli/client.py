@@ -28,8 +28,9 @@ FORWARDED = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signa
 
 def main() -> int:
     """Run `pydock ARGS...`: through the command server when one can take it, else here."""
-    if _eligible():
-        status = _through_server()
+    own = _eligible()
+    if own is not None:
+        status = _through_server(cmdwire.socket_path(own))
         if status is not None:
             return status
     from pydock.cli.main import main as run_here  # lazy: the whole CLI, only when no server runs it
@@ -37,21 +38,23 @@ def main() -> int:
     return run_here()
 
 
-def _eligible() -> bool:
-    """Root, the server not switched off, and the namespaces and root directory of the process that
-    started us: a command exec'd into a namespace of its own (`ip netns exec`, `nsenter`, a test's
-    private network) runs here, so no server outlives it holding that namespace."""
+def _eligible() -> tuple[str, ...] | None:
+    """This process's namespaces when a server may run its command: root, the server not switched off,
+    and the namespaces and root directory of the process that started us (a command exec'd into a
+    namespace of its own, by `ip netns exec`, `nsenter` or a test's private network, runs here, so no
+    server outlives it holding that namespace). None otherwise."""
     if not cmdwire.enabled(os.environ) or os.geteuid() != 0:  # type: ignore[arg-type]
-        return False
+        return None
     try:
-        return cmdwire.namespaces("self") == cmdwire.namespaces(os.getppid())
+        own = cmdwire.namespaces("self")
+        return own if own == cmdwire.namespaces(os.getppid()) else None
     except OSError:
-        return False
+        return None
 
 
-def _through_server() -> int | None:
-    """The command's exit status from the server, or None when it is to run here (nothing ran)."""
-    path = cmdwire.socket_path()
+def _through_server(path: str) -> int | None:
+    """The command's exit status from the server listening on `path`, or None when it is to run here
+    (nothing ran)."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:
         sock.connect(path)
@@ -62,7 +65,7 @@ def _through_server() -> int | None:
     except OSError:
         sock.close()
         return None
-    relay = _Relay(sock)
+    relay = _Relay(sock, path)
     try:
         return relay.run(lambda: _send_request(sock))
     except OSError as err:
@@ -100,8 +103,9 @@ def _send_request(sock: socket.socket) -> bool:
 class _Relay:
     """Reads the server's replies (P<pid>, X<status>, S<signal>, F<reason>, R) and forwards signals."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, path: str) -> None:
         self.sock = sock
+        self.path = path  # the server's socket, for its successor
         self.worker: int | None = None
         self.pidfd: int | None = None  # the worker's, so a signal never reaches a process that took its pid
         self.pending: list[int] = []
@@ -153,7 +157,7 @@ class _Relay:
                 os.kill(os.getpid(), sig)  # die as the command did
                 return 128 + sig
             elif kind == b"R":  # the server's code changed on disk: it is on its way out
-                _start_server(cmdwire.socket_path())
+                _start_server(self.path)
                 return None
             else:  # F: the server cannot give the command this process's context
                 return None

@@ -34,11 +34,11 @@ def enabled(environ: dict[str, str]) -> bool:
     return environ.get(SWITCH_ENV, "1").strip().lower() not in ("0", "no", "off", "false")
 
 
-def socket_path() -> str:
-    """This interpreter's socket: one server per interpreter, module path, flags and set of namespaces,
-    so a server never runs code other than the client's own (another checkout, venv or PYTHONPATH has
-    another socket) nor in another namespace."""
-    key = "\0".join([sys.executable, *sys.path, repr(sys.flags), str(os.getuid()), *namespaces("self")])
+def socket_path(own_namespaces: tuple[str, ...]) -> str:
+    """This interpreter's socket: one server per interpreter, module path, flags and set of namespaces
+    (`namespaces("self")`), so a server never runs code other than the client's own (another checkout,
+    venv or PYTHONPATH has another socket) nor in another namespace."""
+    key = "\0".join([sys.executable, *sys.path, repr(sys.flags), str(os.getuid()), *own_namespaces])
     digest = 0xCBF29CE484222325  # FNV-1a, 64 bits: a name, not a secret (the socket's directory is root's)
     for byte in key.encode():
         digest = ((digest ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
