@@ -50,11 +50,29 @@ class RequestError(Exception):
     """A request that cannot be served; the client runs the command itself."""
 
 
+@dataclass(frozen=True)
+class Identity:
+    """What a client must match to be served: the server's namespaces, root, LSM label and capabilities,
+    read once (they do not change while it runs)."""
+
+    namespaces: tuple[str, ...]
+    lsm: bytes
+    cap_eff: int
+    cap_bnd: int
+
+    @classmethod
+    def own(cls) -> Identity:
+        status = _status("self")
+        return cls(cmdwire.namespaces("self"), _read("/proc/self/attr/current"), int(status["CapEff"], 16),
+                   int(status["CapBnd"], 16))
+
+
 @dataclass
 class Request:
     """One command as its client sent it."""
 
     peer_pid: int
+    peer_status: dict[str, str]  # its /proc/PID/status, as checked
     argv: list[bytes]
     environ: dict[bytes, bytes]
     umask: int
@@ -80,6 +98,7 @@ class Server:
     bound: int  # the socket file's inode
     lock_fd: int
     stamp: dict[str, tuple[int, int]]
+    identity: Identity
     selector: selectors.BaseSelector = field(default_factory=selectors.DefaultSelector)
     running: dict[int, Running] = field(default_factory=dict)  # by pidfd
     stale: bool = False
@@ -112,7 +131,7 @@ class Server:
                 conn.sendall(b"R\n")
                 conn.close()
                 return
-            request = _read_request(conn)
+            request = _read_request(conn, self.identity)
         except Exception as err:  # noqa: BLE001 - any request this server cannot take runs in its client
             try:
                 conn.sendall(b"F%s\n" % str(err).encode(errors="replace")[:200])
@@ -255,7 +274,7 @@ def main(path: str) -> None:
         bound = os.stat(path).st_ino
         listener.listen(64)
         gc.freeze()  # what was imported stays shared with every worker instead of being copied by the collector
-        server = Server(path, _idle_seconds(), listener, bound, lock_fd, stamp)
+        server = Server(path, _idle_seconds(), listener, bound, lock_fd, stamp, Identity.own())
         signal.signal(signal.SIGTERM, server.terminate)
         server.loop()
     finally:
@@ -338,7 +357,7 @@ def _source_changed(stamp: dict[str, tuple[int, int]]) -> bool:
     return False
 
 
-def _read_request(conn: socket.socket) -> Request:
+def _read_request(conn: socket.socket, identity: Identity) -> Request:
     """The client's request, once the client is known to be entitled to everything a worker can do."""
     conn.settimeout(REQUEST_TIMEOUT)
     peer_pid, peer_uid, _ = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
@@ -364,27 +383,29 @@ def _read_request(conn: socket.socket) -> Request:
             if not more:
                 raise RequestError("short request")
             payload += more
-        _check_peer(peer_pid)
+        peer_status = _check_peer(peer_pid, identity)
         argv, environ, umask = cmdwire.decode_request(bytes(payload))
-    except (OSError, ValueError, RequestError) as err:
+    except Exception as err:  # noqa: BLE001 - whatever failed (a /proc file without a field too), no fd stays open
         for fd in fds:
             os.close(fd)
         raise RequestError(str(err)) from None
-    return Request(peer_pid, argv, environ, umask, fds)
+    return Request(peer_pid, peer_status, argv, environ, umask, fds)
 
 
-def _check_peer(pid: int) -> None:
-    """The client shares our namespaces, root and LSM label and holds every capability we hold, with
-    no seccomp filter and no no_new_privs: a worker then does nothing the client could not do itself."""
-    if cmdwire.namespaces(pid) != cmdwire.namespaces("self"):
+def _check_peer(pid: int, identity: Identity) -> dict[str, str]:
+    """The client's /proc status, once it is known to share our namespaces, root and LSM label and to hold
+    every capability we hold, with no seccomp filter and no no_new_privs: a worker then does nothing
+    the client could not do itself."""
+    if cmdwire.namespaces(pid) != identity.namespaces:
         raise RequestError("other namespaces")
-    if _read(f"/proc/{pid}/attr/current") != _read("/proc/self/attr/current"):
+    if _read(f"/proc/{pid}/attr/current") != identity.lsm:
         raise RequestError("other LSM context")
-    theirs, ours = _status(pid), _status("self")
-    if int(ours["CapEff"], 16) & ~int(theirs["CapEff"], 16) or int(ours["CapBnd"], 16) & ~int(theirs["CapBnd"], 16):
+    theirs = _status(pid)
+    if identity.cap_eff & ~int(theirs["CapEff"], 16) or identity.cap_bnd & ~int(theirs["CapBnd"], 16):
         raise RequestError("fewer capabilities")
     if theirs.get("NoNewPrivs", "0") != "0" or theirs.get("Seccomp", "0") != "0":
         raise RequestError("confined client")
+    return theirs
 
 
 def _read(path: str) -> bytes:
@@ -413,7 +434,7 @@ def _take_context(request: Request) -> None:
     with open(f"/proc/{pid}/oom_score_adj") as src, open("/proc/self/oom_score_adj", "w") as dst:
         dst.write(src.read())
     os.sched_setaffinity(0, os.sched_getaffinity(pid))
-    status = _status(pid)
+    status = request.peer_status
     os.setgroups([int(g) for g in status["Groups"].split()])
     _take_signals(int(status["SigIgn"], 16), int(status["SigBlk"], 16))
     os.umask(request.umask)
