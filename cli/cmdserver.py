@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass, field
 
 from pydock.cli import cmdwire
+from pydock.utils.mount import mountinfo
 
 #: the modules of the everyday commands (run, create, start, stop, kill, wait, rm, exec, attach, ps,
 #: inspect, logs, images, version) and of each storage driver, with what they import (and difflib, which
@@ -477,15 +478,12 @@ def _cgroups(pid: int | str) -> dict[str, str]:
 
 def _cgroup_mounts() -> dict[str, str]:
     """{hierarchy options: mount point} of the cgroup file systems mounted here ("" for cgroup2)."""
-    mounts = {}
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields, _, rest = line.partition(" - ")
-            fstype, _source, options = (rest.split() + ["", ""])[:3]
-            if fstype == "cgroup2":
-                mounts.setdefault("", fields.split()[4])
-            elif fstype == "cgroup":
-                mounts.setdefault(options, fields.split()[4])
+    mounts: dict[str, str] = {}
+    for entry in mountinfo():
+        if entry.fstype == "cgroup2":
+            mounts.setdefault("", entry.mountpoint)
+        elif entry.fstype == "cgroup":
+            mounts.setdefault(entry.super_options, entry.mountpoint)
     return mounts
 
 

@@ -79,6 +79,7 @@ class MountEntry:
     optional: tuple[str, ...]
     fstype: str
     source: str
+    super_options: str = ""  # the file system's own (a v1 cgroup's controllers are named here)
 
 
 def _unescape(field: str) -> str:
@@ -94,10 +95,10 @@ def mountinfo(pid: str = "self") -> list[MountEntry]:
         for line in f:
             left, _, right = line.rstrip("\n").partition(" - ")
             parts = left.split(" ")
-            fstype, source, *_ = right.split(" ")
+            fstype, source, *rest = right.split(" ")
             entries.append(MountEntry(int(parts[0]), int(parts[1]), parts[2], _unescape(parts[3]),
                                       _unescape(parts[4]), parts[5], tuple(parts[6:]), fstype,
-                                      _unescape(source)))
+                                      _unescape(source), rest[0] if rest else ""))
     return entries
 
 
