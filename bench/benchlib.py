@@ -31,6 +31,24 @@ def cli_env(*, server: bool = True) -> dict[str, str]:
     return env
 
 
+#: the busybox image in a bench's private podman store (`private_podman`, `podman_import_busybox`)
+PODMAN_BUSYBOX = "localhost/bench-busybox:latest"
+
+
+def private_podman(work: Path) -> list[str] | None:
+    """podman on a store of the bench's own under `work` (runc when installed, else crun), None without
+    podman; `remove_everything` resets the store."""
+    if not shutil.which("podman"):
+        return None
+    return ["podman", "--root", str(work / "podman" / "root"), "--runroot", str(work / "podman" / "run"),
+            "--runtime", "runc" if shutil.which("runc") else "crun"]
+
+
+def podman_import_busybox(podman: list[str], work: Path) -> None:
+    """The bench's busybox tarball (busybox_root wrote it) into the private store as PODMAN_BUSYBOX."""
+    subprocess.run([*podman, "import", str(work / "busybox.tar"), PODMAN_BUSYBOX], check=True, capture_output=True)
+
+
 def stop_cli_servers() -> None:
     """SIGTERM the CLI command servers started in this process's network namespace (a bench that made its
     own namespace stops them before it goes, so none keeps that namespace alive for its idle minute)."""

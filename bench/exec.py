@@ -14,13 +14,13 @@ import argparse
 import pty
 import select
 import os
-import shutil
 import statistics
 import subprocess
 import sys
 import time
 
-from benchlib import PODMAN_ULIMITS, PYDOCK, busybox_root, cli_env, remove_everything, timed
+from benchlib import (PODMAN_BUSYBOX, PODMAN_ULIMITS, PYDOCK, busybox_root, cli_env, podman_import_busybox,
+                      private_podman, remove_everything, timed)
 
 LOOP = 'trap "exit 0" TERM; while :; do sleep 1; done'
 
@@ -72,11 +72,7 @@ def main() -> int:
     work, root, tar_bytes = busybox_root("pydock-bench-exec-", args.driver)
     env = cli_env()  # `pydock` as users run it: through the warm CLI command server
     pydock = [PYDOCK, "-g", str(root), "-s", args.driver]
-    podman = None
-    if shutil.which("podman"):
-        runtime_name = "runc" if shutil.which("runc") else "crun"
-        podman = ["podman", "--root", str(work / "podman" / "root"), "--runroot", str(work / "podman" / "run"),
-                  "--runtime", runtime_name]
+    podman = private_podman(work)
     try:
         out = subprocess.run([*pydock, "run", "-d", "--net", "none", "busybox", "sh", "-c", LOOP], env=env,
                              check=True, capture_output=True).stdout.decode().strip()
@@ -84,10 +80,9 @@ def main() -> int:
         samples: dict[str, list[float]] = {"pydock": []}
         podman_cmd = None
         if podman is not None:
-            subprocess.run([*podman, "import", str(work / "busybox.tar"), "localhost/bench-busybox:latest"],
-                           check=True, capture_output=True)
+            podman_import_busybox(podman, work)
             pid = subprocess.run([*podman, "run", "-d", "--network", "none", *PODMAN_ULIMITS,
-                                  "localhost/bench-busybox:latest", "sh", "-c", LOOP],
+                                  PODMAN_BUSYBOX, "sh", "-c", LOOP],
                                  check=True, capture_output=True).stdout.decode().strip()
             podman_cmd = [*podman, "exec", pid, "/bin/true"]
             samples["podman"] = []

@@ -11,13 +11,13 @@ Target (issue 17): start, stop and rm each <= 0.5x podman's. Prints each step's 
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
 import subprocess
 import sys
 import time
 
-from benchlib import PODMAN_ULIMITS, PYDOCK, busybox_root, cli_env, remove_everything, timed
+from benchlib import (PODMAN_BUSYBOX, PODMAN_ULIMITS, PYDOCK, busybox_root, cli_env, podman_import_busybox,
+                      private_podman, remove_everything, timed)
 
 #: a command that ends at once on SIGTERM (`wait` is interrupted where `sleep` would run out its second)
 LOOP = 'trap "exit 0" TERM; echo ready; while :; do sleep 1 & wait; done'
@@ -57,18 +57,14 @@ def main() -> int:
     work, root, _ = busybox_root("pydock-bench-life-", args.driver)
     pydock = [PYDOCK, "-g", str(root), "-s", args.driver]
     variants = {"pydock": cli_env(), "cold": cli_env(server=False)}
-    podman = None
-    if shutil.which("podman"):
-        podman = ["podman", "--root", str(work / "podman" / "root"), "--runroot", str(work / "podman" / "run"),
-                  "--runtime", "runc" if shutil.which("runc") else "crun"]
+    podman = private_podman(work)
     samples: dict[str, dict[str, list[float]]] = {name: {s: [] for s in STEPS} for name in variants}
     try:
         if podman is not None:
-            subprocess.run([*podman, "import", str(work / "busybox.tar"), "localhost/bench-busybox:latest"],
-                           check=True, capture_output=True)
+            podman_import_busybox(podman, work)
             samples["podman"] = {s: [] for s in STEPS}
         pydock_args = ["--net", "none", "busybox"]
-        podman_args = ["--network", "none", *PODMAN_ULIMITS, "localhost/bench-busybox:latest"]
+        podman_args = ["--network", "none", *PODMAN_ULIMITS, PODMAN_BUSYBOX]
         for env in variants.values():  # warm both (and start the command server)
             lifecycle(pydock, pydock_args, env)
         if podman is not None:

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
 
-from benchlib import PODMAN_ULIMITS, PYDOCK, busybox_root, cli_env, remove_everything
+from benchlib import (PODMAN_BUSYBOX, PODMAN_ULIMITS, PYDOCK, busybox_root, cli_env, podman_import_busybox,
+                      private_podman, remove_everything)
 
 
 def kib(pid: int, field: str) -> int:
@@ -80,14 +80,10 @@ def main() -> int:
     work, root, _ = busybox_root("pydock-bench-mem-", args.driver)
     env = cli_env()  # `pydock` as users run it: monitors are forks of the command server's workers
     pydock = [PYDOCK, "-g", str(root), "-s", args.driver]
-    podman = None
-    if shutil.which("podman"):
-        podman = ["podman", "--root", str(work / "podman" / "root"), "--runroot", str(work / "podman" / "run"),
-                  "--runtime", "runc" if shutil.which("runc") else "crun"]
+    podman = private_podman(work)
     try:
         if podman is not None:
-            subprocess.run([*podman, "import", str(work / "busybox.tar"), "localhost/bench-busybox:latest"],
-                           check=True, capture_output=True)
+            podman_import_busybox(podman, work)
         made = 0
         print(f"driver: {args.driver}; per container: pydock = monitor + lxc-start, podman = conmon")
         print(f"{'count':>5} {'tool':7} {'RSS MiB':>9} {'per ctr':>8} {'PSS MiB':>9} {'per ctr':>8}")
@@ -97,7 +93,7 @@ def main() -> int:
                                check=True, capture_output=True)
                 if podman is not None:
                     subprocess.run([*podman, "run", "-d", "--network", "none", *PODMAN_ULIMITS,
-                                    "localhost/bench-busybox:latest", "sleep", "3600"], check=True, capture_output=True)
+                                    PODMAN_BUSYBOX, "sleep", "3600"], check=True, capture_output=True)
                 made += 1
             totals = {}
             for tool, pids in (("pydock", pydock_kept(str(root), args.driver)),

@@ -24,7 +24,6 @@ import io
 import json
 import os
 import pstats
-import shutil
 import statistics
 import subprocess
 import sys
@@ -33,7 +32,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchlib import PODMAN_ULIMITS, busybox_root, remove_everything, timed
+from benchlib import (PODMAN_BUSYBOX, PODMAN_ULIMITS, busybox_root, podman_import_busybox, private_podman,
+                      remove_everything, timed)
 
 #: a command that ends at once on SIGTERM (`wait` is interrupted where `sleep` would run out its second)
 LOOP = 'trap "exit 0" TERM; while :; do sleep 1 & wait; done'
@@ -158,11 +158,8 @@ def main() -> int:
     from pydock.runtime import exec as _exec, supervise as _supervise, create as _create  # noqa: F401 - imported up front
 
     work, root, _ = busybox_root("pydock-bench-work-", args.driver)
-    podman = None
-    if not args.no_podman and shutil.which("podman"):
-        podman = ["podman", "--root", str(work / "podman" / "root"), "--runroot", str(work / "podman" / "run"),
-                  "--runtime", "runc" if shutil.which("runc") else "crun"]
-    podman_args = ["--network", "none", *PODMAN_ULIMITS, "localhost/bench-busybox:latest"]
+    podman = None if args.no_podman else private_podman(work)
+    podman_args = ["--network", "none", *PODMAN_ULIMITS, PODMAN_BUSYBOX]
     samples: dict[str, dict[str, list[float]]] = {k: {s: [] for s in STEPS} for k in ("pydock", "baseline", "podman")}
     profiles = {s: cProfile.Profile() for s in STEPS} if args.profile else None
     devnull = open(os.devnull, "wb")
@@ -172,8 +169,7 @@ def main() -> int:
             base = start_worker(args.baseline, args.driver, work / "baseline")
         with Runtime(root, args.driver, bridge="none") as rt:
             if podman is not None:
-                subprocess.run([*podman, "import", str(work / "busybox.tar"), "localhost/bench-busybox:latest"],
-                               check=True, capture_output=True)
+                podman_import_busybox(podman, work)
                 podman_round(podman, podman_args)  # warm
             pydock_round(rt, devnull, None)  # warm: busybox resolved, ctty shim built, caches filled
             for n in range(args.rounds):
