@@ -16,6 +16,7 @@ import os
 import sys
 
 from pydock.cli import cmdwire
+from pydock.utils.errors import USAGE_EXIT
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing, which the client never needs
 if TYPE_CHECKING:
@@ -28,7 +29,13 @@ FORWARDED = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signa
 
 def main() -> int:
     """Run `pydock ARGS...`: through the command server when one can take it, else here."""
-    own = _eligible()
+    try:
+        switched_on = cmdwire.enabled(os.environ)  # type: ignore[arg-type]
+        cmdwire.idle_seconds(os.environ)  # type: ignore[arg-type]  # the server it may start reads it
+    except ValueError as err:
+        sys.stderr.write(f"Error: {err}\n")
+        return USAGE_EXIT
+    own = _eligible() if switched_on else None
     if own is not None:
         status = _through_server(cmdwire.socket_path(own))
         if status is not None:
@@ -39,11 +46,11 @@ def main() -> int:
 
 
 def _eligible() -> tuple[str, ...] | None:
-    """This process's namespaces when a server may run its command: root, the server not switched off,
-    and the namespaces and root directory of the process that started us (a command exec'd into a
-    namespace of its own, by `ip netns exec`, `nsenter` or a test's private network, runs here, so no
-    server outlives it holding that namespace). None otherwise."""
-    if not cmdwire.enabled(os.environ) or os.geteuid() != 0:  # type: ignore[arg-type]
+    """This process's namespaces when a server may run its command: root, and the namespaces and root
+    directory of the process that started us (a command exec'd into a namespace of its own, by `ip netns
+    exec`, `nsenter` or a test's private network, runs here, so no server outlives it holding that
+    namespace). None otherwise."""
+    if os.geteuid() != 0:
         return None
     try:
         own = cmdwire.namespaces("self")

@@ -275,7 +275,7 @@ def main(path: str) -> None:
         bound = os.stat(path).st_ino
         listener.listen(64)
         gc.freeze()  # what was imported stays shared with every worker instead of being copied by the collector
-        server = Server(path, _idle_seconds(), listener, bound, lock_fd, stamp, Identity.own())
+        server = Server(path, cmdwire.idle_seconds(os.environ), listener, bound, lock_fd, stamp, Identity.own())
         signal.signal(signal.SIGTERM, server.terminate)
         server.loop()
     finally:
@@ -288,13 +288,6 @@ def main(path: str) -> None:
 def _stop(_sig: int, _frame: object) -> None:
     """SIGTERM while starting: leave, removing the lock file (Server.terminate takes over once serving)."""
     raise SystemExit(0)
-
-
-def _idle_seconds() -> float:
-    try:
-        return max(0.1, float(os.environ.get(cmdwire.IDLE_ENV, cmdwire.IDLE_SECONDS)))
-    except ValueError:
-        return cmdwire.IDLE_SECONDS
 
 
 def _name_process() -> None:

@@ -12,6 +12,8 @@ import sys
 
 #: set to 0/no/off/false to run every command in its own interpreter, as before the server existed
 SWITCH_ENV = "PYDOCK_CLI_SERVER"
+_ON = ("1", "true", "yes", "on")
+_OFF = ("0", "false", "no", "off")
 #: seconds an idle server waits for the next command before it exits (default IDLE_SECONDS)
 IDLE_ENV = "PYDOCK_CLI_SERVER_IDLE"
 IDLE_SECONDS = 60.0
@@ -30,8 +32,25 @@ FDS_SIZE = PASSED_FDS * 4
 
 
 def enabled(environ: dict[str, str]) -> bool:
-    """False when the user switched the server off."""
-    return environ.get(SWITCH_ENV, "1").strip().lower() not in ("0", "no", "off", "false")
+    """False when the user switched the server off; ValueError for a value that is not a switch."""
+    value = environ.get(SWITCH_ENV, "1").strip().lower()
+    if value in _ON or value in _OFF:
+        return value in _ON
+    raise ValueError(f"{SWITCH_ENV}={environ[SWITCH_ENV]!r} is not a switch: use 1 or 0 (true/false, yes/no, on/off)")
+
+
+def idle_seconds(environ: dict[str, str]) -> float:
+    """How long an idle server waits for a command; ValueError unless a finite number of seconds above 0."""
+    text = environ.get(IDLE_ENV)
+    if text is None:
+        return IDLE_SECONDS
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):  # NaN fails this too
+        raise ValueError(f"{IDLE_ENV}={text!r} is not a number of seconds above 0")
+    return value
 
 
 def socket_path(own_namespaces: tuple[str, ...]) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from pydock.utils.errors import PydockError
+from pydock.utils.errors import USAGE_EXIT, PydockError
 from pydock.utils.paths import DEFAULT_ROOT, DRIVER_ENV, ROOT_ENV
 
 log = logging.getLogger(__package__)
@@ -137,8 +137,6 @@ def configure_logging(debug: bool) -> None:
 #: commands whose own failures exit 125, as `docker run`'s do: their callers tell pydock's failure
 #: from the container command's exit status by it
 CONTAINER_RUNNERS = frozenset({"run"})  # `docker create` exits 1 on its errors
-#: Docker's status for its own usage errors (an unknown flag, a bad value, a missing argument)
-USAGE_EXIT = 125
 
 
 class LazyGroup(click.Group):

@@ -3,6 +3,9 @@ server, the pytest plugin) turn them into messages, exit codes and HTTP statuses
 
 from __future__ import annotations
 
+#: Docker's status for its own usage errors (an unknown flag, a bad value, a missing argument)
+USAGE_EXIT = 125
+
 
 class PydockError(Exception):
     """Base of every error pydock raises on purpose; `str(err)` is the one-line message a user sees."""

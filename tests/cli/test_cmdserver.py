@@ -206,11 +206,24 @@ def test_a_command_in_a_namespace_of_its_own_runs_in_its_client(cli):
     assert _sockets() == sockets  # no server started for that namespace, none left holding it
 
 
-def test_switched_off_no_server_is_started(cli):
-    res = cli.run("version", env={"PYDOCK_CLI_SERVER": "0"})
+@pytest.mark.parametrize("value", ["0", "off", "FALSE", "no"])
+def test_switched_off_no_server_is_started(cli, value):
+    res = cli.run("version", env={"PYDOCK_CLI_SERVER": value})
     assert res.returncode == 0
     time.sleep(1.0)  # a server would have been forked at once
     assert cli.servers() == []
+
+
+@pytest.mark.parametrize("name, value", [("PYDOCK_CLI_SERVER", "maybe"), ("PYDOCK_CLI_SERVER_IDLE", "soon"),
+                                         ("PYDOCK_CLI_SERVER_IDLE", "0"), ("PYDOCK_CLI_SERVER_IDLE", "-5"),
+                                         ("PYDOCK_CLI_SERVER_IDLE", "nan"), ("PYDOCK_CLI_SERVER_IDLE", "inf")])
+def test_a_bad_server_setting_is_refused_in_one_line(cli, name, value):
+    res = cli.run("version", env={name: value})
+    assert res.returncode == 125 and res.stdout == b""
+    assert res.stderr.decode().splitlines() == [f"Error: {name}={value!r} is not "
+                                                + ("a switch: use 1 or 0 (true/false, yes/no, on/off)"
+                                                   if name == "PYDOCK_CLI_SERVER" else "a number of seconds above 0")]
+    assert cli.servers() == []  # nothing started on it
 
 
 def test_a_confined_client_is_not_served(cli):
