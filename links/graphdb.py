@@ -34,6 +34,9 @@ _SCHEMA = (
     "CREATE UNIQUE INDEX IF NOT EXISTS name_parent_ix ON edge (parent_id, name)",
     "CREATE INDEX IF NOT EXISTS entity_ix ON edge (entity_id)",
 )
+#: PRAGMA user_version once _SCHEMA and the root entity are in place: a connection to such a database
+#: skips their write transaction (which took the write lock on every command)
+SCHEMA_VERSION = 1
 
 
 def normalize_path(path: str) -> str:
@@ -99,24 +102,31 @@ class GraphDB:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                for stmt in _SCHEMA:
-                    conn.execute(stmt)
-                conn.execute("INSERT OR IGNORE INTO entity (id) VALUES (?)", (ROOT_ID,))
-                # UNIQUE(parent_id, name) does not cover NULL parents, so check before inserting.
-                if conn.execute("SELECT 1 FROM edge WHERE parent_id IS NULL AND name = '/'").fetchone() is None:
-                    conn.execute("INSERT INTO edge (entity_id, parent_id, name) VALUES (?, NULL, '/')", (ROOT_ID,))
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+            if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+                self._create_schema(conn)
         except BaseException:
             conn.close()
             raise
         self._conn = conn
         self._pid = os.getpid()
         return conn
+
+    @staticmethod
+    def _create_schema(conn: sqlite3.Connection) -> None:
+        """The tables, the root entity `/` and the schema version, in one transaction (idempotent)."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for stmt in _SCHEMA:
+                conn.execute(stmt)
+            conn.execute("INSERT OR IGNORE INTO entity (id) VALUES (?)", (ROOT_ID,))
+            # UNIQUE(parent_id, name) does not cover NULL parents, so check before inserting.
+            if conn.execute("SELECT 1 FROM edge WHERE parent_id IS NULL AND name = '/'").fetchone() is None:
+                conn.execute("INSERT INTO edge (entity_id, parent_id, name) VALUES (?, NULL, '/')", (ROOT_ID,))
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     @contextmanager
     def _tx(self, write: bool) -> Iterator[sqlite3.Connection]:

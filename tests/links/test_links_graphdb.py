@@ -310,3 +310,34 @@ def test_forked_child_gets_its_own_connection(tmp_path: Path) -> None:
         if f.exists():
             assert f.stat().st_mode & 0o777 == 0o600, f
     g.close()
+
+
+def _lookup_in_child(path: str, queue) -> None:  # a new process: a new GraphDB and connection
+    g = GraphDB(Path(path))
+    queue.put(g.get("/web"))
+    g.close()
+
+
+def test_a_reader_opens_while_another_process_holds_the_write_lock(tmp_path: Path) -> None:
+    """Once made, the schema is not rewritten by every process that opens the file: a `ps` or `inspect`
+    answers while another command is in the middle of a write instead of queueing behind it."""
+    path = tmp_path / "linkgraph.db"
+    g = GraphDB(path)
+    g.set("/web", A)
+    g.close()
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("INSERT INTO entity (id) VALUES (?)", (B,))
+    try:
+        queue = multiprocessing.get_context("fork").Queue()
+        child = multiprocessing.get_context("fork").Process(target=_lookup_in_child, args=(str(path), queue))
+        child.start()
+        child.join(10)  # blocked behind the writer, it would wait out the 30 s busy timeout
+        alive = child.is_alive()
+        if alive:
+            child.kill()
+            child.join()
+        assert not alive and queue.get(timeout=1) == A
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
