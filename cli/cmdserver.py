@@ -4,8 +4,8 @@ Started on demand by `cli/client.py`, one per interpreter and install (`cmdwire.
 exits after IDLE_SECONDS without a command, or once its source files change on disk. It holds no
 root, lock or runtime state of its own: each worker is a fresh fork that takes on its client's
 context (cgroup, rlimits, nice and OOM score, signal dispositions, groups, umask, working directory,
-environment, stdin/stdout/stderr), runs `pydock.cli.main.main`, and exits with the command's status,
-which the server passes back. A client that dies (kill -9) takes its worker with it, as if the
+environment, stdin/stdout/stderr), runs `pydock.cli.main.main`, sends the client the command's status
+and exits with it (a worker killed by a signal has the server report that instead). A client that dies (kill -9) takes its worker with it, as if the
 command had run in the client's own process. Only a root client in the server's namespaces, root
 directory and LSM context, with at least the server's capabilities and no seccomp filter or
 no_new_privs, is served: the server never grants what its client lacked.
@@ -197,8 +197,14 @@ class Server:
                 conn.sendall(b"F%s\n" % str(err).encode(errors="replace")[:200])
                 os._exit(SETUP_FAILED)
             conn.sendall(b"P%d\n" % os.getpid())
-            conn.close()
+            os.register_at_fork(after_in_child=conn.close)  # a monitor the command forks must not hold it
             status = _run_command(request.argv)
+            try:
+                # the status now, not after this process's exit and the server's reaping (~1.5 ms): the
+                # output is flushed and the exit handlers have run; the server's own X follows unread
+                conn.sendall(b"X%d\n" % status)
+            except OSError:
+                pass  # the client is gone
         finally:
             os._exit(status)
 

@@ -7,6 +7,7 @@ socket no other run shares, and the server is stopped (and must have removed its
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -195,6 +196,33 @@ def test_a_client_killed_mid_run_takes_its_command_with_it(cli):
     line = next(l for l in out.splitlines() if l.rstrip().endswith("fg"))
     assert "Exit 137" in line
     assert cli.run("rm", "fg").returncode == 0
+
+
+def _server_connections() -> set[int]:
+    """Socket inodes of the connections to any command server (/proc/net/unix lists the accepted ends
+    with the listener's path)."""
+    lines = Path("/proc/net/unix").read_text().splitlines()[1:]
+    return {int(f[6]) for f in (line.split() for line in lines) if len(f) > 7 and "/run/pydock/cli-" in f[7]}
+
+
+@pytest.mark.lxc
+def test_a_detached_containers_monitor_holds_no_connection_of_the_server(cli):
+    """The worker keeps its client's connection until it has sent the status; a monitor it forks for a
+    `run -d` must not keep it for the container's life."""
+    warm(cli)
+    r = cli.run("run", "-d", "--name", "bg", "busybox", "sleep", "60")
+    assert r.returncode == 0, r.stderr
+    try:
+        cid = r.stdout.decode().strip()
+        monitor = json.loads((cli.root / "containers" / cid / "config.json").read_text())["State"]["MonitorPid"]
+        held = set()
+        for fd in os.listdir(f"/proc/{monitor}/fd"):
+            target = os.readlink(f"/proc/{monitor}/fd/{fd}")
+            if target.startswith("socket:["):
+                held.add(int(target[8:-1]))
+        assert monitor and not held & _server_connections()
+    finally:
+        assert cli.run("rm", "-f", "bg").returncode == 0
 
 
 def test_a_command_in_a_namespace_of_its_own_runs_in_its_client(cli):
