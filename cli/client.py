@@ -27,8 +27,10 @@ FORWARDED = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signa
              signal.SIGWINCH, signal.SIGALRM)
 
 
-def main() -> int:
-    """Run `pydock ARGS...`: through the command server when one can take it, else here."""
+def main(late_site: bool = False) -> int:
+    """Run `pydock ARGS...`: through the command server when one can take it, else here. `late_site`: a
+    launcher started the interpreter with -S (site costs every command ~2 ms, and the client needs none
+    of it): before a command runs in this process, site's work (.pth files, sitecustomize) is done."""
     try:
         switched_on = cmdwire.enabled(os.environ)  # type: ignore[arg-type]
         cmdwire.idle_seconds(os.environ)  # type: ignore[arg-type]  # the server it may start reads it
@@ -40,6 +42,10 @@ def main() -> int:
         status = _through_server(cmdwire.socket_path(own))
         if status is not None:
             _exit(status)
+    if late_site:
+        import site  # lazy: only a command run here needs it, as if python had started without -S
+
+        site.main()
     from pydock.cli.main import main as run_here  # lazy: the whole CLI, only when no server runs it
 
     return run_here()

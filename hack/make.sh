@@ -150,9 +150,9 @@ PYEOF
 }
 
 # write_launcher: the venv's bin/pydock in place of pip's console-script wrapper, which imports `re` (~5 ms)
-# before the client runs. It runs the interpreter with -S and puts site-packages on sys.path itself: site
-# (~2 ms) only adds that and the .pth files, which pydock's venv does without (see link_sources). A venv
-# path with a space cannot be a #! line: pip's wrapper is kept then.
+# before the client runs. It runs the interpreter with -S (site: ~2 ms) and puts site-packages on sys.path
+# itself, which is all the client needs; a command run in the client's own process gets site's work done
+# first (client.main's late_site). A venv path with a space cannot be a #! line: pip's wrapper is kept then.
 write_launcher() {
 	"$PY" - "$VENV/bin/pydock" <<'PYEOF'
 import os, sys, sysconfig
@@ -165,7 +165,7 @@ text = (f"#!{sys.executable} -S\n"
         "import sys\n"
         f"sys.path.append({site!r})\n"
         "from pydock.cli.client import main\n"
-        "sys.exit(main())\n")
+        "sys.exit(main(late_site=True))\n")
 with open(target + ".tmp", "w") as f:
     f.write(text)
 os.chmod(target + ".tmp", 0o755)

@@ -198,6 +198,16 @@ def test_a_client_killed_mid_run_takes_its_command_with_it(cli):
     assert cli.run("rm", "fg").returncode == 0
 
 
+def test_a_command_run_in_its_client_gets_site_as_plain_python_does(cli):
+    """The entry point starts python with -S for speed; a command it runs itself still gets what site
+    does (.pth files, sitecustomize), as `python -m pydock.cli.main` would."""
+    marker = cli.key_dir / "site-ran"
+    (cli.key_dir / "sitecustomize.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    r = cli.run("version", env={"PYDOCK_CLI_SERVER": "0"})
+    assert r.returncode == 0, r.stderr
+    assert marker.exists()
+
+
 def _server_connections() -> set[int]:
     """Socket inodes of the connections to any command server (/proc/net/unix lists the accepted ends
     with the listener's path)."""
