@@ -191,6 +191,7 @@ class Server:
         status = SETUP_FAILED
         try:
             self._drop_server_state(conn)
+            _look_like(request.peer_pid)
             try:
                 _take_context(request)
             except (OSError, ValueError) as err:
@@ -304,6 +305,21 @@ def _name_process() -> None:
         prctl.set_name("pydock-cli")
     except (ImportError, OSError):
         pass  # cosmetic: the server works under python's name too
+
+
+def _look_like(pid: int) -> None:
+    """Take the client's name (`pydock`) in ps and top: a worker, and a container monitor it forks, is not
+    a server (`pkill -x pydock-cli` stops the servers alone), as before the server existed. Only the name:
+    the command line stays the server's (rewriting argv needs its original block, which Python does not
+    expose)."""
+    try:
+        import prctl  # lazy: preloaded by _name_process in the server
+
+        comm = _read(f"/proc/{pid}/comm").rstrip(b"\n")
+        if comm:
+            prctl.set_name(os.fsdecode(comm))
+    except (ImportError, OSError):
+        pass  # cosmetic, as _name_process
 
 
 def _release(lock_path: str, lock_fd: int) -> None:

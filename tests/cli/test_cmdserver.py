@@ -216,9 +216,10 @@ def _server_connections() -> set[int]:
 
 
 @pytest.mark.lxc
-def test_a_detached_containers_monitor_holds_no_connection_of_the_server(cli):
+def test_a_detached_containers_monitor_is_no_part_of_the_server(cli):
     """The worker keeps its client's connection until it has sent the status; a monitor it forks for a
-    `run -d` must not keep it for the container's life."""
+    `run -d` must not keep it for the container's life, nor go by the server's name (`pkill -x pydock-cli`
+    stops servers, never a container's monitor)."""
     warm(cli)
     r = cli.run("run", "-d", "--name", "bg", "busybox", "sleep", "60")
     assert r.returncode == 0, r.stderr
@@ -231,6 +232,7 @@ def test_a_detached_containers_monitor_holds_no_connection_of_the_server(cli):
             if target.startswith("socket:["):
                 held.add(int(target[8:-1]))
         assert monitor and not held & _server_connections()
+        assert Path(f"/proc/{monitor}/comm").read_text() == "pydock\n"
     finally:
         assert cli.run("rm", "-f", "bg").returncode == 0
 
