@@ -2,7 +2,8 @@
 
 Started on demand by `cli/client.py`, one per interpreter and install (`cmdwire.socket_path`); it
 exits after IDLE_SECONDS without a command, or once its source files change on disk. It holds no
-root, lock or runtime state of its own: each worker is a fresh fork that takes on its client's
+root, lock or runtime state of its own: each worker is a fresh fork (made ahead, as the spare that
+waits for the next command, so the fork is off that command's path) that takes on its client's
 context (cgroup, rlimits, nice and OOM score, signal dispositions, groups, umask, working directory,
 environment, stdin/stdout/stderr), runs `pydock.cli.main.main`, sends the client the command's status
 and exits with it (a worker killed by a signal has the server report that instead). A client that dies (kill -9) takes its worker with it, as if the
@@ -17,6 +18,7 @@ import fcntl
 import gc
 import importlib
 import io
+import marshal
 import os
 import resource
 import selectors
@@ -25,6 +27,7 @@ import socket
 import struct
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pydock.cli import cmdwire
@@ -90,6 +93,16 @@ class Running:
 
 
 @dataclass
+class Spare:
+    """A worker forked before its command arrives, so the fork is off the next command's path; it waits
+    on its channel for the command (and exits when the channel closes: the server went or discarded it)."""
+
+    pid: int
+    pidfd: int
+    channel: socket.socket  # the server's end
+
+
+@dataclass
 class Server:
     """The listening loop: takes commands, forks their workers, reaps them and answers their clients."""
 
@@ -102,24 +115,31 @@ class Server:
     identity: Identity
     selector: selectors.BaseSelector = field(default_factory=selectors.DefaultSelector)
     running: dict[int, Running] = field(default_factory=dict)  # by pidfd
+    spare: Spare | None = None
     stale: bool = False
 
     def loop(self) -> None:
         """Serve until idle (or stale) with no command in flight."""
         self.selector.register(self.listener, selectors.EVENT_READ)
-        while True:
-            if self.stale and not self.running:
-                return
-            events = self.selector.select(None if self.running else self.idle)
-            if not events and not self.running:
-                return
-            for key, _ in events:
-                if key.fileobj is self.listener:
-                    self._accept()
-                elif isinstance(key.data, Running) and key.fileobj is key.data.conn:
-                    self._client_readable(key.data)
-                elif isinstance(key.data, Running):
-                    self._reap(key.data)
+        self._spawn_spare()
+        try:
+            while True:
+                if self.stale and not self.running:
+                    return
+                events = self.selector.select(None if self.running else self.idle)
+                if not events and not self.running:
+                    return
+                for key, _ in events:
+                    if key.fileobj is self.listener:
+                        self._accept()
+                    elif isinstance(key.data, Spare):
+                        self._discard_spare()  # it died waiting; the next reap forks another
+                    elif isinstance(key.data, Running) and key.fileobj is key.data.conn:
+                        self._client_readable(key.data)
+                    elif isinstance(key.data, Running):
+                        self._reap(key.data)
+        finally:
+            self._discard_spare()
 
     def _accept(self) -> None:
         try:
@@ -140,52 +160,106 @@ class Server:
                 pass  # the client is gone: nothing to tell
             conn.close()
             return
-        self._fork(conn, request)
+        self._dispatch(conn, request)
 
     def terminate(self, _sig: int, _frame: object) -> None:
         """SIGTERM: exit now if idle; else take no more commands and exit once those in flight end, so
         no client loses its command's status."""
         if not self.running:
-            raise SystemExit(0)
+            raise SystemExit(0)  # loop's finally discards the spare
         if not self.stale:
             self._retire()
 
     def _retire(self) -> None:
         """Stop taking commands: the next client starts a server with the code now on disk."""
         self.stale = True
+        self._discard_spare()  # it runs the old code
         self.selector.unregister(self.listener)
         _unlink_if_ours(self.path, self.bound)
         self.listener.close()
         _release(self.path + ".lock", self.lock_fd)  # a new server may start while this one finishes its commands
         self.lock_fd = -1
 
-    def _fork(self, conn: socket.socket, request: Request) -> None:
-        # SIGTERM stays blocked across the fork: the worker must never run the server's handler
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-        try:
-            pid = os.fork()
-        except OSError as err:  # EAGAIN, ENOMEM: the client runs the command itself
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+    def _dispatch(self, conn: socket.socket, request: Request) -> None:
+        """Give the command to the spare worker, else to a worker forked for it."""
+        spare, self.spare = self.spare, None
+        if spare is not None:
+            self.selector.unregister(spare.pidfd)
+            if _hand_over(spare.channel, conn, request):
+                self._track(conn, request, spare.pid, spare.pidfd)
+                return
+            _kill(spare.pid, spare.pidfd)  # it died meanwhile: fork one as if there were none
+        pid = self._fork_worker(lambda: self._become_worker(conn, request))
+        if pid is None:  # EAGAIN, ENOMEM: the client runs the command itself
             for fd in request.fds:
                 os.close(fd)
             try:
-                conn.sendall(b"F%s\n" % str(err).encode(errors="replace")[:200])
+                conn.sendall(b"Fcannot fork a worker\n")
             except OSError:
                 pass  # the client is gone
             conn.close()
             return
+        self._track(conn, request, pid, os.pidfd_open(pid))
+
+    def _fork_worker(self, become: Callable[[], None]) -> int | None:
+        """Fork; the child runs `become`, which ends in os._exit. The child's pid, or None if fork failed."""
+        # SIGTERM stays blocked across the fork: the worker must never run the server's handler
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        try:
+            pid = os.fork()
+        except OSError:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+            return None
         if pid == 0:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the client's mask, set by _take_context, unblocks it
-            self._become_worker(conn, request)  # never returns
+            try:
+                become()
+            finally:
+                os._exit(SETUP_FAILED)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+        return pid
+
+    def _track(self, conn: socket.socket, request: Request, pid: int, pidfd: int) -> None:
+        """Watch the worker `pid` and its client until the one ends or the other goes."""
         for fd in request.fds:
             os.close(fd)
-        pidfd = os.pidfd_open(pid)
         running = Running(conn, pid, pidfd)
         self.running[pidfd] = running
         conn.setblocking(True)
         self.selector.register(conn, selectors.EVENT_READ, running)
         self.selector.register(pidfd, selectors.EVENT_READ, running)
+
+    def _spawn_spare(self) -> None:
+        """Fork the next command's worker now, while no command waits for it."""
+        if self.stale or self.spare is not None:
+            return
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        pid = self._fork_worker(lambda: self._wait_as_spare(ours, theirs))
+        theirs.close()
+        if pid is None:
+            ours.close()
+            return
+        ours.settimeout(REQUEST_TIMEOUT)
+        self.spare = Spare(pid, os.pidfd_open(pid), ours)
+        self.selector.register(self.spare.pidfd, selectors.EVENT_READ, self.spare)
+
+    def _discard_spare(self) -> None:
+        if self.spare is not None:
+            self.selector.unregister(self.spare.pidfd)
+            self.spare.channel.close()
+            _kill(self.spare.pid, self.spare.pidfd)
+            self.spare = None
+
+    def _wait_as_spare(self, ours: socket.socket, channel: socket.socket) -> None:
+        try:
+            ours.close()
+            _name_process("pydock-spare")
+            self._drop_server_state(None)
+            conn, request = _receive_command(channel)
+            channel.close()
+        except BaseException:  # noqa: BLE001 - the server went or discarded this spare: nothing ran
+            os._exit(0)
+        self._become_worker(conn, request)
 
     def _become_worker(self, conn: socket.socket, request: Request) -> None:
         status = SETUP_FAILED
@@ -209,17 +283,18 @@ class Server:
         finally:
             os._exit(status)
 
-    def _drop_server_state(self, conn: socket.socket) -> None:
-        """The worker keeps nothing of the server's but its imports."""
+    def _drop_server_state(self, conn: socket.socket | None) -> None:
+        """The worker keeps nothing of the server's but its imports (a spare drops it twice: harmless)."""
         self.selector.close()
-        if not self.stale:
-            self.listener.close()
+        self.listener.close()
         if self.lock_fd != -1:
             os.close(self.lock_fd)
+            self.lock_fd = -1
         for running in self.running.values():
             if running.conn is not conn:
                 running.conn.close()
             os.close(running.pidfd)
+        self.running = {}
 
     def _client_readable(self, running: Running) -> None:
         """A client speaks only to say it is gone (EOF): its worker goes the way the client went."""
@@ -251,6 +326,7 @@ class Server:
             except OSError:
                 pass  # the client is gone; its worker has ended anyway
             running.conn.close()
+        self._spawn_spare()  # the client has its answer: the fork costs no command anything now
 
 
 def main(path: str) -> None:
@@ -297,12 +373,13 @@ def _stop(_sig: int, _frame: object) -> None:
     raise SystemExit(0)
 
 
-def _name_process() -> None:
-    """`pydock-cli` in ps and top, so nobody takes the server for a hung command."""
+def _name_process(name: str = "pydock-cli") -> None:
+    """`pydock-cli` (a spare worker: `pydock-spare`) in ps and top, so nobody takes the server for a hung
+    command."""
     try:
         import prctl  # lazy: only the server renames itself
 
-        prctl.set_name("pydock-cli")
+        prctl.set_name(name)
     except (ImportError, OSError):
         pass  # cosmetic: the server works under python's name too
 
@@ -379,33 +456,84 @@ def _read_request(conn: socket.socket, identity: Identity) -> Request:
     peer_pid, peer_uid, _ = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
     if peer_uid != 0 or os.getuid() != 0:
         raise RequestError("not root")
-    fds: list[int] = []
     try:
-        data, ancdata, _, _ = conn.recvmsg(cmdwire.HEADER_SIZE, socket.CMSG_SPACE(cmdwire.FDS_SIZE))
-        for level, kind, cdata in ancdata:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                fds.extend(cmdwire.unpack_fds(cdata))
-        while len(data) < cmdwire.HEADER_SIZE:
-            more = conn.recv(cmdwire.HEADER_SIZE - len(data))
-            if not more:
-                raise RequestError("short request")
-            data += more
-        length = cmdwire.payload_length(data)
-        if len(fds) != cmdwire.PASSED_FDS or length > 64 << 20:
-            raise RequestError("malformed request")
-        payload = bytearray()
-        while len(payload) < length:
-            more = conn.recv(min(1 << 20, length - len(payload)))
-            if not more:
-                raise RequestError("short request")
-            payload += more
+        fds, payload = _receive_framed(conn, cmdwire.PASSED_FDS)
+    except Exception as err:  # noqa: BLE001 - EOF, a short or malformed request
+        raise RequestError(str(err) or "no request") from None
+    try:
         peer_status = _check_peer(peer_pid, identity)
-        argv, environ, umask = cmdwire.decode_request(bytes(payload))
+        argv, environ, umask = cmdwire.decode_request(payload)
     except Exception as err:  # noqa: BLE001 - whatever failed (a /proc file without a field too), no fd stays open
         for fd in fds:
             os.close(fd)
         raise RequestError(str(err)) from None
     return Request(peer_pid, peer_status, argv, environ, umask, fds)
+
+
+def _hand_over(channel: socket.socket, conn: socket.socket, request: Request) -> bool:
+    """Send a spare its command: the client's connection and descriptors, and the request. False if the
+    spare cannot take it (it has died); the channel is closed either way."""
+    payload = marshal.dumps((request.peer_pid, request.peer_status, request.argv, request.environ, request.umask))
+    try:
+        channel.sendmsg([cmdwire.header(len(payload))],
+                        [(socket.SOL_SOCKET, socket.SCM_RIGHTS, cmdwire.pack_fds((conn.fileno(), *request.fds)))])
+        channel.sendall(payload)
+        return True
+    except OSError:
+        return False
+    finally:
+        channel.close()
+
+
+def _receive_command(channel: socket.socket) -> tuple[socket.socket, Request]:
+    """A spare's command, as _hand_over sent it (EOFError when the server closed the channel instead)."""
+    fds, payload = _receive_framed(channel, 1 + cmdwire.PASSED_FDS)
+    peer_pid, peer_status, argv, environ, umask = marshal.loads(payload)
+    conn = socket.socket(fileno=fds[0])
+    conn.setblocking(True)
+    return conn, Request(peer_pid, peer_status, argv, environ, umask, fds[1:])
+
+
+def _receive_framed(sock: socket.socket, want_fds: int) -> tuple[list[int], bytes]:
+    """A header with exactly `want_fds` descriptors on it, then its payload (RequestError, or EOFError
+    for nothing at all; no descriptor stays open on an error)."""
+    fds: list[int] = []
+    try:
+        data, ancdata, _, _ = sock.recvmsg(cmdwire.HEADER_SIZE, socket.CMSG_SPACE(want_fds * 4))
+        for level, kind, cdata in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.extend(cmdwire.unpack_fds(cdata))
+        if not data:
+            raise EOFError
+        while len(data) < cmdwire.HEADER_SIZE:
+            more = sock.recv(cmdwire.HEADER_SIZE - len(data))
+            if not more:
+                raise RequestError("short request")
+            data += more
+        length = cmdwire.payload_length(data)
+        if len(fds) != want_fds or length > 64 << 20:
+            raise RequestError("malformed request")
+        payload = bytearray()
+        while len(payload) < length:
+            more = sock.recv(min(1 << 20, length - len(payload)))
+            if not more:
+                raise RequestError("short request")
+            payload += more
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    return fds, bytes(payload)
+
+
+def _kill(pid: int, pidfd: int) -> None:
+    """SIGKILL and reap a worker of ours that runs no command (a spare)."""
+    try:
+        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+    except ProcessLookupError:
+        pass  # it has ended already
+    os.waitpid(pid, 0)
+    os.close(pidfd)
 
 
 def _check_peer(pid: int, identity: Identity) -> dict[str, str]:

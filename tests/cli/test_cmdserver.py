@@ -65,7 +65,7 @@ class Cli:
         return pids[0]
 
     def worker_of(self, server: int) -> int:
-        """The server's one child: the worker running a command now."""
+        """The server's one child running a command now (not its spare, which waits for the next)."""
         deadline = time.monotonic() + WAIT
         while True:
             for pid in filter(str.isdigit, os.listdir("/proc")):
@@ -73,7 +73,7 @@ class Cli:
                     stat = Path(f"/proc/{pid}/stat").read_bytes()
                 except OSError:
                     continue
-                if int(stat.rsplit(b")", 1)[1].split()[1]) == server:  # its parent
+                if int(stat.rsplit(b")", 1)[1].split()[1]) == server and b"(pydock-spare)" not in stat:
                     return int(pid)
             assert time.monotonic() < deadline, "no worker"
             time.sleep(0.05)
@@ -338,15 +338,47 @@ def test_many_clients_at_once_each_get_their_own_answer(cli):
     assert cli.run("rm", *names).returncode == 0
 
 
+def spare_of(server: int) -> int:
+    """The worker a server keeps forked for the next command."""
+    deadline = time.monotonic() + WAIT
+    while True:
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_bytes()
+            except OSError:
+                continue
+            if b"(pydock-spare)" in stat and int(stat.rsplit(b")", 1)[1].split()[1]) == server:
+                return int(pid)
+        assert time.monotonic() < deadline, "no spare worker"
+        time.sleep(0.02)
+
+
 def test_an_idle_server_exits_and_removes_its_socket(cli):
     assert cli.run("version", env={"PYDOCK_CLI_SERVER_IDLE": "0.5"}).returncode == 0
     server = cli.server()
     socket_path = socket_of(server)
+    spare = spare_of(server)
     deadline = time.monotonic() + WAIT
-    while Path(f"/proc/{server}").exists():
-        assert time.monotonic() < deadline, "the idle server did not exit"
+    while Path(f"/proc/{server}").exists() or Path(f"/proc/{spare}").exists():
+        assert time.monotonic() < deadline, "the idle server or its spare worker did not exit"
         time.sleep(0.1)
     assert not socket_path.exists()
+
+
+def test_the_spare_worker_runs_the_next_command_and_a_dead_one_is_replaced(cli):
+    server = warm(cli)
+    spare = spare_of(server)
+    r = cli.run("inspect", "-f", "{{.Name}}", "no-such-thing")
+    assert (r.returncode, r.stderr) == (1, b"Error: No such image or container: no-such-thing\n")
+    deadline = time.monotonic() + WAIT
+    while Path(f"/proc/{spare}").exists():  # it ran that command and ends (the status came first)
+        assert time.monotonic() < deadline, "the spare worker did not take the command"
+        time.sleep(0.02)
+    spare = spare_of(server)
+    os.kill(spare, signal.SIGKILL)
+    r = cli.run("ps", "-a", "-q")  # runs in a worker forked for it
+    assert r.returncode == 0 and r.stderr == b"" and cli.servers() == [server]
+    assert spare_of(server) != spare
 
 
 @pytest.mark.lxc
