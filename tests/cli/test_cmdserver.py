@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -66,17 +67,7 @@ class Cli:
 
     def worker_of(self, server: int) -> int:
         """The server's one child running a command now (not its spare, which waits for the next)."""
-        deadline = time.monotonic() + WAIT
-        while True:
-            for pid in filter(str.isdigit, os.listdir("/proc")):
-                try:
-                    stat = Path(f"/proc/{pid}/stat").read_bytes()
-                except OSError:
-                    continue
-                if int(stat.rsplit(b")", 1)[1].split()[1]) == server and b"(pydock-spare)" not in stat:
-                    return int(pid)
-            assert time.monotonic() < deadline, "no worker"
-            time.sleep(0.05)
+        return child_of(server, lambda comm: comm != "pydock-spare", "no worker")
 
     def stop(self) -> None:
         for pid in self.servers():
@@ -85,6 +76,22 @@ class Cli:
         while self.servers():
             assert time.monotonic() < deadline, "the command server did not stop on SIGTERM"
             time.sleep(0.05)
+
+
+def child_of(server: int, wanted: Callable[[str], bool], missing: str) -> int:
+    """A child of `server` whose name (comm) is `wanted`, once there is one."""
+    deadline = time.monotonic() + WAIT
+    while True:
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_bytes()
+            except OSError:
+                continue
+            comm, _, rest = stat.partition(b" (")[2].rpartition(b") ")
+            if int(rest.split()[1]) == server and wanted(comm.decode()):
+                return int(pid)
+        assert time.monotonic() < deadline, missing
+        time.sleep(0.02)
 
 
 def socket_of(server: int) -> Path:
@@ -340,17 +347,7 @@ def test_many_clients_at_once_each_get_their_own_answer(cli):
 
 def spare_of(server: int) -> int:
     """The worker a server keeps forked for the next command."""
-    deadline = time.monotonic() + WAIT
-    while True:
-        for pid in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                stat = Path(f"/proc/{pid}/stat").read_bytes()
-            except OSError:
-                continue
-            if b"(pydock-spare)" in stat and int(stat.rsplit(b")", 1)[1].split()[1]) == server:
-                return int(pid)
-        assert time.monotonic() < deadline, "no spare worker"
-        time.sleep(0.02)
+    return child_of(server, lambda comm: comm == "pydock-spare", "no spare worker")
 
 
 def test_an_idle_server_exits_and_removes_its_socket(cli):
