@@ -401,6 +401,28 @@ def test_a_server_stopped_mid_command_lets_it_finish_and_answer(cli):
         time.sleep(0.05)
 
 
+@pytest.mark.lxc
+def test_a_server_killed_mid_command_still_lets_the_client_have_its_status(cli):
+    """The worker, not the server, tells the client how the command ended: kill -9 of the server loses
+    no status (and its spare worker goes with it)."""
+    server = warm(cli)
+    spare = spare_of(server)
+    proc = subprocess.Popen(cli.argv("run", "--rm", "busybox", "sh", "-c", "echo started; sleep 2; exit 5"),
+                            env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline() == b"started\n"
+        os.kill(server, signal.SIGKILL)
+        assert proc.wait(timeout=WAIT) == 5, proc.stderr.read()
+        assert proc.stderr.read() == b""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    deadline = time.monotonic() + WAIT
+    while Path(f"/proc/{spare}").exists() and b"Z" not in Path(f"/proc/{spare}/stat").read_bytes().split()[2]:
+        assert time.monotonic() < deadline, "the spare worker outlived its server"
+        time.sleep(0.05)
+
+
 def test_a_stopped_server_removes_its_socket_and_the_next_command_starts_one(cli):
     server = warm(cli)
     socket_path = socket_of(server)
