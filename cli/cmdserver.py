@@ -499,7 +499,8 @@ def _receive_framed(sock: socket.socket, want_fds: int) -> tuple[list[int], byte
     for nothing at all; no descriptor stays open on an error)."""
     fds: list[int] = []
     try:
-        data, ancdata, _, _ = sock.recvmsg(cmdwire.HEADER_SIZE, socket.CMSG_SPACE(want_fds * 4))
+        data, ancdata, _, _ = sock.recvmsg(cmdwire.HEADER_SIZE, socket.CMSG_SPACE(want_fds * 4),
+                                          socket.MSG_CMSG_CLOEXEC)  # no program the command runs inherits them
         for level, kind, cdata in ancdata:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                 fds.extend(cmdwire.unpack_fds(cdata))

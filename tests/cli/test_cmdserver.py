@@ -215,6 +215,11 @@ def test_a_command_run_in_its_client_gets_site_as_plain_python_does(cli):
     assert marker.exists()
 
 
+def _children(pid: int) -> list[int]:
+    return [int(c) for t in os.listdir(f"/proc/{pid}/task")
+            for c in Path(f"/proc/{pid}/task/{t}/children").read_text().split()]
+
+
 def _server_connections() -> set[int]:
     """Socket inodes of the connections to any command server (/proc/net/unix lists the accepted ends
     with the listener's path)."""
@@ -234,10 +239,11 @@ def test_a_detached_containers_monitor_is_no_part_of_the_server(cli):
         cid = r.stdout.decode().strip()
         monitor = json.loads((cli.root / "containers" / cid / "config.json").read_text())["State"]["MonitorPid"]
         held = set()
-        for fd in os.listdir(f"/proc/{monitor}/fd"):
-            target = os.readlink(f"/proc/{monitor}/fd/{fd}")
-            if target.startswith("socket:["):
-                held.add(int(target[8:-1]))
+        for pid in (monitor, *_children(monitor)):  # the monitor and its lxc-start
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:["):
+                    held.add(int(target[8:-1]))
         assert monitor and not held & _server_connections()
         assert Path(f"/proc/{monitor}/comm").read_text() == "pydock\n"
     finally:
