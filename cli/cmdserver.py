@@ -121,12 +121,20 @@ class Server:
     def loop(self) -> None:
         """Serve until idle (or stale) with no command in flight."""
         self.selector.register(self.listener, selectors.EVENT_READ)
-        self._spawn_spare()
+        # SIGTERM (terminate) is taken only while waiting below, never halfway through the bookkeeping of
+        # a worker or the spare; workers and the spare are forked with it blocked, as the server's
+        # handler must never run in them (the client's mask, taken on with its context, unblocks it)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
         try:
+            self._spawn_spare()
             while True:
                 if self.stale and not self.running:
                     return
-                events = self.selector.select(None if self.running else self.idle)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+                try:
+                    events = self.selector.select(None if self.running else self.idle)
+                finally:
+                    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
                 if not events and not self.running:
                     return
                 for key, _ in events:
@@ -202,21 +210,18 @@ class Server:
         self._track(conn, request, pid, os.pidfd_open(pid))
 
     def _fork_worker(self, become: Callable[[], None]) -> int | None:
-        """Fork; the child runs `become`, which ends in os._exit. The child's pid, or None if fork failed."""
-        # SIGTERM stays blocked across the fork: the worker must never run the server's handler
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        """Fork (SIGTERM blocked: see loop); the child runs `become`, which ends in os._exit. The child's
+        pid, or None if fork failed."""
         try:
             pid = os.fork()
         except OSError:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
             return None
         if pid == 0:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the client's mask, set by _take_context, unblocks it
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
             try:
                 become()
             finally:
                 os._exit(SETUP_FAILED)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         return pid
 
     def _track(self, conn: socket.socket, request: Request, pid: int, pidfd: int) -> None:
@@ -266,6 +271,10 @@ class Server:
         try:
             self._drop_server_state(conn)
             _look_like(request.peer_pid)
+            # a SIGTERM that came while this process still went by the server's name was meant for the
+            # server (`pkill -x pydock-cli`): pending, blocked since the fork; ignoring it discards it
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
             try:
                 _take_context(request)
             except (OSError, ValueError) as err:

@@ -429,6 +429,25 @@ def test_a_server_killed_mid_command_still_lets_the_client_have_its_status(cli):
         time.sleep(0.05)
 
 
+def test_servers_stopped_while_commands_come_and_go_lose_none_of_them(cli):
+    """`pkill -x pydock-cli` at any moment: each command still ends as it would in its client (through the
+    server, or in its client when the server had stopped listening), never killed in the server's place."""
+    expected = cli.run("ps", "-a", "-q", env={"PYDOCK_CLI_SERVER": "0"})
+    results = []
+    with ThreadPoolExecutor(4) as pool:
+        for round_ in range(12):
+            batch = [pool.submit(cli.run, "ps", "-a", "-q") for _ in range(6)]
+            time.sleep(0.005 * (round_ % 6))
+            for pid in cli.servers():  # by name: the servers alone, as pkill -x pydock-cli
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+            results += [f.result() for f in batch]
+    assert [(r.returncode, r.stdout, r.stderr) for r in results] == \
+        [(0, expected.stdout, b"")] * len(results)
+
+
 def test_a_stopped_server_removes_its_socket_and_the_next_command_starts_one(cli):
     server = warm(cli)
     socket_path = socket_of(server)
