@@ -7,9 +7,10 @@ waits for the next command, so the fork is off that command's path) that takes o
 context (cgroup, rlimits, nice and OOM score, signal dispositions, groups, umask, working directory,
 environment, stdin/stdout/stderr), runs `pydock.cli.main.main`, sends the client the command's status
 and exits with it (a worker killed by a signal has the server report that instead). A client that
-dies (kill -9) takes its worker with it, as if the command had run in the client's own process. Only a root client in the server's namespaces, root
-directory and LSM context, with at least the server's capabilities and no seccomp filter or
-no_new_privs, is served: the server never grants what its client lacked.
+dies (kill -9) takes its worker with it, as if the command had run in the client's own process. Only
+a root client in the server's namespaces, root directory and LSM context, with at least the server's
+capabilities and no seccomp filter or no_new_privs, is served: the server never grants what its
+client lacked.
 """
 
 from __future__ import annotations
