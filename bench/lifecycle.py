@@ -1,11 +1,14 @@
 """`create`, `start`, `stop` and `rm` of one container, pydock against podman+runc, interleaved round by round
 on the same busybox tarball, `--net none`; the container's command stops at once on SIGTERM.
 
-    .venv/bin/python bench/lifecycle.py [-n ROUNDS] [--driver overlay]
+    .venv/bin/python bench/lifecycle.py [-n ROUNDS] [--driver overlay] [--baseline PYDOCK] [--no-cold]
 
 Target (issue 17): start, stop and rm each <= 0.5x podman's. Prints each step's median and the ratios, for
 `pydock` as users run it (the entry point handing the command to the warm CLI command server) and cold
 (PYDOCK_CLI_SERVER=0: Python's start-up and pydock's imports paid by the command, as after an idle minute).
+`--baseline PYDOCK` also times another install's entry point (e.g. /work/main/.venv/bin/pydock) through its
+own warm command server on a root of its own, round by round with the others, so a change is compared
+before/after in the same run; `--no-cold` leaves the cold variant out.
 """
 
 from __future__ import annotations
@@ -52,11 +55,18 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-n", "--rounds", type=int, default=9)
     ap.add_argument("--driver", default="overlay")
+    ap.add_argument("--baseline", default=None, help="another pydock entry point to time too")
+    ap.add_argument("--no-cold", action="store_true", help="leave out the cold (no command server) variant")
     args = ap.parse_args()
 
     work, root, _ = busybox_root("pydock-bench-life-", args.driver)
     pydock = [PYDOCK, "-g", str(root), "-s", args.driver]
-    variants = {"pydock": cli_env(), "cold": cli_env(server=False)}
+    variants = {"pydock": (pydock, cli_env())}
+    if not args.no_cold:
+        variants["cold"] = (pydock, cli_env(server=False))
+    base = busybox_root("pydock-bench-life-base-", args.driver)[:2] if args.baseline else None
+    if base is not None:
+        variants["baseline"] = ([args.baseline, "-g", str(base[1]), "-s", args.driver], cli_env())
     podman = private_podman(work)
     samples: dict[str, dict[str, list[float]]] = {name: {s: [] for s in STEPS} for name in variants}
     try:
@@ -65,33 +75,43 @@ def main() -> int:
             samples["podman"] = {s: [] for s in STEPS}
         pydock_args = ["--net", "none", "busybox"]
         podman_args = ["--network", "none", *PODMAN_ULIMITS, PODMAN_BUSYBOX]
-        for env in variants.values():  # warm both (and start the command server)
-            lifecycle(pydock, pydock_args, env)
+        for cli, env in variants.values():  # warm each (and start the command servers)
+            lifecycle(cli, pydock_args, env)
         if podman is not None:
             lifecycle(podman, podman_args, None)
-        for _ in range(args.rounds):
-            for name, env in variants.items():
-                for step, dt in lifecycle(pydock, pydock_args, env).items():
+        for n in range(args.rounds):
+            names = list(variants)
+            names = names[n % len(names):] + names[:n % len(names)]  # each goes first in turn
+            for name in names:
+                cli, env = variants[name]
+                for step, dt in lifecycle(cli, pydock_args, env).items():
                     samples[name][step].append(dt)
             if podman is not None:
                 for step, dt in lifecycle(podman, podman_args, None).items():
                     samples["podman"][step].append(dt)
         print(f"driver: {args.driver}, rounds: {args.rounds}, --net none; "
               "pydock = through the warm command server, cold = PYDOCK_CLI_SERVER=0")
-        print(f"{'step':8} {'pydock ms':>10} {'cold ms':>10} {'podman ms':>10} {'ratio':>7} {'cold':>7}  target <= 0.50x")
+        if args.baseline:
+            print(f"baseline: {args.baseline}")
+        others = [name for name in ("cold", "baseline") if name in variants]
+        print(f"{'step':8} {'pydock ms':>10}" + "".join(f" {name + ' ms':>12}" for name in others)
+              + (f" {'podman ms':>10} {'ratio':>7}" + "".join(f" {name:>9}" for name in others)
+                 + "  target <= 0.50x" if podman is not None else ""))
         for step in STEPS:
             mine = statistics.median(samples["pydock"][step]) * 1000
-            cold = statistics.median(samples["cold"][step]) * 1000
-            if podman is None:
-                print(f"{step:8} {mine:10.1f} {cold:10.1f}")
-                continue
-            theirs = statistics.median(samples["podman"][step]) * 1000
-            ratio = mine / theirs
-            verdict = "met" if ratio <= 0.5 else "NOT met"
-            print(f"{step:8} {mine:10.1f} {cold:10.1f} {theirs:10.1f} {ratio:6.2f}x {cold / theirs:6.2f}x  "
-                  f"{verdict if step != 'create' else '(no target)'}")
+            theirs_other = [statistics.median(samples[name][step]) * 1000 for name in others]
+            row = f"{step:8} {mine:10.1f}" + "".join(f" {ms:12.1f}" for ms in theirs_other)
+            if podman is not None:
+                theirs = statistics.median(samples["podman"][step]) * 1000
+                ratio = mine / theirs
+                verdict = "met" if ratio <= 0.5 else "NOT met"
+                row += f" {theirs:10.1f} {ratio:6.2f}x" + "".join(f" {ms / theirs:8.2f}x" for ms in theirs_other)
+                row += f"  {verdict if step != 'create' else '(no target)'}"
+            print(row)
     finally:
         remove_everything(work, root, args.driver, podman)
+        if base is not None:
+            remove_everything(*base, args.driver)
     return 0
 
 
