@@ -52,3 +52,9 @@ def ago(when: datetime, now: datetime | None = None) -> str:
         when = when.replace(tzinfo=timezone.utc)
     now = now or datetime.now(timezone.utc)
     return f"{human_duration(max(0.0, (now - when).total_seconds()))} ago"
+
+
+def ago_us(when_us: int, now_us: int) -> str:
+    """`ago` of two times in microseconds since the epoch (listings keep them so): the same words, as
+    timedelta.total_seconds is the microseconds over 10**6 too."""
+    return f"{human_duration(max(0.0, (now_us - when_us) / 10**6))} ago"

@@ -42,6 +42,11 @@ class RootLayout:
         """The listing index (runtime/listindex.py): a cache of what `ps` needs of every container."""
         return self.root / "containers.index"
 
+    @property
+    def container_rows_index(self) -> Path:
+        """The rows index (runtime/listindex.py): a cache of the listing row (`ps`) of every container."""
+        return self.root / "containers.rows"
+
     def container(self, container_id: str) -> Path:
         return self.containers / container_id
 
