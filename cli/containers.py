@@ -23,8 +23,8 @@ from pydock.cli.formatting import format_option, go_time, print_each, print_item
 from pydock.cli.interactive import detach_keys_option, sig_proxy_option
 from pydock.runtime.options import CreateOptions, parse_env, read_env_files
 from pydock.utils.signals import parse_signal
-from pydock.runtime.rows import epoch_us
 from pydock.runtime.state import Status, format_time, utcnow
+from pydock.utils.epoch import epoch_us
 from pydock.utils.errors import InvalidArgument, NotFound, PydockError
 from pydock.utils.humanize import ago, ago_us, human_duration, human_size
 from pydock.utils.table import plain_table

@@ -5,19 +5,11 @@ and a State each."""
 from __future__ import annotations
 
 import sys
-from datetime import datetime, timedelta, timezone
 from typing import Any, NamedTuple
 
 from pydock.runtime.container import Container, network_settings
 from pydock.runtime.state import State, parse_time, utcnow
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_MICROSECOND = timedelta(microseconds=1)
-
-
-def epoch_us(when: datetime) -> int:
-    """Microseconds since the epoch of an aware time, exactly (timedelta arithmetic, no float)."""
-    return (when - _EPOCH) // _MICROSECOND
+from pydock.utils.epoch import epoch_us
 
 
 class ContainerRow(NamedTuple):

@@ -26,6 +26,11 @@ class RootLayout:
         return self.root / "graph"
 
     @property
+    def graph_index(self) -> Path:
+        """The graph index (graph.py `rows`): a cache of what `images` lists of every image."""
+        return self.root / "graph.index"
+
+    @property
     def graph_tmp(self) -> Path:
         return self.graph / "_tmp"
 
