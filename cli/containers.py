@@ -26,7 +26,7 @@ from pydock.utils.signals import parse_signal
 from pydock.runtime.state import Status, format_time, utcnow
 from pydock.utils.epoch import epoch_us
 from pydock.utils.errors import InvalidArgument, NotFound, PydockError
-from pydock.utils.humanize import ago, ago_us, human_duration, human_size
+from pydock.utils.humanize import ago_us, human_duration, human_size
 from pydock.utils.table import plain_table
 
 COMMAND_WIDTH = 20

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+from datetime import datetime, timezone
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -13,7 +14,8 @@ import click
 from pydock.cli.formatting import format_option, go_time, print_items
 from pydock.graph.tags import parse_reference, split_reference, validate_tag
 from pydock.utils.errors import InvalidArgument, NotFound, PydockError
-from pydock.utils.humanize import ago, human_size
+from pydock.utils.epoch import epoch_us
+from pydock.utils.humanize import ago, ago_us, human_size
 from pydock.utils.table import plain_table
 
 if TYPE_CHECKING:
@@ -190,21 +192,26 @@ def images(ctx: click.Context, all_: bool, quiet: bool, digests: bool, tree: boo
                 return rd.rpartition("@")[2]
         return "<none>"
 
+    now_us = epoch_us(datetime.now(timezone.utc))  # one now for every row, as ps
+
+    def since(img: Listed) -> str:
+        return ago_us(epoch_us(img.created), now_us)
+
     if fmt and fmt.strip() != "table":
         print_items(fmt, ({"ID": show_id(img.id), "Repository": repo, "Tag": tag,
                            "Digest": digest_of(img, repo) if ".Digest" in fmt else "",
-                           "CreatedSince": ago(img.created), "CreatedAt": go_time(img.created),
+                           "CreatedSince": since(img), "CreatedAt": go_time(img.created),
                            "Size": human_size(vsizes.get(img.id, img.size)),
                            "VirtualSize": human_size(vsizes.get(img.id, img.size)),
                            "SharedSize": "N/A", "UniqueSize": "N/A", "Containers": "N/A"}
                           for img, repo, tag in rows), IMAGES_HEADERS)
         return
     if digests:
-        table = [[repo, tag, digest_of(img, repo), show_id(img.id), ago(img.created),
+        table = [[repo, tag, digest_of(img, repo), show_id(img.id), since(img),
                   human_size(vsizes.get(img.id, img.size))] for img, repo, tag in rows]
         click.echo(plain_table(table, ["REPOSITORY", "TAG", "DIGEST", "IMAGE ID", "CREATED", "VIRTUAL SIZE"]))
         return
-    table = [[repo, tag, show_id(img.id), ago(img.created), human_size(vsizes.get(img.id, img.size))]
+    table = [[repo, tag, show_id(img.id), since(img), human_size(vsizes.get(img.id, img.size))]
              for img, repo, tag in rows]
     click.echo(plain_table(table, ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "VIRTUAL SIZE"]))
 

@@ -37,6 +37,13 @@ MAX_IMAGE_DEPTH = 127
 _DEVICE_MARKER = "device"
 
 
+class GraphIndex(StatIndex):
+    """`graph.index` (Graph.rows): each image's row, kept while its json and layersize are unchanged."""
+
+    def __init__(self, layout: RootLayout) -> None:
+        super().__init__(layout.graph_index, layout.graph, b"pydock-graph-index 1", ("json", "layersize"))
+
+
 class Graph:
     """Images of one root on one storage driver."""
 
@@ -124,7 +131,7 @@ class Graph:
     def rows(self) -> list[ImageRow]:
         """What `list` gives, as rows (id, parent, created, size), from the graph index (utils/statindex.py)
         while each image's json and layersize are the files an entry was read from: no json decoded."""
-        index = StatIndex(self.layout.graph_index, self.root, b"pydock-graph-index 1", ("json", "layersize"))
+        index = GraphIndex(self.layout)
         out = []
         try:
             try:

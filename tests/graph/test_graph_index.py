@@ -13,14 +13,14 @@ from datetime import datetime, timezone
 
 import pytest
 
+from pydock.graph.graph import GraphIndex
 from pydock.graph.image import ImageRow
-from pydock.utils.statindex import StatIndex
 
 AGE = 1.1  # past statindex.RACY_NS
 
 
 def _cached(graph) -> set[str]:
-    return StatIndex(graph.layout.graph_index, graph.root, b"pydock-graph-index 1", ("json", "layersize")).cached()
+    return GraphIndex(graph.layout).cached()
 
 
 def _rows(graph) -> dict[str, ImageRow]:
