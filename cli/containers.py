@@ -24,8 +24,9 @@ from pydock.cli.interactive import detach_keys_option, sig_proxy_option
 from pydock.runtime.options import CreateOptions, parse_env, read_env_files
 from pydock.utils.signals import parse_signal
 from pydock.runtime.state import Status, format_time, utcnow
+from pydock.utils.epoch import epoch_us
 from pydock.utils.errors import InvalidArgument, NotFound, PydockError
-from pydock.utils.humanize import ago, human_duration, human_size
+from pydock.utils.humanize import ago_us, human_duration, human_size
 from pydock.utils.table import plain_table
 
 COMMAND_WIDTH = 20
@@ -269,31 +270,36 @@ def _pull_as_asked(ctx: click.Context, rt: Any, image: str, policy: str) -> None
     pull_reference(ctx, image, ProgressDisplay(sys.stderr))
 
 
-def _status(c: Any, paused: bool = False) -> str:
-    st = c.state.status
+def _status(row: Any, paused: bool = False) -> str:
+    """STATUS of a listing row (runtime/rows.py): from its record, or its container's live state."""
+    if row.container is None:
+        st = Status(row.status)
+        started = None
+    else:
+        st = row.container.state.status
+        started = row.container.state.started_at
     if st is Status.GHOST:
         return "Ghost"
     if st is Status.RUNNING:
-        started = c.state.started_at or utcnow()
+        started = started or utcnow()
         return f"Up {human_duration((utcnow() - started).total_seconds())}" + (" (Paused)" if paused else "")
     if st is Status.CREATED:
         return "Created"
     if st is Status.RESTARTING:
-        return f"Restarting ({c.state.exit_code})"
-    return f"Exit {c.state.exit_code}"
+        return f"Restarting ({row.exit_code})"
+    return f"Exit {row.exit_code}"
 
 
-def _ports(c: Any) -> str:
-    ports = (c.network or {}).get("Ports") or {}
+def _ports(ports: dict[str, Any] | None) -> str:
     out = []
-    for private, binds in sorted(ports.items()):
+    for private, binds in sorted((ports or {}).items()):
         for b in binds or ():
             out.append(f"{b.get('HostIp', '0.0.0.0')}:{b.get('HostPort')}->{private}")
     return ", ".join(out)
 
 
-def _command(c: Any, no_trunc: bool) -> str:
-    text = c.command_line
+def _command(command_line: str, no_trunc: bool) -> str:
+    text = command_line
     if not no_trunc:
         text = text[:COMMAND_WIDTH]  # Docker 0.7's utils.Trunc: cut, no ellipsis
     return f'"{text}"'
@@ -325,53 +331,70 @@ def ps(ctx: click.Context, all_: bool, quiet: bool, latest: bool, last: int | No
         from pydock.runtime.usage import parse_filter_flags  # lazy: see above
 
         chosen = ContainerFilters.parse(rt, parse_filter_flags(filters))
-    containers = rt.containers(all=all_ or last is not None or (chosen is not None and chosen.implies_all))
-    if chosen is not None:
-        every = rt.names.names_by_id()
-        containers = [c for c in containers
-                      if chosen.match(rt, c, every.get(c.id, []), c.state.running and rt.paused(c))]
-    if last is not None:
-        containers = containers[:max(last, 0)]
+    all_ = all_ or last is not None or (chosen is not None and chosen.implies_all)
+    table = not fmt or fmt.strip() == "table"
+    if chosen is None and table and not size:  # the plain listing: rows, no Container each
+        rows = rt.container_rows(all=all_)
+    else:
+        from pydock.runtime.rows import row_of  # lazy: only listings that need whole containers
 
-    def cid(c: Any) -> str:
-        return c.id if no_trunc else c.short_id
+        containers = rt.containers(all=all_)
+        if chosen is not None:
+            every = rt.names.names_by_id()
+            containers = [c for c in containers
+                          if chosen.match(rt, c, every.get(c.id, []), c.state.running and rt.paused(c))]
+        rows = [row_of(c) for c in containers]
+    if last is not None:
+        rows = rows[:max(last, 0)]
 
     if quiet:
-        for c in containers:
-            click.echo(cid(c))
+        if rows:
+            click.echo("\n".join(r.id if no_trunc else r.short_id for r in rows))
         return
     headers = ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
     if size:
         headers.append("SIZE")
-    rows = []
+    cells = []
     image_names: dict[str, str] = {}
     try:
         every_name = rt.names.names_by_id()  # one read of the name graph for all the rows
     except PydockError as err:
         log.debug("ps: names unreadable (%s); asking per container", err)
         every_name = None
-    for c in containers:
-        if c.image not in image_names:
+    now_us = epoch_us(utcnow())
+    settled: dict[tuple[str, int], str] = {}  # STATUS of rows that carry no container, by (status, exit code)
+    commands: dict[str, str] = {}
+    for r in rows:
+        c = r.container
+        image = image_names.get(r.image)
+        if image is None:
             try:
-                image_names[c.image] = rt.images.name_of(c.image)
+                image = rt.images.name_of(r.image)
             except PydockError as err:  # a missing image must not break ps
-                log.debug("ps: image %s of %s: %s", c.image[:12], c.short_id, err)
-                image_names[c.image] = c.image[:12]
-        paths = every_name.get(c.id, []) if every_name is not None else rt.names_of(c)
-        names = ",".join(p[1:] for p in paths)
-        paused = c.state.running and rt.paused(c)
-        row = [cid(c), image_names[c.image], _command(c, no_trunc), ago(c.created), _status(c, paused),
-               _ports(c), names]
+                log.debug("ps: image %s of %s: %s", r.image[:12], r.short_id, err)
+                image = r.image[:12]
+            image_names[r.image] = image
+        command = commands.get(r.command_line)
+        if command is None:
+            command = commands[r.command_line] = _command(r.command_line, no_trunc)
+        if c is None:
+            paused = False
+            status = settled.get((r.status, r.exit_code))
+            if status is None:
+                status = settled[r.status, r.exit_code] = _status(r)
+        else:
+            paused = c.state.running and rt.paused(c)
+            status = _status(r, paused)
+        paths = every_name.get(r.id, ()) if every_name is not None else rt.names_of(r)
+        row = [r.id if no_trunc else r.id[:12], image, command, ago_us(r.created_us, now_us), status,
+               _ports(r.ports) if r.ports else "", ",".join([p[1:] for p in paths])]
         if size or (fmt and ".Size" in fmt):
             row.append(_size(rt, c))
-        if fmt and fmt.strip() != "table":
-            rows.append(_ps_context(c, row, paused))
-        else:
-            rows.append(row)
-    if fmt and fmt.strip() != "table":
-        print_items(fmt, rows, PS_HEADERS)
+        cells.append(row if table else _ps_context(c, row, paused))
+    if not table:
+        print_items(fmt, cells, PS_HEADERS)
         return
-    click.echo(plain_table(rows, headers))
+    click.echo(plain_table(cells, headers))
 
 
 #: the header each field of `ps --format 'table ...'` gets (the docker CLI's)

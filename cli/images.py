@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+from datetime import datetime, timezone
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -13,11 +14,14 @@ import click
 from pydock.cli.formatting import format_option, go_time, print_items
 from pydock.graph.tags import parse_reference, split_reference, validate_tag
 from pydock.utils.errors import InvalidArgument, NotFound, PydockError
-from pydock.utils.humanize import ago, human_size
+from pydock.utils.epoch import epoch_us
+from pydock.utils.humanize import ago, ago_us, human_size
 from pydock.utils.table import plain_table
 
 if TYPE_CHECKING:
-    from pydock.graph.image import Image
+    from pydock.graph.image import Image, ImageRow
+
+    Listed = Image | ImageRow  # an image as `images` lists it: a row, or the whole image when filtering
     from pydock.graph.lookup import ImageStore
 
 #: imports bigger than this show a progress bar when stderr is a terminal.
@@ -104,7 +108,7 @@ def import_(ctx: click.Context, changes: tuple[str, ...], source: str, reference
     click.echo(image.id)
 
 
-def _virtual_sizes(images: dict[str, Image]) -> dict[str, int]:
+def _virtual_sizes(images: dict[str, Listed]) -> dict[str, int]:
     """id -> size of the image plus its ancestors, memoised over one listing."""
     out: dict[str, int] = {}
 
@@ -146,14 +150,15 @@ def images(ctx: click.Context, all_: bool, quiet: bool, digests: bool, tree: boo
     if tree and viz:
         raise InvalidArgument("--tree and --viz are mutually exclusive")
     store = image_store(ctx)
-    listing = {img.id: img for img in store.graph.list()}
+    # rows (no configs decoded) unless a filter reads an image's config
+    listing = {img.id: img for img in (store.graph.list() if filters else store.graph.rows())}
     vsizes = _virtual_sizes(listing)
     if tree or viz:
         by_image = store.tags.by_image()
         click.echo(_viz(listing, by_image) if viz else _tree(listing, by_image, vsizes, no_trunc), nl=False)
         return
     parents = {img.parent for img in listing.values() if img.parent}
-    rows: list[tuple[Image, str, str]] = []
+    rows: list[tuple[Listed, str, str]] = []
     shown: set[str] = set()
     for repo, tags in sorted(store.tags.repositories().items()):
         if name is not None and not fnmatchcase(repo, name):
@@ -181,27 +186,32 @@ def images(ctx: click.Context, all_: bool, quiet: bool, digests: bool, tree: boo
                 click.echo(show_id(img.id))
         return
 
-    def digest_of(img: Image, repo: str) -> str:
+    def digest_of(img: Listed, repo: str) -> str:
         for rd in store.repo_digests(img.id):
             if rd.rpartition("@")[0] == repo:
                 return rd.rpartition("@")[2]
         return "<none>"
 
+    now_us = epoch_us(datetime.now(timezone.utc))  # one now for every row, as ps
+
+    def since(img: Listed) -> str:
+        return ago_us(epoch_us(img.created), now_us)
+
     if fmt and fmt.strip() != "table":
         print_items(fmt, ({"ID": show_id(img.id), "Repository": repo, "Tag": tag,
                            "Digest": digest_of(img, repo) if ".Digest" in fmt else "",
-                           "CreatedSince": ago(img.created), "CreatedAt": go_time(img.created),
+                           "CreatedSince": since(img), "CreatedAt": go_time(img.created),
                            "Size": human_size(vsizes.get(img.id, img.size)),
                            "VirtualSize": human_size(vsizes.get(img.id, img.size)),
                            "SharedSize": "N/A", "UniqueSize": "N/A", "Containers": "N/A"}
                           for img, repo, tag in rows), IMAGES_HEADERS)
         return
     if digests:
-        table = [[repo, tag, digest_of(img, repo), show_id(img.id), ago(img.created),
+        table = [[repo, tag, digest_of(img, repo), show_id(img.id), since(img),
                   human_size(vsizes.get(img.id, img.size))] for img, repo, tag in rows]
         click.echo(plain_table(table, ["REPOSITORY", "TAG", "DIGEST", "IMAGE ID", "CREATED", "VIRTUAL SIZE"]))
         return
-    table = [[repo, tag, show_id(img.id), ago(img.created), human_size(vsizes.get(img.id, img.size))]
+    table = [[repo, tag, show_id(img.id), since(img), human_size(vsizes.get(img.id, img.size))]
              for img, repo, tag in rows]
     click.echo(plain_table(table, ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "VIRTUAL SIZE"]))
 
@@ -230,14 +240,14 @@ IMAGES_HEADERS = {"ID": "IMAGE ID", "Repository": "REPOSITORY", "Tag": "TAG", "D
                   "SharedSize": "SHARED SIZE", "UniqueSize": "UNIQUE SIZE", "Containers": "CONTAINERS"}
 
 
-def _tree(listing: dict[str, Image], by_image: dict[str, list[str]], vsizes: dict[str, int], no_trunc: bool) -> str:
+def _tree(listing: dict[str, Listed], by_image: dict[str, list[str]], vsizes: dict[str, int], no_trunc: bool) -> str:
     """Docker 0.7's `images --tree`: every layer under its parent, `└─`/`├─` branches."""
-    children: dict[str | None, list[Image]] = {}
+    children: dict[str | None, list[Listed]] = {}
     for img in sorted(listing.values(), key=lambda i: (i.created, i.id)):
         parent = img.parent if img.parent in listing else None
         children.setdefault(parent, []).append(img)
     out: list[str] = []
-    stack: list[tuple[Image, str, bool]] = [(img, "", i == len(children.get(None, [])) - 1)
+    stack: list[tuple[Listed, str, bool]] = [(img, "", i == len(children.get(None, [])) - 1)
                                             for i, img in enumerate(children.get(None, []))][::-1]
     while stack:
         img, indent, last = stack.pop()
@@ -252,7 +262,7 @@ def _tree(listing: dict[str, Image], by_image: dict[str, list[str]], vsizes: dic
     return "".join(line + "\n" for line in out)
 
 
-def _viz(listing: dict[str, Image], by_image: dict[str, list[str]]) -> str:
+def _viz(listing: dict[str, Listed], by_image: dict[str, list[str]]) -> str:
     """Docker 0.7's `images --viz`: the layer graph in Graphviz dot, tagged images as boxes."""
     lines = ["digraph docker {"]
     for img in sorted(listing.values(), key=lambda i: (i.created, i.id)):

@@ -97,7 +97,7 @@ class OverlayDeviceSet(DirectoryDeviceSet[str]):
             return BASE_LAYER
         dirstore.validate_hash(hash)
         try:
-            target = os.readlink(self._devices / hash)
+            target = os.readlink(f"{self._devices}/{hash}")  # not Path's `/`: listings ask for every image
         except FileNotFoundError:
             return None
         except OSError as err:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -19,12 +20,13 @@ from typing import Any, BinaryIO
 from pydock.devmapper.driver import Driver
 from pydock.utils.fileutil import atomic_write, flocked, fsync_dir, write_new
 from pydock.graph.digest import HashingReader, chain_id, check_digest
-from pydock.graph.image import Image, utcnow
+from pydock.graph.image import Image, ImageRow, decode_json, utcnow
 from pydock.graph.layerinfo import LAYER_FILE, SPLIT_FILE, LayerInfo
 from pydock.graph.scratch import clean_stale, scratch_dir
 from pydock.utils.errors import Conflict, NotFound, PydockError, StorageError
 from pydock.utils.ids import generate_id, is_valid_id, resolve_prefix, truncate_id, validate_id
 from pydock.utils.paths import RootLayout
+from pydock.utils.statindex import StatIndex
 
 log = logging.getLogger(__package__)
 
@@ -33,6 +35,13 @@ MAX_IMAGE_DEPTH = 127
 
 #: marker in a scratch dir naming the device a register/delete in progress owns.
 _DEVICE_MARKER = "device"
+
+
+class GraphIndex(StatIndex):
+    """`graph.index` (Graph.rows): each image's row, kept while its json and layersize are unchanged."""
+
+    def __init__(self, layout: RootLayout) -> None:
+        super().__init__(layout.graph_index, layout.graph, b"pydock-graph-index 1", ("json", "layersize"))
 
 
 class Graph:
@@ -67,20 +76,31 @@ class Graph:
                 and self.driver.exists(image_id))
 
     def _load(self, image_id: str) -> Image:
-        d = self.root / image_id
+        return self._read(image_id)[0]
+
+    def _read(self, image_id: str) -> tuple[Image, tuple[os.stat_result, os.stat_result | None], bool]:
+        """The image `image_id` (NotFound without its json), the stats of the json and layersize read
+        (None: no layersize), and whether the json gives its creation time (else "now": never kept)."""
+        d = f"{self.root}/{image_id}"  # not Path's `/`: listings read many
         try:
-            raw = (d / "json").read_bytes()
+            with open(f"{d}/json", "rb") as f:
+                st = os.fstat(f.fileno())
+                raw = f.read()
         except FileNotFoundError:
             raise NotFound(f"No such image: {image_id}") from None
         size: int | None
+        size_st: os.stat_result | None = None
         try:
-            size = int((d / "layersize").read_text().strip())
+            with open(f"{d}/layersize", "rb") as f:
+                size_st = os.fstat(f.fileno())
+                size = int(f.read().strip())
         except (FileNotFoundError, ValueError):
             size = None
-        img = Image.from_json(raw, size=size)
+        data = decode_json(raw)
+        img = Image.from_dict(data, size=size)
         if img.id != image_id:
             raise StorageError(f"Image json in {d} names {img.id}, not {image_id}")
-        return img
+        return img, (st, size_st), bool(data.get("created"))
 
     def get(self, ref: str) -> Image:
         """The image with full id `ref` or the unique id prefix `ref`; NotFound otherwise."""
@@ -106,6 +126,33 @@ class Graph:
                 continue
             if self.driver.exists(image_id):
                 out.append(image)
+        return sorted(out, key=lambda i: (i.created, i.id))
+
+    def rows(self) -> list[ImageRow]:
+        """What `list` gives, as rows (id, parent, created, size), from the graph index (utils/statindex.py)
+        while each image's json and layersize are the files an entry was read from: no json decoded."""
+        index = GraphIndex(self.layout)
+        out = []
+        try:
+            try:
+                names = index.names(is_valid_id)
+            except FileNotFoundError:
+                return []
+            for image_id in names:
+                values = index.kept(image_id)
+                if values is None:
+                    started = time.time_ns()
+                    try:
+                        image, stats, dated = self._read(image_id)
+                    except NotFound:  # deleted meanwhile by another process, or never published
+                        index.keep(image_id, (), None, started)
+                        continue
+                    values = ImageRow.of(image).values()
+                    index.keep(image_id, stats, values if dated else None, started)
+                if self.driver.exists(image_id):
+                    out.append(ImageRow.from_values(values))
+        finally:
+            index.save()
         return sorted(out, key=lambda i: (i.created, i.id))
 
     def children(self, image_id: str) -> list[Image]:

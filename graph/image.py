@@ -6,8 +6,9 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
+from pydock.utils.epoch import epoch_us, from_epoch_us
 from pydock.utils.errors import StorageError
 from pydock.utils.ids import is_valid_id
 from pydock.utils.version import VERSION
@@ -147,10 +148,38 @@ class Image:
 
     @classmethod
     def from_json(cls, text: str | bytes, size: int | None = None) -> Image:
-        try:
-            data = json.loads(text)
-        except ValueError as err:
-            raise StorageError(f"Invalid image json: {err}") from None
-        if not isinstance(data, dict):
-            raise StorageError("Invalid image json: not an object")
-        return cls.from_dict(data, size=size)
+        return cls.from_dict(decode_json(text), size=size)
+
+
+def decode_json(text: str | bytes) -> dict[str, Any]:
+    """An image json's object (StorageError if it is not one)."""
+    try:
+        data = json.loads(text)
+    except ValueError as err:
+        raise StorageError(f"Invalid image json: {err}") from None
+    if not isinstance(data, dict):
+        raise StorageError("Invalid image json: not an object")
+    return data
+
+
+class ImageRow(NamedTuple):
+    """An image as `images` lists it (Graph.rows): what its rows, tree and sizes read of an Image,
+    kept in the graph index without the configs."""
+
+    id: str
+    parent: str | None
+    created: datetime
+    size: int
+
+    @classmethod
+    def of(cls, image: Image) -> ImageRow:
+        return cls(image.id, image.parent, image.created, image.size)
+
+    def values(self) -> tuple[str, str | None, int, int]:
+        """What the graph index keeps of it (`from_values` is the inverse)."""
+        return self.id, self.parent, epoch_us(self.created), self.size
+
+    @classmethod
+    def from_values(cls, values: tuple[str, str | None, int, int]) -> ImageRow:
+        image_id, parent, created, size = values
+        return cls(image_id, parent, from_epoch_us(created), size)

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from pydock.links import namescopy
 from pydock.utils.errors import Conflict, InvalidArgument, NotFound
 
 ROOT_ID = "0"
@@ -33,10 +34,12 @@ _SCHEMA = (
     " name TEXT NOT NULL)",
     "CREATE UNIQUE INDEX IF NOT EXISTS name_parent_ix ON edge (parent_id, name)",
     "CREATE INDEX IF NOT EXISTS entity_ix ON edge (entity_id)",
+    *namescopy.SCHEMA,
 )
 #: PRAGMA user_version once _SCHEMA and the root entity are in place: a connection to such a database
-#: skips their write transaction (which took the write lock on every command)
-SCHEMA_VERSION = 1
+#: skips their write transaction (which took the write lock on every command). Raised with every change
+#: to _SCHEMA, so a database made before it gains the change (2: the edge log of namescopy.SCHEMA).
+SCHEMA_VERSION = 2
 
 
 def normalize_path(path: str) -> str:
@@ -57,6 +60,11 @@ def split_path(path: str) -> tuple[str, str]:
 
 def _components(path: str) -> list[str]:
     return [p for p in normalize_path(path).split("/") if p]
+
+
+def _path_order(path: str) -> tuple[int, str]:
+    """How an entity's paths are sorted: primary `/x` before links `/p/x`, then by name."""
+    return path.count("/"), path
 
 
 def _short(entity_id: str) -> str:
@@ -347,10 +355,15 @@ class GraphDB:
 
     def names_by_id(self) -> dict[str, list[str]]:
         """id -> all its paths (sorted as in ref_paths): the paths `list()` gives, for listings such as
-        `ps` NAMES. One read of the edges (unordered: each id's paths are sorted here), then a walk that
-        only descends into entities having links (a general walk of 2000 names was ps's main name cost)."""
+        `ps` NAMES. From the copy kept in `<db>.names` (namescopy.py) while it follows from the logged
+        changes; else one read of the edges (unordered: each id's paths are sorted here), then a walk
+        that only descends into entities having links (a general walk of 2000 names was ps's main name
+        cost), and the copy rewritten."""
         edges: dict[str, list[tuple[str, str]]] = {}
         with self._tx(write=False) as conn:
+            kept, last = namescopy.read(self.path, conn, ROOT_ID, _path_order)
+            if kept is not None:
+                return kept
             for entity_id, parent_id, name in conn.execute(
                     "SELECT entity_id, parent_id, name FROM edge WHERE parent_id IS NOT NULL"):
                 edges.setdefault(parent_id, []).append((name, entity_id))
@@ -367,7 +380,8 @@ class GraphDB:
                     stack.append((child, path, (*chain, child)))
         for paths in out.values():
             if len(paths) > 1:
-                paths.sort(key=lambda p: (p.count("/"), p))
+                paths.sort(key=_path_order)
+        namescopy.write(self.path, last, out)
         return out
 
     def entities(self) -> list[str]:

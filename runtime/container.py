@@ -75,6 +75,13 @@ def read_config(directory: Path) -> tuple[dict[str, Any], os.stat_result]:
     return data, st
 
 
+def network_settings(data: dict[str, Any]) -> dict[str, Any] | None:
+    """A config.json's NetworkSettings while the container has an address (None otherwise: not networked,
+    or stopped and released)."""
+    net = data.get("NetworkSettings") or None
+    return net if net and net.get("IPAddress") else None
+
+
 @dataclass
 class Container:
     """One container: what it runs (Docker's Config), how (HostConfig), where (dir), and its State."""
@@ -205,14 +212,11 @@ class Container:
     def from_json(cls, directory: Path, data: dict[str, Any], config_json: bytes | None = None) -> Container:
         """The container whose config.json holds `data` (KeyError without an ID). `config_json`: the
         Config block as JSON, decoded on first use instead of `data["Config"]` (listindex.py)."""
-        net = data.get("NetworkSettings") or None
-        if net and not net.get("IPAddress"):
-            net = None
         c = cls(id=data["ID"], dir=directory, image=data.get("Image", ""), path=data.get("Path", ""),
                 args=list(data.get("Args") or []), config=None if config_json else data.get("Config") or {},
                 hostconfig=None, created=parse_time(data.get("Created")) or utcnow(),
                 state=State.from_json(data.get("State")), name=data.get("Name", ""), driver=data.get("Driver", ""),
-                network=net, volumes=dict(data.get("Volumes") or {}), volumes_rw=dict(data.get("VolumesRW") or {}))
+                network=network_settings(data), volumes=dict(data.get("Volumes") or {}), volumes_rw=dict(data.get("VolumesRW") or {}))
         if config_json:
             c.__dict__["_config_json"] = config_json
         return c

@@ -21,8 +21,9 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
+from operator import attrgetter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
+from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple, TypeVar
 
 from pydock.devmapper.driver import Driver
 from pydock.devmapper.drivers import open_driver
@@ -40,9 +41,12 @@ if TYPE_CHECKING:
     from pydock.runtime.attach import AttachSession, Hello
     from pydock.runtime.jsonlog import LogReader, LogRecord
     from pydock.runtime.exec import ExecConfig
+    from pydock.runtime.rows import ContainerRow
     from pydock.runtime.stats import Sample
 
 log = logging.getLogger(__package__)
+
+T = TypeVar("T")
 
 DEFAULT_STOP_TIMEOUT = 10
 #: what `wait` can wait for (Docker's `wait --condition`).
@@ -199,16 +203,7 @@ class Runtime:
         """Containers, newest first (only running ones unless `all`); dead monitors are repaired on the way."""
         from pydock.runtime.listindex import ListingIndex  # lazy: only listings read the index; run stays lean
 
-        index = ListingIndex(self.layout.containers_index, self.layout.containers)
-        found = []
-        for cid in self.container_ids():
-            try:
-                found.append(index.load(cid))
-            except (NotFound, KeyError):
-                from pydock.runtime import reconcile  # lazy: crash repair, rarely needed; see refresh
-
-                reconcile.sweep_incomplete(self, cid)  # being created/removed now, or left half-made by a crash
-        index.save()  # before any repair below changes a container the index shares values with
+        found = self._listed(ListingIndex(self.layout.containers_index, self.layout.containers), ListingIndex.load)
         out = []
         for c in found:
             if c.state.running:  # only a container recorded running can need a repair
@@ -220,7 +215,48 @@ class Runtime:
         out.sort(key=lambda c: c.created, reverse=True)
         return out
 
-    def names_of(self, c: Container) -> list[str]:
+    def container_rows(self, all: bool = False) -> list[ContainerRow]:
+        """What `containers` lists, as listing rows (rows.py: from their own index, without a Container
+        each); a row whose status is live carries its container, loaded and repaired as `containers` does."""
+        from pydock.runtime.listindex import RowIndex  # lazy: see containers
+        from pydock.runtime.rows import row_of  # lazy: see containers
+
+        out = []
+        for row in self._listed(RowIndex(self.layout.container_rows_index, self.layout.containers), RowIndex.row):
+            if row.status:
+                if all:  # a settled status is never a running container's
+                    out.append(row)
+                continue
+            try:  # running or restarting: its status (and a dead monitor) needs the container
+                c = self.refresh(self.load(row.id))
+            except (NotFound, KeyError):
+                continue  # removed meanwhile
+            if c.dir.exists() and (all or c.state.running):  # gone: a --rm container whose dead monitor was just repaired
+                out.append(row_of(c))
+        out.sort(key=attrgetter("created_us"), reverse=True)
+        return out
+
+    def _listed(self, index: Any, read: Callable[[Any, str], T]) -> list[T]:
+        """`read(index, id)` of every container through a listing index (listindex.py), which is then
+        saved; a container being created or removed, or left half-made by a crash, is swept instead."""
+        found = []
+        try:
+            try:
+                names = index.ids()
+            except FileNotFoundError:
+                names = []
+            for cid in names:
+                try:
+                    found.append(read(index, cid))
+                except (NotFound, KeyError):
+                    from pydock.runtime import reconcile  # lazy: crash repair, rarely needed; see refresh
+
+                    reconcile.sweep_incomplete(self, cid)  # being created/removed now, or left half-made by a crash
+        finally:
+            index.save()  # before any repair below changes a container the index shares values with
+        return found
+
+    def names_of(self, c: Container | ContainerRow) -> list[str]:
         """Every name path pointing at the container (`/web`, `/app/db`)."""
         try:
             return sorted(self.names.ref_paths(c.id), key=lambda p: (p.count("/"), p))

@@ -3,6 +3,7 @@ one implementation for the CLI tables and the Engine API's container status."""
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timezone
 
 _UNITS = ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB")
@@ -52,3 +53,14 @@ def ago(when: datetime, now: datetime | None = None) -> str:
         when = when.replace(tzinfo=timezone.utc)
     now = now or datetime.now(timezone.utc)
     return f"{human_duration(max(0.0, (now - when).total_seconds()))} ago"
+
+
+def ago_us(when_us: int, now_us: int) -> str:
+    """`ago` of two times in microseconds since the epoch (listings keep them so): the same words, as
+    human_duration only reads whole seconds, and rows made in the same second share them."""
+    return _ago_seconds(max(0, now_us - when_us) // 10**6)
+
+
+@functools.lru_cache(maxsize=1024)
+def _ago_seconds(seconds: int) -> str:
+    return f"{human_duration(seconds)} ago"

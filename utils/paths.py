@@ -26,6 +26,11 @@ class RootLayout:
         return self.root / "graph"
 
     @property
+    def graph_index(self) -> Path:
+        """The graph index (graph.py `rows`): a cache of what `images` lists of every image."""
+        return self.root / "graph.index"
+
+    @property
     def graph_tmp(self) -> Path:
         return self.graph / "_tmp"
 
@@ -41,6 +46,11 @@ class RootLayout:
     def containers_index(self) -> Path:
         """The listing index (runtime/listindex.py): a cache of what `ps` needs of every container."""
         return self.root / "containers.index"
+
+    @property
+    def container_rows_index(self) -> Path:
+        """The rows index (runtime/listindex.py): a cache of the listing row (`ps`) of every container."""
+        return self.root / "containers.rows"
 
     def container(self, container_id: str) -> Path:
         return self.containers / container_id

@@ -16,16 +16,18 @@ def plain_table(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> str:
     Cells are stripped like tabulate's; a cell with a line break or non-ASCII text (whose width needs
     tabulate's multi-line and wide-character rules) makes the whole table go through tabulate."""
     cells = [[str(c).strip() for c in row] for row in rows]
-    if any(not c.isascii() or "\n" in c or "\r" in c for row in cells for c in row) or \
+    text = "\0".join(["\0".join(row) for row in cells])  # every cell, checked in one pass each
+    if not text.isascii() or "\n" in text or "\r" in text or \
             any(not h.isascii() or "\n" in h for h in headers):
         from tabulate import tabulate  # lazy: only for tables with multi-line or wide cells
 
         return tabulate(rows, headers=list(headers), tablefmt="plain", disable_numparse=True)
     widths = [len(h) + _HEADER_PAD for h in headers]
-    for row in cells:
-        for i, c in enumerate(row):
-            if len(c) > widths[i]:
-                widths[i] = len(c)
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
-    lines.extend("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells)
+    if any(len(row) != len(widths) for row in cells):  # a short row: its missing cells are empty
+        cells = [row + [""] * (len(widths) - len(row)) for row in cells]
+    for i, column in enumerate(zip(*cells)):
+        widths[i] = max(widths[i], *map(len, column))
+    line = "  ".join(f"%-{w}s" for w in widths)  # each cell left-aligned in its width, as str.ljust
+    lines = [(line % tuple(headers)).rstrip()]
+    lines.extend([(line % tuple(row)).rstrip() for row in cells])
     return "\n".join(lines)

@@ -341,3 +341,85 @@ def test_a_reader_opens_while_another_process_holds_the_write_lock(tmp_path: Pat
     finally:
         writer.execute("ROLLBACK")
         writer.close()
+
+
+def test_names_by_id_copy_follows_every_change_to_the_edges(db: GraphDB, tmp_path: Path) -> None:
+    db.set("/a", A)
+    db.set("/b", B)
+    assert db.names_by_id() == {A: ["/a"], B: ["/b"]}
+    assert (tmp_path / "linkgraph.db.names").exists()  # kept for the next listing
+    assert db.names_by_id() == {A: ["/a"], B: ["/b"]}  # from the copy
+    db.set("/b/x", A)
+    assert db.names_by_id() == {A: ["/a", "/b/x"], B: ["/b"]}
+    db.rename("/b", "/c")
+    assert db.names_by_id() == {A: ["/a", "/c/x"], B: ["/c"]}
+    db.delete("/c/x")
+    assert db.names_by_id() == {A: ["/a"], B: ["/c"]}
+    # another program, not knowing of the copy, changing the file: the copy is not believed either
+    conn = sqlite3.connect(tmp_path / "linkgraph.db")
+    with conn:
+        conn.execute("UPDATE edge SET name = 'z' WHERE name = 'a'")
+    conn.close()
+    assert db.names_by_id() == {A: ["/z"], B: ["/c"]}
+
+
+def test_a_names_copy_of_another_version_or_damaged_is_not_believed(db: GraphDB, tmp_path: Path) -> None:
+    db.set("/a", A)
+    db.names_by_id()
+    copy = tmp_path / "linkgraph.db.names"
+    good = copy.read_bytes()
+    db.set("/b", B)
+    copy.write_bytes(good)  # written late by a listing that began before /b was set
+    assert db.names_by_id() == {A: ["/a"], B: ["/b"]}
+    for damaged in (good[: len(good) // 2], good[:-1] + bytes([good[-1] ^ 1]), b"", os.urandom(64)):
+        copy.write_bytes(damaged)
+        assert db.names_by_id() == {A: ["/a"], B: ["/b"]}
+
+
+@pytest.mark.parametrize("user_version", [0, 1])  # before schema versions; the version before the edge log
+def test_a_database_made_before_the_copy_gains_its_version(tmp_path: Path, user_version: int) -> None:
+    path = tmp_path / "linkgraph.db"
+    g = GraphDB(path)
+    g.set("/a", A)
+    g.close()
+    conn = sqlite3.connect(path)  # as an older pydock left it: no version table or triggers
+    with conn:
+        for name, kind in conn.execute("SELECT name, type FROM sqlite_master WHERE name LIKE 'edge_log%'").fetchall():
+            conn.execute(f"DROP {kind} {name}")
+        conn.execute(f"PRAGMA user_version = {user_version}")
+    conn.close()
+    g = GraphDB(path)
+    assert g.names_by_id() == {A: ["/a"]}
+    g.set("/b", B)
+    assert g.names_by_id() == {A: ["/a"], B: ["/b"]}
+    g.close()
+
+
+def test_names_copy_is_patched_with_primary_names_and_walked_again_otherwise(db: GraphDB, tmp_path: Path) -> None:
+    db.set("/a", A)
+    db.set("/a/x", B)
+    db.names_by_id()
+    copy = tmp_path / "linkgraph.db.names"
+    written = copy.stat().st_mtime_ns
+    db.set("/c", C)  # a container created: its primary name alone
+    db.set("/b", B)
+    db.delete("/c")  # and removed
+    assert db.names_by_id() == {A: ["/a"], B: ["/b", "/a/x"]}
+    assert copy.stat().st_mtime_ns == written  # patched from the log, not walked again
+    db.set("/c", C)
+    db.set("/c/y", A)  # a link: paths below C change
+    assert db.names_by_id() == {A: ["/a", "/c/y"], B: ["/b", "/a/x", "/c/y/x"], C: ["/c"]}
+    db.delete("/a")  # a primary name with links below it: their paths go too
+    assert db.names_by_id() == {A: ["/c/y"], B: ["/b", "/c/y/x"], C: ["/c"]}
+
+
+def test_a_names_copy_older_than_the_log_is_walked_again(db: GraphDB) -> None:
+    from pydock.links.namescopy import LOG_KEPT
+
+    db.set("/a", A)
+    db.names_by_id()
+    for i in range(LOG_KEPT // 2 + 1):  # two changes each
+        db.set(f"/t{i}", B)
+        db.delete(f"/t{i}")
+    db.set("/b", B)
+    assert db.names_by_id() == {A: ["/a"], B: ["/b"]}
