@@ -43,18 +43,27 @@ class Cli:
         kw.setdefault("timeout", 120)
         return subprocess.run(self.argv(*args), env={**self.env, **(env or {})}, **kw)
 
-    def servers(self) -> list[int]:
-        """Pids of the command servers started for this test's interpreter (its PYTHONPATH is theirs)."""
-        found = []
+    def named(self) -> dict[int, int]:
+        """{pid: parent} of this test interpreter's processes named `pydock-cli` (its PYTHONPATH is
+        theirs): what `pkill -x pydock-cli` signals. A worker or spare is among them for its first
+        moments after the fork."""
+        named: dict[int, int] = {}
         for pid in filter(str.isdigit, os.listdir("/proc")):
             try:
                 cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-                comm = Path(f"/proc/{pid}/comm").read_text().strip()
+                stat = Path(f"/proc/{pid}/stat").read_bytes()
             except OSError:
                 continue
-            if comm == "pydock-cli" and str(self.key_dir).encode() in cmdline:
-                found.append(int(pid))
-        return found
+            comm, _, rest = stat.partition(b" (")[2].rpartition(b") ")
+            if comm == b"pydock-cli" and str(self.key_dir).encode() in cmdline:
+                named[int(pid)] = int(rest.split()[1])
+        return named
+
+    def servers(self) -> list[int]:
+        """Pids of the command servers started for this test's interpreter (not a fresh worker or spare
+        of one, which still has its name)."""
+        named = self.named()
+        return [pid for pid, parent in named.items() if parent not in named]
 
     def server(self) -> int:
         """The server's pid, once the first command has started it and it listens."""
@@ -413,6 +422,7 @@ def test_a_server_killed_mid_command_still_lets_the_client_have_its_status(cli):
     no status (and its spare worker goes with it)."""
     server = warm(cli)
     spare = spare_of(server)
+    socket_path = socket_of(server)
     proc = subprocess.Popen(cli.argv("run", "--rm", "busybox", "sh", "-c", "echo started; sleep 2; exit 5"),
                             env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
@@ -423,6 +433,10 @@ def test_a_server_killed_mid_command_still_lets_the_client_have_its_status(cli):
     finally:
         if proc.poll() is None:
             proc.kill()
+        # a server killed outright leaves its socket and lock file (the next server of its key replaces
+        # them; this key has none)
+        socket_path.unlink(missing_ok=True)
+        Path(f"{socket_path}.lock").unlink(missing_ok=True)
     deadline = time.monotonic() + WAIT
     while Path(f"/proc/{spare}").exists() and b"Z" not in Path(f"/proc/{spare}/stat").read_bytes().split()[2]:
         assert time.monotonic() < deadline, "the spare worker outlived its server"
@@ -438,7 +452,7 @@ def test_servers_stopped_while_commands_come_and_go_lose_none_of_them(cli):
         for round_ in range(12):
             batch = [pool.submit(cli.run, "ps", "-a", "-q") for _ in range(6)]
             time.sleep(0.005 * (round_ % 6))
-            for pid in cli.servers():  # by name: the servers alone, as pkill -x pydock-cli
+            for pid in cli.named():  # as pkill -x pydock-cli: servers, and a worker or spare just forked
                 try:
                     os.kill(pid, signal.SIGTERM)
                 except ProcessLookupError:
