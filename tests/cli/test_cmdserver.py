@@ -393,14 +393,23 @@ def test_the_spare_worker_runs_the_next_command_and_a_dead_one_is_replaced(cli):
     assert spare_of(server) != spare
 
 
+def _a_run_exiting_5_in_2_seconds(cli: Cli) -> subprocess.Popen:
+    """A `run --rm` through the server, once its container has started."""
+    proc = subprocess.Popen(cli.argv("run", "--rm", "busybox", "sh", "-c", "echo started; sleep 2; exit 5"),
+                            env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if proc.stdout.readline() != b"started\n":
+        proc.kill()
+        proc.wait()
+        pytest.fail(f"the run did not start: {proc.stderr.read()!r}")
+    return proc
+
+
 @pytest.mark.lxc
 def test_a_server_stopped_mid_command_lets_it_finish_and_answer(cli):
     server = warm(cli)
     socket_path = socket_of(server)
-    proc = subprocess.Popen(cli.argv("run", "--rm", "busybox", "sh", "-c", "echo started; sleep 2; exit 5"),
-                            env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = _a_run_exiting_5_in_2_seconds(cli)
     try:
-        assert proc.stdout.readline() == b"started\n"
         os.kill(server, signal.SIGTERM)
         deadline = time.monotonic() + WAIT
         while socket_path.exists():  # it takes no more commands at once
@@ -423,10 +432,8 @@ def test_a_server_killed_mid_command_still_lets_the_client_have_its_status(cli):
     server = warm(cli)
     spare = spare_of(server)
     socket_path = socket_of(server)
-    proc = subprocess.Popen(cli.argv("run", "--rm", "busybox", "sh", "-c", "echo started; sleep 2; exit 5"),
-                            env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = _a_run_exiting_5_in_2_seconds(cli)
     try:
-        assert proc.stdout.readline() == b"started\n"
         os.kill(server, signal.SIGKILL)
         assert proc.wait(timeout=WAIT) == 5, proc.stderr.read()
         assert proc.stderr.read() == b""
