@@ -43,11 +43,11 @@ class Cli:
         kw.setdefault("timeout", 120)
         return subprocess.run(self.argv(*args), env={**self.env, **(env or {})}, **kw)
 
-    def named(self) -> dict[int, int]:
-        """{pid: parent} of this test interpreter's processes named `pydock-cli` (its PYTHONPATH is
-        theirs): what `pkill -x pydock-cli` signals. A worker or spare is among them for its first
-        moments after the fork."""
-        named: dict[int, int] = {}
+    def servers(self) -> list[int]:
+        """Pids of the command servers started for this test's interpreter (its PYTHONPATH is theirs): the
+        processes named `pydock-cli`, but for a worker or spare just forked, which has its server's name
+        for its first moments (its parent is one of them)."""
+        named: dict[int, int] = {}  # pid: parent
         for pid in filter(str.isdigit, os.listdir("/proc")):
             try:
                 cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
@@ -57,12 +57,6 @@ class Cli:
             comm, _, rest = stat.partition(b" (")[2].rpartition(b") ")
             if comm == b"pydock-cli" and str(self.key_dir).encode() in cmdline:
                 named[int(pid)] = int(rest.split()[1])
-        return named
-
-    def servers(self) -> list[int]:
-        """Pids of the command servers started for this test's interpreter (not a fresh worker or spare
-        of one, which still has its name)."""
-        named = self.named()
         return [pid for pid, parent in named.items() if parent not in named]
 
     def server(self) -> int:
@@ -451,15 +445,15 @@ def test_a_server_killed_mid_command_still_lets_the_client_have_its_status(cli):
 
 
 def test_servers_stopped_while_commands_come_and_go_lose_none_of_them(cli):
-    """`pkill -x pydock-cli` at any moment: each command still ends as it would in its client (through the
-    server, or in its client when the server had stopped listening), never killed in the server's place."""
+    """SIGTERM to the servers at any moment: each command still ends as it would in its client (through
+    the server, or in its client when the server had stopped listening)."""
     expected = cli.run("ps", "-a", "-q", env={"PYDOCK_CLI_SERVER": "0"})
     results = []
     with ThreadPoolExecutor(4) as pool:
         for round_ in range(12):
             batch = [pool.submit(cli.run, "ps", "-a", "-q") for _ in range(6)]
             time.sleep(0.005 * (round_ % 6))
-            for pid in cli.named():  # as pkill -x pydock-cli: servers, and a worker or spare just forked
+            for pid in cli.servers():
                 try:
                     os.kill(pid, signal.SIGTERM)
                 except ProcessLookupError:
@@ -467,6 +461,15 @@ def test_servers_stopped_while_commands_come_and_go_lose_none_of_them(cli):
             results += [f.result() for f in batch]
     assert [(r.returncode, r.stdout, r.stderr) for r in results] == \
         [(0, expected.stdout, b"")] * len(results)
+
+
+def test_a_sigterm_meant_for_the_server_does_not_kill_the_next_command(cli):
+    """A worker or spare goes by the server's name for its first moments after the fork, so `pkill -x
+    pydock-cli` can reach it; such a SIGTERM (held while it waits) is dropped when it takes its command."""
+    server = warm(cli)
+    os.kill(spare_of(server), signal.SIGTERM)
+    r = cli.run("ps", "-a", "-q")
+    assert (r.returncode, r.stderr) == (0, b"")
 
 
 def test_a_stopped_server_removes_its_socket_and_the_next_command_starts_one(cli):
