@@ -387,7 +387,7 @@ def _name_process(name: str = "pydock-cli") -> None:
     """`pydock-cli` (a spare worker: `pydock-spare`) in ps and top, so nobody takes the server for a hung
     command."""
     try:
-        import prctl  # lazy: only the server renames itself
+        import prctl  # lazy: only the server and its workers rename themselves
 
         prctl.set_name(name)
     except (ImportError, OSError):
@@ -399,14 +399,9 @@ def _look_like(pid: int) -> None:
     a server (`pkill -x pydock-cli` stops the servers alone), as before the server existed. Only the name:
     the command line stays the server's (rewriting argv needs its original block, which Python does not
     expose)."""
-    try:
-        import prctl  # lazy: preloaded by _name_process in the server
-
-        comm = _read(f"/proc/{pid}/comm").rstrip(b"\n")
-        if comm:
-            prctl.set_name(os.fsdecode(comm))
-    except (ImportError, OSError):
-        pass  # cosmetic, as _name_process
+    comm = _read(f"/proc/{pid}/comm").rstrip(b"\n")
+    if comm:
+        _name_process(os.fsdecode(comm))
 
 
 def _release(lock_path: str, lock_fd: int) -> None:
