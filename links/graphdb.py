@@ -351,7 +351,7 @@ class GraphDB:
                         found.append("/" + name + tail)
                     elif parent_id not in chain:  # a cycle: list() cuts it the same way
                         stack.append((parent_id, "/" + name + tail, chain | {parent_id}))
-        return sorted(found, key=lambda p: (p.count("/"), p))
+        return sorted(found, key=_path_order)
 
     def names_by_id(self) -> dict[str, list[str]]:
         """id -> all its paths (sorted as in ref_paths): the paths `list()` gives, for listings such as

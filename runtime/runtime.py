@@ -259,7 +259,7 @@ class Runtime:
     def names_of(self, c: Container | ContainerRow) -> list[str]:
         """Every name path pointing at the container (`/web`, `/app/db`)."""
         try:
-            return sorted(self.names.ref_paths(c.id), key=lambda p: (p.count("/"), p))
+            return self.names.ref_paths(c.id)  # sorted there: primary `/x` before links `/p/x`
         except PydockError as err:
             log.debug("names of %s unreadable (%s); showing its own", c.short_id, err)
             return [c.name] if c.name else []
