@@ -1,4 +1,5 @@
-"""utils.humanize: the listings' `ago` from microsecond times says what `ago` of the datetimes says."""
+"""utils.humanize: `ago`, from datetimes or the listings' microsecond times, says what go-units says of the
+duration between them."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import random
 from datetime import datetime, timedelta, timezone
 
 from pydock.utils.epoch import epoch_us, from_epoch_us
-from pydock.utils.humanize import ago, ago_us
+from pydock.utils.humanize import ago, ago_us, human_duration
 
 
 def test_ago_us_is_ago_at_every_boundary() -> None:
@@ -18,7 +19,8 @@ def test_ago_us_is_ago_at_every_boundary() -> None:
         if rng.random() < 0.5:
             us = us // unit * unit + rng.choice([-1, 0, 1, 499999, 500000, 999999])
         when = now - timedelta(microseconds=us)
-        assert ago_us(epoch_us(when), epoch_us(now)) == ago(when, now), us
+        expected = f"{human_duration(max(0.0, (now - when).total_seconds()))} ago"  # go-units on the timedelta
+        assert ago_us(epoch_us(when), epoch_us(now)) == ago(when, now) == expected, us
 
 
 def test_epoch_us_round_trips() -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import functools
 from datetime import datetime, timezone
 
+from pydock.utils.epoch import epoch_us
+
 _UNITS = ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB")
 
 
@@ -51,13 +53,12 @@ def ago(when: datetime, now: datetime | None = None) -> str:
     """`<human duration> ago` for an aware (or naive-UTC) timestamp."""
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
-    now = now or datetime.now(timezone.utc)
-    return f"{human_duration(max(0.0, (now - when).total_seconds()))} ago"
+    return ago_us(epoch_us(when), epoch_us(now or datetime.now(timezone.utc)))
 
 
 def ago_us(when_us: int, now_us: int) -> str:
-    """`ago` of two times in microseconds since the epoch (listings keep them so): the same words, as
-    human_duration only reads whole seconds, and rows made in the same second share them."""
+    """`ago` of two times in microseconds since the epoch (listings keep them so): human_duration of
+    the whole seconds between them (it reads no fraction), so rows made in the same second share them."""
     return _ago_seconds(max(0, now_us - when_us) // 10**6)
 
 
