@@ -299,9 +299,7 @@ def _ports(ports: dict[str, Any] | None) -> str:
 
 
 def _command(command_line: str, no_trunc: bool) -> str:
-    text = command_line
-    if not no_trunc:
-        text = text[:COMMAND_WIDTH]  # Docker 0.7's utils.Trunc: cut, no ellipsis
+    text = command_line if no_trunc else command_line[:COMMAND_WIDTH]  # Docker 0.7's utils.Trunc: cut, no ellipsis
     return f'"{text}"'
 
 
@@ -363,7 +361,6 @@ def ps(ctx: click.Context, all_: bool, quiet: bool, latest: bool, last: int | No
         every_name = None
     now_us = epoch_us(utcnow())
     settled: dict[tuple[str, int], str] = {}  # STATUS of rows that carry no container, by (status, exit code)
-    commands: dict[str, str] = {}
     for r in rows:
         c = r.container
         image = image_names.get(r.image)
@@ -374,9 +371,6 @@ def ps(ctx: click.Context, all_: bool, quiet: bool, latest: bool, last: int | No
                 log.debug("ps: image %s of %s: %s", r.image[:12], r.short_id, err)
                 image = r.image[:12]
             image_names[r.image] = image
-        command = commands.get(r.command_line)
-        if command is None:
-            command = commands[r.command_line] = _command(r.command_line, no_trunc)
         if c is None:
             paused = False
             status = settled.get((r.status, r.exit_code))
@@ -386,8 +380,8 @@ def ps(ctx: click.Context, all_: bool, quiet: bool, latest: bool, last: int | No
             paused = c.state.running and rt.paused(c)
             status = _status(r, paused)
         paths = every_name.get(r.id, ()) if every_name is not None else rt.names_of(r)
-        row = [r.id if no_trunc else r.id[:12], image, command, ago_us(r.created_us, now_us), status,
-               _ports(r.ports) if r.ports else "", ",".join([p[1:] for p in paths])]
+        row = [r.id if no_trunc else r.short_id, image, _command(r.command_line, no_trunc),
+               ago_us(r.created_us, now_us), status, _ports(r.ports), ",".join([p[1:] for p in paths])]
         if size or (fmt and ".Size" in fmt):
             row.append(_size(rt, c))
         cells.append(row if table else _ps_context(c, row, paused))
