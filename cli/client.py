@@ -54,11 +54,7 @@ def main(late_site: bool = False) -> int:
 def _exit(status: int) -> None:
     """End with the command's status at once: this process holds nothing to clean up, and the
     interpreter's own finalization (~1-2 ms) is pure cost on every command."""
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError, AttributeError):  # closed or missing stdio: nothing to flush
-            pass
+    cmdwire.flush_stdio()
     os._exit(status)
 
 

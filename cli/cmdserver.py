@@ -684,7 +684,7 @@ def _run_command(argv: list[bytes]) -> int:
             if code is not None and not isinstance(code, int):
                 print(code, file=sys.stderr)
         except KeyboardInterrupt:
-            _flush()
+            cmdwire.flush_stdio()
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGINT)  # as python does on an uncaught ^C
             status = 130
@@ -693,16 +693,8 @@ def _run_command(argv: list[bytes]) -> int:
             status = 1
         atexit._run_exitfuncs()
     finally:
-        _flush()
+        cmdwire.flush_stdio()
     return status & 0xFF if isinstance(status, int) else 1
-
-
-def _flush() -> None:
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass  # the reader is gone (a closed pipe): nothing left to deliver, as at interpreter exit
 
 
 if __name__ == "__main__":

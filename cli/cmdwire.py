@@ -64,6 +64,16 @@ def socket_path(own_namespaces: tuple[str, ...]) -> str:
     return f"{SOCKET_DIR}/cli-{digest:016x}.sock"
 
 
+def flush_stdio() -> None:
+    """Flush sys.stdout and sys.stderr before a command's end is told (os._exit skips it): what cannot be
+    delivered (a closed pipe, no stream at all) is dropped, as at interpreter exit."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+
+
 def header(length: int) -> bytes:
     return MAGIC + length.to_bytes(4, "big")
 
