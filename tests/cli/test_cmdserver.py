@@ -387,6 +387,22 @@ def test_the_spare_worker_runs_the_next_command_and_a_dead_one_is_replaced(cli):
     assert spare_of(server) != spare
 
 
+def _dirty_kib(pid: int) -> dict[str, int]:
+    """Shared_Dirty and Private_Dirty of a process (smaps_rollup), in KiB."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:])
+    return {k: int(fields[k].split()[0]) for k in ("Shared_Dirty", "Private_Dirty")}
+
+
+def test_the_spare_worker_copies_what_it_shares_with_the_server_while_it_waits(cli):
+    server = warm(cli)
+    spare = spare_of(server)
+    deadline = time.monotonic() + WAIT
+    while (shared := _dirty_kib(spare)["Shared_Dirty"]) > _dirty_kib(server)["Private_Dirty"] // 4:
+        assert time.monotonic() < deadline, f"the spare worker still shares {shared} KiB with its server"
+        time.sleep(0.05)
+    assert cli.run("ps", "-a", "-q").returncode == 0  # and it still runs the next command
+
+
 def _a_run_exiting_5_in_2_seconds(cli: Cli) -> subprocess.Popen:
     """A `run --rm` through the server, once its container has started."""
     proc = subprocess.Popen(cli.argv("run", "--rm", "busybox", "sh", "-c", "echo started; sleep 2; exit 5"),
