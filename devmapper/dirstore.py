@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from pydock.utils import afterwards
 from pydock.utils.mount import MNT_DETACH, MountEntry, mount, mountinfo, mounts_under, umount
 from pydock.utils.errors import Conflict, InvalidArgument, StorageError
 
@@ -72,6 +73,17 @@ def remove_tree(path: Path) -> None:
         shutil.rmtree(path)
     except OSError as err:
         raise StorageError(f"cannot delete {path}: {err.strerror or err}") from err
+
+
+def discard_tree(path: Path, trash: Path) -> None:
+    """remove_tree with only its commit now: the tree renamed into `trash` (so it is gone), deleted after
+    the command answers (utils/afterwards.py). Refused, as there, while anything is mounted inside it."""
+    if not os.path.lexists(path):
+        return
+    inside = mounts_under(path)
+    if inside:
+        raise Conflict(f"cannot delete {path}: {inside[0]} is mounted inside it")
+    afterwards.discard_tree(path, trash)
 
 
 def mount_holding(path: str | os.PathLike, entries: list[MountEntry]) -> MountEntry | None:

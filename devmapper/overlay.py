@@ -12,6 +12,8 @@ On-disk layout of the driver home (one place for every path):
                                 removing a device checks its own chain, not every layer of the root
     devices/<hash> -> ../layers/<lid>   the device table; creating/removing this symlink is the commit point
     pending/<lid>               a layer being made or removed; one left at open means a crash there
+    trash/<lid>.<random>        a removed layer, renamed here at once and deleted after the command's
+                                answer (dirstore.discard_tree); what a crash left, at the next open
     .children-indexed           every layer's children are recorded (written by the first full collection)
 
 The base device (hash "") is layer `base`, an empty directory. A read-write mount of device D is
@@ -38,7 +40,7 @@ from pydock.devmapper.deviceset import BASE_HASH
 from pydock.devmapper.dirdriver import DirectoryDeviceSet, MountMatcher
 from pydock.utils import mount as kmount
 from pydock.utils.mount import MountEntry
-from pydock.utils import fileutil
+from pydock.utils import afterwards, fileutil
 from pydock.utils.errors import Conflict, NotFound, StorageError
 
 log = logging.getLogger(__package__)
@@ -61,6 +63,7 @@ class OverlayDeviceSet(DirectoryDeviceSet[str]):
     name = "overlay"
     _layers: Path
     _empty: Path
+    _trash: Path
 
     def _prepare_home(self) -> None:
         self._layers = self.home / "layers"
@@ -72,6 +75,8 @@ class OverlayDeviceSet(DirectoryDeviceSet[str]):
             self._make_layer(BASE_LAYER, BASE_HASH, "", root_mode=(0o755, 0, 0), initialized=True)
         self._pending = self.home / "pending"
         self._pending.mkdir(exist_ok=True, mode=0o700)
+        self._trash = self.home / "trash"  # removed layers, until deleted after the answer (dirstore.discard_tree)
+        afterwards.later(lambda: afterwards.empty_trash(self._trash))  # what a crash left there
         # a full collection reads every layer's record: only when a crash may have left garbage (or
         # once, to index the children of a root made before they were recorded)
         if os.listdir(self._pending) or not (self.home / _INDEXED).exists():
@@ -165,7 +170,7 @@ class OverlayDeviceSet(DirectoryDeviceSet[str]):
                 return
             parent = (meta or {}).get("parent") or BASE_LAYER
             try:
-                dirstore.remove_tree(self._layer_dir(lid))
+                dirstore.discard_tree(self._layer_dir(lid), self._trash)
             except (Conflict, StorageError) as err:
                 log.warning("overlay: keeping unreferenced layer %s: %s", lid, err)
                 return

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from pydock.runtime import netattach
 from pydock.runtime.container import Container
+from pydock.utils import afterwards
 from pydock.utils.errors import PydockError
 
 if TYPE_CHECKING:
@@ -45,8 +46,8 @@ def destroy(rt: Runtime, c: Container, made: Sequence[str] = ("name", "init", "d
     for entry in made:
         if entry.startswith("volume:"):  # an anonymous volume this create made
             shutil.rmtree(entry.removeprefix("volume:"), ignore_errors=True)
-    shutil.rmtree(c.dir, ignore_errors=True)
-    shutil.rmtree(rt.layout.lxc / c.id, ignore_errors=True)
+    afterwards.discard_tree(c.dir, rt.layout.trash)  # gone from listings at once, deleted after the answer
+    afterwards.discard_tree(rt.layout.lxc / c.id, rt.layout.trash)
 
 
 def release_address(rt: Runtime, c: Container) -> None:

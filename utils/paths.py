@@ -80,6 +80,12 @@ class RootLayout:
         return self.root / "lxc"
 
     @property
+    def trash(self) -> Path:
+        """Trees already removed (renamed here at once), deleted after the command answers
+        (utils/afterwards.py); what a crash left is deleted by the next removal or `reconcile`."""
+        return self.root / "trash"
+
+    @property
     def init(self) -> Path:
         """Copies of the dockerinit helper, `init/dockerinit-<version>`."""
         return self.root / "init"

@@ -101,6 +101,17 @@ def test_reconcile_purges_names_of_vanished_containers(rt):
     rt.create("busybox", ["true"], name="vanishing")  # the name is usable again
 
 
+def test_reconcile_deletes_what_a_crash_left_in_the_trash(rt):
+    from pydock.utils import afterwards
+
+    c = rt.create("busybox", ["true"], name="trashed")
+    with afterwards.collecting():  # a removal answered, then a crash before the work after the answer
+        rt.remove(c)
+    assert not c.dir.exists() and os.listdir(rt.layout.trash)
+    rt.reconcile()
+    assert os.listdir(rt.layout.trash) == []
+
+
 @pytest.mark.parametrize("driver", ["overlay"])
 def test_cli_killed_mid_run_is_reconciled(cli, cli_root, driver):
     cmd = [sys.executable, "-m", "pydock.cli.main", "-g", str(cli_root), "-s", driver, "run", "--net", "none",

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from pydock.devmapper.deviceset import BASE_HASH, mounted
+from pydock.utils import afterwards
 from pydock.utils.mount import mountinfo
 from pydock.devmapper.overlay import MAX_DEPTH, OverlayDeviceSet
 from pydock.utils.errors import Conflict, StorageError
@@ -90,6 +91,21 @@ def test_a_crash_between_unnaming_a_device_and_deleting_its_layer_is_collected(h
     again = OverlayDeviceSet(home)
     assert again.list() == ["kept"]
     assert layer_count(home) == 2
+
+
+def test_a_removed_layer_is_gone_at_once_and_what_a_crash_left_in_the_trash_goes_at_the_next_open(home: Path) -> None:
+    ds = OverlayDeviceSet(home)
+    ds.add_device("gone", BASE_HASH)
+    lid = ds._lookup("gone")
+    with afterwards.collecting() as pending:  # as the command server's worker runs a command
+        ds.remove_device("gone")
+        assert not (home / "layers" / lid).exists()  # renamed into the trash: the answer need not wait
+        assert [n.split(".")[0] for n in os.listdir(home / "trash")] == [lid]
+    ds.shutdown()  # a crash before the work after the answer: the layer's files are still in the trash
+    assert os.listdir(home / "trash")
+    OverlayDeviceSet(home).shutdown()
+    assert os.listdir(home / "trash") == []
+    afterwards.run(pending)  # late, and finding nothing left: harmless
 
 
 def test_a_root_made_before_children_were_recorded_is_indexed_on_first_open(home: Path) -> None:
