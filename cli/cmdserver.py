@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pydock.cli import cmdwire
-from pydock.utils import prefault
+from pydock.utils import afterwards, prefault
 from pydock.utils.mount import mountinfo
 
 #: the modules of the everyday commands (run, create, start, stop, kill, wait, rm, exec, attach, ps,
@@ -52,6 +52,8 @@ PRELOAD = ("difflib", "pydock.cli.main", "pydock.cli.containers", "pydock.cli.in
 REQUEST_TIMEOUT = 5.0
 #: a worker's status when it could not take on its client's context (the client, told F, ran the command)
 SETUP_FAILED = 254
+#: what a worker tells the server on its channel just before its client gets the status
+ANSWERED = b"A"
 
 
 class RequestError(Exception):
@@ -94,6 +96,7 @@ class Running:
     conn: socket.socket
     pid: int
     pidfd: int
+    channel: socket.socket  # the server's end: the worker says ANSWERED on it before its client's status
 
 
 @dataclass
@@ -198,11 +201,14 @@ class Server:
         if spare is not None:
             self.selector.unregister(spare.pidfd)
             if _hand_over(spare.channel, conn, request):
-                self._track(conn, request, spare.pid, spare.pidfd)
+                self._track(conn, request, spare.pid, spare.pidfd, spare.channel)
                 return
             _kill(spare.pid, spare.pidfd)  # it died meanwhile: fork one as if there were none
-        pid = self._fork_worker(lambda: self._become_worker(conn, request))
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        pid = self._fork_worker(lambda: (ours.close(), self._become_worker(conn, request, theirs)))
+        theirs.close()
         if pid is None:  # EAGAIN, ENOMEM: the client runs the command itself
+            ours.close()
             for fd in request.fds:
                 os.close(fd)
             try:
@@ -211,7 +217,7 @@ class Server:
                 pass  # the client is gone
             conn.close()
             return
-        self._track(conn, request, pid, os.pidfd_open(pid))
+        self._track(conn, request, pid, os.pidfd_open(pid), ours)
 
     def _fork_worker(self, become: Callable[[], None]) -> int | None:
         """Fork (SIGTERM blocked: see loop); the child runs `become`, which ends in os._exit. The child's
@@ -228,13 +234,14 @@ class Server:
                 os._exit(SETUP_FAILED)
         return pid
 
-    def _track(self, conn: socket.socket, request: Request, pid: int, pidfd: int) -> None:
+    def _track(self, conn: socket.socket, request: Request, pid: int, pidfd: int, channel: socket.socket) -> None:
         """Watch the worker `pid` and its client until the one ends or the other goes."""
         for fd in request.fds:
             os.close(fd)
-        running = Running(conn, pid, pidfd)
+        running = Running(conn, pid, pidfd, channel)
         self.running[pidfd] = running
         conn.setblocking(True)
+        channel.setblocking(True)  # no timeout: _answered must only look, never wait
         self.selector.register(conn, selectors.EVENT_READ, running)
         self.selector.register(pidfd, selectors.EVENT_READ, running)
 
@@ -268,12 +275,13 @@ class Server:
             waiting.register(channel, select.POLLIN)
             prefault.populate_writable(until=lambda: bool(waiting.poll(0)))  # the command's faults, now
             conn, request = _receive_command(channel)
-            channel.close()
         except BaseException:  # noqa: BLE001 - the server went or discarded this spare: nothing ran
             os._exit(0)
-        self._become_worker(conn, request)
+        self._become_worker(conn, request, channel)
 
-    def _become_worker(self, conn: socket.socket, request: Request) -> None:
+    def _become_worker(self, conn: socket.socket, request: Request, channel: socket.socket) -> None:
+        """Run the command as its client would, answer, then do what the command left for after the
+        answer (utils/afterwards.py) with the client's stdio let go."""
         status = SETUP_FAILED
         try:
             self._drop_server_state(conn)
@@ -288,14 +296,23 @@ class Server:
                 conn.sendall(b"F%s\n" % str(err).encode(errors="replace")[:200])
                 os._exit(SETUP_FAILED)
             conn.sendall(b"P%d\n" % os.getpid())
-            os.register_at_fork(after_in_child=conn.close)  # a monitor the command forks must not hold it
-            status = _run_command(request.argv)
+            # a monitor the command forks must hold neither
+            os.register_at_fork(after_in_child=lambda: (conn.close(), channel.close()))
+            with afterwards.collecting() as pending:
+                status = _run_command(request.argv)
+            try:
+                channel.send(ANSWERED)  # first: the client's going away from now on is no reason to kill this
+            except OSError:
+                pass  # the server is gone
             try:
                 # the status now, not after this process's exit and the server's reaping (~1.5 ms): the
                 # output is flushed and the exit handlers have run; the server's own X follows unread
                 conn.sendall(b"X%d\n" % status)
             except OSError:
                 pass  # the client is gone
+            if pending:
+                _let_go_of_stdio()
+                afterwards.run(pending)
         finally:
             os._exit(status)
 
@@ -309,26 +326,32 @@ class Server:
         for running in self.running.values():
             if running.conn is not conn:
                 running.conn.close()
+            running.channel.close()
             os.close(running.pidfd)
         self.running = {}
 
     def _client_readable(self, running: Running) -> None:
-        """A client speaks only to say it is gone (EOF): its worker goes the way the client went."""
+        """A client speaks only to say it is gone (EOF): its worker goes the way the client went, unless
+        the client had its answer (the worker said so first), and the worker does what was left for after it."""
         try:
             data = running.conn.recv(64)
         except OSError:
             data = b""
         if not data:
+            self.selector.unregister(running.conn)
+            if _answered(running.channel):
+                self._spawn_spare()  # for the next command: the worker left only work nobody waits for
+                return
             try:
                 os.kill(running.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass  # already ended; the pidfd reports it next
-            self.selector.unregister(running.conn)
 
     def _reap(self, running: Running) -> None:
         _, status = os.waitpid(running.pid, 0)
         self.selector.unregister(running.pidfd)
         os.close(running.pidfd)
+        running.channel.close()
         del self.running[running.pidfd]
         if running.conn.fileno() != -1:
             try:
@@ -483,7 +506,7 @@ def _read_request(conn: socket.socket, identity: Identity) -> Request:
 
 def _hand_over(channel: socket.socket, conn: socket.socket, request: Request) -> bool:
     """Send a spare its command: the client's connection and descriptors, and the request. False if the
-    spare cannot take it (it has died); the channel is closed either way."""
+    spare cannot take it (it has died), and the channel is closed; else it stays the worker's channel."""
     payload = marshal.dumps((request.peer_pid, request.peer_status, request.argv, request.environ, request.umask))
     try:
         channel.sendmsg([cmdwire.header(len(payload))],
@@ -491,9 +514,25 @@ def _hand_over(channel: socket.socket, conn: socket.socket, request: Request) ->
         channel.sendall(payload)
         return True
     except OSError:
-        return False
-    finally:
         channel.close()
+        return False
+
+
+def _answered(channel: socket.socket) -> bool:
+    """Whether the worker on `channel` has said ANSWERED (it did before its client could have the status)."""
+    try:
+        return channel.recv(len(ANSWERED), socket.MSG_DONTWAIT) == ANSWERED
+    except OSError:  # nothing said yet (BlockingIOError)
+        return False
+
+
+def _let_go_of_stdio() -> None:
+    """The client's stdin, stdout and stderr replaced by /dev/null: a reader of its pipe sees EOF now,
+    not when the work after the answer is done (which has nothing to say to anybody)."""
+    devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 def _receive_command(channel: socket.socket) -> tuple[socket.socket, Request]:

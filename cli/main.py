@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from pydock.utils import afterwards
 from pydock.utils.errors import USAGE_EXIT, PydockError
 from pydock.utils.paths import DEFAULT_ROOT, DRIVER_ENV, ROOT_ENV
 
@@ -94,7 +95,8 @@ class Settings:
     _runtime: Any = field(default=None, repr=False)
 
     def runtime(self) -> Any:
-        """The Runtime for this invocation (opened once, closed when the command ends)."""
+        """The Runtime for this invocation (opened once, closed when the command ends: after its answer
+        where the front end gives that first, utils/afterwards.py)."""
         if self._runtime is None:
             from pydock.runtime.runtime import Runtime  # lazy: `pydock --help` and usage errors never load it
 
@@ -105,7 +107,8 @@ class Settings:
                 options = parse_storage_opts(self.storage_opts)
             self._runtime = Runtime(self.root, driver=self.driver, bridge=self.bridge, bip=self.bip, icc=self.icc,
                                     storage_options=options)
-            click.get_current_context().call_on_close(self._runtime.close)
+            runtime = self._runtime
+            click.get_current_context().call_on_close(lambda: afterwards.later(runtime.close))
         return self._runtime
 
 

@@ -387,6 +387,24 @@ def test_the_spare_worker_runs_the_next_command_and_a_dead_one_is_replaced(cli):
     assert spare_of(server) != spare
 
 
+@pytest.mark.lxc
+def test_what_rm_leaves_for_after_its_answer_is_done_though_its_client_is_gone(cli):
+    warm(cli)
+    made = cli.run("run", "--name", "big", "busybox", "sh", "-c", "mkdir /many && cd /many && touch $(seq 4000)")
+    assert made.returncode == 0, made.stderr
+    cid = cli.run("inspect", "-f", "{{.Id}}", "big").stdout.decode().strip()
+    layer = (cli.root / "overlay" / "devices" / cid).resolve()  # the container's layer
+    assert (layer / "diff" / "many" / "4000").exists()
+    removed = cli.run("rm", "big")
+    assert (removed.returncode, removed.stdout) == (0, b"big\n")
+    assert not layer.exists() and cli.run("ps", "-a", "-q").stdout == b""  # gone once rm answered
+    trash = cli.root / "overlay" / "trash"
+    deadline = time.monotonic() + WAIT  # deleting 4000 files takes far longer than the client's exit
+    while os.listdir(trash) or os.listdir(cli.root / "trash"):
+        assert time.monotonic() < deadline, f"left in the trash: {os.listdir(trash)}"
+        time.sleep(0.05)
+
+
 def _dirty_kib(pid: int) -> dict[str, int]:
     """Shared_Dirty and Private_Dirty of a process (smaps_rollup), in KiB."""
     fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:])
