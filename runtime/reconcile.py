@@ -25,7 +25,6 @@ from pydock.runtime import monitorlock, netattach, removal
 from pydock.runtime.container import Container
 from pydock.runtime.launcher import container_init, stray_processes, wait_gone
 from pydock.runtime.state import EXIT_KILLED, EXIT_LOST
-from pydock.utils import afterwards
 from pydock.utils.process import proc_start_time
 from pydock.utils.errors import PydockError
 
@@ -118,7 +117,6 @@ def reconcile_all(rt: Runtime) -> list[str]:
 
     repaired = []
     live = []
-    afterwards.empty_trash(rt.layout.trash)  # what a crash left between a removal and its deleting
     for cid in rt.container_ids():
         try:
             c = rt.load(cid)

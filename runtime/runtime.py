@@ -32,6 +32,7 @@ from pydock.runtime.container import Container
 from pydock.runtime.launcher import container_command, container_processes, signal_container
 from pydock.runtime.options import CreateOptions
 from pydock.runtime.volumes import VolumeStore
+from pydock.utils import afterwards
 from pydock.utils.errors import Conflict, InvalidArgument, NotFound, PydockError, RemovalFailed
 from pydock.utils.signals import parse_signal
 from pydock.utils.ids import is_valid_id, resolve_prefix
@@ -76,6 +77,7 @@ class Runtime:
         self.layout.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         check_private_root(self.layout.root)
         self.layout.containers.mkdir(mode=0o700, exist_ok=True)
+        afterwards.later(lambda: afterwards.empty_trash(self.layout.trash))  # what a crash left there
         if deviceset is None:
             options = dict(storage_options or {})
             if prefix:

@@ -82,7 +82,7 @@ class RootLayout:
     @property
     def trash(self) -> Path:
         """Trees already removed (renamed here at once), deleted after the command answers
-        (utils/afterwards.py); what a crash left is deleted by the next removal or `reconcile`."""
+        (utils/afterwards.py); what a crash left is deleted when the next Runtime opens."""
         return self.root / "trash"
 
     @property

@@ -101,14 +101,15 @@ def test_reconcile_purges_names_of_vanished_containers(rt):
     rt.create("busybox", ["true"], name="vanishing")  # the name is usable again
 
 
-def test_reconcile_deletes_what_a_crash_left_in_the_trash(rt):
+def test_the_next_runtime_deletes_what_a_crash_left_in_the_trash(rt):
+    from pydock.runtime.runtime import Runtime
     from pydock.utils import afterwards
 
     c = rt.create("busybox", ["true"], name="trashed")
     with afterwards.collecting():  # a removal answered, then a crash before the work after the answer
         rt.remove(c)
     assert not c.dir.exists() and os.listdir(rt.layout.trash)
-    rt.reconcile()
+    Runtime(rt.layout.root, deviceset=rt.driver.deviceset).close()
     assert os.listdir(rt.layout.trash) == []
 
 
