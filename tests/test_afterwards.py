@@ -28,6 +28,17 @@ def test_work_runs_at_once_unless_collected_and_then_in_order_despite_failures()
     assert done[-1] == "at once again"
 
 
+def test_another_thread_runs_its_work_at_once_while_the_main_one_collects():
+    import threading
+
+    done: list[str] = []
+    with afterwards.collecting() as pending:  # `pydock serve` as a command: its request threads run on
+        worker = threading.Thread(target=lambda: afterwards.later(lambda: done.append("thread")))
+        worker.start()
+        worker.join()
+        assert done == ["thread"] and pending == []
+
+
 def test_a_process_forked_while_collecting_runs_its_own_work_at_once(tmp_path: Path):
     marker = tmp_path / "ran"
     with afterwards.collecting() as pending:

@@ -1,14 +1,17 @@
 """Work that may wait until a command's caller has its answer: deleting what is already unreachable (a
 tree renamed into a trash directory), closing what the command opened. Front ends that can answer
 before their process ends (the CLI command server's worker) collect it and run it after the answer;
-everywhere else (library callers, a command run in the client's own process, a forked monitor) it
-runs at once, so nothing is ever left pending by a process that will not run it."""
+everywhere else (library callers, a command run in the client's own process, a forked monitor, and
+any thread but the collecting one: the API server's request threads, which may run for days under a
+`pydock serve` that is itself a command) it runs at once, so nothing is ever left pending by a
+process that will not run it soon."""
 
 from __future__ import annotations
 
 import logging
 import os
 import shutil
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,11 +19,12 @@ from pathlib import Path
 log = logging.getLogger(__package__)
 
 _pending: list[Callable[[], None]] | None = None  # None: not collecting (run at once)
+_collector = 0  # the thread collecting
 
 
 def later(work: Callable[[], None]) -> None:
-    """Run `work` after the answer when a front end collects, else now."""
-    if _pending is None:
+    """Run `work` after the answer when this thread's front end collects, else now."""
+    if _pending is None or threading.get_ident() != _collector:
         work()
     else:
         _pending.append(work)
@@ -29,8 +33,9 @@ def later(work: Callable[[], None]) -> None:
 @contextmanager
 def collecting() -> Iterator[list[Callable[[], None]]]:
     """Collect `later` work for the block; the list is the caller's to `run` once it has answered."""
-    global _pending
+    global _pending, _collector
     _pending = collected = []
+    _collector = threading.get_ident()
     try:
         yield collected
     finally:
