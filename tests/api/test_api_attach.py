@@ -58,8 +58,8 @@ def test_run_it_terminal_size_resize_detach_and_attach_again(server, term):
     again = Tmux()
     try:
         again.start(server.docker_argv("attach", name))
-        again.type("echo GOT=$MARK")
-        again.wait_for("GOT=kept-state")
+        # the docker CLI discards what was typed before it made the terminal raw: type until it is attached
+        again.retype_until("echo GOT=$MARK", "GOT=kept-state")
         again.type("exit 4")
         assert again.exit_status() == 4
     finally:
@@ -74,8 +74,7 @@ def test_attach_with_other_detach_keys(server, term):
     assert server.docker("run", "-dit", "--name", name, "--net", "none", "busybox", "sh").returncode == 0
     try:
         term.start(server.docker_argv("attach", "--detach-keys", "ctrl-a,d", name))
-        term.type("echo ATTACHED")
-        term.wait_for("\nATTACHED")
+        term.retype_until("echo ATTACHED", "\nATTACHED")  # see above: typed before the attach, it is lost
         term.send("C-p", "C-q")  # not the keys now: the shell gets them
         term.send("C-a", "d")
         term.wait_for("EXIT=")  # the CLI left (its status on a detach is the CLI's business)

@@ -42,28 +42,27 @@ def _ready(rt, c) -> None:
 TRAP_TERM = ["sh", "-c", "trap 'exit 7' TERM; echo ready; while :; do sleep 0.1; done"]
 
 
-def _cmdlines(rt, c) -> list[str]:
-    """argv[0] of every process in the container, read from the host."""
-    names = []
+def _from_proc(rt, c, name: str, field) -> list[str]:
+    """`field` of /proc/PID/`name` of every process in the container, read from the host; a process that
+    ended meanwhile (gone before the open, or reaped between the open and the read) is skipped."""
+    values = []
     for pid in container_processes(rt.load(c.id).state.pid):
         try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                names.append(f.read().split(b"\0")[0].decode())
-        except FileNotFoundError:
-            continue  # ended meanwhile
-    return names
+            with open(f"/proc/{pid}/{name}", "rb") as f:
+                values.append(field(f.read()).decode())
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return values
+
+
+def _cmdlines(rt, c) -> list[str]:
+    """argv[0] of every process in the container."""
+    return _from_proc(rt, c, "cmdline", lambda data: data.split(b"\0")[0])
 
 
 def _states(rt, c) -> list[str]:
-    """The state letter (R, S, Z...) of every process in the container, read from the host."""
-    states = []
-    for pid in container_processes(rt.load(c.id).state.pid):
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                states.append(f.read().rsplit(b")", 1)[1].split()[0].decode())
-        except FileNotFoundError:
-            continue  # ended meanwhile
-    return states
+    """The state letter (R, S, Z...) of every process in the container."""
+    return _from_proc(rt, c, "stat", lambda data: data.rsplit(b")", 1)[1].split()[0])
 
 
 @pytest.mark.parametrize("tier", TIERS)
