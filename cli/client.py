@@ -10,13 +10,12 @@ than the parent's, no server yet) runs the command in this process, exactly as b
 
 from __future__ import annotations
 
-import _signal as signal  # the C modules: `signal` and `socket` import enum, selectors and more (~6 ms)
+import _signal as signal  # the C modules: `signal` and `socket` import enum, selectors and more (~6 ms),
 import _socket as socket
-import os
+import posix  # and `os` imports _collections_abc, stat and posixpath (~1.5 ms)
 import sys
 
 from pydock.cli import cmdwire
-from pydock.utils.errors import USAGE_EXIT
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing, which the client never needs
 if TYPE_CHECKING:
@@ -32,9 +31,12 @@ def main(late_site: bool = False) -> int:
     launcher started the interpreter with -S (site costs every command ~2 ms, and the client needs none
     of it): before a command runs in this process, site's work (.pth files, sitecustomize) is done."""
     try:
-        switched_on = cmdwire.enabled(os.environ)  # type: ignore[arg-type]
-        cmdwire.idle_seconds(os.environ)  # type: ignore[arg-type]  # the server it may start reads it
+        settings = _own_settings()
+        switched_on = cmdwire.enabled(settings)
+        cmdwire.idle_seconds(settings)  # the server it may start reads it
     except ValueError as err:
+        from pydock.utils.errors import USAGE_EXIT  # lazy: only a bad setting needs it
+
         sys.stderr.write(f"Error: {err}\n")
         return USAGE_EXIT
     own = _eligible() if switched_on else None
@@ -51,11 +53,26 @@ def main(late_site: bool = False) -> int:
     return run_here()
 
 
+def _own_settings() -> dict[str, str]:
+    """The client's settings from its environment (decoded as os.environ would, these keys alone)."""
+    settings = {}
+    for key in (cmdwire.SWITCH_ENV, cmdwire.IDLE_ENV):
+        value = posix.environ.get(_fsencode(key))
+        if value is not None:
+            settings[key] = value.decode(sys.getfilesystemencoding(), sys.getfilesystemencodeerrors())
+    return settings
+
+
+def _fsencode(text: str) -> bytes:
+    """os.fsencode of a str."""
+    return text.encode(sys.getfilesystemencoding(), sys.getfilesystemencodeerrors())
+
+
 def _exit(status: int) -> None:
     """End with the command's status at once: this process holds nothing to clean up, and the
     interpreter's own finalization (~1-2 ms) is pure cost on every command."""
     cmdwire.flush_stdio()
-    os._exit(status)
+    posix._exit(status)
 
 
 def _eligible() -> tuple[str, ...] | None:
@@ -63,11 +80,11 @@ def _eligible() -> tuple[str, ...] | None:
     directory of the process that started us (a command exec'd into a namespace of its own, by `ip netns
     exec`, `nsenter` or a test's private network, runs here, so no server outlives it holding that
     namespace). None otherwise."""
-    if os.geteuid() != 0:
+    if posix.geteuid() != 0:
         return None
     try:
         own = cmdwire.namespaces("self")
-        return own if own == cmdwire.namespaces(os.getppid()) else None
+        return own if own == cmdwire.namespaces(posix.getppid()) else None
     except OSError:
         return None
 
@@ -101,14 +118,14 @@ def _through_server(path: str) -> int | None:
 def _send_request(sock: socket.socket) -> bool:
     """Send argv, environment, umask and the four descriptors; False if this process lacks one of them."""
     try:
-        cwd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        cwd = posix.open(".", posix.O_PATH | posix.O_DIRECTORY | posix.O_CLOEXEC)
     except OSError:
         return False
     try:
-        umask = os.umask(0o022)
-        os.umask(umask)
-        payload = cmdwire.encode_request([os.fsencode(a) for a in sys.argv],
-                                         [k + b"=" + v for k, v in os.environb.items()], umask)
+        umask = posix.umask(0o022)
+        posix.umask(umask)
+        payload = cmdwire.encode_request([_fsencode(a) for a in sys.argv],
+                                         [k + b"=" + v for k, v in posix.environ.items()], umask)
         try:
             sock.sendmsg([cmdwire.header(len(payload))],
                          [(socket.SOL_SOCKET, socket.SCM_RIGHTS, cmdwire.pack_fds((0, 1, 2, cwd)))])
@@ -117,7 +134,7 @@ def _send_request(sock: socket.socket) -> bool:
         sock.sendall(payload)
         return True
     finally:
-        os.close(cwd)
+        posix.close(cwd)
 
 
 class _Relay:
@@ -148,7 +165,7 @@ class _Relay:
                 signal.signal(sig, handler)
             if status is None and self.worker is None:
                 for sig in self.pending:
-                    os.kill(os.getpid(), sig)
+                    posix.kill(posix.getpid(), sig)
 
     def _replies(self) -> int | None:
         while True:
@@ -162,7 +179,7 @@ class _Relay:
             if kind == b"P":
                 self.worker = int(value)
                 try:
-                    self.pidfd = os.pidfd_open(self.worker)
+                    self.pidfd = posix.pidfd_open(self.worker)
                 except OSError:
                     self.pidfd = None  # it has ended already; its status follows
                 for sig in self.pending:
@@ -174,7 +191,7 @@ class _Relay:
                 sig = int(value)
                 if sig not in (signal.SIGKILL, signal.SIGSTOP):
                     signal.signal(sig, signal.SIG_DFL)
-                os.kill(os.getpid(), sig)  # die as the command did
+                posix.kill(posix.getpid(), sig)  # die as the command did
                 return 128 + sig
             elif kind == b"R":  # the server's code changed on disk: it is on its way out
                 _start_server(self.path)
@@ -202,7 +219,7 @@ class _Relay:
         if self.worker is not None:
             self._send(signal.SIGSTOP)
         signal.signal(signal.SIGTSTP, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGTSTP)
+        posix.kill(posix.getpid(), signal.SIGTSTP)
         signal.signal(signal.SIGTSTP, self._suspend)  # continued: SIGCONT has been forwarded
 
     def _send(self, sig: int) -> None:
@@ -215,29 +232,29 @@ class _Relay:
 
     def close(self) -> None:
         if self.pidfd is not None:
-            os.close(self.pidfd)
+            posix.close(self.pidfd)
             self.pidfd = None
 
 
 def _start_server(path: str) -> None:
     """Start a server for this interpreter in the background (a new session, detached from ours); if
     another client starts one at the same moment, the server's lock lets only one of them stay."""
-    pid = os.fork()
+    pid = posix.fork()
     if pid == 0:
         try:
-            os.setsid()
-            if os.fork() == 0:
-                null = os.open(os.devnull, os.O_RDWR)
+            posix.setsid()
+            if posix.fork() == 0:
+                null = posix.open("/dev/null", posix.O_RDWR)
                 for fd in (0, 1, 2):
-                    os.dup2(null, fd)
-                os.closerange(3, os.sysconf("SC_OPEN_MAX"))
-                os.chdir("/")
+                    posix.dup2(null, fd)
+                posix.closerange(3, posix.sysconf("SC_OPEN_MAX"))
+                posix.chdir("/")
                 boot = ("import sys; sys.path[:] = sys.argv[2:]; "
                         "from pydock.cli.cmdserver import main; main(sys.argv[1])")
-                os.execv(sys.executable, [sys.executable, "-c", boot, path, *sys.path])
+                posix.execv(sys.executable, [sys.executable, "-c", boot, path, *sys.path])
         finally:
-            os._exit(0)
-    os.waitpid(pid, 0)
+            posix._exit(0)
+    posix.waitpid(pid, 0)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ every import on every command.
 
 from __future__ import annotations
 
-import os
+import posix  # not os: the client imports this module (see client.py)
 import sys
 
 #: set to 0/no/off/false to run every command in its own interpreter, as before the server existed
@@ -57,7 +57,7 @@ def socket_path(own_namespaces: tuple[str, ...]) -> str:
     """This interpreter's socket: one server per interpreter, module path, flags and set of namespaces
     (`namespaces("self")`), so a server never runs code other than the client's own (another checkout,
     venv or PYTHONPATH has another socket) nor in another namespace."""
-    key = "\0".join([sys.executable, *sys.path, repr(sys.flags), str(os.getuid()), *own_namespaces])
+    key = "\0".join([sys.executable, *sys.path, repr(sys.flags), str(posix.getuid()), *own_namespaces])
     digest = 0xCBF29CE484222325  # FNV-1a, 64 bits: a name, not a secret (the socket's directory is root's)
     for byte in key.encode():
         digest = ((digest ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
@@ -95,8 +95,8 @@ def unpack_fds(data: bytes) -> list[int]:
 
 def namespaces(pid: int | str) -> tuple[str, ...]:
     """The namespace identities of a process (`net:[4026531840]`, ...), and its root directory's."""
-    st = os.stat(f"/proc/{pid}/root")
-    return (*(os.readlink(f"/proc/{pid}/ns/{ns}") for ns in NAMESPACES), f"root:{st.st_dev}:{st.st_ino}")
+    st = posix.stat(f"/proc/{pid}/root")
+    return (*(posix.readlink(f"/proc/{pid}/ns/{ns}") for ns in NAMESPACES), f"root:{st.st_dev}:{st.st_ino}")
 
 
 def encode_request(argv: list[bytes], environ: list[bytes], umask: int) -> bytes:
