@@ -69,8 +69,10 @@ class Cli:
         return pids[0]
 
     def worker_of(self, server: int) -> int:
-        """The server's one child running a command now (not its spare, which waits for the next)."""
-        return child_of(server, lambda comm: comm != "pydock-spare", "no worker")
+        """The server's one child running a command now: named as its client (`pydock`) once it took the
+        command; the spare waiting for the next is `pydock-spare`, and a child just forked still has its
+        server's name (`pydock-cli`) for its first moments, which a loaded machine makes long."""
+        return child_of(server, lambda comm: comm == "pydock", "no worker")
 
     def stop(self) -> None:
         for pid in self.servers():
