@@ -303,6 +303,35 @@ def process_cgroups(pid: int) -> dict[str, str]:
     return out
 
 
+def hierarchy_roots() -> list[str]:
+    """The root directory of every cgroup hierarchy lxc makes a container's cgroups in."""
+    if hierarchy() is Hierarchy.V2:
+        return [CGROUP_ROOT]
+    try:
+        names = sorted(os.listdir(CGROUP_ROOT))
+    except FileNotFoundError:
+        return []
+    return [f"{CGROUP_ROOT}/{n}" for n in names if os.path.isdir(f"{CGROUP_ROOT}/{n}")]
+
+
+def remove_lxc_cgroups(name: str) -> list[str]:
+    """Remove the cgroups lxc made for container `name` (`lxc.payload.<name>`, `lxc.monitor.<name>`, and
+    any below them) in every hierarchy. lxc-start removes them as it exits; one killed outright leaves
+    them behind for good. A cgroup still holding a process stays. The cgroups removed."""
+    removed = []
+    for root in hierarchy_roots():
+        for top in (f"{root}/lxc.payload.{name}", f"{root}/lxc.monitor.{name}"):
+            if not os.path.isdir(top):
+                continue
+            for directory, _, _ in os.walk(top, topdown=False):  # the deepest first: only an empty one goes
+                try:
+                    os.rmdir(directory)
+                    removed.append(directory)
+                except OSError as err:
+                    log.debug("cgroup %s stays: %s", directory, err)
+    return removed
+
+
 def read_text(path: str) -> str | None:
     """A cgroup file's content, or None when it (or its cgroup) does not exist."""
     try:

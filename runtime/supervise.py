@@ -286,8 +286,9 @@ def _links(rt: Runtime, c: Container, settings: Any) -> tuple[list[str], list[st
 
 def cleanup(rt: Runtime, c: Container) -> None:
     """After the command ended (or a launch failed): the attach socket gone, the address back, the rootfs
-    put back."""
+    put back, and the cgroups an lxc-start killed outright left behind removed."""
     attach.remove_socket(c.dir)
+    cgroups.remove_lxc_cgroups(c.id)
     removal.release_address(rt, c)
     try:
         rt.driver.put(c.id)

@@ -3,6 +3,7 @@ shows correctly and `rm` cleans completely — never a state needing a manual fi
 
 from __future__ import annotations
 
+import glob
 import os
 import signal
 import subprocess
@@ -52,6 +53,29 @@ def test_killed_monitor_is_reconciled_on_next_listing(rt):
     rt.remove(c.id)
     assert rt.names.get("/orphan") is None and not c.dir.exists()
     assert not rt.driver.exists(c.id) and not rt.driver.exists(c.init_id)
+
+
+def _lxc_cgroups(cid: str) -> list[str]:
+    return glob.glob(f"/sys/fs/cgroup/lxc.*.{cid}") + glob.glob(f"/sys/fs/cgroup/*/lxc.*.{cid}")
+
+
+def test_lxc_start_killed_outright_leaves_no_cgroup_behind(rt):
+    c = rt.create("busybox", ["sleep", "60"], name="cgroups")
+    rt.start(c)
+    c.reload()
+    monitor, lxc = c.state.monitor_pid, c.state.pid
+    deadline = time.monotonic() + 30
+    while comm(container_init(lxc)) != "sleep":
+        assert time.monotonic() < deadline, "the container's command never started"
+        time.sleep(0.05)
+    assert _lxc_cgroups(c.id)  # lxc made them
+    os.kill(monitor, signal.SIGKILL)  # nobody left to clean up after lxc-start...
+    os.kill(lxc, signal.SIGKILL)  # ...which cannot remove them itself now
+    _gone(monitor)
+    _gone(lxc)
+    assert rt.get(c.id).state.status is Status.EXITED  # repaired
+    assert _lxc_cgroups(c.id) == []
+    rt.remove(c.id)
 
 
 def test_monitor_dead_after_the_command_ended_records_unknown_status(rt):
