@@ -38,7 +38,8 @@ STALL_TIMEOUT = 30.0
 #: stdin read from clients and not yet taken by the command
 MAX_STDIN = 64 << 10
 MAX_CLIENTS = 64
-#: how long the end of a run waits for clients to take their last output and EXIT
+#: at the end of a run, a client that takes none of its last output and EXIT for this long is let go (one
+#: that takes some keeps being served: a slow reader of a big output still gets all of it)
 FLUSH_TIMEOUT = 5.0
 EOT = b"\x04"
 
@@ -445,8 +446,9 @@ class Relay:
         self._drain_console()
 
     def close(self, code: int | None) -> None:
-        """The run is recorded: EXIT (when `code` is known) to every client, their last output flushed for
-        a while, then every end closed. The listener is closed too; the caller unlinks the socket. Once."""
+        """The run is recorded: EXIT (when `code` is known) to every client, their last output flushed while
+        they take it (FLUSH_TIMEOUT), then every end closed. The listener is closed too; the caller unlinks
+        the socket. Once."""
         if self._closed:
             return
         self._closed = True
@@ -457,11 +459,16 @@ class Relay:
         if code is not None:
             for client in self.clients:
                 client.out += attach.exit_frame(code)
-        deadline = time.monotonic() + FLUSH_TIMEOUT
-        while any(c.out for c in self.clients) and (left := deadline - time.monotonic()) > 0:
-            want = {c.sock.fileno(): (selectors.EVENT_WRITE, c) for c in self.clients if c.out}
-            self._apply(want)
-            for key, _ in self._sel.select(left):
+        began = time.monotonic()
+        for client in self.clients:
+            client.progress = began
+        while True:
+            now = time.monotonic()
+            taking = [c for c in self.clients if c.out and now - c.progress < FLUSH_TIMEOUT]
+            if not taking:
+                break
+            self._apply({c.sock.fileno(): (selectors.EVENT_WRITE, c) for c in taking})
+            for key, _ in self._sel.select(min(FLUSH_TIMEOUT - (now - c.progress) for c in taking)):
                 if key.data in self.clients:
                     self._flush_client(key.data)  # type: ignore[arg-type]
         for client in list(self.clients):

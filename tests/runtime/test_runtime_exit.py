@@ -149,3 +149,24 @@ def test_launch_through_the_shipped_dockerinit_helper(rt, monkeypatch):
     assert rt.wait(c, timeout=20) == 137
     assert {(e.mountpoint, e.fstype) for e in mountinfo() if e.fstype in ("proc", "sysfs")} == before
     assert (rt.layout.init).is_dir()  # the helper was located/pinned under the root
+
+
+def test_a_slow_attached_reader_gets_all_of_a_big_output_after_the_exit(rt, monkeypatch):
+    import time
+
+    from pydock.runtime import attach, relay
+
+    monkeypatch.setattr(relay, "FLUSH_TIMEOUT", 1.5)  # the monitor, forked from here, takes it too
+    size = 900_000
+    c = rt.create("busybox", ["sh", "-c", f"sleep 1; head -c {size} /dev/zero"])
+    rt.start(c)
+    session = attach.connect(c.dir, attach.Hello(), "the container")
+    session.wait_welcome()
+    got = 0
+    while not session.closed and session.exit_code is None:
+        for kind, payload in session.poll():  # one read at a time, 0.3 s apart: the ~500 KB the monitor
+            if kind in attach.KIND_STREAM:  # still holds at the exit take longer than FLUSH_TIMEOUT
+                got += len(payload)
+        time.sleep(0.3)
+    session.sock.close()
+    assert (got, session.exit_code) == (size, 0)
