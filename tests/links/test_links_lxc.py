@@ -19,6 +19,7 @@ import pytest
 from pydock.links import bridge as br
 from pydock.links.linkenv import hosts_entry, link_env
 from pydock.links.network import NetworkManager, NetworkSettings, lxc_network_config
+from pydock.runtime.cgroups import remove_lxc_cgroups
 from pydock.utils.paths import RootLayout
 
 pytestmark = [pytest.mark.network, pytest.mark.lxc,
@@ -101,6 +102,7 @@ def _linked_containers_body(tmp_s: str) -> dict:
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
+        remove_lxc_cgroups(f"pdl-{tag}-db")  # an lxc killed outright leaves its cgroups behind
         nm.teardown()
 
 
