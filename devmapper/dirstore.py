@@ -66,9 +66,7 @@ def remove_tree(path: Path) -> None:
     """Delete a device's directory tree, refusing if anything is mounted inside it (it would be emptied too)."""
     if not path.exists() and not path.is_symlink():
         return
-    inside = mounts_under(path)
-    if inside:
-        raise Conflict(f"cannot delete {path}: {inside[0]} is mounted inside it")
+    _refuse_mounts_inside(path)
     try:
         shutil.rmtree(path)
     except OSError as err:
@@ -78,12 +76,15 @@ def remove_tree(path: Path) -> None:
 def discard_tree(path: Path, trash: Path) -> None:
     """remove_tree with only its commit now: the tree renamed into `trash` (so it is gone), deleted after
     the command answers (utils/afterwards.py). Refused, as there, while anything is mounted inside it."""
-    if not os.path.lexists(path):
-        return
+    _refuse_mounts_inside(path)
+    afterwards.discard_tree(path, trash)
+
+
+def _refuse_mounts_inside(path: Path) -> None:
+    """Conflict while anything is mounted inside `path`: deleting the tree would empty it too."""
     inside = mounts_under(path)
     if inside:
         raise Conflict(f"cannot delete {path}: {inside[0]} is mounted inside it")
-    afterwards.discard_tree(path, trash)
 
 
 def mount_holding(path: str | os.PathLike, entries: list[MountEntry]) -> MountEntry | None:

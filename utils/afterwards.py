@@ -63,14 +63,11 @@ def discard_tree(path: Path, trash: Path) -> None:
     """Make the tree at `path` vanish at once (a rename into `trash`, on its filesystem) and delete it
     `later`, with whatever earlier discards a crash left in `trash`. Where it cannot be renamed (another
     filesystem), it is deleted now. Errors deleting are ignored, as rmtree(ignore_errors) does."""
+    if not os.path.lexists(path):
+        return  # gone already
     try:
         trash.mkdir(mode=0o700, exist_ok=True)
         os.rename(path, trash / f"{path.name}.{os.urandom(4).hex()}")
-    except FileNotFoundError:
-        if not os.path.lexists(path):
-            return  # gone already
-        shutil.rmtree(path, ignore_errors=True)
-        return
     except OSError:
         shutil.rmtree(path, ignore_errors=True)
         return
