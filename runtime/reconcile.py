@@ -21,7 +21,7 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from pydock.runtime import monitorlock, netattach, removal
+from pydock.runtime import cgroups, monitorlock, netattach, removal
 from pydock.runtime.container import Container
 from pydock.runtime.launcher import container_init, stray_processes, wait_gone
 from pydock.runtime.state import EXIT_KILLED, EXIT_LOST
@@ -83,6 +83,7 @@ def recover(rt: Runtime, c: Container) -> bool:
             if not c.state.running:
                 return False
         killed = kill_leftover(c.id, c.state.pid, c.state.pid_start)
+        cgroups.remove_lxc_cgroups(c.id)  # an lxc-start killed outright leaves them behind
         shutil.rmtree(rt.layout.lxc / c.id, ignore_errors=True)
         finish(rt, c, EXIT_KILLED if killed else EXIT_LOST, fd)
     finally:

@@ -286,9 +286,8 @@ def _links(rt: Runtime, c: Container, settings: Any) -> tuple[list[str], list[st
 
 def cleanup(rt: Runtime, c: Container) -> None:
     """After the command ended (or a launch failed): the attach socket gone, the address back, the rootfs
-    put back, and the cgroups an lxc-start killed outright left behind removed."""
+    put back."""
     attach.remove_socket(c.dir)
-    cgroups.remove_lxc_cgroups(c.id)
     removal.release_address(rt, c)
     try:
         rt.driver.put(c.id)
@@ -325,6 +324,8 @@ def launched(c: Container, proc: subprocess.Popen) -> None:
 def finished(rt: Runtime, c: Container, returncode: int, lock: int) -> tuple[int, str | None]:
     """Finish with lxc-start's status made exact (137 if pydock sent SIGKILL; 125 if lxc failed)."""
     code, failure = exit_status(returncode, c.lxc_log_path, c.killed_marker.exists())
+    if returncode < 0:  # lxc-start itself was killed: it could not remove its cgroups
+        cgroups.remove_lxc_cgroups(c.id)
     finish(rt, c, code, lock)
     return code, failure
 

@@ -59,7 +59,8 @@ def _lxc_cgroups(cid: str) -> list[str]:
     return glob.glob(f"/sys/fs/cgroup/lxc.*.{cid}") + glob.glob(f"/sys/fs/cgroup/*/lxc.*.{cid}")
 
 
-def test_lxc_start_killed_outright_leaves_no_cgroup_behind(rt):
+@pytest.mark.parametrize("monitor_too", [False, True], ids=["its-monitor-finishes", "reconciled"])
+def test_lxc_start_killed_outright_leaves_no_cgroup_behind(rt, monitor_too):
     c = rt.create("busybox", ["sleep", "60"], name="cgroups")
     rt.start(c)
     c.reload()
@@ -69,11 +70,14 @@ def test_lxc_start_killed_outright_leaves_no_cgroup_behind(rt):
         assert time.monotonic() < deadline, "the container's command never started"
         time.sleep(0.05)
     assert _lxc_cgroups(c.id)  # lxc made them
-    os.kill(monitor, signal.SIGKILL)  # nobody left to clean up after lxc-start...
-    os.kill(lxc, signal.SIGKILL)  # ...which cannot remove them itself now
-    _gone(monitor)
+    if monitor_too:
+        os.kill(monitor, signal.SIGKILL)  # then crash recovery finishes the run
+        _gone(monitor)
+    os.kill(lxc, signal.SIGKILL)  # it cannot remove them itself now
     _gone(lxc)
-    assert rt.get(c.id).state.status is Status.EXITED  # repaired
+    if not monitor_too:
+        _gone(monitor)  # it finished the run
+    assert rt.get(c.id).state.status is Status.EXITED
     assert _lxc_cgroups(c.id) == []
     rt.remove(c.id)
 
