@@ -1,5 +1,5 @@
 """Test helpers shared by every directory: empty a pydock root (containers, then images leaves first)
-and shut its store down; a process's command name."""
+and shut its store down; a process's command name and memory counters."""
 
 from __future__ import annotations
 
@@ -44,3 +44,12 @@ def comm(pid: int | None) -> str:
             return f.read().strip()
     except (FileNotFoundError, ProcessLookupError):
         return ""
+
+
+def memory_kib(pid: int | str, field: str) -> int:
+    """One counter of a process's /proc/PID/smaps_rollup (`Shared_Dirty`, `Private_Dirty`...), in KiB."""
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError(f"no {field} in /proc/{pid}/smaps_rollup")

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import os
 
+from root_helpers import memory_kib
+
 from pydock.utils import prefault
 
 
-def shared_dirty_kib(pid: int | str = "self") -> int:
-    """Dirty memory a process shares with another (its parent, after a fork), from smaps_rollup."""
-    for line in open(f"/proc/{pid}/smaps_rollup"):
-        if line.startswith("Shared_Dirty:"):
-            return int(line.split()[1])
-    raise AssertionError("no Shared_Dirty in smaps_rollup")
+def shared_dirty_kib() -> int:
+    """Dirty memory this process shares with another (its parent, after a fork)."""
+    return memory_kib("self", "Shared_Dirty")
 
 
 def in_child(work) -> tuple[int, int, int]:

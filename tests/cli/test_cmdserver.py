@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from netns_helpers import in_netns_argv
+from root_helpers import memory_kib
 
 ENTRY = str(Path(sys.executable).with_name("pydock"))
 WAIT = 60.0
@@ -407,17 +408,11 @@ def test_what_rm_leaves_for_after_its_answer_is_done_though_its_client_is_gone(c
         time.sleep(0.05)
 
 
-def _dirty_kib(pid: int) -> dict[str, int]:
-    """Shared_Dirty and Private_Dirty of a process (smaps_rollup), in KiB."""
-    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:])
-    return {k: int(fields[k].split()[0]) for k in ("Shared_Dirty", "Private_Dirty")}
-
-
 def test_the_spare_worker_copies_what_it_shares_with_the_server_while_it_waits(cli):
     server = warm(cli)
     spare = spare_of(server)
     deadline = time.monotonic() + WAIT
-    while (shared := _dirty_kib(spare)["Shared_Dirty"]) > _dirty_kib(server)["Private_Dirty"] // 4:
+    while (shared := memory_kib(spare, "Shared_Dirty")) > memory_kib(server, "Private_Dirty") // 4:
         assert time.monotonic() < deadline, f"the spare worker still shares {shared} KiB with its server"
         time.sleep(0.05)
     assert cli.run("ps", "-a", "-q").returncode == 0  # and it still runs the next command
