@@ -7,12 +7,15 @@ import functools
 import logging
 import os
 import stat
+import time
 from dataclasses import dataclass
 
 from pydock.utils.errors import InvalidArgument
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 log = logging.getLogger(__package__)
+#: how long the processes of a container whose lxc-start was killed may take to leave its cgroups
+EXIT_SETTLE = 5.0
 
 #: Docker's default device allowlist (runc's specconv.AllowedDevices): mknod of any node (but no
 #: access to it), null, zero, full, random, urandom, /dev/tty, pts, ptmx and tun. Unlike Docker 0.7's
@@ -314,11 +317,26 @@ def hierarchy_roots() -> list[str]:
     return [f"{CGROUP_ROOT}/{n}" for n in names if os.path.isdir(f"{CGROUP_ROOT}/{n}")]
 
 
-def remove_lxc_cgroups(name: str) -> list[str]:
+def remove_lxc_cgroups(name: str, settle: float = 0.0) -> list[str]:
     """Remove the cgroups lxc made for container `name` (`lxc.payload.<name>`, `lxc.monitor.<name>`, and
     any below them) in every hierarchy. lxc-start removes them as it exits; one killed outright leaves
-    them behind for good. A cgroup still holding a process stays. The cgroups removed."""
-    removed = []
+    them behind for good. A cgroup still holding a process stays, after waiting up to `settle` seconds
+    for it to empty: the container's processes die with lxc-start, but not in the same instant. The
+    cgroups removed."""
+    deadline = time.monotonic() + settle
+    removed: list[str] = []
+    while True:
+        busy = _remove_empty_lxc_cgroups(name, removed)
+        if not busy or time.monotonic() >= deadline:
+            for directory, err in busy:
+                log.debug("cgroup %s stays: %s", directory, err)
+            return removed
+        time.sleep(0.02)
+
+
+def _remove_empty_lxc_cgroups(name: str, removed: list[str]) -> list[tuple[str, OSError]]:
+    """One pass of `remove_lxc_cgroups`, adding what went to `removed`: the cgroups that stayed, with why."""
+    busy = []
     for root in hierarchy_roots():
         for top in (f"{root}/lxc.payload.{name}", f"{root}/lxc.monitor.{name}"):
             if not os.path.isdir(top):
@@ -327,9 +345,11 @@ def remove_lxc_cgroups(name: str) -> list[str]:
                 try:
                     os.rmdir(directory)
                     removed.append(directory)
+                except FileNotFoundError:
+                    pass
                 except OSError as err:
-                    log.debug("cgroup %s stays: %s", directory, err)
-    return removed
+                    busy.append((directory, err))
+    return busy
 
 
 def read_text(path: str) -> str | None:

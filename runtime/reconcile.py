@@ -83,7 +83,7 @@ def recover(rt: Runtime, c: Container) -> bool:
             if not c.state.running:
                 return False
         killed = kill_leftover(c.id, c.state.pid, c.state.pid_start)
-        cgroups.remove_lxc_cgroups(c.id)  # an lxc-start killed outright leaves them behind
+        cgroups.remove_lxc_cgroups(c.id, settle=cgroups.EXIT_SETTLE)  # an lxc-start killed outright leaves them behind
         shutil.rmtree(rt.layout.lxc / c.id, ignore_errors=True)
         finish(rt, c, EXIT_KILLED if killed else EXIT_LOST, fd)
     finally:

@@ -37,6 +37,7 @@ from pydock.utils.errors import Conflict, InvalidArgument, NotFound, PydockError
 from pydock.utils.signals import parse_signal
 from pydock.utils.ids import is_valid_id, resolve_prefix
 from pydock.utils.paths import RootLayout, check_private_root
+from pydock.utils.process import proc_start_time
 
 if TYPE_CHECKING:
     from pydock.runtime.attach import AttachSession, Hello
@@ -472,7 +473,10 @@ class Runtime:
             if c.state.running:
                 raise Conflict(f"Container {c.short_id} is still starting; try again")
         if signum == signal.SIGKILL and self.paused(c):  # a frozen process dies only once thawed
-            self._thaw(c)
+            try:
+                self._thaw(c)
+            except Conflict:  # it ended meanwhile: some kernels let SIGKILL through a freeze
+                log.debug("kill %s: it ended before its thaw", c.short_id)
 
     def stop(self, c: Container | str, timeout: float | None = None) -> None:
         """The image's StopSignal (default SIGTERM), then SIGKILL after `timeout` seconds (Docker's stop;
@@ -561,6 +565,8 @@ class Runtime:
             init = container_command(c.state.pid)
             if init is not None:
                 return init
+            if c.state.pid_start and proc_start_time(c.state.pid) != c.state.pid_start:  # lxc-start is gone
+                break
             if time.monotonic() >= deadline:
                 raise Conflict(f"Container {c.short_id} is still starting; try again")
             time.sleep(0.01)

@@ -325,7 +325,7 @@ def finished(rt: Runtime, c: Container, returncode: int, lock: int) -> tuple[int
     """Finish with lxc-start's status made exact (137 if pydock sent SIGKILL; 125 if lxc failed)."""
     code, failure = exit_status(returncode, c.lxc_log_path, c.killed_marker.exists())
     if returncode < 0:  # lxc-start itself was killed: it could not remove its cgroups
-        cgroups.remove_lxc_cgroups(c.id)
+        cgroups.remove_lxc_cgroups(c.id, settle=cgroups.EXIT_SETTLE)
     finish(rt, c, code, lock)
     return code, failure
 

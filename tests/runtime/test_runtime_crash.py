@@ -8,11 +8,13 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 from root_helpers import comm
 
+from pydock.runtime import cgroups
 from pydock.runtime.launcher import container_init
 from pydock.utils.mount import mountinfo
 from pydock.runtime.state import EXIT_KILLED, EXIT_LOST, Status
@@ -80,6 +82,26 @@ def test_lxc_start_killed_outright_leaves_no_cgroup_behind(rt, monitor_too):
     assert rt.get(c.id).state.status is Status.EXITED
     assert _lxc_cgroups(c.id) == []
     rt.remove(c.id)
+
+
+def test_cgroup_removal_waits_for_the_dying_processes_to_leave():
+    """lxc-start's processes die with it, but not at once: the removal waits (up to `settle`) for them."""
+    name = f"pdtest-{os.getpid()}"
+    cgroup = f"{cgroups.hierarchy_roots()[-1]}/lxc.payload.{name}"
+    os.mkdir(cgroup)
+    proc = subprocess.Popen(["sleep", "60"])
+    try:
+        with open(f"{cgroup}/cgroup.procs", "w") as f:
+            f.write(str(proc.pid))
+        assert cgroups.remove_lxc_cgroups(name) == [] and os.path.isdir(cgroup)  # busy: it stays
+        killer = threading.Timer(0.5, proc.kill)
+        killer.start()
+        assert cgroups.remove_lxc_cgroups(name, settle=10) == [cgroup]
+        assert not os.path.exists(cgroup)
+    finally:
+        proc.kill()
+        proc.wait()
+        cgroups.remove_lxc_cgroups(name, settle=10)
 
 
 def test_monitor_dead_after_the_command_ended_records_unknown_status(rt):
