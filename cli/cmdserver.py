@@ -3,8 +3,7 @@
 Started on demand by `cli/client.py`, one per interpreter and install (`cmdwire.socket_path`); it
 exits after IDLE_SECONDS without a command, or once its source files change on disk. It holds no
 root, lock or runtime state of its own: each worker is a fresh fork (made ahead, as the spare that
-waits for the next command, so the fork and the copy-on-write faults its command would take are off
-that command's path: utils/prefault.py) that takes on its client's
+waits for the next command, so the fork is off that command's path) that takes on its client's
 context (cgroup, rlimits, nice and OOM score, signal dispositions, groups, umask, working directory,
 environment, stdin/stdout/stderr), runs `pydock.cli.main.main`, sends the client the command's status
 and exits with it (a worker killed by a signal has the server report that instead). A client that
@@ -23,7 +22,6 @@ import io
 import marshal
 import os
 import resource
-import select
 import selectors
 import signal
 import socket
@@ -34,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pydock.cli import cmdwire
-from pydock.utils import afterwards, prefault
+from pydock.utils import afterwards
 from pydock.utils.mount import mountinfo
 
 #: the modules of the everyday commands (run, create, start, stop, kill, wait, rm, exec, attach, ps,
@@ -271,9 +269,6 @@ class Server:
             ours.close()
             _name_process("pydock-spare")
             self._drop_server_state(None)
-            waiting = select.poll()
-            waiting.register(channel, select.POLLIN)
-            prefault.populate_writable(until=lambda: bool(waiting.poll(0)))  # the command's faults, now
             conn, request = _receive_command(channel)
         except BaseException:  # noqa: BLE001 - the server went or discarded this spare: nothing ran
             os._exit(0)
