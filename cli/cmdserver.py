@@ -7,7 +7,8 @@ waits for the next command, so the fork is off that command's path) that takes o
 context (cgroup, rlimits, nice and OOM score, signal dispositions, groups, umask, working directory,
 environment, stdin/stdout/stderr), runs `pydock.cli.main.main`, sends the client the command's status
 and exits with it (a worker killed by a signal has the server report that instead). A client that
-dies (kill -9) takes its worker with it, as if the command had run in the client's own process. Only
+dies (kill -9) takes its worker with it, as if the command had run in the client's own process (the
+worker watches its client itself, so this holds after its server was killed too). Only
 a root client in the server's namespaces, root directory and LSM context, with at least the server's
 capabilities and no seccomp filter or no_new_privs, is served: the server never grants what its
 client lacked.
@@ -22,6 +23,7 @@ import io
 import marshal
 import os
 import resource
+import select
 import selectors
 import signal
 import socket
@@ -291,12 +293,14 @@ class Server:
                 conn.sendall(b"F%s\n" % str(err).encode(errors="replace")[:200])
                 os._exit(SETUP_FAILED)
             conn.sendall(b"P%d\n" % os.getpid())
+            _die_with_client(conn)
             # a monitor the command forks must hold neither
             os.register_at_fork(after_in_child=lambda: (conn.close(), channel.close()))
             with afterwards.collecting() as pending:
                 status = _run_command(request.argv)
+            _outlive_client(conn)  # first: the client's going away from now on is no reason to kill this
             try:
-                channel.send(ANSWERED)  # first: the client's going away from now on is no reason to kill this
+                channel.send(ANSWERED)  # the server then forks the next spare when the client leaves
             except OSError:
                 pass  # the server is gone
             try:
@@ -326,8 +330,9 @@ class Server:
         self.running = {}
 
     def _client_readable(self, running: Running) -> None:
-        """A client speaks only to say it is gone (EOF): its worker goes the way the client went, unless
-        the client had its answer (the worker said so first), and the worker does what was left for after it."""
+        """A client speaks only to say it is gone (EOF). Its worker watches for that too, and goes the way
+        the client went unless it had its answer (_die_with_client); once it had, the worker only does
+        what was left for after the answer, and the next command's spare is forked now."""
         try:
             data = running.conn.recv(64)
         except OSError:
@@ -335,12 +340,7 @@ class Server:
         if not data:
             self.selector.unregister(running.conn)
             if _answered(running.channel):
-                self._spawn_spare()  # for the next command: the worker left only work nobody waits for
-                return
-            try:
-                os.kill(running.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass  # already ended; the pidfd reports it next
+                self._spawn_spare()
 
     def _reap(self, running: Running) -> None:
         _, status = os.waitpid(running.pid, 0)
@@ -511,6 +511,26 @@ def _hand_over(channel: socket.socket, conn: socket.socket, request: Request) ->
     except OSError:
         channel.close()
         return False
+
+
+def _die_with_client(conn: socket.socket) -> None:
+    """Have the kernel SIGKILL this worker when its client goes (its end of `conn` closes), as the
+    client may have been, until `_outlive_client`: O_ASYNC with SIGKILL for the signal. The worker, not
+    the server, watches, so a client leaving after its server was killed still takes its command along."""
+    fd = conn.fileno()
+    fcntl.fcntl(fd, fcntl.F_SETOWN, os.getpid())
+    fcntl.fcntl(fd, fcntl.F_SETSIG, signal.SIGKILL)
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_ASYNC)
+    gone = select.poll()  # a client gone before O_ASYNC was set sends no signal: look once
+    gone.register(fd, select.POLLIN)
+    if gone.poll(0):  # a client says nothing but its going (EOF)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _outlive_client(conn: socket.socket) -> None:
+    """From now on the client's going is no reason to kill this worker (it has, or is about to have, its answer)."""
+    fd = conn.fileno()
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_ASYNC)
 
 
 def _answered(channel: socket.socket) -> bool:

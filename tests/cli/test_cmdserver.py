@@ -491,6 +491,39 @@ def test_a_server_killed_mid_command_still_lets_the_client_have_its_status(cli):
         time.sleep(0.05)
 
 
+def test_a_client_killed_after_its_server_still_takes_its_command_along(cli):
+    """The worker watches its client itself: with the server killed, a client killed later still ends
+    its command (an `events` waiting for an event that may never come would otherwise stay forever)."""
+    server = warm(cli)
+    socket_path = socket_of(server)
+    proc = subprocess.Popen(cli.argv("events"), env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        worker = cli.worker_of(server)
+        os.kill(server, signal.SIGKILL)
+        _gone_or_zombie(server, "the server")
+        assert proc.poll() is None and Path(f"/proc/{worker}").exists()  # the command goes on meanwhile
+        proc.kill()
+        proc.wait()
+        _gone_or_zombie(worker, "the worker")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        socket_path.unlink(missing_ok=True)  # a server killed outright leaves them (see above)
+        Path(f"{socket_path}.lock").unlink(missing_ok=True)
+
+
+def _gone_or_zombie(pid: int, what: str) -> None:
+    deadline = time.monotonic() + WAIT
+    while True:
+        try:
+            if b"Z" in Path(f"/proc/{pid}/stat").read_bytes().rpartition(b") ")[2].split()[:1]:
+                return
+        except (FileNotFoundError, ProcessLookupError):
+            return
+        assert time.monotonic() < deadline, f"{what} ({pid}) is still running"
+        time.sleep(0.05)
+
+
 def test_servers_stopped_while_commands_come_and_go_lose_none_of_them(cli):
     """SIGTERM to the servers at any moment: each command still ends as it would in its client (through
     the server, or in its client when the server had stopped listening)."""
