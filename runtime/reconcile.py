@@ -21,7 +21,7 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from pydock.runtime import cgroups, monitorlock, netattach, removal
+from pydock.runtime import cgroups, freezer, monitorlock, netattach, removal
 from pydock.runtime.container import Container
 from pydock.runtime.launcher import container_init, stray_processes, wait_gone
 from pydock.runtime.state import EXIT_KILLED, EXIT_LOST
@@ -48,6 +48,7 @@ def kill_leftover(name: str, pid: int, pid_start: int) -> bool:
                 os.kill(init, signal.SIGKILL)
             except ProcessLookupError:
                 pass  # it ended by itself meanwhile
+            _thaw(init, name)
         if not wait_gone(pid, pid_start, 5.0):
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -61,8 +62,19 @@ def kill_leftover(name: str, pid: int, pid_start: int) -> bool:
         except ProcessLookupError:
             pass  # it ended by itself meanwhile
     if strays:
+        _thaw(strays[0], name)
         log.info("container %s: killed %d process(es) lxc left behind", name[:12], len(strays))
     return ran
+
+
+def _thaw(pid: int, name: str) -> None:
+    """Thaw the cgroup of `pid` if it is frozen (a paused container): a frozen process takes the SIGKILL
+    it was sent only once thawed, and would otherwise stay, frozen, for good."""
+    try:
+        if freezer.is_frozen(pid):
+            freezer.set_frozen(pid, False, f"Container {name[:12]}")
+    except PydockError as err:
+        log.warning("container %s: could not thaw it to end it: %s", name[:12], err)
 
 
 def recover(rt: Runtime, c: Container) -> bool:

@@ -84,6 +84,28 @@ def test_lxc_start_killed_outright_leaves_no_cgroup_behind(rt, monitor_too):
     rt.remove(c.id)
 
 
+def test_a_paused_container_whose_monitor_was_killed_is_ended_not_left_frozen(rt):
+    """Crash recovery thaws a paused container to kill it: a frozen process takes its SIGKILL only once
+    thawed, and would otherwise stay frozen, in cgroups nobody removes, for good."""
+    c = rt.create("busybox", ["sleep", "60"], name="frozen")
+    rt.start(c)
+    c.reload()
+    monitor, lxc = c.state.monitor_pid, c.state.pid
+    deadline = time.monotonic() + 30
+    while comm(init := container_init(lxc)) != "sleep":
+        assert time.monotonic() < deadline, "the container's command never started"
+        time.sleep(0.05)
+    rt.pause(c)
+    os.kill(monitor, signal.SIGKILL)
+    _gone(monitor)
+    listed = {x.id: x for x in rt.containers(all=True)}
+    assert (listed[c.id].state.status, listed[c.id].state.exit_code) == (Status.EXITED, EXIT_KILLED)
+    _gone(init)
+    _gone(lxc)
+    assert _lxc_cgroups(c.id) == []
+    rt.remove(c.id)
+
+
 def test_cgroup_removal_waits_for_the_dying_processes_to_leave():
     """lxc-start's processes die with it, but not at once: the removal waits (up to `settle`) for them."""
     name = f"pdtest-{os.getpid()}"
