@@ -38,16 +38,17 @@ from pydock.utils import afterwards
 from pydock.utils.mount import mountinfo
 
 #: the modules of the everyday commands (run, create, start, stop, kill, wait, rm, exec, attach, ps,
-#: inspect, logs, images, version) and of each storage driver, with what they import (and difflib, which
-#: click's option parser imports on every command): imported once
-#: here, so those commands import nothing. Not everything: a detached container's monitor is a fork of
-#: its command, and every module here is in its resident set (tests/cli/test_cmdserver.py keeps the
-#: list covering those commands).
+#: inspect, logs, images, version; on the default bridge too) and of each storage driver, with what they
+#: import (and difflib, which click's option parser imports on every command): imported once here, so
+#: those commands import nothing. Not everything: a detached container's monitor is a fork of its
+#: command, and every module here is in its resident set (tests/cli/test_cmdserver.py keeps the list
+#: covering those commands; hashlib stays out: its libcrypto alone is ~3.5 MiB).
 PRELOAD = ("difflib", "pydock.cli.main", "pydock.cli.containers", "pydock.cli.interactive", "pydock.cli.images",
            "pydock.cli.system", "pydock.cli.each", "pydock.cli.formatting", "pydock.utils.table",
            "pydock.runtime.runtime", "pydock.runtime.create", "pydock.runtime.supervise", "pydock.runtime.exec",
-           "pydock.runtime.freezer", "pydock.runtime.listindex", "pydock.graph.lookup",
-           "pydock.devmapper.overlay", "pydock.devmapper.vfs", "pydock.devmapper.dm_deviceset")
+           "pydock.runtime.freezer", "pydock.runtime.listindex", "pydock.graph.lookup", "pydock.links.networks",
+           "pydock.links.linkenv", "pydock.devmapper.overlay", "pydock.devmapper.vfs",
+           "pydock.devmapper.dm_deviceset")
 #: a request must arrive this soon after its connection
 REQUEST_TIMEOUT = 5.0
 #: a worker's status when it could not take on its client's context (the client, told F, ran the command)

@@ -6,7 +6,6 @@ so a release - by the container's monitor, another process or `reconcile` - remo
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import logging
 import re
@@ -43,7 +42,7 @@ def veth_name(container_id: str, network_id: str) -> str:
 
 
 def endpoint_id(container_id: str, network_id: str) -> str:
-    return hashlib.sha256(f"{container_id}:{network_id}".encode()).hexdigest()
+    return _sha256_hex(f"{container_id}:{network_id}")
 
 
 def check_alias(alias: str) -> str:
@@ -343,4 +342,10 @@ def hosts_lines(container_id: str, networks: Iterable[Iterable[Member]]) -> list
 
 def predefined_id(root: str, name: str) -> str:
     """A stable id for `bridge`, `host` and `none` of one root."""
-    return hashlib.sha256(f"{root}:{name}".encode()).hexdigest()
+    return _sha256_hex(f"{root}:{name}")
+
+
+def _sha256_hex(text: str) -> str:
+    import hashlib  # lazy: it loads libcrypto, ~3.5 MiB resident in each monitor (cmdserver preloads this module)
+
+    return hashlib.sha256(text.encode()).hexdigest()

@@ -426,7 +426,8 @@ def test_a_detached_container_s_monitor_shares_what_its_worker_never_wrote(cli):
         ids.append(made.stdout.decode().strip())
     state = json.loads((cli.root / "containers" / ids[-1] / "config.json").read_text())["State"]
     deadline = time.monotonic() + WAIT
-    while _child_named(server, lambda comm: comm == "pydock") is not None:  # its worker's copies are shared with the monitor until it ends
+    # the worker's copies are shared with the monitor until the worker ends
+    while _child_named(server, lambda comm: comm == "pydock") is not None:
         assert time.monotonic() < deadline, "the worker of `run -d` did not end"
         time.sleep(0.05)
     shared, own = (memory_kib(state["MonitorPid"], f) for f in ("Shared_Dirty", "Private_Dirty"))
@@ -570,8 +571,9 @@ before = set(sys.modules)
 null = os.open(os.devnull, os.O_WRONLY)
 saved = os.dup(1)
 os.dup2(null, 1)
-for line in sys.argv[2:]:
-    status = main(["-g", sys.argv[1], "-s", "overlay", "-b", "none", *shlex.split(line)])
+network = [] if sys.argv[2] == "bridge" else ["-b", "none"]
+for line in sys.argv[3:]:
+    status = main(["-g", sys.argv[1], "-s", "overlay", *network, *shlex.split(line)])
     assert status == 0, (line, status)
 os.dup2(saved, 1)
 print("\\n".join(sorted(m for m in set(sys.modules) - before if m.startswith("pydock."))))
@@ -579,13 +581,16 @@ print("\\n".join(sorted(m for m in set(sys.modules) - before if m.startswith("py
 
 
 @pytest.mark.lxc
-def test_the_everyday_commands_import_nothing_the_server_has_not(cli):
+@pytest.mark.parametrize("network", ["none", "bridge"])
+def test_the_everyday_commands_import_nothing_the_server_has_not(cli, network):
     """cmdserver.PRELOAD covers what the everyday commands use, so a worker imports nothing (each
-    import would cost every such command its time again)."""
+    import would cost every such command its time again): with `-b none`, and on the default bridge
+    (in a network namespace of the test's own)."""
     commands = ["version", "create --name every busybox sh -c 'sleep 30'", "start every", "exec every true",
                 "ps -a", "inspect every", "logs every", "images", "kill every", "wait every", "restart every",
                 "stop -t 1 every", "rm every", "run --rm busybox true", "run -d --name bg busybox true", "rm -f bg"]
-    res = subprocess.run([sys.executable, "-c", EVERYDAY, str(cli.root), *commands], env=cli.env,
+    argv = [sys.executable, "-c", EVERYDAY, str(cli.root), network, *commands]
+    res = subprocess.run(in_netns_argv(*argv) if network == "bridge" else argv, env=cli.env,
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert res.stdout.split() == []
