@@ -515,9 +515,9 @@ def _hand_over(channel: socket.socket, conn: socket.socket, request: Request) ->
 
 
 def _die_with_client(conn: socket.socket) -> None:
-    """Have the kernel SIGKILL this worker when its client goes (its end of `conn` closes), as the
-    client may have been, until `_outlive_client`: O_ASYNC with SIGKILL for the signal. The worker, not
-    the server, watches, so a client leaving after its server was killed still takes its command along."""
+    """Have the kernel SIGKILL this worker if its client goes (its end of `conn` closes) before
+    `_outlive_client`: O_ASYNC on the connection, SIGKILL for its signal. The worker, not the server,
+    watches, so a client leaving after its server was killed still takes its command along."""
     fd = conn.fileno()
     fcntl.fcntl(fd, fcntl.F_SETOWN, os.getpid())
     fcntl.fcntl(fd, fcntl.F_SETSIG, signal.SIGKILL)

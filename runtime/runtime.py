@@ -475,7 +475,7 @@ class Runtime:
         if signum == signal.SIGKILL and self.paused(c):  # a frozen process dies only once thawed
             try:
                 self._thaw(c)
-            except Conflict:  # it ended meanwhile: some kernels let SIGKILL through a freeze
+            except Conflict:  # it ended meanwhile: the cgroup v2 freezer lets a SIGKILL through
                 log.debug("kill %s: it ended before its thaw", c.short_id)
 
     def stop(self, c: Container | str, timeout: float | None = None) -> None:
