@@ -106,6 +106,19 @@ def _child_named(server: int, wanted: Callable[[str], bool]) -> int | None:
     return None
 
 
+def _until_ended(pid: int, message: str) -> None:
+    """Wait until process `pid` has ended (gone, or a zombie its parent has not reaped); `message` if not."""
+    deadline = time.monotonic() + WAIT
+    while True:
+        try:
+            if b"Z" in Path(f"/proc/{pid}/stat").read_bytes().rpartition(b") ")[2].split()[:1]:
+                return
+        except (FileNotFoundError, ProcessLookupError):
+            return
+        assert time.monotonic() < deadline, f"{message} ({pid})"
+        time.sleep(0.05)
+
+
 def socket_of(server: int) -> Path:
     """The socket a server listens on: its argv is `python -c BOOT SOCKET SYS.PATH...`."""
     return Path(os.fsdecode(Path(f"/proc/{server}/cmdline").read_bytes().split(b"\0")[3]))
@@ -206,10 +219,7 @@ def test_a_client_killed_mid_run_takes_its_command_with_it(cli):
     finally:
         if proc.poll() is None:
             proc.kill()
-    deadline = time.monotonic() + WAIT
-    while Path(f"/proc/{worker}").exists() and b"Z" not in Path(f"/proc/{worker}/stat").read_bytes().split()[2]:
-        assert time.monotonic() < deadline, "the worker outlived its client"
-        time.sleep(0.05)
+    _until_ended(worker, "the worker outlived its client")
     # as after a kill -9 of an in-process `pydock run`: the container is reconciled as killed
     out = cli.run("ps", "-a").stdout.decode()
     line = next(l for l in out.splitlines() if l.rstrip().endswith("fg"))
@@ -486,10 +496,7 @@ def test_a_server_killed_mid_command_still_lets_the_client_have_its_status(cli):
         # them; this key has none)
         socket_path.unlink(missing_ok=True)
         Path(f"{socket_path}.lock").unlink(missing_ok=True)
-    deadline = time.monotonic() + WAIT
-    while Path(f"/proc/{spare}").exists() and b"Z" not in Path(f"/proc/{spare}/stat").read_bytes().split()[2]:
-        assert time.monotonic() < deadline, "the spare worker outlived its server"
-        time.sleep(0.05)
+    _until_ended(spare, "the spare worker outlived its server")
 
 
 def test_a_client_killed_after_its_server_still_takes_its_command_along(cli):
@@ -501,28 +508,16 @@ def test_a_client_killed_after_its_server_still_takes_its_command_along(cli):
     try:
         worker = cli.worker_of(server)
         os.kill(server, signal.SIGKILL)
-        _gone_or_zombie(server, "the server")
+        _until_ended(server, "the server outlived its SIGKILL")
         assert proc.poll() is None and Path(f"/proc/{worker}").exists()  # the command goes on meanwhile
         proc.kill()
         proc.wait()
-        _gone_or_zombie(worker, "the worker")
+        _until_ended(worker, "the worker outlived its client")
     finally:
         if proc.poll() is None:
             proc.kill()
         socket_path.unlink(missing_ok=True)  # a server killed outright leaves them (see above)
         Path(f"{socket_path}.lock").unlink(missing_ok=True)
-
-
-def _gone_or_zombie(pid: int, what: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while True:
-        try:
-            if b"Z" in Path(f"/proc/{pid}/stat").read_bytes().rpartition(b") ")[2].split()[:1]:
-                return
-        except (FileNotFoundError, ProcessLookupError):
-            return
-        assert time.monotonic() < deadline, f"{what} ({pid}) is still running"
-        time.sleep(0.05)
 
 
 def test_servers_stopped_while_commands_come_and_go_lose_none_of_them(cli):
