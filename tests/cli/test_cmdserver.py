@@ -173,6 +173,11 @@ def test_the_command_gets_the_clients_stdin_directory_umask_and_environment(cli,
     env = {**cli.env, "PYDOCK_ROOT": str(cli.root), "PYDOCK_DRIVER": "overlay"}
     listed = subprocess.run([ENTRY, "images"], env=env, capture_output=True, timeout=120)
     assert listed.returncode == 0 and b"busybox" in listed.stdout
+    # each command has its own client's environment, whatever the one before had (`-e NAME` reads it)
+    for value in ("one", None, "two"):
+        res = cli.run("run", "--rm", "-e", "PASSED", "busybox", "sh", "-c", 'echo "${PASSED-unset}"',
+                      env={"PASSED": value} if value else None)
+        assert res.stdout.decode().strip() == (value or "unset"), res.stderr
 
 
 @pytest.mark.lxc
@@ -191,6 +196,31 @@ def test_signals_to_the_client_reach_the_command(cli):
     assert out == b"got TERM\n", err
     assert proc.returncode == 3
     assert cli.run("rm", "sig").returncode == 0
+
+
+def test_the_command_ignores_the_signals_its_client_ignored_and_no_others(cli):
+    server = warm(cli)
+    shown = (signal.SIGHUP, signal.SIGUSR1, signal.SIGTERM, signal.SIGINT, signal.SIGPIPE, signal.SIGXFSZ)
+    for ignored in ({signal.SIGHUP, signal.SIGUSR1}, set(), {signal.SIGTERM}):
+        # as a fresh python in the client's place: what it inherited as ignored, plus SIGPIPE and SIGXFSZ
+        expected = ignored | {signal.SIGPIPE, signal.SIGXFSZ}
+        proc = subprocess.Popen(cli.argv("events"), env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                preexec_fn=lambda: [signal.signal(s, signal.SIG_IGN) for s in ignored])
+        try:
+            worker = cli.worker_of(server)
+            deadline = time.monotonic() + WAIT
+            while True:  # named as its client first, it takes the client's signals a moment later
+                status = Path(f"/proc/{worker}/status").read_text()
+                mask = int(status.split("SigIgn:\t", 1)[1].split()[0], 16)
+                seen = {s for s in shown if mask & (1 << (s - 1))}
+                if seen == expected or time.monotonic() > deadline:
+                    break
+                time.sleep(0.02)
+        finally:
+            proc.kill()
+            proc.wait()
+        _until_ended(worker, "the worker outlived its client")
+        assert seen == expected
 
 
 def test_a_command_killed_by_a_signal_kills_its_client_with_it(cli):
