@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pydock.cli import cmdwire
+from pydock.cli.sourcewatch import SourceWatch
 from pydock.utils import afterwards
 from pydock.utils.mount import mountinfo
 
@@ -121,7 +122,7 @@ class Server:
     listener: socket.socket
     bound: int  # the socket file's inode
     lock_fd: int
-    stamp: dict[str, tuple[int, int]]
+    source: SourceWatch
     identity: Identity
     selector: selectors.BaseSelector = field(default_factory=selectors.DefaultSelector)
     running: dict[int, Running] = field(default_factory=dict)  # by pidfd
@@ -165,7 +166,7 @@ class Server:
         except OSError:
             return
         try:
-            if self.stale or _source_changed(self.stamp):
+            if self.stale or self.source.changed():
                 self._retire()
                 conn.sendall(b"R\n")
                 conn.close()
@@ -323,6 +324,7 @@ class Server:
         """The worker keeps nothing of the server's but its imports (a spare drops it twice: harmless)."""
         self.selector.close()
         self.listener.close()
+        self.source.close()
         if self.lock_fd != -1:
             os.close(self.lock_fd)
             self.lock_fd = -1
@@ -382,7 +384,7 @@ def main(path: str) -> None:
     try:
         _name_process()
         _preload()
-        stamp = _source_stamp()
+        source = SourceWatch.start()
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         try:
             os.unlink(path)
@@ -396,7 +398,7 @@ def main(path: str) -> None:
         bound = os.stat(path).st_ino
         listener.listen(64)
         gc.freeze()  # what was imported stays shared with every worker instead of being copied by the collector
-        server = Server(path, cmdwire.idle_seconds(os.environ), listener, bound, lock_fd, stamp, Identity.own())
+        server = Server(path, cmdwire.idle_seconds(os.environ), listener, bound, lock_fd, source, Identity.own())
         signal.signal(signal.SIGTERM, server.terminate)
         server.loop()
     finally:
@@ -473,30 +475,6 @@ def _preload() -> None:
             importlib.import_module(name)
         except Exception:  # noqa: BLE001 - reported by the command that needs it, not by the server
             continue
-
-
-def _source_stamp() -> dict[str, tuple[int, int]]:
-    """(mtime, size) of every loaded pydock module's file and directory: a change means new code on disk."""
-    stamp = {}
-    for name, module in list(sys.modules.items()):
-        origin = getattr(module, "__file__", None)
-        if not name.startswith("pydock.") or not origin:
-            continue
-        for path in (origin, os.path.dirname(origin)):
-            st = os.stat(path)
-            stamp[path] = (st.st_mtime_ns, st.st_size)
-    return stamp
-
-
-def _source_changed(stamp: dict[str, tuple[int, int]]) -> bool:
-    for path, seen in stamp.items():
-        try:
-            st = os.stat(path)
-        except OSError:
-            return True
-        if (st.st_mtime_ns, st.st_size) != seen:
-            return True
-    return False
 
 
 def _read_request(conn: socket.socket, identity: Identity) -> Request:

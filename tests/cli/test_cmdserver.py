@@ -7,6 +7,7 @@ socket no other run shares, and the server is stopped (and must have removed its
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -585,6 +586,26 @@ def test_a_stopped_server_removes_its_socket_and_the_next_command_starts_one(cli
     assert not socket_path.exists()
     assert cli.run("version").returncode == 0  # in the client, which starts a new server
     assert cli.server() != server
+
+
+@pytest.mark.parametrize("change", ["edited", "added"])
+def test_a_server_whose_source_changed_retires_and_the_next_command_starts_a_new_one(cli, change):
+    server = warm(cli)
+    module = Path(importlib.util.find_spec("pydock.cli.formatting").origin)  # one the server loaded
+    st = module.stat()
+    added = module.with_name(f"_added_by_test_{os.getpid()}.py")
+    try:
+        if change == "edited":  # as an editor's save in place, or an upgrade's new file at the same size
+            os.utime(module, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+        else:  # a module the new code brings
+            added.write_text("")
+        res = cli.run("version")
+        assert res.returncode == 0, res.stderr
+        _until_ended(server, "the server kept running old code")
+        assert cli.server() != server
+    finally:
+        added.unlink(missing_ok=True)
+        os.utime(module, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
 EVERYDAY = '''
