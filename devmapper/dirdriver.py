@@ -79,9 +79,10 @@ class DirectoryDeviceSet(Generic[Key]):
         """Which entries of `entries` are mounts of any device of this home."""
         raise NotImplementedError
 
-    def _drop_record(self, hash: str, key: Key) -> Callable[[], None] | None:
+    def _drop_record(self, hash: str, key: Key, entries: list[MountEntry]) -> Callable[[], None] | None:
         """Take the device's name away (the commit point of removal, home lock held); return any
-        slow clean-up to run after the lock is released."""
+        slow clean-up to run after the lock is released. `entries`: the mount table as read under that
+        lock, with nothing mounted at or inside the device's tree."""
         raise NotImplementedError
 
     # ---- records -------------------------------------------------------------------------------
@@ -141,7 +142,8 @@ class DirectoryDeviceSet(Generic[Key]):
                 raise StorageError(f"Error unmounting '{hash}': {path} is not a mount of this device")
             dirstore.umount_checked(real, f"'{hash}'", kmount.umount)
             self._mounts.drop(hash, real)
-            if deactivate and not self._mounted_at(key):
+            # the table as it is now: the mounts of this home change only under its lock, held here
+            if deactivate and not self._mounted_at(key, [e for e in entries if e is not top]):
                 with self._active_lock:
                     self._active.discard(hash)
 
@@ -178,7 +180,7 @@ class DirectoryDeviceSet(Generic[Key]):
             inside = kmount.mounts_under(self._device_tree(key), entries)
             if inside:
                 raise Conflict(f"device {hash}: {inside[0]} is mounted inside its tree")
-            finish = self._drop_record(hash, key)
+            finish = self._drop_record(hash, key, entries)
             with self._active_lock:
                 self._active.discard(hash)
         if finish is not None:

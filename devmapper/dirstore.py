@@ -73,16 +73,17 @@ def remove_tree(path: Path) -> None:
         raise StorageError(f"cannot delete {path}: {err.strerror or err}") from err
 
 
-def discard_tree(path: Path, trash: Path) -> None:
+def discard_tree(path: Path, trash: Path, entries: list[MountEntry] | None = None) -> None:
     """remove_tree with only its commit now: the tree renamed into `trash` (so it is gone), deleted after
-    the command answers (utils/afterwards.py). Refused, as there, while anything is mounted inside it."""
-    _refuse_mounts_inside(path)
+    the command answers (utils/afterwards.py). Refused, as there, while anything is mounted inside it
+    (by `entries`: a mountinfo() the caller read under the lock that serialises mounts there)."""
+    _refuse_mounts_inside(path, entries)
     afterwards.discard_tree(path, trash)
 
 
-def _refuse_mounts_inside(path: Path) -> None:
+def _refuse_mounts_inside(path: Path, entries: list[MountEntry] | None = None) -> None:
     """Conflict while anything is mounted inside `path`: deleting the tree would empty it too."""
-    inside = mounts_under(path)
+    inside = mounts_under(path, entries)
     if inside:
         raise Conflict(f"cannot delete {path}: {inside[0]} is mounted inside it")
 

@@ -155,9 +155,10 @@ class OverlayDeviceSet(DirectoryDeviceSet[str]):
             _unlink(self._children_dir(lid) / child)
         return False
 
-    def _collect_chain(self, lid: str) -> None:
+    def _collect_chain(self, lid: str, entries: list[MountEntry]) -> None:
         """After `lid`'s device went: delete it, then each parent, while no device names it and nothing
-        else stacks on it (what a full collection would delete of this chain, without reading the others)."""
+        else stacks on it (what a full collection would delete of this chain, without reading the others).
+        `entries`: the mount table read under the home lock, still held."""
         while lid != BASE_LAYER:
             try:
                 meta: dict | None = self._meta(lid)
@@ -170,7 +171,7 @@ class OverlayDeviceSet(DirectoryDeviceSet[str]):
                 return
             parent = (meta or {}).get("parent") or BASE_LAYER
             try:
-                dirstore.discard_tree(self._layer_dir(lid), self._trash)
+                dirstore.discard_tree(self._layer_dir(lid), self._trash, entries)
             except (Conflict, StorageError) as err:
                 log.warning("overlay: keeping unreferenced layer %s: %s", lid, err)
                 return
@@ -334,7 +335,7 @@ class OverlayDeviceSet(DirectoryDeviceSet[str]):
                 raise
             _unlink(self._pending / lid)
 
-    def _drop_record(self, hash: str, lid: str) -> None:
+    def _drop_record(self, hash: str, lid: str, entries: list[MountEntry]) -> None:
         """Unlink the device's name; its layer stays on disk only while descendants still stack on it.
         (A scratch device's removal is not flushed either: see add_device.)"""
         durable = self._durable(lid)
@@ -346,7 +347,7 @@ class OverlayDeviceSet(DirectoryDeviceSet[str]):
         except OSError as err:
             _unlink(self._pending / lid)
             raise StorageError(f"cannot remove device {hash}: {err.strerror}") from err
-        self._collect_chain(lid)
+        self._collect_chain(lid, entries)
         _unlink(self._pending / lid)
 
     def list(self) -> list[str]:

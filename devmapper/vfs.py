@@ -150,7 +150,7 @@ class VfsDeviceSet(DirectoryDeviceSet[Path]):
                 except (Conflict, StorageError) as err:
                     log.warning("vfs: could not clean up %s: %s", scratch, err)
 
-    def _drop_record(self, hash: str, rootfs: Path) -> functools.partial[None]:
+    def _drop_record(self, hash: str, rootfs: Path, entries: list[MountEntry]) -> functools.partial[None]:
         """Move the device's tree into tmp/ (the commit point); deleting it there can wait for the unlock.
 
         Children are independent copies and keep working."""
