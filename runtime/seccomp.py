@@ -240,9 +240,13 @@ def host_arch() -> str:
 
 
 def kernel_version(release: str | None = None) -> tuple[int, ...]:
-    """(major, minor) of the running kernel (`6.1.0-13-amd64` -> (6, 1))."""
-    m = re.match(r"(\d+)\.(\d+)", release if release is not None else os.uname().release)
-    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+    """(major, minor) of the running kernel (`6.1.0-13-amd64` -> (6, 1)); (0, 0) if it does not begin so.
+    Read without `re`: each run asks, in a fresh fork where a pattern would be compiled again."""
+    major, dot, rest = (release if release is not None else os.uname().release).partition(".")
+    minor = rest[:len(rest) - len(rest.lstrip("0123456789"))]
+    if not (dot and minor and major.isascii() and major.isdigit()):
+        return (0, 0)
+    return (int(major), int(minor))
 
 
 def _version(text: str) -> tuple[int, ...]:
