@@ -161,3 +161,21 @@ def test_the_command_starts_with_every_signal_at_its_default(pydock_runtime):
     pydock_runtime.kill(c, "INT")
     assert pydock_runtime.wait(c, timeout=10) == 7
     assert [r.log for r in pydock_runtime.logs(c)][0].split() == ["SigIgn:", "0000000000000000"]
+
+
+def test_the_command_starts_with_no_signal_blocked_whatever_its_launcher_blocked(pydock_runtime):
+    """A blocked signal stays blocked across fork and exec: a launcher that blocks some (pydock then sets
+    up lxc-start in its child, preexec.child_setup) still starts the command with none blocked and none
+    ignored, as a launcher that blocks none does (the test above)."""
+    import signal
+
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1, signal.SIGTERM})
+    old_hup = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        c = _started(pydock_runtime, ["grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status"])  # no shell: sh ignores SIGQUIT
+    finally:
+        signal.signal(signal.SIGHUP, old_hup)
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+    assert pydock_runtime.wait(c, timeout=30) == 0
+    assert [r.log.split() for r in pydock_runtime.logs(c)] == [["SigBlk:", "0000000000000000"],
+                                                               ["SigIgn:", "0000000000000000"]]
