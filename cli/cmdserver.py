@@ -469,12 +469,16 @@ def _rehearse() -> None:
 
 def _preload() -> None:
     """Import PRELOAD; a module that cannot load here (a build without one) is left to the worker that
-    needs it, which then reports the failure as the command's."""
+    needs it, which then reports the failure as the command's. Logging is set up as every command sets
+    it up (without -D), so that a worker changes nothing there (it would empty every logger's cache)."""
     for name in PRELOAD:
         try:
             importlib.import_module(name)
         except Exception:  # noqa: BLE001 - reported by the command that needs it, not by the server
             continue
+    cli_main = sys.modules.get("pydock.cli.main")
+    if cli_main is not None:
+        cli_main.configure_logging(debug=False)
 
 
 def _read_request(conn: socket.socket, identity: Identity) -> Request:

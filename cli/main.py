@@ -132,7 +132,9 @@ def configure_logging(debug: bool) -> None:
     """The only place pydock configures logging: the `pydock` logger tree goes to stderr, at DEBUG with
     -D/--debug and WARNING otherwise. Library modules only log (`logging.getLogger(__package__)`)."""
     tree = logging.getLogger("pydock")
-    tree.setLevel(logging.DEBUG if debug else logging.WARNING)
+    level = logging.DEBUG if debug else logging.WARNING
+    if tree.level != level:  # setLevel empties every logger's cache (each command calls this twice)
+        tree.setLevel(level)
     if not any(isinstance(h, _StderrHandler) for h in tree.handlers):
         tree.addHandler(_StderrHandler())
 
