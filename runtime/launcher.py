@@ -27,6 +27,7 @@ from pydock.runtime.state import EXIT_KILLED
 from pydock.utils.process import proc_start_time
 
 LXC_START = "lxc-start"
+_NO_LXC_START = "lxc-start not found: install lxc"
 EXIT_LAUNCH_FAILED = 125
 #: 1: launch through the separately shipped dockerinit helper (located and identity-checked by
 #: dockerinit.locate); 0: the in-process pre-exec step. Unset: the helper for packaged builds only.
@@ -63,7 +64,7 @@ def spawn(spec: LaunchSpec, *, stdin: Any = subprocess.DEVNULL, stdout: Any = No
     argv, setup, new_session = spec.command(), None, False  # the helper does all of it itself
     if spec.helper is None:
         if shutil.which(LXC_START, path=path) is None:  # it is exec'd by another program now, not by us
-            raise LaunchError("lxc-start not found: install lxc")
+            raise LaunchError(_NO_LXC_START)
         prefix = external_steps(path)
         if prefix is None:
             setup = child_setup
@@ -73,7 +74,7 @@ def spawn(spec: LaunchSpec, *, stdin: Any = subprocess.DEVNULL, stdout: Any = No
         return subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=stderr, close_fds=True,
                                 start_new_session=new_session, preexec_fn=setup, env={"PATH": path})
     except FileNotFoundError:
-        raise LaunchError("lxc-start not found: install lxc") from None
+        raise LaunchError(_NO_LXC_START) from None
     except (OSError, subprocess.SubprocessError) as err:
         raise LaunchError(f"Cannot start lxc-start: {err}") from None
 
