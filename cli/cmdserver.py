@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pydock.cli import cmdwire
 from pydock.cli.sourcewatch import SourceWatch
 from pydock.utils import afterwards
-from pydock.utils.mount import mountinfo
+from pydock.utils.mounttable import mountinfo
 
 #: the modules of the everyday commands (run, create, start, stop, kill, wait, rm, exec, attach, ps,
 #: inspect, logs, images, version; on the default bridge too) and of each storage driver, with what they

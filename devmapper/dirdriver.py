@@ -18,8 +18,8 @@ from typing import Generic, TypeVar
 from pydock.devmapper import dirstore
 from pydock.devmapper.deviceset import BASE_HASH
 from pydock.utils import mount as kmount
-from pydock.utils.mount import MountEntry
-from pydock.utils import fileutil
+from pydock.utils import fileutil, mounttable
+from pydock.utils.mounttable import MountEntry
 from pydock.utils.errors import Conflict, InvalidArgument, NotFound, StorageError
 
 log = logging.getLogger(__package__)
@@ -101,13 +101,13 @@ class DirectoryDeviceSet(Generic[Key]):
 
     def _mounted_at(self, key: Key, entries: list[MountEntry] | None = None) -> list[str]:
         """Mountpoints of the device, in every process's mounts (`entries`: a mountinfo() already read)."""
-        entries = kmount.mountinfo() if entries is None else entries
+        entries = mounttable.mountinfo() if entries is None else entries
         is_ours = self._mount_matcher(key, entries)
         return [e.mountpoint for e in entries if is_ours(e)]
 
     def _all_mounts(self) -> list[str]:
         """Every mount of any device of this home (all processes), deepest and latest first."""
-        entries = kmount.mountinfo()
+        entries = mounttable.mountinfo()
         is_ours = self._home_matcher(entries)
         found = [e.mountpoint for e in entries if is_ours(e)]
         return sorted(reversed(found), key=lambda p: p.count("/"), reverse=True)
@@ -134,7 +134,7 @@ class DirectoryDeviceSet(Generic[Key]):
         with self._lock.held():
             key = self._require(hash)
             real = os.path.realpath(path)
-            entries = kmount.mountinfo()
+            entries = mounttable.mountinfo()
             top = dirstore.top_mount_at(real, entries)
             if top is None:
                 raise StorageError(f"Error unmounting '{hash}': {path} is not mounted")
@@ -173,11 +173,11 @@ class DirectoryDeviceSet(Generic[Key]):
             raise InvalidArgument("the base device cannot be removed")
         with self._lock.held():
             key = self._require(hash, "hash {hash} doesn't exist")
-            entries = kmount.mountinfo()
+            entries = mounttable.mountinfo()
             mounted = self._mounted_at(key, entries)
             if mounted:
                 raise Conflict(f"device {hash} is mounted at {mounted[0]}")
-            inside = kmount.mounts_under(self._device_tree(key), entries)
+            inside = mounttable.mounts_under(self._device_tree(key), entries)
             if inside:
                 raise Conflict(f"device {hash}: {inside[0]} is mounted inside its tree")
             finish = self._drop_record(hash, key, entries)

@@ -16,7 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from pydock.utils import afterwards
-from pydock.utils.mount import MNT_DETACH, MountEntry, mount, mountinfo, mounts_under, umount
+from pydock.utils.mount import MNT_DETACH, mount, umount
+from pydock.utils.mounttable import MountEntry, mountinfo, mounts_under
 from pydock.utils.errors import Conflict, InvalidArgument, StorageError
 
 log = logging.getLogger(__package__)

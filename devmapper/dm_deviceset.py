@@ -35,6 +35,7 @@ from pydock.utils.errors import Conflict, InvalidArgument, KernelFeatureMissing,
 from .deviceset import BASE_HASH
 from .kernel import blockdev, dm
 from pydock.utils import mount as kmount
+from pydock.utils import mounttable
 from .metadata import (DeferredRecord, DeviceRecord, JournalEntry, MetadataStore, OpenTransaction, PoolRecord, State,
                        is_valid_hash)
 from .pool import METADATA_BLOCK_BYTES, ThinPool
@@ -187,7 +188,7 @@ class DeviceSetDM:
 
     def _recover(self) -> None:
         mnt = self.home / "mnt-base"
-        if mnt.exists() and kmount.is_mountpoint(mnt):  # killed while preparing the base fs
+        if mnt.exists() and mounttable.is_mountpoint(mnt):  # killed while preparing the base fs
             kmount.umount(mnt, kmount.MNT_DETACH)
         kernel_tid = self.pool.status().transaction_id
         rec = self.store.pool()
@@ -282,7 +283,7 @@ class DeviceSetDM:
     def _reconcile_live(self) -> None:
         """Undo mounts/activations a killed process left; settle in-between states."""
         mounted: dict[str, list[str]] = {}
-        for e in kmount.mountinfo():
+        for e in mounttable.mountinfo():
             mounted.setdefault(e.major_minor, []).append(e.mountpoint)
         for dev in self.store.live():
             name = self.dm_name(dev.hash)
@@ -550,7 +551,7 @@ class DeviceSetDM:
         info = self.ctl.info(self.dm_name(dev.hash))
         if info is None:
             return {}
-        actual = Counter(e.mountpoint for e in kmount.mountinfo() if e.major_minor == info.major_minor)
+        actual = Counter(e.mountpoint for e in mounttable.mountinfo() if e.major_minor == info.major_minor)
         return {p: min(n, actual[p]) for p, n in dev.mounts.items() if actual[p]}
 
     # -- DeviceSet -------------------------------------------------------------------------
@@ -611,12 +612,12 @@ class DeviceSetDM:
             self.store.put(rec.evolve(state=State.ACTIVE, mounts={**mounts, path: mounts.get(path, 0) + 1},
                                       mounting=""))
 
-    def _mount_entries(self, name: str) -> list[kmount.MountEntry]:
+    def _mount_entries(self, name: str) -> list[mounttable.MountEntry]:
         info = self.ctl.info(name)
-        return [e for e in kmount.mountinfo() if info and e.major_minor == info.major_minor]
+        return [e for e in mounttable.mountinfo() if info and e.major_minor == info.major_minor]
 
     @staticmethod
-    def _mount(node: Path, path: str, readonly: bool, existing: list[kmount.MountEntry]) -> None:
+    def _mount(node: Path, path: str, readonly: bool, existing: list[mounttable.MountEntry]) -> None:
         """ext4 with discard (none on EINVAL); a device mounted already is bind-mounted from there.
 
         A second mount(2) of one ext4 device with other ro/rw flags fails with EBUSY, so later

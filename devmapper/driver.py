@@ -27,6 +27,7 @@ from typing import NamedTuple
 from pydock.devmapper.deviceset import BASE_HASH, DeviceSet
 from pydock.devmapper.dirstore import validate_hash
 from pydock.utils import mount as kmount
+from pydock.utils import mounttable
 from pydock.utils.errors import Conflict, InvalidArgument, NotFound, PydockError, StorageError
 from pydock.utils.fileutil import flocked
 
@@ -59,7 +60,7 @@ def is_mounted(path: Path) -> bool:
     except FileNotFoundError:
         return False
     if own is None or above is None:
-        return kmount.is_mountpoint(path)
+        return mounttable.is_mountpoint(path)
     return own != above
 
 

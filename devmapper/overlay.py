@@ -39,8 +39,8 @@ from pydock.devmapper import dirstore
 from pydock.devmapper.deviceset import BASE_HASH
 from pydock.devmapper.dirdriver import DirectoryDeviceSet, MountMatcher
 from pydock.utils import mount as kmount
-from pydock.utils.mount import MountEntry
-from pydock.utils import afterwards, fileutil
+from pydock.utils import afterwards, fileutil, mounttable
+from pydock.utils.mounttable import MountEntry
 from pydock.utils.errors import Conflict, NotFound, StorageError
 
 log = logging.getLogger(__package__)
@@ -376,5 +376,5 @@ def _unlink(path: Path) -> None:
 
 def _fstype(path: Path) -> str:
     """Filesystem type holding `path` (what overlayfs's upper layers live on)."""
-    holder = dirstore.mount_holding(path, kmount.mountinfo())
+    holder = dirstore.mount_holding(path, mounttable.mountinfo())
     return holder.fstype if holder else "unknown"

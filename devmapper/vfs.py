@@ -26,7 +26,7 @@ from pydock.devmapper import dirstore
 from pydock.devmapper.deviceset import BASE_HASH
 from pydock.devmapper.dirdriver import DirectoryDeviceSet, MountMatcher
 from pydock.utils import mount as kmount
-from pydock.utils.mount import MountEntry
+from pydock.utils.mounttable import MountEntry
 from pydock.utils import fileutil
 from pydock.utils.errors import Conflict, NotFound, StorageError
 from pydock.utils.process import pid_alive

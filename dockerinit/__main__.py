@@ -10,14 +10,14 @@ from __future__ import annotations
 import os
 import sys
 
-from pydock.utils.version import VERSION
-
 USAGE = "You should not invoke dockerinit manually"
 
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["--version"]:
+        from pydock.utils.version import VERSION  # lazy: not on the launch path
+
         print(f"pydock dockerinit {VERSION}")
         return 0
     if args[:1] == ["--"]:

@@ -9,7 +9,6 @@ Inherited fds are closed by the caller (`close_fds=True`); lxc refuses to run wi
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 
 from pydock.utils.mount import CLONE_NEWNS, make_rslave, unshare
@@ -49,6 +48,8 @@ def external_steps(path: str) -> list[str] | None:
     it with none) or when either program is missing: child_setup then, as the preexec_fn."""
     if signal.pthread_sigmask(signal.SIG_BLOCK, ()):
         return None
+    import shutil  # lazy: the helper runs child_setup only, and shutil costs it ~5 ms a launch
+
     prefix: list[str] = []
     for program, *args in EXTERNAL_STEPS:
         found = shutil.which(program, path=path)

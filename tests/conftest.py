@@ -104,7 +104,7 @@ def _free_tmp_path_in_uml(request: pytest.FixtureRequest):
     path = request.node.funcargs.get("tmp_path") if IN_UML else None
     if path is None:
         return
-    from pydock.utils.mount import mounts_under
+    from pydock.utils.mounttable import mounts_under
 
     if not mounts_under(path):  # a leaked mount stays for the leak check to report, files and all
         shutil.rmtree(path, ignore_errors=True)

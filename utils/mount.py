@@ -1,10 +1,11 @@
-"""mount(2)/umount2(2)/unshare(2) through libc, and /proc/self/mountinfo parsing. No policy here."""
+"""mount(2)/umount2(2)/unshare(2) through libc, and the file systems the kernel knows. No policy here; the
+mount table (/proc/self/mountinfo) is read by mounttable.py. Imports nothing heavy: the dockerinit helper
+runs on it before every packaged launch."""
 
 from __future__ import annotations
 
 import ctypes
 import os
-from dataclasses import dataclass
 
 from pydock.utils.libc import libc
 
@@ -64,66 +65,6 @@ def unshare(flags: int) -> None:
 def make_rslave(path: str | os.PathLike = "/") -> None:
     """Make the tree at `path` a recursive slave: host mounts propagate in, ours never propagate out."""
     mount(None, path, None, MS_REC | MS_SLAVE)
-
-
-@dataclass(frozen=True)
-class MountEntry:
-    """One line of /proc/self/mountinfo."""
-
-    mount_id: int
-    parent_id: int
-    major_minor: str
-    root: str
-    mountpoint: str
-    options: str
-    optional: tuple[str, ...]
-    fstype: str
-    source: str
-    super_options: str = ""  # the file system's own (a v1 cgroup's controllers are named here)
-
-
-def _unescape(field: str) -> str:
-    # mountinfo escapes space, tab, newline and backslash as \ooo; nearly every field has none
-    if "\\" not in field:
-        return field
-    return field.encode().decode("unicode_escape").encode("latin-1").decode("utf-8", "surrogateescape")
-
-
-def mountinfo(pid: str = "self") -> list[MountEntry]:
-    entries = []
-    with open(f"/proc/{pid}/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
-        for line in f:
-            left, _, right = line.rstrip("\n").partition(" - ")
-            parts = left.split(" ")
-            fstype, source, *rest = right.split(" ")
-            entries.append(MountEntry(int(parts[0]), int(parts[1]), parts[2], _unescape(parts[3]),
-                                      _unescape(parts[4]), parts[5], tuple(parts[6:]), fstype,
-                                      _unescape(source), rest[0] if rest else ""))
-    return entries
-
-
-def is_mountpoint(path: str | os.PathLike) -> bool:
-    """True when something is mounted exactly at `path` (by mountinfo, so bind mounts count too)."""
-    real = os.path.realpath(path)
-    return any(e.mountpoint == real for e in mountinfo())
-
-
-def mounts_under(prefix: str | os.PathLike, entries: list[MountEntry] | None = None) -> list[str]:
-    """Mountpoints at or below `prefix`, deepest first (the order to unmount them in); `entries`: a
-    mountinfo() the caller already read."""
-    real = os.path.realpath(prefix)
-    found = [e.mountpoint for e in (mountinfo() if entries is None else entries)
-             if e.mountpoint == real or e.mountpoint.startswith(real.rstrip("/") + "/")]
-    return sorted(set(found), key=lambda p: p.count("/"), reverse=True)
-
-
-def root_is_shared() -> bool:
-    """Whether `/` propagates mounts (optional field `shared:N` on the `/` line)."""
-    for e in mountinfo():
-        if e.mountpoint == "/":
-            return any(o.startswith("shared:") for o in e.optional)
-    return True
-
 
 
 def supported_filesystems() -> set[str]:

@@ -9,7 +9,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydock.utils.mount import mountinfo
+from pydock.utils.mounttable import mountinfo
 
 _BUILTIN_CHAINS = {"INPUT", "FORWARD", "OUTPUT", "PREROUTING", "POSTROUTING"}
 _LXC_COMMS = {"lxc-start", "lxc-execute", "init.lxc", "init.lxc.static", "lxc-init"}

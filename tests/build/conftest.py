@@ -17,7 +17,7 @@ HOST_DRIVERS = ["overlay", "vfs"]
 
 def check_clean(p: Pydock) -> None:
     """Nothing of a build left mounted under the root."""
-    from pydock.utils.mount import mounts_under
+    from pydock.utils.mounttable import mounts_under
 
     left = mounts_under(p.root) if p.root.exists() else []
     assert left == [], f"mounts left under the pydock root: {left}"

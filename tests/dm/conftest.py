@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 from dm_helpers import Pool, dm_names, loops_backing, write
 
-from pydock.utils.mount import MNT_DETACH, mounts_under, umount
+from pydock.utils.mount import MNT_DETACH, umount
+
+from pydock.utils.mounttable import mounts_under
 
 
 @pytest.fixture

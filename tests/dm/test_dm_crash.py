@@ -16,7 +16,7 @@ import pytest
 from dm_helpers import dm_names, pool_thin_ids, recorded_thin_ids, tree
 
 from pydock.devmapper.deviceset import BASE_HASH, mounted
-from pydock.utils.mount import mounts_under
+from pydock.utils.mounttable import mounts_under
 
 pytestmark = pytest.mark.dm
 

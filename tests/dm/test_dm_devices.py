@@ -10,7 +10,7 @@ import pytest
 from dm_helpers import dm_names, dmsetup, pool_thin_ids, recorded_thin_ids, tree, write
 
 from pydock.devmapper.deviceset import BASE_HASH, mounted
-from pydock.utils.mount import is_mountpoint
+from pydock.utils.mounttable import is_mountpoint
 from pydock.devmapper.prefixed import PrefixedDeviceSet
 from pydock.utils.errors import Conflict, InvalidArgument, NotFound
 

@@ -82,7 +82,7 @@ def assert_clean(layout: RootLayout, driver, expected_images: int = 0) -> None:
     tmp_entries = [n for n in os.listdir(layout.graph_tmp) if not n.startswith(".")]
     assert tmp_entries == [], tmp_entries
     assert sorted(driver.deviceset.list()) == sorted(graph_entries)
-    from pydock.utils.mount import mounts_under
+    from pydock.utils.mounttable import mounts_under
 
     assert [m for m in mounts_under(layout.root) if m != os.path.realpath(layout.root)] == []
     assert [n for n in os.listdir(driver.home / "mnt") if n != ".refs"] == []

@@ -33,7 +33,7 @@ def pydock(tmp_path: Path):
     run.root = root  # type: ignore[attr-defined]
     yield run
     # release the driver's state the way a user would: nothing should be left mounted anyway
-    from pydock.utils.mount import mounts_under
+    from pydock.utils.mounttable import mounts_under
 
     assert mounts_under(root) == [] if root.exists() else True
 

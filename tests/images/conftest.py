@@ -18,7 +18,7 @@ HOST_DRIVERS = ["overlay", "vfs"]
 def pydock(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Pydock]:
     p = Pydock(tmp_path / "pydock", request.param, env={"DOCKER_CONFIG": str(tmp_path / "docker-config")})
     yield p
-    from pydock.utils.mount import mounts_under
+    from pydock.utils.mounttable import mounts_under
 
     left = mounts_under(p.root) if p.root.exists() else []
     assert left == [], f"mounts left under the pydock root: {left}"

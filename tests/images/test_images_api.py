@@ -51,7 +51,7 @@ def serving(registry, tmp_path: Path, *global_options: str):
         docker("rmi", "-f", ref, ok=None)
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=30)
-    from pydock.utils.mount import mounts_under
+    from pydock.utils.mounttable import mounts_under
 
     assert mounts_under(root) == []
 
@@ -115,7 +115,7 @@ def test_sdk_pull_with_auth_header_and_distribution(auth_registry, podman, peer_
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
-    from pydock.utils.mount import mounts_under
+    from pydock.utils.mounttable import mounts_under
 
     assert mounts_under(root) == []
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from pydock.utils.mount import mountinfo
+from pydock.utils.mounttable import mountinfo
 
 pytestmark = [pytest.mark.lxc, pytest.mark.slow]
 

@@ -16,7 +16,7 @@ from root_helpers import comm
 
 from pydock.runtime import cgroups
 from pydock.runtime.launcher import container_init
-from pydock.utils.mount import mountinfo
+from pydock.utils.mounttable import mountinfo
 from pydock.runtime.state import EXIT_KILLED, EXIT_LOST, Status
 from pydock.utils.process import proc_start_time
 

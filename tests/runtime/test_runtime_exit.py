@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from pydock.utils.mount import mountinfo
+from pydock.utils.mounttable import mountinfo
 from pydock.utils.errors import LaunchError
 from pydock.runtime.rootpath import CommandNotExecutable, CommandNotFound
 

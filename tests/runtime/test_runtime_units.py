@@ -176,7 +176,7 @@ def test_state_roundtrip_and_process_identity():
 
 
 def test_dockerinit_helper_usage_and_isolation(tmp_path):
-    from pydock.utils.mount import mountinfo
+    from pydock.utils.mounttable import mountinfo
 
     p = subprocess.run([sys.executable, "-m", "pydock.dockerinit"], capture_output=True)
     assert p.returncode == 1 and b"You should not invoke dockerinit manually" in p.stderr

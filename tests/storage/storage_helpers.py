@@ -14,7 +14,8 @@ import pytest
 
 from pydock.devmapper.deviceset import DeviceSet
 from pydock.devmapper.dirdriver import DirectoryDeviceSet
-from pydock.utils.mount import MNT_DETACH, mounts_under, umount
+from pydock.utils.mount import MNT_DETACH, umount
+from pydock.utils.mounttable import mounts_under
 
 DRIVERS = ["vfs", "overlay", pytest.param("devicemapper", marks=pytest.mark.dm)]
 #: small pools: a test's whole store lives in UML's memory-backed /tmp

@@ -14,7 +14,7 @@ import pytest
 from storage_helpers import Store, store_fixture
 
 from pydock.devmapper.deviceset import BASE_HASH, DeviceSet, mounted
-from pydock.utils.mount import is_mountpoint, mountinfo, mounts_under
+from pydock.utils.mounttable import is_mountpoint, mountinfo, mounts_under
 from pydock.devmapper.prefixed import PrefixedDeviceSet
 from pydock.utils.errors import Conflict, InvalidArgument, NotFound, PydockError, StorageError
 

@@ -8,7 +8,7 @@ import pytest
 
 from pydock.devmapper.deviceset import BASE_HASH
 from pydock.devmapper.dirdriver import DirectoryDeviceSet
-from pydock.utils.mount import is_mountpoint
+from pydock.utils.mounttable import is_mountpoint
 from pydock.devmapper.overlay import OverlayDeviceSet
 from pydock.devmapper.vfs import VfsDeviceSet
 from pydock.utils.errors import StorageError

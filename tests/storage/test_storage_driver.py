@@ -24,7 +24,8 @@ from pydock.devmapper.deviceset import BASE_HASH, DeviceSet
 from pydock.devmapper.driver import Driver
 from pydock.devmapper.prefixed import PrefixedDeviceSet
 from pydock.utils.errors import InvalidArgument, NotFound, StorageError
-from pydock.utils.mount import mountinfo, mounts_under, umount
+from pydock.utils.mount import umount
+from pydock.utils.mounttable import mountinfo, mounts_under
 
 store = store_fixture()
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from pydock.utils import mount as km
+from pydock.utils import mounttable
 
 
 @pytest.fixture
@@ -20,15 +21,15 @@ def area(tmp_path: Path) -> Iterator[Path]:
     try:
         yield root
     finally:
-        leftover = km.mounts_under(root)
+        leftover = mounttable.mounts_under(root)
         for path in leftover:
             km.umount(path, km.MNT_DETACH)
         assert not leftover, f"test left mounts: {leftover}"
 
 
-def entry_at(path: Path) -> km.MountEntry:
+def entry_at(path: Path) -> mounttable.MountEntry:
     real = os.path.realpath(path)
-    found = [e for e in km.mountinfo() if e.mountpoint == real]
+    found = [e for e in mounttable.mountinfo() if e.mountpoint == real]
     assert found, f"{real} not in mountinfo"
     return found[-1]
 
@@ -38,7 +39,7 @@ def test_tmpfs_mount_appears_in_mountinfo_and_goes_away(area: Path) -> None:
     target.mkdir()
     km.mount("pydock-test-src", target, "tmpfs", km.MS_NOSUID | km.MS_NODEV, "size=1m,mode=0711")
     try:
-        assert km.is_mountpoint(target)
+        assert mounttable.is_mountpoint(target)
         e = entry_at(target)
         assert e.fstype == "tmpfs" and e.source == "pydock-test-src"
         assert "nosuid" in e.options.split(",") and "nodev" in e.options.split(",")
@@ -46,7 +47,7 @@ def test_tmpfs_mount_appears_in_mountinfo_and_goes_away(area: Path) -> None:
         (target / "file").write_text("in tmpfs")
     finally:
         km.umount(target)
-    assert not km.is_mountpoint(target)
+    assert not mounttable.is_mountpoint(target)
     assert not (target / "file").exists()
 
 
@@ -74,8 +75,8 @@ def test_mountinfo_unescapes_odd_paths_and_sources(area: Path, name: str) -> Non
         e = entry_at(target)
         assert e.mountpoint == os.path.realpath(target)
         assert e.source == source
-        assert km.is_mountpoint(target)
-        assert km.mounts_under(area / name) == [os.path.realpath(target)]
+        assert mounttable.is_mountpoint(target)
+        assert mounttable.mounts_under(area / name) == [os.path.realpath(target)]
     finally:
         km.umount(target)
 
@@ -126,13 +127,13 @@ def test_mounts_under_lists_deepest_first_and_respects_name_boundaries(area: Pat
     sibling.mkdir()
     km.mount("tmpfs", sibling, "tmpfs", 0, "size=1m")
     real = os.path.realpath(a)
-    under = km.mounts_under(a)
+    under = mounttable.mounts_under(a)
     assert under == [f"{real}/b/c", f"{real}/b", real]
     assert os.path.realpath(sibling) not in under
     for path in under:  # the order really is the order to unmount in
         km.umount(path)
     km.umount(sibling)
-    assert km.mounts_under(area) == []
+    assert mounttable.mounts_under(area) == []
 
 
 def test_umount_and_mount_errors_carry_errno(area: Path) -> None:
@@ -160,7 +161,7 @@ def test_umount_busy_then_detach(area: Path) -> None:
             km.umount(target)
         assert err.value.errno == errno.EBUSY
         km.umount(target, km.MNT_DETACH)
-        assert not km.is_mountpoint(target)
+        assert not mounttable.is_mountpoint(target)
     finally:
         os.close(fd)
 
@@ -176,7 +177,7 @@ def test_unshare_gives_a_private_mount_namespace(area: Path) -> None:
             km.unshare(km.CLONE_NEWNS)
             km.make_rslave("/")
             km.mount("child-only", target, "tmpfs", 0, "size=1m")
-            os.write(write_end, b"1" if km.is_mountpoint(target) else b"0")
+            os.write(write_end, b"1" if mounttable.is_mountpoint(target) else b"0")
         except BaseException:
             os.write(write_end, b"E")
         finally:
@@ -186,10 +187,10 @@ def test_unshare_gives_a_private_mount_namespace(area: Path) -> None:
     os.close(read_end)
     os.waitpid(pid, 0)
     assert seen == b"1"
-    assert not km.is_mountpoint(target)  # never propagated back to us
+    assert not mounttable.is_mountpoint(target)  # never propagated back to us
 
 
 def test_root_is_shared_matches_findmnt() -> None:
     out = subprocess.run(["findmnt", "-n", "-o", "PROPAGATION", "/"], capture_output=True, text=True,
                          check=True).stdout.strip()
-    assert km.root_is_shared() == ("shared" in out)
+    assert mounttable.root_is_shared() == ("shared" in out)

@@ -12,7 +12,7 @@ import pytest
 
 from pydock.devmapper.deviceset import BASE_HASH, mounted
 from pydock.utils import afterwards
-from pydock.utils.mount import mountinfo
+from pydock.utils.mounttable import mountinfo
 from pydock.devmapper.overlay import MAX_DEPTH, OverlayDeviceSet
 from pydock.utils.errors import Conflict, StorageError
 from storage_helpers import driver_fixtures

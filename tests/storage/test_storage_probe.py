@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydock.devmapper import drivers
-from pydock.utils.mount import mounts_under
+from pydock.utils.mounttable import mounts_under
 
 
 def test_a_successful_probe_is_remembered_and_redone_for_another_kernel(tmp_path: Path) -> None:
