@@ -3,8 +3,8 @@
 Run by hack/make/binary and hack/make/deb (see hack/make/.common for the environment:
 SRC, VERSION, GIT_COMMIT, SOURCE_DATE_EPOCH). Usage: .pack.py binary|deb DEST_DIR.
 
-Both bundles carry the same dockerinit helper shape: a zipapp of the pydock packages whose
-`__main__` is `python3 -m pydock.dockerinit`; its sha256 is written into the generated
+Both bundles carry the same dockerinit helper shape: a zipapp of the pydock modules that
+`python3 -m pydock.dockerinit` imports, run with `-IS`; its sha256 is written into the generated
 `pydock/utils/buildinfo.py` (INIT_SHA256) so that `pydock.dockerinit.locate` accepts only
 the helper built together with the running pydock.
 """
@@ -15,6 +15,7 @@ import gzip
 import hashlib
 import importlib.metadata
 import io
+import modulefinder
 import os
 import py_compile
 import shutil
@@ -76,7 +77,11 @@ MAIN_CLI = _VERSION_CHECK + _HOLD_ARCHIVE + "from pydock.cli.main import main\ns
 DEB_DIST_PACKAGES = "/usr/lib/python3/dist-packages"
 MAIN_SCRIPT = (_VERSION_CHECK + f"sys.path.append({DEB_DIST_PACKAGES!r})\n"
                "from pydock.cli.client import main\nsys.exit(main(late_site=True))\n")
-MAIN_HELPER = _VERSION_CHECK + "import runpy\nrunpy.run_module('pydock.dockerinit', run_name='__main__', alter_sys=True)\n"
+# The helper runs before every packaged launch, so it starts as lean as Python can: -I (no environment
+# variables, no user site), -S (no site), and only the pydock modules it imports (nothing vendored).
+HELPER_FLAGS = "-IS"
+HELPER_ENTRY = "pydock/dockerinit/__main__.py"
+MAIN_HELPER = _VERSION_CHECK + "from pydock.dockerinit.__main__ import main\nsys.exit(main())\n"
 
 
 def log(msg: str) -> None:
@@ -177,8 +182,24 @@ def compile_tree(root: Path) -> None:
 
 # ---------------------------------------------------------------- zipapps
 
-def write_zipapp(tree: Path, out: Path, main: str, *, comment: str, extra: dict[str, bytes] | None = None) -> bytes:
-    """A reproducible zipapp: shebang line, then a zip of tree (sorted, fixed dates) with __main__.py."""
+def prune_to_imports(tree: Path, entry: str) -> None:
+    """Delete from tree/pydock every module that `entry` never imports, at any depth (imports inside
+    functions count: modulefinder reads every code object), and the folders left empty."""
+    finder = modulefinder.ModuleFinder(path=[str(tree)])
+    finder.run_script(str(tree / entry))
+    kept = {Path(m.__file__) for m in finder.modules.values() if m.__file__}
+    for path in sorted((tree / "pydock").rglob("*.py")):
+        if path not in kept:
+            path.unlink()
+    for folder in sorted((tree / "pydock").rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+
+
+def write_zipapp(tree: Path, out: Path, main: str, *, comment: str, extra: dict[str, bytes] | None = None,
+                 flags: str = "") -> bytes:
+    """A reproducible zipapp: shebang line (with the interpreter's `flags`), then a zip of tree (sorted,
+    fixed dates) with __main__.py."""
     date = time.gmtime(EPOCH)[:6]
     entries: dict[str, tuple[bytes, int]] = {}
     for path in sorted(tree.rglob("*")):
@@ -188,7 +209,7 @@ def write_zipapp(tree: Path, out: Path, main: str, *, comment: str, extra: dict[
     for name, data in (extra or {}).items():
         entries[name] = (data, 0o755)
     buf = io.BytesIO()
-    buf.write(f"#!{SHEBANG}\n".encode())
+    buf.write(f"#!{SHEBANG} {flags}\n".encode() if flags else f"#!{SHEBANG}\n".encode())
     with zipfile.ZipFile(buf, "w") as zf:
         for name in sorted(entries):
             data, mode = entries[name]
@@ -205,21 +226,21 @@ def write_zipapp(tree: Path, out: Path, main: str, *, comment: str, extra: dict[
     return blob
 
 
-def build_helper(work: Path, out: Path, *, vendored: bool) -> str:
-    """The dockerinit helper zipapp (pydock, and the vendored deps for the binary); returns its sha256."""
+def build_helper(work: Path, out: Path) -> str:
+    """The dockerinit helper zipapp (the pydock modules it imports); returns its sha256."""
     tree = work / "helper-tree"
     stage_pydock(tree, buildinfo_text("dockerinit", None))
-    if vendored:
-        stage_vendored(tree)
+    prune_to_imports(tree, HELPER_ENTRY)
     compile_tree(tree)
-    blob = write_zipapp(tree, out, MAIN_HELPER, comment=f"pydock-dockerinit {VERSION} {GIT_COMMIT}")
+    blob = write_zipapp(tree, out, MAIN_HELPER, comment=f"pydock-dockerinit {VERSION} {GIT_COMMIT}",
+                        flags=HELPER_FLAGS)
     return hashlib.sha256(blob).hexdigest()
 
 
 def build_binary(dest: Path) -> None:
     work = dest / ".work"
     helper = dest / f"dockerinit-{VERSION}"
-    init_sha = build_helper(work, helper, vendored=True)
+    init_sha = build_helper(work, helper)
     tree = work / "cli-tree"
     stage_pydock(tree, buildinfo_text("binary", init_sha))
     stage_vendored(tree)
@@ -375,7 +396,7 @@ def build_deb(dest: Path) -> None:
     dist_packages = root / DEB_DIST_PACKAGES.lstrip("/")
     libexec = root / "usr/libexec/pydock"
     libexec.mkdir(parents=True)
-    init_sha = build_helper(work, libexec / "dockerinit", vendored=False)
+    init_sha = build_helper(work, libexec / "dockerinit")
     stage_pydock(dist_packages, buildinfo_text("deb", init_sha))
     bindir = root / "usr/bin"
     bindir.mkdir(parents=True)

@@ -169,6 +169,23 @@ def test_binary_helper_runs_pydock_dockerinit(bundle: Path, elsewhere: Path) -> 
     assert "dockerinit" in (res.stdout + res.stderr)
 
 
+
+def test_binary_helper_is_isolated_and_carries_only_its_own_modules(bundle: Path, elsewhere: Path,
+                                                                    tmp_path: Path) -> None:
+    """The helper runs as root before every launch, in Python's isolated mode: a module on PYTHONPATH that
+    shadows the standard library never runs in it. Its zip holds only the modules its launch imports."""
+    shadow = tmp_path / "shadow"
+    shadow.mkdir()
+    ran = tmp_path / "ran"
+    (shadow / "signal.py").write_text(f"open({str(ran)!r}, 'w').close()\nraise SystemExit(9)\n")
+    res = subprocess.run([str(bundle / "dockerinit"), "--", "/bin/echo", "launched"], cwd=elsewhere,
+                         env=clean_env(PYTHONPATH=str(shadow)), capture_output=True, text=True, timeout=60)
+    assert (res.returncode, res.stdout) == (0, "launched\n"), res.stderr
+    assert not ran.exists()
+    names = zipfile.ZipFile(bundle / "dockerinit").namelist()
+    assert {"pydock/dockerinit/__main__.pyc", "pydock/dockerinit/preexec.pyc", "pydock/utils/mount.pyc"} <= set(names)
+    assert [n for n in names if n.startswith(("pydock/cli/", "pydock/runtime/", "click/", "pyroute2/"))] == []
+
 @pytest.mark.lxc
 @pytest.mark.slow
 def test_binary_runs_a_container_without_networking(bundle: Path, elsewhere: Path, tmp_path: Path) -> None:
