@@ -170,7 +170,8 @@ class LazyGroup(click.Group):
 @click.option("-g", "--graph", "root", type=click.Path(path_type=Path), envvar=ROOT_ENV,
               default=DEFAULT_ROOT, show_default=True, help="Root of pydock's state.")
 @click.option("-s", "--storage-driver", "driver", envvar=DRIVER_ENV, default=None,
-              help="Storage driver: devicemapper, overlay or vfs (default: best available).")
+              help="Storage driver: devicemapper, overlay or vfs (default: the one the root holds, else the best "
+              "available).")
 @click.option("--storage-opt", "storage_opts", multiple=True, envvar="PYDOCK_STORAGE_OPT",
               metavar="KEY=VALUE", help="Storage driver option, e.g. dm.basesize=20G, dm.loopdatasize=200G, "
               "dm.loopmetadatasize=4G, dm.min_free_space=10% (sizes apply when the pool is created).")

@@ -1,4 +1,5 @@
-"""Choosing and opening the storage driver of a pydock root: devicemapper, else overlay, else vfs."""
+"""Choosing and opening the storage driver of a pydock root: the one whose layers the root holds, else
+devicemapper, else overlay, else vfs."""
 
 from __future__ import annotations
 
@@ -141,6 +142,20 @@ def _probe_overlay(where: Path) -> tuple[bool, str]:
         shutil.rmtree(probe, ignore_errors=True)
 
 
+def prior_drivers(layout: RootLayout) -> list[str]:
+    """The drivers whose home in this root holds devices already (Docker's prior-driver rule). Every
+    driver keeps one record per device in `<home>/devices`; a dot file there is a write in progress."""
+    found = []
+    for name in DRIVERS:
+        try:
+            with os.scandir(layout.driver_home(name) / "devices") as entries:
+                if any(not e.name.startswith(".") for e in entries):
+                    found.append(name)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+    return found
+
+
 def _usable(name: str, layout: RootLayout) -> tuple[bool, str]:
     if name == "devicemapper":
         return devicemapper_usable()
@@ -177,6 +192,15 @@ def open_deviceset(layout_root: str | os.PathLike, driver: str | None = None, **
         if not ok:
             raise KernelFeatureMissing(f"driver {driver} not supported: {why}")
         return _construct(driver, layout, options), f"{driver}: requested ({why})"
+    prior = prior_drivers(layout)
+    if len(prior) > 1:
+        raise InvalidArgument(f"{layout.root} holds the layers of several storage drivers ({', '.join(prior)}): "
+                              "choose one with -s, or remove the others' images and containers")
+    if prior:  # the root keeps its driver when another becomes usable (dm-thin loaded later): its images stay
+        ok, why = _usable(prior[0], layout)
+        if not ok:
+            raise KernelFeatureMissing(f"prior storage driver {prior[0]} failed: {why}")
+        return _construct(prior[0], layout, options), f"{prior[0]}: the root's layers are there ({why})"
     dm_ok, dm_why = devicemapper_usable()
     if dm_ok:
         return _construct("devicemapper", layout, options), f"devicemapper: {dm_why}"
