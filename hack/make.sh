@@ -26,8 +26,9 @@ RUN_PACKAGES="lxc iptables e2fsprogs util-linux busybox-static xz-utils bzip2 ip
 # libraries the .deb depends on (its install test runs pydock on them), libc6-dev (tests/security compiles
 # a static probe), and the image tests' independent producers and consumers: podman, buildah, skopeo, runc,
 # and docker-registry with apache2-utils (htpasswd); the registry's service is never started (see
-# apt_install). The docker CLI that `pydock serve` is tested with: see ensure_docker_cli.
-TEST_PACKAGES="user-mode-linux tmux dmsetup python3-click python3-tabulate python3-pyroute2 python3-prctl libc6-dev podman buildah skopeo runc docker-registry apache2-utils docker-compose"
+# apt_install), and strace (holds a syscall back to open a race window deterministically). The docker CLI
+# that `pydock serve` is tested with: see ensure_docker_cli.
+TEST_PACKAGES="user-mode-linux tmux dmsetup python3-click python3-tabulate python3-pyroute2 python3-prctl libc6-dev podman buildah skopeo runc docker-registry apache2-utils docker-compose strace"
 
 # policy-rc.d (Debian's invoke-rc.d/deb-systemd-invoke ask it before starting a service): while we
 # install, ours answers 101 ("action forbidden") to every postinst, so docker.io's dockerd, containerd

@@ -7,6 +7,7 @@ import os
 import socket
 import stat
 import subprocess
+import time
 
 import pytest
 from api_helpers import DOCKER, clean_env, pydock_cmd, start_server, stop_server
@@ -93,3 +94,29 @@ def test_loopback_tcp_serves_the_docker_cli(tmp_path):
         err = stop_server(proc)
         teardown_root(root)
     assert proc.returncode == 0, err
+
+
+def test_the_socket_file_appears_only_once_it_takes_connections(tmp_path):
+    """A client that connects as soon as the socket file is there is never refused. strace holds each
+    listen() back half a second here: a file made at bind() would refuse that connection."""
+    sock = tmp_path / "d.sock"
+    proc = subprocess.Popen(["strace", "-f", "-qq", "-o", os.devnull, "-e", "trace=listen",
+                             "-e", "inject=listen:delay_enter=500000", *pydock_cmd(tmp_path / "root"), "-b", "none",
+                             "serve", "-H", f"unix://{sock}"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env=clean_env())
+    try:
+        deadline = time.monotonic() + 60
+        while not sock.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()
+            time.sleep(0.005)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+            client.connect(str(sock))
+            client.sendall(b"GET /_ping HTTP/1.0\r\n\r\n")
+            assert client.recv(64).startswith(b"HTTP/1.1 200 OK")
+        assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".d.sock")] == []  # no staging name left
+    finally:
+        with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as f:  # the traced pydock: strace ends with it
+            for pid in f.read().split():
+                os.kill(int(pid), 15)
+        assert proc.wait(timeout=60) == 0
+        teardown_root(tmp_path / "root")
