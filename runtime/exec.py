@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydock.runtime import caps, ctty
 from pydock.runtime.container import Container
+from pydock.runtime.launcher import host_path
 from pydock.runtime.monitor import set_winsize
 from pydock.runtime.options import DEFAULT_PATH, env_value, merge_env, parse_env
 from pydock.runtime.relay import CommandIO, spawn_with_stdin_pipe
@@ -211,4 +212,4 @@ def start_detached(argv: list[str]) -> None:
 
 def _host_env() -> dict[str, str]:
     """lxc-attach's own environment (the process gets only the container's: --clear-env)."""
-    return {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")}
+    return {"PATH": host_path()}

@@ -32,6 +32,8 @@ EXIT_LAUNCH_FAILED = 125
 #: 1: launch through the separately shipped dockerinit helper (located and identity-checked by
 #: dockerinit.locate); 0: the in-process pre-exec step. Unset: the helper for packaged builds only.
 HELPER_ENV = "PYDOCK_DOCKERINIT_EXEC"
+#: where lxc's programs are looked up when pydock itself runs without a PATH
+SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 @dataclass(frozen=True)
@@ -54,13 +56,18 @@ class LaunchSpec:
         return [str(self.helper), "--", *lxc] if self.helper is not None else lxc
 
 
+def host_path() -> str:
+    """The PATH lxc-start and lxc-attach are found on, and run with: pydock's own, else SYSTEM_PATH."""
+    return os.environ.get("PATH", SYSTEM_PATH)
+
+
 def spawn(spec: LaunchSpec, *, stdin: Any = subprocess.DEVNULL, stdout: Any = None,
           stderr: Any = None) -> subprocess.Popen:
     """Start lxc-start through the dockerinit pre-exec step (own session, private rslave mounts, no fds):
     the helper, else its work done by programs on the way (preexec.external_steps), else in the child."""
     spec.lxcpath.mkdir(parents=True, exist_ok=True)
     spec.log.unlink(missing_ok=True)
-    path = os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+    path = host_path()
     argv, setup, new_session = spec.command(), None, False  # the helper does all of it itself
     if spec.helper is None:
         if shutil.which(LXC_START, path=path) is None:  # it is exec'd by another program now, not by us
