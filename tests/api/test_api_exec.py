@@ -74,8 +74,11 @@ def test_exec_in_a_stopped_container_is_refused(server):
 def test_exec_d_runs_on_in_the_background(server, box):
     assert server.docker("exec", "-d", box, "sh", "-c", "sleep 1; echo done > /tmp/bg").returncode == 0
     deadline = time.monotonic() + 60
-    while server.docker("exec", box, "cat", "/tmp/bg").stdout != b"done\n":
-        assert time.monotonic() < deadline, "the detached exec never wrote its file"
+    while (seen := server.docker("exec", box, "cat", "/tmp/bg")).stdout != b"done\n":
+        # what the last look and the container said, should this ever fail again (it did once in CI)
+        assert time.monotonic() < deadline, (f"the detached exec never wrote its file: last cat {seen.returncode} "
+                                             f"{seen.stdout!r} {seen.stderr!r}; container: "
+                                             f"{server.docker('inspect', '-f', '{{.State}}', box).stdout!r}")
         time.sleep(0.2)
 
 
