@@ -43,38 +43,41 @@ def test_pydock_driver_environment_variable_selects_the_driver(tmp_path: Path) -
     assert "unknown storage driver 'nonexistent'" in out.stderr
 
 
-def _import_busybox(root: Path, driver: str, tarball: Path, repo: str) -> None:
+def _import_busybox(root: Path, tmp_path: Path, busybox_tar: bytes, driver: str, repo: str) -> None:
+    tarball = tmp_path / "busybox.tar"
+    tarball.write_bytes(busybox_tar)
     out = pydock(root, "-s", driver, "import", str(tarball), repo)
     assert out.returncode == 0, out.stderr
+
+
+def _repositories(root: Path, *global_args: str) -> list[str]:
+    """The REPOSITORY column of `pydock [global_args] images` (which must succeed)."""
+    images = pydock(root, *global_args, "images")
+    assert images.returncode == 0, images.stderr
+    return [line.split()[0] for line in images.stdout.splitlines()[1:]]
 
 
 def test_a_root_keeps_the_driver_its_layers_are_in(tmp_path: Path, busybox_tar: bytes) -> None:
     """Without -s, a root whose images are vfs layers goes on with vfs, though overlay comes first by
     preference: its images stay listed (Docker's prior-driver rule; an overlay root likewise stays overlay
     once dm-thin is loaded)."""
-    root, tarball = tmp_path / "root", tmp_path / "busybox.tar"
-    tarball.write_bytes(busybox_tar)
-    _import_busybox(root, "vfs", tarball, "busybox")
-    images = pydock(root, "images")
-    assert images.returncode == 0, images.stderr
-    assert [line.split()[0] for line in images.stdout.splitlines()[1:]] == ["busybox"]
+    root = tmp_path / "root"
+    _import_busybox(root, tmp_path, busybox_tar, "vfs", "busybox")
+    assert _repositories(root) == ["busybox"]
     info = pydock(root, "info")
     assert "Storage Driver: vfs" in info.stdout.splitlines(), info.stdout
     assert not (root / "overlay" / "devices").exists() or not any((root / "overlay" / "devices").iterdir())
 
 
 def test_a_root_holding_two_drivers_layers_asks_for_one(tmp_path: Path, busybox_tar: bytes) -> None:
-    root, tarball = tmp_path / "root", tmp_path / "busybox.tar"
-    tarball.write_bytes(busybox_tar)
-    _import_busybox(root, "vfs", tarball, "in-vfs")
-    _import_busybox(root, "overlay", tarball, "in-overlay")
+    root = tmp_path / "root"
+    _import_busybox(root, tmp_path, busybox_tar, "vfs", "in-vfs")
+    _import_busybox(root, tmp_path, busybox_tar, "overlay", "in-overlay")
     out = pydock(root, "images")
     assert out.returncode == 2
     assert out.stderr.strip() == (f"Error: {root} holds the layers of several storage drivers (overlay, vfs): "
                                   "choose one with -s, or remove the others' images and containers")
-    chosen = pydock(root, "-s", "overlay", "images")
-    assert chosen.returncode == 0, chosen.stderr
-    assert [line.split()[0] for line in chosen.stdout.splitlines()[1:]] == ["in-overlay"]
+    assert _repositories(root, "-s", "overlay") == ["in-overlay"]
 
 
 @pytest.mark.dm
@@ -82,10 +85,7 @@ def test_a_vfs_root_stays_vfs_on_a_kernel_with_dm_thin(tmp_path: Path, busybox_t
     """Where devicemapper would be chosen for a new root, a root made before dm-thin was there keeps its
     driver and its images."""
     assert devicemapper_usable()[0]
-    root, tarball = tmp_path / "root", tmp_path / "busybox.tar"
-    tarball.write_bytes(busybox_tar)
-    _import_busybox(root, "vfs", tarball, "busybox")
-    images = pydock(root, "images")
-    assert images.returncode == 0, images.stderr
-    assert [line.split()[0] for line in images.stdout.splitlines()[1:]] == ["busybox"]
+    root = tmp_path / "root"
+    _import_busybox(root, tmp_path, busybox_tar, "vfs", "busybox")
+    assert _repositories(root) == ["busybox"]
     assert not (root / "devicemapper").exists()  # no pool made beside it
