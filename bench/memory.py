@@ -16,7 +16,7 @@ import subprocess
 import sys
 
 from benchlib import (PODMAN_BUSYBOX, PODMAN_ULIMITS, PYDOCK, busybox_root, cli_env, podman_import_busybox,
-                      private_podman, remove_everything)
+                      private_podman, remove_everything, timed)
 
 
 def kib(pid: int, field: str) -> int:
@@ -89,11 +89,9 @@ def main() -> int:
         print(f"{'count':>5} {'tool':7} {'RSS MiB':>9} {'per ctr':>8} {'PSS MiB':>9} {'per ctr':>8}")
         for count in counts:
             while made < count:
-                subprocess.run([*pydock, "run", "-d", "--net", "none", "busybox", "sleep", "3600"], env=env,
-                               check=True, capture_output=True)
+                timed([*pydock, "run", "-d", "--net", "none", "busybox", "sleep", "3600"], env)  # a failure: its stderr
                 if podman is not None:
-                    subprocess.run([*podman, "run", "-d", "--network", "none", *PODMAN_ULIMITS,
-                                    PODMAN_BUSYBOX, "sleep", "3600"], check=True, capture_output=True)
+                    timed([*podman, "run", "-d", "--network", "none", *PODMAN_ULIMITS, PODMAN_BUSYBOX, "sleep", "3600"])
                 made += 1
             totals = {}
             for tool, pids in (("pydock", pydock_kept(str(root), args.driver)),
