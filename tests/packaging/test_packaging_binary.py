@@ -169,7 +169,6 @@ def test_binary_helper_runs_pydock_dockerinit(bundle: Path, elsewhere: Path) -> 
     assert "dockerinit" in (res.stdout + res.stderr)
 
 
-
 def test_binary_helper_is_isolated_and_carries_only_its_own_modules(bundle: Path, elsewhere: Path,
                                                                     tmp_path: Path) -> None:
     """The helper runs as root before every launch, in Python's isolated mode: a module on PYTHONPATH that
@@ -185,6 +184,7 @@ def test_binary_helper_is_isolated_and_carries_only_its_own_modules(bundle: Path
     names = zipfile.ZipFile(bundle / "dockerinit").namelist()
     assert {"pydock/dockerinit/__main__.pyc", "pydock/dockerinit/preexec.pyc", "pydock/utils/mount.pyc"} <= set(names)
     assert [n for n in names if n.startswith(("pydock/cli/", "pydock/runtime/", "click/", "pyroute2/"))] == []
+
 
 @pytest.mark.lxc
 @pytest.mark.slow
