@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from pydock.utils.errors import Conflict, PydockError
+from pydock.utils.unixlisten import listen_then_publish
 
 HELLO, STDIN, STDIN_EOF, RESIZE = 1, 2, 3, 4
 WELCOME, STDOUT, STDERR, EXIT = 10, 11, 12, 13
@@ -139,21 +140,20 @@ def _short(directory: Path) -> tuple[int, str]:
 
 
 def listen(directory: Path, name: str = SOCKET_NAME) -> socket.socket:
-    """Bind and listen on `directory/name` (mode 0600; a stale socket of a dead supervisor is replaced:
-    the caller holds the lock that makes it the only one)."""
+    """Listen on `directory/name` (mode 0600); the file appears only once it takes connections, so an
+    attach that finds it is never refused. A stale socket of a dead supervisor is replaced: the caller
+    holds the lock that makes it the only one."""
     fd, short = _short(directory)
     try:
-        try:
-            os.unlink(name, dir_fd=fd)
-        except FileNotFoundError:
-            pass  # the usual case: no socket left by a crashed supervisor
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         old = os.umask(0o177)
         try:
-            sock.bind(f"{short}/{name}")
+            listen_then_publish(sock, f"{short}/{name}", 16, replace=True)
+        except BaseException:
+            sock.close()
+            raise
         finally:
             os.umask(old)
-        sock.listen(16)
         sock.setblocking(False)
         return sock
     finally:

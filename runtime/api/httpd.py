@@ -39,6 +39,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from pydock.utils.errors import Conflict, InvalidArgument, PydockError
+from pydock.utils.unixlisten import listen_then_publish
 from pydock.utils.version import API_VERSION, VERSION
 
 DEFAULT_HOST = "unix:///var/run/pydock.sock"
@@ -722,33 +723,6 @@ class _Tcp6Server(_TcpServer):
     address_family = socket.AF_INET6
 
 
-#: the room sun_path has for a socket's name, its terminating NUL included
-_UNIX_PATH_MAX = 108
-
-
-def _listen_then_publish(server: socketserver.UnixStreamServer, path: str) -> None:
-    """Bind and listen under a staging name beside `path`, then link it to `path`: the socket file appears
-    only once it takes connections, so a client that waits for the file is never refused (a bind leaves
-    the file there before the listen). A link, not a rename: a server that took `path` meanwhile keeps
-    it (EEXIST). A staging name too long for sun_path: bound at `path` directly."""
-    staging = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}")
-    if len(os.fsencode(staging)) >= _UNIX_PATH_MAX:
-        server.server_bind()
-        server.server_activate()
-        return
-    try:
-        os.unlink(staging)  # left by a server with our pid that was killed between bind and link
-    except FileNotFoundError:
-        pass
-    server.socket.bind(staging)
-    try:
-        server.server_activate()
-        os.link(staging, path)
-    finally:
-        os.unlink(staging)
-    server.server_address = path
-
-
 def _check_stale(path: str) -> None:
     """Remove a socket file left by a dead server; refuse if a live server answers on it."""
     try:
@@ -784,7 +758,8 @@ def bind(listen: Listen, router: Callable[[Request, Handler], None], debug: bool
         try:
             server = _UnixServer(listen.path, Handler, bind_and_activate=False)
             try:
-                _listen_then_publish(server, listen.path)
+                listen_then_publish(server.socket, listen.path, server.request_queue_size)
+                server.server_address = listen.path
             except OSError as err:
                 server.server_close()
                 raise PydockError(f"Cannot listen on {listen}: {err.strerror}") from None

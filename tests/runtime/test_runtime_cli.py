@@ -149,6 +149,34 @@ def test_start_attach_streams_and_exits_with_status(cli):
     assert (p.returncode, p.stdout, p.stderr) == (4, b"a\n", b"b\n")
 
 
+def test_an_attach_made_the_moment_the_socket_appears_is_never_refused(cli, cli_root):
+    """The monitor's attach socket appears only once it listens. strace holds each listen() of the `start`
+    (and of the monitor it forks) back half a second: a socket file made at bind() would refuse this attach
+    ("is not running")."""
+    import os
+    import subprocess
+    import sys
+
+    cid = cli("create", "--net", "none", "--name", "early", "busybox", "sh", "-c", "sleep 1; echo late",
+              check=True).stdout.decode().strip()
+    sock = cli_root / "containers" / cid / "attach.sock"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYDOCK_")}
+    start = subprocess.Popen(["strace", "-f", "-qq", "-o", os.devnull, "-e", "trace=listen",
+                              "-e", "inject=listen:delay_enter=500000", sys.executable, "-m", "pydock.cli.main",
+                              "-g", str(cli_root), "-s", "overlay", "start", "early"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while not sock.exists():
+            assert start.poll() is None and time.monotonic() < deadline, start.stderr.read().decode()
+            time.sleep(0.005)
+        p = cli("attach", "early")
+        assert (p.returncode, p.stdout, p.stderr) == (0, b"late\n", b"")
+    finally:
+        assert start.wait(timeout=60) == 0, start.stderr.read().decode()
+    assert not [p.name for p in sock.parent.iterdir() if p.name.startswith(".attach.sock")]  # no staging name left
+
+
 def test_top_lists_the_containers_processes(cli):
     cli("run", "-d", "--net", "none", "--name", "topped", "busybox", "sleep", "30")
     out = cli("top", "topped").stdout.decode()
