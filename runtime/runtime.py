@@ -163,10 +163,10 @@ class Runtime:
         self.close()
 
     # ---- lookup ---------------------------------------------------------------------------
-    def container_ids(self) -> list[str]:
-        """Ids of every container directory (complete or not)."""
+    def container_ids(self, prefix: str = "") -> list[str]:
+        """Ids of every container directory (complete or not), or of those starting with `prefix`."""
         try:
-            return [n for n in os.listdir(self.layout.containers) if is_valid_id(n)]
+            return [n for n in os.listdir(self.layout.containers) if n.startswith(prefix) and is_valid_id(n)]
         except FileNotFoundError:
             return []
 
@@ -196,7 +196,7 @@ class Runtime:
             c = self.lookup(entity)
             if c is not None:
                 return c
-        cid = resolve_prefix(name_or_id, self.container_ids(), "container")
+        cid = resolve_prefix(name_or_id, self.container_ids(name_or_id), "container")
         c = self.lookup(cid)
         if c is None:
             raise NotFound(f"No such container: {name_or_id}")
