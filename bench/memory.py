@@ -5,7 +5,9 @@
     .venv/bin/python bench/memory.py [--counts 10,50] [--driver overlay]
 
 Target (issue 17): the total for 50 containers <= 1.5x podman's, and the per-container cost flat as the
-count grows. Prints totals, per-container averages and ratios for each count.
+count grows. Prints totals, per-container averages and ratios for each count, and pydock's split between
+its monitors and lxc-start (lxc's own monitor of each container, which any pydock built on lxc keeps: its
+ratio to conmon is the floor such a design can reach).
 """
 
 from __future__ import annotations
@@ -39,18 +41,22 @@ def children(pid: int) -> list[int]:
         return []
 
 
-def pydock_kept(root: str, driver: str) -> list[int]:
-    """Each running container's monitor and its lxc-start."""
+def pydock_kept(root: str, driver: str) -> tuple[list[int], list[int]]:
+    """Each running container's monitor, and its lxc-start."""
     from pydock.runtime.runtime import Runtime
 
-    pids = []
+    monitors, lxc = [], []
     with Runtime(root, driver, bridge="none") as rt:
         for c in rt.containers():
             monitor = c.state.monitor_pid
             if monitor:
-                pids.append(monitor)
-                pids.extend(p for p in children(monitor) if _comm(p) == "lxc-start")
-    return pids
+                monitors.append(monitor)
+                lxc.extend(p for p in children(monitor) if _comm(p) == "lxc-start")
+    return monitors, lxc
+
+
+def mib(pids: list[int], field: str) -> float:
+    return sum(kib(p, field) for p in pids) / 1024
 
 
 def podman_kept(podman: list[str]) -> list[int]:
@@ -94,18 +100,22 @@ def main() -> int:
                     timed([*podman, "run", "-d", "--network", "none", *PODMAN_ULIMITS, PODMAN_BUSYBOX, "sleep", "3600"])
                 made += 1
             totals = {}
-            for tool, pids in (("pydock", pydock_kept(str(root), args.driver)),
-                               ("podman", podman_kept(podman) if podman is not None else [])):
+            monitors, lxc = pydock_kept(str(root), args.driver)
+            for tool, pids in (("pydock", monitors + lxc), ("podman", podman_kept(podman) if podman is not None else [])):
                 if tool == "podman" and podman is None:
                     continue
-                rss = sum(kib(p, "Rss") for p in pids) / 1024
-                pss = sum(kib(p, "Pss") for p in pids) / 1024
+                rss, pss = mib(pids, "Rss"), mib(pids, "Pss")
                 totals[tool] = (rss, pss)
                 print(f"{count:5} {tool:7} {rss:9.1f} {rss / count:8.2f} {pss:9.1f} {pss / count:8.2f}")
+            lxc_rss = mib(lxc, "Rss")
+            print(f"{count:5} of pydock's RSS per container: monitor {mib(monitors, 'Rss') / count:.2f} MiB, lxc-start "
+                  f"{lxc_rss / count:.2f} MiB ({(lxc_rss - mib(lxc, 'Anonymous')) / count:.2f} of it file-backed: "
+                  f"code and libraries)")
             if "podman" in totals:
                 (a, b), (c, d) = totals["pydock"], totals["podman"]
                 verdict = "met" if a <= 1.5 * c else "NOT met"
-                print(f"{count:5} ratio   RSS {a / c:.2f}x  PSS {b / d:.2f}x  (target <= 1.50x: {verdict})")
+                print(f"{count:5} ratio   RSS {a / c:.2f}x  PSS {b / d:.2f}x  (target <= 1.50x: {verdict}); "
+                      f"lxc-start alone {lxc_rss / c:.2f}x")
     finally:
         remove_everything(work, root, args.driver, podman)
     return 0
