@@ -760,6 +760,9 @@ def bind(listen: Listen, router: Callable[[Request, Handler], None], debug: bool
             try:
                 listen_then_publish(server.socket, listen.path, server.request_queue_size)
                 server.server_address = listen.path
+            except FileExistsError:  # made since the stale check: a server that started beside us got there first
+                server.server_close()
+                raise Conflict(f"Another server is already listening on {listen}") from None
             except OSError as err:
                 server.server_close()
                 raise PydockError(f"Cannot listen on {listen}: {err.strerror}") from None

@@ -34,6 +34,38 @@ def test_second_server_on_live_socket_is_refused(server, tmp_path):
         teardown_root(tmp_path / "other")
 
 
+def test_a_server_that_lost_the_race_for_the_path_says_so(tmp_path):
+    """Two servers started together both find the path free; the one that publishes second is refused as
+    the one started beside a live server is, and the first keeps the path. strace holds the slow one's
+    listen() back until the other serves."""
+    sock = tmp_path / "d.sock"
+    slow = subprocess.Popen(["strace", "-f", "-qq", "-o", os.devnull, "-e", "trace=listen",
+                             "-e", "inject=listen:delay_enter=2000000", *pydock_cmd(tmp_path / "slow"), "-b", "none",
+                             "serve", "-H", f"unix://{sock}"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env=clean_env())
+    fast = None
+    try:
+        deadline = time.monotonic() + 60
+        while not [p for p in tmp_path.iterdir() if p.name.startswith(".d.sock.")]:  # bound, not yet listening
+            assert slow.poll() is None and time.monotonic() < deadline, slow.stderr.read().decode()
+            time.sleep(0.005)
+        fast = start_server(tmp_path / "fast", f"unix://{sock}", wait_for=sock)
+        assert slow.wait(timeout=60) == 1
+        assert f"Another server is already listening on unix://{sock}" in slow.stderr.read().decode()
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:  # the first one is untouched
+            client.connect(str(sock))
+            client.sendall(b"GET /_ping HTTP/1.0\r\n\r\n")
+            assert client.recv(64).startswith(b"HTTP/1.1 200 OK")
+    finally:
+        if slow.poll() is None:
+            slow.kill()
+            slow.wait()
+        if fast is not None:
+            stop_server(fast)
+        teardown_root(tmp_path / "slow")
+        teardown_root(tmp_path / "fast")
+
+
 def test_stale_socket_is_replaced(tmp_path):
     sock = tmp_path / "stale.sock"
     dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
