@@ -14,24 +14,82 @@
           podman (runc if installed, else podman's default crun — the faster of the two).
 With --bridge, the networked pair: pydock on its bridge vs podman on its default network, both in a
 network namespace the bench makes (and leaves, with its command server stopped).
-Prints medians, ratios (target: pydock <= 0.5x podman on overlay) and the import-time profile of
-the `run` path (modules that should stay off it: tabulate, tarfile, pyroute2, sqlite3).
+Prints medians, ratios (target: pydock <= 0.5x podman on overlay), where a warm run's time goes and the
+import-time profile of the `run` path (modules that should stay off it: tabulate, tarfile, pyroute2, sqlite3).
+
+Where the time goes: the interpreter's start (`python -S -c pass`), the client, hand-off and the worker's
+CLI (`pydock version` less the interpreter), and the run itself; then the run's steps, timed in runs made
+in this process, as a command server's worker makes them (Runtime.run, everything imported), each step's
+time without the steps inside it (its medians are of other runs than the command's, on the same root).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import os
 import shutil
 import statistics
 import subprocess
 import sys
 import tarfile
+import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from benchlib import PODMAN_ULIMITS, PYDOCK, busybox_root, cli_env, stop_cli_servers, timed
 
 HEAVY = ("tabulate", "tarfile", "pyroute2", "sqlite3", "click")
+
+
+class StepClock:
+    """Each step's time in runs made in this process, less the time of the steps inside it."""
+
+    def __init__(self) -> None:
+        self.taken: dict[str, float] = {}
+        self._inner: list[float] = []  # per open step: the time its inner steps took
+
+    def wrap(self, owner: Any, name: str, step: str) -> None:
+        """Time every call of `owner.name` (a function of a module or a class) as `step`."""
+        inner = getattr(owner, name)
+
+        @functools.wraps(inner)
+        def timed_call(*args: Any, **kwargs: Any) -> Any:
+            self._inner.append(0.0)
+            t0 = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                elapsed = time.perf_counter() - t0
+                self.taken[step] = self.taken.get(step, 0.0) + elapsed - self._inner.pop()
+                if self._inner:
+                    self._inner[-1] += elapsed
+
+        setattr(owner, name, timed_call)
+
+
+def step_clock() -> tuple[StepClock, list[str]]:
+    """A clock on the steps of Runtime.run, and the steps in the order a run takes them."""
+    from pydock.devmapper.driver import Driver
+    from pydock.links.network import NetworkManager
+    from pydock.runtime import removal, supervise
+    from pydock.runtime.runtime import Runtime
+
+    clock = StepClock()
+    steps = [(Runtime, "create", "create: layers, config"),
+             (Driver, "get", "storage: mount the rootfs"),
+             (NetworkManager, "allocate", "network: an address"),
+             (supervise, "prepare", "prepare: user, files, config.lxc"),
+             (supervise, "_launch", "launch: helper, lxc-start spawned"),
+             (Runtime, "run", "lxc-start and the command"),
+             (Driver, "put", "storage: unmount the rootfs"),
+             (NetworkManager, "release", "network: the address back"),
+             (supervise, "finished", "finish: status, state, events"),
+             (removal, "auto_remove", "auto-remove: layers, names, dir")]
+    for owner, name, step in steps:
+        clock.wrap(owner, name, step)
+    return clock, [step for _, _, step in steps]
 
 
 def import_profile(cmd: list[str], env: dict[str, str]) -> tuple[float, list[tuple[int, str]], list[str]]:
@@ -51,6 +109,24 @@ def import_profile(cmd: list[str], env: dict[str, str]) -> tuple[float, list[tup
             rows.append((int(cumulative), name.strip()))
     total = sum(c for c, _ in rows) / 1000
     return total, sorted(rows, reverse=True)[:10], loaded
+
+
+def print_breakdown(parts: dict[str, list[float]], steps: list[str], whole: float, floor: float) -> None:
+    """Where the warm `pydock run --rm` goes (medians, ms): the command's fixed parts, then the run's steps
+    as this process timed them (not subtracted from the whole: they are other runs, on the same root)."""
+    ms = {k: statistics.median(v) * 1000 for k, v in parts.items()}
+    fixed = [("interpreter start (python -S -c pass)", ms["interpreter"]),
+             ("client, hand-off, worker's CLI (version)", ms["version"] - ms["interpreter"])]
+    print("where the warm `pydock run --rm` goes (medians, ms):")
+    print(f"  {'the whole command':<42} {whole * 1000:7.1f}")
+    for label, value in fixed:
+        print(f"  {label:<42} {value:7.1f}")
+    print(f"  {'the run (the rest)':<42} {whole * 1000 - sum(v for _, v in fixed):7.1f}")
+    print("the run's steps, timed in this process (everything imported, as in the command server's worker):")
+    for step in steps:
+        note = f"   (lxc-start alone: {floor * 1000:.1f})" if step == "lxc-start and the command" else ""
+        print(f"  {step:<42} {ms[step]:7.1f}{note}")
+    print(f"  {'sum':<42} {sum(ms[step] for step in steps):7.1f}")
 
 
 def main() -> int:
@@ -127,6 +203,21 @@ def main() -> int:
         podman_cmd = ["podman", "--runtime", runtime_name, "run", "--rm", *podman_net, *PODMAN_ULIMITS,
                       podman_tag, "/bin/true"]
     samples: dict[str, list[float]] = {"pydock": [], "cold": [], "lxc-start": []}
+    parts: dict[str, list[float]] = {"interpreter": [], "version": []}
+    interpreter_cmd = [sys.executable, "-S", "-c", "pass"]  # as the `pydock` entry point starts it
+    version_cmd = [PYDOCK, "version"]
+    clock, steps = step_clock()
+    in_process = Runtime(root, args.driver, bridge="pydock0" if args.bridge else "none")
+    devnull = open(os.devnull, "wb")
+
+    def run_here() -> dict[str, float]:
+        """One `run --rm busybox true` in this process: seconds per step."""
+        clock.taken.clear()
+        result = in_process.run("busybox", ["true"], remove=True, network="bridge" if args.bridge else "none",
+                                stdout=devnull, stderr=devnull)
+        if result.exit_code != 0:
+            raise SystemExit(f"run --rm in process exited {result.exit_code}")
+        return {step: clock.taken.get(step, 0.0) for step in steps}
     if baseline_env is not None:
         samples["baseline"] = []
     if podman_cmd:
@@ -139,8 +230,14 @@ def main() -> int:
             timed(base_cmd, baseline_env)
         if podman_cmd:
             timed(podman_cmd)
+        timed(version_cmd, env)
+        run_here()
         for _ in range(args.rounds):
             samples["pydock"].append(timed(pydock_cmd, env))
+            parts["interpreter"].append(timed(interpreter_cmd, env))
+            parts["version"].append(timed(version_cmd, env))
+            for step, dt in run_here().items():
+                parts.setdefault(step, []).append(dt)
             samples["cold"].append(timed(pydock_cmd, cold_env))
             samples["lxc-start"].append(timed(floor_cmd))
             if baseline_env is not None:
@@ -149,6 +246,8 @@ def main() -> int:
                 samples[f"podman/{runtime_name}"].append(timed(podman_cmd))
         total, slowest, loaded = import_profile([*base_cmd[:-2], *args.run_opt, *base_cmd[-2:]], cold_env)
     finally:
+        in_process.close()
+        devnull.close()
         if args.bridge:
             stop_cli_servers()
         if podman_cmd:
@@ -178,6 +277,7 @@ def main() -> int:
         print(f"  pydock / {peer} = {ratio:.2f}x  (target <= 0.50x: {'met' if ratio <= 0.5 else 'NOT met'})")
         print(f"  cold / {peer} = {medians['cold'] / medians[peer]:.2f}x  (PYDOCK_CLI_SERVER=0: the first command "
               "after an idle minute)")
+    print_breakdown(parts, steps, medians["pydock"], medians["lxc-start"])
     print(f"import time on the cold run path: {total:.1f} ms; heavy modules loaded: {', '.join(loaded) or 'none'}")
     for us, name in slowest:
         print(f"  {us / 1000:6.1f} ms  {name}")
