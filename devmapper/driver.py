@@ -119,6 +119,18 @@ class Driver:
             return False
         return self.deviceset.has_device(id)
 
+    def initialized(self, id: str) -> bool:
+        """Whether the device exists with its content complete (set_initialized)."""
+        try:
+            validate_hash(id)
+        except InvalidArgument:
+            return False
+        return self.deviceset.has_initialized_device(id)
+
+    def list(self) -> list[str]:
+        """Every device's id, the base excluded."""
+        return self.deviceset.list()
+
     def status(self) -> list[tuple[str, str]]:
         """(name, value) lines for `pydock info`."""
         return list(self.deviceset.status())

@@ -361,8 +361,20 @@ class Graph:
 
     # ---- delete -------------------------------------------------------------------------
 
+    @staticmethod
+    def derived_device(image_id: str, purpose: str) -> str:
+        """The id of a device made from the image for the runtime's own use (`purpose`: a name of its own,
+        e.g. the containers' shared init layer): `<image id>-<purpose>`, so it goes with the image."""
+        return f"{image_id}-{purpose}"
+
+    def derived_devices(self, image_id: str) -> list[str]:
+        """The devices made from the image for the runtime's own use (derived_device)."""
+        lead = self.derived_device(image_id, "")
+        return [d for d in self.driver.list() if d.startswith(lead)]
+
     def delete(self, image_id: str, in_use: Callable[[str], str | None] | None = None) -> None:
-        """Remove an image: refuses while child images exist or `in_use(id)` names a container using it."""
+        """Remove an image and the devices derived from it: refuses while child images exist or `in_use(id)`
+        names a container using it."""
         image = self.get(image_id)
         if in_use is not None:
             holder = in_use(image.id)
@@ -375,6 +387,8 @@ class Graph:
                 if kids:
                     raise Conflict(f"Conflict, cannot delete {image.short_id} because it has "
                                    f"{len(kids)} child image{'s' if len(kids) != 1 else ''}")
+                for derived in self.derived_devices(image.id):  # made again on demand if the delete fails
+                    self.driver.remove(derived)
                 try:
                     os.rename(self.root / image.id, work / "image")
                 except FileNotFoundError:

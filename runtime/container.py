@@ -108,8 +108,27 @@ class Container:
 
     @property
     def init_id(self) -> str:
-        """The init layer's device: mount-point stubs between the image and the container's own device."""
+        """The init layer's device (mount-point stubs between the image and the container's own device):
+        the image's shared one its `init-layer` file names (initlayer.py), else the container's own
+        `<id>-init` (a container made before init layers were shared). Read once."""
+        known = self.__dict__.get("_init_id")
+        if known is None:
+            try:
+                known = self.init_layer_path.read_text().strip() or self.own_init_id
+            except FileNotFoundError:
+                known = self.own_init_id
+            self.__dict__["_init_id"] = known
+        return known
+
+    @property
+    def own_init_id(self) -> str:
+        """The device a container made before init layers were shared has for its init layer."""
         return f"{self.id}-init"
+
+    @property
+    def init_layer_path(self) -> Path:
+        """Names the (shared) init layer the container's device was made on."""
+        return self.dir / "init-layer"
 
     @property
     def config_path(self) -> Path:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydock.links.linking import assign_name, register_links
 from pydock.links.ports import parse_port, parse_publish
-from pydock.runtime import caps, cgroups, confinement, etcfiles, lxcconf, monitorlock, removal
+from pydock.runtime import caps, cgroups, confinement, etcfiles, initlayer, lxcconf, monitorlock, removal
 from pydock.runtime.container import Container
 from pydock.runtime.jsonlog import create_log
 from pydock.runtime.options import CreateOptions, Volume, check_memory_swap, merge_env, parse_env, parse_labels, \
@@ -20,7 +20,7 @@ from pydock.runtime.restart import RestartPolicy
 from pydock.runtime.rootpath import check_workdir
 from pydock.runtime.volumes import copy_up
 from pydock.utils.errors import Conflict, InvalidArgument
-from pydock.utils.fileutil import atomic_write
+from pydock.utils.fileutil import atomic_write, write_new
 from pydock.utils.ids import generate_id
 from pydock.utils.signals import parse_signal
 
@@ -167,16 +167,14 @@ def memory_swap(memory: int, value: str | int | None, swappiness: int | None = N
 
 
 def _make_devices(rt: Runtime, c: Container, image_id: str, made: list[str]) -> None:
-    """`<id>-init` (stubs for mount points) on the image, then `<id>` on the init layer. A `--rm`
-    container's are scratch devices: as its files (Container.save), they need not survive a crash,
-    which its removal by crash recovery follows anyway."""
+    """`<id>` on the image's init layer (stubs for mount points, made with the image's first container),
+    which the container's `init-layer` file names first. A `--rm` container's device is a scratch device:
+    as its files (Container.save), it need not survive a crash, which its removal by crash recovery
+    follows anyway."""
     durable = not c.auto_remove
-    rt.driver.create(c.init_id, image_id, durable=durable)
-    made.append("init")
-    with rt.driver.mounted(c.init_id) as root:
-        etcfiles.write_init_layer(root)
-    rt.driver.set_initialized(c.init_id)
-    rt.driver.create(c.id, c.init_id, durable=durable)
+    init = initlayer.ensure(rt, image_id)
+    write_new(c.init_layer_path, init.encode(), durable=durable)
+    rt.driver.create(c.id, init, durable=durable)
     made.append("device")
 
 

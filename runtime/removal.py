@@ -25,9 +25,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__package__)
 
 
-def destroy(rt: Runtime, c: Container, made: Sequence[str] = ("name", "init", "device")) -> None:
-    """Undo a create: devices, names, directory. Each step is best effort so a half-made container goes."""
-    for device in (c.id, c.init_id):
+def destroy(rt: Runtime, c: Container, made: Sequence[str] = ("name", "device")) -> None:
+    """Undo a create: devices, names, directory. Each step is best effort so a half-made container goes.
+    The image's shared init layer stays (it goes with the image); an init layer of the container's own
+    (made before they were shared) goes with it."""
+    own = (c.id, c.init_id) if c.init_id == c.own_init_id else (c.id,)
+    for device in own:
         try:
             if rt.driver.exists(device):
                 rt.driver.remove(device)

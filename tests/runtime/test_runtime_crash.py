@@ -54,7 +54,7 @@ def test_killed_monitor_is_reconciled_on_next_listing(rt):
     assert _mounts_under(c.dir) == [] and _mounts_under(rt.driver.mountpoint(c.id)) == []
     rt.remove(c.id)
     assert rt.names.get("/orphan") is None and not c.dir.exists()
-    assert not rt.driver.exists(c.id) and not rt.driver.exists(c.init_id)
+    assert not rt.driver.exists(c.id)
 
 
 def _lxc_cgroups(cid: str) -> list[str]:
@@ -166,8 +166,7 @@ def test_reconcile_purges_names_of_vanished_containers(rt):
 
     c = rt.create("busybox", ["true"], name="vanishing")
     shutil.rmtree(c.dir)  # a crash mid-remove
-    for hash_ in (c.id, c.init_id):
-        rt.driver.remove(hash_)
+    rt.driver.remove(c.id)
     rt.reconcile()
     assert rt.names.get("/vanishing") is None
     rt.create("busybox", ["true"], name="vanishing")  # the name is usable again
@@ -210,14 +209,26 @@ def test_cli_killed_mid_run_is_reconciled(cli, cli_root, driver):
 
 def test_half_created_container_is_swept(rt):
     c = rt.create("busybox", ["true"], name="half")
+    shared = c.init_id
     c.config_path.unlink()  # a crash before config.json was written
     assert rt.containers(all=True) == []  # too fresh: maybe another process is creating it
     old = c.dir.stat().st_mtime - 3600
     os.utime(c.dir, (old, old))
     assert rt.containers(all=True) == []
     assert not c.dir.exists()
-    assert not rt.driver.exists(c.id) and not rt.driver.exists(c.init_id)
+    assert not rt.driver.exists(c.id) and rt.driver.initialized(shared)  # the image's init layer stays
     assert rt.names.get("/half") is None
+
+
+def test_an_init_layer_a_crash_left_half_made_is_made_again(rt):
+    from pydock.runtime import initlayer
+
+    busybox = rt.images.resolve("busybox").id
+    device = rt.graph.derived_device(busybox, initlayer.PURPOSE)
+    rt.driver.create(device, busybox)  # a crash before its stubs were written and it was marked complete
+    assert not rt.driver.initialized(device)
+    assert rt.run("busybox", ["cat", "/etc/hosts"], remove=True, network="none").exit_code == 0
+    assert rt.driver.initialized(device)
 
 
 def test_cli_killed_mid_run_rm_is_removed_at_the_next_command(cli, cli_root):

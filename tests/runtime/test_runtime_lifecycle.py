@@ -93,7 +93,7 @@ def test_remove_refuses_running_container_unless_forced(rt):
     with pytest.raises(NotFound):
         rt.get("busy")
     assert rt.names.get("/busy") is None
-    assert c.id not in rt.driver.deviceset.list() and c.init_id not in rt.driver.deviceset.list()
+    assert c.id not in rt.driver.deviceset.list()
 
 
 def test_start_twice_is_a_conflict(rt):
@@ -154,11 +154,31 @@ def test_containers_newest_first_and_running_filter(rt):
         rt.wait(second, timeout=10)
 
 
-def test_init_layer_and_device_exist_until_remove(rt):
+def test_an_images_containers_share_its_init_layer_which_goes_with_the_image(rt):
+    busybox = rt.images.resolve("busybox")
+    image = rt.graph.register(None, parent=busybox.id, comment="an image of this test's own")
+    first, second = (rt.create(image.id, ["true"]) for _ in range(2))
+    assert first.init_id == second.init_id != first.own_init_id
+    assert rt.driver.exists(first.id) and rt.driver.exists(first.init_id)
+    assert rt.driver.initialized(first.init_id)
+    rt.remove(first)
+    assert not rt.driver.exists(first.id) and rt.driver.exists(second.init_id)  # the other still stands on it
+    rt.remove(second)
+    assert rt.driver.exists(second.init_id)  # made once per image, not per container
+    assert rt.run(image.id, ["cat", "/etc/hostname", "/.dockerenv"], remove=True, network="none").exit_code == 0
+    rt.images.graph.delete(image.id)
+    assert not rt.driver.exists(second.init_id)
+
+
+def test_a_container_made_with_an_init_layer_of_its_own_takes_it_along(rt):
+    """Containers made before init layers were shared have `<id>-init`: their removal removes it too."""
     c = rt.create("busybox", ["true"])
-    assert rt.driver.exists(c.id) and rt.driver.exists(c.init_id)
-    rt.remove(c)
-    assert not rt.driver.exists(c.id) and not rt.driver.exists(c.init_id)
+    shared = c.init_id
+    c.init_layer_path.unlink()
+    rt.driver.create(c.own_init_id, rt.images.resolve("busybox").id)
+    assert rt.get(c.id).init_id == c.own_init_id
+    rt.remove(c.id)
+    assert not rt.driver.exists(c.own_init_id) and not rt.driver.exists(c.id) and rt.driver.exists(shared)
 
 
 def test_logs_follow_until_exit(rt):
