@@ -87,6 +87,15 @@ def _parse(data: bytes, where: Path) -> tuple[int, str]:
     return count, mode
 
 
+def _is_hash(id: str) -> bool:
+    """Whether `id` can name a device at all (one that cannot exists nowhere)."""
+    try:
+        validate_hash(id)
+    except InvalidArgument:
+        return False
+    return True
+
+
 class Driver:
     """Mount-by-id with reference counts shared by processes, over any DeviceSet (see the module doc)."""
 
@@ -113,19 +122,11 @@ class Driver:
         self.deviceset.set_initialized(validate_hash(id))
 
     def exists(self, id: str) -> bool:
-        try:
-            validate_hash(id)
-        except InvalidArgument:
-            return False
-        return self.deviceset.has_device(id)
+        return _is_hash(id) and self.deviceset.has_device(id)
 
     def initialized(self, id: str) -> bool:
         """Whether the device exists with its content complete (set_initialized)."""
-        try:
-            validate_hash(id)
-        except InvalidArgument:
-            return False
-        return self.deviceset.has_initialized_device(id)
+        return _is_hash(id) and self.deviceset.has_initialized_device(id)
 
     def list(self) -> list[str]:
         """Every device's id, the base excluded."""
