@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 #: sun_path's size on Linux, its terminating NUL included
 UNIX_PATH_MAX = 108
@@ -24,11 +25,11 @@ def listen_then_publish(sock: socket.socket, path: str, backlog: int, *, replace
     staging = os.path.join(directory, f".{name}.{os.getpid()}")
     if len(os.fsencode(staging)) >= UNIX_PATH_MAX:
         if replace:
-            _unlink_if_there(path)
+            Path(path).unlink(missing_ok=True)
         sock.bind(path)
         sock.listen(backlog)
         return
-    _unlink_if_there(staging)  # left by a process with our pid that was killed between bind and publish
+    Path(staging).unlink(missing_ok=True)  # left by a process with our pid that was killed between bind and publish
     sock.bind(staging)
     published = False
     try:
@@ -40,11 +41,4 @@ def listen_then_publish(sock: socket.socket, path: str, backlog: int, *, replace
             os.link(staging, path)
     finally:
         if not published:
-            _unlink_if_there(staging)
-
-
-def _unlink_if_there(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
+            Path(staging).unlink(missing_ok=True)
