@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -106,19 +107,15 @@ class Container:
     def short_id(self) -> str:
         return self.id[:12]
 
-    @property
+    @cached_property
     def init_id(self) -> str:
         """The init layer's device (mount-point stubs between the image and the container's own device):
         the image's shared one its `init-layer` file names (initlayer.py), else the container's own
         `<id>-init` (a container made before init layers were shared). Read once."""
-        known = self.__dict__.get("_init_id")
-        if known is None:
-            try:
-                known = self.init_layer_path.read_text().strip() or self.own_init_id
-            except FileNotFoundError:
-                known = self.own_init_id
-            self.__dict__["_init_id"] = known
-        return known
+        try:
+            return self.init_layer_path.read_text().strip() or self.own_init_id
+        except FileNotFoundError:
+            return self.own_init_id
 
     @property
     def own_init_id(self) -> str:
