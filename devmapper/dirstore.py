@@ -30,10 +30,15 @@ MAX_HASH_LENGTH = 200
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
+def is_hash(hash: str) -> bool:
+    """Whether `hash` can name a device (it becomes a file name)."""
+    return (isinstance(hash, str) and bool(hash) and not hash.startswith(".") and "/" not in hash
+            and not _CONTROL.search(hash) and len(hash) <= MAX_HASH_LENGTH)
+
+
 def validate_hash(hash: str) -> str:
-    """Return `hash` if it can name a device (it becomes a file name), else raise InvalidArgument."""
-    if (not isinstance(hash, str) or not hash or hash.startswith(".") or "/" in hash
-            or _CONTROL.search(hash) or len(hash) > MAX_HASH_LENGTH):
+    """Return `hash` if it can name a device (is_hash), else raise InvalidArgument."""
+    if not is_hash(hash):
         raise InvalidArgument(f"invalid device hash {hash!r}")
     return hash
 

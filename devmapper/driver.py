@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import NamedTuple
 
 from pydock.devmapper.deviceset import BASE_HASH, DeviceSet
-from pydock.devmapper.dirstore import validate_hash
+from pydock.devmapper.dirstore import is_hash, validate_hash
 from pydock.utils import mount as kmount
 from pydock.utils import mounttable
-from pydock.utils.errors import Conflict, InvalidArgument, NotFound, PydockError, StorageError
+from pydock.utils.errors import Conflict, NotFound, PydockError, StorageError
 from pydock.utils.fileutil import flocked
 
 log = logging.getLogger(__package__)
@@ -87,15 +87,6 @@ def _parse(data: bytes, where: Path) -> tuple[int, str]:
     return count, mode
 
 
-def _is_hash(id: str) -> bool:
-    """Whether `id` can name a device at all (one that cannot exists nowhere)."""
-    try:
-        validate_hash(id)
-    except InvalidArgument:
-        return False
-    return True
-
-
 class Driver:
     """Mount-by-id with reference counts shared by processes, over any DeviceSet (see the module doc)."""
 
@@ -122,11 +113,11 @@ class Driver:
         self.deviceset.set_initialized(validate_hash(id))
 
     def exists(self, id: str) -> bool:
-        return _is_hash(id) and self.deviceset.has_device(id)
+        return is_hash(id) and self.deviceset.has_device(id)  # an id that cannot name one names none
 
     def initialized(self, id: str) -> bool:
         """Whether the device exists with its content complete (set_initialized)."""
-        return _is_hash(id) and self.deviceset.has_initialized_device(id)
+        return is_hash(id) and self.deviceset.has_initialized_device(id)
 
     def list(self) -> list[str]:
         """Every device's id, the base excluded."""
