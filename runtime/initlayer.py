@@ -6,10 +6,12 @@ A container made before init layers were shared keeps its own, `<id>-init` (Cont
 
 from __future__ import annotations
 
+import logging
 import zlib
 from typing import TYPE_CHECKING
 
 from pydock.runtime import etcfiles
+from pydock.utils.errors import PydockError
 from pydock.utils.fileutil import flocked
 
 if TYPE_CHECKING:
@@ -18,6 +20,7 @@ if TYPE_CHECKING:
 #: names the stubs' recipe: a pydock that makes other stubs makes (and uses) init layers of its own
 RECIPE = f"{zlib.crc32(repr((etcfiles.RUNTIME_DIRS, etcfiles.INIT_DIRS, etcfiles.INIT_FILES)).encode()):08x}"
 PURPOSE = f"init-{RECIPE}"
+log = logging.getLogger(__package__)
 
 
 def ensure(rt: Runtime, image_id: str) -> str:
@@ -37,6 +40,9 @@ def ensure(rt: Runtime, image_id: str) -> str:
                 etcfiles.write_init_layer(root)
             rt.driver.set_initialized(device)
         except BaseException:
-            rt.driver.remove(device)
+            try:
+                rt.driver.remove(device)
+            except PydockError as err:  # the next create finds it half-made and makes it again
+                log.warning("init layer %s: not removed after a failed make: %s", device, err)
             raise
     return device
