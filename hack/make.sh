@@ -197,12 +197,21 @@ bundle_dev() {
 	pip_install dev
 }
 
+# summarize_tier NAME LOG STATUS: the tier's failed and erroring tests and its pytest result line
+summarize_tier() {
+	local plain
+	plain=$(sed 's/\x1b\[[0-9;]*m//g' "$2")  # without the colours pytest may add
+	echo "$1 tier: exit $3"
+	grep -E '^(FAILED|ERROR) ' <<<"$plain" || true
+	grep -E '^=+ .*(passed|failed|error).* in [0-9.]+s' <<<"$plain" | tail -n 1 || true
+}
+
 bundle_test() {
 	ensure_packages $RUN_PACKAGES $TEST_PACKAGES
 	pip_install test
 	ensure_docker_cli
 	export PATH="$PATH:$VENV/bin"  # the docker CLI, when it had to be put there
-	local status=0 dm_status=0 dm_log dm_pid
+	local status=0 dm_status=0 dm_log dm_pid host_log
 	export PYDOCK_STRICT_SKIPS=1 PYDOCK_LEAKCHECK=1
 	# the two tiers share nothing but the checkout (UML is its own kernel: its mounts, devices, links
 	# and processes are not the host's), so the device-mapper tier runs beside the host tier, on the
@@ -212,13 +221,18 @@ bundle_test() {
 		--basetemp="$dm_log.tmp" ${TESTFLAGS:-} tests >"$dm_log" 2>&1 &
 	dm_pid=$!
 	trap 'kill "$dm_pid" 2>/dev/null; wait "$dm_pid" 2>/dev/null; rm -rf "$dm_log" "$dm_log.tmp"; exit 130' INT TERM
+	host_log=$(mktemp /tmp/pydock-host-tier.XXXXXX)
 	echo "=== host tier: pytest -m 'not dm' ==="
-	"$PY" -m pytest -v -m "not dm" ${TESTFLAGS:-} tests || status=$?
+	"$PY" -m pytest -v -m "not dm" ${TESTFLAGS:-} tests 2>&1 | tee "$host_log" || status=$?
 	wait "$dm_pid" || dm_status=$?
 	trap - INT TERM
 	echo "=== device-mapper tier: pytest -m dm, inside User-Mode Linux ==="
 	cat "$dm_log"
-	rm -rf "$dm_log" "$dm_log.tmp"
+	# a log is read from its end: repeat each tier's failures and result there, so a red run says why
+	echo "=== summary ==="
+	summarize_tier host "$host_log" "$status"
+	summarize_tier device-mapper "$dm_log" "$dm_status"
+	rm -rf "$dm_log" "$dm_log.tmp" "$host_log"
 	return $((status ? status : dm_status))
 }
 

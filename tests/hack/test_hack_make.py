@@ -255,3 +255,18 @@ def test_the_docker_cli_is_taken_out_of_docker_io_without_installing_the_package
     assert [c for c in fake.calls() if "install" in c] == []  # nothing installed system-wide
     fake.log.unlink()
     assert fake.run("ensure_docker_cli", **env).returncode == 0 and fake.calls() == []  # there already
+
+
+def test_the_summary_repeats_each_tiers_failures_at_the_end_of_the_log(tmp_path: Path) -> None:
+    """CI shows a log's end: the summary names the failed tests even from a coloured pytest log."""
+    log = tmp_path / "host.log"
+    log.write_text("tests/a.py::t PASSED\n"
+                   "\x1b[31mFAILED\x1b[0m tests/a.py::u - AssertionError: boom\n"
+                   "ERROR tests/b.py::v - OSError\n"
+                   "\x1b[31m===== 1 failed, 1 passed, 1 error in 12.50s =====\x1b[0m\n")
+    out = subprocess.run(["bash", "-c", f'source "{MAKE}"; summarize_tier host "$1" 1', "-", str(log)],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == ["host tier: exit 1",
+                                "FAILED tests/a.py::u - AssertionError: boom",
+                                "ERROR tests/b.py::v - OSError",
+                                "===== 1 failed, 1 passed, 1 error in 12.50s ====="]
