@@ -9,7 +9,7 @@ import time
 
 from pydock.runtime import cgroups
 from pydock.runtime.cgroups import Hierarchy
-from pydock.utils.errors import PydockError
+from pydock.utils.errors import Conflict, PydockError
 
 log = logging.getLogger(__package__)
 
@@ -45,10 +45,11 @@ def _settled(pid: int, frozen: bool) -> bool:
 
 
 def set_frozen(pid: int, frozen: bool, what: str) -> None:
-    """Freeze (or thaw) the cgroup of process `pid` and wait until the kernel says it is done."""
+    """Freeze (or thaw) the cgroup of process `pid` and wait until the kernel says it is done; Conflict
+    if the process is gone (a SIGKILL passes cgroup v2's freezer, so a paused container can end)."""
     place = _place(pid)
     if place is None:
-        raise PydockError(f"{what}: its cgroup is gone")
+        raise Conflict(f"{what} is not running")
     value = ("1" if frozen else "0") if cgroups.hierarchy() is Hierarchy.V2 else ("FROZEN" if frozen else "THAWED")
     try:
         with open(place[0], "w") as f:

@@ -64,3 +64,14 @@ def test_pause_right_after_start_freezes_the_command_not_lxc(rt):
     rt.pause(c.id)
     rt.kill(c.id)
     assert rt.wait(c.id, timeout=60) == 137
+
+
+def test_thawing_a_process_that_is_gone_is_a_conflict_kill_absorbs():
+    """A SIGKILL passes cgroup v2's freezer: a paused container's PID 1 can be gone by the time kill
+    thaws it. That is "not running" (a Conflict, which kill expects), not an error of its own."""
+    import subprocess
+
+    proc = subprocess.Popen(["true"])
+    proc.wait()  # reaped: its pid names no process
+    with pytest.raises(Conflict, match="^Container x is not running$"):
+        freezer.set_frozen(proc.pid, False, "Container x")
