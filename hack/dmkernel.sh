@@ -42,6 +42,18 @@ kver=$(ls /usr/lib/uml/modules 2>/dev/null | sort -V | tail -n1)
 [ -n "$kver" ] || { echo "dmkernel: no kernel modules in /usr/lib/uml/modules (apt-get install user-mode-linux)" >&2; exit 125; }
 moddir=/usr/lib/uml/modules/$kver/kernel
 
+# UML 6.1 saves only 832 bytes of a process's XSAVE state, which a host with AVX-512 or AMX refuses:
+# uml-xstate.so (see its source) makes up the difference. Built once per version of its source.
+shim_src=$(dirname "${BASH_SOURCE[0]}")/uml-xstate.c
+shim_dir=${XDG_CACHE_HOME:-$HOME/.cache}/pydock
+shim=$shim_dir/uml-xstate-$(sha256sum < "$shim_src" | cut -c1-16).so
+if [ ! -e "$shim" ]; then
+	mkdir -p "$shim_dir"
+	gcc -shared -fPIC -O2 -o "$shim.$$" "$shim_src" -ldl \
+		|| { rm -f "$shim.$$"; echo "dmkernel: cannot build $shim_src (apt-get install gcc libc6-dev)" >&2; exit 125; }
+	mv -f "$shim.$$" "$shim"  # atomic: runs in parallel may build it at once
+fi
+
 # not under /tmp: the UML side mounts a fresh tmpfs there
 scratch=$(mktemp -d /var/tmp/pydock-uml.XXXXXX)
 trap 'rm -rf "$scratch"' EXIT
@@ -111,7 +123,7 @@ q() { printf '%q ' "$@"; }
 chmod +x "$scratch/init"
 
 # con0 = our stdout; kernel messages quietened; stdin closed.
-"$uml" mem="$mem" rootfstype=hostfs rootflags=/ rw quiet loglevel=1 \
+LD_PRELOAD=$shim${LD_PRELOAD:+:$LD_PRELOAD} "$uml" mem="$mem" rootfstype=hostfs rootflags=/ rw quiet loglevel=1 \
 	init="$scratch/init" con=null con0=null,fd:1 < /dev/null 2>&1 \
 	| grep --line-buffered -vE '^(Checking|Failed to initialize ubd|mmapper_init|SELinux:|Halting|reboot: System halted|Core dump limits|Kernel virtual memory|Locating|Adding|Checking environment|  ?Detected|This processor|Calibrating)' \
 	| tr -d '\r' || true

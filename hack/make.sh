@@ -23,8 +23,8 @@ PY=$VENV/bin/python
 RUN_PACKAGES="lxc iptables e2fsprogs util-linux busybox-static xz-utils bzip2 iproute2 procps tini python3-venv python3-dev gcc libcap-dev"
 # What only the tests use: the dm-thin test kernel (user-mode-linux, for hack/dmkernel.sh), dmsetup (an
 # independent device-mapper implementation the tests cross-check ours against) and Debian's own python3
-# libraries the .deb depends on (its install test runs pydock on them), libc6-dev (tests/security compiles
-# a static probe), and the image tests' independent producers and consumers: podman, buildah, skopeo, runc,
+# libraries the .deb depends on (its install test runs pydock on them), libc6-dev (tests/security and tests/hack
+# compile static probes; hack/dmkernel.sh builds its preload shim), and the image tests' independent producers and consumers: podman, buildah, skopeo, runc,
 # and docker-registry with apache2-utils (htpasswd); the registry's service is never started (see
 # apt_install), and strace (holds a syscall back to open a race window deterministically). The docker CLI
 # that `pydock serve` is tested with: see ensure_docker_cli.

@@ -109,3 +109,19 @@ def test_a_missing_directory_fails_on_the_host_before_booting(tmp_path: Path) ->
     assert res.returncode == 125
     assert res.stderr == f"dmkernel: cannot cd to {missing}: no such directory\n"
     assert res.stdout == ""
+
+
+@pytest.mark.uml
+def test_vector_registers_survive_task_switches_in_uml(uml: None, tmp_path: Path) -> None:
+    """UML 6.1 saves 832 bytes of each process's vector state; on a host with AVX-512 or AMX it used to
+    panic at its first process switch, and a process keeping only that part was corrupted (glibc's
+    own string functions use zmm16-31). A probe holds distinct values in the widest vector register
+    in six threads of two processes, across yields, and reads them back."""
+    probe = tmp_path / "vector-probe"
+    source = Path(__file__).with_name("vector_probe.c")
+    subprocess.run(["gcc", "-O2", "-static", "-pthread", "-o", str(probe), str(source)], check=True, capture_output=True)
+    res = dmkernel(SRC, "-m", MEM, "-C", str(tmp_path), "--", "./vector-probe")
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out
+    assert res.stdout.splitlines()[-1] in ("zmm registers kept", "ymm registers kept", "xmm registers kept"), out
+    assert not any(p in out for p in PANIC), out
