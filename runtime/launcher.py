@@ -118,6 +118,22 @@ def container_command(lxc_pid: int) -> int | None:
     return init
 
 
+def wait_for_command(lxc_pid: int, lxc_start: int | None, timeout: float) -> int | None:
+    """Host pid of the container's PID 1 once it runs the command, waiting up to `timeout` seconds
+    for it right after a start; None if lxc-start (started at `lxc_start`) ended or time ran out. The
+    exec has no notification: looks again after 1 ms, doubling up to 10 ms, so a caller right after a
+    start waits little longer than the set-up itself."""
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    while not lxc_start or proc_start_time(lxc_pid) == lxc_start:
+        target = container_command(lxc_pid)
+        if target is not None or time.monotonic() >= deadline:
+            return target
+        time.sleep(delay)
+        delay = min(delay * 2, 0.01)
+    return None
+
+
 def container_processes(lxc_pid: int) -> list[int]:
     """Host pids of every process in the container: its PID 1 and all descendants."""
     init = container_init(lxc_pid)
@@ -156,32 +172,24 @@ def signal_container(lxc_pid: int, lxc_start: int, sig: int, *, wait_command: fl
     (SIGKILL always): a command with no SIGTERM handler ignores `stop`'s SIGTERM, as under Docker.
     Right after a start, waits up to `wait_command` for PID 1 to have exec'd the command: lxc-start
     hangs if its child dies during set-up, so a SIGKILL still due then goes to lxc-start itself
-    (lxc gave its child PR_SET_PDEATHSIG, so both end). False if nothing was signalled. The exec has
-    no notification: looks again after 1 ms, doubling up to 10 ms, so a stop right after a start
-    waits little longer than the set-up itself.
+    (lxc gave its child PR_SET_PDEATHSIG, so both end). False if nothing was signalled.
     """
     deadline = time.monotonic() + wait_command
-    delay = 0.001
     while True:
-        if proc_start_time(lxc_pid) != lxc_start:
-            return False
-        target = container_command(lxc_pid)
+        target = wait_for_command(lxc_pid, lxc_start, max(0.0, deadline - time.monotonic()))
         if target is not None:
             try:
                 os.kill(target, sig)
                 return True
             except ProcessLookupError:
-                pass  # PID 1 just ended: look again
-        if time.monotonic() >= deadline:
-            if sig != signal.SIGKILL:
-                return False
-            try:
-                os.kill(lxc_pid, signal.SIGKILL)
-                return True
-            except ProcessLookupError:
-                return False  # it ended meanwhile: nothing was signalled
-        time.sleep(delay)
-        delay = min(delay * 2, 0.01)
+                continue  # PID 1 just ended: look again
+        if proc_start_time(lxc_pid) != lxc_start or sig != signal.SIGKILL:
+            return False
+        try:
+            os.kill(lxc_pid, signal.SIGKILL)
+            return True
+        except ProcessLookupError:
+            return False  # it ended meanwhile: nothing was signalled
 
 
 def lxc_failure(log: Path) -> str | None:

@@ -29,7 +29,7 @@ from pydock.devmapper.driver import Driver
 from pydock.devmapper.drivers import open_driver
 from pydock.runtime import monitorlock, notify
 from pydock.runtime.container import Container
-from pydock.runtime.launcher import container_command, container_processes, signal_container
+from pydock.runtime.launcher import container_command, container_processes, signal_container, wait_for_command
 from pydock.runtime.options import CreateOptions
 from pydock.runtime.volumes import VolumeStore
 from pydock.utils import afterwards
@@ -560,16 +560,12 @@ class Runtime:
         cgroups: before its exec lxc's clone is still in lxc's monitor cgroup, which must never be
         frozen or measured); waits up to `start_wait` after a start (as kill does). Conflict if it
         does not run."""
-        deadline = time.monotonic() + start_wait
-        while c.state.running:
-            init = container_command(c.state.pid)
+        if c.state.running:
+            init = wait_for_command(c.state.pid, c.state.pid_start, start_wait)
             if init is not None:
                 return init
-            if c.state.pid_start and proc_start_time(c.state.pid) != c.state.pid_start:  # lxc-start is gone
-                break
-            if time.monotonic() >= deadline:
+            if not c.state.pid_start or proc_start_time(c.state.pid) == c.state.pid_start:  # lxc-start runs
                 raise Conflict(f"Container {c.short_id} is still starting; try again")
-            time.sleep(0.01)
         raise Conflict(f"Container {c.short_id} is not running")
 
     def stats(self, c: Container | str) -> Sample:

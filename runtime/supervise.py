@@ -24,8 +24,8 @@ from pydock.runtime import attach, caps, cgroups, confinement, ctty, events, lxc
 from pydock.runtime.container import Container
 from pydock.runtime.etcfiles import check_extra_host, hosts_file
 from pydock.runtime.jsonlog import open_writer
-from pydock.runtime.launcher import HELPER_ENV, LaunchSpec, container_init, exit_status, lxc_noise_prefix, \
-    signal_container, spawn
+from pydock.runtime.launcher import HELPER_ENV, LaunchSpec, exit_status, lxc_noise_prefix, signal_container, spawn, \
+    wait_for_command
 from pydock.runtime.monitor import LxcNoiseFilter, RawTerminal, SignalProxy, copy_winsize, detach_stdio, set_winsize
 from pydock.runtime.options import DEFAULT_PATH, env_value, merge_env, parse_tmpfs
 from pydock.runtime.relay import CommandIO, Local, Relay, spawn_with_stdin_pipe
@@ -40,6 +40,9 @@ if TYPE_CHECKING:
     from pydock.runtime.runtime import Runtime
 
 log = logging.getLogger(__package__)
+
+#: how long `--net container:X` waits for X, just started, to run its command (as kill waits)
+JOIN_WAIT = 2.0
 
 
 @dataclass
@@ -226,7 +229,8 @@ def _shared_network(rt: Runtime, c: Container) -> tuple[tuple[str, str], ...]:
         return (("lxc.net.0.type", "none"),)
     if mode.startswith("container:"):
         other = rt.load(mode.partition(":")[2])
-        init = container_init(other.state.pid) if other.state.running else None
+        # right after its start, the other container's network is set up once its command runs
+        init = wait_for_command(other.state.pid, other.state.pid_start, JOIN_WAIT) if other.state.running else None
         if init is None:
             raise LaunchError(f"cannot join network of a non running container: {other.short_id}")
         return (("lxc.namespace.share.net", str(init)),)

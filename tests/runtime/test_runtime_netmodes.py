@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from pydock.runtime.launcher import container_command
 from pydock.utils.errors import InvalidArgument, LaunchError, NotFound
 
 pytestmark = pytest.mark.lxc
@@ -25,6 +26,17 @@ def test_host_network_is_the_hosts_namespace(rt):
     assert int(_out(rt.run("busybox", NS_INODE, remove=True))) != os.stat("/proc/self/ns/net").st_ino
     c = rt.create("busybox", ["hostname"], network="host")
     assert c.hostconfig["NetworkMode"] == "host" and c.config["Hostname"] == os.uname().nodename
+
+
+def test_a_container_joins_one_started_just_before(rt):
+    """`run -d` returns before lxc's set-up ends: a join right after it waits for the owner's command,
+    as `docker run -d` then `docker run --net container:` does (the API test saw it refused)."""
+    owner = rt.create("busybox", ["sleep", "30"], network="none")
+    rt.start(owner)
+    joined = rt.run("busybox", NS_INODE, remove=True, network=f"container:{owner.id}")
+    owner_init = container_command(rt.get(owner.id).state.pid)
+    assert int(_out(joined)) == os.stat(f"/proc/{owner_init}/ns/net").st_ino
+    rt.kill(owner)
 
 
 def test_a_container_joins_another_ones_network(rt):

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -257,3 +258,29 @@ def test_signal_names_as_docker_takes_them():
     for bad in ("0", "65", "SIGRTMAX+1", "NOPE", "", "SIG_DFL", "-1", 0):
         with pytest.raises(InvalidArgument, match="Invalid signal"):
             parse_signal(bad)
+
+
+def test_waiting_for_the_command_follows_the_clone_until_it_execs():
+    """lxc-start's clone runs lxc's set-up until it execs the command; kill, pause and `--net
+    container:` wait for that exec. A stand-in parent forks a child that execs `sleep` 0.3 s later."""
+    from pydock.runtime.launcher import wait_for_command
+
+    script = ("import os, time\npid = os.fork()\nif pid == 0:\n    time.sleep(0.3)\n"
+              "    os.execvp('sleep', ['sleep', '30'])\nos.waitpid(pid, 0)\n")
+    parent = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        start = proc_start_time(parent.pid)
+        time.sleep(0.05)
+        assert wait_for_command(parent.pid, start, 0.05) is None  # still the clone: the time runs out
+        begun = time.monotonic()
+        command = wait_for_command(parent.pid, start, 10)
+        assert command is not None and os.path.basename(os.readlink(f"/proc/{command}/exe")) == "sleep"
+        assert time.monotonic() - begun < 2
+        assert wait_for_command(parent.pid, start, 0) == command
+        os.kill(command, signal.SIGKILL)
+    finally:
+        parent.kill()
+        parent.wait()
+    begun = time.monotonic()
+    assert wait_for_command(parent.pid, start, 10) is None  # the parent ended: no wait at all
+    assert time.monotonic() - begun < 1
