@@ -98,13 +98,15 @@ def test_network_modes_through_the_docker_cli(server):
     host_ns = _docker_ok(server, "run", "--rm", "--net", "host", "busybox", "stat", "-L", "-c", "%i", "/proc/self/ns/net")
     assert int(host_ns) == os.stat("/proc/self/ns/net").st_ino
     owner = _docker_ok(server, "run", "-d", "--net", "none", "busybox", "sleep", "30").strip()
-    joined = _docker_ok(server, "run", "--rm", "--net", f"container:{owner}", "busybox", "sh", "-c",
-                        "stat -L -c %i /proc/self/ns/net; hostname")
-    ns, hostname = joined.split()
-    assert hostname == owner[:12] and int(ns) != os.stat("/proc/self/ns/net").st_ino
-    mode = _docker_ok(server, "inspect", "--format", "{{.HostConfig.NetworkMode}}", owner).strip()
-    assert mode == "none"
-    _docker_ok(server, "rm", "-f", owner)
+    try:  # at once: the join waits for the owner's set-up to end
+        joined = _docker_ok(server, "run", "--rm", "--net", f"container:{owner}", "busybox", "sh", "-c",
+                            "stat -L -c %i /proc/self/ns/net; hostname")
+        ns, hostname = joined.split()
+        assert hostname == owner[:12] and int(ns) != os.stat("/proc/self/ns/net").st_ino
+        mode = _docker_ok(server, "inspect", "--format", "{{.HostConfig.NetworkMode}}", owner).strip()
+        assert mode == "none"
+    finally:  # the server is the module's: later tests count its containers
+        _docker_ok(server, "rm", "-f", owner)
 
 
 def test_capabilities_through_the_docker_cli(server):
