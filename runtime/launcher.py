@@ -118,7 +118,11 @@ def container_command(lxc_pid: int) -> int | None:
     return init
 
 
-def wait_for_command(lxc_pid: int, lxc_start: int | None, timeout: float) -> int | None:
+#: how long a caller right after a start waits for the container's command to run (lxc's set-up)
+START_WAIT = 2.0
+
+
+def wait_for_command(lxc_pid: int, lxc_start: int | None, timeout: float = START_WAIT) -> int | None:
     """Host pid of the container's PID 1 once it runs the command, waiting up to `timeout` seconds
     for it right after a start; None if lxc-start (started at `lxc_start`) ended or time ran out. The
     exec has no notification: looks again after 1 ms, doubling up to 10 ms, so a caller right after a
@@ -165,7 +169,7 @@ def stray_processes(name: str) -> list[int]:
     return found
 
 
-def signal_container(lxc_pid: int, lxc_start: int, sig: int, *, wait_command: float = 2.0) -> bool:
+def signal_container(lxc_pid: int, lxc_start: int, sig: int, *, wait_command: float = START_WAIT) -> bool:
     """Deliver `sig` to the container's PID 1, the command (or `--init`'s init, which passes it on).
 
     The kernel delivers a signal from outside the container to its PID 1 only if PID 1 handles it

@@ -100,7 +100,7 @@ def renamed(rt: Runtime, c: Container) -> None:
 def connect(rt: Runtime, c: Container, ref: str, aliases: list[str], ip: str = "") -> None:
     """`network connect`: a member from now on; a running container gets its interface at once."""
     from pydock.links import hotplug  # lazy: only connect hot-plugs
-    from pydock.runtime.launcher import container_init  # lazy: only a running container needs its init
+    from pydock.runtime.launcher import wait_for_command  # lazy: only a running container needs its init
 
     if ref in ("bridge", "host", "none"):
         raise InvalidArgument(f"pydock connects containers to user networks only; {ref} is chosen when the "
@@ -114,7 +114,7 @@ def connect(rt: Runtime, c: Container, ref: str, aliases: list[str], ip: str = "
     if not c.state.running:
         return
     try:
-        pid = container_init(c.state.pid)
+        pid = wait_for_command(c.state.pid, c.state.pid_start)  # right after a start: once set up
         if pid is None:
             raise Conflict(f"Container {c.short_id} is not running")
         (joined,) = rt.user_networks.attach(c.id, [rec.id])

@@ -29,7 +29,8 @@ from pydock.devmapper.driver import Driver
 from pydock.devmapper.drivers import open_driver
 from pydock.runtime import monitorlock, notify
 from pydock.runtime.container import Container
-from pydock.runtime.launcher import container_command, container_processes, signal_container, wait_for_command
+from pydock.runtime.launcher import START_WAIT, container_command, container_processes, signal_container, \
+    wait_for_command
 from pydock.runtime.options import CreateOptions
 from pydock.runtime.volumes import VolumeStore
 from pydock.utils import afterwards
@@ -456,7 +457,7 @@ class Runtime:
                 notify.wait(seen, delay if left is None else min(delay, left))
                 delay = min(delay * 2, _POLL_CAP)
 
-    def kill(self, c: Container | str, sig: int | str = signal.SIGKILL, *, start_wait: float = 2.0) -> None:
+    def kill(self, c: Container | str, sig: int | str = signal.SIGKILL, *, start_wait: float = START_WAIT) -> None:
         """Send `sig` to the container's command; SIGKILL is recorded as exit 137 whatever lxc reports.
         A container still being set up gets it once its command runs, if that is within `start_wait`
         seconds; Conflict ("still starting") otherwise."""
@@ -555,7 +556,7 @@ class Runtime:
 
         freezer.set_frozen(self._init_pid(c), False, f"Container {c.short_id}")
 
-    def _init_pid(self, c: Container, start_wait: float = 2.0) -> int:
+    def _init_pid(self, c: Container, start_wait: float = START_WAIT) -> int:
         """Host pid of the running container's PID 1 once it runs the command (in the container's own
         cgroups: before its exec lxc's clone is still in lxc's monitor cgroup, which must never be
         frozen or measured); waits up to `start_wait` after a start (as kill does). Conflict if it

@@ -41,9 +41,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__package__)
 
-#: how long `--net container:X` waits for X, just started, to run its command (as kill waits)
-JOIN_WAIT = 2.0
-
 
 @dataclass
 class Console:
@@ -230,7 +227,7 @@ def _shared_network(rt: Runtime, c: Container) -> tuple[tuple[str, str], ...]:
     if mode.startswith("container:"):
         other = rt.load(mode.partition(":")[2])
         # right after its start, the other container's network is set up once its command runs
-        init = wait_for_command(other.state.pid, other.state.pid_start, JOIN_WAIT) if other.state.running else None
+        init = wait_for_command(other.state.pid, other.state.pid_start) if other.state.running else None
         if init is None:
             raise LaunchError(f"cannot join network of a non running container: {other.short_id}")
         return (("lxc.namespace.share.net", str(init)),)
