@@ -36,7 +36,7 @@ typedef long (*ptrace_fn)(int, pid_t, void *, void *);
 
 struct slot {
 	const void *owner;   /* UML's buffer for one task */
-	int filled;
+	pid_t pid;           /* the host process it was last read from; 0: never read */
 	unsigned char *area; /* that task's whole XSAVE area, as last read from the host */
 };
 
@@ -89,7 +89,7 @@ static long get_short(pid_t pid, struct iovec *iov)
 	if (call(PTRACE_GETREGSET, pid, (void *)NT_X86_XSTATE, &whole) < 0)
 		return -1;
 	if (s)
-		s->filled = 1;
+		s->pid = pid;
 	memcpy(iov->iov_base, area, iov->iov_len);
 	return 0;
 }
@@ -97,8 +97,9 @@ static long get_short(pid_t pid, struct iovec *iov)
 static long set_short(pid_t pid, const struct iovec *iov)
 {
 	struct slot *s = slot_for(iov->iov_base);
-	unsigned char *area = s && s->filled ? s->area : scratch;
-	if (area == scratch) { /* never read for this buffer: the host's current state stands in */
+	/* a copy read from another process (a buffer on UML's stack) does not belong to this one */
+	unsigned char *area = s && s->pid == pid ? s->area : scratch;
+	if (area == scratch) { /* nothing kept for this buffer: the host's current state stands in */
 		struct iovec whole = { scratch, host_size };
 		if (call(PTRACE_GETREGSET, pid, (void *)NT_X86_XSTATE, &whole) < 0)
 			return -1;
