@@ -36,6 +36,9 @@ case "$real_cwd" in
 	*) bind_cwd= ;;
 esac
 
+# UML keeps its control files under $HOME (it panics without one), as the shim below is kept
+export HOME=${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}
+
 uml=${PYDOCK_UML:-/usr/bin/linux.uml}
 [ -x "$uml" ] || { echo "dmkernel: $uml not found (apt-get install user-mode-linux)" >&2; exit 125; }
 kver=$(ls /usr/lib/uml/modules 2>/dev/null | sort -V | tail -n1)
@@ -45,7 +48,7 @@ moddir=/usr/lib/uml/modules/$kver/kernel
 # UML 6.1 saves only 832 bytes of a process's XSAVE state, which a host with AVX-512 or AMX refuses:
 # uml-xstate.so (see its source) makes up the difference. Built once per version of its source.
 shim_src=$(dirname "${BASH_SOURCE[0]}")/uml-xstate.c
-shim_dir=${XDG_CACHE_HOME:-$HOME/.cache}/pydock
+shim_dir=${XDG_CACHE_HOME:-$HOME/.cache}/pydock  # the caller's own, never a shared /tmp
 shim=$shim_dir/uml-xstate-$(sha256sum < "$shim_src" | cut -c1-16).so
 if [ ! -e "$shim" ]; then
 	mkdir -p "$shim_dir"

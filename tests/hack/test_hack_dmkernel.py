@@ -125,3 +125,14 @@ def test_vector_registers_survive_task_switches_in_uml(uml: None, tmp_path: Path
     assert res.returncode == 0, out
     assert res.stdout.splitlines()[-1] in ("zmm registers kept", "ymm registers kept", "xmm registers kept"), out
     assert not any(p in out for p in PANIC), out
+
+
+@pytest.mark.uml
+def test_it_runs_without_home_in_the_environment(uml: None) -> None:
+    """UML keeps its control files under $HOME and panicked without one (as from a bare `env -i`)."""
+    env = {k: v for k, v in os.environ.items() if k != "HOME"}
+    res = subprocess.run([str(SRC / "hack/dmkernel.sh"), "-m", MEM, "--", "sh", "-c", "echo inside"], cwd=SRC,
+                         capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120, env=env)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0 and res.stdout.splitlines()[-1] == "inside", out
+    assert not any(p in out for p in PANIC), out
