@@ -76,9 +76,9 @@ def parse_publish(spec: str) -> PortSpec:
             addr = ipaddress.IPv4Address(ip)
         except ValueError:
             raise InvalidArgument(f"Invalid port specification: {spec} (bad IPv4 address {ip})") from None
-        if addr.is_loopback:
-            # published ports are iptables DNAT rules (no userland proxy): loopback cannot be forwarded
-            raise InvalidArgument(f"Invalid port specification: {spec} (cannot publish on loopback {ip}; "
-                                  "use another address of the host)")
     port = parse_port(ctr + (slash + proto if slash else ""))
+    if ip and ipaddress.IPv4Address(ip).is_loopback and port.proto != "tcp":
+        # loopback is reached through the userland proxy (links/proxy.py), which relays TCP only
+        raise InvalidArgument(f"Invalid port specification: {spec} (pydock publishes {port.proto} on loopback "
+                              f"{ip} nowhere: its proxy relays tcp only)")
     return PortSpec(port, ip, _number(host, spec) if host else 0)

@@ -5,6 +5,7 @@ Pure functions: nothing here runs iptables, so the shapes are testable anywhere 
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable
 
 from pydock.links.iptables import Rule, Table
@@ -31,11 +32,14 @@ def forward(bridge: str) -> list[Rule]:
 
 
 def dnat(bridge: str, host_ip: str, host_port: int, container_ip: str, port: Port) -> list[Rule]:
-    """Publish `host_ip:host_port` -> `container_ip:port`: from outside (PREROUTING) and from this host (OUTPUT)."""
+    """Publish `host_ip:host_port` -> `container_ip:port`: from outside (PREROUTING) and from this host (OUTPUT).
+    None for a loopback `host_ip`: only the userland proxy reaches it (links/proxy.py)."""
+    if host_ip and ipaddress.IPv4Address(host_ip).is_loopback:
+        return []
     dest = ("-d", host_ip) if host_ip and host_ip != "0.0.0.0" else ()
     target = ("-j", "DNAT", "--to-destination", f"{container_ip}:{port.number}")
     match = ("-p", port.proto, *dest, "--dport", str(host_port))
-    # from this host: loopback is excluded (the kernel drops DNATed 127/8 packets leaving on the bridge)
+    # from this host: loopback is left to the proxy (the kernel drops DNATed 127/8 packets leaving on the bridge)
     local = () if dest else ("!", "-d", "127.0.0.0/8")
     return [
         Rule(Table.NAT, "PREROUTING", ("-m", "addrtype", "--dst-type", "LOCAL", "!", "-i", bridge, *match, *target)),

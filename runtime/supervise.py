@@ -37,6 +37,7 @@ from pydock.utils.errors import Conflict, LaunchError, PydockError
 from pydock.utils.fileutil import atomic_write
 
 if TYPE_CHECKING:
+    from pydock.links.proxy import PortProxy
     from pydock.runtime.runtime import Runtime
 
 log = logging.getLogger(__package__)
@@ -75,10 +76,27 @@ class Console:
 
 @dataclass(frozen=True)
 class Prepared:
-    """A container ready to launch: its lxc-start invocation and its console."""
+    """A container ready to launch: its lxc-start invocation, its console and the proxy of its published
+    TCP ports (bound already; relaying once the monitor starts it)."""
 
     spec: LaunchSpec
     console: Console
+    proxy: PortProxy | None = None
+
+    def start_proxy(self) -> None:
+        """In the monitor, once the command is launched."""
+        if self.proxy is not None:
+            self.proxy.start()
+
+    def stop_proxy(self) -> None:
+        """In the monitor, once the command ended (or did not launch): the published ports let go."""
+        if self.proxy is not None:
+            self.proxy.stop()
+
+    def close_proxy(self) -> None:
+        """This process's copies of the listeners, where another process (the monitor) holds them too."""
+        if self.proxy is not None:
+            self.proxy.close()
 
 
 def acquire_monitor_lock(c: Container) -> int:
@@ -118,6 +136,7 @@ def _prepare(rt: Runtime, c: Container) -> Prepared:
     joined = netattach.attach(rt, c)  # user networks: [] unless the container is on one
     extra = [s for _, s in joined]
     publisher = None
+    routes = []
     if rt.uses_network(c):
         settings = rt.network.allocate(c.id, mac=cfg.get("MacAddress") or "")
         publisher = rt.network
@@ -130,6 +149,10 @@ def _prepare(rt: Runtime, c: Container) -> Prepared:
             exposed = list((cfg.get("ExposedPorts") or {}).keys()) if c.hostconfig.get("PublishAllPorts") else []
             mappings = publisher.publish(c.id, settings, [*specs, *exposed])
             settings = settings.with_ports(mappings) if hasattr(settings, "with_ports") else settings
+            from pydock.links.proxy import Route  # lazy: published ports only
+
+            routes = [Route(m.host_ip, m.host_port, settings.ip_address, m.port.number)
+                      for m in mappings if m.port.proto == "tcp"]
         link_env, link_hosts = _links(rt, c, settings)
     net_json = None
     if settings is not None:
@@ -183,7 +206,12 @@ def _prepare(rt: Runtime, c: Container) -> Prepared:
         if cfg.get("Tty"):  # the pty becomes the command's controlling terminal (job control, ^C)
             argv = ctty.ctty_argv(argv)
     console = Console.open(raw=not cfg.get("Tty"))
+    proxy = None
     try:
+        if routes:  # bound now: a port a host program took fails the start here
+            from pydock.links.proxy import PortProxy  # lazy: published ports only
+
+            proxy = PortProxy(routes)
         spec = lxcconf.LxcSpec(hostname=cfg.get("Hostname") or c.short_id, rootfs=rootfs, network=network,
                                binds=tuple(binds), env=tuple(env), uid=user.uid, gid=user.gid,
                                groups=user.groups, cwd=cwd, memory=cfg.get("Memory") or None,
@@ -200,9 +228,11 @@ def _prepare(rt: Runtime, c: Container) -> Prepared:
                                extra=tuple((d["Key"], d["Value"]) for d in c.hostconfig.get("LxcConf") or ()),
                                devices=_devices(c, privileged), privileged=privileged)
         atomic_write(c.lxc_config_path, lxcconf.render(spec).encode(), 0o600, durable=False)
-        return _launch_spec(rt, c, net_json, argv, console)
+        return _launch_spec(rt, c, net_json, argv, console, proxy)
     except BaseException:
         console.close()
+        if proxy is not None:
+            proxy.close()
         raise
 
 
@@ -235,7 +265,7 @@ def _shared_network(rt: Runtime, c: Container) -> tuple[tuple[str, str], ...]:
 
 
 def _launch_spec(rt: Runtime, c: Container, net_json: dict[str, Any] | None, argv: tuple[str, ...],
-                 console: Console) -> Prepared:
+                 console: Console, proxy: PortProxy | None) -> Prepared:
     """Record the network in the state, locate the helper, and put the launch together."""
     if net_json is not None:
         with c.locked():
@@ -247,7 +277,7 @@ def _launch_spec(rt: Runtime, c: Container, net_json: dict[str, Any] | None, arg
 
         helper = dockerinit_path(rt.layout)
     return Prepared(LaunchSpec(name=c.id, lxcpath=rt.layout.lxc, config=c.lxc_config_path,
-                               log=c.lxc_log_path, argv=argv, helper=helper), console)
+                               log=c.lxc_log_path, argv=argv, helper=helper), console, proxy)
 
 
 def _launch_through_helper() -> bool:
@@ -401,9 +431,11 @@ def _supervise(rt: Runtime, c: Container, prepared: Prepared, lock: int, stdin: 
             raise
     except BaseException:
         output.close()
+        prepared.stop_proxy()
         finished(rt, c, 255, lock)
         raise
     launched(c, proc)
+    prepared.start_proxy()
     events.container_event(rt.layout.root, c, "start")
     start = proc_start_time(proc.pid) or 0
     local = Local(sinks={"stdout": stdout, "stderr": stderr}, collect=collect, stdin=stdin_fd if tty else None)
@@ -430,11 +462,13 @@ def _supervise(rt: Runtime, c: Container, prepared: Prepared, lock: int, stdin: 
             c.killed_marker.touch()
             signal_container(proc.pid, start, 9)  # waits for the exec: see signal_container
             returncode = proc.wait()
+            prepared.stop_proxy()
             output.close()
             code, _ = finished(rt, c, returncode, lock)
             raise
         finally:
             _close_pipes(proc)
+        prepared.stop_proxy()
         output.close()
         code, failure = finished(rt, c, returncode, lock)
     finally:
@@ -482,6 +516,7 @@ def start_detached(rt: Runtime, c: Container, attach_to: Sequence[attach.Hello] 
             raise
         finally:
             prepared.console.close()  # the monitor has its own copies
+            prepared.close_proxy()
             for _, theirs in pairs:
                 theirs.close()
         os.close(wfd)
@@ -534,6 +569,7 @@ def _run_once(rt: Runtime, c: Container, prepared: Prepared, lock: int, clients:
         proc, io = _launch(prepared, c, None)
     except BaseException as err:
         output.close()
+        prepared.stop_proxy()
         finished(rt, c, 255, lock)
         code = getattr(err, "exit_code", 125)
         if wfd is None:
@@ -542,6 +578,7 @@ def _run_once(rt: Runtime, c: Container, prepared: Prepared, lock: int, clients:
         os.write(wfd, f"{code}:{err}".encode())
         os._exit(1)
     launched(c, proc)
+    prepared.start_proxy()
     began = time.monotonic()
     events.container_event(rt.layout.root, c, "start")
     relay = Relay(io, output, c.log_path, listener=listener)
@@ -555,6 +592,7 @@ def _run_once(rt: Runtime, c: Container, prepared: Prepared, lock: int, clients:
         relay.run()
     finally:
         returncode = proc.wait()
+        prepared.stop_proxy()
         _close_pipes(proc)
         output.close()
         try:

@@ -63,7 +63,8 @@ def test_port_parsing() -> None:
     assert parse_publish("10.1.2.3:8080:80/udp") == PortSpec(Port(80, "udp"), "10.1.2.3", 8080)
     assert parse_publish("10.1.2.3::80") == PortSpec(Port(80), "10.1.2.3", 0)
     assert parse_publish("80") == PortSpec(Port(80), "", 0)
-    for bad in ["", "x", "0", "70000", "80/sctp", "1:2:3:4", "nope:1:2", "a:80", "80:", "127.0.0.1:80:80"]:
+    assert parse_publish("127.0.0.1:8080:80") == PortSpec(Port(80), "127.0.0.1", 8080)  # through the proxy
+    for bad in ["", "x", "0", "70000", "80/sctp", "1:2:3:4", "nope:1:2", "a:80", "80:", "127.0.0.1:80:80/udp"]:
         with pytest.raises(InvalidArgument):
             parse_publish(bad)
 
@@ -80,6 +81,7 @@ def test_rule_shapes_match_docker() -> None:
     assert "--dport 49153 -j DNAT --to-destination 10.0.0.3:80" in str(pre) and "! -i br0" in str(pre)
     assert out.chain == "OUTPUT" and "127.0.0.0/8" in out.args
     assert fwd.chain == "FORWARD" and "10.0.0.3" in fwd.args
+    assert rules.dnat("br0", "127.0.0.1", 8080, "10.0.0.3", Port(80)) == []  # loopback: the proxy's alone
 
 
 A, B, C = "a" * 64, "b" * 64, "c" * 64

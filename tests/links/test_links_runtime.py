@@ -285,3 +285,87 @@ def test_a_hundred_run_kill_cycles_leak_no_veth_ip_or_rule(in_netns, tmp_path: P
     assert not [n for n in links if n.startswith("veth")] and allocations == {}
     assert "DNAT" not in rules
     assert out["containers_left"] == [] and out["lxc_left"] == ""
+
+
+def _ask(ip: str, port: int) -> str:
+    """What a TCP server at ip:port says, or the error connecting to it."""
+    import socket
+
+    try:
+        with socket.create_connection((ip, port), timeout=5) as s:
+            s.shutdown(socket.SHUT_WR)
+            return s.makefile("rb").read().decode().strip()
+    except OSError as err:
+        return type(err).__name__
+
+
+def _loopback_body(root: str) -> dict:
+    import socket
+
+    from pydock.utils.errors import LaunchError
+
+    rt = _runtime(root)
+    out: dict = {}
+    try:
+        c = rt.create("busybox", SERVER, name="srv", ports=["16379:6379", "127.0.0.1:16380:6379"])
+        rt.start(c)
+        c = rt.get("srv")
+        gateway = c.network["Gateway"]
+        deadline = time.monotonic() + 15  # start() returns once launched: nc listens just after
+        while _ask(c.network["IPAddress"], 6379) != "pong" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        out["localhost"] = _ask("127.0.0.1", 16379)  # `curl localhost:PORT`: through the proxy
+        out["loopback_only"] = _ask("127.0.0.1", 16380)
+        out["loopback_only_elsewhere"] = _ask(gateway, 16380)  # published on 127.0.0.1 only
+        out["host_address"] = _ask(gateway, 16379)  # DNAT, as before
+        out["from_a_container"] = rt.run("busybox", ["nc", "-w", "5", gateway, "16379"], remove=True).stdout.decode()
+        out["ports"] = c.network["Ports"]
+        rules = _rules()
+        out["loopback_rules"] = [line for line in rules.splitlines() if "16380" in line]
+        with socket.socket() as taken:  # a host program holds a port: publishing it fails, nothing is left
+            taken.bind(("127.0.0.1", 16381))
+            taken.listen()
+            bad = rt.create("busybox", SERVER, name="bad", ports=["127.0.0.1:16381:6379"])
+            try:
+                rt.start(bad)
+                out["taken"] = "started"
+            except LaunchError as err:
+                out["taken"] = str(err)
+            out["taken_state"] = (rt.get("bad").state.running, rt.network.allocations().get(bad.id))
+        # a restart binds the proxy again: the first run answers once and ends, the policy starts it again
+        once = rt.create("busybox", ["nc", "-l", "-p", "6379", "-e", "echo", "again"], name="once",
+                         ports=["127.0.0.1:16382:6379"], restart="always")
+        rt.start(once)
+        answers = []
+        deadline = time.monotonic() + 30
+        while len(answers) < 2 and time.monotonic() < deadline:
+            if _ask("127.0.0.1", 16382) == "again":
+                answers.append(rt.get("once").state.restart_count)
+            time.sleep(0.2)
+        out["restarted_answers"] = answers
+        rt.stop(once, timeout=5)
+        rt.kill(c)
+        rt.wait(c, timeout=30)
+        out["after_stop"] = _ask("127.0.0.1", 16379)
+        with socket.socket() as s:  # the port is the host's again
+            s.bind(("0.0.0.0", 16379))
+        out["rules_after_stop"] = [line for line in _rules().splitlines() if "1637" in line or "1638" in line]
+        return out
+    finally:
+        _cleanup(rt)
+
+
+def test_published_ports_answer_on_the_hosts_loopback(in_netns, tmp_path: Path) -> None:
+    """`-p 16379:6379` is reached at localhost:16379 too, and `-p 127.0.0.1:16380:6379` there only, through
+    the userland proxy the container's monitor holds while it runs (Docker's docker-proxy)."""
+    out = in_netns(_loopback_body, str(tmp_path / "root"))
+    assert out["localhost"] == "pong" and out["loopback_only"] == "pong", out
+    assert out["loopback_only_elsewhere"] == "ConnectionRefusedError", out
+    assert out["host_address"] == "pong" and out["from_a_container"].strip() == "pong", out
+    assert out["ports"]["6379/tcp"] == [{"HostIp": "0.0.0.0", "HostPort": "16379"},
+                                        {"HostIp": "127.0.0.1", "HostPort": "16380"}], out
+    assert out["loopback_rules"] == [], out  # loopback has no DNAT: the kernel would drop it
+    assert out["taken"] == "Bind for 127.0.0.1:16381 failed: port is already in use on the host", out
+    assert out["taken_state"] == (False, None), out
+    assert len(out["restarted_answers"]) == 2 and out["restarted_answers"][1] > out["restarted_answers"][0], out
+    assert out["after_stop"] == "ConnectionRefusedError" and out["rules_after_stop"] == [], out
