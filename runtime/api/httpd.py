@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import fcntl
 import http.client
 import io
 import ipaddress
@@ -30,6 +31,8 @@ import select
 import socket
 import socketserver
 import stat
+import struct
+import termios
 import threading
 import time
 from collections.abc import Callable
@@ -662,7 +665,31 @@ class Handler(BaseHTTPRequestHandler):
         else:
             head = b"HTTP/1.1 200 OK\r\nContent-Type: " + content_type.encode() + b"\r\n" + _COMMON + b"\r\n"
         self.wfile.write(head)
+        _until_read(self.connection, HEAD_READ_WAIT)
         return Hijacked(self.connection)
+
+
+#: how long a hijack waits for the client to have read the response head before the stream begins
+HEAD_READ_WAIT = 1.0
+
+
+def _until_read(sock: socket.socket, timeout: float) -> None:
+    """Wait (at most `timeout`) until the client has read all we sent (a unix socket's unread bytes,
+    TIOCOUTQ). The docker SDK reads the head through a buffer and the stream from the raw socket:
+    stream bytes that arrived together with the head would be lost to it."""
+    if sock.family != socket.AF_UNIX:
+        return
+    deadline = time.monotonic() + timeout
+    delay = 0.0005
+    while True:
+        try:
+            unread = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
+        except OSError:
+            return
+        if unread == 0 or time.monotonic() >= deadline:
+            return
+        time.sleep(delay)
+        delay = min(delay * 2, 0.01)
 
 
 # ---- servers ----------------------------------------------------------------------------------

@@ -234,3 +234,44 @@ def test_a_detached_tty_container_starts_at_the_size_given_at_create(server):
     finally:
         t.close()
         server.docker("rm", "-f", name)
+
+
+def _ok(server, *args: str) -> str:
+    p = server.docker(*args)
+    assert p.returncode == 0, p.stderr.decode()
+    return p.stdout.decode()
+
+
+def test_a_client_slow_to_read_the_head_loses_no_output(server):
+    """The docker SDK reads the 101 head through a buffer, then the stream from the raw socket: output
+    that arrived together with the head was lost to it (a flaky SDK attach under load). The server now
+    lets the client read the head first. Here a client reads only after 0.5 s, as the SDK does."""
+    import socket
+    import time
+
+    cid = _ok(server, "run", "-d", "--net", "none", "busybox", "sh", "-c",
+              "for i in $(seq 20); do echo early-$i; done; sleep 30").strip()
+    try:
+        deadline = time.monotonic() + 30
+        while "early-20" not in _ok(server, "logs", cid):
+            assert time.monotonic() < deadline, "no output"
+            time.sleep(0.1)
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(str(server.sock))
+            s.sendall(f"POST /containers/{cid}/attach?logs=1&stream=1&stdout=1 HTTP/1.1\r\nHost: d\r\n"
+                      "Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n".encode())
+            time.sleep(0.5)  # the head, and maybe the stream, wait in the socket
+            head = s.makefile("rb")  # the SDK's way: a buffered reader for the head ...
+            assert head.readline().startswith(b"HTTP/1.1 101")
+            while head.readline() not in (b"\r\n", b""):
+                pass
+            s.settimeout(10)
+            stream = b""
+            while b"early-20\n" not in stream:  # ... then the raw socket for the stream
+                chunk = s.recv(65536)
+                assert chunk, stream
+                stream += chunk
+        lines = [line for line in stream.split(b"\n") if b"early-" in line]
+        assert [line[line.index(b"early-"):] for line in lines] == [f"early-{i}".encode() for i in range(1, 21)]
+    finally:
+        _ok(server, "rm", "-f", cid)
