@@ -152,7 +152,8 @@ class Server:
                     if key.fileobj is self.listener:
                         self._accept()
                     elif isinstance(key.data, Spare):
-                        self._discard_spare()  # it died waiting; the next reap forks another
+                        if key.data is self.spare:  # not one a command in this batch already replaced
+                            self._discard_spare()  # it died waiting; the next reap forks another
                     elif isinstance(key.data, Running) and key.fileobj is key.data.conn:
                         self._client_readable(key.data)
                     elif isinstance(key.data, Running):
