@@ -8,7 +8,6 @@ exactly what was made. With bridge `none` networking is off: `allocate()` return
 
 from __future__ import annotations
 
-import errno
 import ipaddress
 import json
 import logging
@@ -22,7 +21,8 @@ from typing import Any
 from pydock.links import bridge as br
 from pydock.links import iptables, isolation, rules
 from pydock.links.ipam import IPAM, NetState, choose_bip, parse_bip
-from pydock.links.ports import Port, PortSpec, parse_port, parse_ports, parse_publish
+from pydock.links.ports import ADDRESS_TAKEN, Port, PortSpec, bind_address, in_use_on_host, parse_port, \
+    parse_ports, parse_publish
 from pydock.links.veth import delete_leftover_veth, host_veth_name
 from pydock.utils.errors import Conflict, InvalidArgument, KernelFeatureMissing, NetworkError, NotFound
 from pydock.utils.paths import RootLayout
@@ -158,9 +158,9 @@ def _port_free(proto: str, host_ip: str, port: int) -> bool:
     kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
     with socket.socket(socket.AF_INET, kind | socket.SOCK_CLOEXEC) as s:
         try:
-            s.bind((host_ip if host_ip and host_ip != "0.0.0.0" else "", port))
+            s.bind(bind_address(host_ip, port))
         except OSError as err:
-            if err.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+            if err.errno in ADDRESS_TAKEN:
                 return False
             raise
     return True
@@ -371,8 +371,7 @@ class NetworkManager:
                     self._check_free(state, spec.port.proto, spec.host_ip, host_port)
                     if spec.host_port and not _port_free(spec.port.proto, spec.host_ip, host_port):
                         # a host program listens there: DNAT would silently steal its traffic
-                        raise Conflict(f"Bind for {spec.host_ip or '0.0.0.0'}:{host_port} failed: "
-                                       "port is already in use on the host")
+                        raise in_use_on_host(spec.host_ip, host_port)
                     mapping = PortMapping(spec.port, spec.host_ip or "0.0.0.0", host_port)
                     for rule in rules.dnat(self.bridge, spec.host_ip, host_port, alloc.ip, spec.port):
                         added = iptables.insert(rule) if rule.chain == "FORWARD" else iptables.append(rule)

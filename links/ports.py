@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from pydock.utils.errors import InvalidArgument
+from pydock.utils.errors import Conflict, InvalidArgument
 
 PROTOCOLS = ("tcp", "udp")
+#: a bind that fails with one of these finds the published address taken (or not the host's)
+ADDRESS_TAKEN = (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL)
+
+
+def bind_address(host_ip: str, port: int) -> tuple[str, int]:
+    """Where a published `host_ip:port` binds ("" or 0.0.0.0: every address of the host)."""
+    return (host_ip if host_ip and host_ip != "0.0.0.0" else "", port)
+
+
+def in_use_on_host(host_ip: str, port: int) -> Conflict:
+    """The error for a published address a host program holds."""
+    return Conflict(f"Bind for {host_ip or '0.0.0.0'}:{port} failed: port is already in use on the host")
 
 
 @dataclass(frozen=True, order=True)
@@ -71,13 +84,14 @@ def parse_publish(spec: str) -> PortSpec:
         ip, host, ctr = parts
     else:
         raise InvalidArgument(f"Invalid port specification: {spec}")
+    loopback = False
     if ip:
         try:
-            addr = ipaddress.IPv4Address(ip)
+            loopback = ipaddress.IPv4Address(ip).is_loopback
         except ValueError:
             raise InvalidArgument(f"Invalid port specification: {spec} (bad IPv4 address {ip})") from None
     port = parse_port(ctr + (slash + proto if slash else ""))
-    if ip and ipaddress.IPv4Address(ip).is_loopback and port.proto != "tcp":
+    if loopback and port.proto != "tcp":
         # loopback is reached through the userland proxy (links/proxy.py), which relays TCP only
         raise InvalidArgument(f"Invalid port specification: {spec} (pydock publishes {port.proto} on loopback "
                               f"{ip} nowhere: its proxy relays tcp only)")

@@ -8,7 +8,6 @@ connections instead; other traffic is still DNATed before it reaches the listene
 
 from __future__ import annotations
 
-import errno
 import logging
 import selectors
 import socket
@@ -16,7 +15,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from pydock.utils.errors import Conflict
+from pydock.links.ports import ADDRESS_TAKEN, bind_address, in_use_on_host
 
 log = logging.getLogger(__package__)
 
@@ -41,13 +40,12 @@ def bind(route: Route) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a port just let go of is usable again
-        sock.bind((route.host_ip if route.host_ip != "0.0.0.0" else "", route.host_port))
+        sock.bind(bind_address(route.host_ip, route.host_port))
         sock.listen(128)
     except OSError as err:
         sock.close()
-        if err.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
-            raise Conflict(f"Bind for {route.host_ip}:{route.host_port} failed: port is already in use on "
-                           "the host") from None
+        if err.errno in ADDRESS_TAKEN:
+            raise in_use_on_host(route.host_ip, route.host_port) from None
         raise
     return sock
 

@@ -89,7 +89,8 @@ class Prepared:
             self.proxy.start()
 
     def stop_proxy(self) -> None:
-        """In the monitor, once the command ended (or did not launch): the published ports let go."""
+        """In the monitor, once the command ended (or did not launch): the published ports let go
+        (`finished` does it)."""
         if self.proxy is not None:
             self.proxy.stop()
 
@@ -352,8 +353,10 @@ def launched(c: Container, proc: subprocess.Popen) -> None:
         c.save_state(state)
 
 
-def finished(rt: Runtime, c: Container, returncode: int, lock: int) -> tuple[int, str | None]:
-    """Finish with lxc-start's status made exact (137 if pydock sent SIGKILL; 125 if lxc failed)."""
+def finished(rt: Runtime, c: Container, prepared: Prepared, returncode: int, lock: int) -> tuple[int, str | None]:
+    """Finish the run of `prepared` (its published ports let go first) with lxc-start's status made exact
+    (137 if pydock sent SIGKILL; 125 if lxc failed)."""
+    prepared.stop_proxy()
     code, failure = exit_status(returncode, c.lxc_log_path, c.killed_marker.exists())
     if returncode < 0:  # lxc-start itself was killed: it could not remove its cgroups
         cgroups.remove_lxc_cgroups(c.id, settle=cgroups.EXIT_SETTLE)
@@ -431,8 +434,7 @@ def _supervise(rt: Runtime, c: Container, prepared: Prepared, lock: int, stdin: 
             raise
     except BaseException:
         output.close()
-        prepared.stop_proxy()
-        finished(rt, c, 255, lock)
+        finished(rt, c, prepared, 255, lock)
         raise
     launched(c, proc)
     prepared.start_proxy()
@@ -462,15 +464,13 @@ def _supervise(rt: Runtime, c: Container, prepared: Prepared, lock: int, stdin: 
             c.killed_marker.touch()
             signal_container(proc.pid, start, 9)  # waits for the exec: see signal_container
             returncode = proc.wait()
-            prepared.stop_proxy()
             output.close()
-            code, _ = finished(rt, c, returncode, lock)
+            code, _ = finished(rt, c, prepared, returncode, lock)
             raise
         finally:
             _close_pipes(proc)
-        prepared.stop_proxy()
         output.close()
-        code, failure = finished(rt, c, returncode, lock)
+        code, failure = finished(rt, c, prepared, returncode, lock)
     finally:
         relay.close(code)
     if failure is not None:
@@ -569,8 +569,7 @@ def _run_once(rt: Runtime, c: Container, prepared: Prepared, lock: int, clients:
         proc, io = _launch(prepared, c, None)
     except BaseException as err:
         output.close()
-        prepared.stop_proxy()
-        finished(rt, c, 255, lock)
+        finished(rt, c, prepared, 255, lock)
         code = getattr(err, "exit_code", 125)
         if wfd is None:
             log.warning("container %s: restart failed: %s", c.short_id, err)
@@ -592,11 +591,10 @@ def _run_once(rt: Runtime, c: Container, prepared: Prepared, lock: int, clients:
         relay.run()
     finally:
         returncode = proc.wait()
-        prepared.stop_proxy()
         _close_pipes(proc)
         output.close()
         try:
-            code, _ = finished(rt, c, returncode, lock)
+            code, _ = finished(rt, c, prepared, returncode, lock)
         finally:
             relay.close(code)
     return code, time.monotonic() - began
