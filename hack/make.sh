@@ -23,10 +23,10 @@ PY=$VENV/bin/python
 RUN_PACKAGES="lxc iptables e2fsprogs util-linux busybox-static xz-utils bzip2 iproute2 procps tini python3-venv python3-dev gcc libcap-dev"
 # What only the tests use: the dm-thin test kernel (user-mode-linux, for hack/dmkernel.sh), dmsetup (an
 # independent device-mapper implementation the tests cross-check ours against) and Debian's own python3
-# libraries the .deb depends on (its install test runs pydock on them), libc6-dev (tests/security and tests/hack
-# compile static probes; hack/dmkernel.sh builds its preload shim), and the image tests' independent producers and consumers: podman, buildah, skopeo, runc,
-# and docker-registry with apache2-utils (htpasswd); the registry's service is never started (see
-# apt_install), and strace (holds a syscall back to open a race window deterministically). The docker CLI
+# libraries the .deb depends on (its install test runs pydock on them), libc6-dev (tests/security and
+# tests/hack compile static probes; hack/dmkernel.sh builds its preload shim), and the image tests'
+# independent producers and consumers: podman, buildah, skopeo, runc, and docker-registry with
+# apache2-utils (htpasswd); the registry's service is never started (see apt_install), and strace (holds a syscall back to open a race window deterministically). The docker CLI
 # that `pydock serve` is tested with: see ensure_docker_cli.
 TEST_PACKAGES="user-mode-linux tmux dmsetup python3-click python3-tabulate python3-pyroute2 python3-prctl libc6-dev podman buildah skopeo runc docker-registry apache2-utils docker-compose strace"
 
@@ -217,11 +217,11 @@ bundle_test() {
 	# and processes are not the host's), so the device-mapper tier runs beside the host tier, on the
 	# other core, with a temporary directory of its own; its output follows the host tier's
 	dm_log=$(mktemp /tmp/pydock-dm-tier.XXXXXX)
+	host_log=$(mktemp /tmp/pydock-host-tier.XXXXXX)
 	PYDOCK_REQUIRE_DM=1 hack/dmkernel.sh -m "${PYDOCK_UML_MEM:-4G}" -- "$PY" -m pytest -v -m dm -p no:cacheprovider \
 		--basetemp="$dm_log.tmp" ${TESTFLAGS:-} tests >"$dm_log" 2>&1 &
 	dm_pid=$!
-	trap 'kill "$dm_pid" 2>/dev/null; wait "$dm_pid" 2>/dev/null; rm -rf "$dm_log" "$dm_log.tmp"; exit 130' INT TERM
-	host_log=$(mktemp /tmp/pydock-host-tier.XXXXXX)
+	trap 'kill "$dm_pid" 2>/dev/null; wait "$dm_pid" 2>/dev/null; rm -rf "$dm_log" "$dm_log.tmp" "$host_log"; exit 130' INT TERM
 	echo "=== host tier: pytest -m 'not dm' ==="
 	"$PY" -m pytest -v -m "not dm" ${TESTFLAGS:-} tests 2>&1 | tee "$host_log" || status=$?
 	wait "$dm_pid" || dm_status=$?
