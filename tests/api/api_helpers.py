@@ -109,6 +109,12 @@ class Server:
         return subprocess.run([DOCKER, *args], input=input, capture_output=True, timeout=timeout,
                               env={**clean_env(), **self.docker_env()})
 
+    def docker_ok(self, *args: str) -> str:
+        """The docker CLI's output, asserting it succeeded (its stderr in the failure)."""
+        p = self.docker(*args)
+        assert p.returncode == 0, p.stderr.decode()
+        return p.stdout.decode()
+
     def docker_argv(self, *args: str) -> list[str]:
         """The docker CLI's command line against this server, for a terminal (tmux) to run."""
         return ["env", *(f"{k}={v}" for k, v in self.docker_env().items()), "docker", *args]

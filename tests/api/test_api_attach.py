@@ -236,12 +236,6 @@ def test_a_detached_tty_container_starts_at_the_size_given_at_create(server):
         server.docker("rm", "-f", name)
 
 
-def _ok(server, *args: str) -> str:
-    p = server.docker(*args)
-    assert p.returncode == 0, p.stderr.decode()
-    return p.stdout.decode()
-
-
 def test_a_client_slow_to_read_the_head_loses_no_output(server):
     """The docker SDK reads the 101 head through a buffer, then the stream from the raw socket: output
     that arrived together with the head was lost to it (a flaky SDK attach under load). The server now
@@ -249,11 +243,11 @@ def test_a_client_slow_to_read_the_head_loses_no_output(server):
     import socket
     import time
 
-    cid = _ok(server, "run", "-d", "--net", "none", "busybox", "sh", "-c",
-              "for i in $(seq 20); do echo early-$i; done; sleep 30").strip()
+    cid = server.docker_ok("run", "-d", "--net", "none", "busybox", "sh", "-c",
+                           "for i in $(seq 20); do echo early-$i; done; sleep 30").strip()
     try:
         deadline = time.monotonic() + 30
-        while "early-20" not in _ok(server, "logs", cid):
+        while "early-20" not in server.docker_ok("logs", cid):
             assert time.monotonic() < deadline, "no output"
             time.sleep(0.1)
         with socket.socket(socket.AF_UNIX) as s:
@@ -274,4 +268,4 @@ def test_a_client_slow_to_read_the_head_loses_no_output(server):
         lines = [line for line in stream.split(b"\n") if b"early-" in line]
         assert [line[line.index(b"early-"):] for line in lines] == [f"early-{i}".encode() for i in range(1, 21)]
     finally:
-        _ok(server, "rm", "-f", cid)
+        server.docker_ok("rm", "-f", cid)

@@ -28,29 +28,24 @@ result = [image.id.startswith('sha256:'), out.decode(), 'FOO' in env, 'KEEP=kept
     assert r == [True, "unset kept 1\n4242\n0\n", True, True]
 
 
-def _docker_ok(server, *args: str) -> str:
-    p = server.docker(*args)
-    assert p.returncode == 0, p.stderr.decode()
-    return p.stdout.decode()
-
-
 def test_labels_and_stop_signal_are_honoured_and_an_unknown_log_driver_is_refused(server):
-    cid = _docker_ok(server, "run", "-d", "--net", "none", "--label", "team=qa", "--stop-signal", "USR1", "busybox",
-                     "sh", "-c", "trap 'exit 5' USR1; echo ready; while :; do sleep 0.1; done").strip()
+    cid = server.docker_ok("run", "-d", "--net", "none", "--label", "team=qa", "--stop-signal", "USR1", "busybox",
+                           "sh", "-c", "trap 'exit 5' USR1; echo ready; while :; do sleep 0.1; done").strip()
     deadline = time.monotonic() + 30
-    while "ready" not in _docker_ok(server, "logs", cid):
+    while "ready" not in server.docker_ok("logs", cid):
         assert time.monotonic() < deadline, "the container never got ready"
         time.sleep(0.05)
-    _docker_ok(server, "stop", cid)
-    shown = _docker_ok(server, "inspect", "--format", "{{.State.ExitCode}} {{.Config.StopSignal}} {{.Config.Labels}}", cid)
+    server.docker_ok("stop", cid)
+    shown = server.docker_ok("inspect", "--format", "{{.State.ExitCode}} {{.Config.StopSignal}} {{.Config.Labels}}",
+                             cid)
     assert shown.strip() == "5 USR1 map[team:qa]"
-    assert cid in _docker_ok(server, "ps", "-aq", "--no-trunc", "--filter", "label=team=qa")
-    _docker_ok(server, "rm", cid)
+    assert cid in server.docker_ok("ps", "-aq", "--no-trunc", "--filter", "label=team=qa")
+    server.docker_ok("rm", cid)
     # asked for, not done: refused by name, nothing made
     p = server.docker("run", "--log-driver", "syslog", "--net", "none", "busybox", "true")
     assert p.returncode == 125
     assert "logger: no log driver named 'syslog' is registered" in p.stderr.decode()
-    assert _docker_ok(server, "ps", "-aq") == ""
+    assert server.docker_ok("ps", "-aq") == ""
 
 
 def test_image_prune_through_the_sdk(server):
@@ -95,41 +90,41 @@ c.remove()
 
 
 def test_network_modes_through_the_docker_cli(server):
-    host_ns = _docker_ok(server, "run", "--rm", "--net", "host", "busybox", "stat", "-L", "-c", "%i", "/proc/self/ns/net")
+    host_ns = server.docker_ok("run", "--rm", "--net", "host", "busybox", "stat", "-L", "-c", "%i", "/proc/self/ns/net")
     assert int(host_ns) == os.stat("/proc/self/ns/net").st_ino
-    owner = _docker_ok(server, "run", "-d", "--net", "none", "busybox", "sleep", "30").strip()
+    owner = server.docker_ok("run", "-d", "--net", "none", "busybox", "sleep", "30").strip()
     try:  # at once: the join waits for the owner's set-up to end
-        joined = _docker_ok(server, "run", "--rm", "--net", f"container:{owner}", "busybox", "sh", "-c",
-                            "stat -L -c %i /proc/self/ns/net; hostname")
+        joined = server.docker_ok("run", "--rm", "--net", f"container:{owner}", "busybox", "sh", "-c",
+                                  "stat -L -c %i /proc/self/ns/net; hostname")
         ns, hostname = joined.split()
         assert hostname == owner[:12] and int(ns) != os.stat("/proc/self/ns/net").st_ino
-        mode = _docker_ok(server, "inspect", "--format", "{{.HostConfig.NetworkMode}}", owner).strip()
+        mode = server.docker_ok("inspect", "--format", "{{.HostConfig.NetworkMode}}", owner).strip()
         assert mode == "none"
     finally:  # the server is the module's: later tests count its containers
-        _docker_ok(server, "rm", "-f", owner)
+        server.docker_ok("rm", "-f", owner)
 
 
 def test_capabilities_through_the_docker_cli(server):
-    out = _docker_ok(server, "run", "--rm", "--net", "none", "--cap-drop", "ALL", "--cap-add", "KILL", "busybox",
-                     "grep", "CapBnd", "/proc/self/status")
+    out = server.docker_ok("run", "--rm", "--net", "none", "--cap-drop", "ALL", "--cap-add", "KILL", "busybox",
+                           "grep", "CapBnd", "/proc/self/status")
     assert out.split() == ["CapBnd:", "0000000000000020"]  # CAP_KILL alone
-    cid = _docker_ok(server, "create", "--net", "none", "--cap-add", "NET_ADMIN", "busybox", "true").strip()
-    assert _docker_ok(server, "inspect", "--format", "{{.HostConfig.CapAdd}}", cid).strip() == "[CAP_NET_ADMIN]"
-    _docker_ok(server, "rm", cid)
+    cid = server.docker_ok("create", "--net", "none", "--cap-add", "NET_ADMIN", "busybox", "true").strip()
+    assert server.docker_ok("inspect", "--format", "{{.HostConfig.CapAdd}}", cid).strip() == "[CAP_NET_ADMIN]"
+    server.docker_ok("rm", cid)
 
 
 def test_read_only_and_tmpfs_through_the_docker_cli(server):
-    out = _docker_ok(server, "run", "--rm", "--net", "none", "--read-only", "--tmpfs", "/run:size=2m", "busybox",
-                     "sh", "-c", "touch /x 2>/dev/null || echo ro; touch /run/y && echo tmpfs-rw")
+    out = server.docker_ok("run", "--rm", "--net", "none", "--read-only", "--tmpfs", "/run:size=2m", "busybox",
+                           "sh", "-c", "touch /x 2>/dev/null || echo ro; touch /run/y && echo tmpfs-rw")
     assert out == "ro\ntmpfs-rw\n"
 
 
 def test_hosts_dns_search_groups_ulimits_and_env_file_through_the_docker_cli(server, tmp_path):
     env_file = tmp_path / "app.env"
     env_file.write_text("# settings\nMODE=test\n")
-    out = _docker_ok(server, "run", "--rm", "--net", "none", "--env-file", str(env_file), "--add-host", "db:10.9.8.7",
-                     "--dns-search", "example.com", "--group-add", "4242", "--ulimit", "nofile=64:128", "busybox",
-                     "sh", "-c", "echo $MODE; grep db /etc/hosts; grep search /etc/resolv.conf; id -G; ulimit -n")
+    out = server.docker_ok("run", "--rm", "--net", "none", "--env-file", str(env_file), "--add-host", "db:10.9.8.7",
+                           "--dns-search", "example.com", "--group-add", "4242", "--ulimit", "nofile=64:128", "busybox",
+                           "sh", "-c", "echo $MODE; grep db /etc/hosts; grep search /etc/resolv.conf; id -G; ulimit -n")
     assert out.splitlines() == ["test", "10.9.8.7\tdb", "search example.com", "0 4242", "64"]
 
 
@@ -137,19 +132,19 @@ def test_pids_limit_and_cpus_through_the_docker_cli(server):
     out = server.docker("run", "--rm", "--net", "none", "--pids-limit", "3", "--cpus", "0.5", "busybox", "sh", "-c",
                         "for i in 1 2 3 4; do sleep 1 & done; wait")
     assert b"can't fork" in out.stderr
-    cid = _docker_ok(server, "create", "--net", "none", "--pids-limit", "3", "--cpus", "1.5", "busybox", "true").strip()
-    shown = _docker_ok(server, "inspect", "--format", "{{.HostConfig.PidsLimit}} {{.HostConfig.NanoCpus}}", cid)
+    cid = server.docker_ok("create", "--net", "none", "--pids-limit", "3", "--cpus", "1.5", "busybox", "true").strip()
+    shown = server.docker_ok("inspect", "--format", "{{.HostConfig.PidsLimit}} {{.HostConfig.NanoCpus}}", cid)
     assert shown.split() == ["3", "1500000000"]
-    _docker_ok(server, "rm", cid)
+    server.docker_ok("rm", cid)
 
 
 def test_volumes_from_through_the_docker_cli(server):
-    src = _docker_ok(server, "run", "-d", "--net", "none", "-v", "/data", "busybox", "sh", "-c",
-                     "echo from-src > /data/f").strip()
-    assert _docker_ok(server, "wait", src) == "0\n"
-    assert _docker_ok(server, "run", "--rm", "--net", "none", "--volumes-from", src, "busybox", "cat", "/data/f") == \
+    src = server.docker_ok("run", "-d", "--net", "none", "-v", "/data", "busybox", "sh", "-c",
+                           "echo from-src > /data/f").strip()
+    assert server.docker_ok("wait", src) == "0\n"
+    assert server.docker_ok("run", "--rm", "--net", "none", "--volumes-from", src, "busybox", "cat", "/data/f") == \
         "from-src\n"
-    _docker_ok(server, "rm", "-v", src)
+    server.docker_ok("rm", "-v", src)
 
 
 def test_mounts_of_every_type_through_the_sdk(server, tmp_path):
@@ -195,26 +190,26 @@ result = [df['LayersSize'] > 0, sorted(mine) == sorted([done.id, live.id]), 'Siz
 
 
 def test_restart_policy_through_the_docker_cli(server):
-    cid = _docker_ok(server, "run", "-d", "--net", "none", "--restart", "on-failure:1", "busybox", "sh", "-c",
-                     "echo run; exit 4").strip()
+    cid = server.docker_ok("run", "-d", "--net", "none", "--restart", "on-failure:1", "busybox", "sh", "-c",
+                           "echo run; exit 4").strip()
     deadline = time.monotonic() + 60
-    while _docker_ok(server, "inspect", "--format", "{{.RestartCount}} {{.State.Status}}", cid).split() != \
+    while server.docker_ok("inspect", "--format", "{{.RestartCount}} {{.State.Status}}", cid).split() != \
             ["1", "exited"]:
         assert time.monotonic() < deadline, "never restarted once and stopped"
         time.sleep(0.1)
-    assert _docker_ok(server, "logs", cid) == "run\nrun\n"
-    policy = _docker_ok(server, "inspect", "--format", "{{.HostConfig.RestartPolicy.Name}}", cid).strip()
+    assert server.docker_ok("logs", cid) == "run\nrun\n"
+    policy = server.docker_ok("inspect", "--format", "{{.HostConfig.RestartPolicy.Name}}", cid).strip()
     assert policy == "on-failure"
     p = server.docker("run", "--rm", "--restart", "always", "busybox", "true")
     assert p.returncode == 125 and "conflicting options" in p.stderr.decode().lower()
-    _docker_ok(server, "rm", cid)
+    server.docker_ok("rm", cid)
 
 
 def test_stop_timeout_through_the_docker_cli(server):
-    cid = _docker_ok(server, "run", "-d", "--net", "none", "--stop-timeout", "1", "busybox", "sleep", "60").strip()
+    cid = server.docker_ok("run", "-d", "--net", "none", "--stop-timeout", "1", "busybox", "sleep", "60").strip()
     t0 = time.monotonic()
-    _docker_ok(server, "stop", cid)  # no -t: the container's own timeout
+    server.docker_ok("stop", cid)  # no -t: the container's own timeout
     assert time.monotonic() - t0 < 8
-    assert _docker_ok(server, "inspect", "--format", "{{.Config.StopTimeout}} {{.State.ExitCode}}", cid).split() == \
+    assert server.docker_ok("inspect", "--format", "{{.Config.StopTimeout}} {{.State.ExitCode}}", cid).split() == \
         ["1", "137"]
-    _docker_ok(server, "rm", cid)
+    server.docker_ok("rm", cid)

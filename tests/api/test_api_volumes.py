@@ -10,28 +10,22 @@ import pytest
 pytestmark = pytest.mark.lxc
 
 
-def _ok(server, *args: str) -> str:
-    p = server.docker(*args)
-    assert p.returncode == 0, p.stderr.decode()
-    return p.stdout.decode()
-
-
 def test_docker_cli_volumes(server):
-    assert _ok(server, "volume", "create", "--label", "k=v", "cli-vol") == "cli-vol\n"
-    assert _ok(server, "volume", "ls", "-q") == "cli-vol\n"
-    shown = json.loads(_ok(server, "volume", "inspect", "cli-vol"))[0]
+    assert server.docker_ok("volume", "create", "--label", "k=v", "cli-vol") == "cli-vol\n"
+    assert server.docker_ok("volume", "ls", "-q") == "cli-vol\n"
+    shown = json.loads(server.docker_ok("volume", "inspect", "cli-vol"))[0]
     assert (shown["Name"], shown["Driver"], shown["Labels"], shown["Scope"]) == ("cli-vol", "local", {"k": "v"}, "local")
-    cid = _ok(server, "run", "-d", "--net", "none", "-v", "cli-vol:/data", "busybox",
-              "sh", "-c", "echo from-docker > /data/f").strip()
-    assert _ok(server, "wait", cid) == "0\n"
-    mounts = json.loads(_ok(server, "inspect", "--format", "{{json .Mounts}}", cid))
+    cid = server.docker_ok("run", "-d", "--net", "none", "-v", "cli-vol:/data", "busybox",
+                           "sh", "-c", "echo from-docker > /data/f").strip()
+    assert server.docker_ok("wait", cid) == "0\n"
+    mounts = json.loads(server.docker_ok("inspect", "--format", "{{json .Mounts}}", cid))
     assert [(m["Type"], m["Name"], m["Destination"], m["RW"]) for m in mounts] == [("volume", "cli-vol", "/data", True)]
     p = server.docker("volume", "rm", "cli-vol")
     assert p.returncode == 1 and f"remove cli-vol: volume is in use - [{cid}]" in p.stderr.decode()
-    _ok(server, "rm", cid)
-    assert _ok(server, "run", "--rm", "--net", "none", "-v", "cli-vol:/data:ro", "busybox", "cat", "/data/f") == \
+    server.docker_ok("rm", cid)
+    assert server.docker_ok("run", "--rm", "--net", "none", "-v", "cli-vol:/data:ro", "busybox", "cat", "/data/f") == \
         "from-docker\n"
-    assert _ok(server, "volume", "rm", "cli-vol") == "cli-vol\n"
+    assert server.docker_ok("volume", "rm", "cli-vol") == "cli-vol\n"
     p = server.docker("volume", "create", "--driver", "nfs", "x1")
     assert p.returncode == 1 and "Driver 'nfs' is not supported: only local" in p.stderr.decode()
 
